@@ -1,0 +1,444 @@
+//! The wire protocol between a browser and the relay: JSON text frames over one
+//! WebSocket, one object per frame, tagged by `"type"`.
+//!
+//! [`ClientMsg`] is what a device sends, [`RelayMsg`] what the relay sends. Each
+//! message is one enum variant; `docs/protocol.md` documents every one with a JSON
+//! example and the tests below keep the two in step. Decoding never panics: any
+//! input yields a message or an [`ErrorCode`] with a human sentence.
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::Commitment;
+use crate::policy::{CallFeature, CallMode, E2eeSetting};
+
+/// The protocol version this crate speaks. A `hello` with another version is
+/// answered with [`ErrorCode::UnsupportedVersion`] and the connection is closed.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts, in bytes. An SDP offer with audio, video and
+/// a data channel is 3–8 KB; 64 KiB leaves room for many candidates and codecs.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A call's identifier, chosen by the relay (128 random bits, hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(pub String);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One ICE candidate, as `RTCIceCandidateInit` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    /// The `candidate:` attribute line; empty for end-of-candidates.
+    pub candidate: String,
+    /// The media stream identification tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// The index of the m-section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u16>,
+    /// The ICE username fragment the candidate belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+/// A STUN or TURN server for `RTCConfiguration.iceServers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` or `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name (coturn REST scheme: `expiry:user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential (base64 HMAC-SHA1 of the user name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Presence of a contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Signed in on at least one device and not in a call.
+    Online,
+    /// In a call or ringing.
+    Busy,
+    /// No device signed in.
+    Offline,
+}
+
+/// A contact and their presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Full user name, `name@domain`.
+    pub user: String,
+    /// Current presence.
+    pub status: Status,
+}
+
+/// Why a hangup happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HangupReason {
+    /// Someone pressed hang up.
+    Normal,
+    /// The media connection could not be set up or was lost.
+    ConnectionFailed,
+    /// Verification failed: commitment, fingerprint or security code mismatch.
+    /// The receiver shows the man-in-the-middle warning.
+    Mitm,
+    /// The SDP carried no single sha-256 fingerprint in an E2EE call.
+    Unverifiable,
+    /// The other side's device went away and did not come back in time.
+    PeerGone,
+}
+
+/// Why the relay refused or ended the setup of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefuseReason {
+    /// One side's policy requires E2EE and the other side cannot do it.
+    E2eeRequired,
+    /// Policy or external access forbids this pair from calling.
+    NotAllowed,
+    /// The callee has no device signed in.
+    Offline,
+    /// The callee (or caller) is already in a call.
+    Busy,
+    /// No such user.
+    UnknownUser,
+    /// Calling oneself.
+    SelfCall,
+    /// Nobody answered within the ring timeout.
+    NoAnswer,
+    /// The callee declined.
+    Declined,
+}
+
+/// Error codes: a closed set, each sent with a human sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON or not a known message.
+    BadMessage,
+    /// The frame is larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// The `hello` named a protocol version this relay does not speak.
+    UnsupportedVersion,
+    /// A message came before `hello`, or `hello` came twice.
+    HelloFirst,
+    /// Too many messages in too short a time.
+    RateLimited,
+    /// The message names a call this device is not bound to.
+    NotYourCall,
+    /// The message does not fit the call's current state.
+    WrongState,
+    /// An E2EE call needs a commitment in `accept`, a standard call none.
+    BadCommitment,
+    /// The feature is off in end-to-end encrypted calls.
+    UnavailableInE2ee,
+    /// The policy decides the switch; the user cannot change it.
+    PolicyLocked,
+    /// The session expired or was signed out.
+    SessionExpired,
+    /// Something failed inside the relay; nothing about it is shown.
+    Internal,
+}
+
+/// A message from a device to the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// First message on every connection.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+    },
+    /// Application-level liveness probe; answered with `pong`.
+    Ping {
+        /// Echoed in `pong`.
+        id: u64,
+    },
+    /// Turn the user's "End-to-end encrypted calls" switch on or off.
+    SetE2ee {
+        /// The new switch position.
+        enabled: bool,
+    },
+    /// Call `to`.
+    Invite {
+        /// Callee's full user name.
+        to: String,
+    },
+    /// This device is ringing for `call_id` (sent on `incoming`).
+    Ringing {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Take the call on this device. In an E2EE call, `commit` is the commitment to
+    /// this device's fresh certificate; in a standard call it is absent.
+    Accept {
+        /// The call.
+        call_id: CallId,
+        /// Commitment v1 to the callee's certificate fingerprint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<Commitment>,
+    },
+    /// Refuse a ringing call (every device stops ringing).
+    Decline {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The caller gives up before anyone answered.
+    Cancel {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The caller's SDP offer, forwarded unaltered to the bound callee device.
+    Offer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// The callee's SDP answer, forwarded unaltered to the caller's device.
+    Answer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// A trickled ICE candidate for the other side.
+    Ice {
+        /// The call.
+        call_id: CallId,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// End an established call.
+    Hangup {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: HangupReason,
+    },
+    /// Ask for a call feature (recording, transfer, ...).
+    Feature {
+        /// The call.
+        call_id: CallId,
+        /// The feature.
+        feature: CallFeature,
+    },
+}
+
+/// A message from the relay to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RelayMsg {
+    /// Answer to `hello`: who this session is and how to reach peers.
+    Welcome {
+        /// Protocol version of the relay.
+        version: u32,
+        /// The signed-in user's full name.
+        user: String,
+        /// This device's identifier for the session's lifetime.
+        device: String,
+        /// Whether the user administers their tenant.
+        admin: bool,
+        /// The user's current E2EE setting.
+        e2ee: E2eeSetting,
+        /// STUN/TURN servers, with fresh TURN credentials.
+        ice_servers: Vec<IceServer>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The `ping`'s id.
+        id: u64,
+    },
+    /// Presence of contacts: the full list after `welcome`, then one entry per change.
+    Presence {
+        /// Contacts whose presence is reported.
+        contacts: Vec<Presence>,
+    },
+    /// The user's E2EE setting changed (switch on another device, or a policy change).
+    Settings {
+        /// The new setting.
+        e2ee: E2eeSetting,
+    },
+    /// The invite was routed: the callee's devices are being alerted.
+    Calling {
+        /// The new call.
+        call_id: CallId,
+        /// The callee.
+        to: String,
+        /// The mode the relay decided.
+        mode: CallMode,
+    },
+    /// Someone calls this user.
+    Incoming {
+        /// The call.
+        call_id: CallId,
+        /// The caller.
+        from: String,
+        /// The mode the relay decided.
+        mode: CallMode,
+    },
+    /// A callee device is ringing.
+    Ringing {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The callee accepted on one device; `commit` is present in an E2EE call.
+    Accepted {
+        /// The call.
+        call_id: CallId,
+        /// The callee's commitment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<Commitment>,
+    },
+    /// The call was answered on another device of this user; stop ringing.
+    AnsweredElsewhere {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The caller cancelled, or the ring timed out; stop ringing.
+    Cancelled {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The call was refused or not answered.
+    CallRefused {
+        /// The call.
+        call_id: CallId,
+        /// The other person.
+        peer: String,
+        /// Why.
+        reason: RefuseReason,
+        /// For `e2ee-required`: the user whose policy requires E2EE.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        required_by: Option<String>,
+    },
+    /// The caller's offer.
+    Offer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP, unaltered.
+        sdp: String,
+    },
+    /// The callee's answer.
+    Answer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP, unaltered.
+        sdp: String,
+    },
+    /// A candidate from the other side.
+    Ice {
+        /// The call.
+        call_id: CallId,
+        /// The candidate.
+        candidate: IceCandidate,
+    },
+    /// The other side ended the call.
+    Hangup {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: HangupReason,
+    },
+    /// Something this device sent was refused.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// A sentence for people.
+        message: String,
+        /// The call the error is about, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<CallId>,
+    },
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {0} bytes is larger than the limit of {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    /// Not JSON, or not one of the known messages (the detail says which).
+    #[error("not a valid message: {0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// The wire error code for this failure.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::Invalid(_) => ErrorCode::BadMessage,
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(text.len()));
+    }
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json's messages name fields and types, never echo values back.
+        DecodeError::Invalid(e.to_string())
+    })
+}
+
+fn encode<T: Serialize>(msg: &T) -> String {
+    // Serialising these enums cannot fail: every map key is a string and no
+    // custom serialiser returns an error.
+    serde_json::to_string(msg).unwrap_or_else(|_| String::from("{}"))
+}
+
+impl ClientMsg {
+    /// Decodes one text frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        decode(text)
+    }
+
+    /// Encodes as one text frame.
+    pub fn encode(&self) -> String {
+        encode(self)
+    }
+
+    /// The call this message is about, if any.
+    pub fn call_id(&self) -> Option<&CallId> {
+        match self {
+            Self::Hello { .. } | Self::Ping { .. } | Self::SetE2ee { .. } | Self::Invite { .. } => None,
+            Self::Ringing { call_id }
+            | Self::Accept { call_id, .. }
+            | Self::Decline { call_id }
+            | Self::Cancel { call_id }
+            | Self::Offer { call_id, .. }
+            | Self::Answer { call_id, .. }
+            | Self::Ice { call_id, .. }
+            | Self::Hangup { call_id, .. }
+            | Self::Feature { call_id, .. } => Some(call_id),
+        }
+    }
+}
+
+impl RelayMsg {
+    /// Decodes one text frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        decode(text)
+    }
+
+    /// Encodes as one text frame.
+    pub fn encode(&self) -> String {
+        encode(self)
+    }
+
+    /// An error message with its human sentence.
+    pub fn error(code: ErrorCode, message: impl Into<String>, call_id: Option<CallId>) -> Self {
+        Self::Error { code, message: message.into(), call_id }
+    }
+}

@@ -1,0 +1,148 @@
+//! The fingerprint extractor against an independent oracle: Mozilla's `webrtc-sdp`
+//! parses the same generated SDP, and the same rules applied to its parse must give
+//! the same answer.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use proptest::prelude::*;
+use shieldcall_proto::{Fingerprint, SdpError, extract_fingerprint};
+use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeFingerprintHashType};
+
+/// A pool small enough that sections often agree, so both outcomes are exercised.
+const POOL: [[u8; 32]; 3] = [[0x11; 32], [0xa5; 32], [0x3c; 32]];
+
+#[derive(Debug, Clone)]
+enum Attr {
+    Sha256 { pool: usize, upper_hash: bool, lower_hex: bool },
+    Sha1,
+}
+
+fn attr() -> impl Strategy<Value = Attr> {
+    prop_oneof![
+        4 => (0..POOL.len(), any::<bool>(), any::<bool>())
+            .prop_map(|(pool, upper_hash, lower_hex)| Attr::Sha256 { pool, upper_hash, lower_hex }),
+        1 => Just(Attr::Sha1),
+    ]
+}
+
+fn render(a: &Attr) -> String {
+    match a {
+        Attr::Sha256 { pool, upper_hash, lower_hex } => {
+            let fp = Fingerprint::from_bytes(POOL[*pool]).to_string();
+            let fp = if *lower_hex { fp.to_lowercase() } else { fp };
+            let hash = if *upper_hash { "SHA-256" } else { "sha-256" };
+            format!("a=fingerprint:{hash} {fp}")
+        }
+        Attr::Sha1 => "a=fingerprint:sha-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB".into(),
+    }
+}
+
+fn build(session: &[Attr], media: &[Vec<Attr>], crlf: bool) -> String {
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut s = format!("v=0{eol}o=- 4611731400430051336 2 IN IP4 127.0.0.1{eol}s=-{eol}t=0 0{eol}");
+    for a in session {
+        s += &render(a);
+        s += eol;
+    }
+    for (i, m) in media.iter().enumerate() {
+        s += &format!("m=audio 9 UDP/TLS/RTP/SAVPF 111{eol}c=IN IP4 0.0.0.0{eol}a=mid:{i}{eol}a=rtpmap:111 opus/48000/2{eol}");
+        for a in m {
+            s += &render(a);
+            s += eol;
+        }
+    }
+    s
+}
+
+/// The normative rules, applied to webrtc-sdp's parse.
+fn oracle(sdp: &str) -> Option<Result<[u8; 32], &'static str>> {
+    // webrtc-sdp matches hash names case-sensitively (RFC 8122 makes them
+    // case-insensitive), so the oracle sees them lower-cased: the one known
+    // difference, covered by the unit tests of the extractor.
+    let normalised = sdp.replace("a=fingerprint:SHA-256", "a=fingerprint:sha-256");
+    let parsed = webrtc_sdp::parse_sdp(&normalised, false).ok()?;
+    let sha256 = |attrs: &[SdpAttribute]| -> (Vec<[u8; 32]>, bool) {
+        let mut found = Vec::new();
+        let mut any = false;
+        for a in attrs {
+            if let SdpAttribute::Fingerprint(f) = a {
+                any = true;
+                if f.hash_algorithm == SdpAttributeFingerprintHashType::Sha256 {
+                    found.push(f.fingerprint.clone().try_into().expect("sha-256 is 32 bytes"));
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        (found, any)
+    };
+    let (session, mut any) = sha256(&parsed.attribute);
+    if session.len() > 1 {
+        return Some(Err("conflicting"));
+    }
+    let mut effective = Vec::new();
+    if parsed.media.is_empty() {
+        effective.push(session.first().copied());
+    }
+    for m in &parsed.media {
+        let (found, seen) = sha256(m.get_attributes());
+        any |= seen;
+        if found.len() > 1 {
+            return Some(Err("conflicting"));
+        }
+        effective.push(found.first().copied().or(session.first().copied()));
+    }
+    let Some(first) = effective.iter().flatten().next().copied() else {
+        return Some(Err(if any { "only-unsupported" } else { "none" }));
+    };
+    for fp in &effective {
+        match fp {
+            None => return Some(Err("missing")),
+            Some(fp) if *fp != first => return Some(Err("conflicting")),
+            Some(_) => {}
+        }
+    }
+    Some(Ok(first))
+}
+
+fn ours(sdp: &str) -> Result<[u8; 32], &'static str> {
+    extract_fingerprint(sdp).map(|f| *f.as_bytes()).map_err(|e| match e {
+        SdpError::NoFingerprint => "none",
+        SdpError::OnlyUnsupported => "only-unsupported",
+        SdpError::Malformed { .. } => "malformed",
+        SdpError::Conflicting => "conflicting",
+        SdpError::MissingInSection { .. } => "missing",
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn agrees_with_webrtc_sdp(
+        session in prop::collection::vec(attr(), 0..3),
+        media in prop::collection::vec(prop::collection::vec(attr(), 0..3), 0..4),
+        crlf in any::<bool>(),
+    ) {
+        let sdp = build(&session, &media, crlf);
+        let Some(expected) = oracle(&sdp) else {
+            // webrtc-sdp refused the document; nothing to compare.
+            return Ok(());
+        };
+        prop_assert_eq!(ours(&sdp), expected, "sdp:\n{}", sdp);
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_text(s in "(a=fingerprint:|m=|\r|\n|[ -~]){0,400}") {
+        let _ = extract_fingerprint(&s);
+    }
+}
+
+#[test]
+fn oracle_parses_the_generated_documents() {
+    // Guards the property test against vacuity: the oracle must accept our template.
+    let a = Attr::Sha256 { pool: 1, upper_hash: false, lower_hex: false };
+    let sdp = build(&[], &[vec![a.clone()], vec![a]], true);
+    assert_eq!(oracle(&sdp), Some(Ok([0xa5; 32])));
+    assert_eq!(ours(&sdp), Ok([0xa5; 32]));
+}
