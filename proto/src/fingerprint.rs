@@ -122,7 +122,11 @@ mod tests {
             &SAMPLE.replacen("00", " 0", 1),
             &format!(" {}", &SAMPLE[1..]),
         ] {
-            assert_eq!(bad.parse::<Fingerprint>(), Err(FingerprintError::Malformed), "{bad:?}");
+            assert_eq!(
+                bad.parse::<Fingerprint>(),
+                Err(FingerprintError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 

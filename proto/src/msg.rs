@@ -412,7 +412,9 @@ impl ClientMsg {
     /// The call this message is about, if any.
     pub fn call_id(&self) -> Option<&CallId> {
         match self {
-            Self::Hello { .. } | Self::Ping { .. } | Self::SetE2ee { .. } | Self::Invite { .. } => None,
+            Self::Hello { .. } | Self::Ping { .. } | Self::SetE2ee { .. } | Self::Invite { .. } => {
+                None
+            }
             Self::Ringing { call_id }
             | Self::Accept { call_id, .. }
             | Self::Decline { call_id }
@@ -439,6 +441,10 @@ impl RelayMsg {
 
     /// An error message with its human sentence.
     pub fn error(code: ErrorCode, message: impl Into<String>, call_id: Option<CallId>) -> Self {
-        Self::Error { code, message: message.into(), call_id }
+        Self::Error {
+            code,
+            message: message.into(),
+            call_id,
+        }
     }
 }

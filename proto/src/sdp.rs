@@ -90,7 +90,11 @@ pub fn extract_fingerprint(sdp: &str) -> Result<Fingerprint, SdpError> {
         media.iter().map(|m| m.sha256.or(session.sha256)).collect()
     };
     let Some(first) = effective.iter().flatten().next().copied() else {
-        return Err(if saw_any { SdpError::OnlyUnsupported } else { SdpError::NoFingerprint });
+        return Err(if saw_any {
+            SdpError::OnlyUnsupported
+        } else {
+            SdpError::NoFingerprint
+        });
     };
     for (index, fp) in effective.iter().enumerate() {
         match fp {
@@ -115,7 +119,8 @@ mod tests {
             s += &format!("{a}{eol}");
         }
         for (i, m) in media.iter().enumerate() {
-            s += &format!("m=audio 9 UDP/TLS/RTP/SAVPF 111{eol}c=IN IP4 0.0.0.0{eol}a=mid:{i}{eol}");
+            s +=
+                &format!("m=audio 9 UDP/TLS/RTP/SAVPF 111{eol}c=IN IP4 0.0.0.0{eol}a=mid:{i}{eol}");
             for a in *m {
                 s += &format!("{a}{eol}");
             }
@@ -139,7 +144,10 @@ mod tests {
     #[test]
     fn session_level_applies_to_all_sections() {
         let line = format!("a=fingerprint:SHA-256 {}", A.to_lowercase());
-        assert_eq!(extract_fingerprint(&sdp(&[&line], &[&[], &[]], "\r\n")), Ok(fp(A)));
+        assert_eq!(
+            extract_fingerprint(&sdp(&[&line], &[&[], &[]], "\r\n")),
+            Ok(fp(A))
+        );
         assert_eq!(extract_fingerprint(&sdp(&[&line], &[], "\n")), Ok(fp(A)));
     }
 
@@ -147,31 +155,66 @@ mod tests {
     fn media_level_overrides_session_level() {
         let s = format!("a=fingerprint:sha-256 {A}");
         let m = format!("a=fingerprint:sha-256 {B}");
-        assert_eq!(extract_fingerprint(&sdp(&[&s], &[&[&m], &[&m]], "\n")), Ok(fp(B)));
-        assert_eq!(extract_fingerprint(&sdp(&[&s], &[&[&m], &[]], "\n")), Err(SdpError::Conflicting));
+        assert_eq!(
+            extract_fingerprint(&sdp(&[&s], &[&[&m], &[&m]], "\n")),
+            Ok(fp(B))
+        );
+        assert_eq!(
+            extract_fingerprint(&sdp(&[&s], &[&[&m], &[]], "\n")),
+            Err(SdpError::Conflicting)
+        );
     }
 
     #[test]
     fn each_failure_has_its_error() {
         let a = format!("a=fingerprint:sha-256 {A}");
         let b = format!("a=fingerprint:sha-256 {B}");
-        let sha1 = "a=fingerprint:sha-1 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[]], "\n")), Err(SdpError::NoFingerprint));
+        let sha1 =
+            "a=fingerprint:sha-1 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[]], "\n")),
+            Err(SdpError::NoFingerprint)
+        );
         assert_eq!(extract_fingerprint(""), Err(SdpError::NoFingerprint));
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[sha1]], "\n")), Err(SdpError::OnlyUnsupported));
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[&a, &b]], "\n")), Err(SdpError::Conflicting));
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[&a], &[&b]], "\n")), Err(SdpError::Conflicting));
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[&a], &[sha1]], "\n")), Err(SdpError::MissingInSection { index: 1 }));
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[sha1]], "\n")),
+            Err(SdpError::OnlyUnsupported)
+        );
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[&a, &b]], "\n")),
+            Err(SdpError::Conflicting)
+        );
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[&a], &[&b]], "\n")),
+            Err(SdpError::Conflicting)
+        );
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[&a], &[sha1]], "\n")),
+            Err(SdpError::MissingInSection { index: 1 })
+        );
         let short = format!("a=fingerprint:sha-256 {}", &A[..A.len() - 3]);
-        assert!(matches!(extract_fingerprint(&sdp(&[], &[&[&short]], "\n")), Err(SdpError::Malformed { .. })));
-        assert!(matches!(extract_fingerprint("a=fingerprint:sha-256"), Err(SdpError::Malformed { line: 1 })));
-        assert!(matches!(extract_fingerprint("a=fingerprint:"), Err(SdpError::Malformed { line: 1 })));
+        assert!(matches!(
+            extract_fingerprint(&sdp(&[], &[&[&short]], "\n")),
+            Err(SdpError::Malformed { .. })
+        ));
+        assert!(matches!(
+            extract_fingerprint("a=fingerprint:sha-256"),
+            Err(SdpError::Malformed { line: 1 })
+        ));
+        assert!(matches!(
+            extract_fingerprint("a=fingerprint:"),
+            Err(SdpError::Malformed { line: 1 })
+        ));
     }
 
     #[test]
     fn sha1_beside_sha256_is_ignored_and_duplicates_agree() {
         let a = format!("a=fingerprint:sha-256 {A}");
-        let sha1 = "a=fingerprint:sha-1 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
-        assert_eq!(extract_fingerprint(&sdp(&[], &[&[sha1, &a, &a]], "\r\n")), Ok(fp(A)));
+        let sha1 =
+            "a=fingerprint:sha-1 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+        assert_eq!(
+            extract_fingerprint(&sdp(&[], &[&[sha1, &a, &a]], "\r\n")),
+            Ok(fp(A))
+        );
     }
 }

@@ -67,11 +67,18 @@ fn every_client_message_is_documented_and_round_trips() {
     let mut seen = std::collections::BTreeSet::new();
     for text in examples("client") {
         let msg = ClientMsg::decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert!(same_json(&msg.encode(), &text), "re-encoding changed {text}");
+        assert!(
+            same_json(&msg.encode(), &text),
+            "re-encoding changed {text}"
+        );
         assert_eq!(ClientMsg::decode(&msg.encode()), Ok(msg.clone()));
         seen.insert(client_tag(&msg));
     }
-    assert_eq!(seen.len(), CLIENT_TAGS, "documented client messages: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        CLIENT_TAGS,
+        "documented client messages: {seen:?}"
+    );
 }
 
 #[test]
@@ -79,11 +86,18 @@ fn every_relay_message_is_documented_and_round_trips() {
     let mut seen = std::collections::BTreeSet::new();
     for text in examples("relay") {
         let msg = RelayMsg::decode(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert!(same_json(&msg.encode(), &text), "re-encoding changed {text}");
+        assert!(
+            same_json(&msg.encode(), &text),
+            "re-encoding changed {text}"
+        );
         assert_eq!(RelayMsg::decode(&msg.encode()), Ok(msg.clone()));
         seen.insert(relay_tag(&msg));
     }
-    assert_eq!(seen.len(), RELAY_TAGS, "documented relay messages: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        RELAY_TAGS,
+        "documented relay messages: {seen:?}"
+    );
 }
 
 #[test]
@@ -102,8 +116,17 @@ fn bad_frames_are_errors_not_panics() {
         r#"{"type":"hello","version":-1}"#,
         r#"{"type":"hangup","call_id":"c","reason":"bored"}"#,
     ] {
-        assert!(matches!(ClientMsg::decode(bad), Err(DecodeError::Invalid(_))), "{bad}");
+        assert!(
+            matches!(ClientMsg::decode(bad), Err(DecodeError::Invalid(_))),
+            "{bad}"
+        );
     }
-    let huge = format!(r#"{{"type":"offer","call_id":"c","sdp":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
-    assert_eq!(ClientMsg::decode(&huge), Err(DecodeError::TooLarge(huge.len())));
+    let huge = format!(
+        r#"{{"type":"offer","call_id":"c","sdp":"{}"}}"#,
+        "a".repeat(MAX_MESSAGE_BYTES)
+    );
+    assert_eq!(
+        ClientMsg::decode(&huge),
+        Err(DecodeError::TooLarge(huge.len()))
+    );
 }

@@ -13,7 +13,11 @@ const POOL: [[u8; 32]; 3] = [[0x11; 32], [0xa5; 32], [0x3c; 32]];
 
 #[derive(Debug, Clone)]
 enum Attr {
-    Sha256 { pool: usize, upper_hash: bool, lower_hex: bool },
+    Sha256 {
+        pool: usize,
+        upper_hash: bool,
+        lower_hex: bool,
+    },
     Sha1,
 }
 
@@ -27,25 +31,34 @@ fn attr() -> impl Strategy<Value = Attr> {
 
 fn render(a: &Attr) -> String {
     match a {
-        Attr::Sha256 { pool, upper_hash, lower_hex } => {
+        Attr::Sha256 {
+            pool,
+            upper_hash,
+            lower_hex,
+        } => {
             let fp = Fingerprint::from_bytes(POOL[*pool]).to_string();
             let fp = if *lower_hex { fp.to_lowercase() } else { fp };
             let hash = if *upper_hash { "SHA-256" } else { "sha-256" };
             format!("a=fingerprint:{hash} {fp}")
         }
-        Attr::Sha1 => "a=fingerprint:sha-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB".into(),
+        Attr::Sha1 => {
+            "a=fingerprint:sha-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB".into()
+        }
     }
 }
 
 fn build(session: &[Attr], media: &[Vec<Attr>], crlf: bool) -> String {
     let eol = if crlf { "\r\n" } else { "\n" };
-    let mut s = format!("v=0{eol}o=- 4611731400430051336 2 IN IP4 127.0.0.1{eol}s=-{eol}t=0 0{eol}");
+    let mut s =
+        format!("v=0{eol}o=- 4611731400430051336 2 IN IP4 127.0.0.1{eol}s=-{eol}t=0 0{eol}");
     for a in session {
         s += &render(a);
         s += eol;
     }
     for (i, m) in media.iter().enumerate() {
-        s += &format!("m=audio 9 UDP/TLS/RTP/SAVPF 111{eol}c=IN IP4 0.0.0.0{eol}a=mid:{i}{eol}a=rtpmap:111 opus/48000/2{eol}");
+        s += &format!(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111{eol}c=IN IP4 0.0.0.0{eol}a=mid:{i}{eol}a=rtpmap:111 opus/48000/2{eol}"
+        );
         for a in m {
             s += &render(a);
             s += eol;
@@ -68,7 +81,12 @@ fn oracle(sdp: &str) -> Option<Result<[u8; 32], &'static str>> {
             if let SdpAttribute::Fingerprint(f) = a {
                 any = true;
                 if f.hash_algorithm == SdpAttributeFingerprintHashType::Sha256 {
-                    found.push(f.fingerprint.clone().try_into().expect("sha-256 is 32 bytes"));
+                    found.push(
+                        f.fingerprint
+                            .clone()
+                            .try_into()
+                            .expect("sha-256 is 32 bytes"),
+                    );
                 }
             }
         }
@@ -106,13 +124,15 @@ fn oracle(sdp: &str) -> Option<Result<[u8; 32], &'static str>> {
 }
 
 fn ours(sdp: &str) -> Result<[u8; 32], &'static str> {
-    extract_fingerprint(sdp).map(|f| *f.as_bytes()).map_err(|e| match e {
-        SdpError::NoFingerprint => "none",
-        SdpError::OnlyUnsupported => "only-unsupported",
-        SdpError::Malformed { .. } => "malformed",
-        SdpError::Conflicting => "conflicting",
-        SdpError::MissingInSection { .. } => "missing",
-    })
+    extract_fingerprint(sdp)
+        .map(|f| *f.as_bytes())
+        .map_err(|e| match e {
+            SdpError::NoFingerprint => "none",
+            SdpError::OnlyUnsupported => "only-unsupported",
+            SdpError::Malformed { .. } => "malformed",
+            SdpError::Conflicting => "conflicting",
+            SdpError::MissingInSection { .. } => "missing",
+        })
 }
 
 proptest! {
@@ -141,7 +161,11 @@ proptest! {
 #[test]
 fn oracle_parses_the_generated_documents() {
     // Guards the property test against vacuity: the oracle must accept our template.
-    let a = Attr::Sha256 { pool: 1, upper_hash: false, lower_hex: false };
+    let a = Attr::Sha256 {
+        pool: 1,
+        upper_hash: false,
+        lower_hex: false,
+    };
     let sdp = build(&[], &[vec![a.clone()], vec![a]], true);
     assert_eq!(oracle(&sdp), Some(Ok([0xa5; 32])));
     assert_eq!(ours(&sdp), Ok([0xa5; 32]));

@@ -57,7 +57,10 @@ fn pinned_vector_independent_of_docs() {
     // Computed with Python's hashlib, not with this crate.
     let a: Fingerprint = "00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F".parse().expect("a");
     let b: Fingerprint = "20:21:22:23:24:25:26:27:28:29:2A:2B:2C:2D:2E:2F:30:31:32:33:34:35:36:37:38:39:3A:3B:3C:3D:3E:3F".parse().expect("b");
-    assert_eq!(security_code(&a, &b).expect("distinct").to_string(), "11641 59886 82465 52428");
+    assert_eq!(
+        security_code(&a, &b).expect("distinct").to_string(),
+        "11641 59886 82465 52428"
+    );
 }
 
 #[test]
@@ -68,13 +71,20 @@ fn equal_fingerprints_are_refused() {
 
 #[test]
 fn format_is_four_groups_of_five_digits() {
-    let code = security_code(&Fingerprint::from_bytes([0; 32]), &Fingerprint::from_bytes([0xff; 32]))
-        .expect("distinct")
-        .to_string();
+    let code = security_code(
+        &Fingerprint::from_bytes([0; 32]),
+        &Fingerprint::from_bytes([0xff; 32]),
+    )
+    .expect("distinct")
+    .to_string();
     assert_eq!(code.len(), 23);
     let groups: Vec<&str> = code.split(' ').collect();
     assert_eq!(groups.len(), 4);
-    assert!(groups.iter().all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit())));
+    assert!(
+        groups
+            .iter()
+            .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit()))
+    );
     // This vector has a leading-zero group: padding must be kept.
     assert_eq!(groups[3], "00955");
 }
