@@ -76,7 +76,7 @@ impl fmt::Debug for SecurityCode {
 /// A commitment to a certificate fingerprint: `SHA-256(label || fingerprint)`.
 ///
 /// On the wire it is 64 lower-case hex digits.
-#[derive(Clone, Copy, Eq, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct Commitment([u8; 32]);
 
 /// Why a commitment string was rejected.

@@ -11,7 +11,7 @@ use std::str::FromStr;
 pub const FINGERPRINT_LEN: usize = 32;
 
 /// A SHA-256 certificate fingerprint.
-#[derive(Clone, Copy, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord)]
 pub struct Fingerprint([u8; FINGERPRINT_LEN]);
 
 /// Why a fingerprint string was rejected.

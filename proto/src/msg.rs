@@ -141,6 +141,9 @@ pub enum ErrorCode {
     BadCommitment,
     /// The feature is off in end-to-end encrypted calls.
     UnavailableInE2ee,
+    /// The feature needs a server component this deployment does not run
+    /// (e.g. a media server for recording); honest "not here", not "not allowed".
+    NotDeployed,
     /// The policy decides the switch; the user cannot change it.
     PolicyLocked,
     /// The session expired or was signed out.

@@ -1,1 +1,180 @@
-fn main() {}
+//! `cargo xtask`: the project's one entry point for building, running, testing and
+//! benchmarking Shieldcall.
+//!
+//! - `cargo xtask run [-- ARGS]`: build the browser bundle and the relay, then run
+//!   `shieldcall serve` (default http://127.0.0.1:8080) on embedded defaults.
+//! - `cargo xtask dist`: build the browser bundle into `www/pkg/` without serving.
+//! - `cargo xtask test`: formatting, clippy, native tests, the browser tests in
+//!   headless Chromium, and the end-to-end tests.
+//! - `cargo xtask wasm-test-runner ...`: the `wasm-bindgen-test-runner`, used by
+//!   `cargo test --target wasm32-unknown-unknown` (set as the target's runner).
+//!
+//! Everything it needs is either a crate in `Cargo.lock` (wasm-bindgen's CLI code,
+//! so its version always equals the `wasm-bindgen` the client links) or a Debian
+//! package / rustup target that it installs when it runs as root, and otherwise
+//! names the exact command to run.
+
+mod dist;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "run" => run(&rest),
+        "dist" => dist::dist().map(|_| ()),
+        "test" => test(),
+        "wasm-test-runner" => {
+            let argv = std::iter::once("wasm-bindgen-test-runner".to_string()).chain(rest);
+            wasm_bindgen_cli::wasm_bindgen_test_runner::run_cli_with_args(argv)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 run [-- ARGS]   build the client and relay, run `shieldcall serve ARGS`\n  \
+                 dist            build the browser bundle into www/pkg\n  \
+                 test            fmt, clippy, native tests, browser tests"
+            );
+            if task.is_empty() || task == "help" || task == "--help" {
+                Ok(())
+            } else {
+                bail!("unknown command {task:?}")
+            }
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `cargo` as invoked by the user (respects `$CARGO`).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs `cmd`, failing with its description when it does not succeed.
+pub fn check(cmd: &mut Command, what: &str) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start: {what}"))?;
+    if !status.success() {
+        bail!("failed: {what} ({status})");
+    }
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    dist::dist()?;
+    let args: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "shieldcall-relay",
+        "--bin",
+        "shieldcall",
+        "--",
+        "serve",
+    ])
+    .args(args);
+    check(&mut cmd, "shieldcall serve")
+}
+
+fn test() -> Result<()> {
+    tools::ensure_wasm_target()?;
+    let chromedriver = tools::ensure_chromium()?;
+    check(
+        cargo().args(["fmt", "--all", "--check"]),
+        "cargo fmt --check",
+    )?;
+    check(
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy --all-targets -- -D warnings",
+    )?;
+    check(
+        cargo().args([
+            "clippy",
+            "--package",
+            "shieldcall-web",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy (wasm32) -- -D warnings",
+    )?;
+    check(
+        cargo().args(["test", "--workspace", "--exclude", "shieldcall-e2e"]),
+        "native tests",
+    )?;
+    wasm_tests(&chromedriver)?;
+    check(
+        cargo().args(["test", "--package", "shieldcall-e2e"]),
+        "end-to-end tests",
+    )?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// Runs the `wasm-bindgen-test` tests in headless Chromium, with this binary as the
+/// target's runner.
+fn wasm_tests(chromedriver: &Path) -> Result<()> {
+    let me = std::env::current_exe().context("locating the xtask binary")?;
+    // Copy the runner out of target/ so the nested cargo can rebuild xtask freely.
+    let runner = root().join("target").join("xtask-wasm-test-runner");
+    std::fs::copy(&me, &runner).context("copying the test runner")?;
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--package",
+        "shieldcall-web",
+        "--target",
+        "wasm32-unknown-unknown",
+    ])
+    .env(
+        "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+        format!("{} wasm-test-runner", runner.display()),
+    )
+    .env("CHROMEDRIVER", chromedriver)
+    .env("WASM_BINDGEN_TEST_TIMEOUT", "60")
+    .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", tools::webdriver_json()?);
+    check(
+        &mut cmd,
+        "browser tests (wasm-bindgen-test, headless Chromium)",
+    )
+}

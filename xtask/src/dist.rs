@@ -1,0 +1,102 @@
+//! Builds the browser bundle: the client crate for wasm32, then wasm-bindgen's glue
+//! (as a library, so its version is the one in `Cargo.lock`), into `www/pkg/`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, check, root, tools};
+
+/// Sizes of the built bundle, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BundleSize {
+    /// wasm + JS glue, uncompressed.
+    pub raw: u64,
+    /// wasm + JS glue, each gzipped at level 9.
+    pub gzipped: u64,
+}
+
+/// Builds `www/pkg/shieldcall_web{.js,_bg.wasm}` and reports their size.
+pub fn dist() -> Result<BundleSize> {
+    tools::ensure_wasm_target()?;
+    check(
+        cargo().args([
+            "build",
+            "--package",
+            "shieldcall-web",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm-release",
+        ]),
+        "building the browser client (wasm32)",
+    )?;
+    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/shieldcall_web.wasm");
+    let out = root().join("www/pkg");
+    std::fs::create_dir_all(&out)?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)?
+        // Keep the default module path so `init()` works without arguments.
+        .omit_default_module_path(false)
+        .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .generate(&out)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e:#}"))?;
+    let bg = out.join("shieldcall_web_bg.wasm");
+    optimise(&bg)?;
+    let files = [out.join("shieldcall_web.js"), bg];
+    let mut size = BundleSize { raw: 0, gzipped: 0 };
+    for f in &files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        size.raw += bytes.len() as u64;
+        size.gzipped += gzip_len(&bytes)?;
+    }
+    eprintln!(
+        "xtask: bundle in {}: {:.1} KB raw, {:.1} KB gzipped",
+        out.display(),
+        size.raw as f64 / 1000.0,
+        size.gzipped as f64 / 1000.0
+    );
+    Ok(size)
+}
+
+fn gzip_len(bytes: &[u8]) -> Result<u64> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?.len() as u64)
+}
+
+/// Runs `wasm-opt -Oz` only when a binaryen of version 112 or later is installed:
+/// Debian's binaryen 108 produces a bundle that fails at start-up while reporting
+/// success.
+fn optimise(wasm: &PathBuf) -> Result<()> {
+    let Ok(out) = Command::new("wasm-opt").arg("--version").output() else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(0);
+    if version < 112 {
+        eprintln!(
+            "xtask: skipping wasm-opt (binaryen {version} < 112 is known to break the bundle)"
+        );
+        return Ok(());
+    }
+    check(
+        Command::new("wasm-opt")
+            .arg("-Oz")
+            .arg("--enable-bulk-memory")
+            .arg("--enable-nontrapping-float-to-int")
+            .arg(wasm)
+            .arg("-o")
+            .arg(wasm),
+        "wasm-opt -Oz",
+    )
+}

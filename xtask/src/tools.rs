@@ -1,0 +1,103 @@
+//! Finds or installs what the tasks need beyond Rust: the wasm32 target, Debian's
+//! Chromium and ChromeDriver. As root on Debian it installs them; otherwise it names
+//! the exact command and stops.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::check;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn is_debian() -> bool {
+    Path::new("/etc/debian_version").exists()
+}
+
+/// Makes sure `rustup target add wasm32-unknown-unknown` has been done.
+pub fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-unknown-unknown") =>
+        {
+            Ok(())
+        }
+        Ok(_) => check(
+            Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]),
+            "rustup target add wasm32-unknown-unknown",
+        ),
+        Err(_) => {
+            // No rustup: trust that the toolchain has the target; cargo will say if not.
+            Ok(())
+        }
+    }
+}
+
+/// Makes sure Chromium and ChromeDriver are installed; returns ChromeDriver's path.
+pub fn ensure_chromium() -> Result<PathBuf> {
+    let driver = PathBuf::from(
+        std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into()),
+    );
+    let browser = Path::new("/usr/bin/chromium");
+    if driver.exists() && browser.exists() {
+        return Ok(driver);
+    }
+    let install = "apt-get update && apt-get install -y chromium chromium-driver";
+    if is_root() && is_debian() {
+        check(
+            Command::new("sh").args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {install}")]),
+            install,
+        )?;
+        if driver.exists() {
+            return Ok(driver);
+        }
+    }
+    bail!(
+        "headless Chromium is needed for the browser tests; install it with:\n    sudo sh -c '{install}'"
+    )
+}
+
+/// Writes the ChromeDriver capabilities the browser tests use and returns the path:
+/// headless, no sandbox (CI runs as root), fake media devices, no network noise.
+pub fn webdriver_json() -> Result<PathBuf> {
+    let path = crate::root().join("target").join("webdriver.json");
+    let caps = serde_json_caps();
+    std::fs::create_dir_all(crate::root().join("target"))?;
+    std::fs::write(&path, caps)?;
+    Ok(path)
+}
+
+/// Chromium flags shared by every test that starts a browser.
+pub const CHROMIUM_ARGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
+fn serde_json_caps() -> String {
+    let args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "{{\"goog:chromeOptions\":{{\"binary\":\"/usr/bin/chromium\",\"args\":[{}]}}}}",
+        args.join(",")
+    )
+}
