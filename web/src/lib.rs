@@ -1,6 +1,7 @@
 //! `shieldcall-web`: the Shieldcall browser client, compiled to WebAssembly.
 //!
 //! # Layout
+//! - [`call`]: the call as a pure state machine, tested natively.
 //! - `cert` (wasm only): fresh per-call DTLS certificates and their fingerprints,
 //!   through small bindings for what `web-sys` lacks
 //!   (`RTCCertificate.getFingerprints`).
@@ -11,6 +12,7 @@
 //! talks to the browser. No `unwrap` on browser results: every call into the
 //! browser returns a `Result` that is shown or passed on.
 
+pub mod call;
 #[cfg(target_arch = "wasm32")]
 pub mod cert;
 #[cfg(target_arch = "wasm32")]

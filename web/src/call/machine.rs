@@ -1,0 +1,693 @@
+//! The states and transitions of one call. See the module docs of `call`.
+
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, Commitment, Fingerprint, HangupReason, IceCandidate, RefuseReason,
+    RelayMsg, SecurityCode, extract_fingerprint, security_code,
+};
+
+use super::{CONNECT_TIMEOUT_MS, RING_TIMEOUT_MS};
+
+/// Which side of the call this device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sent the invite.
+    Caller,
+    /// Received `incoming`.
+    Callee,
+}
+
+/// Something the peer-connection glue must do, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcCommand {
+    /// Make a fresh certificate, a peer connection with it and the local media;
+    /// answer with [`Input::PeerReady`].
+    Create,
+    /// `createOffer` + `setLocalDescription`; answer with [`Input::LocalOffer`].
+    CreateOffer,
+    /// `setRemoteDescription(offer)`, then `createAnswer` + `setLocalDescription`;
+    /// answer with [`Input::LocalAnswer`].
+    AcceptOffer {
+        /// The caller's offer.
+        sdp: String,
+    },
+    /// `setRemoteDescription(answer)`.
+    SetAnswer {
+        /// The callee's answer.
+        sdp: String,
+    },
+    /// `addIceCandidate`, only ever after the remote description.
+    AddIce(IceCandidate),
+    /// Close the peer connection and stop the local media.
+    Close,
+}
+
+/// One effect of an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send to the relay.
+    Send(ClientMsg),
+    /// Do something to the peer connection.
+    Pc(PcCommand),
+}
+
+/// What the user did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAction {
+    /// Accept the ringing call.
+    Accept,
+    /// Decline the ringing call.
+    Decline,
+    /// Hang up (or cancel an outgoing call that has not been answered).
+    Hangup,
+    /// "Codes match": both people read the same code.
+    CodesMatch,
+    /// "Codes differ": someone is in between.
+    CodesDiffer,
+}
+
+/// An input to the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A message from the relay about this call (others are ignored).
+    Relay(RelayMsg),
+    /// The user did something.
+    User(UserAction),
+    /// The fresh certificate and the peer connection exist.
+    PeerReady {
+        /// The fresh certificate's SHA-256 fingerprint.
+        local: Fingerprint,
+    },
+    /// The local offer is set; send it.
+    LocalOffer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The local answer is set; send it.
+    LocalAnswer {
+        /// The SDP.
+        sdp: String,
+    },
+    /// The browser found a local ICE candidate.
+    LocalIce(IceCandidate),
+    /// DTLS is connected; these are the fingerprints of the certificates the DTLS
+    /// transport actually used (from certificate stats or `getRemoteCertificates`).
+    DtlsConnected {
+        /// Our certificate, as DTLS used it.
+        local: Option<Fingerprint>,
+        /// The peer's certificate, as DTLS received it.
+        remote: Option<Fingerprint>,
+    },
+    /// The peer connection failed or a browser call returned an error.
+    PcFailed,
+    /// The relay connection dropped (media may go on).
+    RelayDown,
+    /// The relay connection is back.
+    RelayUp,
+    /// Time passes (the UI ticks once a second).
+    Tick,
+}
+
+/// Why verification failed: what the warning says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    /// The answer's fingerprint does not open the callee's commitment.
+    CommitmentMismatch,
+    /// The certificate DTLS used is not the one the SDP announced.
+    FingerprintMismatch,
+    /// The remote fingerprint changed during the call.
+    FingerprintChanged,
+    /// The people read different codes.
+    CodesDiffer,
+    /// The other side detected one of the above.
+    ReportedByPeer,
+    /// An E2EE call whose SDP has no single sha-256 fingerprint.
+    Unverifiable,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Someone hung up.
+    HungUp {
+        /// True when this side hung up.
+        by_me: bool,
+    },
+    /// The callee declined.
+    Declined,
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// The relay refused the call.
+    Refused {
+        /// The reason code.
+        reason: RefuseReason,
+        /// For `e2ee-required`, the user whose policy requires it.
+        required_by: Option<String>,
+    },
+    /// Answered on another device of this user.
+    AnsweredElsewhere,
+    /// Media could not be set up, or was lost.
+    ConnectionFailed,
+    /// Verification failed: possibly a man in the middle.
+    Mitm(Warning),
+}
+
+/// Where the call is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Invite sent, waiting for the relay.
+    Inviting,
+    /// The callee's devices are being alerted (or ring).
+    Ringing,
+    /// Someone calls; this device rings.
+    Incoming,
+    /// Accepted; certificates, SDP, ICE and DTLS under way.
+    Connecting,
+    /// Media is up. `code` is set only in a verified E2EE call.
+    Connected,
+    /// Over.
+    Ended(Ending),
+}
+
+/// Everything the UI shows about the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The other person.
+    pub peer: String,
+    /// This device's side.
+    pub role: Role,
+    /// The mode, once the relay decided it.
+    pub mode: Option<CallMode>,
+    /// Where the call is.
+    pub phase: Phase,
+    /// The security code, only once DTLS is connected and the certificates match
+    /// the SDP in an E2EE call.
+    pub code: Option<SecurityCode>,
+    /// The people said the codes match.
+    pub verified: bool,
+    /// The relay connection is down and being re-established.
+    pub relay_down: bool,
+    /// When media connected, for the duration shown.
+    pub connected_at_ms: Option<u64>,
+}
+
+/// One call from invite or incoming to its end.
+#[derive(Debug)]
+pub struct Call {
+    /// The relay's id, once known.
+    id: Option<CallId>,
+    /// Public view.
+    view: View,
+    /// When the current phase started, for timeouts.
+    phase_since_ms: u64,
+    /// The callee's commitment (caller side, E2EE).
+    commit: Option<Commitment>,
+    /// Our fresh certificate's fingerprint.
+    local_fp: Option<Fingerprint>,
+    /// The remote fingerprint from the SDP, pinned for the call.
+    remote_fp: Option<Fingerprint>,
+    /// The remote description has been handed to the peer connection.
+    remote_set: bool,
+    /// Remote candidates that arrived before the remote description.
+    early_ice: Vec<IceCandidate>,
+    /// The offer arrived before our peer connection existed (callee).
+    pending_offer: Option<String>,
+}
+
+impl Call {
+    /// A new outgoing call: returns the machine and the invite to send.
+    pub fn outgoing(to: &str, now_ms: u64) -> (Self, Vec<Output>) {
+        let call = Self::new(to, Role::Caller, None, None, Phase::Inviting, now_ms);
+        (
+            call,
+            vec![Output::Send(ClientMsg::Invite { to: to.to_string() })],
+        )
+    }
+
+    /// A new incoming call, from `incoming`: returns the machine and the `ringing`
+    /// acknowledgement to send.
+    pub fn incoming(
+        call_id: CallId,
+        from: &str,
+        mode: CallMode,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let call = Self::new(
+            from,
+            Role::Callee,
+            Some(call_id.clone()),
+            Some(mode),
+            Phase::Incoming,
+            now_ms,
+        );
+        (call, vec![Output::Send(ClientMsg::Ringing { call_id })])
+    }
+
+    fn new(
+        peer: &str,
+        role: Role,
+        id: Option<CallId>,
+        mode: Option<CallMode>,
+        phase: Phase,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            view: View {
+                peer: peer.to_string(),
+                role,
+                mode,
+                phase,
+                code: None,
+                verified: false,
+                relay_down: false,
+                connected_at_ms: None,
+            },
+            phase_since_ms: now_ms,
+            commit: None,
+            local_fp: None,
+            remote_fp: None,
+            remote_set: false,
+            early_ice: Vec::new(),
+            pending_offer: None,
+        }
+    }
+
+    /// What the UI shows.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The relay's call id, once known.
+    pub fn id(&self) -> Option<&CallId> {
+        self.id.as_ref()
+    }
+
+    /// True once the call is over.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.view.phase, Phase::Ended(_))
+    }
+
+    /// Whether a relay message is about this call.
+    pub fn concerns(&self, msg: &RelayMsg) -> bool {
+        match (msg, &self.id) {
+            (RelayMsg::Calling { to, .. }, None) => *to == self.view.peer,
+            (RelayMsg::CallRefused { peer, .. }, None) => *peer == self.view.peer,
+            (msg, Some(id)) => relay_call_id(msg) == Some(id),
+            _ => false,
+        }
+    }
+
+    /// Feeds one input; returns what to do.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Vec<Output> {
+        if self.is_ended() {
+            return Vec::new();
+        }
+        match input {
+            Input::Relay(msg) => self.on_relay(msg, now_ms),
+            Input::User(action) => self.on_user(action, now_ms),
+            Input::PeerReady { local } => self.on_peer_ready(local, now_ms),
+            Input::LocalOffer { sdp } => self.on_local_sdp(sdp, true, now_ms),
+            Input::LocalAnswer { sdp } => self.on_local_sdp(sdp, false, now_ms),
+            Input::LocalIce(candidate) => match &self.id {
+                Some(call_id) if self.in_media_phase() => {
+                    vec![Output::Send(ClientMsg::Ice {
+                        call_id: call_id.clone(),
+                        candidate,
+                    })]
+                }
+                _ => Vec::new(),
+            },
+            Input::DtlsConnected { local, remote } => self.on_dtls(local, remote, now_ms),
+            Input::PcFailed => self.end_with_hangup(
+                Ending::ConnectionFailed,
+                HangupReason::ConnectionFailed,
+                now_ms,
+            ),
+            Input::RelayDown => {
+                self.view.relay_down = true;
+                Vec::new()
+            }
+            Input::RelayUp => {
+                self.view.relay_down = false;
+                Vec::new()
+            }
+            Input::Tick => self.on_tick(now_ms),
+        }
+    }
+
+    fn in_media_phase(&self) -> bool {
+        matches!(self.view.phase, Phase::Connecting | Phase::Connected)
+    }
+
+    fn is_e2ee(&self) -> bool {
+        self.view.mode == Some(CallMode::E2ee)
+    }
+
+    fn set_phase(&mut self, phase: Phase, now_ms: u64) {
+        self.view.phase = phase;
+        self.phase_since_ms = now_ms;
+    }
+
+    /// Ends the call locally, closing the peer connection if one may exist.
+    fn end(&mut self, ending: Ending, now_ms: u64) -> Vec<Output> {
+        let had_pc = self.local_fp.is_some() || self.in_media_phase();
+        self.view.code = None;
+        self.set_phase(Phase::Ended(ending), now_ms);
+        if had_pc {
+            vec![Output::Pc(PcCommand::Close)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Ends the call and tells the other side why.
+    fn end_with_hangup(
+        &mut self,
+        ending: Ending,
+        reason: HangupReason,
+        now_ms: u64,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if let Some(call_id) = self.id.clone() {
+            let msg = match self.view.phase {
+                Phase::Inviting | Phase::Ringing => ClientMsg::Cancel { call_id },
+                Phase::Incoming => ClientMsg::Decline { call_id },
+                _ => ClientMsg::Hangup { call_id, reason },
+            };
+            out.push(Output::Send(msg));
+        }
+        out.extend(self.end(ending, now_ms));
+        out
+    }
+
+    fn mitm(&mut self, warning: Warning, now_ms: u64) -> Vec<Output> {
+        let reason = if warning == Warning::Unverifiable {
+            HangupReason::Unverifiable
+        } else {
+            HangupReason::Mitm
+        };
+        self.end_with_hangup(Ending::Mitm(warning), reason, now_ms)
+    }
+
+    fn on_user(&mut self, action: UserAction, now_ms: u64) -> Vec<Output> {
+        match (action, &self.view.phase) {
+            (UserAction::Accept, Phase::Incoming) => {
+                self.set_phase(Phase::Connecting, now_ms);
+                vec![Output::Pc(PcCommand::Create)]
+            }
+            (UserAction::Decline, Phase::Incoming) => {
+                self.end_with_hangup(Ending::Declined, HangupReason::Normal, now_ms)
+            }
+            (UserAction::Hangup, Phase::Inviting) if self.id.is_none() => {
+                self.end(Ending::Cancelled, now_ms)
+            }
+            (UserAction::Hangup, Phase::Inviting | Phase::Ringing) => {
+                self.end_with_hangup(Ending::Cancelled, HangupReason::Normal, now_ms)
+            }
+            (UserAction::Hangup, Phase::Incoming) => {
+                self.end_with_hangup(Ending::Declined, HangupReason::Normal, now_ms)
+            }
+            (UserAction::Hangup, Phase::Connecting | Phase::Connected) => {
+                self.end_with_hangup(Ending::HungUp { by_me: true }, HangupReason::Normal, now_ms)
+            }
+            (UserAction::CodesMatch, Phase::Connected) if self.view.code.is_some() => {
+                self.view.verified = true;
+                Vec::new()
+            }
+            (UserAction::CodesDiffer, Phase::Connected) if self.view.code.is_some() => {
+                self.mitm(Warning::CodesDiffer, now_ms)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_relay(&mut self, msg: RelayMsg, now_ms: u64) -> Vec<Output> {
+        match msg {
+            RelayMsg::Calling { call_id, mode, .. } if self.view.phase == Phase::Inviting => {
+                self.id = Some(call_id);
+                self.view.mode = Some(mode);
+                self.set_phase(Phase::Ringing, now_ms);
+                Vec::new()
+            }
+            RelayMsg::Ringing { .. } => Vec::new(),
+            RelayMsg::CallRefused {
+                reason,
+                required_by,
+                call_id,
+                ..
+            } => {
+                self.id.get_or_insert(call_id);
+                let ending = match reason {
+                    RefuseReason::Declined => Ending::Declined,
+                    reason => Ending::Refused {
+                        reason,
+                        required_by,
+                    },
+                };
+                self.end(ending, now_ms)
+            }
+            RelayMsg::Accepted { commit, .. }
+                if self.view.role == Role::Caller && self.view.phase == Phase::Ringing =>
+            {
+                match (self.is_e2ee(), commit) {
+                    (true, None) => self.mitm(Warning::CommitmentMismatch, now_ms),
+                    (true, Some(c)) => {
+                        // Step 2: we hold the commitment before our certificate exists.
+                        self.commit = Some(c);
+                        self.set_phase(Phase::Connecting, now_ms);
+                        vec![Output::Pc(PcCommand::Create)]
+                    }
+                    (false, _) => {
+                        self.set_phase(Phase::Connecting, now_ms);
+                        vec![Output::Pc(PcCommand::Create)]
+                    }
+                }
+            }
+            RelayMsg::AnsweredElsewhere { .. } if self.view.phase == Phase::Incoming => {
+                self.end(Ending::AnsweredElsewhere, now_ms)
+            }
+            RelayMsg::Cancelled { .. }
+                if matches!(self.view.phase, Phase::Incoming | Phase::Connecting) =>
+            {
+                self.end(Ending::Cancelled, now_ms)
+            }
+            RelayMsg::Offer { sdp, .. }
+                if self.view.role == Role::Callee && self.in_media_phase() =>
+            {
+                self.on_offer(sdp, now_ms)
+            }
+            RelayMsg::Answer { sdp, .. }
+                if self.view.role == Role::Caller && self.in_media_phase() =>
+            {
+                self.on_answer(sdp, now_ms)
+            }
+            RelayMsg::Ice { candidate, .. } if self.in_media_phase() => {
+                if self.remote_set {
+                    vec![Output::Pc(PcCommand::AddIce(candidate))]
+                } else {
+                    // Held until the remote description is set (Galène does the same).
+                    if self.early_ice.len() < MAX_EARLY_ICE {
+                        self.early_ice.push(candidate);
+                    }
+                    Vec::new()
+                }
+            }
+            RelayMsg::Hangup { reason, .. } => {
+                let ending = match reason {
+                    HangupReason::Mitm => Ending::Mitm(Warning::ReportedByPeer),
+                    HangupReason::Unverifiable => Ending::Mitm(Warning::Unverifiable),
+                    HangupReason::ConnectionFailed => Ending::ConnectionFailed,
+                    HangupReason::Normal | HangupReason::PeerGone => {
+                        Ending::HungUp { by_me: false }
+                    }
+                };
+                self.end(ending, now_ms)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_peer_ready(&mut self, local: Fingerprint, now_ms: u64) -> Vec<Output> {
+        if self.view.phase != Phase::Connecting || self.local_fp.is_some() {
+            return Vec::new();
+        }
+        self.local_fp = Some(local);
+        let Some(call_id) = self.id.clone() else {
+            return Vec::new();
+        };
+        match self.view.role {
+            Role::Caller => vec![Output::Pc(PcCommand::CreateOffer)],
+            Role::Callee => {
+                // Step 1: commit before seeing the offer.
+                let commit = self.is_e2ee().then(|| Commitment::to(&local));
+                let mut out = vec![Output::Send(ClientMsg::Accept { call_id, commit })];
+                if let Some(sdp) = self.pending_offer.take() {
+                    out.extend(self.on_offer(sdp, now_ms));
+                }
+                out
+            }
+        }
+    }
+
+    fn on_local_sdp(&mut self, sdp: String, offer: bool, now_ms: u64) -> Vec<Output> {
+        let Some(call_id) = self.id.clone() else {
+            return Vec::new();
+        };
+        if !self.in_media_phase() {
+            return Vec::new();
+        }
+        // Our own SDP must announce the certificate we made for this call.
+        if self.is_e2ee() && extract_fingerprint(&sdp).ok() != self.local_fp {
+            return self.mitm(Warning::FingerprintMismatch, now_ms);
+        }
+        let msg = if offer {
+            ClientMsg::Offer { call_id, sdp }
+        } else {
+            ClientMsg::Answer { call_id, sdp }
+        };
+        vec![Output::Send(msg)]
+    }
+
+    /// Pins the remote fingerprint; any change ends the call.
+    fn pin_remote(&mut self, sdp: &str, now_ms: u64) -> Result<(), Vec<Output>> {
+        match extract_fingerprint(sdp) {
+            Ok(fp) => match self.remote_fp {
+                Some(pinned) if pinned != fp => Err(self.mitm(Warning::FingerprintChanged, now_ms)),
+                _ => {
+                    self.remote_fp = Some(fp);
+                    Ok(())
+                }
+            },
+            Err(_) if self.is_e2ee() => Err(self.mitm(Warning::Unverifiable, now_ms)),
+            Err(_) if self.remote_fp.is_some() => {
+                Err(self.mitm(Warning::FingerprintChanged, now_ms))
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn on_offer(&mut self, sdp: String, now_ms: u64) -> Vec<Output> {
+        if self.local_fp.is_none() {
+            // Our certificate is still being made; the offer waits for it.
+            self.pending_offer = Some(sdp);
+            return Vec::new();
+        }
+        if let Err(out) = self.pin_remote(&sdp, now_ms) {
+            return out;
+        }
+        self.remote_set = true;
+        let mut out = vec![Output::Pc(PcCommand::AcceptOffer { sdp })];
+        out.extend(
+            self.early_ice
+                .drain(..)
+                .map(|c| Output::Pc(PcCommand::AddIce(c))),
+        );
+        out
+    }
+
+    fn on_answer(&mut self, sdp: String, now_ms: u64) -> Vec<Output> {
+        if let Err(out) = self.pin_remote(&sdp, now_ms) {
+            return out;
+        }
+        if self.is_e2ee() {
+            // Step 2, end: the answer's certificate must be the committed one.
+            let opens = match (self.commit, self.remote_fp) {
+                (Some(c), Some(fp)) => c.opens_to(&fp),
+                _ => false,
+            };
+            if !opens {
+                return self.mitm(Warning::CommitmentMismatch, now_ms);
+            }
+        }
+        self.remote_set = true;
+        let mut out = vec![Output::Pc(PcCommand::SetAnswer { sdp })];
+        out.extend(
+            self.early_ice
+                .drain(..)
+                .map(|c| Output::Pc(PcCommand::AddIce(c))),
+        );
+        out
+    }
+
+    fn on_dtls(
+        &mut self,
+        local: Option<Fingerprint>,
+        remote: Option<Fingerprint>,
+        now_ms: u64,
+    ) -> Vec<Output> {
+        if !self.in_media_phase() {
+            return Vec::new();
+        }
+        let matches = local.is_some()
+            && local == self.local_fp
+            && remote.is_some()
+            && remote == self.remote_fp;
+        if self.is_e2ee() {
+            if !matches {
+                return self.mitm(Warning::FingerprintMismatch, now_ms);
+            }
+            if let (Some(l), Some(r)) = (self.local_fp, self.remote_fp) {
+                match security_code(&l, &r) {
+                    Ok(code) => self.view.code = Some(code),
+                    // Both sides with one certificate: a reflection, not a call.
+                    Err(_) => return self.mitm(Warning::FingerprintMismatch, now_ms),
+                }
+            }
+        } else if remote.is_some() && self.remote_fp.is_some() && remote != self.remote_fp {
+            // Standard calls show no code, but a certificate that is not the
+            // announced one is still an attack.
+            return self.mitm(Warning::FingerprintMismatch, now_ms);
+        }
+        if self.view.phase != Phase::Connected {
+            self.view.connected_at_ms = Some(now_ms);
+            self.set_phase(Phase::Connected, now_ms);
+        }
+        Vec::new()
+    }
+
+    fn on_tick(&mut self, now_ms: u64) -> Vec<Output> {
+        let waited = now_ms.saturating_sub(self.phase_since_ms);
+        match self.view.phase {
+            Phase::Inviting | Phase::Ringing if waited >= RING_TIMEOUT_MS => self.end_with_hangup(
+                Ending::Refused {
+                    reason: RefuseReason::NoAnswer,
+                    required_by: None,
+                },
+                HangupReason::Normal,
+                now_ms,
+            ),
+            Phase::Connecting if waited >= CONNECT_TIMEOUT_MS => self.end_with_hangup(
+                Ending::ConnectionFailed,
+                HangupReason::ConnectionFailed,
+                now_ms,
+            ),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Remote candidates kept before the remote description; more are dropped (a
+/// normal call has a handful).
+const MAX_EARLY_ICE: usize = 64;
+
+/// The call a relay message is about.
+fn relay_call_id(msg: &RelayMsg) -> Option<&CallId> {
+    match msg {
+        RelayMsg::Calling { call_id, .. }
+        | RelayMsg::Incoming { call_id, .. }
+        | RelayMsg::Ringing { call_id }
+        | RelayMsg::Accepted { call_id, .. }
+        | RelayMsg::AnsweredElsewhere { call_id }
+        | RelayMsg::Cancelled { call_id }
+        | RelayMsg::CallRefused { call_id, .. }
+        | RelayMsg::Offer { call_id, .. }
+        | RelayMsg::Answer { call_id, .. }
+        | RelayMsg::Ice { call_id, .. }
+        | RelayMsg::Hangup { call_id, .. } => Some(call_id),
+        RelayMsg::Error { call_id, .. } => call_id.as_ref(),
+        RelayMsg::Welcome { .. }
+        | RelayMsg::Pong { .. }
+        | RelayMsg::Presence { .. }
+        | RelayMsg::Settings { .. } => None,
+    }
+}

@@ -1,0 +1,700 @@
+//! Every path of the call machine, natively.
+
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, Commitment, Fingerprint, HangupReason, IceCandidate, RefuseReason,
+    RelayMsg, security_code,
+};
+
+use super::*;
+
+const BOB: &str = "bob@example.test";
+const ALICE: &str = "alice@example.test";
+
+fn id() -> CallId {
+    CallId("c1".into())
+}
+
+fn fp(b: u8) -> Fingerprint {
+    Fingerprint::from_bytes([b; 32])
+}
+
+fn sdp(fp: &Fingerprint) -> String {
+    format!(
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 {fp}\r\n\
+         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+         m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\n"
+    )
+}
+
+fn cand(n: u8) -> IceCandidate {
+    IceCandidate {
+        candidate: format!(
+            "candidate:{n} 1 udp 1 127.0.0.1 {} typ host",
+            5000 + u16::from(n)
+        ),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: None,
+    }
+}
+
+fn relay(m: RelayMsg) -> Input {
+    Input::Relay(m)
+}
+
+fn sent(out: &[Output]) -> Vec<&ClientMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(m) => Some(m),
+            Output::Pc(_) => None,
+        })
+        .collect()
+}
+
+/// Caller up to the point where the callee has accepted with `commit`.
+fn caller_ringing(mode: CallMode) -> Call {
+    let (mut c, out) = Call::outgoing(BOB, 0);
+    assert_eq!(sent(&out), vec![&ClientMsg::Invite { to: BOB.into() }]);
+    assert!(
+        c.handle(
+            relay(RelayMsg::Calling {
+                call_id: id(),
+                to: BOB.into(),
+                mode
+            }),
+            10
+        )
+        .is_empty()
+    );
+    assert_eq!(c.view().phase, Phase::Ringing);
+    c
+}
+
+/// A full E2EE call from the caller's side; returns the machine once connected.
+fn caller_connected(caller_fp: Fingerprint, callee_fp: Fingerprint) -> Call {
+    let mut c = caller_ringing(CallMode::E2ee);
+    let out = c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&callee_fp)),
+        }),
+        20,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    assert_eq!(
+        c.handle(Input::PeerReady { local: caller_fp }, 30),
+        vec![Output::Pc(PcCommand::CreateOffer)]
+    );
+    let out = c.handle(
+        Input::LocalOffer {
+            sdp: sdp(&caller_fp),
+        },
+        40,
+    );
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&caller_fp)
+        }]
+    );
+    let out = c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&callee_fp),
+        }),
+        50,
+    );
+    assert_eq!(
+        out,
+        vec![Output::Pc(PcCommand::SetAnswer {
+            sdp: sdp(&callee_fp)
+        })]
+    );
+    assert_eq!(c.view().code, None, "no code before DTLS");
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(caller_fp),
+            remote: Some(callee_fp),
+        },
+        60,
+    );
+    c
+}
+
+#[test]
+fn e2ee_caller_shows_code_only_after_dtls_with_matching_certificates() {
+    let c = caller_connected(fp(1), fp(2));
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
+    assert_eq!(c.view().connected_at_ms, Some(60));
+}
+
+#[test]
+fn e2ee_callee_commits_before_seeing_the_offer() {
+    let (mut c, out) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    assert_eq!(sent(&out), vec![&ClientMsg::Ringing { call_id: id() }]);
+    assert_eq!(c.view().phase, Phase::Incoming);
+    assert_eq!(
+        c.handle(Input::User(UserAction::Accept), 5),
+        vec![Output::Pc(PcCommand::Create)]
+    );
+    let out = c.handle(Input::PeerReady { local: fp(2) }, 10);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Accept {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2)))
+        }]
+    );
+    // A candidate that overtakes the offer waits for the remote description.
+    assert!(
+        c.handle(
+            relay(RelayMsg::Ice {
+                call_id: id(),
+                candidate: cand(1)
+            }),
+            15
+        )
+        .is_empty()
+    );
+    let out = c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        20,
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Pc(PcCommand::AcceptOffer { sdp: sdp(&fp(1)) }),
+            Output::Pc(PcCommand::AddIce(cand(1)))
+        ]
+    );
+    // Later candidates go straight in.
+    assert_eq!(
+        c.handle(
+            relay(RelayMsg::Ice {
+                call_id: id(),
+                candidate: cand(2)
+            }),
+            21
+        ),
+        vec![Output::Pc(PcCommand::AddIce(cand(2)))]
+    );
+    let out = c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 30);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2))
+        }]
+    );
+    let out = c.handle(Input::LocalIce(cand(9)), 31);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Ice {
+            call_id: id(),
+            candidate: cand(9)
+        }]
+    );
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(2)),
+            remote: Some(fp(1)),
+        },
+        40,
+    );
+    // Both sides compute the same code.
+    assert_eq!(c.view().code, caller_connected(fp(1), fp(2)).view().code);
+    assert!(c.view().code.is_some());
+}
+
+#[test]
+fn caller_holds_early_candidates_until_the_answer() {
+    let mut c = caller_ringing(CallMode::Standard);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    assert!(
+        c.handle(
+            relay(RelayMsg::Ice {
+                call_id: id(),
+                candidate: cand(1)
+            }),
+            4
+        )
+        .is_empty()
+    );
+    let out = c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        5,
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Pc(PcCommand::SetAnswer { sdp: sdp(&fp(2)) }),
+            Output::Pc(PcCommand::AddIce(cand(1)))
+        ]
+    );
+}
+
+#[test]
+fn commitment_mismatch_ends_the_call_with_the_warning() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    // A man in the middle answers with his own certificate.
+    let out = c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(3)),
+        }),
+        4,
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Send(ClientMsg::Hangup {
+                call_id: id(),
+                reason: HangupReason::Mitm
+            }),
+            Output::Pc(PcCommand::Close)
+        ]
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+    assert_eq!(c.view().code, None);
+}
+
+#[test]
+fn e2ee_accept_without_commitment_is_refused() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        1,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+}
+
+#[test]
+fn dtls_certificate_other_than_announced_never_shows_the_lock() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        4,
+    );
+    let out = c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(1)),
+            remote: Some(fp(7)),
+        },
+        5,
+    );
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Mitm
+    }));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::FingerprintMismatch))
+    );
+    assert_eq!(c.view().code, None);
+}
+
+#[test]
+fn missing_dtls_certificate_is_not_verification() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        4,
+    );
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(1)),
+            remote: None,
+        },
+        5,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::FingerprintMismatch))
+    );
+}
+
+#[test]
+fn fingerprint_change_on_renegotiation_ends_the_call() {
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    c.handle(Input::User(UserAction::Accept), 1);
+    c.handle(Input::PeerReady { local: fp(2) }, 2);
+    c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        3,
+    );
+    c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(2)),
+            remote: Some(fp(1)),
+        },
+        5,
+    );
+    assert!(c.view().code.is_some());
+    // Same fingerprint: a harmless renegotiation.
+    let out = c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        6,
+    );
+    assert_eq!(
+        out,
+        vec![Output::Pc(PcCommand::AcceptOffer { sdp: sdp(&fp(1)) })]
+    );
+    // A new certificate in the middle of the call.
+    let out = c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(5)),
+        }),
+        7,
+    );
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Mitm
+    }));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::FingerprintChanged))
+    );
+    assert_eq!(c.view().code, None);
+}
+
+#[test]
+fn unverifiable_offer_in_e2ee_call_is_refused() {
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    c.handle(Input::User(UserAction::Accept), 1);
+    c.handle(Input::PeerReady { local: fp(2) }, 2);
+    let no_fp =
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+            .to_string();
+    let out = c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: no_fp,
+        }),
+        3,
+    );
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Unverifiable
+    }));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::Unverifiable))
+    );
+}
+
+#[test]
+fn standard_call_connects_without_code() {
+    let mut c = caller_ringing(CallMode::Standard);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        4,
+    );
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(1)),
+            remote: Some(fp(2)),
+        },
+        5,
+    );
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert_eq!(c.view().code, None);
+    // "Codes match" means nothing without a code.
+    c.handle(Input::User(UserAction::CodesMatch), 6);
+    assert!(!c.view().verified);
+}
+
+#[test]
+fn codes_match_marks_verified_and_codes_differ_warns() {
+    let mut c = caller_connected(fp(1), fp(2));
+    c.handle(Input::User(UserAction::CodesMatch), 70);
+    assert!(c.view().verified);
+    let out = c.handle(Input::User(UserAction::CodesDiffer), 80);
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Mitm
+    }));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CodesDiffer))
+    );
+}
+
+#[test]
+fn peer_reported_mitm_shows_the_warning() {
+    let mut c = caller_connected(fp(1), fp(2));
+    let out = c.handle(
+        relay(RelayMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::Mitm,
+        }),
+        90,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::ReportedByPeer))
+    );
+}
+
+#[test]
+fn decline_and_declined() {
+    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let out = callee.handle(Input::User(UserAction::Decline), 1);
+    assert_eq!(sent(&out), vec![&ClientMsg::Decline { call_id: id() }]);
+    assert_eq!(callee.view().phase, Phase::Ended(Ending::Declined));
+
+    let mut caller = caller_ringing(CallMode::E2ee);
+    caller.handle(
+        relay(RelayMsg::CallRefused {
+            call_id: id(),
+            peer: BOB.into(),
+            reason: RefuseReason::Declined,
+            required_by: None,
+        }),
+        2,
+    );
+    assert_eq!(caller.view().phase, Phase::Ended(Ending::Declined));
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut caller = caller_ringing(CallMode::Standard);
+    let out = caller.handle(Input::User(UserAction::Hangup), 5);
+    assert_eq!(out, vec![Output::Send(ClientMsg::Cancel { call_id: id() })]);
+    assert_eq!(caller.view().phase, Phase::Ended(Ending::Cancelled));
+
+    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, 0);
+    assert!(
+        callee
+            .handle(relay(RelayMsg::Cancelled { call_id: id() }), 6)
+            .is_empty()
+    );
+    assert_eq!(callee.view().phase, Phase::Ended(Ending::Cancelled));
+}
+
+#[test]
+fn busy_offline_and_e2ee_required_refusals() {
+    for (reason, required_by) in [
+        (RefuseReason::Busy, None),
+        (RefuseReason::Offline, None),
+        (RefuseReason::E2eeRequired, Some(ALICE.to_string())),
+        (RefuseReason::NotAllowed, None),
+    ] {
+        let (mut c, _) = Call::outgoing(BOB, 0);
+        let msg = RelayMsg::CallRefused {
+            call_id: id(),
+            peer: BOB.into(),
+            reason,
+            required_by: required_by.clone(),
+        };
+        assert!(c.concerns(&msg));
+        assert!(c.handle(relay(msg), 1).is_empty());
+        assert_eq!(
+            c.view().phase,
+            Phase::Ended(Ending::Refused {
+                reason,
+                required_by
+            })
+        );
+    }
+}
+
+#[test]
+fn ring_timeout_cancels() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    assert!(c.handle(Input::Tick, RING_TIMEOUT_MS - 1).is_empty());
+    let out = c.handle(Input::Tick, RING_TIMEOUT_MS + 10);
+    assert_eq!(out, vec![Output::Send(ClientMsg::Cancel { call_id: id() })]);
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Refused {
+            reason: RefuseReason::NoAnswer,
+            required_by: None
+        })
+    );
+}
+
+#[test]
+fn connect_timeout_gives_up() {
+    let mut c = caller_ringing(CallMode::Standard);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        100,
+    );
+    let out = c.handle(Input::Tick, 100 + CONNECT_TIMEOUT_MS);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::ConnectionFailed
+        }]
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::ConnectionFailed));
+}
+
+#[test]
+fn answered_elsewhere_stops_ringing() {
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    assert!(
+        c.handle(relay(RelayMsg::AnsweredElsewhere { call_id: id() }), 3)
+            .is_empty()
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::AnsweredElsewhere));
+}
+
+#[test]
+fn dtls_failure_ends_the_call() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    let out = c.handle(Input::PcFailed, 3);
+    assert_eq!(
+        out,
+        vec![
+            Output::Send(ClientMsg::Hangup {
+                call_id: id(),
+                reason: HangupReason::ConnectionFailed
+            }),
+            Output::Pc(PcCommand::Close)
+        ]
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::ConnectionFailed));
+}
+
+#[test]
+fn relay_reconnect_keeps_the_call() {
+    let mut c = caller_connected(fp(1), fp(2));
+    let code = c.view().code;
+    assert!(c.handle(Input::RelayDown, 100).is_empty());
+    assert!(c.view().relay_down);
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert_eq!(c.view().code, code);
+    assert!(c.handle(Input::RelayUp, 200).is_empty());
+    assert!(!c.view().relay_down);
+    let out = c.handle(Input::User(UserAction::Hangup), 300);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::Normal
+        }]
+    );
+}
+
+#[test]
+fn messages_for_other_calls_are_not_ours_and_ended_calls_ignore_input() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    assert!(!c.concerns(&RelayMsg::Cancelled {
+        call_id: CallId("other".into())
+    }));
+    assert!(c.concerns(&RelayMsg::Cancelled { call_id: id() }));
+    c.handle(Input::User(UserAction::Hangup), 1);
+    assert!(
+        c.handle(
+            relay(RelayMsg::Accepted {
+                call_id: id(),
+                commit: None
+            }),
+            2
+        )
+        .is_empty()
+    );
+    assert!(
+        c.handle(
+            Input::DtlsConnected {
+                local: Some(fp(1)),
+                remote: Some(fp(2))
+            },
+            3
+        )
+        .is_empty()
+    );
+    assert_eq!(c.view().code, None);
+}
