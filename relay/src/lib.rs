@@ -3,24 +3,56 @@
 //! # Layout
 //! - [`serve`] runs the HTTP server on a bound listener until a shutdown future
 //!   completes; [`app`] builds the router, so tests drive it on port 0.
-//! - `static_files`: the browser client from `www/`.
-//! - `code_cmd`: `shieldcall code`.
+//! - [`AppState`]: the one shared state (config, store, hub, sign-in limiter).
+//! - [`policy`]: the pure policy engine (effective setting, call mode).
+//! - [`store`]: persistence behind the [`store::Store`] trait; SQLite today.
+//! - [`ops`]: administrative changes with their audit entries, for CLI and API.
+//! - [`auth`]: passwords, sessions and the extractors guarding private routes.
+//! - `api`: sign-in, sign-out, `/api/me`; `admin`: `/api/admin/...`.
+//! - `ws`: one WebSocket connection; [`hub`]: presence and call routing.
+//! - [`turn`]: ICE servers and TURN REST credentials.
+//! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
+//!
+//! # Panics
+//! None on client input. Bad frames, unknown users, foreign call ids and floods are
+//! answered with errors; a panic is a bug.
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls this library.
 
+mod admin;
+mod api;
+pub mod auth;
+pub mod cli;
 pub mod code_cmd;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod ops;
+pub mod policy;
 mod static_files;
+pub mod store;
+pub mod turn;
+mod ws;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::watch;
 
-/// Everything the handlers share.
+pub use config::Config;
+pub use error::{Error, Result};
+
+use crate::hub::Hub;
+use crate::store::{SqliteStore, Store};
+
+/// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -28,35 +60,191 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    /// Directory the browser client is served from.
-    www: PathBuf,
+    /// Settings.
+    config: Config,
+    /// Persistence.
+    store: Arc<dyn Store>,
+    /// Devices, presence and calls.
+    hub: Arc<Hub>,
+    /// Failed sign-ins per account and address.
+    limiter: auth::LoginLimiter,
+    /// Origins added by `serve` for the bound address.
+    bound_origins: RwLock<Vec<String>>,
+    /// Flips to `true` when the server stops, so WebSockets close.
+    shutdown: watch::Sender<bool>,
 }
 
 impl AppState {
-    /// State serving the client from `www`.
-    pub fn new(www: PathBuf) -> Self {
+    /// Opens the SQLite store in `config.data_dir`.
+    pub async fn open(config: Config) -> Result<Self> {
+        let store = SqliteStore::open(&config.data_dir).await?;
+        Ok(Self::with_store(config, Arc::new(store)))
+    }
+
+    /// State over any store.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Self {
+        let hub = Hub::new(config.ring_timeout, config.reconnect_grace);
+        let limiter = auth::LoginLimiter::new(
+            config.login_per_account,
+            config.login_per_address,
+            config.login_window,
+        );
         Self {
-            inner: Arc::new(Inner { www }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                hub,
+                limiter,
+                bound_origins: RwLock::new(Vec::new()),
+                shutdown: watch::channel(false).0,
+            }),
         }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    /// The switchboard.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    fn limiter(&self) -> &auth::LoginLimiter {
+        &self.inner.limiter
+    }
+
+    fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Whether `origin` (an `Origin` header value) is one of ours.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        self.inner
+            .config
+            .public_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/') == origin)
+            || self
+                .inner
+                .bound_origins
+                .read()
+                .is_ok_and(|v| v.iter().any(|o| o == origin))
+    }
+
+    /// Allows the origins of the address the server is bound to:
+    /// `http://<addr>`, and for loopback also `http://localhost:<port>`.
+    pub fn add_bound_origins(&self, addr: SocketAddr) {
+        let mut list = vec![format!("http://{addr}")];
+        if addr.ip().is_loopback() {
+            list.push(format!("http://localhost:{}", addr.port()));
+        }
+        if let Ok(mut v) = self.inner.bound_origins.write() {
+            v.extend(list);
+        }
+    }
+
+    /// Re-reads tenants, policies, assignments and switches, and pushes changed
+    /// settings to signed-in users; signs out users that were removed.
+    pub async fn refresh(&self) -> Result<()> {
+        let store = self.store();
+        let tenants = store.tenants().await?;
+        self.hub().set_access(
+            tenants
+                .into_iter()
+                .map(|t| (t.domain, t.external_access))
+                .collect(),
+        );
+        let mut by_domain = HashMap::new();
+        for user in self.hub().online_users() {
+            let Some(u) = store.user(&user).await? else {
+                self.hub().sign_out(&user, None);
+                continue;
+            };
+            let domain = u.domain().to_string();
+            if !by_domain.contains_key(&domain) {
+                let data = (
+                    store.policies(&domain).await?,
+                    store.assignments(&domain).await?,
+                );
+                by_domain.insert(domain.clone(), data);
+            }
+            let Some((policies, assignments)) = by_domain.get(&domain) else {
+                continue;
+            };
+            let groups = store.groups_of(&user).await?;
+            let setting =
+                policy::effective_setting(policies, assignments, &user, &groups, u.e2ee_switch);
+            self.hub().push_settings(&user, &setting);
+        }
+        Ok(())
     }
 }
 
 /// The HTTP routes.
 pub fn app(state: AppState) -> Router {
-    Router::new().fallback(static_handler).with_state(state)
+    Router::new()
+        .route("/api/login", post(api::login))
+        .route("/api/logout", post(api::logout))
+        .route("/api/me", get(api::me))
+        .route("/ws", get(ws::upgrade))
+        .nest("/api/admin", admin::routes())
+        .fallback(static_handler)
+        .with_state(state)
 }
 
 async fn static_handler(State(state): State<AppState>, uri: Uri) -> Response {
-    static_files::serve_file(&state.inner.www, &uri).await
+    static_files::serve_file(&state.inner.config.www, &uri).await
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes.
+/// Watches the store's change counter and refreshes signed-in users on a change,
+/// so the CLI (another process) reaches them within a poll interval.
+async fn watch_changes(state: AppState) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(state.config().poll_interval);
+    loop {
+        tick.tick().await;
+        match state.store().changes().await {
+            Ok(n) if Some(n) != last => {
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "refresh after store change failed");
+                    continue;
+                }
+                last = Some(n);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the change counter failed"),
+        }
+    }
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then closes the
+/// WebSockets and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    state.add_bound_origins(listener.local_addr()?);
+    let watcher = tokio::spawn(watch_changes(state.clone()));
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.inner.shutdown.send(true);
+    };
+    let result = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    watcher.abort();
+    result
 }

@@ -1,0 +1,148 @@
+//! Sign-in, sign-out and "who am I".
+//!
+//! `POST /api/login` `{"user","password"}` → 200 `{"user","admin"}` with the
+//! session cookie, 401 on a wrong name or password, 429 when rate limited.
+//! `POST /api/logout` ends the session and the WebSockets opened with it.
+//! `GET /api/me` → `{"user","admin","e2ee"}`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::auth::{self, Authed, COOKIE};
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::store::{Session, unix_now};
+
+/// The client's address, when the server knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Refuses a request whose `Origin` header names a foreign site. A request without
+/// one (not from a browser) passes: it cannot carry a victim's cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct NotCrossSite;
+
+impl FromRequestParts<AppState> for NotCrossSite {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        match parts.headers.get(header::ORIGIN) {
+            None => Ok(Self),
+            Some(_) if auth::same_origin(parts, state) => Ok(Self),
+            Some(_) => Err(Error::Forbidden("cross-origin request")),
+        }
+    }
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct Login {
+    /// `name@domain`.
+    user: String,
+    /// Never logged.
+    password: String,
+}
+
+fn cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue> {
+    let secure = if state.config().secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .map_err(|e| Error::Internal(format!("cookie: {e}")))
+}
+
+/// `POST /api/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    _: NotCrossSite,
+    ClientAddr(addr): ClientAddr,
+    Json(form): Json<Login>,
+) -> Result<Response> {
+    let Ok(name) = ops::normalize_user(&form.user) else {
+        return Err(Error::BadCredentials);
+    };
+    if !state.limiter().allowed(&name, addr) {
+        tracing::warn!(user = %name, "sign-in rate limited");
+        return Err(Error::RateLimited);
+    }
+    let user = state.store().user(&name).await?;
+    let ok = match &user {
+        Some(u) => auth::verify_password(u.password_hash.clone(), form.password).await?,
+        None => false,
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        state.limiter().failed(&name, addr);
+        tracing::info!(user = %name, "sign-in failed");
+        return Err(Error::BadCredentials);
+    };
+    state.limiter().succeeded(&name);
+    let (token, hash) = auth::new_token()?;
+    let lifetime = state.config().session_lifetime.as_secs();
+    state
+        .store()
+        .create_session(&Session {
+            token_hash: hash,
+            user: user.name.clone(),
+            expires_at: unix_now().saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX)),
+        })
+        .await?;
+    tracing::info!(user = %user.name, "signed in");
+    let mut resp =
+        Json(serde_json::json!({ "user": user.name, "admin": user.admin })).into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, &token, lifetime)?);
+    Ok(resp)
+}
+
+/// `POST /api/logout`.
+pub async fn logout(
+    State(state): State<AppState>,
+    _: NotCrossSite,
+    authed: Authed,
+) -> Result<Response> {
+    state
+        .store()
+        .delete_session(&authed.session.token_hash)
+        .await?;
+    state
+        .hub()
+        .sign_out(&authed.user.name, Some(&authed.session.token_hash));
+    tracing::info!(user = %authed.user.name, "signed out");
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", 0)?);
+    Ok(resp)
+}
+
+/// `GET /api/me`.
+pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Response> {
+    let e2ee = ops::effective_setting(state.store(), &authed.user.name).await?;
+    Ok(Json(
+        serde_json::json!({ "user": authed.user.name, "admin": authed.user.admin, "e2ee": e2ee }),
+    )
+    .into_response())
+}

@@ -1,0 +1,104 @@
+//! The relay's settings, built by the CLI (flags, `SHIELDCALL_*`, a TOML file) or
+//! by tests. No global config: everything lives in the one `AppState`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::PasswordCost;
+
+/// STUN/TURN servers handed to clients.
+#[derive(Clone, Default)]
+pub struct IceConfig {
+    /// `stun:` URLs.
+    pub stun_urls: Vec<String>,
+    /// `turn:`/`turns:` URLs.
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret`; with it each client gets REST credentials.
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials last.
+    pub turn_ttl: Duration,
+}
+
+impl fmt::Debug for IceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceConfig")
+            .field("stun_urls", &self.stun_urls)
+            .field("turn_urls", &self.turn_urls)
+            .field("turn_secret", &self.turn_secret.as_ref().map(|_| "<set>"))
+            .field("turn_ttl", &self.turn_ttl)
+            .finish()
+    }
+}
+
+/// Everything the relay can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// Directory of the browser client.
+    pub www: PathBuf,
+    /// Origins the browser client is served from (e.g. `https://call.example.org`);
+    /// the bind address's origin is added by `serve`.
+    pub public_origins: Vec<String>,
+    /// STUN/TURN.
+    pub ice: IceConfig,
+    /// How long a call rings before `no-answer` (45 s).
+    pub ring_timeout: Duration,
+    /// How long an answered call waits for a vanished device (30 s).
+    pub reconnect_grace: Duration,
+    /// How long a session lasts after sign-in (7 days).
+    pub session_lifetime: Duration,
+    /// WebSocket ping interval (20 s).
+    pub ping_interval: Duration,
+    /// A connection silent this long is closed (45 s).
+    pub idle_timeout: Duration,
+    /// Sustained messages per second per connection (20).
+    pub msg_rate: f64,
+    /// Burst of messages per connection (60): a full ICE trickle fits.
+    pub msg_burst: f64,
+    /// Failed sign-ins per account per window (5).
+    pub login_per_account: usize,
+    /// Failed sign-ins per client address per window (20).
+    pub login_per_address: usize,
+    /// The sign-in window (5 minutes).
+    pub login_window: Duration,
+    /// Argon2id cost for new hashes.
+    pub password_cost: PasswordCost,
+    /// How often the store's change counter is polled (250 ms).
+    pub poll_interval: Duration,
+}
+
+impl Config {
+    /// The defaults, with the database in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            www: PathBuf::from("www"),
+            public_origins: Vec::new(),
+            ice: IceConfig {
+                turn_ttl: Duration::from_secs(12 * 3600),
+                ..IceConfig::default()
+            },
+            ring_timeout: Duration::from_secs(45),
+            reconnect_grace: Duration::from_secs(30),
+            session_lifetime: Duration::from_secs(7 * 24 * 3600),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(45),
+            msg_rate: 20.0,
+            msg_burst: 60.0,
+            login_per_account: 5,
+            login_per_address: 20,
+            login_window: Duration::from_secs(300),
+            password_cost: PasswordCost::default(),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// Whether session cookies must be `Secure` (any public origin is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_origins
+            .iter()
+            .any(|o| o.starts_with("https://"))
+    }
+}

@@ -1,0 +1,791 @@
+//! The in-memory switchboard: which devices are signed in, presence, and the calls
+//! between them.
+//!
+//! Every method takes the lock, changes state, queues messages on the devices'
+//! outboxes and returns; nothing here awaits, touches a socket or the store. The
+//! WebSocket task (`crate::ws`) feeds it decoded messages and writes the outbox to
+//! the socket; the store-facing parts (settings, the call-mode decision) are done
+//! by the caller before it calls in. Timers (ring timeout, reconnect grace) are
+//! tokio tasks holding a `Weak` to the hub.
+//!
+//! A message for a call is authorised here: only the call's parties may touch it,
+//! and after `accept` only the two bound devices.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, E2eeSetting, ErrorCode, HangupReason, Presence, RefuseReason,
+    RelayMsg, Status,
+};
+use tokio::sync::mpsc;
+
+use crate::policy::{ExternalAccess, Refusal, domain_of, reachable};
+
+/// A device's number for the life of its connection.
+pub type DeviceId = u64;
+
+/// An error for the device that sent the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Sentence for people.
+    pub message: String,
+    /// The call concerned.
+    pub call_id: Option<CallId>,
+}
+
+impl WireError {
+    fn new(code: ErrorCode, message: &str, call_id: &CallId) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            call_id: Some(call_id.clone()),
+        }
+    }
+
+    /// As a wire message.
+    pub fn into_msg(self) -> RelayMsg {
+        RelayMsg::error(self.code, self.message, self.call_id)
+    }
+}
+
+/// A signed-in device.
+#[derive(Debug)]
+struct Device {
+    /// Whose device.
+    user: String,
+    /// The session it signed in with (to end it on sign-out).
+    session: String,
+    /// Its outbox; dropping the sender ends the connection.
+    tx: mpsc::Sender<String>,
+}
+
+/// A user with at least one device.
+#[derive(Debug)]
+struct Online {
+    /// The user's devices, oldest first.
+    devices: Vec<DeviceId>,
+    /// The last E2EE setting sent to them.
+    setting: E2eeSetting,
+}
+
+/// A call from ringing to hangup.
+#[derive(Debug)]
+struct Call {
+    /// Decided at invite.
+    mode: CallMode,
+    /// The caller.
+    caller: String,
+    /// The caller's device; `None` while it is gone and may come back.
+    caller_dev: Option<DeviceId>,
+    /// The callee.
+    callee: String,
+    /// The accepting device, once accepted; `None` before, or while gone.
+    callee_dev: Option<DeviceId>,
+    /// Accepted.
+    answered: bool,
+}
+
+/// Which side of a call a user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Next device number.
+    next_device: DeviceId,
+    /// Connected devices.
+    devices: HashMap<DeviceId, Device>,
+    /// Users with devices.
+    users: HashMap<String, Online>,
+    /// Calls ringing or up.
+    calls: HashMap<CallId, Call>,
+    /// The call each user is in (a user is in at most one).
+    in_call: HashMap<String, CallId>,
+    /// External access by tenant domain, refreshed from the store.
+    access: HashMap<String, ExternalAccess>,
+    /// The presence last announced per user (absent: offline).
+    shown: HashMap<String, Status>,
+}
+
+/// The switchboard.
+#[derive(Debug)]
+pub struct Hub {
+    /// All mutable state, behind one short-held lock.
+    inner: Mutex<Inner>,
+    /// How long a call rings before `no-answer`.
+    ring_timeout: Duration,
+    /// How long a call survives a bound device's disconnect.
+    grace: Duration,
+    /// Itself, for timer tasks.
+    me: Weak<Hub>,
+}
+
+const ALLOW_ALL: ExternalAccess = ExternalAccess::AllowAll;
+
+impl Inner {
+    fn send(&self, dev: DeviceId, msg: &RelayMsg) {
+        if let Some(d) = self.devices.get(&dev)
+            && d.tx.try_send(msg.encode()).is_err()
+        {
+            // Full outbox: the device does not read; we never block here.
+            tracing::warn!(device = dev, "outbox full or closed; message dropped");
+        }
+    }
+
+    fn send_user(&self, user: &str, msg: &RelayMsg, except: Option<DeviceId>) {
+        if let Some(o) = self.users.get(user) {
+            for &d in &o.devices {
+                if Some(d) != except {
+                    self.send(d, msg);
+                }
+            }
+        }
+    }
+
+    fn access(&self, domain: &str) -> &ExternalAccess {
+        self.access.get(domain).unwrap_or(&ALLOW_ALL)
+    }
+
+    fn contacts(&self, a: &str, b: &str) -> bool {
+        let (da, db) = (domain_of(a), domain_of(b));
+        a != b && reachable(da, self.access(da), db, self.access(db))
+    }
+
+    fn status(&self, user: &str) -> Status {
+        if !self.users.contains_key(user) {
+            Status::Offline
+        } else if self.in_call.contains_key(user) {
+            Status::Busy
+        } else {
+            Status::Online
+        }
+    }
+
+    /// Announces `user`'s presence to their online contacts if it changed.
+    fn sync_presence(&mut self, user: &str) {
+        let now = self.status(user);
+        let before = self.shown.get(user).copied().unwrap_or(Status::Offline);
+        if now == before {
+            return;
+        }
+        if now == Status::Offline {
+            self.shown.remove(user);
+        } else {
+            self.shown.insert(user.to_string(), now);
+        }
+        let msg = RelayMsg::Presence {
+            contacts: vec![Presence {
+                user: user.to_string(),
+                status: now,
+            }],
+        };
+        for (other, online) in &self.users {
+            if self.contacts(other, user) {
+                for &d in &online.devices {
+                    self.send(d, &msg);
+                }
+            }
+        }
+    }
+
+    fn end_call(&mut self, id: &CallId) {
+        if let Some(call) = self.calls.remove(id) {
+            for u in [&call.caller, &call.callee] {
+                if self.in_call.get(u.as_str()) == Some(id) {
+                    self.in_call.remove(u.as_str());
+                }
+                self.sync_presence(u);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with these timeouts.
+    pub fn new(ring_timeout: Duration, grace: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            inner: Mutex::new(Inner::default()),
+            ring_timeout,
+            grace,
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug; keep serving with the state as is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs a device in; returns its number.
+    pub fn register(
+        &self,
+        user: &str,
+        session: &str,
+        setting: E2eeSetting,
+        tx: mpsc::Sender<String>,
+    ) -> DeviceId {
+        let mut g = self.lock();
+        g.next_device += 1;
+        let id = g.next_device;
+        g.devices.insert(
+            id,
+            Device {
+                user: user.into(),
+                session: session.into(),
+                tx,
+            },
+        );
+        let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
+            devices: Vec::new(),
+            setting: setting.clone(),
+        });
+        online.devices.push(id);
+        online.setting = setting;
+        g.sync_presence(user);
+        id
+    }
+
+    /// Signs a device out (its connection ended). A ringing call it placed is
+    /// cancelled; a call it is bound to waits `grace` for the user to come back.
+    pub fn unregister(&self, dev: DeviceId, user: &str) {
+        let mut g = self.lock();
+        g.devices.remove(&dev);
+        let gone = match g.users.get_mut(user) {
+            Some(o) => {
+                o.devices.retain(|&d| d != dev);
+                o.devices.is_empty()
+            }
+            None => false,
+        };
+        if gone {
+            g.users.remove(user);
+        }
+        if let Some(id) = g.in_call.get(user).cloned() {
+            let mut cancel = false;
+            let mut wait = false;
+            if let Some(call) = g.calls.get_mut(&id) {
+                if call.caller_dev == Some(dev) {
+                    call.caller_dev = None;
+                    if call.answered {
+                        wait = true;
+                    } else {
+                        cancel = true;
+                    }
+                } else if call.callee_dev == Some(dev) {
+                    call.callee_dev = None;
+                    wait = true;
+                }
+            }
+            if cancel {
+                if let Some(call) = g.calls.get(&id) {
+                    g.send_user(
+                        &call.callee,
+                        &RelayMsg::Cancelled {
+                            call_id: id.clone(),
+                        },
+                        None,
+                    );
+                }
+                g.end_call(&id);
+            } else if wait {
+                self.start_grace(id);
+            }
+        }
+        g.sync_presence(user);
+    }
+
+    fn start_grace(&self, id: CallId) {
+        let me = self.me.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(hub) = me.upgrade() {
+                hub.grace_expired(&id);
+            }
+        });
+    }
+
+    fn grace_expired(&self, id: &CallId) {
+        let mut g = self.lock();
+        let Some(call) = g.calls.get(id) else { return };
+        let missing = call.caller_dev.is_none() || call.callee_dev.is_none();
+        if !missing {
+            return;
+        }
+        let msg = RelayMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::PeerGone,
+        };
+        for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+            g.send(d, &msg);
+        }
+        tracing::info!(call = %id, "call ended: device did not come back");
+        g.end_call(id);
+    }
+
+    /// The presence of every user in `all` who is a contact of `me`.
+    pub fn contacts_of(&self, me: &str, all: &[String]) -> Vec<Presence> {
+        let g = self.lock();
+        all.iter()
+            .filter(|u| g.contacts(me, u))
+            .map(|u| Presence {
+                user: u.clone(),
+                status: g.status(u),
+            })
+            .collect()
+    }
+
+    /// Replaces the tenants' external access.
+    pub fn set_access(&self, access: HashMap<String, ExternalAccess>) {
+        self.lock().access = access;
+    }
+
+    /// Users with at least one device.
+    pub fn online_users(&self) -> Vec<String> {
+        self.lock().users.keys().cloned().collect()
+    }
+
+    /// Sends `settings` to every device of `user` if it differs from what they have.
+    pub fn push_settings(&self, user: &str, setting: &E2eeSetting) {
+        let mut g = self.lock();
+        let Some(o) = g.users.get_mut(user) else {
+            return;
+        };
+        if &o.setting == setting {
+            return;
+        }
+        o.setting = setting.clone();
+        g.send_user(
+            user,
+            &RelayMsg::Settings {
+                e2ee: setting.clone(),
+            },
+            None,
+        );
+    }
+
+    /// Ends every connection of `user` (or only those of one `session`) with
+    /// `session-expired`.
+    pub fn sign_out(&self, user: &str, session: Option<&str>) {
+        let mut g = self.lock();
+        let msg = RelayMsg::error(ErrorCode::SessionExpired, "You were signed out.", None);
+        let devs: Vec<DeviceId> = g
+            .devices
+            .iter()
+            .filter(|(_, d)| d.user == user && session.is_none_or(|s| s == d.session))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in devs {
+            g.send(id, &msg);
+            // Dropping the sender ends the connection after the queued frames;
+            // the connection then unregisters the device.
+            g.devices.remove(&id);
+        }
+    }
+
+    /// Places a call whose mode (or refusal) the caller already decided.
+    pub fn invite(
+        &self,
+        dev: DeviceId,
+        caller: &str,
+        callee: &str,
+        decision: Result<CallMode, Refusal>,
+        call_id: CallId,
+    ) {
+        let mut g = self.lock();
+        let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
+            g.send(
+                dev,
+                &RelayMsg::CallRefused {
+                    call_id: call_id.clone(),
+                    peer: callee.into(),
+                    reason,
+                    required_by,
+                },
+            );
+        };
+        let mode = match decision {
+            Ok(mode) => mode,
+            Err(r) => {
+                if r.reason == RefuseReason::E2eeRequired {
+                    // Both sides learn why; the callee never rang.
+                    g.send_user(
+                        callee,
+                        &RelayMsg::CallRefused {
+                            call_id: call_id.clone(),
+                            peer: caller.into(),
+                            reason: r.reason,
+                            required_by: r.required_by.clone(),
+                        },
+                        None,
+                    );
+                }
+                return refuse(&g, r.reason, r.required_by);
+            }
+        };
+        if g.in_call.contains_key(caller) || g.in_call.contains_key(callee) {
+            return refuse(&g, RefuseReason::Busy, None);
+        }
+        if !g.users.contains_key(callee) {
+            return refuse(&g, RefuseReason::Offline, None);
+        }
+        g.calls.insert(
+            call_id.clone(),
+            Call {
+                mode,
+                caller: caller.into(),
+                caller_dev: Some(dev),
+                callee: callee.into(),
+                callee_dev: None,
+                answered: false,
+            },
+        );
+        g.in_call.insert(caller.into(), call_id.clone());
+        g.in_call.insert(callee.into(), call_id.clone());
+        g.send(
+            dev,
+            &RelayMsg::Calling {
+                call_id: call_id.clone(),
+                to: callee.into(),
+                mode,
+            },
+        );
+        g.send_user(
+            callee,
+            &RelayMsg::Incoming {
+                call_id: call_id.clone(),
+                from: caller.into(),
+                mode,
+            },
+            None,
+        );
+        g.sync_presence(caller);
+        g.sync_presence(callee);
+        tracing::info!(call = %call_id, ?mode, "call ringing");
+        let me = self.me.clone();
+        let timeout = self.ring_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = me.upgrade() {
+                hub.ring_expired(&call_id);
+            }
+        });
+    }
+
+    fn ring_expired(&self, id: &CallId) {
+        let mut g = self.lock();
+        let Some(call) = g.calls.get(id) else { return };
+        if call.answered {
+            return;
+        }
+        if let Some(d) = call.caller_dev {
+            g.send(
+                d,
+                &RelayMsg::CallRefused {
+                    call_id: id.clone(),
+                    peer: call.callee.clone(),
+                    reason: RefuseReason::NoAnswer,
+                    required_by: None,
+                },
+            );
+        }
+        g.send_user(
+            &call.callee,
+            &RelayMsg::Cancelled {
+                call_id: id.clone(),
+            },
+            None,
+        );
+        g.end_call(id);
+    }
+
+    /// Handles a message about an existing call from device `dev` of `user`.
+    pub fn call_msg(&self, dev: DeviceId, user: &str, msg: ClientMsg) -> Result<(), WireError> {
+        let Some(id) = msg.call_id().cloned() else {
+            return Ok(());
+        };
+        let not_yours = || {
+            WireError::new(
+                ErrorCode::NotYourCall,
+                "You are not part of this call.",
+                &id,
+            )
+        };
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, &id);
+        let mut g = self.lock();
+        let Some(call) = g.calls.get_mut(&id) else {
+            return Err(not_yours());
+        };
+        let side = if call.caller == user {
+            Side::Caller
+        } else if call.callee == user {
+            Side::Callee
+        } else {
+            return Err(not_yours());
+        };
+        // Rebinding: a device of the same user takes over a bound side whose device
+        // went away (see docs/protocol.md, "Reconnecting").
+        if call.answered {
+            let slot = match side {
+                Side::Caller => &mut call.caller_dev,
+                Side::Callee => &mut call.callee_dev,
+            };
+            if slot.is_none() {
+                *slot = Some(dev);
+                tracing::info!(call = %id, device = dev, "device rebound to call");
+            }
+        }
+        let bound = match side {
+            Side::Caller => call.caller_dev == Some(dev),
+            Side::Callee => call.callee_dev == Some(dev),
+        };
+        let other = match side {
+            Side::Caller => call.callee_dev,
+            Side::Callee => call.caller_dev,
+        };
+        let (answered, mode, caller_dev) = (call.answered, call.mode, call.caller_dev);
+        let callee = call.callee.clone();
+        match msg {
+            ClientMsg::Ringing { .. } => {
+                if side != Side::Callee {
+                    return Err(not_yours());
+                }
+                if answered {
+                    return Err(wrong("The call was already answered."));
+                }
+                if let Some(d) = caller_dev {
+                    g.send(d, &RelayMsg::Ringing { call_id: id });
+                }
+                Ok(())
+            }
+            ClientMsg::Accept { commit, .. } => {
+                if side != Side::Callee {
+                    return Err(not_yours());
+                }
+                if answered {
+                    return Err(wrong("The call was already answered."));
+                }
+                match (mode, &commit) {
+                    (CallMode::E2ee, None) => {
+                        return Err(WireError::new(
+                            ErrorCode::BadCommitment,
+                            "An end-to-end encrypted call needs a commitment in accept.",
+                            &id,
+                        ));
+                    }
+                    (CallMode::Standard, Some(_)) => {
+                        return Err(WireError::new(
+                            ErrorCode::BadCommitment,
+                            "A standard call takes no commitment.",
+                            &id,
+                        ));
+                    }
+                    _ => {}
+                }
+                if let Some(call) = g.calls.get_mut(&id) {
+                    call.answered = true;
+                    call.callee_dev = Some(dev);
+                }
+                if let Some(d) = caller_dev {
+                    g.send(
+                        d,
+                        &RelayMsg::Accepted {
+                            call_id: id.clone(),
+                            commit,
+                        },
+                    );
+                }
+                g.send_user(
+                    &callee,
+                    &RelayMsg::AnsweredElsewhere {
+                        call_id: id.clone(),
+                    },
+                    Some(dev),
+                );
+                tracing::info!(call = %id, "call accepted");
+                Ok(())
+            }
+            ClientMsg::Decline { .. } => {
+                if side != Side::Callee {
+                    return Err(not_yours());
+                }
+                if answered {
+                    return Err(wrong("The call was already answered; hang up instead."));
+                }
+                Self::decline(&mut g, &id, caller_dev, &callee, dev);
+                Ok(())
+            }
+            ClientMsg::Cancel { .. } => {
+                if side != Side::Caller || !bound {
+                    return Err(not_yours());
+                }
+                if answered {
+                    return Err(wrong("The call was already answered; hang up instead."));
+                }
+                g.send_user(
+                    &callee,
+                    &RelayMsg::Cancelled {
+                        call_id: id.clone(),
+                    },
+                    None,
+                );
+                g.end_call(&id);
+                Ok(())
+            }
+            ClientMsg::Hangup { reason, .. } => {
+                if !answered {
+                    // Before an answer, hanging up is cancelling (caller) or
+                    // declining (callee).
+                    return match side {
+                        Side::Caller if bound => {
+                            g.send_user(
+                                &callee,
+                                &RelayMsg::Cancelled {
+                                    call_id: id.clone(),
+                                },
+                                None,
+                            );
+                            g.end_call(&id);
+                            Ok(())
+                        }
+                        Side::Caller => Err(not_yours()),
+                        Side::Callee => {
+                            Self::decline(&mut g, &id, caller_dev, &callee, dev);
+                            Ok(())
+                        }
+                    };
+                }
+                if !bound {
+                    return Err(not_yours());
+                }
+                if let Some(d) = other {
+                    g.send(
+                        d,
+                        &RelayMsg::Hangup {
+                            call_id: id.clone(),
+                            reason,
+                        },
+                    );
+                }
+                tracing::info!(call = %id, ?reason, "call ended");
+                g.end_call(&id);
+                Ok(())
+            }
+            ClientMsg::Offer { .. }
+            | ClientMsg::Answer { .. }
+            | ClientMsg::Ice { .. }
+            | ClientMsg::Feature { .. }
+                if !answered || !bound =>
+            {
+                // The caller's own device before the answer is early, not foreign.
+                Err(if !answered && bound {
+                    wrong("The call has not been accepted yet.")
+                } else {
+                    not_yours()
+                })
+            }
+            ClientMsg::Offer { sdp, .. } => Self::forward(
+                &g,
+                other,
+                &id,
+                RelayMsg::Offer {
+                    call_id: id.clone(),
+                    sdp,
+                },
+            ),
+            ClientMsg::Answer { sdp, .. } => Self::forward(
+                &g,
+                other,
+                &id,
+                RelayMsg::Answer {
+                    call_id: id.clone(),
+                    sdp,
+                },
+            ),
+            ClientMsg::Ice { candidate, .. } => Self::forward(
+                &g,
+                other,
+                &id,
+                RelayMsg::Ice {
+                    call_id: id.clone(),
+                    candidate,
+                },
+            ),
+            ClientMsg::Feature { feature, .. } => Err(if mode == CallMode::E2ee {
+                WireError::new(
+                    ErrorCode::UnavailableInE2ee,
+                    &format!(
+                        "{feature:?} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it."
+                    ),
+                    &id,
+                )
+            } else {
+                WireError::new(
+                    ErrorCode::NotDeployed,
+                    &format!(
+                        "{feature:?} needs a media server that this Shieldcall deployment does not run."
+                    ),
+                    &id,
+                )
+            }),
+            ClientMsg::Hello { .. }
+            | ClientMsg::Ping { .. }
+            | ClientMsg::SetE2ee { .. }
+            | ClientMsg::Invite { .. } => Ok(()),
+        }
+    }
+
+    fn decline(
+        g: &mut Inner,
+        id: &CallId,
+        caller_dev: Option<DeviceId>,
+        callee: &str,
+        dev: DeviceId,
+    ) {
+        if let Some(d) = caller_dev {
+            g.send(
+                d,
+                &RelayMsg::CallRefused {
+                    call_id: id.clone(),
+                    peer: callee.into(),
+                    reason: RefuseReason::Declined,
+                    required_by: None,
+                },
+            );
+        }
+        g.send_user(
+            callee,
+            &RelayMsg::Cancelled {
+                call_id: id.clone(),
+            },
+            Some(dev),
+        );
+        g.end_call(id);
+    }
+
+    fn forward(
+        g: &Inner,
+        other: Option<DeviceId>,
+        id: &CallId,
+        msg: RelayMsg,
+    ) -> Result<(), WireError> {
+        match other {
+            Some(d) => {
+                g.send(d, &msg);
+                Ok(())
+            }
+            None => Err(WireError::new(
+                ErrorCode::WrongState,
+                "The other device is reconnecting; try again shortly.",
+                id,
+            )),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Persistent state behind the [`Store`] trait: tenants, users, groups, policies,
+//! assignments, sessions and the audit log.
+//!
+//! Handlers, the CLI and the policy refresher only see `dyn Store`, so a PostgreSQL
+//! store can follow without touching them. [`SqliteStore`] is the one we ship.
+//! Every change that an admin makes is written together with its audit entry, in
+//! one transaction: either both are durable or neither is.
+//!
+//! A store never decides policy (that is `crate::policy`) and never hashes
+//! passwords (that is `crate::auth`).
+
+mod sqlite;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub use sqlite::SqliteStore;
+
+use crate::error::Result;
+use crate::policy::{Assignment, ExternalAccess, Policy, Target};
+
+/// What every store method returns: a boxed future, so `Store` is object safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A tenant: one mail domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// The mail domain, e.g. `example.test`.
+    pub domain: String,
+    /// Whom the tenant's users may reach outside it.
+    pub external_access: ExternalAccess,
+}
+
+/// A user account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// `name@domain`, lower case.
+    pub name: String,
+    /// Argon2id PHC string; never logged (see the `Debug` impl).
+    pub password_hash: String,
+    /// Administers their tenant.
+    pub admin: bool,
+    /// The "End-to-end encrypted calls" switch; `None` until the user touches it.
+    pub e2ee_switch: Option<bool>,
+}
+
+impl User {
+    /// The tenant's domain.
+    pub fn domain(&self) -> &str {
+        crate::policy::domain_of(&self.name)
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .field("e2ee_switch", &self.e2ee_switch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group and its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// Unique within the tenant.
+    pub name: String,
+    /// Full user names.
+    pub members: Vec<String>,
+}
+
+/// A signed-in session. Only the SHA-256 of the token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Hex SHA-256 of the cookie's token.
+    pub token_hash: String,
+    /// Who signed in.
+    pub user: String,
+    /// Unix seconds after which the session is void.
+    pub expires_at: i64,
+}
+
+/// What an audit entry records about one change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// The tenant the change belongs to.
+    pub domain: String,
+    /// Who: a user name, or `cli` for the command line.
+    pub actor: String,
+    /// What, e.g. `policy.set`, `grant`, `user.add`.
+    pub action: String,
+    /// What it was done to: a policy identity, a user, a group.
+    pub target: String,
+    /// The value before, if any.
+    pub old: Option<String>,
+    /// The value after, if any.
+    pub new: Option<String>,
+}
+
+/// One stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Increasing number.
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The change.
+    #[serde(flatten)]
+    pub audit: Audit,
+}
+
+/// The relay's persistence. Mutations take the [`Audit`] entry to store with them.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// A number that grows with every change to tenants, users, groups, policies or
+    /// assignments, also when another process made it.
+    fn changes(&self) -> StoreFuture<'_, i64>;
+
+    /// All tenants.
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>>;
+    /// Sets a tenant's external access. `NotFound` if there is no such tenant.
+    fn set_external_access<'a>(
+        &'a self,
+        domain: &'a str,
+        access: &'a ExternalAccess,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Adds a user, creating the tenant (with its `Global` policy) if it is new.
+    /// `Conflict` if the user exists.
+    fn add_user<'a>(
+        &'a self,
+        user: &'a User,
+        global: &'a Policy,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// One user.
+    fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<User>>;
+    /// The users of one tenant, or of all tenants.
+    fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>>;
+    /// Replaces a password hash and ends the user's sessions.
+    fn set_password<'a>(
+        &'a self,
+        name: &'a str,
+        hash: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Sets the user's E2EE switch.
+    fn set_switch<'a>(
+        &'a self,
+        name: &'a str,
+        on: Option<bool>,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes a user with their sessions, memberships and direct assignment.
+    fn remove_user<'a>(&'a self, name: &'a str, audit: &'a Audit) -> StoreFuture<'a, ()>;
+
+    /// Adds a group. `Conflict` if it exists.
+    fn add_group<'a>(
+        &'a self,
+        domain: &'a str,
+        name: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes a group with its memberships and assignment.
+    fn remove_group<'a>(
+        &'a self,
+        domain: &'a str,
+        name: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// A tenant's groups with their members, by name.
+    fn groups<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Group>>;
+    /// Adds a user (of the same tenant) to a group.
+    fn add_member<'a>(
+        &'a self,
+        domain: &'a str,
+        group: &'a str,
+        user: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes a user from a group.
+    fn remove_member<'a>(
+        &'a self,
+        domain: &'a str,
+        group: &'a str,
+        user: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// The groups a user belongs to.
+    fn groups_of<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    /// A tenant's policies, `Global` first, then by identity.
+    fn policies<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Policy>>;
+    /// Creates (`create`) or updates a policy. `Conflict` / `NotFound` otherwise.
+    fn put_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        policy: &'a Policy,
+        create: bool,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes a policy and every assignment of it.
+    fn remove_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        identity: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// A tenant's assignments.
+    fn assignments<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Assignment>>;
+    /// Grants `policy` to `target`, or removes the target's assignment (`None`).
+    fn assign<'a>(
+        &'a self,
+        domain: &'a str,
+        target: &'a Target,
+        policy: Option<&'a str>,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Stores a new session.
+    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()>;
+    /// A session by token hash, if it exists and has not expired at `now`.
+    fn session<'a>(&'a self, token_hash: &'a str, now: i64) -> StoreFuture<'a, Option<Session>>;
+    /// Ends a session.
+    fn delete_session<'a>(&'a self, token_hash: &'a str) -> StoreFuture<'a, ()>;
+
+    /// A tenant's audit log, newest first.
+    fn audit_log<'a>(&'a self, domain: &'a str, limit: u32) -> StoreFuture<'a, Vec<AuditEntry>>;
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

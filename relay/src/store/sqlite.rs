@@ -1,0 +1,707 @@
+//! [`Store`] on SQLite through sqlx.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a transaction that returned
+//! is on disk even if the process is killed or the machine loses power right after
+//! (NORMAL would survive a killed process but could lose the last commits on power
+//! loss; the write rate here is tiny, so we pay for FULL). Schema versions are
+//! plain SQL files embedded in the binary and applied at open, tracked in
+//! `PRAGMA user_version`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{Audit, AuditEntry, Group, Session, Store, StoreFuture, Tenant, User, unix_now};
+use crate::error::{Error, Result};
+use crate::policy::{Assignment, ExternalAccess, Policy, Target};
+use shieldcall_proto::E2eePolicyType;
+
+/// Schema versions in order; index + 1 is the version.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+
+/// The SQLite store. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Connection pool; SQLite serialises the writers.
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/shieldcall.db` and brings its schema up to date.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("shieldcall.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        let current = usize::try_from(version).unwrap_or(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            // PRAGMA takes no bound parameters; the value is our own integer.
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = i + 1, "store schema migrated");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn write_audit(conn: &mut SqliteConnection, a: &Audit) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, domain, actor, action, target, old, new) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(unix_now())
+    .bind(&a.domain)
+    .bind(&a.actor)
+    .bind(&a.action)
+    .bind(&a.target)
+    .bind(&a.old)
+    .bind(&a.new)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn access_from(mode: &str, domains: &str) -> ExternalAccess {
+    match mode {
+        "allow-list" => ExternalAccess::AllowList {
+            domains: domains
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect(),
+        },
+        "block" => ExternalAccess::Block,
+        _ => ExternalAccess::AllowAll,
+    }
+}
+
+fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    Ok(User {
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        admin: row.try_get("admin")?,
+        e2ee_switch: row.try_get("e2ee_switch")?,
+    })
+}
+
+fn policy_from(row: &sqlx::sqlite::SqliteRow) -> Result<Policy> {
+    let kind: String = row.try_get("calling_e2ee")?;
+    Ok(Policy {
+        identity: row.try_get("identity")?,
+        description: row.try_get("description")?,
+        calling_e2ee: E2eePolicyType::from_str(&kind)
+            .map_err(|_| Error::Internal(format!("stored policy type {kind:?}")))?,
+    })
+}
+
+fn need(affected: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if affected == 0 {
+        Err(Error::NotFound(what()))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store for SqliteStore {
+    fn changes(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar("SELECT changes FROM meta WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?)
+        })
+    }
+
+    fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT domain, external_access, allowed_domains FROM tenants ORDER BY domain",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let mode: String = r.try_get("external_access")?;
+                    let domains: String = r.try_get("allowed_domains")?;
+                    Ok(Tenant {
+                        domain: r.try_get("domain")?,
+                        external_access: access_from(&mode, &domains),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn set_external_access<'a>(
+        &'a self,
+        domain: &'a str,
+        access: &'a ExternalAccess,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let domains = match access {
+                ExternalAccess::AllowList { domains } => domains.join(","),
+                _ => String::new(),
+            };
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE tenants SET external_access = ?, allowed_domains = ? WHERE domain = ?",
+            )
+            .bind(access.mode_name())
+            .bind(domains)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await?;
+            need(done.rows_affected(), || format!("tenant {domain}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn add_user<'a>(
+        &'a self,
+        user: &'a User,
+        global: &'a Policy,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let domain = user.domain();
+            let mut tx = self.pool.begin().await?;
+            let created =
+                sqlx::query("INSERT INTO tenants (domain) VALUES (?) ON CONFLICT DO NOTHING")
+                    .bind(domain)
+                    .execute(&mut *tx)
+                    .await?;
+            if created.rows_affected() == 1 {
+                sqlx::query("INSERT INTO policies (domain, identity, description, calling_e2ee) VALUES (?, ?, ?, ?)")
+                    .bind(domain)
+                    .bind(&global.identity)
+                    .bind(&global.description)
+                    .bind(global.calling_e2ee.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                write_audit(
+                    &mut tx,
+                    &Audit {
+                        action: "tenant.add".into(),
+                        target: domain.into(),
+                        old: None,
+                        new: Some(format!("Global={}", global.calling_e2ee)),
+                        ..audit.clone()
+                    },
+                )
+                .await?;
+            }
+            let inserted = sqlx::query("INSERT INTO users (name, domain, password_hash, admin, e2ee_switch) VALUES (?, ?, ?, ?, ?)")
+                .bind(&user.name)
+                .bind(domain)
+                .bind(&user.password_hash)
+                .bind(user.admin)
+                .bind(user.e2ee_switch)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::Conflict(format!("user {}", user.name)));
+                }
+                other => other?,
+            };
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<User>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT name, password_hash, admin, e2ee_switch FROM users WHERE name = ?",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(user_from).transpose()
+        })
+    }
+
+    fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT name, password_hash, admin, e2ee_switch FROM users WHERE ?1 IS NULL OR domain = ?1 ORDER BY name",
+            )
+            .bind(domain)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(user_from).collect()
+        })
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        name: &'a str,
+        hash: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+                .bind(hash)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            need(done.rows_affected(), || format!("user {name}"))?;
+            sqlx::query("DELETE FROM sessions WHERE user = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn set_switch<'a>(
+        &'a self,
+        name: &'a str,
+        on: Option<bool>,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query("UPDATE users SET e2ee_switch = ? WHERE name = ?")
+                .bind(on)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            need(done.rows_affected(), || format!("user {name}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn remove_user<'a>(&'a self, name: &'a str, audit: &'a Audit) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM assignments WHERE kind = 'user' AND target = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            // Sessions and memberships go by ON DELETE CASCADE.
+            let done = sqlx::query("DELETE FROM users WHERE name = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            need(done.rows_affected(), || format!("user {name}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn add_group<'a>(
+        &'a self,
+        domain: &'a str,
+        name: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query("INSERT INTO groups (domain, name) VALUES (?, ?)")
+                .bind(domain)
+                .bind(name)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::Conflict(format!("group {name}")));
+                }
+                Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                    return Err(Error::NotFound(format!("tenant {domain}")));
+                }
+                other => other?,
+            };
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn remove_group<'a>(
+        &'a self,
+        domain: &'a str,
+        name: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM assignments WHERE domain = ? AND kind = 'group' AND target = ?",
+            )
+            .bind(domain)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            let done = sqlx::query("DELETE FROM groups WHERE domain = ? AND name = ?")
+                .bind(domain)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            need(done.rows_affected(), || format!("group {name}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn groups<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Group>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT g.name AS name, m.user AS user FROM groups g \
+                 LEFT JOIN members m ON m.domain = g.domain AND m.group_name = g.name \
+                 WHERE g.domain = ? ORDER BY g.name, m.user",
+            )
+            .bind(domain)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut groups: Vec<Group> = Vec::new();
+            for r in &rows {
+                let name: String = r.try_get("name")?;
+                let user: Option<String> = r.try_get("user")?;
+                if groups.last().is_none_or(|g| g.name != name) {
+                    groups.push(Group {
+                        name,
+                        members: Vec::new(),
+                    });
+                }
+                if let (Some(g), Some(u)) = (groups.last_mut(), user) {
+                    g.members.push(u);
+                }
+            }
+            Ok(groups)
+        })
+    }
+
+    fn add_member<'a>(
+        &'a self,
+        domain: &'a str,
+        group: &'a str,
+        user: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let inserted =
+                sqlx::query("INSERT INTO members (domain, group_name, user) VALUES (?, ?, ?)")
+                    .bind(domain)
+                    .bind(group)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await;
+            match inserted {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::Conflict(format!("{user} in group {group}")));
+                }
+                Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                    return Err(Error::NotFound(format!("group {group} or user {user}")));
+                }
+                other => other?,
+            };
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn remove_member<'a>(
+        &'a self,
+        domain: &'a str,
+        group: &'a str,
+        user: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let done =
+                sqlx::query("DELETE FROM members WHERE domain = ? AND group_name = ? AND user = ?")
+                    .bind(domain)
+                    .bind(group)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+            need(done.rows_affected(), || format!("{user} in group {group}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn groups_of<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar(
+                "SELECT group_name FROM members WHERE user = ? ORDER BY group_name",
+            )
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+    }
+
+    fn policies<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Policy>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT identity, description, calling_e2ee FROM policies WHERE domain = ? \
+                 ORDER BY identity <> 'Global', identity",
+            )
+            .bind(domain)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(policy_from).collect()
+        })
+    }
+
+    fn put_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        policy: &'a Policy,
+        create: bool,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            if create {
+                let inserted = sqlx::query("INSERT INTO policies (domain, identity, description, calling_e2ee) VALUES (?, ?, ?, ?)")
+                    .bind(domain)
+                    .bind(&policy.identity)
+                    .bind(&policy.description)
+                    .bind(policy.calling_e2ee.as_str())
+                    .execute(&mut *tx)
+                    .await;
+                match inserted {
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(Error::Conflict(format!("policy {}", policy.identity)));
+                    }
+                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                        return Err(Error::NotFound(format!("tenant {domain}")));
+                    }
+                    other => other?,
+                };
+            } else {
+                let done = sqlx::query("UPDATE policies SET description = ?, calling_e2ee = ? WHERE domain = ? AND identity = ?")
+                    .bind(&policy.description)
+                    .bind(policy.calling_e2ee.as_str())
+                    .bind(domain)
+                    .bind(&policy.identity)
+                    .execute(&mut *tx)
+                    .await?;
+                need(done.rows_affected(), || {
+                    format!("policy {}", policy.identity)
+                })?;
+            }
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn remove_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        identity: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Assignments go by ON DELETE CASCADE.
+            let done = sqlx::query("DELETE FROM policies WHERE domain = ? AND identity = ?")
+                .bind(domain)
+                .bind(identity)
+                .execute(&mut *tx)
+                .await?;
+            need(done.rows_affected(), || format!("policy {identity}"))?;
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn assignments<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Assignment>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT kind, target, rank, policy FROM assignments WHERE domain = ? ORDER BY kind, target")
+                .bind(domain)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let kind: String = r.try_get("kind")?;
+                let name: String = r.try_get("target")?;
+                let rank: Option<i64> = r.try_get("rank")?;
+                let target = match kind.as_str() {
+                    "user" => Target::User { user: name },
+                    "group" => Target::Group {
+                        group: name,
+                        rank: rank.and_then(|r| u32::try_from(r).ok()),
+                    },
+                    _ => Target::Global,
+                };
+                out.push(Assignment {
+                    target,
+                    policy: r.try_get("policy")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn assign<'a>(
+        &'a self,
+        domain: &'a str,
+        target: &'a Target,
+        policy: Option<&'a str>,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (kind, name, rank) = match target {
+                Target::User { user } => ("user", user.as_str(), None),
+                Target::Group { group, rank } => ("group", group.as_str(), *rank),
+                Target::Global => ("global", "", None),
+            };
+            let mut tx = self.pool.begin().await?;
+            match policy {
+                Some(policy) => {
+                    let put = sqlx::query(
+                        "INSERT INTO assignments (domain, kind, target, rank, policy) VALUES (?, ?, ?, ?, ?) \
+                         ON CONFLICT (domain, kind, target) DO UPDATE SET rank = excluded.rank, policy = excluded.policy",
+                    )
+                    .bind(domain)
+                    .bind(kind)
+                    .bind(name)
+                    .bind(rank)
+                    .bind(policy)
+                    .execute(&mut *tx)
+                    .await;
+                    match put {
+                        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                            return Err(Error::NotFound(format!("policy {policy}")));
+                        }
+                        other => other?,
+                    };
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM assignments WHERE domain = ? AND kind = ? AND target = ?",
+                    )
+                    .bind(domain)
+                    .bind(kind)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let now = unix_now();
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("INSERT INTO sessions (token_hash, user, expires_at) VALUES (?, ?, ?)")
+                .bind(&session.token_hash)
+                .bind(&session.user)
+                .bind(session.expires_at)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn session<'a>(&'a self, token_hash: &'a str, now: i64) -> StoreFuture<'a, Option<Session>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT token_hash, user, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?")
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|r| {
+                Ok(Session {
+                    token_hash: r.try_get("token_hash")?,
+                    user: r.try_get("user")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn delete_session<'a>(&'a self, token_hash: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn audit_log<'a>(&'a self, domain: &'a str, limit: u32) -> StoreFuture<'a, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, at, domain, actor, action, target, old, new FROM audit WHERE domain = ? ORDER BY id DESC LIMIT ?",
+            )
+            .bind(domain)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditEntry {
+                        id: r.try_get("id")?,
+                        at: r.try_get("at")?,
+                        audit: Audit {
+                            domain: r.try_get("domain")?,
+                            actor: r.try_get("actor")?,
+                            action: r.try_get("action")?,
+                            target: r.try_get("target")?,
+                            old: r.try_get("old")?,
+                            new: r.try_get("new")?,
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+}

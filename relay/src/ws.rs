@@ -1,0 +1,371 @@
+//! One WebSocket connection: `GET /ws`.
+//!
+//! The upgrade runs only after [`Authed`] (401 without a session) and the origin
+//! check (403 for a foreign `Origin`). Then one loop `select!`s over the socket,
+//! the device's outbox (filled by the hub), a liveness ticker and shutdown. On
+//! exit the device is unregistered.
+//!
+//! Limits: read buffer 4 KiB, frames up to [`MAX_MESSAGE_BYTES`], ping every
+//! 20 s, closed after 45 s of silence, a token bucket of 20 messages/s with bursts
+//! of 60 (configurable), an outbox of [`OUTBOX`] messages.
+//!
+//! Never logs SDP, candidates, cookies or message bodies.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use shieldcall_proto::{
+    CallId, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason, RelayMsg,
+};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::api::NotCrossSite;
+use crate::auth::{Authed, random_hex};
+use crate::error::Error;
+use crate::hub::DeviceId;
+use crate::ops::{self, Ops};
+use crate::policy::{self, Party};
+use crate::store::unix_now;
+use crate::turn;
+
+/// Messages queued for a device before it counts as not reading.
+pub const OUTBOX: usize = 256;
+
+/// Read buffer per connection.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// `GET /ws`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    authed: Authed,
+    _: NotCrossSite,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run(socket, state, authed))
+}
+
+/// A token bucket: `rate` per second, up to `burst`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+    /// When the last `rate-limited` error was sent (at most one per second).
+    warned: Option<Instant>,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// One connection's state.
+struct Conn {
+    state: AppState,
+    authed: Authed,
+    /// Set at `hello`.
+    device: Option<DeviceId>,
+    /// The outbox sender until `hello` hands it to the hub.
+    tx: Option<mpsc::Sender<String>>,
+}
+
+async fn send(socket: &mut WebSocket, msg: &RelayMsg) -> bool {
+    socket
+        .send(Message::Text(msg.encode().into()))
+        .await
+        .is_ok()
+}
+
+async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
+    let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
+    let cfg = state.config().clone();
+    let mut conn = Conn {
+        state: state.clone(),
+        authed,
+        device: None,
+        tx: Some(tx),
+    };
+    let mut shutdown = state.shutdown_rx();
+    let mut bucket = Bucket {
+        tokens: cfg.msg_burst,
+        rate: cfg.msg_rate,
+        burst: cfg.msg_burst,
+        at: Instant::now(),
+        warned: None,
+    };
+    let mut last_seen = Instant::now();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.ping_interval,
+        cfg.ping_interval,
+    );
+    loop {
+        tokio::select! {
+            frame = socket.recv() => {
+                let frame = match frame {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        // tungstenite refuses frames over the cap before we see them.
+                        let too_large = e.to_string().to_ascii_lowercase().contains("size");
+                        if too_large {
+                            let m = RelayMsg::error(ErrorCode::TooLarge, format!("Messages are limited to {MAX_MESSAGE_BYTES} bytes."), None);
+                            let _ = send(&mut socket, &m).await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
+                last_seen = Instant::now();
+                match frame {
+                    Message::Text(text) => {
+                        if !bucket.take(last_seen) {
+                            if bucket.warned.is_none_or(|w| last_seen.duration_since(w).as_secs() >= 1) {
+                                bucket.warned = Some(last_seen);
+                                let m = RelayMsg::error(ErrorCode::RateLimited, "Too many messages; some were dropped.", None);
+                                if !send(&mut socket, &m).await { break; }
+                            }
+                            continue;
+                        }
+                        let replies = conn.handle(text.as_str()).await;
+                        let mut close = false;
+                        for (msg, flow) in replies {
+                            if !send(&mut socket, &msg).await { close = true; }
+                            if matches!(flow, Flow::Close) { close = true; }
+                        }
+                        if close { break; }
+                    }
+                    Message::Binary(_) => {
+                        let m = RelayMsg::error(ErrorCode::BadMessage, "Binary frames are not used; send JSON text.", None);
+                        if !send(&mut socket, &m).await { break; }
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Close(_) => break,
+                }
+            }
+            out = rx.recv(), if conn.device.is_some() => {
+                match out {
+                    Some(text) => {
+                        if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                    }
+                    // The hub dropped this device (signed out or not reading).
+                    None => break,
+                }
+            }
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > cfg.idle_timeout {
+                    tracing::info!(user = %conn.authed.user.name, "connection silent; closing");
+                    break;
+                }
+                if conn.authed.session.expires_at <= unix_now() {
+                    let m = RelayMsg::error(ErrorCode::SessionExpired, "Your session expired; sign in again.", None);
+                    let _ = send(&mut socket, &m).await;
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    if let Some(dev) = conn.device {
+        state.hub().unregister(dev, &conn.authed.user.name);
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> Vec<(RelayMsg, Flow)> {
+    vec![(RelayMsg::error(code, message, None), Flow::Continue)]
+}
+
+impl Conn {
+    fn user(&self) -> &str {
+        &self.authed.user.name
+    }
+
+    /// Handles one text frame; returns the direct replies.
+    async fn handle(&mut self, text: &str) -> Vec<(RelayMsg, Flow)> {
+        let msg = match ClientMsg::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let flow = if e.code() == ErrorCode::TooLarge {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                };
+                return vec![(RelayMsg::error(e.code(), e.to_string(), None), flow)];
+            }
+        };
+        let result = match (self.device, msg) {
+            (None, ClientMsg::Hello { version }) => {
+                if version != PROTOCOL_VERSION {
+                    let m = format!("This relay speaks protocol version {PROTOCOL_VERSION}.");
+                    return vec![(
+                        RelayMsg::error(ErrorCode::UnsupportedVersion, m, None),
+                        Flow::Close,
+                    )];
+                }
+                self.hello().await
+            }
+            (None, _) => return err(ErrorCode::HelloFirst, "Send hello first."),
+            (Some(_), ClientMsg::Hello { .. }) => {
+                return err(ErrorCode::HelloFirst, "hello was already sent.");
+            }
+            (Some(_), ClientMsg::Ping { id }) => {
+                return vec![(RelayMsg::Pong { id }, Flow::Continue)];
+            }
+            (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
+            (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
+            (Some(dev), other) => {
+                return match self
+                    .state
+                    .hub()
+                    .call_msg(dev, &self.authed.user.name, other)
+                {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
+                };
+            }
+        };
+        match result {
+            Ok(replies) => replies,
+            Err(e) => {
+                tracing::error!(error = %e, "message handling failed");
+                err(
+                    ErrorCode::Internal,
+                    "The relay failed to handle this message.",
+                )
+            }
+        }
+    }
+
+    async fn hello(&mut self) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let store = self.state.store();
+        let setting = ops::effective_setting(store, self.user()).await?;
+        let all: Vec<String> = store
+            .users(None)
+            .await?
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| Error::Internal("outbox already taken".into()))?;
+        let hub = self.state.hub();
+        let dev = hub.register(
+            self.user(),
+            &self.authed.session.token_hash,
+            setting.clone(),
+            tx,
+        );
+        self.device = Some(dev);
+        tracing::info!(user = %self.user(), device = dev, "device connected");
+        let welcome = RelayMsg::Welcome {
+            version: PROTOCOL_VERSION,
+            user: self.user().to_string(),
+            device: format!("d-{dev:x}"),
+            admin: self.authed.user.admin,
+            e2ee: setting,
+            ice_servers: turn::ice_servers(&self.state.config().ice, self.user(), unix_now()),
+        };
+        let presence = RelayMsg::Presence {
+            contacts: hub.contacts_of(self.user(), &all),
+        };
+        Ok(vec![(welcome, Flow::Continue), (presence, Flow::Continue)])
+    }
+
+    async fn set_e2ee(&mut self, enabled: bool) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let name = self.authed.user.name.clone();
+        let ops = Ops {
+            store: self.state.store(),
+            actor: &name,
+        };
+        match ops.set_switch(&name, enabled).await {
+            Ok(setting) => {
+                // Every device of the user, this one included, gets `settings`.
+                self.state.hub().push_settings(&name, &setting);
+                Ok(Vec::new())
+            }
+            Err(Error::Forbidden(_)) => Ok(err(
+                ErrorCode::PolicyLocked,
+                "Your organisation's policy decides this setting.",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn invite(&mut self, dev: DeviceId, to: &str) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let call_id = CallId(random_hex::<16>()?);
+        let refuse = |reason, peer: &str| {
+            vec![(
+                RelayMsg::CallRefused {
+                    call_id: call_id.clone(),
+                    peer: peer.to_string(),
+                    reason,
+                    required_by: None,
+                },
+                Flow::Continue,
+            )]
+        };
+        let Ok(callee) = ops::normalize_user(to) else {
+            return Ok(refuse(RefuseReason::UnknownUser, to));
+        };
+        if callee == self.user() {
+            return Ok(refuse(RefuseReason::SelfCall, &callee));
+        }
+        let store = self.state.store();
+        if store.user(&callee).await?.is_none() {
+            return Ok(refuse(RefuseReason::UnknownUser, &callee));
+        }
+        let caller_setting = ops::effective_setting(store, self.user()).await?;
+        let callee_setting = ops::effective_setting(store, &callee).await?;
+        let tenants = store.tenants().await?;
+        let access = |domain: &str| {
+            tenants
+                .iter()
+                .find(|t| t.domain == domain)
+                .map(|t| t.external_access.clone())
+                .unwrap_or(policy::ExternalAccess::Block)
+        };
+        let (ca, ea) = (
+            access(policy::domain_of(self.user())),
+            access(policy::domain_of(&callee)),
+        );
+        let decision = policy::decide_call(
+            Party {
+                user: self.user(),
+                setting: &caller_setting,
+                access: &ca,
+            },
+            Party {
+                user: &callee,
+                setting: &callee_setting,
+                access: &ea,
+            },
+        );
+        self.state
+            .hub()
+            .invite(dev, self.user(), &callee, decision, call_id);
+        Ok(Vec::new())
+    }
+}
