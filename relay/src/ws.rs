@@ -5,7 +5,7 @@
 //! the device's outbox (filled by the hub), a liveness ticker and shutdown. On
 //! exit the device is unregistered.
 //!
-//! Limits: read buffer 4 KiB, frames up to [`MAX_MESSAGE_BYTES`], ping every
+//! Limits: read buffer 4 KiB, messages up to [`MAX_MESSAGE_BYTES`], ping every
 //! 20 s, closed after 45 s of silence, a token bucket of 20 messages/s with bursts
 //! of 60 (configurable), an outbox of [`OUTBOX`] messages.
 //!
@@ -37,6 +37,12 @@ pub const OUTBOX: usize = 256;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
 
+/// The WebSocket layer's own cap. Frames between [`MAX_MESSAGE_BYTES`] and this get
+/// a `too-large` error before the close; larger ones are cut off by the WebSocket
+/// layer, which cannot answer any more. The cap only bounds a buffer that grows
+/// while such a frame arrives; nothing is allocated up front.
+const HARD_CAP: usize = 2 * MAX_MESSAGE_BYTES;
+
 /// `GET /ws`.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -46,8 +52,8 @@ pub async fn upgrade(
 ) -> Response {
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+        .max_message_size(HARD_CAP)
+        .max_frame_size(HARD_CAP)
         .on_upgrade(move |socket| run(socket, state, authed))
 }
 

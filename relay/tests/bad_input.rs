@@ -1,0 +1,180 @@
+//! Hostile or broken input: each gets a clear error, never a panic, and other
+//! sessions carry on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::SinkExt;
+use shieldcall_proto::{CallId, ClientMsg, ErrorCode, RelayMsg};
+use tokio_tungstenite::tungstenite::Message;
+
+fn code(m: &RelayMsg) -> ErrorCode {
+    match m {
+        RelayMsg::Error { code, .. } => *code,
+        other => panic!("expected error, got {other:?}"),
+    }
+}
+
+async fn setup() -> (Relay, Client, Client) {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@a.test", false).await;
+    relay.add_user("eve@a.test", false).await;
+    let (ann, _) = relay.device("ann@a.test").await;
+    let (bob, _) = relay.device("bob@a.test").await;
+    (relay, ann, bob)
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_messages() {
+    let (relay, mut ann, mut bob) = setup().await;
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"type":"teleport"}"#,
+        r#"{"type":"invite"}"#,
+        r#"{"type":"invite","to":"bob@a.test","extra":1}"#,
+        r#"{"type":"ping","id":-1}"#,
+        "[1,2,3]",
+        "\u{0}\u{1}",
+    ] {
+        ann.send_raw(bad).await;
+        assert_eq!(code(&ann.recv().await), ErrorCode::BadMessage, "{bad}");
+    }
+    ann.ws
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
+    assert_eq!(code(&ann.recv().await), ErrorCode::BadMessage);
+    ann.send(&ClientMsg::Hello { version: 1 }).await;
+    assert_eq!(code(&ann.recv().await), ErrorCode::HelloFirst);
+    ann.assert_alive(1).await;
+    bob.assert_alive(2).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn hello_rules() {
+    let (relay, _ann, _bob) = setup().await;
+    let cookie = relay.cookie_for("eve@a.test").await;
+    let mut c = relay.ws_raw(Some(&cookie), None).await.expect("upgrade");
+    c.send(&ClientMsg::Invite {
+        to: "ann@a.test".into(),
+    })
+    .await;
+    assert_eq!(code(&c.recv().await), ErrorCode::HelloFirst);
+    c.send(&ClientMsg::Hello { version: 99 }).await;
+    assert_eq!(code(&c.recv().await), ErrorCode::UnsupportedVersion);
+    assert!(c.closed_within(WAIT).await);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_frame_is_refused_and_closed() {
+    let (relay, mut ann, mut bob) = setup().await;
+    let sdp = "a".repeat(shieldcall_proto::MAX_MESSAGE_BYTES + 10);
+    let frame = ClientMsg::Offer {
+        call_id: CallId("x".into()),
+        sdp,
+    }
+    .encode();
+    let _ = ann.ws.send(Message::Text(frame.into())).await;
+    let mut got = None;
+    while let Some(m) = ann.try_recv_any(WAIT).await {
+        if !matches!(m, RelayMsg::Presence { .. }) {
+            got = Some(code(&m));
+            break;
+        }
+    }
+    assert_eq!(got, Some(ErrorCode::TooLarge));
+    assert!(ann.closed_within(WAIT).await);
+    bob.assert_alive(3).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn someone_elses_call() {
+    let (relay, mut ann, mut bob) = setup().await;
+    let (mut eve, _) = relay.device("eve@a.test").await;
+    ann.send(&ClientMsg::Invite {
+        to: "bob@a.test".into(),
+    })
+    .await;
+    let id = call_id(&ann.recv().await);
+    call_id(&bob.recv().await);
+    for msg in [
+        ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: Some(commit()),
+        },
+        ClientMsg::Decline {
+            call_id: id.clone(),
+        },
+        ClientMsg::Cancel {
+            call_id: id.clone(),
+        },
+        ClientMsg::Ringing {
+            call_id: id.clone(),
+        },
+        ClientMsg::Offer {
+            call_id: id.clone(),
+            sdp: "v=0".into(),
+        },
+        ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: shieldcall_proto::HangupReason::Normal,
+        },
+        ClientMsg::Decline {
+            call_id: CallId("no-such-call".into()),
+        },
+    ] {
+        eve.send(&msg).await;
+        assert_eq!(code(&eve.recv().await), ErrorCode::NotYourCall, "{msg:?}");
+    }
+    // Media before the answer is out of order for the caller.
+    ann.send(&ClientMsg::Offer {
+        call_id: id.clone(),
+        sdp: "v=0".into(),
+    })
+    .await;
+    assert_eq!(code(&ann.recv().await), ErrorCode::WrongState);
+    // The real call is untouched.
+    bob.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_is_rate_limited_without_hurting_others() {
+    let (relay, mut ann, mut bob) = setup().await;
+    for i in 0..300 {
+        ann.send(&ClientMsg::Ping { id: i }).await;
+    }
+    let mut pongs = 0;
+    let mut limited = false;
+    while let Some(m) = ann.try_recv_any(Duration::from_millis(300)).await {
+        match m {
+            RelayMsg::Pong { .. } => pongs += 1,
+            RelayMsg::Error {
+                code: ErrorCode::RateLimited,
+                ..
+            } => limited = true,
+            _ => {}
+        }
+    }
+    assert!(limited, "a rate-limited error was sent");
+    assert!(
+        (60..300).contains(&pongs),
+        "{pongs} pongs: the burst passed, the rest was dropped"
+    );
+    bob.assert_alive(1000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ann.assert_alive(1001).await;
+    relay.stop().await;
+}

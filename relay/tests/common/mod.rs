@@ -1,0 +1,389 @@
+//! Shared test helpers: a relay on port 0 with a fresh data directory, a tiny
+//! HTTP/1.1 client, and real WebSocket clients (tokio-tungstenite).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use shieldcall_proto::{ClientMsg, RelayMsg};
+use shieldcall_relay::auth::{self, PasswordCost};
+use shieldcall_relay::ops::Ops;
+use shieldcall_relay::store::{Session, unix_now};
+use shieldcall_relay::{AppState, Config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected message.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "shieldcall-test-{}",
+        auth::random_hex::<8>().expect("random")
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// Cheap Argon2 for tests.
+pub const FAST: PasswordCost = PasswordCost {
+    memory_kib: 64,
+    iterations: 1,
+};
+
+/// A running relay.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The test configuration for `dir`.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::new(dir);
+    c.password_cost = FAST;
+    c.poll_interval = Duration::from_millis(100);
+    c
+}
+
+/// Starts a relay with a fresh directory.
+pub async fn start() -> Relay {
+    start_with(temp_dir(), |_| {}).await
+}
+
+/// Starts a relay on `dir`, with `tweak` applied to the test configuration.
+pub async fn start_with(dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> Relay {
+    let mut config = test_config(&dir);
+    tweak(&mut config);
+    let state = AppState::open(config).await.expect("open state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        shieldcall_relay::serve(listener, st, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    Relay {
+        addr,
+        state,
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Relay {
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) -> PathBuf {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("clean stop")
+                .expect("join");
+        }
+        self.dir.clone()
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ops(&self) -> Ops<'_> {
+        Ops {
+            store: self.state.store(),
+            actor: "test",
+        }
+    }
+
+    /// Adds a user with password `password-<name>`.
+    pub async fn add_user(&self, name: &str, admin: bool) {
+        let hash = auth::hash_password(FAST, format!("password-{name}"))
+            .await
+            .expect("hash");
+        self.ops()
+            .add_user(name, hash, admin)
+            .await
+            .expect("add user");
+    }
+
+    /// A session cookie for `user`, made directly in the store.
+    pub async fn cookie_for(&self, user: &str) -> String {
+        let (token, hash) = auth::new_token().expect("token");
+        self.state
+            .store()
+            .create_session(&Session {
+                token_hash: hash,
+                user: user.into(),
+                expires_at: unix_now() + 3600,
+            })
+            .await
+            .expect("session");
+        format!("{}={token}", auth::COOKIE)
+    }
+
+    /// Signs in over HTTP; returns the cookie (`name=value`).
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let body = serde_json::json!({"user": user, "password": password}).to_string();
+        let r = self
+            .http(
+                "POST",
+                "/api/login",
+                &[("Content-Type", "application/json")],
+                &body,
+            )
+            .await;
+        assert_eq!(r.status, 200, "login {user}: {}", r.body);
+        r.cookie().expect("cookie")
+    }
+
+    /// One HTTP/1.1 request.
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req += &format!("{k}: {v}\r\n");
+        }
+        req += "\r\n";
+        req += body;
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+            .await
+            .expect("response in time")
+            .expect("read");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("status");
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        HttpResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    /// An admin API call with cookie, same origin and JSON.
+    pub async fn admin(&self, cookie: &str, method: &str, path: &str, body: &str) -> HttpResponse {
+        let origin = self.origin();
+        self.http(
+            method,
+            path,
+            &[
+                ("Cookie", cookie),
+                ("Origin", &origin),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    }
+
+    /// Opens a WebSocket with `cookie` and `origin`; the HTTP status on refusal.
+    pub async fn ws_raw(&self, cookie: Option<&str>, origin: Option<&str>) -> Result<Client, u16> {
+        let mut req = format!("ws://{}/ws", self.addr)
+            .into_client_request()
+            .expect("request");
+        if let Some(c) = cookie {
+            req.headers_mut()
+                .insert("Cookie", c.parse().expect("header"));
+        }
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("Origin", o.parse().expect("header"));
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+
+    /// A signed-in device of `user` past `hello`; returns it and its `welcome`.
+    pub async fn device(&self, user: &str) -> (Client, RelayMsg) {
+        let cookie = self.cookie_for(user).await;
+        self.device_with(&cookie).await
+    }
+
+    /// A device with an existing cookie, past `hello`.
+    pub async fn device_with(&self, cookie: &str) -> (Client, RelayMsg) {
+        let mut c = self
+            .ws_raw(Some(cookie), Some(&self.origin()))
+            .await
+            .expect("upgrade");
+        c.send(&ClientMsg::Hello { version: 1 }).await;
+        let welcome = c.recv_any().await;
+        assert!(matches!(welcome, RelayMsg::Welcome { .. }), "{welcome:?}");
+        let presence = c.recv_any().await;
+        assert!(
+            matches!(presence, RelayMsg::Presence { .. }),
+            "{presence:?}"
+        );
+        (c, welcome)
+    }
+}
+
+/// A response of the tiny HTTP client.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `name=value` of the Set-Cookie header.
+    pub fn cookie(&self) -> Option<String> {
+        self.header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .map(String::from)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A real WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        self.send_raw(&msg.encode()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next relay message of any kind.
+    pub async fn recv_any(&mut self) -> RelayMsg {
+        self.try_recv_any(WAIT).await.expect("a message in time")
+    }
+
+    /// The next relay message within `wait`, if any (`None` also when closed).
+    pub async fn try_recv_any(&mut self, wait: Duration) -> Option<RelayMsg> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            match frame {
+                Ok(Message::Text(t)) => {
+                    return Some(RelayMsg::decode(t.as_str()).expect("relay sends valid messages"));
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next message that is not `presence`.
+    pub async fn recv(&mut self) -> RelayMsg {
+        loop {
+            let m = self.recv_any().await;
+            if !matches!(m, RelayMsg::Presence { .. }) {
+                return m;
+            }
+        }
+    }
+
+    /// Asserts that no non-presence message arrives within `wait`.
+    pub async fn expect_quiet(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_recv_any(left).await {
+                None => return,
+                Some(RelayMsg::Presence { .. }) => {}
+                Some(m) => panic!("unexpected {m:?}"),
+            }
+        }
+    }
+
+    /// Whether the relay closed the connection within `wait` (skipping messages).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    /// Sends `ping` and expects `pong` (skipping other messages).
+    pub async fn assert_alive(&mut self, id: u64) {
+        self.send(&ClientMsg::Ping { id }).await;
+        loop {
+            match self.recv_any().await {
+                RelayMsg::Pong { id: got } if got == id => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The call id of `calling`/`incoming`, or panic.
+pub fn call_id(m: &RelayMsg) -> shieldcall_proto::CallId {
+    match m {
+        RelayMsg::Calling { call_id, .. } | RelayMsg::Incoming { call_id, .. } => call_id.clone(),
+        other => panic!("expected calling/incoming, got {other:?}"),
+    }
+}
+
+/// A valid commitment for tests.
+pub fn commit() -> shieldcall_proto::Commitment {
+    "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115"
+        .parse()
+        .expect("commitment")
+}

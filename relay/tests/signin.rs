@@ -1,0 +1,173 @@
+//! Sign-in, sessions and the upgrade rules: 401 without a session, 403 for a
+//! foreign origin, rate limits, sign-out ending open connections.
+
+mod common;
+
+use common::*;
+use shieldcall_proto::{ErrorCode, RelayMsg};
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_me_answers() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let body = r#"{"user":"ann@a.test","password":"password-ann@a.test"}"#;
+    let r = relay
+        .http(
+            "POST",
+            "/api/login",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let set = r.header("set-cookie").expect("cookie");
+    for flag in [
+        "shieldcall_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain http origin: no Secure flag");
+    let cookie = r.cookie().expect("cookie");
+    let me = relay
+        .http("GET", "/api/me", &[("Cookie", &cookie)], "")
+        .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["user"], "ann@a.test");
+    assert_eq!(me.json()["e2ee"]["policy"], "EnabledUserOverride");
+    let none = relay.http("GET", "/api/me", &[], "").await;
+    assert_eq!(none.status, 401);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn secure_cookie_behind_an_https_origin() {
+    let relay = start_with(temp_dir(), |c| {
+        c.public_origins = vec!["https://call.example.org".into()]
+    })
+    .await;
+    relay.add_user("ann@a.test", false).await;
+    let body = r#"{"user":"ann@a.test","password":"password-ann@a.test"}"#;
+    let r = relay
+        .http(
+            "POST",
+            "/api/login",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+        .await;
+    assert!(r.header("set-cookie").expect("cookie").contains("Secure"));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_401_and_repeated_failures_are_rate_limited() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let json = [("Content-Type", "application/json")];
+    let bad = r#"{"user":"ann@a.test","password":"wrong-password"}"#;
+    for _ in 0..5 {
+        let r = relay.http("POST", "/api/login", &json, bad).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"], "bad-credentials");
+    }
+    // The account is now locked for the window, even with the right password.
+    let good = r#"{"user":"ann@a.test","password":"password-ann@a.test"}"#;
+    let r = relay.http("POST", "/api/login", &json, good).await;
+    assert_eq!(r.status, 429);
+    let unknown = relay
+        .http(
+            "POST",
+            "/api/login",
+            &json,
+            r#"{"user":"nobody@a.test","password":"x"}"#,
+        )
+        .await;
+    assert_eq!(unknown.status, 401);
+    let not_json = relay.http("POST", "/api/login", &[], good).await;
+    assert_eq!(not_json.status, 415);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn upgrade_needs_a_session_and_our_origin() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let cookie = relay.cookie_for("ann@a.test").await;
+    let origin = relay.origin();
+    assert_eq!(relay.ws_raw(None, Some(&origin)).await.err(), Some(401));
+    assert_eq!(
+        relay
+            .ws_raw(Some("shieldcall_session=forged"), Some(&origin))
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        relay
+            .ws_raw(Some(&cookie), Some("https://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    let localhost = format!("http://localhost:{}", relay.addr.port());
+    assert!(relay.ws_raw(Some(&cookie), Some(&localhost)).await.is_ok());
+    assert!(relay.ws_raw(Some(&cookie), Some(&origin)).await.is_ok());
+    // Without an Origin header (not a browser) the session alone decides.
+    assert!(relay.ws_raw(Some(&cookie), None).await.is_ok());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn welcome_carries_turn_rest_credentials() {
+    let relay = start_with(temp_dir(), |c| {
+        c.ice.turn_urls = vec!["turn:turn.a.test:3478".into()];
+        c.ice.turn_secret = Some("s3cret".into());
+    })
+    .await;
+    relay.add_user("ann@a.test", false).await;
+    let (_c, welcome) = relay.device("ann@a.test").await;
+    let RelayMsg::Welcome {
+        ice_servers, user, ..
+    } = welcome
+    else {
+        panic!()
+    };
+    assert_eq!(user, "ann@a.test");
+    let turn = &ice_servers[0];
+    let name = turn.username.clone().expect("username");
+    assert!(name.ends_with(":ann@a.test"), "{name}");
+    assert_eq!(
+        turn.credential.as_deref(),
+        Some(shieldcall_relay::turn::credential("s3cret", &name).as_str())
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_its_connections() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let cookie = relay.login("ann@a.test", "password-ann@a.test").await;
+    let (mut c, _) = relay.device_with(&cookie).await;
+    let out = relay
+        .http("POST", "/api/logout", &[("Cookie", &cookie)], "")
+        .await;
+    assert_eq!(out.status, 204);
+    match c.recv().await {
+        RelayMsg::Error { code, .. } => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.closed_within(WAIT).await);
+    assert_eq!(
+        relay
+            .http("GET", "/api/me", &[("Cookie", &cookie)], "")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(relay.ws_raw(Some(&cookie), None).await.err(), Some(401));
+    relay.stop().await;
+}
