@@ -72,6 +72,9 @@ struct Inner {
     bound_origins: RwLock<Vec<String>>,
     /// Flips to `true` when the server stops, so WebSockets close.
     shutdown: watch::Sender<bool>,
+    /// Held while settings are read from the store and pushed, so a slow refresh
+    /// never pushes a setting older than one a concurrent change just pushed.
+    settings_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -97,6 +100,7 @@ impl AppState {
                 limiter,
                 bound_origins: RwLock::new(Vec::new()),
                 shutdown: watch::channel(false).0,
+                settings_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -118,6 +122,11 @@ impl AppState {
 
     fn limiter(&self) -> &auth::LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// Serialises settings pushes (see `Inner::settings_lock`).
+    async fn settings_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.settings_lock.lock().await
     }
 
     fn shutdown_rx(&self) -> watch::Receiver<bool> {
@@ -154,6 +163,7 @@ impl AppState {
     /// Re-reads tenants, policies, assignments and switches, and pushes changed
     /// settings to signed-in users; signs out users that were removed.
     pub async fn refresh(&self) -> Result<()> {
+        let _serial = self.inner.settings_lock.lock().await;
         let store = self.store();
         let tenants = store.tenants().await?;
         self.hub().set_access(

@@ -266,6 +266,7 @@ impl Conn {
 
     async fn hello(&mut self) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let store = self.state.store();
+        let _serial = self.state.settings_guard().await;
         let setting = ops::effective_setting(store, self.user()).await?;
         let all: Vec<String> = store
             .users(None)
@@ -306,6 +307,7 @@ impl Conn {
             store: self.state.store(),
             actor: &name,
         };
+        let _serial = self.state.settings_guard().await;
         match ops.set_switch(&name, enabled).await {
             Ok(setting) => {
                 // Every device of the user, this one included, gets `settings`.
