@@ -143,6 +143,8 @@ fn test() -> Result<()> {
         "native tests",
     )?;
     wasm_tests(&chromedriver)?;
+    // The end-to-end tests serve the release bundle, as `cargo xtask run` does.
+    dist::dist()?;
     check(
         cargo().args(["test", "--package", "shieldcall-e2e"]),
         "end-to-end tests",
