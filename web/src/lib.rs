@@ -2,19 +2,34 @@
 //!
 //! # Layout
 //! - [`call`]: the call as a pure state machine, tested natively.
-//! - `cert` (wasm only): fresh per-call DTLS certificates and their fingerprints,
-//!   through small bindings for what `web-sys` lacks
-//!   (`RTCCertificate.getFingerprints`).
-//! - `ui` (wasm only): the page.
+//! - [`texts`]: every sentence shown about calls and settings, tested natively.
+//! - `app` (wasm only): the controller: UI, relay socket, call machine, peer.
+//! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
+//!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
+//! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
+//! - `ui`, `admin`, `dom`, `listen` (wasm only): the page and its listeners.
 //!
-//! Everything that decides something (fingerprints, the security code, the wire
-//! protocol) is in `shieldcall-proto` and runs natively in tests; this crate only
-//! talks to the browser. No `unwrap` on browser results: every call into the
-//! browser returns a `Result` that is shown or passed on.
+//! Everything that decides something is plain Rust and runs natively in tests;
+//! the wasm-only modules talk to the browser. No `unwrap` on browser results:
+//! every call into the browser returns a `Result` that is shown or passed on.
 
 pub mod call;
+pub mod texts;
+
+#[cfg(target_arch = "wasm32")]
+mod admin;
+#[cfg(target_arch = "wasm32")]
+mod app;
 #[cfg(target_arch = "wasm32")]
 pub mod cert;
+#[cfg(target_arch = "wasm32")]
+mod dom;
+#[cfg(target_arch = "wasm32")]
+mod listen;
+#[cfg(target_arch = "wasm32")]
+mod net;
+#[cfg(target_arch = "wasm32")]
+pub mod rtc;
 #[cfg(target_arch = "wasm32")]
 mod ui;
 
@@ -25,5 +40,5 @@ use wasm_bindgen::prelude::*;
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
-    ui::mount()
+    app::start()
 }

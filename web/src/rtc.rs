@@ -1,0 +1,309 @@
+//! The peer connection: carries out the call machine's [`PcCommand`]s and turns the
+//! browser's callbacks into [`Input`]s. It decides nothing.
+//!
+//! DTLS is judged from `getStats()`: the transport's `dtlsState` must be
+//! `connected`, and the certificate stats it points at give the fingerprints DTLS
+//! actually used. Chrome may report `connectionState == "connected"` for a moment
+//! before a certificate mismatch fails the transport, so that event alone is never
+//! taken as proof.
+
+use js_sys::{Array, Reflect};
+use shieldcall_proto::{Fingerprint, IceCandidate, IceServer};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Event, HtmlMediaElement, MediaStream, MediaStreamConstraints, MediaStreamTrack,
+    RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcSdpType, RtcSessionDescriptionInit, RtcTrackEvent,
+};
+
+use crate::cert::{certificate_fingerprint, fresh_certificate};
+
+/// What the peer connection reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A local ICE candidate to send.
+    Ice(IceCandidate),
+    /// `connectionState` changed.
+    State(String),
+    /// A remote track arrived.
+    Track,
+}
+
+/// DTLS details for the verification panel, from `getStats()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DtlsInfo {
+    /// The transport's `dtlsState`.
+    pub state: String,
+    /// Fingerprint of the certificate we presented.
+    pub local: Option<Fingerprint>,
+    /// Fingerprint of the certificate the peer presented.
+    pub remote: Option<Fingerprint>,
+    /// e.g. `FEFD` (DTLS 1.2).
+    pub tls_version: String,
+    /// e.g. `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`.
+    pub dtls_cipher: String,
+    /// e.g. `AEAD_AES_128_GCM`.
+    pub srtp_cipher: String,
+}
+
+/// A peer connection with a fresh certificate and the local camera and microphone.
+/// Owns its callbacks; [`Peer::close`] stops everything.
+pub struct Peer {
+    pc: RtcPeerConnection,
+    local: Option<MediaStream>,
+    _on_ice: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
+    _on_state: Closure<dyn FnMut(Event)>,
+    _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").finish_non_exhaustive()
+    }
+}
+
+fn get(o: &JsValue, key: &str) -> JsValue {
+    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn get_str(o: &JsValue, key: &str) -> String {
+    get(o, key).as_string().unwrap_or_default()
+}
+
+impl Peer {
+    /// Makes a fresh certificate, the peer connection, and the local media; shows
+    /// local video in `local_video` and remote media in `remote_video`.
+    pub async fn create(
+        ice_servers: &[IceServer],
+        local_video: &HtmlMediaElement,
+        remote_video: &HtmlMediaElement,
+        on_event: impl Fn(PeerEvent) + Clone + 'static,
+    ) -> Result<(Self, Fingerprint), JsValue> {
+        let cert = fresh_certificate().await?;
+        let fingerprint = certificate_fingerprint(&cert)?;
+        let config = RtcConfiguration::new();
+        config.set_certificates(&Array::of1(&cert));
+        let servers =
+            serde_json::to_string(ice_servers).map_err(|e| JsValue::from_str(&e.to_string()))?;
+        Reflect::set(
+            &config,
+            &"iceServers".into(),
+            &js_sys::JSON::parse(&servers)?,
+        )?;
+        Reflect::set(&config, &"bundlePolicy".into(), &"max-bundle".into())?;
+        let pc = RtcPeerConnection::new_with_configuration(&config)?;
+
+        let cb = on_event.clone();
+        let on_ice = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
+            move |e: RtcPeerConnectionIceEvent| {
+                if let Some(c) = e.candidate() {
+                    let candidate = c.candidate();
+                    if !candidate.is_empty() {
+                        cb(PeerEvent::Ice(IceCandidate {
+                            candidate,
+                            sdp_mid: c.sdp_mid(),
+                            sdp_m_line_index: c.sdp_m_line_index(),
+                            username_fragment: get(&c, "usernameFragment").as_string(),
+                        }));
+                    }
+                }
+            },
+        );
+        let cb = on_event.clone();
+        let pc2 = pc.clone();
+        let on_state = Closure::<dyn FnMut(Event)>::new(move |_| {
+            let state = get_str(&pc2, "connectionState");
+            cb(PeerEvent::State(state));
+        });
+        let remote = remote_video.clone();
+        let cb = on_event;
+        let on_track = Closure::<dyn FnMut(RtcTrackEvent)>::new(move |e: RtcTrackEvent| {
+            if let Ok(stream) = e.streams().get(0).dyn_into::<MediaStream>() {
+                remote.set_src_object(Some(&stream));
+            }
+            cb(PeerEvent::Track);
+        });
+        pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
+        pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+        let mut peer = Self {
+            pc,
+            local: None,
+            _on_ice: on_ice,
+            _on_state: on_state,
+            _on_track: on_track,
+        };
+
+        match local_media().await {
+            Ok(stream) => {
+                for track in stream.get_tracks().iter() {
+                    if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                        peer.pc.add_track(&track, &stream, &Array::new());
+                    }
+                }
+                local_video.set_src_object(Some(&stream));
+                peer.local = Some(stream);
+            }
+            Err(e) => {
+                peer.close();
+                return Err(e);
+            }
+        }
+        Ok((peer, fingerprint))
+    }
+
+    /// A handle for async work that must not hold the owner borrowed.
+    pub fn handle(&self) -> RtcPeerConnection {
+        self.pc.clone()
+    }
+
+    /// Turns the microphone (`audio`) or camera on or off; returns the new state.
+    pub fn toggle(&self, audio: bool) -> bool {
+        let Some(stream) = &self.local else {
+            return false;
+        };
+        let tracks = if audio {
+            stream.get_audio_tracks()
+        } else {
+            stream.get_video_tracks()
+        };
+        let mut on = false;
+        for t in tracks.iter() {
+            if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
+                t.set_enabled(!t.enabled());
+                on = t.enabled();
+            }
+        }
+        on
+    }
+
+    /// Closes the connection and stops camera and microphone.
+    pub fn close(&mut self) {
+        self.pc.set_onicecandidate(None);
+        self.pc.set_onconnectionstatechange(None);
+        self.pc.set_ontrack(None);
+        self.pc.close();
+        if let Some(stream) = self.local.take() {
+            for t in stream.get_tracks().iter() {
+                if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
+                    t.stop();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn local_media() -> Result<MediaStream, JsValue> {
+    let devices = web_sys::window()
+        .ok_or_else(|| JsValue::from_str("no window"))?
+        .navigator()
+        .media_devices()?;
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_audio(&JsValue::TRUE);
+    constraints.set_video(&JsValue::TRUE);
+    JsFuture::from(devices.get_user_media_with_constraints(&constraints)?)
+        .await?
+        .dyn_into()
+}
+
+fn description(kind: RtcSdpType, sdp: &str) -> RtcSessionDescriptionInit {
+    let d = RtcSessionDescriptionInit::new(kind);
+    d.set_sdp(sdp);
+    d
+}
+
+/// `createOffer` + `setLocalDescription`; returns the local SDP.
+pub async fn create_offer(pc: &RtcPeerConnection) -> Result<String, JsValue> {
+    let offer = JsFuture::from(pc.create_offer()).await?;
+    let sdp = get_str(&offer, "sdp");
+    JsFuture::from(pc.set_local_description(&description(RtcSdpType::Offer, &sdp))).await?;
+    Ok(local_sdp(pc).unwrap_or(sdp))
+}
+
+/// `setRemoteDescription(offer)`, `createAnswer`, `setLocalDescription`.
+pub async fn accept_offer(pc: &RtcPeerConnection, offer: &str) -> Result<String, JsValue> {
+    JsFuture::from(pc.set_remote_description(&description(RtcSdpType::Offer, offer))).await?;
+    let answer = JsFuture::from(pc.create_answer()).await?;
+    let sdp = get_str(&answer, "sdp");
+    JsFuture::from(pc.set_local_description(&description(RtcSdpType::Answer, &sdp))).await?;
+    Ok(local_sdp(pc).unwrap_or(sdp))
+}
+
+fn local_sdp(pc: &RtcPeerConnection) -> Option<String> {
+    pc.local_description().map(|d| d.sdp())
+}
+
+/// `setRemoteDescription(answer)`.
+pub async fn set_answer(pc: &RtcPeerConnection, answer: &str) -> Result<(), JsValue> {
+    JsFuture::from(pc.set_remote_description(&description(RtcSdpType::Answer, answer))).await?;
+    Ok(())
+}
+
+/// `addIceCandidate`.
+pub async fn add_ice(pc: &RtcPeerConnection, c: &IceCandidate) -> Result<(), JsValue> {
+    let init = RtcIceCandidateInit::new(&c.candidate);
+    init.set_sdp_mid(c.sdp_mid.as_deref());
+    init.set_sdp_m_line_index(c.sdp_m_line_index);
+    if let Some(u) = &c.username_fragment {
+        Reflect::set(&init, &"usernameFragment".into(), &JsValue::from_str(u))?;
+    }
+    JsFuture::from(pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))).await?;
+    Ok(())
+}
+
+/// Reads the DTLS transport and its certificates from `getStats()`.
+pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
+    let report = JsFuture::from(pc.get_stats()).await?;
+    let mut stats: Vec<JsValue> = Vec::new();
+    let values = Reflect::get(&report, &"values".into())?.dyn_into::<js_sys::Function>()?;
+    let iter = values.call0(&report)?;
+    if let Some(it) = js_sys::try_iter(&iter)? {
+        for v in it {
+            stats.push(v?);
+        }
+    }
+    let by_id = |id: &str| stats.iter().find(|s| get_str(s, "id") == id).cloned();
+    let fp_of = |id: String| -> Option<Fingerprint> {
+        let cert = by_id(&id)?;
+        if !get_str(&cert, "fingerprintAlgorithm").eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        get_str(&cert, "fingerprint").parse().ok()
+    };
+    let Some(transport) = stats.iter().find(|s| get_str(s, "type") == "transport") else {
+        return Ok(DtlsInfo::default());
+    };
+    Ok(DtlsInfo {
+        state: get_str(transport, "dtlsState"),
+        local: fp_of(get_str(transport, "localCertificateId")),
+        remote: fp_of(get_str(transport, "remoteCertificateId")),
+        tls_version: get_str(transport, "tlsVersion"),
+        dtls_cipher: get_str(transport, "dtlsCipher"),
+        srtp_cipher: get_str(transport, "srtpCipher"),
+    })
+}
+
+/// Frames decoded so far from the remote video (for people and tests).
+pub async fn frames_decoded(pc: &RtcPeerConnection) -> Result<f64, JsValue> {
+    let report = JsFuture::from(pc.get_stats()).await?;
+    let values = Reflect::get(&report, &"values".into())?.dyn_into::<js_sys::Function>()?;
+    let iter = values.call0(&report)?;
+    let mut frames = 0.0;
+    if let Some(it) = js_sys::try_iter(&iter)? {
+        for v in it {
+            let v = v?;
+            if get_str(&v, "type") == "inbound-rtp" && get_str(&v, "kind") == "video" {
+                frames += get(&v, "framesDecoded").as_f64().unwrap_or(0.0);
+            }
+        }
+    }
+    Ok(frames)
+}
