@@ -87,6 +87,8 @@ struct Call {
     callee_dev: Option<DeviceId>,
     /// Accepted.
     answered: bool,
+    /// Counts bound devices leaving, so only the latest grace timer may end the call.
+    departures: u64,
 }
 
 /// Which side of a call a user is.
@@ -269,18 +271,20 @@ impl Hub {
         }
         if let Some(id) = g.in_call.get(user).cloned() {
             let mut cancel = false;
-            let mut wait = false;
+            let mut wait = None;
             if let Some(call) = g.calls.get_mut(&id) {
                 if call.caller_dev == Some(dev) {
                     call.caller_dev = None;
                     if call.answered {
-                        wait = true;
+                        call.departures += 1;
+                        wait = Some(call.departures);
                     } else {
                         cancel = true;
                     }
                 } else if call.callee_dev == Some(dev) {
                     call.callee_dev = None;
-                    wait = true;
+                    call.departures += 1;
+                    wait = Some(call.departures);
                 }
             }
             if cancel {
@@ -294,29 +298,29 @@ impl Hub {
                     );
                 }
                 g.end_call(&id);
-            } else if wait {
-                self.start_grace(id);
+            } else if let Some(epoch) = wait {
+                self.start_grace(id, epoch);
             }
         }
         g.sync_presence(user);
     }
 
-    fn start_grace(&self, id: CallId) {
+    fn start_grace(&self, id: CallId, epoch: u64) {
         let me = self.me.clone();
         let grace = self.grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             if let Some(hub) = me.upgrade() {
-                hub.grace_expired(&id);
+                hub.grace_expired(&id, epoch);
             }
         });
     }
 
-    fn grace_expired(&self, id: &CallId) {
+    fn grace_expired(&self, id: &CallId, epoch: u64) {
         let mut g = self.lock();
         let Some(call) = g.calls.get(id) else { return };
         let missing = call.caller_dev.is_none() || call.callee_dev.is_none();
-        if !missing {
+        if !missing || call.departures != epoch {
             return;
         }
         let msg = RelayMsg::Hangup {
@@ -445,6 +449,7 @@ impl Hub {
                 callee: callee.into(),
                 callee_dev: None,
                 answered: false,
+                departures: 0,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
