@@ -524,7 +524,7 @@ async fn admin(data_dir: PathBuf, cmd: Command) -> anyhow::Result<()> {
             for e in store.audit_log(&t, limit).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{} -> {}",
-                    e.at,
+                    utc(e.at),
                     e.audit.actor,
                     e.audit.action,
                     e.audit.target,
@@ -536,6 +536,27 @@ async fn admin(data_dir: PathBuf, cmd: Command) -> anyhow::Result<()> {
         Command::Serve(_) | Command::Code { .. } => {}
     }
     Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The demo tenant's users, created on first start with an empty database.
@@ -676,5 +697,15 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc(1_767_225_600), "2026-01-01T00:00:00Z");
     }
 }
