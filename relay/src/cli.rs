@@ -124,6 +124,10 @@ struct FileConfig {
     turn_urls: Vec<String>,
     turn_secret: Option<String>,
     turn_ttl_secs: Option<u64>,
+    /// Per-connection sustained messages per second (default 20).
+    ws_rate_per_sec: Option<f64>,
+    /// Per-connection burst (default 60).
+    ws_burst: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -629,6 +633,12 @@ fn build_config(
     config.ice.turn_secret = args.turn_secret.clone().or(file.turn_secret);
     if let Some(ttl) = file.turn_ttl_secs {
         config.ice.turn_ttl = Duration::from_secs(ttl);
+    }
+    if let Some(rate) = file.ws_rate_per_sec.filter(|r| *r > 0.0) {
+        config.msg_rate = rate;
+    }
+    if let Some(burst) = file.ws_burst.filter(|b| *b >= 1.0) {
+        config.msg_burst = burst;
     }
     let bind = args
         .bind

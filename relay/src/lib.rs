@@ -249,6 +249,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.inner.shutdown.send(true);
     };
+    use axum::serve::ListenerExt;
+    // Signalling is many small messages: send each at once (no Nagle delay).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY failed");
+        }
+    });
     let result = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),

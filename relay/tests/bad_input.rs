@@ -170,7 +170,7 @@ async fn a_flood_is_rate_limited_without_hurting_others() {
     }
     assert!(limited, "a rate-limited error was sent");
     assert!(
-        (60..300).contains(&pongs),
+        (50..300).contains(&pongs),
         "{pongs} pongs: the burst passed, the rest was dropped"
     );
     bob.assert_alive(1000).await;

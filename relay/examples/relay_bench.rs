@@ -1,0 +1,482 @@
+//! Relay benchmark: drives real WebSocket clients against a separately started
+//! release relay (`shieldcall serve`) and prints a Markdown report.
+//!
+//! ```sh
+//! cargo build --release -p shieldcall-relay --bin shieldcall
+//! cargo run --release -p shieldcall-relay --example relay_bench -- \
+//!     --relay target/release/shieldcall --sessions 10000 --rate 5000 --size 4096
+//! ```
+//!
+//! Measures, on the relay process only (`/proc/<pid>/status`):
+//! 1. RSS per idle signed-in session, with `--sessions` connections past `hello`;
+//! 2. forward latency p50/p99 of `offer` messages of `--size` bytes between
+//!    `--pairs` answered calls at `--rate` messages/s in total;
+//! 3. the highest forward rate (every sender as fast as it can);
+//! 4. call setups per second (invite, incoming, accept, accepted, hangup).
+//!
+//! The relay's per-connection rate limit is raised through its TOML config for
+//! 2 to 4: they measure forwarding, not the limiter. Client and relay share the
+//! machine, so the numbers include the clients' CPU.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use shieldcall_proto::{CallId, ClientMsg, HangupReason, RelayMsg};
+use shieldcall_relay::auth::{self, PasswordCost};
+use shieldcall_relay::ops::Ops;
+use shieldcall_relay::store::{Session, SqliteStore, Store, unix_now};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Clone)]
+struct Args {
+    relay: PathBuf,
+    sessions: usize,
+    users: usize,
+    pairs: usize,
+    rate: u64,
+    size: usize,
+    seconds: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        relay: PathBuf::from("target/release/shieldcall"),
+        sessions: 10_000,
+        users: 200,
+        pairs: 100,
+        rate: 5_000,
+        size: 4_096,
+        seconds: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--relay" => a.relay = PathBuf::from(v),
+            "--sessions" => a.sessions = v.parse()?,
+            "--users" => a.users = v.parse()?,
+            "--pairs" => a.pairs = v.parse()?,
+            "--rate" => a.rate = v.parse()?,
+            "--size" => a.size = v.parse()?,
+            "--seconds" => a.seconds = v.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    a.users = a.users.max(2 * a.pairs).max(1);
+    Ok(a)
+}
+
+/// Creates users `u<i>@bench.test` and one session cookie each.
+async fn prepare(dir: &Path, users: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let store = SqliteStore::open(dir).await?;
+    let ops = Ops {
+        store: &store,
+        actor: "bench",
+    };
+    let cost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    let mut out = Vec::with_capacity(users);
+    for i in 0..users {
+        let name = format!("u{i}@bench.test");
+        let hash = auth::hash_password(cost, format!("bench-password-{i}")).await?;
+        ops.add_user(&name, hash, false).await?;
+        let (token, hash) = auth::new_token()?;
+        let session = Session {
+            token_hash: hash,
+            user: name.clone(),
+            expires_at: unix_now() + 86_400,
+        };
+        store.create_session(&session).await?;
+        out.push((name, format!("{}={token}", auth::COOKIE)));
+    }
+    Ok(out)
+}
+
+fn start_relay(args: &Args, dir: &Path) -> anyhow::Result<(Child, u16)> {
+    let cfg = dir.join("bench.toml");
+    std::fs::write(
+        &cfg,
+        "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\n",
+    )?;
+    let mut child = Command::new(&args.relay)
+        .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SHIELDCALL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("start {}", args.relay.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let port = loop {
+        let line = lines.next().context("relay exited")??;
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            break rest.trim_end_matches('/').parse()?;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, port))
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
+
+async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
+    let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
+    req.headers_mut().insert("Cookie", cookie.parse()?);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    send(&mut ws, &ClientMsg::Hello { version: 1 }).await?;
+    // welcome, then the contact list
+    for _ in 0..2 {
+        next(&mut ws).await?;
+    }
+    Ok(ws)
+}
+
+async fn next(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
+    loop {
+        match ws.next().await.context("closed")?? {
+            Message::Text(t) => return Ok(RelayMsg::decode(t.as_str())?),
+            Message::Close(_) => bail!("closed"),
+            _ => {}
+        }
+    }
+}
+
+/// The next message that is not presence.
+async fn next_call_msg(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
+    loop {
+        let m = next(ws).await?;
+        if !matches!(m, RelayMsg::Presence { .. }) {
+            return Ok(m);
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, m: &ClientMsg) -> anyhow::Result<()> {
+    ws.send(Message::Text(m.encode().into())).await?;
+    Ok(())
+}
+
+async fn call(caller: &mut Ws, callee: &mut Ws, to: &str) -> anyhow::Result<CallId> {
+    send(caller, &ClientMsg::Invite { to: to.into() }).await?;
+    let RelayMsg::Calling { call_id, .. } = next_call_msg(caller).await? else {
+        bail!("no calling")
+    };
+    let RelayMsg::Incoming { .. } = next_call_msg(callee).await? else {
+        bail!("no incoming")
+    };
+    let commit = "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115".parse()?;
+    let accept = ClientMsg::Accept {
+        call_id: call_id.clone(),
+        commit: Some(commit),
+    };
+    send(callee, &accept).await?;
+    let RelayMsg::Accepted { .. } = next_call_msg(caller).await? else {
+        bail!("no accepted")
+    };
+    Ok(call_id)
+}
+
+async fn hangup(caller: &mut Ws, callee: &mut Ws, call_id: CallId) -> anyhow::Result<()> {
+    let m = ClientMsg::Hangup {
+        call_id,
+        reason: HangupReason::Normal,
+    };
+    send(caller, &m).await?;
+    let RelayMsg::Hangup { .. } = next_call_msg(callee).await? else {
+        bail!("no hangup")
+    };
+    Ok(())
+}
+
+/// An SDP-sized text whose second line carries the send time.
+fn sdp(size: usize, t0: Instant) -> String {
+    let mut s = format!("v=0\r\nt={}\r\n", t0.elapsed().as_nanos());
+    while s.len() < size {
+        s.push_str("a=candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host\r\n");
+    }
+    s.truncate(size);
+    s
+}
+
+fn sent_at(sdp: &str) -> Option<u128> {
+    sdp.split("\r\n").nth(1)?.strip_prefix("t=")?.parse().ok()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let dir = std::env::temp_dir().join(format!("shieldcall-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("preparing {} users in {}", args.users, dir.display());
+    let users = prepare(&dir, args.users).await?;
+    let (mut relay, port) = start_relay(&args, &dir)?;
+    let pid = relay.id();
+    let result = run(&args, port, pid, &users).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let _ = relay.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", result?);
+    Ok(())
+}
+
+type Pair = (Ws, Ws, CallId);
+
+async fn idle_sessions(
+    args: &Args,
+    port: u16,
+    pid: u32,
+    users: &[(String, String)],
+) -> anyhow::Result<(u64, u64, u64)> {
+    drop(connect(port, &users[0].1).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid)?;
+    let mut tasks = Vec::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut opened = 0u64;
+    let all: Vec<usize> = (0..args.sessions).collect();
+    for chunk in all.chunks(250) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let cookie = users[i % users.len()].1.clone();
+            batch.push(tokio::spawn(async move { connect(port, &cookie).await }));
+        }
+        for b in batch {
+            let mut ws = b.await??;
+            opened += 1;
+            let mut stop = stop_rx.clone();
+            // Keep reading (so pings are answered) until told to stop.
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        m = ws.next() => if m.is_none() { break },
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok((before, after, opened))
+}
+
+async fn fixed_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(Vec<u64>, u64, Vec<Pair>)> {
+    let t0 = Instant::now();
+    let per_pair = Duration::from_secs_f64(args.pairs as f64 / args.rate as f64);
+    let seconds = Duration::from_secs(args.seconds);
+    let mut handles = Vec::new();
+    for (a, b, id) in pairs {
+        let size = args.size;
+        handles.push(tokio::spawn(async move {
+            let (mut a_tx, a_rx) = a.split();
+            let (b_tx, mut b_rx) = b.split();
+            let sender = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(per_pair);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut sent = 0u64;
+                while t0.elapsed() < seconds {
+                    tick.tick().await;
+                    let m = ClientMsg::Offer {
+                        call_id: id.clone(),
+                        sdp: sdp(size, t0),
+                    };
+                    if a_tx.send(Message::Text(m.encode().into())).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                (sent, a_tx, id)
+            });
+            let mut lat = Vec::new();
+            let end = seconds + Duration::from_millis(500);
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(end.saturating_sub(t0.elapsed()), b_rx.next()).await
+            {
+                if let Message::Text(t) = msg
+                    && let Ok(RelayMsg::Offer { sdp, .. }) = RelayMsg::decode(t.as_str())
+                    && let Some(at) = sent_at(&sdp)
+                {
+                    let micros = t0.elapsed().as_nanos().saturating_sub(at) / 1000;
+                    lat.push(u64::try_from(micros).unwrap_or(u64::MAX));
+                }
+            }
+            let (sent, a_tx, id) = sender.await?;
+            let a = a_tx.reunite(a_rx)?;
+            let b = b_tx.reunite(b_rx)?;
+            anyhow::Ok((lat, sent, (a, b, id)))
+        }));
+    }
+    let (mut lat, mut sent, mut back) = (Vec::new(), 0, Vec::new());
+    for h in handles {
+        let (l, s, p) = h.await??;
+        lat.extend(l);
+        sent += s;
+        back.push(p);
+    }
+    lat.sort_unstable();
+    Ok((lat, sent, back))
+}
+
+async fn max_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(f64, Vec<Pair>)> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let burst = Duration::from_secs(args.seconds.clamp(1, 5));
+    let t1 = Instant::now();
+    let mut handles = Vec::new();
+    for (a, b, id) in pairs {
+        let size = args.size;
+        let counter = counter.clone();
+        handles.push(tokio::spawn(async move {
+            let (mut a_tx, a_rx) = a.split();
+            let (b_tx, mut b_rx) = b.split();
+            let sender = tokio::spawn(async move {
+                while t1.elapsed() < burst {
+                    let m = ClientMsg::Offer {
+                        call_id: id.clone(),
+                        sdp: sdp(size, t1),
+                    };
+                    if a_tx.send(Message::Text(m.encode().into())).await.is_err() {
+                        break;
+                    }
+                }
+                (a_tx, id)
+            });
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(Duration::from_millis(500), b_rx.next()).await
+            {
+                if t1.elapsed() <= burst {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let (a_tx, id) = sender.await?;
+            anyhow::Ok((a_tx.reunite(a_rx)?, b_tx.reunite(b_rx)?, id))
+        }));
+    }
+    let mut back = Vec::new();
+    for h in handles {
+        back.push(h.await??);
+    }
+    Ok((
+        counter.load(Ordering::Relaxed) as f64 / burst.as_secs_f64(),
+        back,
+    ))
+}
+
+async fn setups(args: &Args, pairs: Vec<Pair>, users: &[(String, String)]) -> anyhow::Result<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let burst = Duration::from_secs(args.seconds.clamp(1, 5));
+    let t2 = Instant::now();
+    let mut handles = Vec::new();
+    for (p, (mut a, mut b, id)) in pairs.into_iter().enumerate() {
+        let callee = users[2 * p + 1].0.clone();
+        let count = count.clone();
+        handles.push(tokio::spawn(async move {
+            hangup(&mut a, &mut b, id).await?;
+            while t2.elapsed() < burst {
+                let id = call(&mut a, &mut b, &callee).await?;
+                count.fetch_add(1, Ordering::Relaxed);
+                hangup(&mut a, &mut b, id).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / t2.elapsed().as_secs_f64())
+}
+
+async fn run(
+    args: &Args,
+    port: u16,
+    pid: u32,
+    users: &[(String, String)],
+) -> anyhow::Result<String> {
+    eprintln!("1/4 idle sessions: {}", args.sessions);
+    let (before, after, n) = idle_sessions(args, port, pid, users).await?;
+    let per_session = after.saturating_sub(before) as f64 / n.max(1) as f64;
+
+    eprintln!("2/4 forward latency at {} msg/s", args.rate);
+    let mut pairs = Vec::new();
+    for p in 0..args.pairs {
+        let mut a = connect(port, &users[2 * p].1).await?;
+        let mut b = connect(port, &users[2 * p + 1].1).await?;
+        let id = call(&mut a, &mut b, &users[2 * p + 1].0).await?;
+        pairs.push((a, b, id));
+    }
+    let (lat, sent, pairs) = fixed_rate(args, pairs).await?;
+    let delivered = lat.len() as f64 / args.seconds as f64;
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+
+    eprintln!("3/4 highest forward rate");
+    let (max, pairs) = max_rate(args, pairs).await?;
+
+    eprintln!("4/4 call setups");
+    let setup_rate = setups(args, pairs, users).await?;
+
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ms = |us: u64| us as f64 / 1000.0;
+    Ok(format!(
+        "### Relay ({cores} cores, {cpu})\n\n\
+         | measure | result | target |\n|---|---|---|\n\
+         | RSS per idle signed-in session ({n} sessions) | {per_session:.1} KiB ({before} KiB to {after} KiB) | at most 8 KiB |\n\
+         | forward latency, {rate} msg/s of {size} B over {pairs} calls | p50 {p50:.3} ms, p99 {p99:.3} ms ({delivered:.0} msg/s delivered, {sent} sent) | p99 at most 1 ms |\n\
+         | highest forward rate, {size} B over {pairs} calls | {max:.0} msg/s | |\n\
+         | call setups, {pairs} pairs | {setup_rate:.0} per s | |\n",
+        rate = args.rate,
+        size = args.size,
+        pairs = args.pairs,
+        p50 = ms(p50),
+        p99 = ms(p99),
+    ))
+}
