@@ -1,11 +1,22 @@
-//! Helpers for the end-to-end tests: a real relay on port 0 serving the built
-//! client, and headless Chromium with the project's flags. Everything started here
-//! is stopped on drop, also when a test fails.
+//! The end-to-end harness: a real release relay on port 0 with a fresh data dir,
+//! users created through its CLI, ChromeDriver and headless Chromium with fake
+//! camera and microphone, each browser with its own profile.
+//!
+//! Everything started here stops on drop, also when a test fails or times out:
+//! the relay gets SIGTERM, ChromeDriver's whole process group (with its browsers)
+//! is killed, temporary directories are removed. Every wait has a timeout and a
+//! message that says what did not happen. With `SHIELDCALL_E2E_ARTIFACTS` set
+//! (as `cargo xtask e2e` does), a failing test's browsers leave their console log
+//! and a screenshot under `target/e2e/`.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -28,105 +39,532 @@ pub const CHROMIUM_ARGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--window-size=1000,800",
 ];
 
-/// A relay serving `www/` on an ephemeral loopback port, stopped on drop.
+/// A temporary directory, removed on drop.
 #[derive(Debug)]
-pub struct Relay {
-    /// Base URL, `http://127.0.0.1:PORT`.
-    pub url: String,
-    /// Runs the server; dropping it stops the server.
-    runtime: Option<tokio::runtime::Runtime>,
-    /// Completes the server's shutdown future.
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
+pub struct TempDir(pub PathBuf);
 
-impl Relay {
-    /// Starts a relay that serves the built client. Fails with the command to run if
-    /// the bundle has not been built.
-    pub fn start() -> Result<Self> {
-        let www = root().join("www");
-        if !www.join("pkg/shieldcall_web_bg.wasm").exists() {
-            bail!("the browser bundle is missing: run `cargo xtask dist` (cargo xtask test does)");
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = shieldcall_relay::AppState::new(www);
-        runtime.spawn(shieldcall_relay::serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
-        Ok(Self {
-            url,
-            runtime: Some(runtime),
-            stop: Some(stop),
-        })
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(std::time::Duration::from_secs(2));
-        }
-    }
-}
-
-/// A fresh, empty Chromium profile directory, removed on drop.
-#[derive(Debug)]
-pub struct Profile(pub PathBuf);
-
-impl Profile {
-    /// Creates a new profile directory under the system temp dir.
+impl TempDir {
+    /// Creates `shieldcall-<name>-<pid>-<nanos>` under the system temp dir.
     pub fn new(name: &str) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "shieldcall-{name}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("shieldcall-{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
 }
 
-impl Drop for Profile {
+impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// The `shieldcall` binary under test: `$SHIELDCALL_BIN`, else the release build.
+pub fn binary() -> Result<PathBuf> {
+    let path = std::env::var_os("SHIELDCALL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/shieldcall"));
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo xtask e2e` (it builds the release relay)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
-/// Loads `url` in headless Chromium, lets its scripts run for `budget_ms` of
-/// virtual time, and returns the serialised DOM.
-pub fn dump_dom(url: &str, budget_ms: u32) -> Result<String> {
-    let profile = Profile::new("dom")?;
-    let out = Command::new("/usr/bin/chromium")
-        .args(CHROMIUM_ARGS)
-        .arg(format!("--user-data-dir={}", profile.0.display()))
-        .arg(format!("--virtual-time-budget={budget_ms}"))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .context("starting /usr/bin/chromium (cargo xtask test installs it)")?;
+/// A relay process serving the built client, stopped on drop.
+#[derive(Debug)]
+pub struct Relay {
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The data directory (SQLite).
+    pub data: TempDir,
+    child: Option<Child>,
+}
+
+impl Relay {
+    /// Starts `shieldcall serve` on port 0 with a fresh data dir and no demo users.
+    pub fn start() -> Result<Self> {
+        let data = TempDir::new("data")?;
+        Self::start_in(data)
+    }
+
+    /// Starts the relay on an existing data dir (restarts keep the same one).
+    pub fn start_in(data: TempDir) -> Result<Self> {
+        Self::start_at(data, "127.0.0.1:0")
+    }
+
+    /// Starts the relay on `bind`.
+    pub fn start_at(data: TempDir, bind: &str) -> Result<Self> {
+        let www = root().join("www");
+        if !www.join("pkg/shieldcall_web_bg.wasm").exists() {
+            bail!("the browser bundle is missing: run `cargo xtask dist` (cargo xtask test does)");
+        }
+        let mut child = Command::new(binary()?)
+            .args(["serve", "--no-demo", "--bind", bind])
+            .arg("--data-dir")
+            .arg(&data.0)
+            .arg("--www")
+            .arg(&www)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting shieldcall serve")?;
+        let stdout = child.stdout.take().context("relay stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.kill();
+                bail!("the relay exited before saying where it listens");
+            };
+            let line = line?;
+            if let Some(rest) = line.split("running at ").nth(1) {
+                break rest.trim().trim_end_matches('/').to_string();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the relay did not start within 30 s");
+            }
+        };
+        // Keep draining stdout so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self {
+            url,
+            data,
+            child: Some(child),
+        })
+    }
+
+    /// Runs a `shieldcall` admin command on this relay's data dir, with `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        cli(&self.data.0, args, stdin)
+    }
+
+    /// Creates a user with `password`.
+    pub fn add_user(&self, user: &str, password: &str, admin: bool) -> Result<()> {
+        let mut args = vec!["user", "add", user, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        self.cli(&args, Some(password)).map(|_| ())
+    }
+
+    /// Stops the relay (SIGTERM, then kill) and returns its data dir.
+    pub fn stop(mut self) -> TempDir {
+        self.terminate();
+        let data = std::mem::replace(&mut self.data, TempDir(PathBuf::new()));
+        data
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Runs `shieldcall --data-dir DATA ARGS` and returns its stdout.
+pub fn cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut child = Command::new(binary()?)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes())?;
+        }
+    }
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
-            "chromium exited with {}: {}",
-            out.status,
+            "shieldcall {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// ChromeDriver, killed on drop (browsers are closed by [`Browser`]).
+#[derive(Debug)]
+pub struct Driver {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+}
+
+impl Driver {
+    /// Starts `/usr/bin/chromedriver` on a free port.
+    pub fn start() -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(
+            std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting chromedriver (cargo xtask test installs chromium-driver)")?;
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("chromedriver did not listen on {port} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self { url, child })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One headless Chromium tab with its own profile.
+#[derive(Debug)]
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    /// Name for logs and artifacts.
+    pub name: String,
+    /// The profile; also identifies this browser's processes.
+    profile: TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // A session that was not closed (a failed test): end exactly this
+        // browser's processes, found by their unique profile directory.
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(self.profile.0.as_os_str())
+            .status();
+    }
+}
+
+/// How long any single wait may take before the test fails with a message.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+impl Browser {
+    /// Opens a new browser on `driver`.
+    pub async fn open(driver: &Driver, name: &str) -> Result<Self> {
+        let profile = TempDir::new(&format!("profile-{name}"))?;
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.0.display()));
+        let caps = json!({
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            bail!("capabilities")
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .with_context(|| format!("opening browser {name}"))?;
+        Ok(Self {
+            client,
+            name: name.to_string(),
+            profile,
+        })
+    }
+
+    /// Loads `url`, records every `RTCPeerConnection` the page makes (so tests can
+    /// read its SDP and stats; observation only), and waits for the client.
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client.goto(url).await?;
+        self.wait_attr("#app", "data-state", "ready").await?;
+        self.client
+            .execute(
+                "if (!window.__log) { window.__log = []; for (const k of ['log', 'warn', 'error']) { const o = console[k];\
+                 console[k] = (...a) => { window.__log.push(k + ': ' + a.join(' ')); o.apply(console, a); }; }\
+                 window.addEventListener('error', e => window.__log.push('error: ' + e.message)); }\
+                 if (!window.__pcs) { window.__pcs = []; const P = window.RTCPeerConnection;\
+                 window.RTCPeerConnection = new Proxy(P, { construct(t, a) { const pc = new t(...a); window.__pcs.push(pc); return pc; } }); }",
+                vec![],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Signs in through the form.
+    pub async fn sign_in(&self, base: &str, user: &str, password: &str) -> Result<()> {
+        self.goto(&format!("{base}/")).await?;
+        self.fill("login-user", user).await?;
+        self.fill("login-password", password).await?;
+        self.click("login-submit").await?;
+        self.wait_visible("contacts")
+            .await
+            .with_context(|| format!("{user} signing in"))?;
+        Ok(())
+    }
+
+    fn by_id(testid: &str) -> String {
+        format!("[data-testid=\"{testid}\"]")
+    }
+
+    /// Types into the element with `data-testid`.
+    pub async fn fill(&self, testid: &str, text: &str) -> Result<()> {
+        let e = self.wait_visible(testid).await?;
+        e.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// Clicks the element with `data-testid` once it is visible and enabled.
+    pub async fn click(&self, testid: &str) -> Result<()> {
+        let sel = Self::by_id(testid);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ready: bool = self
+                .client
+                .execute(
+                    "const e = document.querySelector(arguments[0]); return !!e && !e.closest('[hidden]') && !e.disabled;",
+                    vec![json!(sel)],
+                )
+                .await?
+                .as_bool()
+                .unwrap_or(false);
+            if ready {
+                self.client.find(Locator::Css(&sel)).await?.click().await?;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{}: {testid} never became clickable", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the element with `data-testid` exists and is not hidden.
+    pub async fn wait_visible(&self, testid: &str) -> Result<fantoccini::elements::Element> {
+        let sel = Self::by_id(testid);
+        self.wait_js(
+            &format!("{testid} visible"),
+            "const e = document.querySelector(arguments[0]); return !!e && !e.closest('[hidden]');",
+            vec![json!(sel)],
+        )
+        .await?;
+        Ok(self.client.find(Locator::Css(&sel)).await?)
+    }
+
+    /// Waits until `selector`'s `attr` equals `value`.
+    pub async fn wait_attr(&self, selector: &str, attr: &str, value: &str) -> Result<()> {
+        self.wait_js(
+            &format!("{selector} [{attr}={value}]"),
+            "const e = document.querySelector(arguments[0]); return !!e && e.getAttribute(arguments[1]) === arguments[2];",
+            vec![json!(selector), json!(attr), json!(value)],
+        )
+        .await
+    }
+
+    /// Waits until the element with `data-testid` has `attr` = `value`.
+    pub async fn wait_testid_attr(&self, testid: &str, attr: &str, value: &str) -> Result<()> {
+        self.wait_attr(&Self::by_id(testid), attr, value).await
+    }
+
+    /// Waits until a JS predicate returns true.
+    pub async fn wait_js(&self, what: &str, script: &str, args: Vec<Value>) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.client.execute(script, args.clone()).await?.as_bool() == Some(true) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let notice = self.text("notice").await.unwrap_or_default();
+                bail!(
+                    "{}: timed out after {WAIT:?} waiting for {what} (notice: {notice:?})",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text of the element with `data-testid` (empty if absent).
+    pub async fn text(&self, testid: &str) -> Result<String> {
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+                vec![json!(Self::by_id(testid))],
+            )
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// An attribute of the element with `data-testid`.
+    pub async fn attr(&self, testid: &str, attr: &str) -> Result<Option<String>> {
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;",
+                vec![json!(Self::by_id(testid)), json!(attr)],
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_string))
+    }
+
+    /// Whether the element with `data-testid` is shown.
+    pub async fn visible(&self, testid: &str) -> Result<bool> {
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return !!e && !e.closest('[hidden]');",
+                vec![json!(Self::by_id(testid))],
+            )
+            .await?;
+        Ok(v.as_bool().unwrap_or(false))
+    }
+
+    /// The local and remote SDP of the page's latest peer connection.
+    pub async fn sdp(&self) -> Result<(String, String)> {
+        let v = self
+            .client
+            .execute(
+                "const pc = (window.__pcs || []).at(-1); return pc ? [pc.localDescription && pc.localDescription.sdp, pc.remoteDescription && pc.remoteDescription.sdp] : null;",
+                vec![],
+            )
+            .await?;
+        let local = v
+            .get(0)
+            .and_then(Value::as_str)
+            .context("no local SDP")?
+            .to_string();
+        let remote = v
+            .get(1)
+            .and_then(Value::as_str)
+            .context("no remote SDP")?
+            .to_string();
+        Ok((local, remote))
+    }
+
+    /// Video frames decoded so far by the page's latest peer connection.
+    pub async fn frames_decoded(&self) -> Result<f64> {
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; const pc = (window.__pcs || []).at(-1);\
+                 if (!pc) { done(0); return; }\
+                 pc.getStats().then(r => { let n = 0; r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded || 0; }); done(n); }, () => done(0));",
+                vec![],
+            )
+            .await?;
+        Ok(v.as_f64().unwrap_or(0.0))
+    }
+
+    /// Waits until remote video frames are being decoded.
+    pub async fn wait_frames(&self) -> Result<f64> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let n = self.frames_decoded().await?;
+            if n > 0.0 {
+                return Ok(n);
+            }
+            if Instant::now() > deadline {
+                let stats = self
+                    .client
+                    .execute_async(
+                        "const done = arguments[arguments.length - 1]; const pc = (window.__pcs || []).at(-1);\
+                         if (!pc) { done('no peer connection recorded'); return; }\
+                         pc.getStats().then(r => { const o = []; r.forEach(s => { if (s.type === 'inbound-rtp') o.push(s); }); done(JSON.stringify(o)); });",
+                        vec![],
+                    )
+                    .await
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                bail!(
+                    "{}: no remote video frames decoded within {WAIT:?}; inbound-rtp: {stats}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Saves a screenshot and the console log under `target/e2e/<test>/`.
+    pub async fn save_artifacts(&self, test: &str) {
+        let dir = root().join("target/e2e").join(test);
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(dir.join(format!("{}.png", self.name)), png);
+        }
+        let log = self
+            .client
+            .execute("return (window.__log || []).join('\\n') + '\\n--- DOM ---\\n' + document.documentElement.outerHTML;", vec![])
+            .await
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let _ = std::fs::write(dir.join(format!("{}.console.log", self.name)), log);
+    }
+
+    /// Ends the WebDriver session (Chromium exits).
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+/// A regular expression-free check of the code format `ddddd ddddd ddddd ddddd`.
+pub fn is_code(s: &str) -> bool {
+    let groups: Vec<&str> = s.split(' ').collect();
+    groups.len() == 4
+        && groups
+            .iter()
+            .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Runs `f` with browsers; on failure saves their artifacts when asked to.
+pub async fn with_artifacts<F, Fut>(test: &str, browsers: &[&Browser], f: F) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let result = tokio::time::timeout(Duration::from_secs(240), f())
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("{test}: timed out after 240 s")));
+    if result.is_err() && std::env::var_os("SHIELDCALL_E2E_ARTIFACTS").is_some() {
+        for b in browsers {
+            b.save_artifacts(test).await;
+        }
+    }
+    result
 }

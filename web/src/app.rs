@@ -257,19 +257,24 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             a.borrow().notice("");
         }
     })?;
+    // Hovering shows the panel; a click (or Enter) pins it open or closes it.
     on(app, &indicator, "click", |a, _| {
         let app = a.borrow();
-        let open = app.ui.panel.has_attribute("hidden");
-        show(&app.ui.panel, open);
+        let pin = app.ui.indicator.get_attribute("data-pinned").as_deref() != Some("true");
         let _ = app
             .ui
             .indicator
-            .set_attribute("aria-expanded", if open { "true" } else { "false" });
+            .set_attribute("data-pinned", if pin { "true" } else { "false" });
+        set_panel(&app, pin);
     })?;
     on(app, &indicator, "mouseenter", |a, _| {
+        set_panel(&a.borrow(), true)
+    })?;
+    on(app, &indicator, "mouseleave", |a, _| {
         let app = a.borrow();
-        show(&app.ui.panel, true);
-        let _ = app.ui.indicator.set_attribute("aria-expanded", "true");
+        if app.ui.indicator.get_attribute("data-pinned").as_deref() != Some("true") {
+            set_panel(&app, false);
+        }
     })?;
     for (button, audio) in [(mute, true), (camera, false)] {
         on(app, &button.clone(), "click", move |a, _| {
@@ -315,6 +320,14 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     }
     crate::admin::wire(app)?;
     Ok(())
+}
+
+fn set_panel(app: &App, open: bool) {
+    show(&app.ui.panel, open);
+    let _ = app
+        .ui
+        .indicator
+        .set_attribute("aria-expanded", if open { "true" } else { "false" });
 }
 
 fn login(app: &Shared) {
