@@ -12,6 +12,7 @@
 //! and after `accept` only the two bound devices.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -61,6 +62,9 @@ struct Device {
     session: String,
     /// Its outbox; dropping the sender ends the connection.
     tx: mpsc::Sender<String>,
+    /// Set when the outbox overflowed: the connection closes instead of
+    /// silently losing signalling messages.
+    overflow: Arc<AtomicBool>,
 }
 
 /// A user with at least one device.
@@ -134,10 +138,12 @@ const ALLOW_ALL: ExternalAccess = ExternalAccess::AllowAll;
 impl Inner {
     fn send(&self, dev: DeviceId, msg: &RelayMsg) {
         if let Some(d) = self.devices.get(&dev)
-            && d.tx.try_send(msg.encode()).is_err()
+            && let Err(mpsc::error::TrySendError::Full(_)) = d.tx.try_send(msg.encode())
+            && !d.overflow.swap(true, Ordering::Relaxed)
         {
-            // Full outbox: the device does not read; we never block here.
-            tracing::warn!(device = dev, "outbox full or closed; message dropped");
+            // The device does not keep up; we never block here. Its connection
+            // sees the flag and closes (a closed outbox means it is closing anyway).
+            tracing::warn!(device = dev, "outbox full; closing the connection");
         }
     }
 
@@ -232,6 +238,7 @@ impl Hub {
         session: &str,
         setting: E2eeSetting,
         tx: mpsc::Sender<String>,
+        overflow: Arc<AtomicBool>,
     ) -> DeviceId {
         let mut g = self.lock();
         g.next_device += 1;
@@ -242,6 +249,7 @@ impl Hub {
                 user: user.into(),
                 session: session.into(),
                 tx,
+                overflow,
             },
         );
         let online = g.users.entry(user.to_string()).or_insert_with(|| Online {

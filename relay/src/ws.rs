@@ -11,6 +11,8 @@
 //!
 //! Never logs SDP, candidates, cookies or message bodies.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::State;
@@ -95,6 +97,8 @@ struct Conn {
     device: Option<DeviceId>,
     /// The outbox sender until `hello` hands it to the hub.
     tx: Option<mpsc::Sender<String>>,
+    /// Set by the hub when the outbox overflowed.
+    overflow: Arc<AtomicBool>,
 }
 
 async fn send(socket: &mut WebSocket, msg: &RelayMsg) -> bool {
@@ -106,12 +110,14 @@ async fn send(socket: &mut WebSocket, msg: &RelayMsg) -> bool {
 
 async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
+    let overflow = Arc::new(AtomicBool::new(false));
     let cfg = state.config().clone();
     let mut conn = Conn {
         state: state.clone(),
         authed,
         device: None,
         tx: Some(tx),
+        overflow: overflow.clone(),
     };
     let mut shutdown = state.shutdown_rx();
     let mut bucket = Bucket {
@@ -172,6 +178,10 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
             out = rx.recv(), if conn.device.is_some() => {
                 match out {
                     Some(text) => {
+                        if overflow.load(Ordering::Relaxed) {
+                            tracing::info!(user = %conn.authed.user.name, "device too slow; closing");
+                            break;
+                        }
                         if socket.send(Message::Text(text.into())).await.is_err() { break; }
                     }
                     // The hub dropped this device (signed out or not reading).
@@ -284,6 +294,7 @@ impl Conn {
             &self.authed.session.token_hash,
             setting.clone(),
             tx,
+            self.overflow.clone(),
         );
         self.device = Some(dev);
         tracing::info!(user = %self.user(), device = dev, "device connected");
