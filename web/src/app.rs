@@ -556,9 +556,17 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 feed(app, Input::Relay(other));
                 return;
             }
-            if let RelayMsg::Calling { call_id, .. } = other {
+            match other {
                 // An invite we gave up on before the relay answered.
-                app.borrow_mut().send(ClientMsg::Cancel { call_id });
+                RelayMsg::Calling { call_id, .. } => app.borrow_mut().send(ClientMsg::Cancel { call_id }),
+                // A call to us that the relay refused (e2ee-required): say why.
+                RelayMsg::CallRefused { peer, reason, required_by, .. } => {
+                    let a = app.borrow();
+                    let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+                    let what = texts::refusal(reason, &peer, required_by.as_deref(), &me);
+                    a.notice(&format!("{peer} tried to call you. {what}"));
+                }
+                _ => {}
             }
         }
     }

@@ -14,6 +14,7 @@
 //! package / rustup target that it installs when it runs as root, and otherwise
 //! names the exact command to run.
 
+mod bench;
 mod dist;
 mod tools;
 
@@ -40,6 +41,11 @@ fn real_main() -> Result<()> {
         "run" => run(&rest),
         "dist" => dist::dist().map(|_| ()),
         "test" => test(),
+        "e2e" => {
+            let chromedriver = tools::ensure_chromium()?;
+            e2e(&chromedriver, rest.first().map(String::as_str), true)
+        }
+        "bench" => bench::bench(&rest),
         "wasm-test-runner" => {
             let argv = std::iter::once("wasm-bindgen-test-runner".to_string()).chain(rest);
             wasm_bindgen_cli::wasm_bindgen_test_runner::run_cli_with_args(argv)
@@ -50,7 +56,10 @@ fn real_main() -> Result<()> {
                  commands:\n  \
                  run [-- ARGS]   build the client and relay, run `shieldcall serve ARGS`\n  \
                  dist            build the browser bundle into www/pkg\n  \
-                 test            fmt, clippy, native tests, browser tests"
+                 test            fmt, clippy, native tests, browser tests, end-to-end tests\n  \
+                 e2e [FILTER]    only the end-to-end tests (keeps logs and screenshots of failures in target/e2e/)\n  \
+                 bench relay     relay benchmark (idle session memory, forward latency, call setups)\n  \
+                 bench call      call-setup benchmark in headless Chromium against a plain WebRTC baseline"
             );
             if task.is_empty() || task == "help" || task == "--help" {
                 Ok(())
@@ -143,14 +152,54 @@ fn test() -> Result<()> {
         "native tests",
     )?;
     wasm_tests(&chromedriver)?;
-    // The end-to-end tests serve the release bundle, as `cargo xtask run` does.
-    dist::dist()?;
-    check(
-        cargo().args(["test", "--package", "shieldcall-e2e"]),
-        "end-to-end tests",
-    )?;
+    e2e(&chromedriver, None, false)?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// Builds the release relay and returns its path.
+pub fn release_relay() -> Result<PathBuf> {
+    check(
+        cargo().args([
+            "build",
+            "--release",
+            "--package",
+            "shieldcall-relay",
+            "--bin",
+            "shieldcall",
+        ]),
+        "building the release relay",
+    )?;
+    Ok(root().join("target/release/shieldcall"))
+}
+
+/// Runs the end-to-end tests against the release bundle and the release relay, one
+/// test at a time (each starts two or three Chromiums on a 2-core machine).
+fn e2e(chromedriver: &Path, filter: Option<&str>, keep_artifacts: bool) -> Result<()> {
+    dist::dist()?;
+    let relay = release_relay()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--package", "shieldcall-e2e", "--"]);
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    cmd.arg("--test-threads=1")
+        .env("SHIELDCALL_BIN", relay)
+        .env("CHROMEDRIVER", chromedriver);
+    if keep_artifacts {
+        let dir = root().join("target/e2e");
+        let _ = std::fs::remove_dir_all(&dir);
+        cmd.env("SHIELDCALL_E2E_ARTIFACTS", "1");
+        let result = check(&mut cmd, "end-to-end tests");
+        if result.is_err() && dir.exists() {
+            eprintln!(
+                "xtask: console logs and screenshots of the failing tests are in {}",
+                dir.display()
+            );
+        }
+        return result;
+    }
+    check(&mut cmd, "end-to-end tests")
 }
 
 /// Runs the `wasm-bindgen-test` tests in headless Chromium, with this binary as the
