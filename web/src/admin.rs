@@ -46,8 +46,22 @@ fn policy_types() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// The value of the control `name` of `form`, also when the control sits outside
+/// the form and names it with a `form` attribute (the policy table's rows).
 fn field(form: &Element, name: &str) -> String {
-    let Ok(Some(e)) = form.query_selector(&format!("[name=\"{name}\"]")) else {
+    let outside = match form.id() {
+        id if !id.is_empty() => crate::dom::document().ok().and_then(|d| {
+            d.query_selector(&format!("[form=\"{id}\"][name=\"{name}\"]"))
+                .ok()
+                .flatten()
+        }),
+        _ => None,
+    };
+    let Some(e) = outside.or_else(|| {
+        form.query_selector(&format!("[name=\"{name}\"]"))
+            .ok()
+            .flatten()
+    }) else {
         return String::new();
     };
     if let Some(s) = e.dyn_ref::<HtmlSelectElement>() {

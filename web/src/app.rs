@@ -558,9 +558,16 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             }
             match other {
                 // An invite we gave up on before the relay answered.
-                RelayMsg::Calling { call_id, .. } => app.borrow_mut().send(ClientMsg::Cancel { call_id }),
+                RelayMsg::Calling { call_id, .. } => {
+                    app.borrow_mut().send(ClientMsg::Cancel { call_id })
+                }
                 // A call to us that the relay refused (e2ee-required): say why.
-                RelayMsg::CallRefused { peer, reason, required_by, .. } => {
+                RelayMsg::CallRefused {
+                    peer,
+                    reason,
+                    required_by,
+                    ..
+                } => {
                     let a = app.borrow();
                     let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
                     let what = texts::refusal(reason, &peer, required_by.as_deref(), &me);
