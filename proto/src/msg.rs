@@ -154,7 +154,7 @@ pub enum ErrorCode {
 
 /// A message from a device to the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ClientMsg {
     /// First message on every connection.
     Hello {
@@ -239,7 +239,7 @@ pub enum ClientMsg {
 
 /// A message from the relay to a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum RelayMsg {
     /// Answer to `hello`: who this session is and how to reach peers.
     Welcome {
@@ -385,20 +385,52 @@ impl DecodeError {
     }
 }
 
+// On the wire a message is one JSON object whose `"type"` names the variant
+// (serde's "internally tagged" form). The enums derive serde's *externally* tagged
+// form (`{"variant": {fields}}`) and `decode`/`encode` move the tag between the
+// two. Serde's own internally tagged derive buffers every message through its
+// generic `Content` type, which costs the browser bundle about 80 KB of code; this
+// conversion costs a few hundred bytes and one `Value` per message. Always go
+// through `decode`/`encode`: serialising the enums directly gives the inner form.
+
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge(text.len()));
     }
-    serde_json::from_str(text).map_err(|e| {
-        // serde_json's messages name fields and types, never echo values back.
-        DecodeError::Invalid(e.to_string())
-    })
+    // serde_json's messages name fields and types, never echo values back.
+    let invalid = |e: serde_json::Error| DecodeError::Invalid(e.to_string());
+    let value: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(DecodeError::Invalid("a message is a JSON object".into()));
+    };
+    let ty = match fields.remove("type") {
+        Some(serde_json::Value::String(ty)) => ty,
+        Some(_) => return Err(DecodeError::Invalid("\"type\" must be a string".into())),
+        None => return Err(DecodeError::Invalid("missing field `type`".into())),
+    };
+    let mut outer = serde_json::Map::new();
+    outer.insert(ty, serde_json::Value::Object(fields));
+    serde_json::from_value(serde_json::Value::Object(outer)).map_err(invalid)
 }
 
 fn encode<T: Serialize>(msg: &T) -> String {
     // Serialising these enums cannot fail: every map key is a string and no
-    // custom serialiser returns an error.
-    serde_json::to_string(msg).unwrap_or_else(|_| String::from("{}"))
+    // custom serialiser returns an error. The derived form is
+    // `{"variant": {fields}}`; the wire form is `{"type": "variant", fields}`.
+    match serde_json::to_value(msg) {
+        Ok(serde_json::Value::Object(outer)) if outer.len() == 1 => {
+            let Some((ty, inner)) = outer.into_iter().next() else {
+                return String::from("{}");
+            };
+            let mut fields = match inner {
+                serde_json::Value::Object(fields) => fields,
+                _ => serde_json::Map::new(),
+            };
+            fields.insert("type".into(), serde_json::Value::String(ty));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => String::from("{}"),
+    }
 }
 
 impl ClientMsg {

@@ -94,8 +94,11 @@ pub enum CallMode {
 }
 
 /// Where a user's effective policy comes from.
+///
+/// On the wire: `{"kind":"direct"}`, `{"kind":"group","group":"...","rank":N}`
+/// (`rank` absent when unranked) or `{"kind":"global"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(try_from = "PolicySourceWire", into = "PolicySourceWire")]
 pub enum PolicySource {
     /// Assigned to the user directly.
     Direct,
@@ -108,6 +111,55 @@ pub enum PolicySource {
     },
     /// The tenant's `Global` policy.
     Global,
+}
+
+/// The flat wire form of [`PolicySource`]. A hand-rolled tag keeps serde's
+/// generic `Content` buffering (about 80 KB of Wasm) out of the browser bundle.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySourceWire {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rank: Option<u32>,
+}
+
+impl From<PolicySource> for PolicySourceWire {
+    fn from(s: PolicySource) -> Self {
+        match s {
+            PolicySource::Direct => Self {
+                kind: "direct".into(),
+                group: None,
+                rank: None,
+            },
+            PolicySource::Group { group, rank } => Self {
+                kind: "group".into(),
+                group: Some(group),
+                rank,
+            },
+            PolicySource::Global => Self {
+                kind: "global".into(),
+                group: None,
+                rank: None,
+            },
+        }
+    }
+}
+
+impl TryFrom<PolicySourceWire> for PolicySource {
+    type Error = String;
+
+    fn try_from(w: PolicySourceWire) -> Result<Self, String> {
+        match (w.kind.as_str(), w.group, w.rank) {
+            ("direct", None, None) => Ok(Self::Direct),
+            ("global", None, None) => Ok(Self::Global),
+            ("group", Some(group), rank) => Ok(Self::Group { group, rank }),
+            ("group", None, _) => Err("a group source names its group".into()),
+            ("direct" | "global", _, _) => Err("only a group source has a group and a rank".into()),
+            (other, _, _) => Err(format!("unknown policy source kind {other:?}")),
+        }
+    }
 }
 
 /// A user's E2EE setting as the relay sees it: pushed to every device of the user.
@@ -187,6 +239,43 @@ mod tests {
         ];
         for (policy, switch, want) in table {
             assert_eq!(policy.effective(switch), want, "{policy} {switch:?}");
+        }
+    }
+
+    #[test]
+    fn policy_source_wire_form() {
+        let cases = [
+            (PolicySource::Direct, r#"{"kind":"direct"}"#),
+            (PolicySource::Global, r#"{"kind":"global"}"#),
+            (
+                PolicySource::Group {
+                    group: "ops".into(),
+                    rank: Some(2),
+                },
+                r#"{"kind":"group","group":"ops","rank":2}"#,
+            ),
+            (
+                PolicySource::Group {
+                    group: "ops".into(),
+                    rank: None,
+                },
+                r#"{"kind":"group","group":"ops"}"#,
+            ),
+        ];
+        for (source, json) in cases {
+            assert_eq!(serde_json::to_string(&source).ok().as_deref(), Some(json));
+            assert_eq!(
+                serde_json::from_str::<PolicySource>(json).ok(),
+                Some(source)
+            );
+        }
+        for bad in [
+            r#"{"kind":"group"}"#,
+            r#"{"kind":"direct","rank":1}"#,
+            r#"{"kind":"team"}"#,
+            r#"{"kind":"global","x":1}"#,
+        ] {
+            assert!(serde_json::from_str::<PolicySource>(bad).is_err(), "{bad}");
         }
     }
 
