@@ -259,6 +259,28 @@ async fn main() -> anyhow::Result<()> {
 
 type Pair = (Ws, Ws, CallId);
 
+type WsRx = futures_util::stream::SplitStream<Ws>;
+
+/// Reads and discards `rx` until told to stop; hands `rx` back.
+fn drain(
+    mut rx: WsRx,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<WsRx>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                m = rx.next() => if m.is_none() { break },
+                _ = stopped.changed() => break,
+            }
+        }
+        rx
+    });
+    (stop, task)
+}
+
 /// Messages in flight per call in the highest-rate run.
 const WINDOW: usize = 32;
 
@@ -311,13 +333,19 @@ async fn fixed_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(Vec<u64>, 
     let per_pair = Duration::from_secs_f64(args.pairs as f64 / args.rate as f64);
     let seconds = Duration::from_secs(args.seconds);
     let mut handles = Vec::new();
-    for (a, b, id) in pairs {
+    let n = pairs.len().max(1) as u32;
+    for (k, (a, b, id)) in pairs.into_iter().enumerate() {
         let size = args.size;
+        // Spread the calls over the period so the load is even, not 100 at once.
+        let offset = per_pair / n * k as u32;
         handles.push(tokio::spawn(async move {
             let (mut a_tx, a_rx) = a.split();
+            // The caller reads too (presence and the like), as a real client does.
+            let (stop, drained) = drain(a_rx);
             let (b_tx, mut b_rx) = b.split();
             let sender = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(per_pair);
+                let start = tokio::time::Instant::now() + offset;
+                let mut tick = tokio::time::interval_at(start, per_pair);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut sent = 0u64;
                 while t0.elapsed() < seconds {
@@ -347,7 +375,8 @@ async fn fixed_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(Vec<u64>, 
                 }
             }
             let (sent, a_tx, id) = sender.await?;
-            let a = a_tx.reunite(a_rx)?;
+            let _ = stop.send(true);
+            let a = a_tx.reunite(drained.await?)?;
             let b = b_tx.reunite(b_rx)?;
             anyhow::Ok((lat, sent, (a, b, id)))
         }));
@@ -377,6 +406,8 @@ async fn max_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(f64, Vec<Pai
         let credit = window.clone();
         handles.push(tokio::spawn(async move {
             let (mut a_tx, a_rx) = a.split();
+            // The caller reads too (presence and the like), as a real client does.
+            let (stop, drained) = drain(a_rx);
             let (b_tx, mut b_rx) = b.split();
             let sender = tokio::spawn(async move {
                 while t1.elapsed() < burst {
@@ -403,7 +434,8 @@ async fn max_rate(args: &Args, pairs: Vec<Pair>) -> anyhow::Result<(f64, Vec<Pai
                 }
             }
             let (a_tx, id) = sender.await?;
-            anyhow::Ok((a_tx.reunite(a_rx)?, b_tx.reunite(b_rx)?, id))
+            let _ = stop.send(true);
+            anyhow::Ok((a_tx.reunite(drained.await?)?, b_tx.reunite(b_rx)?, id))
         }));
     }
     let mut back = Vec::new();

@@ -679,34 +679,39 @@ fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(&bind).await?;
         let addr = listener.local_addr()?;
         println!("Shieldcall is running at http://{addr}/");
-        crate::serve(listener, state, shutdown_signal()).await?;
+        crate::serve(listener, state, stop).await?;
         println!("Shieldcall stopped.");
         Ok(())
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed when
+/// this is called (not when the future is first polled), so a signal that
+/// arrives right after start-up is not lost. Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Config {
     pub password_cost: PasswordCost,
     /// How often the store's change counter is polled (250 ms).
     pub poll_interval: Duration,
+    /// How often presence changes are sent out, batched (200 ms).
+    pub presence_interval: Duration,
 }
 
 impl Config {
@@ -92,6 +94,7 @@ impl Config {
             login_window: Duration::from_secs(300),
             password_cost: PasswordCost::default(),
             poll_interval: Duration::from_millis(250),
+            presence_interval: Duration::from_millis(200),
         }
     }
 

@@ -11,7 +11,7 @@
 //! A message for a call is authorised here: only the call's parties may touch it,
 //! and after `accept` only the two bound devices.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -118,6 +118,8 @@ struct Inner {
     access: HashMap<String, ExternalAccess>,
     /// The presence last announced per user (absent: offline).
     shown: HashMap<String, Status>,
+    /// Users whose presence may have changed since the last flush.
+    dirty: HashSet<String>,
 }
 
 /// The switchboard.
@@ -177,29 +179,11 @@ impl Inner {
     }
 
     /// Announces `user`'s presence to their online contacts if it changed.
+    /// Notes that `user`'s presence may have changed; [`Hub::flush_presence`]
+    /// announces it.
     fn sync_presence(&mut self, user: &str) {
-        let now = self.status(user);
-        let before = self.shown.get(user).copied().unwrap_or(Status::Offline);
-        if now == before {
-            return;
-        }
-        if now == Status::Offline {
-            self.shown.remove(user);
-        } else {
-            self.shown.insert(user.to_string(), now);
-        }
-        let msg = RelayMsg::Presence {
-            contacts: vec![Presence {
-                user: user.to_string(),
-                status: now,
-            }],
-        };
-        for (other, online) in &self.users {
-            if self.contacts(other, user) {
-                for &d in &online.devices {
-                    self.send(d, &msg);
-                }
-            }
+        if !self.dirty.contains(user) {
+            self.dirty.insert(user.to_string());
         }
     }
 
@@ -352,6 +336,62 @@ impl Hub {
                 status: g.status(u),
             })
             .collect()
+    }
+
+    /// Announces every presence change since the last call, batched: each online
+    /// device gets at most one `presence` message listing the changes it may see.
+    /// Called every 200 ms by `serve`, so a busy relay sends one message per
+    /// device per tick instead of one per change.
+    pub fn flush_presence(&self) {
+        let mut g = self.lock();
+        if g.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut g.dirty);
+        let mut changes = Vec::new();
+        for user in dirty {
+            let now = g.status(&user);
+            let before = g.shown.get(&user).copied().unwrap_or(Status::Offline);
+            if now == before {
+                continue;
+            }
+            if now == Status::Offline {
+                g.shown.remove(&user);
+            } else {
+                g.shown.insert(user.clone(), now);
+            }
+            changes.push(Presence { user, status: now });
+        }
+        if changes.is_empty() {
+            return;
+        }
+        changes.sort_by(|a, b| a.user.cmp(&b.user));
+        // What a tenant's users may see depends only on the domains involved.
+        let mut by_domain: HashMap<&str, Vec<&Presence>> = HashMap::new();
+        for (recipient, online) in &g.users {
+            let domain = domain_of(recipient);
+            let visible = by_domain.entry(domain).or_insert_with(|| {
+                changes
+                    .iter()
+                    .filter(|p| {
+                        let d = domain_of(&p.user);
+                        reachable(domain, g.access(domain), d, g.access(d))
+                    })
+                    .collect()
+            });
+            let contacts: Vec<Presence> = visible
+                .iter()
+                .filter(|p| &p.user != recipient)
+                .map(|p| (*p).clone())
+                .collect();
+            if contacts.is_empty() {
+                continue;
+            }
+            let msg = RelayMsg::Presence { contacts };
+            for &d in &online.devices {
+                g.send(d, &msg);
+            }
+        }
     }
 
     /// Replaces the tenants' external access.

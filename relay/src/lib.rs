@@ -244,6 +244,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.add_bound_origins(listener.local_addr()?);
     let watcher = tokio::spawn(watch_changes(state.clone()));
+    let hub = state.hub().clone();
+    let every = state.config().presence_interval;
+    let presence = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            hub.flush_presence();
+        }
+    });
     let stopping = state.clone();
     let shutdown = async move {
         shutdown.await;
@@ -263,5 +272,6 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     watcher.abort();
+    presence.abort();
     result
 }

@@ -159,7 +159,9 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
                             }
                             continue;
                         }
-                        let replies = conn.handle(text.as_str()).await;
+                        // Boxed: the handler future (store queries) is large, and an idle
+                        // connection should not carry its space.
+                        let replies = Box::pin(conn.handle(text.as_str())).await;
                         let mut close = false;
                         for (msg, flow) in replies {
                             if !send(&mut socket, &msg).await { close = true; }

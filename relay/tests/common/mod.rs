@@ -228,7 +228,8 @@ impl Relay {
             req.headers_mut()
                 .insert("Origin", o.parse().expect("header"));
         }
-        match tokio_tungstenite::connect_async(req).await {
+        // TCP_NODELAY as browsers do; without it Nagle and delayed ACKs add 40 ms.
+        match tokio_tungstenite::connect_async_with_config(req, None, true).await {
             Ok((ws, _)) => Ok(Client { ws }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("connect: {e}"),
