@@ -9,6 +9,8 @@
 //! (as `cargo xtask e2e` does), a failing test's browsers leave their console log
 //! and a screenshot under `target/e2e/`.
 
+pub mod mitm;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -162,8 +164,7 @@ impl Relay {
     /// Stops the relay (SIGTERM, then kill) and returns its data dir.
     pub fn stop(mut self) -> TempDir {
         self.terminate();
-        let data = std::mem::replace(&mut self.data, TempDir(PathBuf::new()));
-        data
+        std::mem::replace(&mut self.data, TempDir(PathBuf::new()))
     }
 
     fn terminate(&mut self) {
@@ -201,10 +202,10 @@ pub fn cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    if let Some(mut pipe) = child.stdin.take() {
-        if let Some(text) = stdin {
-            pipe.write_all(text.as_bytes())?;
-        }
+    if let Some(mut pipe) = child.stdin.take()
+        && let Some(text) = stdin
+    {
+        pipe.write_all(text.as_bytes())?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
