@@ -3,7 +3,10 @@
 //! effective policy of any user and where it comes from; the audit log. It speaks
 //! the relay's `/api/admin` JSON API with Teams' parameter names.
 
-use serde_json::{Value, json};
+use crate::codec::{self, object};
+
+/// A parsed JSON value from the relay (the browser's JSON.parse).
+type Value = JsValue;
 use shieldcall_proto::E2eePolicyType;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -70,8 +73,8 @@ fn field(form: &Element, name: &str) -> String {
     crate::dom::value(&e)
 }
 
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or_default()
+fn str_of(v: &Value, k: &str) -> String {
+    codec::string(v, k)
 }
 
 /// Registers the page's two delegated listeners (clicks and form submits).
@@ -116,21 +119,30 @@ fn submit(app: &Shared, form: &Element) {
         "new-policy" => (
             "POST",
             "/api/admin/policies".to_string(),
-            json!({
-                "Identity": format!("Tag:{}", field(form, "name").trim()),
-                "Description": field(form, "description"),
-                "CallingEndtoEndEncryptionEnabledType": field(form, "type"),
-            }),
+            object(&[
+                (
+                    "Identity",
+                    format!("Tag:{}", field(form, "name").trim()).into(),
+                ),
+                ("Description", field(form, "description").into()),
+                (
+                    "CallingEndtoEndEncryptionEnabledType",
+                    field(form, "type").into(),
+                ),
+            ]),
         ),
         "set-policy" => {
             let identity = form.get_attribute("data-identity").unwrap_or_default();
             (
                 "PUT",
                 format!("/api/admin/policies/{}", encode(&identity)),
-                json!({
-                    "Description": field(form, "description"),
-                    "CallingEndtoEndEncryptionEnabledType": field(form, "type"),
-                }),
+                object(&[
+                    ("Description", field(form, "description").into()),
+                    (
+                        "CallingEndtoEndEncryptionEnabledType",
+                        field(form, "type").into(),
+                    ),
+                ]),
             )
         }
         "grant" => {
@@ -139,16 +151,20 @@ fn submit(app: &Shared, form: &Element) {
             let who = field(form, "who").trim().to_string();
             let rank = field(form, "rank").trim().parse::<u32>().ok();
             let body = match target.as_str() {
-                "user" => json!({ "PolicyName": policy, "User": who }),
-                "group" => json!({ "PolicyName": policy, "Group": who, "Rank": rank }),
-                _ => json!({ "PolicyName": policy, "Global": true }),
+                "user" => object(&[("PolicyName", policy.into()), ("User", who.into())]),
+                "group" => object(&[
+                    ("PolicyName", policy.into()),
+                    ("Group", who.into()),
+                    ("Rank", rank.map_or(JsValue::NULL, JsValue::from)),
+                ]),
+                _ => object(&[("PolicyName", policy.into()), ("Global", JsValue::TRUE)]),
             };
             ("POST", "/api/admin/grant".to_string(), body)
         }
         "new-group" => (
             "POST",
             "/api/admin/groups".to_string(),
-            json!({ "name": field(form, "name").trim() }),
+            object(&[("name", field(form, "name").trim().into())]),
         ),
         "add-member" => (
             "POST",
@@ -156,7 +172,7 @@ fn submit(app: &Shared, form: &Element) {
                 "/api/admin/groups/{}/members",
                 encode(field(form, "group").trim())
             ),
-            json!({ "user": field(form, "user").trim() }),
+            object(&[("user", field(form, "user").trim().into())]),
         ),
         "effective" => {
             let user = field(form, "user").trim().to_string();
@@ -190,33 +206,27 @@ fn submit(app: &Shared, form: &Element) {
 }
 
 fn describe_effective(user: &str, v: &Value) -> String {
-    let source = match v
-        .get("source")
-        .and_then(|s| s.get("kind"))
-        .and_then(Value::as_str)
-    {
-        Some("direct") => "assigned directly".to_string(),
-        Some("group") => {
-            let g = v["source"]
-                .get("group")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            match v["source"].get("rank").and_then(Value::as_u64) {
+    let source = codec::get(v, "source");
+    let from = match str_of(&source, "kind").as_str() {
+        "direct" => "assigned directly".to_string(),
+        "group" => {
+            let g = str_of(&source, "group");
+            match codec::get(&source, "rank").as_f64().map(|r| r as u32) {
                 Some(r) => format!("from group {g}, rank {r}"),
                 None => format!("from group {g}, unranked"),
             }
         }
         _ => "the tenant's global policy".to_string(),
     };
-    let enabled = if v.get("enabled").and_then(Value::as_bool).unwrap_or(false) {
+    let enabled = if codec::boolean(v, "enabled") {
         "on"
     } else {
         "off"
     };
     format!(
-        "{user}: {} ({}), {source}; end-to-end encryption is {enabled}.",
-        str_of(v, "policy_identity"),
-        str_of(v, "policy")
+        "{user}: {} ({}), {from}; end-to-end encryption is {enabled}.",
+        &str_of(v, "policy_identity"),
+        &str_of(v, "policy")
     )
 }
 
@@ -241,7 +251,7 @@ pub fn load(app: &Shared) {
 async fn get(url: &str) -> Value {
     match net::request("GET", url, None).await {
         Ok(r) if r.ok() => r.body,
-        _ => Value::Null,
+        _ => JsValue::NULL,
     }
 }
 
@@ -261,12 +271,15 @@ async fn load_then(app: &Shared, message: String) {
         &groups,
         &audit,
     ) {
-        root.set_text_content(Some(&format!("The admin page could not be drawn: {e:?}")));
+        let why = e
+            .as_string()
+            .unwrap_or_else(|| "a browser call failed".into());
+        root.set_text_content(Some(&format!("The admin page could not be drawn: {why}")));
     }
 }
 
-fn arr(v: &Value) -> &[Value] {
-    v.as_array().map(Vec::as_slice).unwrap_or_default()
+fn arr(v: &Value) -> Vec<Value> {
+    codec::items(v)
 }
 
 fn table(headers: &[&str], testid: &str) -> Result<(Element, Element), JsValue> {
@@ -292,11 +305,11 @@ fn row(body: &Element, attrs: &[(&str, &str)], cells: &[&str]) -> Result<Element
 }
 
 fn target_text(t: &Value) -> String {
-    match str_of(t, "kind") {
-        "user" => format!("user {}", str_of(t, "user")),
-        "group" => match t.get("rank").and_then(Value::as_u64) {
-            Some(r) => format!("group {} (rank {r})", str_of(t, "group")),
-            None => format!("group {} (unranked)", str_of(t, "group")),
+    match str_of(t, "kind").as_str() {
+        "user" => format!("user {}", &str_of(t, "user")),
+        "group" => match codec::get(t, "rank").as_f64().map(|r| r as u32) {
+            Some(r) => format!("group {} (rank {r})", &str_of(t, "group")),
+            None => format!("group {} (unranked)", &str_of(t, "group")),
         },
         _ => "everyone (tenant-wide)".to_string(),
     }
@@ -338,12 +351,12 @@ fn draw(
         ],
         "policies",
     )?;
-    for p in arr(policies) {
+    for p in &arr(policies) {
         let identity = str_of(p, "Identity");
         let assigned: Vec<String> = arr(assignments)
             .iter()
             .filter(|a| str_of(a, "policy") == identity)
-            .map(|a| target_text(&a["target"]))
+            .map(|a| target_text(&codec::get(a, "target")))
             .collect();
         let tr = el(
             "tr",
@@ -356,11 +369,11 @@ fn draw(
             &[
                 ("id", &form_id),
                 ("data-form", "set-policy"),
-                ("data-identity", identity),
+                ("data-identity", &identity),
             ],
             "",
         )?;
-        let id_cell = el("td", &[], identity)?;
+        let id_cell = el("td", &[], &identity)?;
         id_cell.append_child(&form)?;
         let desc = el(
             "input",
@@ -368,7 +381,7 @@ fn draw(
                 ("name", "description"),
                 ("form", &form_id),
                 ("aria-label", &format!("Description of {identity}")),
-                ("value", str_of(p, "Description")),
+                ("value", &str_of(p, "Description")),
             ],
             "",
         )?;
@@ -376,7 +389,7 @@ fn draw(
             "type",
             &format!("policy-type-{identity}"),
             &policy_types(),
-            str_of(p, "CallingEndtoEndEncryptionEnabledType"),
+            &str_of(p, "CallingEndtoEndEncryptionEnabledType"),
         )?;
         ty.set_attribute("form", &form_id)?;
         let save = el(
@@ -408,7 +421,7 @@ fn draw(
                 "button",
                 &[
                     ("type", "button"),
-                    ("data-delete-policy", identity),
+                    ("data-delete-policy", &identity),
                     ("data-testid", &format!("policy-delete-{identity}")),
                 ],
                 "Delete",
@@ -471,12 +484,11 @@ fn draw(
 
     // Grant.
     let mut options: Vec<(String, String)> = vec![(String::new(), "(none: unassign)".into())];
-    options.extend(arr(policies).iter().map(|p| {
-        (
-            str_of(p, "Identity").to_string(),
-            str_of(p, "Identity").to_string(),
-        )
-    }));
+    options.extend(
+        arr(policies)
+            .iter()
+            .map(|p| (str_of(p, "Identity"), str_of(p, "Identity"))),
+    );
     let opts: Vec<(&str, &str)> = options
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -576,26 +588,26 @@ fn draw(
         &["User", "Admin", "Switch", "Effective policy", "E2EE"],
         "users",
     )?;
-    for u in arr(users) {
-        let e = &u["effective"];
-        let switch = match u.get("e2ee_switch").and_then(Value::as_bool) {
+    for u in &arr(users) {
+        let e = &codec::get(u, "effective");
+        let switch = match codec::get(u, "e2ee_switch").as_bool() {
             Some(true) => "on",
             Some(false) => "off",
             None => "default",
         };
         row(
             &body,
-            &[("data-testid", &format!("user-row-{}", str_of(u, "user")))],
+            &[("data-testid", &format!("user-row-{}", &str_of(u, "user")))],
             &[
-                str_of(u, "user"),
-                if u.get("admin").and_then(Value::as_bool).unwrap_or(false) {
+                &str_of(u, "user"),
+                if codec::boolean(u, "admin") {
                     "yes"
                 } else {
                     ""
                 },
                 switch,
-                &describe_effective(str_of(u, "user"), e),
-                if e.get("enabled").and_then(Value::as_bool).unwrap_or(false) {
+                &describe_effective(&str_of(u, "user"), e),
+                if codec::boolean(e, "enabled") {
                     "on"
                 } else {
                     "off"
@@ -608,15 +620,15 @@ fn draw(
     // Groups.
     add(root, el("h2", &[], "Groups"))?;
     let (t, body) = table(&["Group", "Members"], "groups")?;
-    for g in arr(groups) {
-        let members: Vec<&str> = arr(&g["members"])
+    for g in &arr(groups) {
+        let members: Vec<String> = arr(&codec::get(g, "members"))
             .iter()
-            .filter_map(Value::as_str)
+            .filter_map(JsValue::as_string)
             .collect();
         row(
             &body,
-            &[("data-testid", &format!("group-row-{}", str_of(g, "name")))],
-            &[str_of(g, "name"), &members.join(", ")],
+            &[("data-testid", &format!("group-row-{}", &str_of(g, "name")))],
+            &[&str_of(g, "name"), &members.join(", ")],
         )?;
     }
     root.append_child(&t)?;
@@ -677,8 +689,8 @@ fn draw(
     // Audit log.
     add(root, el("h2", &[], "Audit log"))?;
     let (t, body) = table(&["When (UTC)", "Who", "What", "Target", "Change"], "audit")?;
-    for e in arr(audit) {
-        let when = e.get("at").and_then(Value::as_f64).map(|s| {
+    for e in &arr(audit) {
+        let when = codec::get(e, "at").as_f64().map(|s| {
             js_sys::Date::new(&JsValue::from_f64(s * 1000.0))
                 .to_iso_string()
                 .as_string()
@@ -686,17 +698,21 @@ fn draw(
         });
         let change = format!(
             "{} → {}",
-            e.get("old").and_then(Value::as_str).unwrap_or("—"),
-            e.get("new").and_then(Value::as_str).unwrap_or("—")
+            codec::get(e, "old")
+                .as_string()
+                .unwrap_or_else(|| "—".into()),
+            codec::get(e, "new")
+                .as_string()
+                .unwrap_or_else(|| "—".into())
         );
         row(
             &body,
             &[],
             &[
                 &when.unwrap_or_default(),
-                str_of(e, "actor"),
-                str_of(e, "action"),
-                str_of(e, "target"),
+                &str_of(e, "actor"),
+                &str_of(e, "action"),
+                &str_of(e, "target"),
                 &change,
             ],
         )?;

@@ -20,6 +20,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Event, HtmlInputElement};
 
 use crate::call::{Call, Ending, Input, Output, PcCommand, Phase, UserAction};
+use crate::codec;
 use crate::dom::{self, append, el, flag, show, text};
 use crate::listen::{Listener, Timer};
 use crate::net::{self, Socket, SocketEvent};
@@ -303,8 +304,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     })?;
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
-            let feature: Option<CallFeature> =
-                serde_json::from_value(serde_json::Value::String(f)).ok();
+            let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
             let mut app = a.borrow_mut();
             if let (Some(feature), Some(call_id)) =
                 (feature, app.call.as_ref().and_then(|c| c.id().cloned()))
@@ -340,7 +340,10 @@ fn login(app: &Shared) {
     };
     let a = app.clone();
     spawn_local(async move {
-        let body = serde_json::json!({ "user": user, "password": password });
+        let body = codec::object(&[
+            ("user", user.as_str().into()),
+            ("password", password.as_str().into()),
+        ]);
         let message = match net::request("POST", "/api/login", Some(&body)).await {
             Ok(r) if r.ok() => {
                 dom::clear(&a.borrow().ui.login_password);
@@ -365,16 +368,9 @@ fn login(app: &Shared) {
     });
 }
 
-fn signed_in(app: &Shared, me: &serde_json::Value) {
-    let user = me
-        .get("user")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let admin = me
-        .get("admin")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false);
+fn signed_in(app: &Shared, me: &JsValue) {
+    let user = codec::string(me, "user");
+    let admin = codec::boolean(me, "admin");
     {
         let mut a = app.borrow_mut();
         a.me = Some(Me { user, admin });
@@ -995,17 +991,14 @@ fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
             CallFeature::AddParticipant => "Add people",
             CallFeature::Voicemail => "Forward to voicemail",
         };
-        let key = serde_json::to_value(f)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let key = f.as_str();
         let build = || -> Result<(), JsValue> {
             let li = el("li", &[], "")?;
             let b = el(
                 "button",
                 &[
                     ("type", "button"),
-                    ("data-feature", &key),
+                    ("data-feature", key),
                     ("data-testid", &format!("feature-{key}")),
                 ],
                 name,

@@ -14,6 +14,8 @@
 //! every call into the browser returns a `Result` that is shown or passed on.
 
 pub mod call;
+#[cfg(target_arch = "wasm32")]
+pub mod codec;
 pub mod texts;
 
 #[cfg(target_arch = "wasm32")]

@@ -2,6 +2,8 @@
 //! API, and the signalling WebSocket with reconnect and backoff.
 
 use js_sys::Promise;
+
+use crate::codec;
 use shieldcall_proto::{ClientMsg, RelayMsg};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -10,13 +12,13 @@ use web_sys::{
     CloseEvent, Event, MessageEvent, Request, RequestCredentials, RequestInit, Response, WebSocket,
 };
 
-/// An HTTP answer: status and parsed JSON body (`Null` when empty or not JSON).
+/// An HTTP answer: status and parsed JSON body (`null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Answer {
     /// HTTP status.
     pub status: u16,
-    /// The body as JSON.
-    pub body: serde_json::Value,
+    /// The body, parsed by the browser.
+    pub body: JsValue,
 }
 
 impl Answer {
@@ -27,26 +29,23 @@ impl Answer {
 
     /// The relay's error sentence, or a generic one.
     pub fn error_text(&self) -> String {
-        self.body
-            .get("message")
-            .or_else(|| self.body.get("error"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("The server answered {}.", self.status))
+        [
+            codec::string(&self.body, "message"),
+            codec::string(&self.body, "error"),
+        ]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("The server answered {}.", self.status))
     }
 }
 
 /// Sends a same-origin JSON request.
-pub async fn request(
-    method: &str,
-    url: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<Answer, JsValue> {
+pub async fn request(method: &str, url: &str, body: Option<&JsValue>) -> Result<Answer, JsValue> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
     if let Some(b) = body {
-        init.set_body(&JsValue::from_str(&b.to_string()));
+        init.set_body(&js_sys::JSON::stringify(b)?.into());
     }
     let req = Request::new_with_str_and_init(url, &init)?;
     if body.is_some() {
@@ -59,7 +58,7 @@ pub async fn request(
     let status = resp.status();
     let text: Promise = resp.text()?;
     let text = JsFuture::from(text).await?.as_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let body = js_sys::JSON::parse(&text).unwrap_or(JsValue::NULL);
     Ok(Answer { status, body })
 }
 
@@ -110,14 +109,15 @@ impl Socket {
         let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
             let hello = ClientMsg::Hello {
                 version: shieldcall_proto::PROTOCOL_VERSION,
+            };
+            if let Ok(text) = codec::encode_client(&hello) {
+                let _ = ws2.send_with_str(&text);
             }
-            .encode();
-            let _ = ws2.send_with_str(&hello);
             cb(SocketEvent::Open);
         });
         let cb = on_event.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            match e.data().as_string().map(|t| RelayMsg::decode(&t)) {
+            match e.data().as_string().map(|t| codec::decode_relay(&t)) {
                 Some(Ok(msg)) => cb(SocketEvent::Message(msg)),
                 _ => cb(SocketEvent::Garbled),
             }
@@ -142,7 +142,8 @@ impl Socket {
 
     /// Sends one message; false if the socket is not open.
     pub fn send(&self, msg: &ClientMsg) -> bool {
-        self.is_open() && self.ws.send_with_str(&msg.encode()).is_ok()
+        self.is_open()
+            && codec::encode_client(msg).is_ok_and(|text| self.ws.send_with_str(&text).is_ok())
     }
 }
 

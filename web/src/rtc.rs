@@ -8,6 +8,7 @@
 //! taken as proof.
 
 use js_sys::{Array, Reflect};
+use serde::Serialize;
 use shieldcall_proto::{Fingerprint, IceCandidate, IceServer};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -85,13 +86,8 @@ impl Peer {
         let fingerprint = certificate_fingerprint(&cert)?;
         let config = RtcConfiguration::new();
         config.set_certificates(&Array::of1(&cert));
-        let servers =
-            serde_json::to_string(ice_servers).map_err(|e| JsValue::from_str(&e.to_string()))?;
-        Reflect::set(
-            &config,
-            &"iceServers".into(),
-            &js_sys::JSON::parse(&servers)?,
-        )?;
+        let servers = ice_servers.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?;
+        Reflect::set(&config, &"iceServers".into(), &servers)?;
         Reflect::set(&config, &"bundlePolicy".into(), &"max-bundle".into())?;
         let pc = RtcPeerConnection::new_with_configuration(&config)?;
 

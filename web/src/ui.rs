@@ -6,8 +6,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Element, HtmlMediaElement};
 
-use crate::dom::{append, el, show};
-
 /// Handles on the elements the app updates.
 #[derive(Debug)]
 pub struct Ui {
@@ -93,389 +91,77 @@ pub struct Ui {
     pub admin: Element,
 }
 
-fn button(label: &str, testid: &str) -> Result<Element, JsValue> {
-    el(
-        "button",
-        &[("type", "button"), ("data-testid", testid)],
-        label,
-    )
-}
+/// The page's static markup. It holds no data: every text that comes from a user,
+/// a peer or the relay is set later through `set_text_content` or `set_attribute`.
+/// Markup as a constant is a fraction of the Wasm that building each element in
+/// code costs.
+const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</strong><span data-testid="me"></span><button type="button" data-testid="open-settings">Settings</button><a href="/admin" data-testid="admin-link">Admin</a><button type="button" data-testid="signout">Sign out</button></header>
+<div class="banner" role="status" data-testid="relay-status" hidden>Signalling is reconnecting…</div>
+<div class="notice" role="alert" data-testid="notice" hidden><p data-testid="notice-text"></p><button type="button" data-testid="notice-dismiss">Dismiss</button></div>
+<section aria-labelledby="login-h" data-testid="login"><h1 id="login-h">Sign in to Shieldcall</h1><form data-testid="login-form"><label for="login-user">User name (name@domain)</label><input id="login-user" data-testid="login-user" autocomplete="username" required><label for="login-password">Password</label><input id="login-password" type="password" data-testid="login-password" autocomplete="current-password" required><button type="submit" data-testid="login-submit">Sign in</button><p class="error" role="alert" data-testid="login-error"></p></form></section>
+<div class="incoming" role="alertdialog" aria-labelledby="incoming-text" data-testid="incoming" hidden><p id="incoming-text" data-testid="incoming-text"></p><button type="button" data-testid="incoming-accept" class="accept">Accept</button><button type="button" data-testid="incoming-decline" class="decline">Decline</button></div>
+<section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
+<div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
+<div class="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
+<div class="controls"><button type="button" data-testid="mute">Mute</button><button type="button" data-testid="camera">Camera off</button><button type="button" data-testid="hangup" class="decline">Hang up</button><button type="button" data-testid="call-close">Close</button></div>
+<ul class="features" data-testid="call-features"></ul></section>
+<section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul></section>
+<section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
+<section class="admin" data-testid="admin" hidden></section>"#;
 
 impl Ui {
     /// Builds the page inside `#app`.
     pub fn build(root: Element) -> Result<Self, JsValue> {
-        root.set_text_content(None);
-
-        let header = el("header", &[("class", "bar")], "")?;
-        let brand = el("strong", &[("class", "brand")], "Shieldcall")?;
-        let me = el("span", &[("data-testid", "me")], "")?;
-        let settings_button = button("Settings", "open-settings")?;
-        let admin_link = el(
-            "a",
-            &[("href", "/admin"), ("data-testid", "admin-link")],
-            "Admin",
-        )?;
-        let signout = button("Sign out", "signout")?;
-        append(
-            &header,
-            &[&brand, &me, &settings_button, &admin_link, &signout],
-        )?;
-
-        let relay_banner = el(
-            "div",
-            &[
-                ("class", "banner"),
-                ("role", "status"),
-                ("data-testid", "relay-status"),
-            ],
-            "Signalling is reconnecting…",
-        )?;
-        let notice = el(
-            "div",
-            &[
-                ("class", "notice"),
-                ("role", "alert"),
-                ("data-testid", "notice"),
-            ],
-            "",
-        )?;
-        let notice_text = el("p", &[], "")?;
-        let notice_close = button("Dismiss", "notice-dismiss")?;
-        append(&notice, &[&notice_text, &notice_close])?;
-
-        // Sign-in.
-        let login = el("section", &[("aria-labelledby", "login-h")], "")?;
-        let login_h = el("h1", &[("id", "login-h")], "Sign in to Shieldcall")?;
-        let login_form = el("form", &[("data-testid", "login-form")], "")?;
-        let user_label = el("label", &[("for", "login-user")], "User name (name@domain)")?;
-        let login_user = el(
-            "input",
-            &[
-                ("id", "login-user"),
-                ("data-testid", "login-user"),
-                ("autocomplete", "username"),
-                ("required", ""),
-            ],
-            "",
-        )?;
-        let pw_label = el("label", &[("for", "login-password")], "Password")?;
-        let login_password = el(
-            "input",
-            &[
-                ("id", "login-password"),
-                ("type", "password"),
-                ("data-testid", "login-password"),
-                ("autocomplete", "current-password"),
-                ("required", ""),
-            ],
-            "",
-        )?;
-        let login_submit = el(
-            "button",
-            &[("type", "submit"), ("data-testid", "login-submit")],
-            "Sign in",
-        )?;
-        let login_error = el(
-            "p",
-            &[
-                ("class", "error"),
-                ("role", "alert"),
-                ("data-testid", "login-error"),
-            ],
-            "",
-        )?;
-        append(
-            &login_form,
-            &[
-                &user_label,
-                &login_user,
-                &pw_label,
-                &login_password,
-                &login_submit,
-                &login_error,
-            ],
-        )?;
-        append(&login, &[&login_h, &login_form])?;
-
-        // Contacts.
-        let home = el("section", &[("aria-labelledby", "contacts-h")], "")?;
-        let contacts_h = el("h2", &[("id", "contacts-h")], "Contacts")?;
-        let contacts = el(
-            "ul",
-            &[("class", "contacts"), ("data-testid", "contacts")],
-            "",
-        )?;
-        append(&home, &[&contacts_h, &contacts])?;
-
-        // Settings → Privacy.
-        let settings = el(
-            "section",
-            &[
-                ("aria-labelledby", "privacy-h"),
-                ("data-testid", "settings"),
-            ],
-            "",
-        )?;
-        let privacy_h = el("h2", &[("id", "privacy-h")], "Settings → Privacy")?;
-        let toggle_label = el("label", &[("class", "switch")], "")?;
-        let e2ee_toggle = el(
-            "input",
-            &[
-                ("type", "checkbox"),
-                ("role", "switch"),
-                ("data-testid", "settings-e2ee-toggle"),
-            ],
-            "",
-        )?;
-        let toggle_text = el("span", &[], "End-to-end encrypted calls")?;
-        append(&toggle_label, &[&e2ee_toggle, &toggle_text])?;
-        let policy_line = el(
-            "p",
-            &[("class", "muted"), ("data-testid", "settings-policy")],
-            "",
-        )?;
-        let explain = el(
-            "p",
-            &[("class", "muted")],
-            "When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. \
-             Recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.",
-        )?;
-        append(
-            &settings,
-            &[&privacy_h, &toggle_label, &policy_line, &explain],
-        )?;
-
-        // Incoming call.
-        let incoming = el(
-            "div",
-            &[
-                ("class", "incoming"),
-                ("role", "alertdialog"),
-                ("aria-labelledby", "incoming-text"),
-            ],
-            "",
-        )?;
-        let incoming_text = el(
-            "p",
-            &[("id", "incoming-text"), ("data-testid", "incoming-text")],
-            "",
-        )?;
-        let accept = el(
-            "button",
-            &[
-                ("type", "button"),
-                ("data-testid", "incoming-accept"),
-                ("class", "accept"),
-            ],
-            "Accept",
-        )?;
-        let decline = el(
-            "button",
-            &[
-                ("type", "button"),
-                ("data-testid", "incoming-decline"),
-                ("class", "decline"),
-            ],
-            "Decline",
-        )?;
-        append(&incoming, &[&incoming_text, &accept, &decline])?;
-
-        // In call.
-        let call = el(
-            "section",
-            &[
-                ("class", "call"),
-                ("aria-label", "Call"),
-                ("data-testid", "call"),
-            ],
-            "",
-        )?;
-        let top = el("div", &[("class", "call-top")], "")?;
-        let indicator = el(
-            "button",
-            &[
-                ("type", "button"),
-                ("class", "indicator"),
-                ("data-testid", "e2ee-indicator"),
-                ("data-state", "connecting"),
-                ("aria-expanded", "false"),
-                ("aria-controls", "e2ee-panel"),
-            ],
-            "",
-        )?;
-        let call_peer = el("strong", &[("data-testid", "call-peer")], "")?;
-        let call_state = el(
-            "span",
-            &[("data-testid", "call-state"), ("role", "status")],
-            "",
-        )?;
-        let duration = el(
-            "span",
-            &[("data-testid", "call-duration"), ("class", "muted")],
-            "",
-        )?;
-        append(&top, &[&indicator, &call_peer, &call_state, &duration])?;
-
-        let panel = el(
-            "div",
-            &[
-                ("id", "e2ee-panel"),
-                ("class", "panel"),
-                ("data-testid", "e2ee-panel"),
-            ],
-            "",
-        )?;
-        let panel_title = el("h3", &[], "")?;
-        let code = el(
-            "p",
-            &[("class", "code"), ("data-testid", "security-code")],
-            "",
-        )?;
-        let dtls_line = el(
-            "p",
-            &[("class", "muted"), ("data-testid", "dtls-details")],
-            "",
-        )?;
-        let verified = el(
-            "p",
-            &[("data-testid", "verified")],
-            "Verified: you both read the same code.",
-        )?;
-        let codes_match = button("Codes match", "codes-match")?;
-        let codes_differ = button("Codes differ", "codes-differ")?;
-        append(
-            &panel,
-            &[
-                &panel_title,
-                &code,
-                &dtls_line,
-                &verified,
-                &codes_match,
-                &codes_differ,
-            ],
-        )?;
-
-        let videos = el("div", &[("class", "videos")], "")?;
-        let remote_video: HtmlMediaElement = el(
-            "video",
-            &[
-                ("autoplay", ""),
-                ("playsinline", ""),
-                ("data-testid", "remote-video"),
-                ("class", "remote"),
-            ],
-            "",
-        )?
-        .dyn_into()?;
-        let local_video: HtmlMediaElement = el(
-            "video",
-            &[
-                ("autoplay", ""),
-                ("playsinline", ""),
-                ("data-testid", "local-video"),
-                ("class", "local"),
-            ],
-            "",
-        )?
-        .dyn_into()?;
-        local_video.set_muted(true);
-        append(&videos, &[&remote_video, &local_video])?;
-
-        let controls = el("div", &[("class", "controls")], "")?;
-        let mute = button("Mute", "mute")?;
-        let camera = button("Camera off", "camera")?;
-        let hangup = el(
-            "button",
-            &[
-                ("type", "button"),
-                ("data-testid", "hangup"),
-                ("class", "decline"),
-            ],
-            "Hang up",
-        )?;
-        let call_close = button("Close", "call-close")?;
-        append(&controls, &[&mute, &camera, &hangup, &call_close])?;
-        let features = el(
-            "ul",
-            &[("class", "features"), ("data-testid", "call-features")],
-            "",
-        )?;
-        append(&call, &[&top, &panel, &videos, &controls, &features])?;
-
-        let admin = el(
-            "section",
-            &[("class", "admin"), ("data-testid", "admin")],
-            "",
-        )?;
-
-        append(
-            &root,
-            &[
-                &header,
-                &relay_banner,
-                &notice,
-                &login,
-                &incoming,
-                &call,
-                &home,
-                &settings,
-                &admin,
-            ],
-        )?;
-        let ui = Self {
-            root,
-            me,
-            admin_link,
-            settings_button,
-            signout,
-            relay_banner,
-            notice,
-            notice_text,
-            login,
-            login_form,
-            login_user,
-            login_password,
-            login_error,
-            home,
-            contacts,
-            settings,
-            e2ee_toggle,
-            policy_line,
-            incoming,
-            incoming_text,
-            call,
-            indicator,
-            panel,
-            panel_title,
-            code,
-            dtls_line,
-            verified,
-            codes_match,
-            codes_differ,
-            call_peer,
-            call_state,
-            duration,
-            remote_video,
-            local_video,
-            mute,
-            camera,
-            hangup,
-            call_close,
-            features,
-            admin,
+        root.set_inner_html(TEMPLATE);
+        let find = |testid: &str| -> Result<Element, JsValue> {
+            root.query_selector(&format!("[data-testid=\"{testid}\"]"))?
+                .ok_or_else(|| JsValue::from_str(testid))
         };
-        for e in [
-            &ui.relay_banner,
-            &ui.notice,
-            &ui.incoming,
-            &ui.call,
-            &ui.panel,
-            &ui.settings,
-            &ui.admin,
-            &ui.home,
-        ] {
-            show(e, false);
-        }
-        Ok(ui)
+        let video =
+            |testid: &str| -> Result<HtmlMediaElement, JsValue> { Ok(find(testid)?.dyn_into()?) };
+        let local_video = video("local-video")?;
+        local_video.set_muted(true);
+        Ok(Self {
+            me: find("me")?,
+            admin_link: find("admin-link")?,
+            settings_button: find("open-settings")?,
+            signout: find("signout")?,
+            relay_banner: find("relay-status")?,
+            notice: find("notice")?,
+            notice_text: find("notice-text")?,
+            login: find("login")?,
+            login_form: find("login-form")?,
+            login_user: find("login-user")?,
+            login_password: find("login-password")?,
+            login_error: find("login-error")?,
+            home: find("home")?,
+            contacts: find("contacts")?,
+            settings: find("settings")?,
+            e2ee_toggle: find("settings-e2ee-toggle")?,
+            policy_line: find("settings-policy")?,
+            incoming: find("incoming")?,
+            incoming_text: find("incoming-text")?,
+            call: find("call")?,
+            indicator: find("e2ee-indicator")?,
+            panel: find("e2ee-panel")?,
+            panel_title: find("e2ee-panel-title")?,
+            code: find("security-code")?,
+            dtls_line: find("dtls-details")?,
+            verified: find("verified")?,
+            codes_match: find("codes-match")?,
+            codes_differ: find("codes-differ")?,
+            call_peer: find("call-peer")?,
+            call_state: find("call-state")?,
+            duration: find("call-duration")?,
+            remote_video: video("remote-video")?,
+            local_video,
+            mute: find("mute")?,
+            camera: find("camera")?,
+            hangup: find("hangup")?,
+            call_close: find("call-close")?,
+            features: find("call-features")?,
+            admin: find("admin")?,
+            root,
+        })
     }
 }

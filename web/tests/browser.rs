@@ -85,3 +85,116 @@ fn security_code_in_wasm_matches_the_spec_vector() {
         "11641 59886 82465 52428"
     );
 }
+
+/// The fenced examples of the protocol doc, by info string.
+fn examples(kind: &str) -> Vec<String> {
+    let doc = include_str!("../../docs/protocol.md");
+    let fence = format!("```json {kind}\n");
+    doc.split(&fence)
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+fn browser_codec_reads_every_relay_message_as_proto_does() {
+    use shieldcall_proto::RelayMsg;
+    use shieldcall_web::codec::decode_relay;
+    let all = examples("relay");
+    assert!(all.len() >= 16);
+    for text in all {
+        let ours = decode_relay(&text);
+        let theirs = RelayMsg::decode(&text).map_err(|e| e.to_string());
+        assert_eq!(ours.ok(), theirs.ok(), "{text}");
+    }
+    for bad in [
+        "",
+        "[]",
+        "null",
+        "{}",
+        r#"{"type":"nope"}"#,
+        r#"{"type":"pong","id":-1}"#,
+        r#"{"type":"pong","id":1.5}"#,
+        r#"{"type":"hangup","call_id":"c","reason":"bored"}"#,
+        r#"{"type":"accepted","call_id":"c","commit":"00"}"#,
+    ] {
+        assert!(decode_relay(bad).is_err(), "{bad}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn browser_codec_writes_every_client_message_as_proto_does() {
+    use shieldcall_proto::ClientMsg;
+    use shieldcall_web::codec::encode_client;
+    let all = examples("client");
+    assert!(all.len() >= 13);
+    for text in all {
+        let msg = ClientMsg::decode(&text).expect("documented example");
+        let ours: serde_json::Value =
+            serde_json::from_str(&encode_client(&msg).expect("encode")).expect("json");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(ours, doc, "{text}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn browser_codec_enum_names_are_the_serde_names() {
+    use shieldcall_proto::{CallMode, ErrorCode, HangupReason, RefuseReason, Status};
+    use shieldcall_web::codec::{ERROR_CODES, HANGUP_REASONS, MODES, REFUSE_REASONS, STATUSES};
+    fn check<T: serde::Serialize + Copy + PartialEq + std::fmt::Debug>(
+        table: &[(&str, T)],
+        variants: usize,
+    ) {
+        assert_eq!(table.len(), variants, "every variant is listed");
+        for (name, value) in table {
+            assert_eq!(
+                serde_json::to_string(value).expect("serialize"),
+                format!("\"{name}\"")
+            );
+        }
+    }
+    // Exhaustive matches: adding a variant fails to compile here until counted.
+    let n_error = |e: ErrorCode| match e {
+        ErrorCode::BadMessage
+        | ErrorCode::TooLarge
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::HelloFirst
+        | ErrorCode::RateLimited
+        | ErrorCode::NotYourCall
+        | ErrorCode::WrongState
+        | ErrorCode::BadCommitment
+        | ErrorCode::UnavailableInE2ee
+        | ErrorCode::NotDeployed
+        | ErrorCode::PolicyLocked
+        | ErrorCode::SessionExpired
+        | ErrorCode::Internal => 13,
+    };
+    let n_refuse = |r: RefuseReason| match r {
+        RefuseReason::E2eeRequired
+        | RefuseReason::NotAllowed
+        | RefuseReason::Offline
+        | RefuseReason::Busy
+        | RefuseReason::UnknownUser
+        | RefuseReason::SelfCall
+        | RefuseReason::NoAnswer
+        | RefuseReason::Declined => 8,
+    };
+    let n_hangup = |h: HangupReason| match h {
+        HangupReason::Normal
+        | HangupReason::ConnectionFailed
+        | HangupReason::Mitm
+        | HangupReason::Unverifiable
+        | HangupReason::PeerGone => 5,
+    };
+    let n_status = |s: Status| match s {
+        Status::Online | Status::Busy | Status::Offline => 3,
+    };
+    let n_mode = |m: CallMode| match m {
+        CallMode::E2ee | CallMode::Standard => 2,
+    };
+    check(ERROR_CODES, n_error(ErrorCode::Internal));
+    check(REFUSE_REASONS, n_refuse(RefuseReason::Busy));
+    check(HANGUP_REASONS, n_hangup(HangupReason::Normal));
+    check(STATUSES, n_status(Status::Busy));
+    check(MODES, n_mode(CallMode::E2ee));
+}

@@ -1,0 +1,321 @@
+//! The wire protocol in the browser, with the browser's own `JSON.parse` and
+//! `JSON.stringify`, so that `serde_json` stays out of the bundle.
+//!
+//! Relay messages are read by hand from the parsed object into `shieldcall-proto`'s
+//! types; client messages are written with serde through `serde-wasm-bindgen`,
+//! moving the tag as `proto::msg` does (`{"type": ..., fields}` on the wire,
+//! `{variant: {fields}}` in serde's derived form). The browser tests check both
+//! against `proto`'s own encoder and decoder on every example in
+//! `docs/protocol.md`.
+
+use js_sys::{JSON, Object, Reflect};
+use serde::Serialize;
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, E2eeSetting, ErrorCode, HangupReason, IceCandidate, IceServer,
+    MAX_MESSAGE_BYTES, PolicySource, Presence, RefuseReason, RelayMsg, Status,
+};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+/// Decodes one relay frame; the error is a sentence for the console.
+///
+/// Written by hand over the parsed object rather than with serde: a derived
+/// deserializer for every message costs the bundle more than all of the UI. It
+/// accepts exactly what `proto`'s decoder accepts for every documented message
+/// (the browser tests compare the two), and ignores fields it does not know.
+pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("frame of {} bytes is over the limit", text.len()));
+    }
+    let v = JSON::parse(text).map_err(|_| "not JSON".to_string())?;
+    if !v.is_object() || js_sys::Array::is_array(&v) {
+        return Err("a message is a JSON object".into());
+    }
+    let ty = req_str(&v, "type")?;
+    let call_id = || req_str(&v, "call_id").map(CallId);
+    Ok(match ty.as_str() {
+        "welcome" => RelayMsg::Welcome {
+            version: req_u32(&v, "version")?,
+            user: req_str(&v, "user")?,
+            device: req_str(&v, "device")?,
+            admin: req_bool(&v, "admin")?,
+            e2ee: setting(&get(&v, "e2ee"))?,
+            ice_servers: list(&v, "ice_servers", ice_server)?,
+        },
+        "pong" => RelayMsg::Pong {
+            id: req_u64(&v, "id")?,
+        },
+        "presence" => RelayMsg::Presence {
+            contacts: list(&v, "contacts", presence)?,
+        },
+        "settings" => RelayMsg::Settings {
+            e2ee: setting(&get(&v, "e2ee"))?,
+        },
+        "calling" => RelayMsg::Calling {
+            call_id: call_id()?,
+            to: req_str(&v, "to")?,
+            mode: mode(&v)?,
+        },
+        "incoming" => RelayMsg::Incoming {
+            call_id: call_id()?,
+            from: req_str(&v, "from")?,
+            mode: mode(&v)?,
+        },
+        "ringing" => RelayMsg::Ringing {
+            call_id: call_id()?,
+        },
+        "accepted" => RelayMsg::Accepted {
+            call_id: call_id()?,
+            commit: match opt_str(&v, "commit")? {
+                Some(c) => Some(c.parse().map_err(|_| "malformed commit".to_string())?),
+                None => None,
+            },
+        },
+        "answered-elsewhere" => RelayMsg::AnsweredElsewhere {
+            call_id: call_id()?,
+        },
+        "cancelled" => RelayMsg::Cancelled {
+            call_id: call_id()?,
+        },
+        "call-refused" => RelayMsg::CallRefused {
+            call_id: call_id()?,
+            peer: req_str(&v, "peer")?,
+            reason: pick(&req_str(&v, "reason")?, REFUSE_REASONS)?,
+            required_by: opt_str(&v, "required_by")?,
+        },
+        "offer" => RelayMsg::Offer {
+            call_id: call_id()?,
+            sdp: req_str(&v, "sdp")?,
+        },
+        "answer" => RelayMsg::Answer {
+            call_id: call_id()?,
+            sdp: req_str(&v, "sdp")?,
+        },
+        "ice" => RelayMsg::Ice {
+            call_id: call_id()?,
+            candidate: candidate(&get(&v, "candidate"))?,
+        },
+        "hangup" => RelayMsg::Hangup {
+            call_id: call_id()?,
+            reason: pick(&req_str(&v, "reason")?, HANGUP_REASONS)?,
+        },
+        "error" => RelayMsg::Error {
+            code: pick(&req_str(&v, "code")?, ERROR_CODES)?,
+            message: req_str(&v, "message")?,
+            call_id: opt_str(&v, "call_id")?.map(CallId),
+        },
+        other => return Err(format!("unknown message type {other:?}")),
+    })
+}
+
+/// Wire names of the closed enums, as serde writes them (kebab-case). The
+/// browser tests check every entry against `proto`'s serde names.
+pub const REFUSE_REASONS: &[(&str, RefuseReason)] = &[
+    ("e2ee-required", RefuseReason::E2eeRequired),
+    ("not-allowed", RefuseReason::NotAllowed),
+    ("offline", RefuseReason::Offline),
+    ("busy", RefuseReason::Busy),
+    ("unknown-user", RefuseReason::UnknownUser),
+    ("self-call", RefuseReason::SelfCall),
+    ("no-answer", RefuseReason::NoAnswer),
+    ("declined", RefuseReason::Declined),
+];
+
+/// See [`REFUSE_REASONS`].
+pub const HANGUP_REASONS: &[(&str, HangupReason)] = &[
+    ("normal", HangupReason::Normal),
+    ("connection-failed", HangupReason::ConnectionFailed),
+    ("mitm", HangupReason::Mitm),
+    ("unverifiable", HangupReason::Unverifiable),
+    ("peer-gone", HangupReason::PeerGone),
+];
+
+/// See [`REFUSE_REASONS`].
+pub const ERROR_CODES: &[(&str, ErrorCode)] = &[
+    ("bad-message", ErrorCode::BadMessage),
+    ("too-large", ErrorCode::TooLarge),
+    ("unsupported-version", ErrorCode::UnsupportedVersion),
+    ("hello-first", ErrorCode::HelloFirst),
+    ("rate-limited", ErrorCode::RateLimited),
+    ("not-your-call", ErrorCode::NotYourCall),
+    ("wrong-state", ErrorCode::WrongState),
+    ("bad-commitment", ErrorCode::BadCommitment),
+    ("unavailable-in-e2ee", ErrorCode::UnavailableInE2ee),
+    ("not-deployed", ErrorCode::NotDeployed),
+    ("policy-locked", ErrorCode::PolicyLocked),
+    ("session-expired", ErrorCode::SessionExpired),
+    ("internal", ErrorCode::Internal),
+];
+
+/// See [`REFUSE_REASONS`].
+pub const STATUSES: &[(&str, Status)] = &[
+    ("online", Status::Online),
+    ("busy", Status::Busy),
+    ("offline", Status::Offline),
+];
+
+/// See [`REFUSE_REASONS`].
+pub const MODES: &[(&str, CallMode)] =
+    &[("e2ee", CallMode::E2ee), ("standard", CallMode::Standard)];
+
+fn pick<T: Copy>(name: &str, table: &[(&str, T)]) -> Result<T, String> {
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| format!("unknown value {name:?}"))
+}
+
+fn missing(key: &str) -> String {
+    format!("missing or mistyped field `{key}`")
+}
+
+fn req_str(v: &JsValue, key: &str) -> Result<String, String> {
+    get(v, key).as_string().ok_or_else(|| missing(key))
+}
+
+fn opt_str(v: &JsValue, key: &str) -> Result<Option<String>, String> {
+    let f = get(v, key);
+    if f.is_undefined() || f.is_null() {
+        Ok(None)
+    } else {
+        f.as_string().map(Some).ok_or_else(|| missing(key))
+    }
+}
+
+fn req_bool(v: &JsValue, key: &str) -> Result<bool, String> {
+    get(v, key).as_bool().ok_or_else(|| missing(key))
+}
+
+/// A non-negative integer that a JS number holds exactly.
+fn req_u64(v: &JsValue, key: &str) -> Result<u64, String> {
+    match get(v, key).as_f64() {
+        Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => Ok(n as u64),
+        _ => Err(missing(key)),
+    }
+}
+
+fn req_u32(v: &JsValue, key: &str) -> Result<u32, String> {
+    u32::try_from(req_u64(v, key)?).map_err(|_| missing(key))
+}
+
+fn opt_u64(v: &JsValue, key: &str) -> Result<Option<u64>, String> {
+    let f = get(v, key);
+    if f.is_undefined() || f.is_null() {
+        Ok(None)
+    } else {
+        req_u64(v, key).map(Some)
+    }
+}
+
+fn list<T>(
+    v: &JsValue,
+    key: &str,
+    item: fn(&JsValue) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let f = get(v, key);
+    if !js_sys::Array::is_array(&f) {
+        return Err(missing(key));
+    }
+    items(&f).iter().map(item).collect()
+}
+
+fn mode(v: &JsValue) -> Result<CallMode, String> {
+    pick(&req_str(v, "mode")?, MODES)
+}
+
+fn presence(v: &JsValue) -> Result<Presence, String> {
+    Ok(Presence {
+        user: req_str(v, "user")?,
+        status: pick(&req_str(v, "status")?, STATUSES)?,
+    })
+}
+
+fn ice_server(v: &JsValue) -> Result<IceServer, String> {
+    let urls = list(v, "urls", |u| u.as_string().ok_or_else(|| missing("urls")))?;
+    Ok(IceServer {
+        urls,
+        username: opt_str(v, "username")?,
+        credential: opt_str(v, "credential")?,
+    })
+}
+
+fn candidate(v: &JsValue) -> Result<IceCandidate, String> {
+    Ok(IceCandidate {
+        candidate: req_str(v, "candidate")?,
+        sdp_mid: opt_str(v, "sdp_mid")?,
+        sdp_m_line_index: opt_u64(v, "sdp_m_line_index")?
+            .map(|n| u16::try_from(n).map_err(|_| missing("sdp_m_line_index")))
+            .transpose()?,
+        username_fragment: opt_str(v, "username_fragment")?,
+    })
+}
+
+fn setting(v: &JsValue) -> Result<E2eeSetting, String> {
+    let source = get(v, "source");
+    let source = match req_str(&source, "kind")?.as_str() {
+        "direct" => PolicySource::Direct,
+        "global" => PolicySource::Global,
+        "group" => PolicySource::Group {
+            group: req_str(&source, "group")?,
+            rank: opt_u64(&source, "rank")?
+                .map(|r| u32::try_from(r).map_err(|_| missing("rank")))
+                .transpose()?,
+        },
+        other => return Err(format!("unknown policy source {other:?}")),
+    };
+    Ok(E2eeSetting {
+        enabled: req_bool(v, "enabled")?,
+        can_change: req_bool(v, "can_change")?,
+        policy: req_str(v, "policy")?
+            .parse()
+            .map_err(|_| missing("policy"))?,
+        policy_identity: req_str(v, "policy_identity")?,
+        source,
+    })
+}
+
+/// Encodes one client message as a frame.
+pub fn encode_client(msg: &ClientMsg) -> Result<String, JsValue> {
+    let value = msg.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?;
+    let keys = Object::keys(value.unchecked_ref::<Object>());
+    let ty = keys.get(0);
+    let inner = Reflect::get(&value, &ty)?;
+    Reflect::set(&inner, &"type".into(), &ty)?;
+    JSON::stringify(&inner)?
+        .as_string()
+        .ok_or_else(|| JsValue::from_str("JSON.stringify"))
+}
+
+/// Reads `key` of a JS object.
+pub fn get(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// Reads a string field ("" when absent).
+pub fn string(v: &JsValue, key: &str) -> String {
+    get(v, key).as_string().unwrap_or_default()
+}
+
+/// Reads a boolean field (false when absent).
+pub fn boolean(v: &JsValue, key: &str) -> bool {
+    get(v, key).as_bool().unwrap_or(false)
+}
+
+/// The elements of a JS array (none when not an array).
+pub fn items(v: &JsValue) -> Vec<JsValue> {
+    if js_sys::Array::is_array(v) {
+        js_sys::Array::from(v).iter().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// A plain object from key/value pairs, for request bodies.
+pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    o.into()
+}
