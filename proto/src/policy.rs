@@ -212,6 +212,20 @@ impl CallFeature {
         Self::Voicemail,
     ];
 
+    /// The wire name, as in `{"type":"feature","feature":"move-to-device"}`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Recording => "recording",
+            Self::Transcription => "transcription",
+            Self::Transfer => "transfer",
+            Self::Park => "park",
+            Self::Merge => "merge",
+            Self::MoveToDevice => "move-to-device",
+            Self::AddParticipant => "add-participant",
+            Self::Voicemail => "voicemail",
+        }
+    }
+
     /// Whether the feature is available in a call of this mode.
     pub const fn available_in(self, mode: CallMode) -> bool {
         matches!(mode, CallMode::Standard)
@@ -276,6 +290,16 @@ mod tests {
             r#"{"kind":"global","x":1}"#,
         ] {
             assert!(serde_json::from_str::<PolicySource>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn feature_names_are_the_wire_names() {
+        for f in CallFeature::ALL {
+            assert_eq!(
+                serde_json::to_string(&f).ok(),
+                Some(format!("\"{}\"", f.as_str()))
+            );
         }
     }
 
