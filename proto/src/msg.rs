@@ -228,6 +228,17 @@ pub enum ClientMsg {
         /// Why.
         reason: HangupReason,
     },
+    /// After a reconnect: this device carries on the answered call `call_id` with
+    /// `peer`. Rebinds the call to this device; after a relay restart, the call is
+    /// restored once both people's devices have resumed it.
+    Resume {
+        /// The call.
+        call_id: CallId,
+        /// The other person.
+        peer: String,
+        /// The call's mode as this device knows it.
+        mode: CallMode,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -458,6 +469,7 @@ impl ClientMsg {
             | Self::Answer { call_id, .. }
             | Self::Ice { call_id, .. }
             | Self::Hangup { call_id, .. }
+            | Self::Resume { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }

@@ -19,10 +19,11 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Answer { .. } => "answer",
         ClientMsg::Ice { .. } => "ice",
         ClientMsg::Hangup { .. } => "hangup",
+        ClientMsg::Resume { .. } => "resume",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 13;
+const CLIENT_TAGS: usize = 14;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {

@@ -120,6 +120,22 @@ struct Inner {
     shown: HashMap<String, Status>,
     /// Users whose presence may have changed since the last flush.
     dirty: HashSet<String>,
+    /// `resume`s of calls this relay does not know (it restarted), waiting for the
+    /// other person's device to resume the same call.
+    restoring: HashMap<CallId, Restore>,
+}
+
+/// One side's claim on a call lost in a relay restart.
+#[derive(Debug)]
+struct Restore {
+    /// Who resumed.
+    user: String,
+    /// Their device.
+    dev: DeviceId,
+    /// Whom they name as the other person.
+    peer: String,
+    /// The mode they know.
+    mode: CallMode,
 }
 
 /// The switchboard.
@@ -559,6 +575,101 @@ impl Hub {
         g.end_call(id);
     }
 
+    /// Handles `resume`: rebinds a known call (see [`Hub::call_msg`]), or restores
+    /// a call this relay lost in a restart once both people's devices resumed it
+    /// naming each other (docs/protocol.md, "Reconnecting").
+    pub fn resume(&self, dev: DeviceId, user: &str, msg: ClientMsg) -> Result<(), WireError> {
+        let ClientMsg::Resume {
+            call_id,
+            peer,
+            mode,
+        } = &msg
+        else {
+            return self.call_msg(dev, user, msg);
+        };
+        let id = call_id.clone();
+        {
+            let mut g = self.lock();
+            if !g.calls.contains_key(&id) {
+                let busy = |g: &Inner, u: &str| g.in_call.get(u).is_some_and(|c| *c != id);
+                if busy(&g, user) || peer == user {
+                    return Err(WireError::new(
+                        ErrorCode::NotYourCall,
+                        "You are not part of this call.",
+                        &id,
+                    ));
+                }
+                let matched = g.restoring.get(&id).is_some_and(|r| {
+                    r.user == *peer && r.peer == user && g.devices.contains_key(&r.dev)
+                });
+                if !matched {
+                    // The first claim stands until it is matched or expires; a
+                    // different user's claim does not displace it.
+                    let keep = g.restoring.get(&id).is_some_and(|r| r.user != user);
+                    if !keep {
+                        g.restoring.insert(
+                            id.clone(),
+                            Restore {
+                                user: user.into(),
+                                dev,
+                                peer: peer.clone(),
+                                mode: *mode,
+                            },
+                        );
+                        self.expire_restore(id);
+                    }
+                    return Ok(());
+                }
+                let Some(first) = g.restoring.remove(&id) else {
+                    return Ok(());
+                };
+                if busy(&g, peer) {
+                    return Err(WireError::new(
+                        ErrorCode::NotYourCall,
+                        "You are not part of this call.",
+                        &id,
+                    ));
+                }
+                let mode = if first.mode == CallMode::E2ee || *mode == CallMode::E2ee {
+                    CallMode::E2ee
+                } else {
+                    CallMode::Standard
+                };
+                g.calls.insert(
+                    id.clone(),
+                    Call {
+                        mode,
+                        caller: first.user.clone(),
+                        caller_dev: Some(first.dev),
+                        callee: user.into(),
+                        callee_dev: Some(dev),
+                        answered: true,
+                        departures: 0,
+                    },
+                );
+                g.in_call.insert(first.user.clone(), id.clone());
+                g.in_call.insert(user.into(), id.clone());
+                g.sync_presence(&first.user);
+                g.sync_presence(user);
+                tracing::info!(call = %id, "call restored after a relay restart");
+                return Ok(());
+            }
+        }
+        self.call_msg(dev, user, msg)
+    }
+
+    /// Forgets an unmatched restore claim after the grace period.
+    fn expire_restore(&self, id: CallId) {
+        let me = self.me.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(hub) = me.upgrade() {
+                hub.lock().restoring.remove(&id);
+            }
+        });
+    }
+
     /// Handles a message about an existing call from device `dev` of `user`.
     pub fn call_msg(&self, dev: DeviceId, user: &str, msg: ClientMsg) -> Result<(), WireError> {
         let Some(id) = msg.call_id().cloned() else {
@@ -731,6 +842,8 @@ impl Hub {
                 g.end_call(&id);
                 Ok(())
             }
+            ClientMsg::Resume { .. } if answered && bound => Ok(()),
+            ClientMsg::Resume { .. } => Err(not_yours()),
             ClientMsg::Offer { .. }
             | ClientMsg::Answer { .. }
             | ClientMsg::Ice { .. }

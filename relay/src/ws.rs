@@ -253,6 +253,12 @@ impl Conn {
             }
             (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
             (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
+            (Some(dev), msg @ ClientMsg::Resume { .. }) => {
+                return match self.state.hub().resume(dev, &self.authed.user.name, msg) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
+                };
+            }
             (Some(dev), other) => {
                 return match self
                     .state

@@ -116,7 +116,7 @@ impl Relay {
             .arg(&data.0)
             .arg("--www")
             .arg(&www)
-            .env("RUST_LOG", "warn")
+            .env("SHIELDCALL_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -538,9 +538,24 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             drop(a);
             carry_out(app, out);
         }
-        RelayMsg::Error { code, message, .. } => {
-            app.borrow()
-                .notice(&format!("{} {message}", texts::error_prefix(code)));
+        RelayMsg::Error {
+            code,
+            message,
+            call_id,
+        } => {
+            let a = app.borrow();
+            // Candidates still in flight when a call ends are refused by the relay;
+            // an error about a call that is over must not replace how it ended.
+            let stale = call_id.is_some()
+                && !a
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| !c.is_ended() && c.id() == call_id.as_ref());
+            if stale {
+                web_sys::console::warn_1(&JsValue::from_str(&format!("after the call: {message}")));
+            } else {
+                a.notice(&format!("{} {message}", texts::error_prefix(code)));
+            }
         }
         other => {
             let concerns = app

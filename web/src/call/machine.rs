@@ -329,7 +329,17 @@ impl Call {
             }
             Input::RelayUp => {
                 self.view.relay_down = false;
-                Vec::new()
+                // Re-attach this device to the call on the (possibly restarted) relay.
+                match (&self.id, self.view.mode) {
+                    (Some(call_id), Some(mode)) if self.in_media_phase() => {
+                        vec![Output::Send(ClientMsg::Resume {
+                            call_id: call_id.clone(),
+                            peer: self.view.peer.clone(),
+                            mode,
+                        })]
+                    }
+                    _ => Vec::new(),
+                }
             }
             Input::Tick => self.on_tick(now_ms),
         }

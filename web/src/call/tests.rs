@@ -656,7 +656,16 @@ fn relay_reconnect_keeps_the_call() {
     assert!(c.view().relay_down);
     assert_eq!(c.view().phase, Phase::Connected);
     assert_eq!(c.view().code, code);
-    assert!(c.handle(Input::RelayUp, 200).is_empty());
+    let out = c.handle(Input::RelayUp, 200);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Resume {
+            call_id: id(),
+            peer: BOB.into(),
+            mode: CallMode::E2ee
+        }],
+        "the device re-attaches to its call"
+    );
     assert!(!c.view().relay_down);
     let out = c.handle(Input::User(UserAction::Hangup), 300);
     assert_eq!(
@@ -666,6 +675,13 @@ fn relay_reconnect_keeps_the_call() {
             reason: HangupReason::Normal
         }]
     );
+}
+
+#[test]
+fn relay_reconnect_while_ringing_does_not_resume() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(Input::RelayDown, 1);
+    assert!(c.handle(Input::RelayUp, 2).is_empty());
 }
 
 #[test]
