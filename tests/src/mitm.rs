@@ -143,7 +143,7 @@ pub fn start_relay(extra: &[&str]) -> Result<Relay> {
         .arg("--www")
         .arg(&www)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("SHIELDCALL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
