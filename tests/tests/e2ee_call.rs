@@ -31,6 +31,16 @@ async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
         let code_b = bob.text("security-code").await?;
         assert!(is_code(&code_a), "alice shows {code_a:?}");
         assert_eq!(code_a, code_b, "both sides show the same code");
+        // Chromium reports the certificates DTLS used: the panel shows the DTLS
+        // version, cipher and SRTP profile from certificate-checked statistics.
+        for b in [&alice, &bob] {
+            let details = b.text("dtls-details").await?;
+            assert!(
+                details.starts_with("DTLS 1.") && details.contains("SRTP"),
+                "{}: {details:?}",
+                b.name
+            );
+        }
 
         // The code equals `shieldcall code --sdp` over the SDP the peers exchanged.
         let (a_local, a_remote) = alice.sdp().await?;

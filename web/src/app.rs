@@ -767,9 +767,13 @@ fn check_dtls(app: &Shared, generation: u32) {
             let Some(pc) = pc else { return };
             match rtc::dtls_info(&pc).await {
                 Ok(info) if info.state == "connected" => {
-                    let input = Input::DtlsConnected {
-                        local: info.local,
-                        remote: info.remote,
+                    let input = if info.observed {
+                        Input::DtlsConnected {
+                            local: info.local,
+                            remote: info.remote,
+                        }
+                    } else {
+                        Input::DtlsConnectedUnobserved
                     };
                     a.borrow_mut().dtls = Some(info);
                     feed(&a, input);
@@ -949,6 +953,11 @@ fn render_call(a: &App) {
         }
     }
     let dtls = a.dtls.as_ref().map(|d| {
+        if !d.observed {
+            return "This browser does not report the certificates DTLS used; the code relies on its \
+                    built-in check that they match the connection details."
+                .to_string();
+        }
         format!(
             "DTLS {} · {} · SRTP {}",
             tls_version_name(&d.tls_version),

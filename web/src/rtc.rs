@@ -47,6 +47,9 @@ pub struct DtlsInfo {
     pub dtls_cipher: String,
     /// e.g. `AEAD_AES_128_GCM`.
     pub srtp_cipher: String,
+    /// The certificates came from `getStats()` (false: the browser has no
+    /// transport statistics and `state` is `RTCDtlsTransport.state`).
+    pub observed: bool,
 }
 
 /// A peer connection with a fresh certificate and the local camera and microphone.
@@ -275,7 +278,17 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         get_str(&cert, "fingerprint").parse().ok()
     };
     let Some(transport) = stats.iter().find(|s| get_str(s, "type") == "transport") else {
-        return Ok(DtlsInfo::default());
+        // No transport statistics (Firefox): the DTLS transport's own state.
+        let senders = pc.get_senders();
+        let state = senders
+            .iter()
+            .map(|s| get(&get(&s, "transport"), "state"))
+            .find_map(|s| s.as_string())
+            .unwrap_or_default();
+        return Ok(DtlsInfo {
+            state,
+            ..DtlsInfo::default()
+        });
     };
     Ok(DtlsInfo {
         state: get_str(transport, "dtlsState"),
@@ -284,6 +297,7 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         tls_version: get_str(transport, "tlsVersion"),
         dtls_cipher: get_str(transport, "dtlsCipher"),
         srtp_cipher: get_str(transport, "srtpCipher"),
+        observed: true,
     })
 }
 

@@ -97,6 +97,11 @@ pub enum Input {
         /// The peer's certificate, as DTLS received it.
         remote: Option<Fingerprint>,
     },
+    /// DTLS is connected, but this browser reports no certificate details
+    /// (Firefox has no certificate statistics). The code then rests on the
+    /// browser's own mandatory check that the certificate DTLS used has the
+    /// fingerprint of the remote description (JSEP); the panel says so.
+    DtlsConnectedUnobserved,
     /// The peer connection failed or a browser call returned an error.
     PcFailed,
     /// The relay connection dropped (media may go on).
@@ -188,6 +193,9 @@ pub struct View {
     pub relay_down: bool,
     /// When media connected, for the duration shown.
     pub connected_at_ms: Option<u64>,
+    /// The certificates DTLS used were read from the browser and compared with
+    /// the SDP (false: the browser reports none; it checked them itself).
+    pub certificates_observed: bool,
 }
 
 /// One call from invite or incoming to its end.
@@ -261,6 +269,7 @@ impl Call {
                 verified: false,
                 relay_down: false,
                 connected_at_ms: None,
+                certificates_observed: false,
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -317,7 +326,14 @@ impl Call {
                 }
                 _ => Vec::new(),
             },
-            Input::DtlsConnected { local, remote } => self.on_dtls(local, remote, now_ms),
+            Input::DtlsConnected { local, remote } => {
+                self.view.certificates_observed = true;
+                self.on_dtls(local, remote, now_ms)
+            }
+            Input::DtlsConnectedUnobserved => {
+                self.view.certificates_observed = false;
+                self.on_dtls(self.local_fp, self.remote_fp, now_ms)
+            }
             Input::PcFailed => self.end_with_hangup(
                 Ending::ConnectionFailed,
                 HangupReason::ConnectionFailed,

@@ -128,6 +128,7 @@ fn e2ee_caller_shows_code_only_after_dtls_with_matching_certificates() {
     assert_eq!(c.view().phase, Phase::Connected);
     assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
     assert_eq!(c.view().connected_at_ms, Some(60));
+    assert!(c.view().certificates_observed);
 }
 
 #[test]
@@ -337,6 +338,30 @@ fn dtls_certificate_other_than_announced_never_shows_the_lock() {
         Phase::Ended(Ending::Mitm(Warning::FingerprintMismatch))
     );
     assert_eq!(c.view().code, None);
+}
+
+#[test]
+fn browser_without_certificate_stats_relies_on_its_own_check() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        4,
+    );
+    assert!(c.handle(Input::DtlsConnectedUnobserved, 5).is_empty());
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
+    assert!(!c.view().certificates_observed);
 }
 
 #[test]
