@@ -28,21 +28,16 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Chromium flags that work on a headless, loopback-only host.
-pub const CHROMIUM_ARGS: &[&str] = &[
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1000,800",
-];
+/// Chromium flags that work on a headless, loopback-only host: no sandbox (tests run
+/// as root in CI), fake camera and microphone, loopback ICE, no background network.
+/// One list, in `tests/chromium-flags.txt`, for these tests and the xtask's
+/// browser tests.
+pub fn chromium_args() -> impl Iterator<Item = &'static str> {
+    include_str!("../chromium-flags.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+}
 
 /// A temporary directory, removed on drop.
 #[derive(Debug)]
@@ -289,7 +284,7 @@ impl Browser {
     /// Opens a new browser on `driver`.
     pub async fn open(driver: &Driver, name: &str) -> Result<Self> {
         let profile = TempDir::new(&format!("profile-{name}"))?;
-        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = chromium_args().map(str::to_string).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = json!({
             "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },

@@ -79,23 +79,17 @@ pub fn webdriver_json() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Chromium flags shared by every test that starts a browser.
-pub const CHROMIUM_ARGS: &[&str] = &[
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-];
+/// Chromium flags shared by every test that starts a browser (one list, also used
+/// by the end-to-end harness).
+const CHROMIUM_FLAGS: &str = include_str!("../../tests/chromium-flags.txt");
 
 fn serde_json_caps() -> String {
-    let args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| format!("\"{a}\"")).collect();
+    let args: Vec<String> = CHROMIUM_FLAGS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|a| format!("\"{a}\""))
+        .collect();
     format!(
         "{{\"goog:chromeOptions\":{{\"binary\":\"/usr/bin/chromium\",\"args\":[{}]}}}}",
         args.join(",")

@@ -70,6 +70,30 @@ fn caller_ringing(mode: CallMode) -> Call {
     c
 }
 
+/// An E2EE caller (certificate `fp(1)`) holding the answer of a callee that
+/// committed to `fp(2)` and answered with it: everything but DTLS.
+fn caller_answered() -> Call {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(2)),
+        }),
+        4,
+    );
+    assert_eq!(c.view().code, None, "no code before DTLS");
+    c
+}
+
 /// A full E2EE call from the caller's side; returns the machine once connected.
 fn caller_connected(caller_fp: Fingerprint, callee_fp: Fingerprint) -> Call {
     let mut c = caller_ringing(CallMode::E2ee);
@@ -305,23 +329,7 @@ fn e2ee_accept_without_commitment_is_refused() {
 
 #[test]
 fn dtls_certificate_other_than_announced_never_shows_the_lock() {
-    let mut c = caller_ringing(CallMode::E2ee);
-    c.handle(
-        relay(RelayMsg::Accepted {
-            call_id: id(),
-            commit: Some(Commitment::to(&fp(2))),
-        }),
-        1,
-    );
-    c.handle(Input::PeerReady { local: fp(1) }, 2);
-    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
-    c.handle(
-        relay(RelayMsg::Answer {
-            call_id: id(),
-            sdp: sdp(&fp(2)),
-        }),
-        4,
-    );
+    let mut c = caller_answered();
     let out = c.handle(
         Input::DtlsConnected {
             local: Some(fp(1)),
@@ -342,23 +350,7 @@ fn dtls_certificate_other_than_announced_never_shows_the_lock() {
 
 #[test]
 fn browser_without_certificate_stats_relies_on_its_own_check() {
-    let mut c = caller_ringing(CallMode::E2ee);
-    c.handle(
-        relay(RelayMsg::Accepted {
-            call_id: id(),
-            commit: Some(Commitment::to(&fp(2))),
-        }),
-        1,
-    );
-    c.handle(Input::PeerReady { local: fp(1) }, 2);
-    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
-    c.handle(
-        relay(RelayMsg::Answer {
-            call_id: id(),
-            sdp: sdp(&fp(2)),
-        }),
-        4,
-    );
+    let mut c = caller_answered();
     assert!(c.handle(Input::DtlsConnectedUnobserved, 5).is_empty());
     assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
     assert!(!c.view().certificates_observed);
@@ -366,23 +358,7 @@ fn browser_without_certificate_stats_relies_on_its_own_check() {
 
 #[test]
 fn missing_dtls_certificate_is_not_verification() {
-    let mut c = caller_ringing(CallMode::E2ee);
-    c.handle(
-        relay(RelayMsg::Accepted {
-            call_id: id(),
-            commit: Some(Commitment::to(&fp(2))),
-        }),
-        1,
-    );
-    c.handle(Input::PeerReady { local: fp(1) }, 2);
-    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
-    c.handle(
-        relay(RelayMsg::Answer {
-            call_id: id(),
-            sdp: sdp(&fp(2)),
-        }),
-        4,
-    );
+    let mut c = caller_answered();
     c.handle(
         Input::DtlsConnected {
             local: Some(fp(1)),
