@@ -1,0 +1,188 @@
+//! `shieldcall serve`: configuration from flags, environment and TOML; the demo
+//! tenant; signals.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ServeArgs, runtime};
+use crate::AppState;
+use crate::auth;
+use crate::config::Config;
+use crate::error::Result;
+use crate::ops::Ops;
+
+/// The optional TOML file; flags and `SHIELDCALL_*` variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    www: Option<PathBuf>,
+    #[serde(default)]
+    public_origins: Vec<String>,
+    demo: Option<bool>,
+    #[serde(default)]
+    stun_urls: Vec<String>,
+    #[serde(default)]
+    turn_urls: Vec<String>,
+    turn_secret: Option<String>,
+    turn_ttl_secs: Option<u64>,
+    /// Per-connection sustained messages per second (default 20).
+    ws_rate_per_sec: Option<f64>,
+    /// Per-connection burst (default 60).
+    ws_burst: Option<f64>,
+}
+
+/// The demo tenant's users, created on first start with an empty database.
+pub const DEMO_USERS: [(&str, bool); 3] = [
+    ("admin@example.test", true),
+    ("alice@example.test", false),
+    ("bob@example.test", false),
+];
+
+/// Creates the demo tenant if the store has no users; returns the one-time
+/// passwords it chose.
+pub async fn create_demo(state: &AppState) -> Result<Vec<(String, String)>> {
+    if !state.store().users(None).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ops = Ops {
+        store: state.store(),
+        actor: "demo",
+    };
+    let mut out = Vec::new();
+    for (name, admin) in DEMO_USERS {
+        let password = auth::random_hex::<8>()?;
+        let hash = auth::hash_password(state.config().password_cost, password.clone()).await?;
+        ops.add_user(name, hash, admin).await?;
+        out.push((name.to_string(), password));
+    }
+    Ok(out)
+}
+
+fn build_config(
+    data_dir: Option<PathBuf>,
+    args: &ServeArgs,
+) -> anyhow::Result<(Config, String, bool)> {
+    let file: FileConfig = match &args.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => FileConfig::default(),
+    };
+    let mut config = Config::new(data_dir.or(file.data_dir).unwrap_or_else(|| "data".into()));
+    config.www = args
+        .www
+        .clone()
+        .or(file.www)
+        .unwrap_or_else(|| "www".into());
+    config.public_origins = if args.public_origins.is_empty() {
+        file.public_origins
+    } else {
+        args.public_origins.clone()
+    };
+    for o in &config.public_origins {
+        if !(o.starts_with("http://") || o.starts_with("https://")) {
+            anyhow::bail!(
+                "--public-origin {o:?}: expected http://host[:port] or https://host[:port]"
+            );
+        }
+    }
+    config.ice.stun_urls = if args.stun_urls.is_empty() {
+        file.stun_urls
+    } else {
+        args.stun_urls.clone()
+    };
+    config.ice.turn_urls = if args.turn_urls.is_empty() {
+        file.turn_urls
+    } else {
+        args.turn_urls.clone()
+    };
+    config.ice.turn_secret = args.turn_secret.clone().or(file.turn_secret);
+    if let Some(ttl) = file.turn_ttl_secs {
+        config.ice.turn_ttl = Duration::from_secs(ttl);
+    }
+    if let Some(rate) = file.ws_rate_per_sec.filter(|r| *r > 0.0) {
+        config.msg_rate = rate;
+    }
+    if let Some(burst) = file.ws_burst.filter(|b| *b >= 1.0) {
+        config.msg_burst = burst;
+    }
+    let bind = args
+        .bind
+        .clone()
+        .or(file.bind)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let demo = !args.no_demo && file.demo.unwrap_or(true);
+    Ok((config, bind, demo))
+}
+
+pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        anyhow::bail!(
+            "built-in TLS is not supported (it would need a TLS stack this relay does not ship); \
+             terminate TLS in a reverse proxy (Caddy, nginx) and pass --public-origin https://your.host; \
+             see docs/operations.md"
+        );
+    }
+    let (config, bind, demo) = build_config(data_dir, &args)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("SHIELDCALL_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let state = AppState::open(config).await?;
+        if demo {
+            let created = create_demo(&state).await?;
+            if !created.is_empty() {
+                println!(
+                    "Created the demo tenant example.test. One-time passwords (shown only now):"
+                );
+                for (user, pw) in &created {
+                    println!("  {user}  {pw}");
+                }
+            }
+        }
+        let stop = shutdown_signal();
+        let listener = tokio::net::TcpListener::bind(&bind).await?;
+        let addr = listener.local_addr()?;
+        println!("Shieldcall is running at http://{addr}/");
+        crate::serve(listener, state, stop).await?;
+        println!("Shieldcall stopped.");
+        Ok(())
+    })
+}
+
+/// A future that completes on Ctrl-C or SIGTERM. The handlers are installed when
+/// this is called (not when the future is first polled), so a signal that
+/// arrives right after start-up is not lost. Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
+        }
+    }
+}
