@@ -92,7 +92,12 @@ pub async fn login(
     let user = state.store().user(&name).await?;
     let ok = match &user {
         Some(u) => auth::verify_password(u.password_hash.clone(), form.password).await?,
-        None => false,
+        None => {
+            // Same work for an unknown name, so timing does not tell which exist.
+            let dummy = state.dummy_hash().await?;
+            let _ = auth::verify_password(dummy, form.password).await?;
+            false
+        }
     };
     let Some(user) = user.filter(|_| ok) else {
         state.limiter().failed(&name, addr);

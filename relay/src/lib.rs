@@ -75,6 +75,9 @@ struct Inner {
     /// Held while settings are read from the store and pushed, so a slow refresh
     /// never pushes a setting older than one a concurrent change just pushed.
     settings_lock: tokio::sync::Mutex<()>,
+    /// A hash of a random password at the configured cost, checked against when
+    /// the user name is unknown (made on first use).
+    dummy_hash: tokio::sync::OnceCell<String>,
 }
 
 impl AppState {
@@ -101,6 +104,7 @@ impl AppState {
                 bound_origins: RwLock::new(Vec::new()),
                 shutdown: watch::channel(false).0,
                 settings_lock: tokio::sync::Mutex::new(()),
+                dummy_hash: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -122,6 +126,18 @@ impl AppState {
 
     fn limiter(&self) -> &auth::LoginLimiter {
         &self.inner.limiter
+    }
+
+    /// The hash checked for unknown user names (see `Inner::dummy_hash`).
+    async fn dummy_hash(&self) -> Result<String> {
+        let cost = self.inner.config.password_cost;
+        self.inner
+            .dummy_hash
+            .get_or_try_init(|| async move {
+                auth::hash_password(cost, auth::random_hex::<16>()?).await
+            })
+            .await
+            .cloned()
     }
 
     /// Serialises settings pushes (see `Inner::settings_lock`).

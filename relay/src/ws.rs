@@ -56,7 +56,12 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(HARD_CAP)
         .max_frame_size(HARD_CAP)
-        .on_upgrade(move |socket| run(socket, state, authed))
+        .on_upgrade(move |socket| {
+            // The connection never needs the password hash; do not keep it around.
+            let mut authed = authed;
+            authed.user.password_hash = String::new();
+            run(socket, state, authed)
+        })
 }
 
 /// A token bucket: `rate` per second, up to `burst`.
@@ -286,12 +291,7 @@ impl Conn {
         let store = self.state.store();
         let _serial = self.state.settings_guard().await;
         let setting = ops::effective_setting(store, self.user()).await?;
-        let all: Vec<String> = store
-            .users(None)
-            .await?
-            .into_iter()
-            .map(|u| u.name)
-            .collect();
+        let all = store.user_names().await?;
         let tx = self
             .tx
             .take()

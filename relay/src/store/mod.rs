@@ -139,6 +139,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreFuture<'a, ()>;
     /// One user.
     fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<User>>;
+    /// Every user's name, sorted (for contact lists; no hashes are read).
+    fn user_names(&self) -> StoreFuture<'_, Vec<String>>;
     /// The users of one tenant, or of all tenants.
     fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>>;
     /// Replaces a password hash and ends the user's sessions.

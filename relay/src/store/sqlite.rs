@@ -252,6 +252,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn user_names(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar("SELECT name FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
+
     fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>> {
         Box::pin(async move {
             let rows = sqlx::query(
