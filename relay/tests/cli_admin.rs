@@ -257,3 +257,45 @@ fn serve_creates_the_demo_tenant_and_stops_on_sigterm() {
     let (ok, out, _) = run(&d, &["user", "list"], "");
     assert!(ok && out.lines().count() == 3, "{out}");
 }
+
+#[test]
+fn serve_reads_a_toml_file_and_environment() {
+    let d = dir();
+    let cfg = d.join("relay.toml");
+    std::fs::write(
+        &cfg,
+        "bind = \"127.0.0.1:1\"\ndemo = false\npublic_origins = [\"https://call.example.org\"]\n",
+    )
+    .expect("write config");
+    // The environment wins over the file: the relay binds port 0, not 1.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
+        .args(["serve", "--data-dir"])
+        .arg(&d)
+        .env("SHIELDCALL_CONFIG", &cfg)
+        .env("SHIELDCALL_BIND", "127.0.0.1:0")
+        .env("SHIELDCALL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(
+        first.contains("is running at http://127.0.0.1:"),
+        "no demo output first: {first}"
+    );
+    assert!(!first.contains(":1/"), "{first}");
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("wait").success());
+    let (ok, out, _) = run(&d, &["user", "list"], "");
+    assert!(ok && out.is_empty(), "demo = false in the file: {out}");
+
+    std::fs::write(&cfg, "no_such_key = 1\n").expect("write config");
+    let (ok, _, err) = run(&d, &["serve", "--config", cfg.to_str().expect("utf-8")], "");
+    assert!(!ok && err.contains("no_such_key"), "{err}");
+}

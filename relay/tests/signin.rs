@@ -171,3 +171,52 @@ async fn logout_ends_the_session_and_its_connections() {
     assert_eq!(relay.ws_raw(Some(&cookie), None).await.err(), Some(401));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_session_is_refused() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let (token, hash) = shieldcall_relay::auth::new_token().expect("token");
+    relay
+        .state
+        .store()
+        .create_session(&shieldcall_relay::store::Session {
+            token_hash: hash,
+            user: "ann@a.test".into(),
+            expires_at: shieldcall_relay::store::unix_now() - 1,
+        })
+        .await
+        .expect("session");
+    let cookie = format!("shieldcall_session={token}");
+    assert_eq!(
+        relay
+            .http("GET", "/api/me", &[("Cookie", &cookie)], "")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(relay.ws_raw(Some(&cookie), None).await.err(), Some(401));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn removing_a_user_signs_them_out_everywhere() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let cookie = relay.cookie_for("ann@a.test").await;
+    let (mut dev, _) = relay.device_with(&cookie).await;
+    relay.ops().remove_user("ann@a.test").await.expect("remove");
+    match dev.recv().await {
+        RelayMsg::Error { code, .. } => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("{other:?}"),
+    }
+    assert!(dev.closed_within(WAIT).await);
+    assert_eq!(
+        relay
+            .http("GET", "/api/me", &[("Cookie", &cookie)], "")
+            .await
+            .status,
+        401
+    );
+    relay.stop().await;
+}
