@@ -5,9 +5,9 @@
 //! Everything started here stops on drop, also when a test fails or times out:
 //! the relay gets SIGTERM, ChromeDriver's whole process group (with its browsers)
 //! is killed, temporary directories are removed. Every wait has a timeout and a
-//! message that says what did not happen. With `SHIELDCALL_E2E_ARTIFACTS` set
-//! (as `cargo xtask e2e` does), a failing test's browsers leave their console log
-//! and a screenshot under `target/e2e/`.
+//! message that says what did not happen. With `SHIELDCALL_E2E_ARTIFACTS=1` (as
+//! `cargo xtask e2e` sets it), a failing test's browsers leave their page log and a
+//! screenshot under `target/e2e/<test>/`; with `=always`, every test's do.
 
 pub mod mitm;
 
@@ -557,7 +557,14 @@ where
     let result = tokio::time::timeout(Duration::from_secs(240), f())
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("{test}: timed out after 240 s")));
-    if result.is_err() && std::env::var_os("SHIELDCALL_E2E_ARTIFACTS").is_some() {
+    // `SHIELDCALL_E2E_ARTIFACTS=1`: keep them for failures; `=always`: for every test
+    // (to look at what the people on the call saw).
+    let keep = match std::env::var("SHIELDCALL_E2E_ARTIFACTS").as_deref() {
+        Ok("always") => true,
+        Ok(_) => result.is_err(),
+        Err(_) => false,
+    };
+    if keep {
         for b in browsers {
             b.save_artifacts(test).await;
         }

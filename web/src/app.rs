@@ -914,15 +914,17 @@ fn render_call(a: &App) {
         (Phase::Ended(_), Some(CallMode::Standard), _) => "standard",
         _ => "connecting",
     };
-    let label = match state {
-        "e2ee" => "🔒 End-to-end encrypted",
-        "standard" => "🛡 Standard encryption",
-        "mitm" => "⚠ Not private",
-        _ => "🛡 Connecting…",
+    let label = match (state, ended) {
+        ("mitm", _) => "Not private",
+        (_, true) => "Call ended",
+        ("e2ee", _) => "End-to-end encrypted",
+        ("standard", _) => "Standard encryption",
+        _ => "Connecting…",
     };
+    // The icon (shield, shield with lock, warning) follows `data-state` in CSS.
     let _ = ui.indicator.set_attribute("data-state", state);
     let _ = ui.indicator.set_attribute("aria-label", label);
-    text(&ui.indicator, label);
+    text(&ui.indicator_label, label);
     text(&ui.call_peer, &v.peer);
     let _ = ui
         .call_state
@@ -982,6 +984,7 @@ fn render_call(a: &App) {
     show(&ui.mute, !ended);
     show(&ui.camera, !ended);
     show(&ui.call_close, ended);
+    show(&ui.videos, !ended);
     if state == "mitm" {
         show(&ui.panel, true);
     }

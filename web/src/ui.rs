@@ -53,6 +53,8 @@ pub struct Ui {
     pub call: Element,
     /// The shield (a button that opens the panel).
     pub indicator: Element,
+    /// The shield's words.
+    pub indicator_label: Element,
     /// Verification panel.
     pub panel: Element,
     /// Panel heading ("End-to-end encrypted", ...).
@@ -73,6 +75,8 @@ pub struct Ui {
     pub call_state: Element,
     /// Duration.
     pub duration: Element,
+    /// Both videos (hidden once the call is over).
+    pub videos: Element,
     /// Remote video.
     pub remote_video: HtmlMediaElement,
     /// Local video.
@@ -100,9 +104,9 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <div class="notice" role="alert" data-testid="notice" hidden><p data-testid="notice-text"></p><button type="button" data-testid="notice-dismiss">Dismiss</button></div>
 <section aria-labelledby="login-h" data-testid="login"><h1 id="login-h">Sign in to Shieldcall</h1><form data-testid="login-form"><label for="login-user">User name (name@domain)</label><input id="login-user" data-testid="login-user" autocomplete="username" required><label for="login-password">Password</label><input id="login-password" type="password" data-testid="login-password" autocomplete="current-password" required><button type="submit" data-testid="login-submit">Sign in</button><p class="error" role="alert" data-testid="login-error"></p></form></section>
 <div class="incoming" role="alertdialog" aria-labelledby="incoming-text" data-testid="incoming" hidden><p id="incoming-text" data-testid="incoming-text"></p><button type="button" data-testid="incoming-accept" class="accept">Accept</button><button type="button" data-testid="incoming-decline" class="decline">Decline</button></div>
-<section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
+<section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"><svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path class="shield" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><g class="lock"><rect x="8.5" y="11" width="7" height="5.5" rx="1"/><path d="M10 11V9.5a2 2 0 0 1 4 0V11" fill="none" stroke-width="1.6"/></g><g class="warn"><path d="M12 7v6" stroke-width="2"/><circle cx="12" cy="16.5" r="1.2"/></g></svg><span data-testid="e2ee-label"></span></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
 <div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
-<div class="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
+<div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
 <div class="controls"><button type="button" data-testid="mute">Mute</button><button type="button" data-testid="camera">Camera off</button><button type="button" data-testid="hangup" class="decline">Hang up</button><button type="button" data-testid="call-close">Close</button></div>
 <ul class="features" data-testid="call-features"></ul></section>
 <section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul></section>
@@ -143,6 +147,7 @@ impl Ui {
             incoming_text: find("incoming-text")?,
             call: find("call")?,
             indicator: find("e2ee-indicator")?,
+            indicator_label: find("e2ee-label")?,
             panel: find("e2ee-panel")?,
             panel_title: find("e2ee-panel-title")?,
             code: find("security-code")?,
@@ -153,6 +158,7 @@ impl Ui {
             call_peer: find("call-peer")?,
             call_state: find("call-state")?,
             duration: find("call-duration")?,
+            videos: find("videos")?,
             remote_video: video("remote-video")?,
             local_video,
             mute: find("mute")?,
