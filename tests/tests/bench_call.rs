@@ -41,6 +41,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// `--bare` was given: no instrumentation in the Shieldcall pages.
+static BARE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--baseline-cert` was given: the baseline makes a fresh certificate per call.
+static BASELINE_CERT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--hide-shieldcall-ui` was given.
+static HIDE_UI: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long the callee "lets it ring" before accepting, the same for every kind.
 const RING: Duration = Duration::from_millis(500);
 /// A pause after each call so that closing one does not overlap the next.
@@ -55,11 +64,19 @@ const INSTRUMENT: &str = r#"
 if (!window.__bench) {
   const now = () => performance.timeOrigin + performance.now();
   const B = window.__bench = { marks: [], acceptAt: null, lock: null, code: null };
+  B.hide = () => {
+    if (B.hideStyle) return;
+    B.hideStyle = document.createElement('style');
+    B.hideStyle.textContent = 'body > * { display: none !important; }';
+    document.head.appendChild(B.hideStyle);
+  };
+  B.unhide = () => { if (B.hideStyle) { B.hideStyle.remove(); B.hideStyle = null; } };
   const mark = (n) => B.marks.push([n, now()]);
   window.addEventListener('click', (e) => {
     const t = e.target && e.target.closest && e.target.closest('[data-testid="incoming-accept"]');
-    if (t) { B.acceptAt = now(); mark('accept'); }
+    if (t) { B.acceptAt = now(); mark('accept'); if (B.hideOnAccept) B.hide(); }
   }, true);
+  if (arguments[0]) return true; // --bare: no wrappers
   const P = window.RTCPeerConnection;
   const gc = P.generateCertificate;
   P.generateCertificate = function (a) {
@@ -103,6 +120,12 @@ return true;
 const ARM_LOCK: &str = r#"
 const B = window.__bench;
 const now = () => performance.timeOrigin + performance.now();
+const loaf = (e) => ({
+  start: performance.timeOrigin + e.startTime, duration: e.duration,
+  styleAndLayout: e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0,
+  render: e.renderStart ? e.startTime + e.duration - e.renderStart : 0,
+  scripts: (e.scripts || []).map((s) => [s.invoker + ' ' + s.invokerType, s.duration, s.forcedStyleAndLayoutDuration]),
+});
 const ok = () => {
   const i = document.querySelector('[data-testid="e2ee-indicator"]');
   const c = document.querySelector('[data-testid="security-code"]');
@@ -110,7 +133,31 @@ const ok = () => {
 };
 if (ok()) return false;
 if (B.observer) B.observer.disconnect();
-B.marks = []; B.acceptAt = null; B.lock = null; B.code = null;
+// arguments[0]: hide the page's content from the accept to the lock; the caller
+// (arguments[1] false) hides it now, the callee when its accept is clicked.
+B.hideOnAccept = arguments[0] && arguments[1];
+if (arguments[0] && !arguments[1]) B.hide();
+B.marks = []; B.acceptAt = null; B.lock = null; B.code = null; B.lags = []; B.loafs = [];
+if (B.loafObserver) B.loafObserver.disconnect();
+try {
+  B.loafObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) B.loafs.push(loaf(e));
+  });
+  B.loafObserver.observe({ type: 'long-animation-frame' });
+} catch (e) {}
+// Main-thread stalls for the next 1.5 s, as in the baseline page.
+{
+  let last = now();
+  const end = last + 1500;
+  const tick = () => {
+    const t = now();
+    const late = t - last - 4;
+    if (late > 2) B.lags.push([t, late]);
+    last = t;
+    if (t < end) setTimeout(tick, 4);
+  };
+  setTimeout(tick, 4);
+}
 B.lockP = new Promise((resolve) => {
   B.observer = new MutationObserver(() => {
     if (B.lock === null && ok()) {
@@ -118,6 +165,7 @@ B.lockP = new Promise((resolve) => {
       B.code = document.querySelector('[data-testid="security-code"]').textContent.trim();
       B.marks.push(['lock', B.lock]);
       B.observer.disconnect();
+      B.unhide();
       resolve(B.lock);
     }
   });
@@ -130,7 +178,10 @@ return true;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run it with `cargo xtask bench call`"]
 async fn call_setup_shieldcall_vs_plain_webrtc() -> Result<()> {
-    let calls = calls_arg()?;
+    let (calls, profile, ui) = args()?;
+    if !ui.is_empty() {
+        println!("note: baseline page with ui={ui}");
+    }
     let relay = Relay::start()?;
     relay.add_user("alice@example.test", "alice-password-1", false)?;
     relay.add_user("bob@example.test", "bob-password-1", false)?;
@@ -140,7 +191,17 @@ async fn call_setup_shieldcall_vs_plain_webrtc() -> Result<()> {
     let bob = Browser::open(&driver, "bob").await?;
 
     let budget = Duration::from_secs(120 + 3 * 20 * (calls as u64 + 1));
-    let result = tokio::time::timeout(budget, run(&relay, &baseline, &alice, &bob, calls))
+    let profiler = profile.then(|| Profiler::new(&driver.url));
+    let run = run(
+        &relay,
+        &baseline,
+        &alice,
+        &bob,
+        calls,
+        profiler.as_ref(),
+        &ui,
+    );
+    let result = tokio::time::timeout(budget, run)
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("bench_call: timed out after {budget:?}")));
     if result.is_err() && std::env::var_os("SHIELDCALL_E2E_ARTIFACTS").is_some() {
@@ -154,15 +215,61 @@ async fn call_setup_shieldcall_vs_plain_webrtc() -> Result<()> {
 }
 
 /// `--calls N` from `SHIELDCALL_BENCH_ARGS` (default 12).
-fn calls_arg() -> Result<usize> {
+/// `--profile` as well: sample the JavaScript/Wasm CPU profile of both Shieldcall
+/// pages during each counted call (through ChromeDriver's CDP endpoint) and print
+/// where their main threads spent the time. It slows the pages down, so its run's
+/// figures are not the benchmark's.
+///
+/// `--hide-shieldcall-ui`: from the accept to the lock, the Shieldcall pages'
+/// content is `display: none` (the DOM still changes; nothing is laid out or
+/// painted). A diagnostic: how much of Shieldcall's time is its page rendering.
+///
+/// `--bare`: the Shieldcall pages get only the accept listener and the lock
+/// observer (no wrapped WebRTC, WebSocket or media calls, so no per-phase marks
+/// for Shieldcall): shows that the instrumentation does not slow Shieldcall down.
+///
+/// `--baseline-cert`: the baseline pages make a fresh ECDSA P-256 certificate
+/// per call and pass it in `RTCConfiguration.certificates`, as Shieldcall does
+/// (a diagnostic: the cost of the per-call certificate).
+///
+/// `--baseline-ui app`: lay the baseline page's videos out as the Shieldcall call
+/// view does (a diagnostic: how much of the difference is the page's rendering).
+fn args() -> Result<(usize, bool, String)> {
     let args = std::env::var("SHIELDCALL_BENCH_ARGS").unwrap_or_default();
     let mut words = args.split_whitespace();
     let mut calls = 12;
+    let mut profile = false;
+    let mut ui = String::new();
     while let Some(w) = words.next() {
+        if w == "--profile" {
+            profile = true;
+            continue;
+        }
+        if w == "--bare" {
+            BARE.store(true, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        if w == "--baseline-cert" {
+            BASELINE_CERT.store(true, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        if w == "--hide-shieldcall-ui" {
+            HIDE_UI.store(true, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        }
+        if w == "--baseline-ui" {
+            ui = words
+                .next()
+                .context("--baseline-ui needs a value")?
+                .to_string();
+            continue;
+        }
         let value = match w.strip_prefix("--calls") {
             Some("") => words.next().context("--calls needs a number")?,
             Some(v) if v.starts_with('=') => &v[1..],
-            _ => bail!("unknown benchmark option {w:?} (known: --calls N)"),
+            _ => bail!(
+                "unknown benchmark option {w:?} (known: --calls N, --profile, --baseline-ui app, --hide-shieldcall-ui, --baseline-cert, --bare)"
+            ),
         };
         calls = value
             .parse()
@@ -172,7 +279,7 @@ fn calls_arg() -> Result<usize> {
     if calls < 10 {
         println!("note: {calls} calls per kind; the figures in BENCHMARKS.md use at least 10");
     }
-    Ok(calls)
+    Ok((calls, profile, ui))
 }
 
 /// The three kinds of call, in the order they are interleaved.
@@ -203,6 +310,21 @@ struct Sample {
     marks: BTreeMap<(String, String), f64>,
     /// Every getStats start on each side, ms after accept (Shieldcall only).
     polls: Vec<(String, f64)>,
+    /// side → ms by which the page's main thread was late (a 4 ms timer chain)
+    /// between the accept and the end of the measurement.
+    stalls: BTreeMap<String, f64>,
+    /// side → long animation frames (> 50 ms) that started in the measured
+    /// interval: (count, total ms, style and layout ms, render ms, script ms by invoker).
+    loafs: BTreeMap<String, Loafs>,
+}
+
+#[derive(Debug, Default)]
+struct Loafs {
+    count: f64,
+    total: f64,
+    style_layout: f64,
+    render: f64,
+    scripts: BTreeMap<String, f64>,
 }
 
 /// The two windows each browser has: Shieldcall and the baseline page.
@@ -218,10 +340,12 @@ async fn run(
     alice: &Browser,
     bob: &Browser,
     calls: usize,
+    profiler: Option<&Profiler>,
+    ui: &str,
 ) -> Result<()> {
     // Shieldcall in each browser's first window, instrumented before signing in.
-    let alice_w = open_windows(alice, relay, baseline, "alice", "caller").await?;
-    let bob_w = open_windows(bob, relay, baseline, "bob", "callee").await?;
+    let alice_w = open_windows(alice, relay, baseline, "alice", "caller", ui).await?;
+    let bob_w = open_windows(bob, relay, baseline, "bob", "callee", ui).await?;
     let skew_before = clock_skew(alice, bob, &alice_w, &bob_w).await?;
 
     let mut samples: HashMap<Kind, Vec<Sample>> = HashMap::new();
@@ -233,7 +357,7 @@ async fn run(
                 Kind::Shieldcall => {
                     focus(alice, &alice_w.shieldcall).await?;
                     focus(bob, &bob_w.shieldcall).await?;
-                    shieldcall_call(alice, bob)
+                    shieldcall_call(alice, bob, profiler.filter(|_| round > 0))
                         .await
                         .with_context(|| format!("Shieldcall call, round {round}"))?
                 }
@@ -267,6 +391,9 @@ async fn run(
         }
     }
     let skew_after = clock_skew(alice, bob, &alice_w, &bob_w).await?;
+    if let Some(p) = profiler {
+        p.report(calls);
+    }
     report(&samples, calls, skew_before, skew_after)
 }
 
@@ -278,10 +405,18 @@ async fn open_windows(
     baseline: &BaselineServer,
     user: &str,
     me: &str,
+    ui: &str,
 ) -> Result<Windows> {
     let shieldcall = b.client.window().await?;
-    b.goto(&format!("{}/", relay.url)).await?;
-    b.client.execute(INSTRUMENT, vec![]).await?;
+    let bare = BARE.load(std::sync::atomic::Ordering::Relaxed);
+    if bare {
+        // Without the harness's recording of peer connections either.
+        b.client.goto(&format!("{}/", relay.url)).await?;
+        b.wait_attr("#app", "data-state", "ready").await?;
+    } else {
+        b.goto(&format!("{}/", relay.url)).await?;
+    }
+    b.client.execute(INSTRUMENT, vec![json!(bare)]).await?;
     b.fill("login-user", &format!("{user}@example.test"))
         .await?;
     b.fill("login-password", &format!("{user}-password-1"))
@@ -294,7 +429,15 @@ async fn open_windows(
     let w = b.client.new_window(false).await?;
     b.client.switch_to_window(w.handle.clone()).await?;
     b.client
-        .goto(&format!("{}/baseline.html?me={me}", baseline.url))
+        .goto(&format!(
+            "{}/baseline.html?me={me}&ui={ui}&cert={}",
+            baseline.url,
+            if BASELINE_CERT.load(std::sync::atomic::Ordering::Relaxed) {
+                "1"
+            } else {
+                "0"
+            }
+        ))
         .await?;
     b.wait_attr("html", "data-ready", "true")
         .await
@@ -335,17 +478,30 @@ async fn clock_skew(
     Ok(out)
 }
 
-async fn shieldcall_call(alice: &Browser, bob: &Browser) -> Result<Sample> {
+async fn shieldcall_call(
+    alice: &Browser,
+    bob: &Browser,
+    profiler: Option<&Profiler>,
+) -> Result<Sample> {
     alice.click("call-bob@example.test").await?;
     bob.wait_visible("incoming-accept").await?;
     tokio::time::sleep(RING).await;
     for b in [alice, bob] {
-        let armed = b.client.execute(ARM_LOCK, vec![]).await?;
+        let hide = HIDE_UI.load(std::sync::atomic::Ordering::Relaxed);
+        let armed = b
+            .client
+            .execute(ARM_LOCK, vec![json!(hide), json!(b.name == "bob")])
+            .await?;
         ensure!(
             armed.as_bool() == Some(true),
             "{}: a lock was already shown before the accept",
             b.name
         );
+    }
+    if let Some(p) = profiler {
+        for b in [alice, bob] {
+            p.start(b).await?;
+        }
     }
     bob.click("incoming-accept").await?;
     let wait = |b: &Browser| {
@@ -368,8 +524,12 @@ async fn shieldcall_call(alice: &Browser, bob: &Browser) -> Result<Sample> {
     };
     let (a_lock, b_lock) = tokio::join!(wait(alice), wait(bob));
     let (a_lock, b_lock) = (a_lock?, b_lock?);
+    if let Some(p) = profiler {
+        p.stop(alice, "caller").await?;
+        p.stop(bob, "callee").await?;
+    }
 
-    let read = "const B = window.__bench; return { acceptAt: B.acceptAt, code: B.code, marks: B.marks, visibility: document.visibilityState };";
+    let read = "const B = window.__bench; return { acceptAt: B.acceptAt, code: B.code, marks: B.marks, lags: B.lags, loafs: B.loafs, visibility: document.visibilityState };";
     let a = alice.client.execute(read, vec![]).await?;
     let b = bob.client.execute(read, vec![]).await?;
     let accept_at = b["acceptAt"]
@@ -395,9 +555,15 @@ async fn shieldcall_call(alice: &Browser, bob: &Browser) -> Result<Sample> {
         total_ms: a_lock.max(b_lock) - accept_at,
         marks: BTreeMap::new(),
         polls: Vec::new(),
+        stalls: BTreeMap::new(),
+        loafs: BTreeMap::new(),
     };
     add_marks(&mut sample, "caller", &a["marks"], accept_at);
     add_marks(&mut sample, "callee", &b["marks"], accept_at);
+    add_stalls(&mut sample, "caller", &a["lags"], accept_at);
+    add_stalls(&mut sample, "callee", &b["lags"], accept_at);
+    add_loafs(&mut sample, "caller", &a["loafs"], accept_at);
+    add_loafs(&mut sample, "callee", &b["loafs"], accept_at);
 
     // Hang up and close the ended call view on both sides.
     alice.click("hangup").await?;
@@ -433,6 +599,11 @@ async fn baseline_call(caller: &Browser, callee: &Browser, id: u64, mode: &str) 
         )
         .await?;
     tokio::time::sleep(RING).await;
+    for b in [caller, callee] {
+        b.client
+            .execute("return window.bench.probe();", vec![])
+            .await?;
+    }
     let accept_at = callee
         .client
         .execute("return window.bench.accept();", vec![])
@@ -487,9 +658,15 @@ async fn baseline_call(caller: &Browser, callee: &Browser, id: u64, mode: &str) 
         total_ms: a_conn.max(b_conn) - accept_at,
         marks: BTreeMap::new(),
         polls: Vec::new(),
+        stalls: BTreeMap::new(),
+        loafs: BTreeMap::new(),
     };
     add_marks(&mut sample, "caller", &a["marks"], accept_at);
     add_marks(&mut sample, "callee", &b["marks"], accept_at);
+    add_stalls(&mut sample, "caller", &a["lags"], accept_at);
+    add_stalls(&mut sample, "callee", &b["lags"], accept_at);
+    add_loafs(&mut sample, "caller", &a["loafs"], accept_at);
+    add_loafs(&mut sample, "callee", &b["loafs"], accept_at);
     for b in [caller, callee] {
         b.client
             .execute("return window.bench.hangup();", vec![])
@@ -518,6 +695,39 @@ fn add_marks(sample: &mut Sample, side: &str, marks: &Value, accept_at: f64) {
             .entry((side.to_string(), name.to_string()))
             .or_insert(dt);
     }
+}
+
+/// Adds up how late the page's timer ticks were within the measured interval.
+fn add_stalls(sample: &mut Sample, side: &str, lags: &Value, accept_at: f64) {
+    let total: f64 = lags
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l[0].as_f64()? - accept_at, l[1].as_f64()?)))
+        .filter(|(t, _)| *t >= 0.0 && *t <= sample.total_ms)
+        .map(|(_, late)| late)
+        .sum();
+    sample.stalls.insert(side.to_string(), total);
+}
+
+/// Sums the long animation frames that started within the measured interval.
+fn add_loafs(sample: &mut Sample, side: &str, loafs: &Value, accept_at: f64) {
+    let mut sum = Loafs::default();
+    for l in loafs.as_array().into_iter().flatten() {
+        let t = l["start"].as_f64().unwrap_or(f64::NAN) - accept_at;
+        if !(t >= -50.0 && t <= sample.total_ms) {
+            continue;
+        }
+        sum.count += 1.0;
+        sum.total += l["duration"].as_f64().unwrap_or(0.0);
+        sum.style_layout += l["styleAndLayout"].as_f64().unwrap_or(0.0);
+        sum.render += l["render"].as_f64().unwrap_or(0.0);
+        for sc in l["scripts"].as_array().into_iter().flatten() {
+            let name = sc[0].as_str().unwrap_or_default().to_string();
+            *sum.scripts.entry(name).or_default() += sc[1].as_f64().unwrap_or(0.0);
+        }
+    }
+    sample.loafs.insert(side.to_string(), sum);
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -580,6 +790,79 @@ fn report(
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (t, n, side, name) in rows {
             println!("  {t:>8.1}  {side:<6} {name:<28} (in {n} calls)");
+        }
+        // Durations of each operation (first occurrence), median over the calls.
+        let mut ops: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for s in samples.get(&k).into_iter().flatten() {
+            for ((side, name), start) in &s.marks {
+                let Some(op) = name.strip_suffix(":start") else {
+                    continue;
+                };
+                if let Some(end) = s.marks.get(&(side.clone(), format!("{op}:end"))) {
+                    ops.entry((side.clone(), op.to_string()))
+                        .or_default()
+                        .push(end - start);
+                }
+            }
+        }
+        let ops: Vec<String> = ops
+            .iter()
+            .map(|((side, op), v)| format!("{side} {op} {:.1}", median(v)))
+            .collect();
+        println!("  durations (ms): {}", ops.join("; "));
+    }
+
+    println!("\n=== Main-thread stalls during setup (median ms of timer lateness) ===");
+    for k in Kind::ALL {
+        let side = |name: &str| -> Vec<f64> {
+            samples
+                .get(&k)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.stalls.get(name).copied())
+                .collect()
+        };
+        println!(
+            "  {:<16} caller {:>6.1}  callee {:>6.1}",
+            format!("{k:?}"),
+            median(&side("caller")),
+            median(&side("callee"))
+        );
+    }
+
+    println!("\n=== Long animation frames (> 50 ms) during setup: mean per call ===");
+    for k in Kind::ALL {
+        for name in ["caller", "callee"] {
+            let all: Vec<&Loafs> = samples
+                .get(&k)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.loafs.get(name))
+                .collect();
+            let n = all.len().max(1) as f64;
+            let mean = |f: fn(&Loafs) -> f64| all.iter().map(|l| f(l)).sum::<f64>() / n;
+            let mut scripts: BTreeMap<&str, f64> = BTreeMap::new();
+            for l in &all {
+                for (s, ms) in &l.scripts {
+                    *scripts.entry(s.as_str()).or_default() += ms / n;
+                }
+            }
+            let mut scripts: Vec<(&str, f64)> = scripts.into_iter().collect();
+            scripts.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let top: Vec<String> = scripts
+                .iter()
+                .take(4)
+                .map(|(s, ms)| format!("{s} {ms:.1}"))
+                .collect();
+            println!(
+                "  {:<16} {name}: {:.1} frames, {:.1} ms, of which render {:.1} (style+layout {:.1}); scripts: {}",
+                format!("{k:?}"),
+                mean(|l| l.count),
+                mean(|l| l.total),
+                mean(|l| l.render),
+                mean(|l| l.style_layout),
+                top.join(", ")
+            );
         }
     }
 
@@ -844,4 +1127,130 @@ async fn serve(mut s: TcpStream, page: &str, boxes: &Mailboxes) -> Result<()> {
     s.write_all(reply.as_bytes()).await?;
     s.shutdown().await?;
     Ok(())
+}
+
+/// CPU profiles of the Shieldcall pages through ChromeDriver's CDP endpoint
+/// (`POST /session/{id}/goog/cdp/execute`), summed by function over the calls.
+#[derive(Debug)]
+struct Profiler {
+    driver: String,
+    /// (side, function) → ms of self time.
+    self_ms: Mutex<BTreeMap<(String, String), f64>>,
+}
+
+impl Profiler {
+    fn new(driver: &str) -> Self {
+        Self {
+            driver: driver.trim_start_matches("http://").to_string(),
+            self_ms: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn cdp(&self, b: &Browser, cmd: &str, params: Value) -> Result<Value> {
+        let session = b
+            .client
+            .session_id()
+            .await?
+            .context("no WebDriver session")?;
+        let body = json!({ "cmd": cmd, "params": params }).to_string();
+        let mut s = TcpStream::connect(&self.driver).await?;
+        let req = format!(
+            "POST /session/{session}/goog/cdp/execute HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.driver,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await?;
+        // Read the head, then exactly Content-Length bytes (ChromeDriver may keep
+        // the connection open).
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let read = async {
+            loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .context("ChromeDriver's answer has no Content-Length")?;
+                    if buf.len() >= end + 4 + len {
+                        return Ok::<String, anyhow::Error>(
+                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
+                        );
+                    }
+                }
+                let n = s.read(&mut chunk).await?;
+                ensure!(n > 0, "ChromeDriver closed the connection early");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        let json = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .with_context(|| format!("{cmd}: no answer from ChromeDriver"))??;
+        let v: Value =
+            serde_json::from_str(&json).with_context(|| format!("{cmd}: {json:.200}"))?;
+        Ok(v["value"].clone())
+    }
+
+    async fn start(&self, b: &Browser) -> Result<()> {
+        self.cdp(b, "Profiler.enable", json!({})).await?;
+        self.cdp(
+            b,
+            "Profiler.setSamplingInterval",
+            json!({ "interval": 200 }),
+        )
+        .await?;
+        self.cdp(b, "Profiler.start", json!({})).await?;
+        Ok(())
+    }
+
+    async fn stop(&self, b: &Browser, side: &str) -> Result<()> {
+        let v = self.cdp(b, "Profiler.stop", json!({})).await?;
+        self.cdp(b, "Profiler.disable", json!({})).await?;
+        let profile = &v["profile"];
+        // Self time per node: its samples times the mean interval.
+        let samples = profile["samples"].as_array().map(Vec::len).unwrap_or(0);
+        let span = profile["endTime"].as_f64().unwrap_or(0.0)
+            - profile["startTime"].as_f64().unwrap_or(0.0);
+        let per_sample_ms = if samples > 0 {
+            span / samples as f64 / 1000.0
+        } else {
+            0.0
+        };
+        let mut map = self.self_ms.lock().unwrap_or_else(|e| e.into_inner());
+        for node in profile["nodes"].as_array().into_iter().flatten() {
+            let hits = node["hitCount"].as_f64().unwrap_or(0.0);
+            if hits == 0.0 {
+                continue;
+            }
+            let f = &node["callFrame"];
+            let url = f["url"].as_str().unwrap_or_default();
+            let file = url.rsplit('/').next().unwrap_or_default();
+            let name = match f["functionName"].as_str().unwrap_or_default() {
+                "" => format!("(anonymous) {file}:{}", f["lineNumber"]),
+                n if file.is_empty() => n.to_string(),
+                n => format!("{n} {file}"),
+            };
+            *map.entry((side.to_string(), name)).or_default() += hits * per_sample_ms;
+        }
+        Ok(())
+    }
+
+    fn report(&self, calls: usize) {
+        let map = self.self_ms.lock().unwrap_or_else(|e| e.into_inner());
+        for side in ["caller", "callee"] {
+            let mut rows: Vec<(&String, f64)> = map
+                .iter()
+                .filter(|((s, _), _)| s == side)
+                .map(|((_, f), ms)| (f, *ms / calls as f64))
+                .collect();
+            rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+            println!(
+                "\n=== {side} Shieldcall page, CPU profile: mean ms of self time per call ==="
+            );
+            for (f, ms) in rows.into_iter().take(30) {
+                println!("  {ms:>7.2}  {f}");
+            }
+        }
+    }
 }
