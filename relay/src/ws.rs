@@ -36,6 +36,9 @@ use crate::turn;
 /// Messages queued for a device before it counts as not reading.
 pub const OUTBOX: usize = 256;
 
+/// Contacts per `presence` message in the list sent after `welcome`.
+const PRESENCE_CHUNK: usize = 32;
+
 /// Read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
 
@@ -314,10 +317,20 @@ impl Conn {
             e2ee: setting,
             ice_servers: turn::ice_servers(&self.state.config().ice, self.user(), unix_now()),
         };
-        let presence = RelayMsg::Presence {
-            contacts: hub.contacts_of(self.user(), &all),
-        };
-        Ok(vec![(welcome, Flow::Continue), (presence, Flow::Continue)])
+        let contacts = hub.contacts_of(self.user(), &all);
+        let mut replies = vec![(welcome, Flow::Continue)];
+        // In slices: the WebSocket layer keeps its write buffer as large as the
+        // largest frame ever sent, so one big list would cost every idle
+        // connection that much memory. Clients merge every `presence` anyway.
+        for chunk in contacts.chunks(PRESENCE_CHUNK) {
+            let contacts = chunk.to_vec();
+            replies.push((RelayMsg::Presence { contacts }, Flow::Continue));
+        }
+        if contacts.is_empty() {
+            let contacts = Vec::new();
+            replies.push((RelayMsg::Presence { contacts }, Flow::Continue));
+        }
+        Ok(replies)
     }
 
     async fn set_e2ee(&mut self, enabled: bool) -> crate::Result<Vec<(RelayMsg, Flow)>> {

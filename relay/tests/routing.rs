@@ -318,3 +318,30 @@ async fn presence_is_pushed_live() {
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_contact_list_arrives_in_slices() {
+    let relay = start().await;
+    for i in 0..40 {
+        relay.add_user(&format!("u{i:02}@a.test"), false).await;
+    }
+    let cookie = relay.cookie_for("u00@a.test").await;
+    let mut c = relay.ws_raw(Some(&cookie), None).await.expect("upgrade");
+    c.send(&ClientMsg::Hello { version: 1 }).await;
+    assert!(matches!(c.recv_any().await, RelayMsg::Welcome { .. }));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut messages = 0;
+    while seen.len() < 39 {
+        match c.recv_any().await {
+            RelayMsg::Presence { contacts } => {
+                assert!(contacts.len() <= 32);
+                messages += 1;
+                seen.extend(contacts.into_iter().map(|p| p.user));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(messages, 2);
+    assert!(!seen.contains("u00@a.test"), "not oneself");
+    relay.stop().await;
+}
