@@ -1,0 +1,461 @@
+//! The in-memory switchboard: which devices are signed in, presence, and the calls
+//! between them.
+//!
+//! Every method takes the lock, changes state, queues messages on the devices'
+//! outboxes and returns; nothing here awaits, touches a socket or the store. The
+//! WebSocket task (`crate::ws`) feeds it decoded messages and writes the outbox to
+//! the socket; the store-facing parts (settings, the call-mode decision) are done
+//! by the caller before it calls in. Timers (ring timeout, reconnect grace) are
+//! tokio tasks holding a `Weak` to the hub.
+//!
+//! A message for a call is authorised here (`calls`): only the call's parties may
+//! touch it, and after `accept` only the two bound devices.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use shieldcall_proto::{
+    CallId, CallMode, E2eeSetting, ErrorCode, HangupReason, Presence, RelayMsg, Status,
+};
+use tokio::sync::mpsc;
+
+mod calls;
+
+use crate::policy::{ExternalAccess, domain_of, reachable};
+
+/// A device's number for the life of its connection.
+pub type DeviceId = u64;
+
+/// An error for the device that sent the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Sentence for people.
+    pub message: String,
+    /// The call concerned.
+    pub call_id: Option<CallId>,
+}
+
+impl WireError {
+    fn new(code: ErrorCode, message: &str, call_id: &CallId) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            call_id: Some(call_id.clone()),
+        }
+    }
+
+    /// As a wire message.
+    pub fn into_msg(self) -> RelayMsg {
+        RelayMsg::error(self.code, self.message, self.call_id)
+    }
+}
+
+/// A signed-in device.
+#[derive(Debug)]
+struct Device {
+    /// Whose device.
+    user: String,
+    /// The session it signed in with (to end it on sign-out).
+    session: String,
+    /// Its outbox; dropping the sender ends the connection.
+    tx: mpsc::Sender<String>,
+    /// Set when the outbox overflowed: the connection closes instead of
+    /// silently losing signalling messages.
+    overflow: Arc<AtomicBool>,
+}
+
+/// A user with at least one device.
+#[derive(Debug)]
+struct Online {
+    /// The user's devices, oldest first.
+    devices: Vec<DeviceId>,
+    /// The last E2EE setting sent to them.
+    setting: E2eeSetting,
+}
+
+/// A call from ringing to hangup.
+#[derive(Debug)]
+struct Call {
+    /// Decided at invite.
+    mode: CallMode,
+    /// The caller.
+    caller: String,
+    /// The caller's device; `None` while it is gone and may come back.
+    caller_dev: Option<DeviceId>,
+    /// The callee.
+    callee: String,
+    /// The accepting device, once accepted; `None` before, or while gone.
+    callee_dev: Option<DeviceId>,
+    /// Accepted.
+    answered: bool,
+    /// Counts bound devices leaving, so only the latest grace timer may end the call.
+    departures: u64,
+}
+
+/// Which side of a call a user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Callee,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Next device number.
+    next_device: DeviceId,
+    /// Connected devices.
+    devices: HashMap<DeviceId, Device>,
+    /// Users with devices.
+    users: HashMap<String, Online>,
+    /// Calls ringing or up.
+    calls: HashMap<CallId, Call>,
+    /// The call each user is in (a user is in at most one).
+    in_call: HashMap<String, CallId>,
+    /// External access by tenant domain, refreshed from the store.
+    access: HashMap<String, ExternalAccess>,
+    /// The presence last announced per user (absent: offline).
+    shown: HashMap<String, Status>,
+    /// Users whose presence may have changed since the last flush.
+    dirty: HashSet<String>,
+    /// `resume`s of calls this relay does not know (it restarted), waiting for the
+    /// other person's device to resume the same call.
+    restoring: HashMap<CallId, Restore>,
+}
+
+/// One side's claim on a call lost in a relay restart.
+#[derive(Debug)]
+struct Restore {
+    /// Who resumed.
+    user: String,
+    /// Their device.
+    dev: DeviceId,
+    /// Whom they name as the other person.
+    peer: String,
+    /// The mode they know.
+    mode: CallMode,
+}
+
+/// The switchboard.
+#[derive(Debug)]
+pub struct Hub {
+    /// All mutable state, behind one short-held lock.
+    inner: Mutex<Inner>,
+    /// How long a call rings before `no-answer`.
+    ring_timeout: Duration,
+    /// How long a call survives a bound device's disconnect.
+    grace: Duration,
+    /// Itself, for timer tasks.
+    me: Weak<Hub>,
+}
+
+const ALLOW_ALL: ExternalAccess = ExternalAccess::AllowAll;
+
+impl Inner {
+    fn send(&self, dev: DeviceId, msg: &RelayMsg) {
+        if let Some(d) = self.devices.get(&dev)
+            && let Err(mpsc::error::TrySendError::Full(_)) = d.tx.try_send(msg.encode())
+            && !d.overflow.swap(true, Ordering::Relaxed)
+        {
+            // The device does not keep up; we never block here. Its connection
+            // sees the flag and closes (a closed outbox means it is closing anyway).
+            tracing::warn!(device = dev, "outbox full; closing the connection");
+        }
+    }
+
+    fn send_user(&self, user: &str, msg: &RelayMsg, except: Option<DeviceId>) {
+        if let Some(o) = self.users.get(user) {
+            for &d in &o.devices {
+                if Some(d) != except {
+                    self.send(d, msg);
+                }
+            }
+        }
+    }
+
+    fn access(&self, domain: &str) -> &ExternalAccess {
+        self.access.get(domain).unwrap_or(&ALLOW_ALL)
+    }
+
+    fn contacts(&self, a: &str, b: &str) -> bool {
+        let (da, db) = (domain_of(a), domain_of(b));
+        a != b && reachable(da, self.access(da), db, self.access(db))
+    }
+
+    fn status(&self, user: &str) -> Status {
+        if !self.users.contains_key(user) {
+            Status::Offline
+        } else if self.in_call.contains_key(user) {
+            Status::Busy
+        } else {
+            Status::Online
+        }
+    }
+
+    /// Announces `user`'s presence to their online contacts if it changed.
+    /// Notes that `user`'s presence may have changed; [`Hub::flush_presence`]
+    /// announces it.
+    fn sync_presence(&mut self, user: &str) {
+        if !self.dirty.contains(user) {
+            self.dirty.insert(user.to_string());
+        }
+    }
+
+    fn end_call(&mut self, id: &CallId) {
+        if let Some(call) = self.calls.remove(id) {
+            for u in [&call.caller, &call.callee] {
+                if self.in_call.get(u.as_str()) == Some(id) {
+                    self.in_call.remove(u.as_str());
+                }
+                self.sync_presence(u);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with these timeouts.
+    pub fn new(ring_timeout: Duration, grace: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            inner: Mutex::new(Inner::default()),
+            ring_timeout,
+            grace,
+            me: me.clone(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug; keep serving with the state as is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs a device in; returns its number.
+    pub fn register(
+        &self,
+        user: &str,
+        session: &str,
+        setting: E2eeSetting,
+        tx: mpsc::Sender<String>,
+        overflow: Arc<AtomicBool>,
+    ) -> DeviceId {
+        let mut g = self.lock();
+        g.next_device += 1;
+        let id = g.next_device;
+        g.devices.insert(
+            id,
+            Device {
+                user: user.into(),
+                session: session.into(),
+                tx,
+                overflow,
+            },
+        );
+        let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
+            devices: Vec::new(),
+            setting: setting.clone(),
+        });
+        online.devices.push(id);
+        online.setting = setting;
+        g.sync_presence(user);
+        id
+    }
+
+    /// Signs a device out (its connection ended). A ringing call it placed is
+    /// cancelled; a call it is bound to waits `grace` for the user to come back.
+    pub fn unregister(&self, dev: DeviceId, user: &str) {
+        let mut g = self.lock();
+        g.devices.remove(&dev);
+        let gone = match g.users.get_mut(user) {
+            Some(o) => {
+                o.devices.retain(|&d| d != dev);
+                o.devices.is_empty()
+            }
+            None => false,
+        };
+        if gone {
+            g.users.remove(user);
+        }
+        if let Some(id) = g.in_call.get(user).cloned() {
+            let mut cancel = false;
+            let mut wait = None;
+            if let Some(call) = g.calls.get_mut(&id) {
+                if call.caller_dev == Some(dev) {
+                    call.caller_dev = None;
+                    if call.answered {
+                        call.departures += 1;
+                        wait = Some(call.departures);
+                    } else {
+                        cancel = true;
+                    }
+                } else if call.callee_dev == Some(dev) {
+                    call.callee_dev = None;
+                    call.departures += 1;
+                    wait = Some(call.departures);
+                }
+            }
+            if cancel {
+                if let Some(call) = g.calls.get(&id) {
+                    g.send_user(
+                        &call.callee,
+                        &RelayMsg::Cancelled {
+                            call_id: id.clone(),
+                        },
+                        None,
+                    );
+                }
+                g.end_call(&id);
+            } else if let Some(epoch) = wait {
+                self.start_grace(id, epoch);
+            }
+        }
+        g.sync_presence(user);
+    }
+
+    fn start_grace(&self, id: CallId, epoch: u64) {
+        let me = self.me.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(hub) = me.upgrade() {
+                hub.grace_expired(&id, epoch);
+            }
+        });
+    }
+
+    fn grace_expired(&self, id: &CallId, epoch: u64) {
+        let mut g = self.lock();
+        let Some(call) = g.calls.get(id) else { return };
+        let missing = call.caller_dev.is_none() || call.callee_dev.is_none();
+        if !missing || call.departures != epoch {
+            return;
+        }
+        let msg = RelayMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::PeerGone,
+        };
+        for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+            g.send(d, &msg);
+        }
+        tracing::info!(call = %id, "call ended: device did not come back");
+        g.end_call(id);
+    }
+
+    /// The presence of every user in `all` who is a contact of `me`.
+    pub fn contacts_of(&self, me: &str, all: &[String]) -> Vec<Presence> {
+        let g = self.lock();
+        all.iter()
+            .filter(|u| g.contacts(me, u))
+            .map(|u| Presence {
+                user: u.clone(),
+                status: g.status(u),
+            })
+            .collect()
+    }
+
+    /// Announces every presence change since the last call, batched: each online
+    /// device gets at most one `presence` message listing the changes it may see.
+    /// Called every 200 ms by `serve`, so a busy relay sends one message per
+    /// device per tick instead of one per change.
+    pub fn flush_presence(&self) {
+        let mut g = self.lock();
+        if g.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut g.dirty);
+        let mut changes = Vec::new();
+        for user in dirty {
+            let now = g.status(&user);
+            let before = g.shown.get(&user).copied().unwrap_or(Status::Offline);
+            if now == before {
+                continue;
+            }
+            if now == Status::Offline {
+                g.shown.remove(&user);
+            } else {
+                g.shown.insert(user.clone(), now);
+            }
+            changes.push(Presence { user, status: now });
+        }
+        if changes.is_empty() {
+            return;
+        }
+        changes.sort_by(|a, b| a.user.cmp(&b.user));
+        // What a tenant's users may see depends only on the domains involved.
+        let mut by_domain: HashMap<&str, Vec<&Presence>> = HashMap::new();
+        for (recipient, online) in &g.users {
+            let domain = domain_of(recipient);
+            let visible = by_domain.entry(domain).or_insert_with(|| {
+                changes
+                    .iter()
+                    .filter(|p| {
+                        let d = domain_of(&p.user);
+                        reachable(domain, g.access(domain), d, g.access(d))
+                    })
+                    .collect()
+            });
+            let contacts: Vec<Presence> = visible
+                .iter()
+                .filter(|p| &p.user != recipient)
+                .map(|p| (*p).clone())
+                .collect();
+            if contacts.is_empty() {
+                continue;
+            }
+            let msg = RelayMsg::Presence { contacts };
+            for &d in &online.devices {
+                g.send(d, &msg);
+            }
+        }
+    }
+
+    /// Replaces the tenants' external access.
+    pub fn set_access(&self, access: HashMap<String, ExternalAccess>) {
+        self.lock().access = access;
+    }
+
+    /// Users with at least one device.
+    pub fn online_users(&self) -> Vec<String> {
+        self.lock().users.keys().cloned().collect()
+    }
+
+    /// Sends `settings` to every device of `user` if it differs from what they have.
+    pub fn push_settings(&self, user: &str, setting: &E2eeSetting) {
+        let mut g = self.lock();
+        let Some(o) = g.users.get_mut(user) else {
+            return;
+        };
+        if &o.setting == setting {
+            return;
+        }
+        o.setting = setting.clone();
+        g.send_user(
+            user,
+            &RelayMsg::Settings {
+                e2ee: setting.clone(),
+            },
+            None,
+        );
+    }
+
+    /// Ends every connection of `user` (or only those of one `session`) with
+    /// `session-expired`.
+    pub fn sign_out(&self, user: &str, session: Option<&str>) {
+        let mut g = self.lock();
+        let msg = RelayMsg::error(ErrorCode::SessionExpired, "You were signed out.", None);
+        let devs: Vec<DeviceId> = g
+            .devices
+            .iter()
+            .filter(|(_, d)| d.user == user && session.is_none_or(|s| s == d.session))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in devs {
+            g.send(id, &msg);
+            // Dropping the sender ends the connection after the queued frames;
+            // the connection then unregisters the device.
+            g.devices.remove(&id);
+        }
+    }
+}
