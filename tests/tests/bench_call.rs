@@ -41,6 +41,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+/// `--baseline-in-shieldcall-page` was given.
+static IN_PAGE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// `--bare` was given: no instrumentation in the Shieldcall pages.
 static BARE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -200,6 +203,7 @@ async fn call_setup_shieldcall_vs_plain_webrtc() -> Result<()> {
         calls,
         profiler.as_ref(),
         &ui,
+        &driver.url,
     );
     let result = tokio::time::timeout(budget, run)
         .await
@@ -224,6 +228,12 @@ async fn call_setup_shieldcall_vs_plain_webrtc() -> Result<()> {
 /// content is `display: none` (the DOM still changes; nothing is laid out or
 /// painted). A diagnostic: how much of Shieldcall's time is its page rendering.
 ///
+/// `--baseline-in-shieldcall-page`: the baseline's script runs inside each
+/// signed-in Shieldcall page (idle between its own calls; the page's CSP is
+/// bypassed through CDP so that it may reach the test's server) instead of in a
+/// page of its own. A diagnostic: is the Shieldcall page slow by itself, or only
+/// while the client works a call?
+///
 /// `--bare`: the Shieldcall pages get only the accept listener and the lock
 /// observer (no wrapped WebRTC, WebSocket or media calls, so no per-phase marks
 /// for Shieldcall): shows that the instrumentation does not slow Shieldcall down.
@@ -243,6 +253,10 @@ fn args() -> Result<(usize, bool, String)> {
     while let Some(w) = words.next() {
         if w == "--profile" {
             profile = true;
+            continue;
+        }
+        if w == "--baseline-in-shieldcall-page" {
+            IN_PAGE.store(true, std::sync::atomic::Ordering::Relaxed);
             continue;
         }
         if w == "--bare" {
@@ -268,7 +282,7 @@ fn args() -> Result<(usize, bool, String)> {
             Some("") => words.next().context("--calls needs a number")?,
             Some(v) if v.starts_with('=') => &v[1..],
             _ => bail!(
-                "unknown benchmark option {w:?} (known: --calls N, --profile, --baseline-ui app, --hide-shieldcall-ui, --baseline-cert, --bare)"
+                "unknown benchmark option {w:?} (known: --calls N, --profile, --baseline-ui app, --hide-shieldcall-ui, --baseline-cert, --bare, --baseline-in-shieldcall-page)"
             ),
         };
         calls = value
@@ -308,6 +322,8 @@ struct Sample {
     total_ms: f64,
     /// (side, mark) → ms after accept, first occurrence at or after the accept.
     marks: BTreeMap<(String, String), f64>,
+    /// (side, mark) → how many times it happened between the accept and the end.
+    counts: BTreeMap<(String, String), f64>,
     /// Every getStats start on each side, ms after accept (Shieldcall only).
     polls: Vec<(String, f64)>,
     /// side → ms by which the page's main thread was late (a 4 ms timer chain)
@@ -334,6 +350,7 @@ struct Windows {
     baseline: WindowHandle,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     relay: &Relay,
     baseline: &BaselineServer,
@@ -342,10 +359,11 @@ async fn run(
     calls: usize,
     profiler: Option<&Profiler>,
     ui: &str,
+    driver: &str,
 ) -> Result<()> {
     // Shieldcall in each browser's first window, instrumented before signing in.
-    let alice_w = open_windows(alice, relay, baseline, "alice", "caller", ui).await?;
-    let bob_w = open_windows(bob, relay, baseline, "bob", "callee", ui).await?;
+    let alice_w = open_windows(alice, relay, baseline, "alice", "caller", ui, driver).await?;
+    let bob_w = open_windows(bob, relay, baseline, "bob", "callee", ui, driver).await?;
     let skew_before = clock_skew(alice, bob, &alice_w, &bob_w).await?;
 
     let mut samples: HashMap<Kind, Vec<Sample>> = HashMap::new();
@@ -406,8 +424,13 @@ async fn open_windows(
     user: &str,
     me: &str,
     ui: &str,
+    driver: &str,
 ) -> Result<Windows> {
     let shieldcall = b.client.window().await?;
+    let in_page = IN_PAGE.load(std::sync::atomic::Ordering::Relaxed);
+    if in_page {
+        cdp(driver, b, "Page.setBypassCSP", json!({ "enabled": true })).await?;
+    }
     let bare = BARE.load(std::sync::atomic::Ordering::Relaxed);
     if bare {
         // Without the harness's recording of peer connections either.
@@ -426,6 +449,30 @@ async fn open_windows(
         .await
         .with_context(|| format!("{user} signing in"))?;
 
+    if in_page {
+        let page = std::fs::read_to_string(root().join("tests/baseline.html"))?;
+        let script = page
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map(|(script, _)| script)
+            .context("no script in tests/baseline.html")?;
+        let setup = format!(
+            "window.__baselineBase = arguments[0]; window.__baselineQuery = arguments[1];\
+             const d = document.createElement('div');\
+             d.innerHTML = '<video id=\"remote\" autoplay playsinline></video><video id=\"local\" autoplay muted playsinline></video>';\
+             document.body.appendChild(d);\n{script}\nreturn true;"
+        );
+        b.client
+            .execute(
+                &setup,
+                vec![json!(baseline.url), json!(format!("?me={me}&ui={ui}"))],
+            )
+            .await?;
+        return Ok(Windows {
+            baseline: shieldcall.clone(),
+            shieldcall,
+        });
+    }
     let w = b.client.new_window(false).await?;
     b.client.switch_to_window(w.handle.clone()).await?;
     b.client
@@ -554,6 +601,7 @@ async fn shieldcall_call(
     let mut sample = Sample {
         total_ms: a_lock.max(b_lock) - accept_at,
         marks: BTreeMap::new(),
+        counts: BTreeMap::new(),
         polls: Vec::new(),
         stalls: BTreeMap::new(),
         loafs: BTreeMap::new(),
@@ -657,6 +705,7 @@ async fn baseline_call(caller: &Browser, callee: &Browser, id: u64, mode: &str) 
     let mut sample = Sample {
         total_ms: a_conn.max(b_conn) - accept_at,
         marks: BTreeMap::new(),
+        counts: BTreeMap::new(),
         polls: Vec::new(),
         stalls: BTreeMap::new(),
         loafs: BTreeMap::new(),
@@ -689,6 +738,12 @@ fn add_marks(sample: &mut Sample, side: &str, marks: &Value, accept_at: f64) {
         }
         if name == "getStats:start" {
             sample.polls.push((side.to_string(), dt));
+        }
+        if dt <= sample.total_ms {
+            *sample
+                .counts
+                .entry((side.to_string(), name.to_string()))
+                .or_default() += 1.0;
         }
         sample
             .marks
@@ -783,13 +838,25 @@ fn report(
                 keys.entry(key.clone()).or_default().push(*dt);
             }
         }
+        let count = |side: &str, name: &str| -> f64 {
+            let v: Vec<f64> = samples
+                .get(&k)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.counts.get(&(side.to_string(), name.to_string())).copied())
+                .collect();
+            median(&v)
+        };
         let mut rows: Vec<(f64, usize, String, String)> = keys
             .into_iter()
             .map(|((side, name), v)| (median(&v), v.len(), side, name))
             .collect();
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
         for (t, n, side, name) in rows {
-            println!("  {t:>8.1}  {side:<6} {name:<28} (in {n} calls)");
+            println!(
+                "  {t:>8.1}  {side:<6} {name:<28} (in {n} calls; median {} times during setup)",
+                count(&side, &name)
+            );
         }
         // Durations of each operation (first occurrence), median over the calls.
         let mut ops: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
@@ -1120,7 +1187,7 @@ async fn serve(mut s: TcpStream, page: &str, boxes: &Mailboxes) -> Result<()> {
         _ => ("404 Not Found", "text/plain", "not found".to_string()),
     };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
         reply.len()
     );
     s.write_all(head.as_bytes()).await?;
@@ -1147,49 +1214,7 @@ impl Profiler {
     }
 
     async fn cdp(&self, b: &Browser, cmd: &str, params: Value) -> Result<Value> {
-        let session = b
-            .client
-            .session_id()
-            .await?
-            .context("no WebDriver session")?;
-        let body = json!({ "cmd": cmd, "params": params }).to_string();
-        let mut s = TcpStream::connect(&self.driver).await?;
-        let req = format!(
-            "POST /session/{session}/goog/cdp/execute HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.driver,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await?;
-        // Read the head, then exactly Content-Length bytes (ChromeDriver may keep
-        // the connection open).
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        let read = async {
-            loop {
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .context("ChromeDriver's answer has no Content-Length")?;
-                    if buf.len() >= end + 4 + len {
-                        return Ok::<String, anyhow::Error>(
-                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
-                        );
-                    }
-                }
-                let n = s.read(&mut chunk).await?;
-                ensure!(n > 0, "ChromeDriver closed the connection early");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        };
-        let json = tokio::time::timeout(Duration::from_secs(30), read)
-            .await
-            .with_context(|| format!("{cmd}: no answer from ChromeDriver"))??;
-        let v: Value =
-            serde_json::from_str(&json).with_context(|| format!("{cmd}: {json:.200}"))?;
-        Ok(v["value"].clone())
+        cdp(&self.driver, b, cmd, params).await
     }
 
     async fn start(&self, b: &Browser) -> Result<()> {
@@ -1253,4 +1278,52 @@ impl Profiler {
             }
         }
     }
+}
+
+/// One CDP command on the browser's current window, through ChromeDriver
+/// (`POST /session/{id}/goog/cdp/execute`).
+async fn cdp(driver: &str, b: &Browser, cmd: &str, params: Value) -> Result<Value> {
+    let driver = driver.trim_start_matches("http://");
+    let session = b
+        .client
+        .session_id()
+        .await?
+        .context("no WebDriver session")?;
+    let body = json!({ "cmd": cmd, "params": params }).to_string();
+    let mut s = TcpStream::connect(&driver).await?;
+    let req = format!(
+        "POST /session/{session}/goog/cdp/execute HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        driver,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    // Read the head, then exactly Content-Length bytes (ChromeDriver may keep
+    // the connection open).
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .context("ChromeDriver's answer has no Content-Length")?;
+                if buf.len() >= end + 4 + len {
+                    return Ok::<String, anyhow::Error>(
+                        String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
+                    );
+                }
+            }
+            let n = s.read(&mut chunk).await?;
+            ensure!(n > 0, "ChromeDriver closed the connection early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    let json = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .with_context(|| format!("{cmd}: no answer from ChromeDriver"))??;
+    let v: Value = serde_json::from_str(&json).with_context(|| format!("{cmd}: {json:.200}"))?;
+    Ok(v["value"].clone())
 }
