@@ -119,7 +119,11 @@ async fn send(socket: &mut WebSocket, msg: &RelayMsg) -> bool {
 async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
     let overflow = Arc::new(AtomicBool::new(false));
-    let cfg = state.config().clone();
+    // Only what the loop needs, not a copy of the whole configuration per connection.
+    let (msg_rate, msg_burst, ping_interval, idle_timeout) = {
+        let c = state.config();
+        (c.msg_rate, c.msg_burst, c.ping_interval, c.idle_timeout)
+    };
     let mut conn = Conn {
         state: state.clone(),
         authed,
@@ -129,17 +133,15 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
     };
     let mut shutdown = state.shutdown_rx();
     let mut bucket = Bucket {
-        tokens: cfg.msg_burst,
-        rate: cfg.msg_rate,
-        burst: cfg.msg_burst,
+        tokens: msg_burst,
+        rate: msg_rate,
+        burst: msg_burst,
         at: Instant::now(),
         warned: None,
     };
     let mut last_seen = Instant::now();
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + cfg.ping_interval,
-        cfg.ping_interval,
-    );
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -199,7 +201,7 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
                 }
             }
             _ = ticker.tick() => {
-                if last_seen.elapsed() > cfg.idle_timeout {
+                if last_seen.elapsed() > idle_timeout {
                     tracing::info!(user = %conn.authed.user.name, "connection silent; closing");
                     break;
                 }
