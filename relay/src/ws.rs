@@ -218,6 +218,7 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
     let _ = socket.send(Message::Close(None)).await;
     if let Some(dev) = conn.device {
         state.hub().unregister(dev, &conn.authed.user.name);
+        tracing::info!(user = %conn.authed.user.name, device = dev, "device disconnected");
     }
 }
 
