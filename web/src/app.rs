@@ -68,6 +68,9 @@ pub struct App {
     call: Option<Call>,
     /// Its peer connection, once created.
     peer: Option<Peer>,
+    /// The caller's camera and microphone, opened while the call rings so the
+    /// offer need not wait for them after the answer. Stopped if unused.
+    preview: Option<web_sys::MediaStream>,
     /// Peer-connection commands not yet carried out, in order.
     pc_queue: VecDeque<PcCommand>,
     /// A command is running.
@@ -99,6 +102,7 @@ impl App {
             ice_servers: Vec::new(),
             call: None,
             peer: None,
+            preview: None,
             pc_queue: VecDeque::new(),
             pc_busy: false,
             generation: 0,
@@ -414,6 +418,7 @@ fn signed_out(app: &Shared) {
         a.outbox.clear();
         a.call = None;
         a.peer = None;
+        drop_preview(&mut a);
         a.pc_queue.clear();
         a.generation += 1;
         a.contacts.clear();
@@ -602,10 +607,40 @@ fn place_call(app: &Shared, to: &str) {
         a.generation += 1;
         a.dtls = None;
         a.notice("");
+        let generation = a.generation;
         drop(a);
         carry_out(app, out);
+        open_preview(app, generation);
     }
     render(app);
+}
+
+/// Opens the caller's camera and microphone while the call rings (the caller
+/// asked for the call; the callee's camera stays off until they accept).
+fn open_preview(app: &Shared, generation: u32) {
+    let a = app.clone();
+    spawn_local(async move {
+        let Ok(stream) = rtc::local_media().await else {
+            // Asked again, with the error shown, when the peer is created.
+            return;
+        };
+        let mut app = a.borrow_mut();
+        let wanted = app.generation == generation && app.call_active() && app.peer.is_none();
+        if wanted {
+            app.ui.local_video.set_src_object(Some(&stream));
+            app.preview = Some(stream);
+        } else {
+            rtc::stop(&stream);
+        }
+    });
+}
+
+/// Stops a preview that no call took (the call was refused, cancelled, ...).
+fn drop_preview(a: &mut App) {
+    if let Some(stream) = a.preview.take() {
+        rtc::stop(&stream);
+        a.ui.local_video.set_src_object(None);
+    }
 }
 
 /// Feeds the call machine and carries out what it says.
@@ -617,6 +652,7 @@ fn feed(app: &Shared, input: Input) {
         let was_ended = call.is_ended();
         let out = call.handle(input, now);
         if !was_ended && call.is_ended() {
+            drop_preview(&mut a);
             let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
             if let Some(Phase::Ended(e)) = a.call.as_ref().map(|c| &c.view().phase) {
                 let peer = a
@@ -676,13 +712,9 @@ async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
     let pc = app.borrow().peer.as_ref().map(Peer::handle);
     let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
         (PcCommand::Create, _) => {
-            let (servers, local, remote) = {
+            let (servers, remote) = {
                 let a = app.borrow();
-                (
-                    a.ice_servers.clone(),
-                    a.ui.local_video.clone(),
-                    a.ui.remote_video.clone(),
-                )
+                (a.ice_servers.clone(), a.ui.remote_video.clone())
             };
             let weak = Rc::downgrade(app);
             let on_event = move |ev: PeerEvent| {
@@ -693,17 +725,47 @@ async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
                     }
                 });
             };
-            match Peer::create(&servers, &local, &remote, on_event).await {
-                Ok((peer, fp)) => {
+            let (peer, fp) = match Peer::create(&servers, &remote, on_event).await {
+                Ok(created) => created,
+                Err(e) => {
+                    app.borrow().notice(&format!(
+                        "The connection could not be set up: {}",
+                        js_text(&e)
+                    ));
+                    return Some(Input::PcFailed);
+                }
+            };
+            {
+                let mut a = app.borrow_mut();
+                if a.generation != generation {
+                    return None; // dropped with `peer`
+                }
+                a.peer = Some(peer);
+            }
+            // The peer exists: the callee's commitment (or the caller's offer
+            // command) goes out now. The queue stays busy until the camera is
+            // attached, so no offer or answer is made without it.
+            feed(app, Input::PeerReady { local: fp });
+            let ready = app.borrow_mut().preview.take();
+            let media = match ready {
+                Some(stream) => Ok(stream),
+                None => rtc::local_media().await,
+            };
+            match media {
+                Ok(stream) => {
                     let mut a = app.borrow_mut();
-                    if a.generation != generation {
-                        return None; // dropped with `peer`
+                    let a = &mut *a;
+                    match a.peer.as_mut().filter(|_| a.generation == generation) {
+                        Some(peer) => peer.attach(stream, &a.ui.local_video),
+                        None => rtc::stop(&stream),
                     }
-                    a.peer = Some(peer);
-                    Ok(Some(Input::PeerReady { local: fp }))
+                    Ok(None)
                 }
                 Err(e) => {
-                    app.borrow().notice(&format!("Camera or microphone unavailable, or the connection could not be set up: {}", js_text(&e)));
+                    app.borrow().notice(&format!(
+                        "Camera or microphone unavailable: {}",
+                        js_text(&e)
+                    ));
                     Err(e)
                 }
             }
@@ -752,11 +814,11 @@ fn on_peer(app: &Shared, ev: PeerEvent, generation: u32) {
 }
 
 /// Waits for the DTLS transport to report `connected` in `getStats()` and feeds the
-/// fingerprints it used. Gives up (connection failed) after 10 s.
+/// fingerprints it used. Looks every 25 ms; gives up (connection failed) after 10 s.
 fn check_dtls(app: &Shared, generation: u32) {
     let a = app.clone();
     spawn_local(async move {
-        for _ in 0..40 {
+        for _ in 0..400 {
             let pc = {
                 let app = a.borrow();
                 if app.generation != generation {
@@ -783,7 +845,7 @@ fn check_dtls(app: &Shared, generation: u32) {
                     feed(&a, Input::PcFailed);
                     return;
                 }
-                _ => sleep(250).await,
+                _ => sleep(25).await,
             }
         }
         feed(&a, Input::PcFailed);
@@ -1002,6 +1064,16 @@ fn tls_version_name(v: &str) -> &str {
 
 fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
     let ui = &a.ui;
+    // Rebuilt only when what it shows changes, not on every signalling message.
+    let key = match (mode, ended) {
+        (_, true) | (None, _) => "none",
+        (Some(CallMode::E2ee), false) => "e2ee",
+        (Some(CallMode::Standard), false) => "standard",
+    };
+    if ui.features.get_attribute("data-for").as_deref() == Some(key) {
+        return;
+    }
+    let _ = ui.features.set_attribute("data-for", key);
     ui.features.set_text_content(None);
     if ended {
         return;

@@ -77,11 +77,11 @@ fn get_str(o: &JsValue, key: &str) -> String {
 }
 
 impl Peer {
-    /// Makes a fresh certificate, the peer connection, and the local media; shows
-    /// local video in `local_video` and remote media in `remote_video`.
+    /// Makes a fresh certificate and the peer connection with it; shows remote
+    /// media in `remote_video`. Media is attached afterwards ([`Peer::attach`]), so
+    /// the callee's commitment need not wait for the camera.
     pub async fn create(
         ice_servers: &[IceServer],
-        local_video: &HtmlMediaElement,
         remote_video: &HtmlMediaElement,
         on_event: impl Fn(PeerEvent) + Clone + 'static,
     ) -> Result<(Self, Fingerprint), JsValue> {
@@ -127,30 +127,26 @@ impl Peer {
         pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
-        let mut peer = Self {
+        let peer = Self {
             pc,
             local: None,
             _on_ice: on_ice,
             _on_state: on_state,
             _on_track: on_track,
         };
+        Ok((peer, fingerprint))
+    }
 
-        match local_media().await {
-            Ok(stream) => {
-                for track in stream.get_tracks().iter() {
-                    if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                        peer.pc.add_track(&track, &stream, &Array::new());
-                    }
-                }
-                local_video.set_src_object(Some(&stream));
-                peer.local = Some(stream);
-            }
-            Err(e) => {
-                peer.close();
-                return Err(e);
+    /// Sends `stream`'s tracks and shows it in `local_video`; the peer owns the
+    /// stream from now on and stops it on close.
+    pub fn attach(&mut self, stream: MediaStream, local_video: &HtmlMediaElement) {
+        for track in stream.get_tracks().iter() {
+            if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
+                self.pc.add_track(&track, &stream, &Array::new());
             }
         }
-        Ok((peer, fingerprint))
+        local_video.set_src_object(Some(&stream));
+        self.local = Some(stream);
     }
 
     /// A handle for async work that must not hold the owner borrowed.
@@ -185,11 +181,7 @@ impl Peer {
         self.pc.set_ontrack(None);
         self.pc.close();
         if let Some(stream) = self.local.take() {
-            for t in stream.get_tracks().iter() {
-                if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
-                    t.stop();
-                }
-            }
+            stop(&stream);
         }
     }
 }
@@ -200,7 +192,17 @@ impl Drop for Peer {
     }
 }
 
-async fn local_media() -> Result<MediaStream, JsValue> {
+/// Stops every track of `stream` (camera light off).
+pub fn stop(stream: &MediaStream) {
+    for t in stream.get_tracks().iter() {
+        if let Ok(t) = t.dyn_into::<MediaStreamTrack>() {
+            t.stop();
+        }
+    }
+}
+
+/// The camera and microphone.
+pub async fn local_media() -> Result<MediaStream, JsValue> {
     let devices = web_sys::window()
         .ok_or_else(|| JsValue::from_str("no window"))?
         .navigator()
