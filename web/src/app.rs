@@ -266,10 +266,11 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &indicator, "click", |a, _| {
         let app = a.borrow();
         let pin = app.ui.indicator.get_attribute("data-pinned").as_deref() != Some("true");
-        let _ = app
-            .ui
-            .indicator
-            .set_attribute("data-pinned", if pin { "true" } else { "false" });
+        dom::attr(
+            &app.ui.indicator,
+            "data-pinned",
+            if pin { "true" } else { "false" },
+        );
         set_panel(&app, pin);
     })?;
     on(app, &indicator, "mouseenter", |a, _| {
@@ -328,10 +329,11 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
 
 fn set_panel(app: &App, open: bool) {
     show(&app.ui.panel, open);
-    let _ = app
-        .ui
-        .indicator
-        .set_attribute("aria-expanded", if open { "true" } else { "false" });
+    dom::attr(
+        &app.ui.indicator,
+        "aria-expanded",
+        if open { "true" } else { "false" },
+    );
 }
 
 fn login(app: &Shared) {
@@ -938,12 +940,16 @@ fn render_settings(a: &App) {
         i.set_checked(s.enabled);
         i.set_disabled(!s.can_change);
     }
-    let _ = ui
-        .e2ee_toggle
-        .set_attribute("aria-checked", if s.enabled { "true" } else { "false" });
-    let _ = ui
-        .e2ee_toggle
-        .set_attribute("data-locked", if s.can_change { "false" } else { "true" });
+    dom::attr(
+        &ui.e2ee_toggle,
+        "aria-checked",
+        if s.enabled { "true" } else { "false" },
+    );
+    dom::attr(
+        &ui.e2ee_toggle,
+        "data-locked",
+        if s.can_change { "false" } else { "true" },
+    );
     text(&ui.policy_line, &texts::policy_line(s));
 }
 
@@ -984,13 +990,11 @@ fn render_call(a: &App) {
         _ => "Connecting…",
     };
     // The icon (shield, shield with lock, warning) follows `data-state` in CSS.
-    let _ = ui.indicator.set_attribute("data-state", state);
-    let _ = ui.indicator.set_attribute("aria-label", label);
+    dom::attr(&ui.indicator, "data-state", state);
+    dom::attr(&ui.indicator, "aria-label", label);
     text(&ui.indicator_label, label);
     text(&ui.call_peer, &v.peer);
-    let _ = ui
-        .call_state
-        .set_attribute("data-state", texts::phase_name(&v.phase));
+    dom::attr(&ui.call_state, "data-state", texts::phase_name(&v.phase));
     text(&ui.call_state, texts::phase_name(&v.phase));
     let dur = match (v.connected_at_ms, ended) {
         (Some(t), false) => texts::duration(dom::now_ms().saturating_sub(t)),
@@ -1073,7 +1077,7 @@ fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
     if ui.features.get_attribute("data-for").as_deref() == Some(key) {
         return;
     }
-    let _ = ui.features.set_attribute("data-for", key);
+    dom::attr(&ui.features, "data-for", key);
     ui.features.set_text_content(None);
     if ended {
         return;

@@ -40,15 +40,28 @@ pub fn add(parent: &Element, child: Result<Element, JsValue>) -> Result<(), JsVa
 }
 
 /// Shows or hides an element.
+///
+/// Like [`text`] and [`attr`], it writes to the DOM only when the value changes:
+/// the views are re-rendered on every signalling message, and each write would
+/// make the browser restyle the page in the middle of call setup.
 pub fn show(e: &Element, visible: bool) {
-    if let Some(h) = e.dyn_ref::<HtmlElement>() {
+    if let Some(h) = e.dyn_ref::<HtmlElement>().filter(|h| h.hidden() == visible) {
         h.set_hidden(!visible);
     }
 }
 
-/// Sets the text.
+/// Sets the text (only if it differs).
 pub fn text(e: &Element, t: &str) {
-    e.set_text_content(Some(t));
+    if e.text_content().as_deref() != Some(t) {
+        e.set_text_content(Some(t));
+    }
+}
+
+/// Sets an attribute (only if it differs).
+pub fn attr(e: &Element, name: &str, value: &str) {
+    if e.get_attribute(name).as_deref() != Some(value) {
+        let _ = e.set_attribute(name, value);
+    }
 }
 
 /// The value of an input.
