@@ -64,7 +64,7 @@ pub struct Login {
 }
 
 fn cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue> {
-    let secure = if state.config().secure_cookies() {
+    let secure = if state.secure_cookies() {
         "; Secure"
     } else {
         ""

@@ -99,6 +99,7 @@ impl Config {
     }
 
     /// Whether session cookies must be `Secure` (any public origin is https).
+    /// `serve_tls` makes them `Secure` too: see `AppState::secure_cookies`.
     pub fn secure_cookies(&self) -> bool {
         self.public_origins
             .iter()

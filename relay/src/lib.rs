@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`serve`] runs the HTTP server on a bound listener until a shutdown future
-//!   completes; [`app`] builds the router, so tests drive it on port 0.
+//!   completes, [`serve_tls`] the same over TLS ([`tls`]); [`app`] builds the
+//!   router, so tests drive it on port 0.
 //! - [`AppState`]: the one shared state (config, store, hub, sign-in limiter).
 //! - [`policy`]: the pure policy engine (effective setting, call mode).
 //! - [`store`]: persistence behind the [`store::Store`] trait; SQLite today.
@@ -31,12 +32,14 @@ pub mod ops;
 pub mod policy;
 mod static_files;
 pub mod store;
+pub mod tls;
 pub mod turn;
 mod ws;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -70,6 +73,8 @@ struct Inner {
     limiter: auth::LoginLimiter,
     /// Origins added by `serve` for the bound address.
     bound_origins: RwLock<Vec<String>>,
+    /// Set by `serve_tls`: the relay itself speaks TLS, so cookies are `Secure`.
+    tls: AtomicBool,
     /// Flips to `true` when the server stops, so WebSockets close.
     shutdown: watch::Sender<bool>,
     /// Held while settings are read from the store and pushed, so a slow refresh
@@ -102,6 +107,7 @@ impl AppState {
                 hub,
                 limiter,
                 bound_origins: RwLock::new(Vec::new()),
+                tls: AtomicBool::new(false),
                 shutdown: watch::channel(false).0,
                 settings_lock: tokio::sync::Mutex::new(()),
                 dummy_hash: tokio::sync::OnceCell::new(),
@@ -164,12 +170,24 @@ impl AppState {
                 .is_ok_and(|v| v.iter().any(|o| o == origin))
     }
 
+    /// Whether session cookies are `Secure`: a public origin is https
+    /// ([`Config::secure_cookies`]) or the relay serves TLS itself ([`serve_tls`]).
+    pub fn secure_cookies(&self) -> bool {
+        self.inner.config.secure_cookies() || self.inner.tls.load(Ordering::Relaxed)
+    }
+
     /// Allows the origins of the address the server is bound to:
     /// `http://<addr>`, and for loopback also `http://localhost:<port>`.
     pub fn add_bound_origins(&self, addr: SocketAddr) {
-        let mut list = vec![format!("http://{addr}")];
+        self.add_bound_origins_with(Scheme::Http, addr);
+    }
+
+    /// [`AppState::add_bound_origins`] for `scheme`.
+    pub fn add_bound_origins_with(&self, scheme: Scheme, addr: SocketAddr) {
+        let scheme = scheme.as_str();
+        let mut list = vec![format!("{scheme}://{addr}")];
         if addr.ip().is_loopback() {
-            list.push(format!("http://localhost:{}", addr.port()));
+            list.push(format!("{scheme}://localhost:{}", addr.port()));
         }
         if let Ok(mut v) = self.inner.bound_origins.write() {
             v.extend(list);
@@ -251,6 +269,77 @@ async fn watch_changes(state: AppState) {
     }
 }
 
+/// How the server is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP and WS ([`serve`]).
+    Http,
+    /// HTTPS and WSS ([`serve_tls`]).
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// What `serve` and `serve_tls` run beside the listener: the bound origins, the
+/// change watcher and the presence flush. The tasks stop when this is dropped.
+struct Running {
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Running {
+    /// Registers the bound origins for `scheme` (and `Secure` cookies for
+    /// https), starts the tasks, and wraps `shutdown` so that it also tells the
+    /// WebSockets to close.
+    fn start(
+        state: &AppState,
+        scheme: Scheme,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        if scheme == Scheme::Https {
+            state.inner.tls.store(true, Ordering::Relaxed);
+        }
+        state.add_bound_origins_with(scheme, addr);
+        let watcher = tokio::spawn(watch_changes(state.clone()));
+        let hub = state.hub().clone();
+        let every = state.config().presence_interval;
+        let presence = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                hub.flush_presence();
+            }
+        });
+        let stopping = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.inner.shutdown.send(true);
+        };
+        (
+            Self {
+                tasks: [watcher, presence],
+            },
+            shutdown,
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Serves `app(state)` on `listener` until `shutdown` completes, then closes the
 /// WebSockets and returns.
 pub async fn serve(
@@ -258,22 +347,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    state.add_bound_origins(listener.local_addr()?);
-    let watcher = tokio::spawn(watch_changes(state.clone()));
-    let hub = state.hub().clone();
-    let every = state.config().presence_interval;
-    let presence = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            hub.flush_presence();
-        }
-    });
-    let stopping = state.clone();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stopping.inner.shutdown.send(true);
-    };
+    let (_running, shutdown) =
+        Running::start(&state, Scheme::Http, listener.local_addr()?, shutdown);
     use axum::serve::ListenerExt;
     // Signalling is many small messages: send each at once (no Nagle delay).
     let listener = listener.tap_io(|tcp| {
@@ -281,13 +356,26 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY failed");
         }
     });
-    let result = axum::serve(
+    axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await;
-    watcher.abort();
-    presence.abort();
-    result
+    .await
+}
+
+/// [`serve`] over TLS: HTTPS and WSS with `tls_config` (see
+/// [`tls::load_server_config`]). The bound origins are `https://...` and session
+/// cookies are `Secure`. Each TLS handshake must finish within
+/// [`tls::HANDSHAKE_TIMEOUT`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls_config: Arc<tls::rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (_running, shutdown) =
+        Running::start(&state, Scheme::Https, listener.local_addr()?, shutdown);
+    tls::accept_loop(listener, app(state), tls_config, shutdown).await;
+    Ok(())
 }

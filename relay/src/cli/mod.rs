@@ -85,10 +85,10 @@ struct ServeArgs {
     /// Do not create the demo tenant on first start.
     #[arg(long, env = "SHIELDCALL_NO_DEMO")]
     no_demo: bool,
-    /// TLS certificate (not supported: terminate TLS in a reverse proxy).
+    /// Serve HTTPS/WSS with this PEM certificate chain (with --tls-key; read at start).
     #[arg(long, env = "SHIELDCALL_TLS_CERT")]
     tls_cert: Option<PathBuf>,
-    /// TLS key (not supported: terminate TLS in a reverse proxy).
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert.
     #[arg(long, env = "SHIELDCALL_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// A TOML config file.

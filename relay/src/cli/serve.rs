@@ -33,6 +33,18 @@ struct FileConfig {
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
     ws_burst: Option<f64>,
+    /// PEM certificate chain for built-in TLS (with `tls_key`).
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for built-in TLS (with `tls_cert`).
+    tls_key: Option<PathBuf>,
+}
+
+/// Where `serve` listens and what it does on start.
+struct Startup {
+    bind: String,
+    demo: bool,
+    /// Certificate chain and key files, for built-in TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The demo tenant's users, created on first start with an empty database.
@@ -62,10 +74,7 @@ pub async fn create_demo(state: &AppState) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn build_config(
-    data_dir: Option<PathBuf>,
-    args: &ServeArgs,
-) -> anyhow::Result<(Config, String, bool)> {
+fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(Config, Startup)> {
     let file: FileConfig = match &args.config {
         Some(path) => toml::from_str(
             &std::fs::read_to_string(path)
@@ -118,18 +127,29 @@ fn build_config(
         .or(file.bind)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let demo = !args.no_demo && file.demo.unwrap_or(true);
-    Ok((config, bind, demo))
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert),
+        args.tls_key.clone().or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            anyhow::bail!("--tls-cert needs --tls-key too (the PEM private key of the certificate)")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-key needs --tls-cert too (the PEM certificate chain of the key)")
+        }
+    };
+    Ok((config, Startup { bind, demo, tls }))
 }
 
 pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
-    if args.tls_cert.is_some() || args.tls_key.is_some() {
-        anyhow::bail!(
-            "built-in TLS is not supported (it would need a TLS stack this relay does not ship); \
-             terminate TLS in a reverse proxy (Caddy, nginx) and pass --public-origin https://your.host; \
-             see docs/operations.md"
-        );
-    }
-    let (config, bind, demo) = build_config(data_dir, &args)?;
+    let (config, Startup { bind, demo, tls }) = build_config(data_dir, &args)?;
+    // Read at start only: a restart picks up renewed files.
+    let tls = match tls {
+        Some((cert, key)) => Some(crate::tls::load_server_config(&cert, &key)?),
+        None => None,
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         tracing_subscriber::fmt()
@@ -154,8 +174,16 @@ pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Resul
         let stop = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(&bind).await?;
         let addr = listener.local_addr()?;
-        println!("Shieldcall is running at http://{addr}/");
-        crate::serve(listener, state, stop).await?;
+        match tls {
+            Some(tls) => {
+                println!("Shieldcall is running at https://{addr}/");
+                crate::serve_tls(listener, state, tls, stop).await?;
+            }
+            None => {
+                println!("Shieldcall is running at http://{addr}/");
+                crate::serve(listener, state, stop).await?;
+            }
+        }
         println!("Shieldcall stopped.");
         Ok(())
     })
