@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`call`]: the call as a pure state machine, tested natively.
 //! - [`texts`]: every sentence shown about calls and settings, tested natively.
-//! - `app` (wasm only): the controller: UI, relay socket, call machine, peer.
+//! - `app`, `calling`, `render` (wasm only): the controller (session, relay
+//!   socket), the call as the page runs it, and drawing the state.
 //! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
 //!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
 //! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
@@ -23,6 +24,8 @@ mod admin;
 #[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
+mod calling;
+#[cfg(target_arch = "wasm32")]
 pub mod cert;
 #[cfg(target_arch = "wasm32")]
 mod dom;
@@ -30,6 +33,8 @@ mod dom;
 mod listen;
 #[cfg(target_arch = "wasm32")]
 mod net;
+#[cfg(target_arch = "wasm32")]
+mod render;
 #[cfg(target_arch = "wasm32")]
 pub mod rtc;
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,281 @@
+//! The call, as the page runs it: feeds the call machine (`crate::call`) with
+//! relay messages, peer events, user actions and time, and carries out what it
+//! returns: frames to the relay, and peer-connection commands, run one at a time
+//! in order. Late results of an earlier call are dropped by generation.
+
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+use crate::app::{App, Shared};
+use crate::call::{Call, Input, Output, PcCommand, Phase};
+use crate::dom::{self, show};
+use crate::render::{render, render_call};
+use crate::rtc::{self, Peer, PeerEvent};
+use crate::texts;
+
+pub(crate) fn place_call(app: &Shared, to: &str) {
+    {
+        let mut a = app.borrow_mut();
+        if a.call_active() {
+            return;
+        }
+        let (call, out) = Call::outgoing(to, dom::now_ms());
+        a.call = Some(call);
+        a.generation += 1;
+        a.dtls = None;
+        a.notice("");
+        let generation = a.generation;
+        drop(a);
+        carry_out(app, out);
+        open_preview(app, generation);
+    }
+    render(app);
+}
+
+/// Opens the caller's camera and microphone while the call rings (the caller
+/// asked for the call; the callee's camera stays off until they accept).
+pub(crate) fn open_preview(app: &Shared, generation: u32) {
+    let a = app.clone();
+    spawn_local(async move {
+        let Ok(stream) = rtc::local_media().await else {
+            // Asked again, with the error shown, when the peer is created.
+            return;
+        };
+        let mut app = a.borrow_mut();
+        let wanted = app.generation == generation && app.call_active() && app.peer.is_none();
+        if wanted {
+            app.ui.local_video.set_src_object(Some(&stream));
+            app.preview = Some(stream);
+        } else {
+            rtc::stop(&stream);
+        }
+    });
+}
+
+/// Stops a preview that no call took (the call was refused, cancelled, ...).
+pub(crate) fn drop_preview(a: &mut App) {
+    if let Some(stream) = a.preview.take() {
+        rtc::stop(&stream);
+        a.ui.local_video.set_src_object(None);
+    }
+}
+
+/// Feeds the call machine and carries out what it says.
+pub(crate) fn feed(app: &Shared, input: Input) {
+    let out = {
+        let mut a = app.borrow_mut();
+        let now = dom::now_ms();
+        let Some(call) = a.call.as_mut() else { return };
+        let was_ended = call.is_ended();
+        let out = call.handle(input, now);
+        if !was_ended && call.is_ended() {
+            drop_preview(&mut a);
+            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            if let Some(Phase::Ended(e)) = a.call.as_ref().map(|c| &c.view().phase) {
+                let peer = a
+                    .call
+                    .as_ref()
+                    .map(|c| c.view().peer.clone())
+                    .unwrap_or_default();
+                let t = texts::ending(e, &peer, &me);
+                a.notice(&t);
+            }
+        }
+        out
+    };
+    carry_out(app, out);
+    render_call(&app.borrow());
+}
+
+pub(crate) fn carry_out(app: &Shared, out: Vec<Output>) {
+    for o in out {
+        match o {
+            Output::Send(m) => app.borrow_mut().send(m),
+            Output::Pc(cmd) => app.borrow_mut().pc_queue.push_back(cmd),
+        }
+    }
+    run_pc_queue(app);
+}
+
+/// Runs queued peer-connection commands one at a time, in order.
+pub(crate) fn run_pc_queue(app: &Shared) {
+    let (cmd, generation) = {
+        let mut a = app.borrow_mut();
+        if a.pc_busy {
+            return;
+        }
+        let Some(cmd) = a.pc_queue.pop_front() else {
+            return;
+        };
+        a.pc_busy = true;
+        (cmd, a.generation)
+    };
+    let a = app.clone();
+    spawn_local(async move {
+        let input = exec(&a, cmd, generation).await;
+        let current = {
+            let mut app = a.borrow_mut();
+            app.pc_busy = false;
+            app.generation == generation
+        };
+        if let (true, Some(input)) = (current, input) {
+            feed(&a, input);
+        }
+        run_pc_queue(&a);
+    });
+}
+
+pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
+    let pc = app.borrow().peer.as_ref().map(Peer::handle);
+    let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
+        (PcCommand::Create, _) => {
+            let (servers, remote) = {
+                let a = app.borrow();
+                (a.ice_servers.clone(), a.ui.remote_video.clone())
+            };
+            let weak = Rc::downgrade(app);
+            let on_event = move |ev: PeerEvent| {
+                let weak = weak.clone();
+                spawn_local(async move {
+                    if let Some(a) = weak.upgrade() {
+                        on_peer(&a, ev, generation);
+                    }
+                });
+            };
+            let (peer, fp) = match Peer::create(&servers, &remote, on_event).await {
+                Ok(created) => created,
+                Err(e) => {
+                    app.borrow().notice(&format!(
+                        "The connection could not be set up: {}",
+                        js_text(&e)
+                    ));
+                    return Some(Input::PcFailed);
+                }
+            };
+            {
+                let mut a = app.borrow_mut();
+                if a.generation != generation {
+                    return None; // dropped with `peer`
+                }
+                a.peer = Some(peer);
+            }
+            // The peer exists: the callee's commitment (or the caller's offer
+            // command) goes out now. The queue stays busy until the camera is
+            // attached, so no offer or answer is made without it.
+            feed(app, Input::PeerReady { local: fp });
+            let ready = app.borrow_mut().preview.take();
+            let media = match ready {
+                Some(stream) => Ok(stream),
+                None => rtc::local_media().await,
+            };
+            match media {
+                Ok(stream) => {
+                    let mut a = app.borrow_mut();
+                    let a = &mut *a;
+                    match a.peer.as_mut().filter(|_| a.generation == generation) {
+                        Some(peer) => peer.attach(stream, &a.ui.local_video),
+                        None => rtc::stop(&stream),
+                    }
+                    Ok(None)
+                }
+                Err(e) => {
+                    app.borrow().notice(&format!(
+                        "Camera or microphone unavailable: {}",
+                        js_text(&e)
+                    ));
+                    Err(e)
+                }
+            }
+        }
+        (PcCommand::Close, _) => {
+            let mut a = app.borrow_mut();
+            a.peer = None;
+            show(&a.ui.panel, false);
+            Ok(None)
+        }
+        (_, None) => Ok(None),
+        (PcCommand::CreateOffer, Some(pc)) => rtc::create_offer(&pc)
+            .await
+            .map(|sdp| Some(Input::LocalOffer { sdp })),
+        (PcCommand::AcceptOffer { sdp }, Some(pc)) => rtc::accept_offer(&pc, &sdp)
+            .await
+            .map(|sdp| Some(Input::LocalAnswer { sdp })),
+        (PcCommand::SetAnswer { sdp }, Some(pc)) => rtc::set_answer(&pc, &sdp).await.map(|()| None),
+        // A candidate the browser refuses is not fatal; others may still work.
+        (PcCommand::AddIce(c), Some(pc)) => Ok(rtc::add_ice(&pc, &c).await.ok().and(None)),
+    };
+    result.unwrap_or(Some(Input::PcFailed))
+}
+
+pub(crate) fn js_text(e: &JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            js_sys::Reflect::get(e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+pub(crate) fn on_peer(app: &Shared, ev: PeerEvent, generation: u32) {
+    if app.borrow().generation != generation {
+        return;
+    }
+    match ev {
+        PeerEvent::Ice(c) => feed(app, Input::LocalIce(c)),
+        PeerEvent::Track => {}
+        PeerEvent::State(s) if s == "failed" => feed(app, Input::PcFailed),
+        PeerEvent::State(s) if s == "connected" => check_dtls(app, generation),
+        PeerEvent::State(_) => {}
+    }
+}
+
+/// Waits for the DTLS transport to report `connected` in `getStats()` and feeds the
+/// fingerprints it used. Looks every 25 ms; gives up (connection failed) after 10 s.
+pub(crate) fn check_dtls(app: &Shared, generation: u32) {
+    let a = app.clone();
+    spawn_local(async move {
+        for _ in 0..400 {
+            let pc = {
+                let app = a.borrow();
+                if app.generation != generation {
+                    return;
+                }
+                app.peer.as_ref().map(Peer::handle)
+            };
+            let Some(pc) = pc else { return };
+            match rtc::dtls_info(&pc).await {
+                Ok(info) if info.state == "connected" => {
+                    let input = if info.observed {
+                        Input::DtlsConnected {
+                            local: info.local,
+                            remote: info.remote,
+                        }
+                    } else {
+                        Input::DtlsConnectedUnobserved
+                    };
+                    a.borrow_mut().dtls = Some(info);
+                    feed(&a, input);
+                    return;
+                }
+                Ok(info) if info.state == "failed" => {
+                    feed(&a, Input::PcFailed);
+                    return;
+                }
+                _ => sleep(25).await,
+            }
+        }
+        feed(&a, Input::PcFailed);
+    });
+}
+
+pub(crate) async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}

@@ -1,0 +1,273 @@
+//! Draws the app's state into the page: header, contacts, settings, and the call
+//! view with its shield and verification panel. Reads state, never changes it;
+//! writes to the DOM only where a value changed (see `dom`).
+
+use shieldcall_proto::{CallFeature, CallMode, Status};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::HtmlInputElement;
+
+use crate::app::{App, Shared};
+use crate::call::{Ending, Phase};
+use crate::dom::{self, append, el, flag, show, text};
+use crate::texts;
+
+/// Shows the views that fit the state.
+pub fn render(app: &Shared) {
+    let a = app.borrow();
+    let ui = &a.ui;
+    let signed_in = a.me.is_some();
+    let on_admin = dom::path() == "/admin";
+    show(&ui.login, !signed_in);
+    for e in [&ui.me, &ui.signout, &ui.settings_button] {
+        show(e, signed_in);
+    }
+    show(
+        &ui.admin_link,
+        a.me.as_ref().is_some_and(|m| m.admin) && !on_admin,
+    );
+    text(
+        &ui.me,
+        a.me.as_ref().map(|m| m.user.as_str()).unwrap_or_default(),
+    );
+    show(&ui.home, signed_in && !on_admin);
+    show(&ui.settings, signed_in && a.settings_open && !on_admin);
+    show(&ui.admin, signed_in && on_admin);
+    if !signed_in {
+        show(&ui.relay_banner, false);
+    }
+    render_contacts(&a);
+    render_settings(&a);
+    render_call(&a);
+}
+
+pub(crate) fn render_contacts(a: &App) {
+    let ui = &a.ui;
+    ui.contacts.set_text_content(None);
+    let me = a.me.as_ref().map(|m| m.user.as_str()).unwrap_or_default();
+    let busy = a.call_active();
+    for c in a.contacts.iter().filter(|c| c.user != me) {
+        let status = match c.status {
+            Status::Online => "online",
+            Status::Busy => "busy",
+            Status::Offline => "offline",
+        };
+        let build = || -> Result<(), JsValue> {
+            let li = el(
+                "li",
+                &[
+                    ("data-testid", &format!("contact-{}", c.user)),
+                    ("data-status", status),
+                ],
+                "",
+            )?;
+            let name = el("span", &[("class", "name")], &c.user)?;
+            let badge = el("span", &[("class", &format!("status {status}"))], status)?;
+            let call = el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("data-testid", &format!("call-{}", c.user)),
+                    ("data-call", &c.user),
+                    ("aria-label", &format!("Call {}", c.user)),
+                ],
+                "Call",
+            )?;
+            flag(&call, "disabled", busy || c.status == Status::Offline);
+            append(&li, &[&name, &badge, &call])?;
+            ui.contacts.append_child(&li)?;
+            Ok(())
+        };
+        let _ = build();
+    }
+}
+
+pub(crate) fn render_settings(a: &App) {
+    let ui = &a.ui;
+    let Some(s) = &a.e2ee else { return };
+    if let Some(i) = ui.e2ee_toggle.dyn_ref::<HtmlInputElement>() {
+        i.set_checked(s.enabled);
+        i.set_disabled(!s.can_change);
+    }
+    dom::attr(
+        &ui.e2ee_toggle,
+        "aria-checked",
+        if s.enabled { "true" } else { "false" },
+    );
+    dom::attr(
+        &ui.e2ee_toggle,
+        "data-locked",
+        if s.can_change { "false" } else { "true" },
+    );
+    text(&ui.policy_line, &texts::policy_line(s));
+}
+
+pub(crate) fn render_call(a: &App) {
+    let ui = &a.ui;
+    let Some(call) = &a.call else {
+        show(&ui.incoming, false);
+        show(&ui.call, false);
+        return;
+    };
+    let v = call.view();
+    let incoming = v.phase == Phase::Incoming;
+    show(&ui.incoming, incoming);
+    show(&ui.call, !incoming);
+    if incoming {
+        let mode = v
+            .mode
+            .map(texts::mode_name)
+            .unwrap_or("standard encryption");
+        text(
+            &ui.incoming_text,
+            &format!("{} is calling ({mode}).", v.peer),
+        );
+    }
+    let ended = matches!(v.phase, Phase::Ended(_));
+    let state = match (&v.phase, v.mode, &v.code) {
+        (Phase::Ended(Ending::Mitm(_)), _, _) => "mitm",
+        (Phase::Connected, Some(CallMode::E2ee), Some(_)) => "e2ee",
+        (Phase::Connected, Some(CallMode::Standard), _) => "standard",
+        (Phase::Ended(_), Some(CallMode::Standard), _) => "standard",
+        _ => "connecting",
+    };
+    let label = match (state, ended) {
+        ("mitm", _) => "Not private",
+        (_, true) => "Call ended",
+        ("e2ee", _) => "End-to-end encrypted",
+        ("standard", _) => "Standard encryption",
+        _ => "Connecting…",
+    };
+    // The icon (shield, shield with lock, warning) follows `data-state` in CSS.
+    dom::attr(&ui.indicator, "data-state", state);
+    dom::attr(&ui.indicator, "aria-label", label);
+    text(&ui.indicator_label, label);
+    text(&ui.call_peer, &v.peer);
+    dom::attr(&ui.call_state, "data-state", texts::phase_name(&v.phase));
+    text(&ui.call_state, texts::phase_name(&v.phase));
+    let dur = match (v.connected_at_ms, ended) {
+        (Some(t), false) => texts::duration(dom::now_ms().saturating_sub(t)),
+        _ => String::new(),
+    };
+    text(&ui.duration, &dur);
+    match &v.code {
+        Some(code) => {
+            text(&ui.panel_title, "End-to-end encrypted");
+            text(&ui.code, &code.to_string());
+            show(&ui.code, true);
+        }
+        None => {
+            let t = match state {
+                "standard" => {
+                    "Standard encryption: the call is encrypted between the browsers, but there is no code to compare because one of you has end-to-end encryption off."
+                }
+                "mitm" => texts::MITM_WARNING,
+                _ => "Not yet verified.",
+            };
+            text(&ui.panel_title, t);
+            text(&ui.code, "");
+            show(&ui.code, false);
+        }
+    }
+    let dtls = a.dtls.as_ref().map(|d| {
+        if !d.observed {
+            return "This browser does not report the certificates DTLS used; the code relies on its \
+                    built-in check that they match the connection details."
+                .to_string();
+        }
+        format!(
+            "DTLS {} · {} · SRTP {}",
+            tls_version_name(&d.tls_version),
+            if d.dtls_cipher.is_empty() {
+                "cipher unknown"
+            } else {
+                &d.dtls_cipher
+            },
+            if d.srtp_cipher.is_empty() {
+                "unknown"
+            } else {
+                &d.srtp_cipher
+            }
+        )
+    });
+    text(&ui.dtls_line, dtls.as_deref().unwrap_or_default());
+    let has_code = v.code.is_some();
+    show(&ui.codes_match, has_code && !v.verified);
+    show(&ui.codes_differ, has_code);
+    show(&ui.verified, has_code && v.verified);
+    show(&ui.hangup, !ended);
+    show(&ui.mute, !ended);
+    show(&ui.camera, !ended);
+    show(&ui.call_close, ended);
+    show(&ui.videos, !ended);
+    if state == "mitm" {
+        show(&ui.panel, true);
+    }
+    render_features(a, v.mode, ended);
+}
+
+fn tls_version_name(v: &str) -> &str {
+    match v {
+        "FEFD" => "1.2",
+        "FEFC" => "1.3",
+        "" => "version unknown",
+        other => other,
+    }
+}
+
+pub(crate) fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
+    let ui = &a.ui;
+    // Rebuilt only when what it shows changes, not on every signalling message.
+    let key = match (mode, ended) {
+        (_, true) | (None, _) => "none",
+        (Some(CallMode::E2ee), false) => "e2ee",
+        (Some(CallMode::Standard), false) => "standard",
+    };
+    if ui.features.get_attribute("data-for").as_deref() == Some(key) {
+        return;
+    }
+    dom::attr(&ui.features, "data-for", key);
+    ui.features.set_text_content(None);
+    if ended {
+        return;
+    }
+    let Some(mode) = mode else { return };
+    for f in CallFeature::ALL {
+        let name = match f {
+            CallFeature::Recording => "Record",
+            CallFeature::Transcription => "Live captions",
+            CallFeature::Transfer => "Transfer",
+            CallFeature::Park => "Park",
+            CallFeature::Merge => "Merge",
+            CallFeature::MoveToDevice => "Move to another device",
+            CallFeature::AddParticipant => "Add people",
+            CallFeature::Voicemail => "Forward to voicemail",
+        };
+        let key = f.as_str();
+        let build = || -> Result<(), JsValue> {
+            let li = el("li", &[], "")?;
+            let b = el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("data-feature", key),
+                    ("data-testid", &format!("feature-{key}")),
+                ],
+                name,
+            )?;
+            li.append_child(&b)?;
+            if !f.available_in(mode) {
+                flag(&b, "disabled", true);
+                let why = el(
+                    "span",
+                    &[("class", "muted")],
+                    " Off in end-to-end encrypted calls. Turn E2EE off in Settings → Privacy to use it.",
+                )?;
+                li.append_child(&why)?;
+            }
+            ui.features.append_child(&li)?;
+            Ok(())
+        };
+        let _ = build();
+    }
+}
