@@ -186,22 +186,7 @@ async fn a_device_that_does_not_read_is_disconnected() {
         c.msg_burst = 100_000.0;
     })
     .await;
-    relay.add_user("ann@a.test", false).await;
-    relay.add_user("bob@a.test", false).await;
-    let (mut ann, _) = relay.device("ann@a.test").await;
-    let (mut bob, _) = relay.device("bob@a.test").await;
-    ann.send(&ClientMsg::Invite {
-        to: "bob@a.test".into(),
-    })
-    .await;
-    let id = call_id(&ann.recv().await);
-    call_id(&bob.recv().await);
-    bob.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
+    let (mut ann, mut bob, id) = answered_call(&relay).await;
     // Bob stops reading; ann sends far more than his socket and outbox hold.
     let sdp = "a".repeat(16 * 1024);
     for _ in 0..2000 {

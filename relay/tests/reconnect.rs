@@ -9,26 +9,6 @@ use std::time::Duration;
 use common::*;
 use shieldcall_proto::{CallId, ClientMsg, HangupReason, IceCandidate, RelayMsg};
 
-async fn answered_call(relay: &Relay) -> (Client, Client, CallId) {
-    relay.add_user("ann@a.test", false).await;
-    relay.add_user("bob@a.test", false).await;
-    let (mut ann, _) = relay.device("ann@a.test").await;
-    let (mut bob, _) = relay.device("bob@a.test").await;
-    ann.send(&ClientMsg::Invite {
-        to: "bob@a.test".into(),
-    })
-    .await;
-    let id = call_id(&ann.recv().await);
-    call_id(&bob.recv().await);
-    bob.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
-    (ann, bob, id)
-}
-
 fn ice(id: &CallId) -> ClientMsg {
     ClientMsg::Ice {
         call_id: id.clone(),

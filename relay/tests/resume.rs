@@ -110,24 +110,9 @@ async fn a_call_survives_a_relay_restart_when_both_resume() {
 #[tokio::test]
 async fn resume_rebinds_a_known_call_and_refuses_strangers() {
     let relay = start().await;
-    relay.add_user("ann@a.test", false).await;
-    relay.add_user("bob@a.test", false).await;
+    let (mut ann, bob, id) = answered_call(&relay).await;
     relay.add_user("eve@a.test", false).await;
-    let (mut ann, _) = relay.device("ann@a.test").await;
-    let (mut bob, _) = relay.device("bob@a.test").await;
     let (mut eve, _) = relay.device("eve@a.test").await;
-    ann.send(&ClientMsg::Invite {
-        to: "bob@a.test".into(),
-    })
-    .await;
-    let id = call_id(&ann.recv().await);
-    call_id(&bob.recv().await);
-    bob.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
 
     eve.send(&resume(&id, "bob@a.test")).await;
     assert!(matches!(

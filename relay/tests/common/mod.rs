@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shieldcall_proto::{ClientMsg, RelayMsg};
+use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
 use shieldcall_relay::auth::{self, PasswordCost};
 use shieldcall_relay::ops::Ops;
 use shieldcall_relay::store::{Session, unix_now};
@@ -387,4 +387,26 @@ pub fn commit() -> shieldcall_proto::Commitment {
     "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115"
         .parse()
         .expect("commitment")
+}
+
+/// Users `ann@a.test` and `bob@a.test`, one device each, in an answered call
+/// (ann called, bob accepted with a commitment): the devices and the call id.
+pub async fn answered_call(relay: &Relay) -> (Client, Client, CallId) {
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    let (mut bob, _) = relay.device("bob@a.test").await;
+    ann.send(&ClientMsg::Invite {
+        to: "bob@a.test".into(),
+    })
+    .await;
+    let id = call_id(&ann.recv().await);
+    call_id(&bob.recv().await);
+    bob.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
+    (ann, bob, id)
 }
