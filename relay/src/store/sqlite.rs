@@ -130,6 +130,22 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// An insert's constraint failures as callers see them: a duplicate is a
+/// `Conflict` naming `what`, a missing parent row a `NotFound` naming `parent`.
+fn check_insert(
+    inserted: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    what: impl FnOnce() -> String,
+    parent: impl FnOnce() -> String,
+) -> Result<()> {
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(what())),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            Err(Error::NotFound(parent()))
+        }
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
+
 impl Store for SqliteStore {
     fn changes(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move {
@@ -348,15 +364,11 @@ impl Store for SqliteStore {
                 .bind(name)
                 .execute(&mut *tx)
                 .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(Error::Conflict(format!("group {name}")));
-                }
-                Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-                    return Err(Error::NotFound(format!("tenant {domain}")));
-                }
-                other => other?,
-            };
+            check_insert(
+                inserted,
+                || format!("group {name}"),
+                || format!("tenant {domain}"),
+            )?;
             write_audit(&mut tx, audit).await?;
             tx.commit().await?;
             Ok(())
@@ -434,15 +446,11 @@ impl Store for SqliteStore {
                     .bind(user)
                     .execute(&mut *tx)
                     .await;
-            match inserted {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(Error::Conflict(format!("{user} in group {group}")));
-                }
-                Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-                    return Err(Error::NotFound(format!("group {group} or user {user}")));
-                }
-                other => other?,
-            };
+            check_insert(
+                inserted,
+                || format!("{user} in group {group}"),
+                || format!("group {group} or user {user}"),
+            )?;
             write_audit(&mut tx, audit).await?;
             tx.commit().await?;
             Ok(())
@@ -513,15 +521,11 @@ impl Store for SqliteStore {
                     .bind(policy.calling_e2ee.as_str())
                     .execute(&mut *tx)
                     .await;
-                match inserted {
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(Error::Conflict(format!("policy {}", policy.identity)));
-                    }
-                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-                        return Err(Error::NotFound(format!("tenant {domain}")));
-                    }
-                    other => other?,
-                };
+                check_insert(
+                    inserted,
+                    || format!("policy {}", policy.identity),
+                    || format!("tenant {domain}"),
+                )?;
             } else {
                 let done = sqlx::query("UPDATE policies SET description = ?, calling_e2ee = ? WHERE domain = ? AND identity = ?")
                     .bind(&policy.description)
