@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{FAST, HttpResponse, WAIT, temp_dir, test_config};
+use common::{FAST, HttpResponse, WAIT, parse_response, temp_dir, test_config};
 use futures_util::{SinkExt, StreamExt};
 use shieldcall_proto::{ClientMsg, RelayMsg};
 use shieldcall_relay::AppState;
@@ -136,23 +136,7 @@ impl TlsRelay {
         if let Err(e) = read {
             assert!(!raw.is_empty(), "read: {e}");
         }
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse().ok())
-            .expect("status");
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        HttpResponse {
-            status,
-            headers,
-            body: body.to_string(),
-        }
+        parse_response(&raw)
     }
 
     /// A WSS upgrade of `/ws`; the HTTP status on refusal.

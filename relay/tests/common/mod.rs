@@ -180,23 +180,7 @@ impl Relay {
             .await
             .expect("response in time")
             .expect("read");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse().ok())
-            .expect("status");
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        HttpResponse {
-            status,
-            headers,
-            body: body.to_string(),
-        }
+        parse_response(&raw)
     }
 
     /// An admin API call with cookie, same origin and JSON.
@@ -261,6 +245,27 @@ impl Relay {
 }
 
 /// A response of the tiny HTTP client.
+/// Parses a raw HTTP/1.1 response (head and body).
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
