@@ -101,6 +101,12 @@ impl Relay {
 
     /// Starts the relay on `bind`.
     pub fn start_at(data: TempDir, bind: &str) -> Result<Self> {
+        Self::launch(data, bind, &[])
+    }
+
+    /// Starts `shieldcall serve --no-demo` on `bind` with `data`, plus `extra`
+    /// arguments, and waits for the line saying where it listens.
+    pub fn launch(data: TempDir, bind: &str, extra: &[&str]) -> Result<Self> {
         let www = root().join("www");
         if !www.join("pkg/shieldcall_web_bg.wasm").exists() {
             bail!("the browser bundle is missing: run `cargo xtask dist` (cargo xtask test does)");
@@ -111,17 +117,23 @@ impl Relay {
             .arg(&data.0)
             .arg("--www")
             .arg(&www)
+            .args(extra)
             .env("SHIELDCALL_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting shieldcall serve")?;
+        // From here on the relay is stopped on drop, also if it never says where it is.
         let stdout = child.stdout.take().context("relay stdout")?;
+        let mut relay = Self {
+            url: String::new(),
+            data,
+            child: Some(child),
+        };
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
+        relay.url = loop {
             let Some(line) = lines.next() else {
-                let _ = child.kill();
                 bail!("the relay exited before saying where it listens");
             };
             let line = line?;
@@ -129,17 +141,12 @@ impl Relay {
                 break rest.trim().trim_end_matches('/').to_string();
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
                 bail!("the relay did not start within 30 s");
             }
         };
         // Keep draining stdout so the relay never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self {
-            url,
-            data,
-            child: Some(child),
-        })
+        Ok(relay)
     }
 
     /// Runs a `shieldcall` admin command on this relay's data dir, with `stdin`.

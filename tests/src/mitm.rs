@@ -20,8 +20,6 @@
 //! aborts its task and with it every connection it serves.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,7 +38,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::{Relay, TempDir, WAIT, binary, root};
+use crate::{Relay, TempDir, WAIT};
 
 /// What the proxy does to the signalling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,48 +129,7 @@ impl Proxy {
 
 /// Starts `shieldcall serve` like [`Relay::start`], with `extra` arguments.
 pub fn start_relay(extra: &[&str]) -> Result<Relay> {
-    let data = TempDir::new("data")?;
-    let www = root().join("www");
-    if !www.join("pkg/shieldcall_web_bg.wasm").exists() {
-        bail!("the browser bundle is missing: run `cargo xtask dist` (cargo xtask test does)");
-    }
-    let mut child = Command::new(binary()?)
-        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(&data.0)
-        .arg("--www")
-        .arg(&www)
-        .args(extra)
-        .env("SHIELDCALL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting shieldcall serve")?;
-    // From here on the relay is stopped on drop, also if it never says where it is.
-    let mut relay = Relay {
-        url: String::new(),
-        data,
-        child: None,
-    };
-    let stdout = child.stdout.take().context("relay stdout")?;
-    relay.child = Some(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    relay.url = loop {
-        let Some(line) = lines.next() else {
-            bail!("the relay exited before saying where it listens");
-        };
-        let line = line?;
-        if let Some(rest) = line.split("running at ").nth(1) {
-            break rest.trim().trim_end_matches('/').to_string();
-        }
-        if Instant::now() > deadline {
-            bail!("the relay did not start within 30 s");
-        }
-    };
-    // Keep draining stdout so the relay never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(relay)
+    Relay::launch(TempDir::new("data")?, "127.0.0.1:0", extra)
 }
 
 type Tx = mpsc::UnboundedSender<Message>;
