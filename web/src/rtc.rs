@@ -302,20 +302,3 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         observed: true,
     })
 }
-
-/// Frames decoded so far from the remote video (for people and tests).
-pub async fn frames_decoded(pc: &RtcPeerConnection) -> Result<f64, JsValue> {
-    let report = JsFuture::from(pc.get_stats()).await?;
-    let values = Reflect::get(&report, &"values".into())?.dyn_into::<js_sys::Function>()?;
-    let iter = values.call0(&report)?;
-    let mut frames = 0.0;
-    if let Some(it) = js_sys::try_iter(&iter)? {
-        for v in it {
-            let v = v?;
-            if get_str(&v, "type") == "inbound-rtp" && get_str(&v, "kind") == "video" {
-                frames += get(&v, "framesDecoded").as_f64().unwrap_or(0.0);
-            }
-        }
-    }
-    Ok(frames)
-}
