@@ -5,24 +5,33 @@
 //! the device's outbox (filled by the hub), a liveness ticker and shutdown. On
 //! exit the device is unregistered.
 //!
-//! Limits: read buffer 4 KiB, messages up to [`MAX_MESSAGE_BYTES`], ping every
-//! 20 s, closed after 45 s of silence, a token bucket of 20 messages/s with bursts
-//! of 60 (configurable), an outbox of [`OUTBOX`] messages.
+//! The WebSocket itself is [`socket`] over the sans-IO [`frame`] codec, written
+//! for this relay so that a waiting connection holds no buffers (see `socket`).
+//!
+//! Limits: reads of 4 KiB ([`socket::READ_CHUNK`]), messages up to [`MAX_MESSAGE_BYTES`]
+//! (refused from the frame header, before they are read), ping every 20 s, closed
+//! after 45 s of silence, a token bucket of 20 messages/s with bursts of 60
+//! (configurable; pings count too), an outbox of [`OUTBOX`] messages, and
+//! [`socket::WRITE_TIMEOUT`] for each frame written.
 //!
 //! Never logs SDP, candidates, cookies or message bodies.
+
+mod frame;
+mod socket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use shieldcall_proto::{
     CallId, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason, RelayMsg,
 };
 use tokio::sync::mpsc;
 
+use self::frame::{ProtocolError, close_code};
+use self::socket::{Incoming, Socket, SocketError, Upgrade, Upgraded};
 use crate::AppState;
 use crate::api::NotCrossSite;
 use crate::auth::{Authed, random_hex};
@@ -39,32 +48,20 @@ pub const OUTBOX: usize = 256;
 /// Contacts per `presence` message in the list sent after `welcome`.
 const PRESENCE_CHUNK: usize = 32;
 
-/// Read buffer per connection.
-const READ_BUFFER: usize = 4 * 1024;
-
-/// The WebSocket layer's own cap. Frames between [`MAX_MESSAGE_BYTES`] and this get
-/// a `too-large` error before the close; larger ones are cut off by the WebSocket
-/// layer, which cannot answer any more. The cap only bounds a buffer that grows
-/// while such a frame arrives; nothing is allocated up front.
-const HARD_CAP: usize = 2 * MAX_MESSAGE_BYTES;
-
-/// `GET /ws`.
+/// `GET /ws`. The extractors run in order: a session (401), the origin (403), then
+/// the handshake itself (400 or 426).
 pub async fn upgrade(
     State(state): State<AppState>,
     authed: Authed,
     _: NotCrossSite,
-    ws: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(HARD_CAP)
-        .max_frame_size(HARD_CAP)
-        .on_upgrade(move |socket| {
-            // The connection never needs the password hash; do not keep it around.
-            let mut authed = authed;
-            authed.user.password_hash = String::new();
-            run(socket, state, authed)
-        })
+    upgrade.on_upgrade(move |io| {
+        // The connection never needs the password hash; do not keep it around.
+        let mut authed = authed;
+        authed.user.password_hash = String::new();
+        run(Socket::new(io, MAX_MESSAGE_BYTES), state, authed)
+    })
 }
 
 /// A token bucket: `rate` per second, up to `burst`.
@@ -109,14 +106,16 @@ struct Conn {
     overflow: Arc<AtomicBool>,
 }
 
-async fn send(socket: &mut WebSocket, msg: &RelayMsg) -> bool {
-    socket
-        .send(Message::Text(msg.encode().into()))
-        .await
-        .is_ok()
+type Ws = Socket<Upgraded>;
+
+async fn send(socket: &mut Ws, msg: &RelayMsg) -> bool {
+    socket.send_text(&msg.encode()).await.is_ok()
 }
 
-async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
+/// Why the loop ended: the close code and reason to send, if a close is still due.
+type Ending = Option<(u16, &'static str)>;
+
+async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
     let overflow = Arc::new(AtomicBool::new(false));
     // Only what the loop needs, not a copy of the whole configuration per connection.
@@ -142,49 +141,53 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
     let mut last_seen = Instant::now();
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    loop {
+    let ending: Ending = loop {
         tokio::select! {
-            frame = socket.recv() => {
-                let frame = match frame {
-                    Some(Ok(f)) => f,
-                    Some(Err(e)) => {
-                        // tungstenite refuses frames over the cap before we see them.
-                        let too_large = e.to_string().to_ascii_lowercase().contains("size");
-                        if too_large {
+            incoming = socket.recv() => {
+                let incoming = match incoming {
+                    Ok(Incoming::Closed) | Err(SocketError::Io(_)) => break None,
+                    Ok(m) => m,
+                    Err(SocketError::Protocol(e)) => {
+                        if let ProtocolError::TooLarge(_) = e {
                             let m = RelayMsg::error(ErrorCode::TooLarge, format!("Messages are limited to {MAX_MESSAGE_BYTES} bytes."), None);
                             let _ = send(&mut socket, &m).await;
                         }
-                        break;
+                        tracing::info!(user = %conn.authed.user.name, error = %e, "websocket protocol error; closing");
+                        break Some((e.close_code(), "protocol error"));
                     }
-                    None => break,
                 };
                 last_seen = Instant::now();
-                match frame {
-                    Message::Text(text) => {
+                match incoming {
+                    Incoming::Text(text) => {
                         if !bucket.take(last_seen) {
                             if bucket.warned.is_none_or(|w| last_seen.duration_since(w).as_secs() >= 1) {
                                 bucket.warned = Some(last_seen);
                                 let m = RelayMsg::error(ErrorCode::RateLimited, "Too many messages; some were dropped.", None);
-                                if !send(&mut socket, &m).await { break; }
+                                if !send(&mut socket, &m).await { break None; }
                             }
                             continue;
                         }
                         // Boxed: the handler future (store queries) is large, and an idle
                         // connection should not carry its space.
-                        let replies = Box::pin(conn.handle(text.as_str())).await;
+                        let replies = Box::pin(conn.handle(&text)).await;
+                        drop(text);
                         let mut close = false;
                         for (msg, flow) in replies {
-                            if !send(&mut socket, &msg).await { close = true; }
-                            if matches!(flow, Flow::Close) { close = true; }
+                            if !send(&mut socket, &msg).await { break; }
+                            close |= matches!(flow, Flow::Close);
                         }
-                        if close { break; }
+                        if close { break Some((close_code::POLICY, "closed by the relay")); }
                     }
-                    Message::Binary(_) => {
+                    Incoming::Binary(_) => {
                         let m = RelayMsg::error(ErrorCode::BadMessage, "Binary frames are not used; send JSON text.", None);
-                        if !send(&mut socket, &m).await { break; }
+                        if !send(&mut socket, &m).await { break None; }
                     }
-                    Message::Ping(_) | Message::Pong(_) => {}
-                    Message::Close(_) => break,
+                    // Pings count against the same budget as messages: a ping flood
+                    // goes unanswered instead of making the relay write.
+                    Incoming::Ping(payload) => {
+                        if bucket.take(last_seen) && socket.pong(&payload).await.is_err() { break None; }
+                    }
+                    Incoming::Pong | Incoming::Closed => {}
                 }
             }
             out = rx.recv(), if conn.device.is_some() => {
@@ -192,33 +195,41 @@ async fn run(mut socket: WebSocket, state: AppState, authed: Authed) {
                     Some(text) => {
                         if overflow.load(Ordering::Relaxed) {
                             tracing::info!(user = %conn.authed.user.name, "device too slow; closing");
-                            break;
+                            break Some((close_code::POLICY, "not reading"));
                         }
-                        if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                        if socket.send_text(&text).await.is_err() {
+                            tracing::info!(user = %conn.authed.user.name, "write failed or timed out; closing");
+                            break None;
+                        }
                     }
                     // The hub dropped this device (signed out or not reading).
-                    None => break,
+                    None => break Some((close_code::POLICY, "signed out")),
                 }
             }
             _ = ticker.tick() => {
                 if last_seen.elapsed() > idle_timeout {
                     tracing::info!(user = %conn.authed.user.name, "connection silent; closing");
-                    break;
+                    break Some((close_code::POLICY, "silent"));
                 }
                 if conn.authed.session.expires_at <= unix_now() {
                     let m = RelayMsg::error(ErrorCode::SessionExpired, "Your session expired; sign in again.", None);
                     let _ = send(&mut socket, &m).await;
-                    break;
+                    break Some((close_code::POLICY, "session expired"));
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+                if socket.ping().await.is_err() { break None; }
             }
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed() => break Some((close_code::GOING_AWAY, "relay stopping")),
         }
-    }
-    let _ = socket.send(Message::Close(None)).await;
+    };
+    // Unregister first: the close below may wait a moment for the peer's answer.
     if let Some(dev) = conn.device {
         state.hub().unregister(dev, &conn.authed.user.name);
         tracing::info!(user = %conn.authed.user.name, device = dev, "device disconnected");
+    }
+    drop(conn);
+    drop(rx);
+    if let Some((code, reason)) = ending {
+        socket.close(code, reason).await;
     }
 }
 
@@ -322,9 +333,8 @@ impl Conn {
         };
         let contacts = hub.contacts_of(self.user(), &all);
         let mut replies = vec![(welcome, Flow::Continue)];
-        // In slices: the WebSocket layer keeps its write buffer as large as the
-        // largest frame ever sent, so one big list would cost every idle
-        // connection that much memory. Clients merge every `presence` anyway.
+        // In slices, so each frame stays far below the 64 KiB message cap however
+        // large the tenant is. Clients merge every `presence` anyway.
         for chunk in contacts.chunks(PRESENCE_CHUNK) {
             let contacts = chunk.to_vec();
             replies.push((RelayMsg::Presence { contacts }, Flow::Continue));
