@@ -163,11 +163,9 @@ pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Resul
         if demo {
             let created = create_demo(&state).await?;
             if !created.is_empty() {
-                println!(
-                    "Created the demo tenant example.test. One-time passwords (shown only now):"
-                );
+                say("Created the demo tenant example.test. One-time passwords (shown only now):");
                 for (user, pw) in &created {
-                    println!("  {user}  {pw}");
+                    say(&format!("  {user}  {pw}"));
                 }
             }
         }
@@ -176,17 +174,26 @@ pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Resul
         let addr = listener.local_addr()?;
         match tls {
             Some(tls) => {
-                println!("Shieldcall is running at https://{addr}/");
+                say(&format!("Shieldcall is running at https://{addr}/"));
                 crate::serve_tls(listener, state, tls, stop).await?;
             }
             None => {
-                println!("Shieldcall is running at http://{addr}/");
+                say(&format!("Shieldcall is running at http://{addr}/"));
                 crate::serve(listener, state, stop).await?;
             }
         }
-        println!("Shieldcall stopped.");
+        say("Shieldcall stopped.");
         Ok(())
     })
+}
+
+/// A line for the operator on standard output. A closed stdout (a supervisor or a
+/// benchmark that stopped reading) must not make the server panic, so a failed
+/// write is ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// A future that completes on Ctrl-C or SIGTERM. The handlers are installed when
