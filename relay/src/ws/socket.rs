@@ -116,10 +116,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     Event::Ping(p) => Incoming::Ping(p),
                     Event::Pong => Incoming::Pong,
                     Event::Close(code) => {
-                        // Echo the code, as RFC 6455 (5.5.1) asks.
-                        let _ = self
-                            .close(code.unwrap_or(frame::close_code::NORMAL), "")
-                            .await;
+                        // Echo the code, as RFC 6455 (5.5.1) asks. Boxed: the close
+                        // (with its linger) would otherwise take room in every
+                        // waiting `recv`, which an idle connection always has.
+                        let code = code.unwrap_or(frame::close_code::NORMAL);
+                        Box::pin(self.close(code, "")).await;
                         Incoming::Closed
                     }
                 });

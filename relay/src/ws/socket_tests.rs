@@ -217,3 +217,12 @@ fn handshake_rules() {
     };
     assert!(matches!(bad(&not_a_token), UpgradeRejection::BadRequest(_)));
 }
+
+/// Every idle connection holds one pending `recv`; the close and its linger stay
+/// out of it (boxed), so it is a few words of state, not hundreds of bytes.
+#[test]
+fn a_waiting_recv_is_small() {
+    let (mut sock, _client) = pair(10);
+    let size = std::mem::size_of_val(&sock.recv());
+    assert!(size <= 256, "recv future is {size} bytes");
+}
