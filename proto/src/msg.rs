@@ -69,6 +69,9 @@ pub enum Status {
     Busy,
     /// No device signed in.
     Offline,
+    /// No longer a contact (the account was removed, or external access no longer
+    /// allows it): the client drops it from its list.
+    Removed,
 }
 
 /// A contact and their presence.

@@ -10,7 +10,9 @@
 //! - [`ops`]: administrative changes with their audit entries, for CLI and API.
 //! - [`auth`]: passwords, sessions and the extractors guarding private routes.
 //! - `api`: sign-in, sign-out, `/api/me`; `admin`: `/api/admin/...`.
-//! - `ws`: one WebSocket connection; [`hub`]: presence and call routing.
+//! - `ws`: one WebSocket connection, over the relay's own RFC 6455 server side
+//!   (`ws::frame`, a sans-IO codec, and `ws::socket`); [`hub`]: presence and call
+//!   routing.
 //! - [`turn`]: ICE servers and TURN REST credentials.
 //! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
 //!
@@ -194,18 +196,18 @@ impl AppState {
         }
     }
 
-    /// Re-reads tenants, policies, assignments and switches, and pushes changed
-    /// settings to signed-in users; signs out users that were removed.
+    /// Re-reads tenants, accounts, policies, assignments and switches, and pushes
+    /// changed settings and contact lists to signed-in users; signs out users that
+    /// were removed.
     pub async fn refresh(&self) -> Result<()> {
         let _serial = self.inner.settings_lock.lock().await;
         let store = self.store();
         let tenants = store.tenants().await?;
-        self.hub().set_access(
-            tenants
-                .into_iter()
-                .map(|t| (t.domain, t.external_access))
-                .collect(),
-        );
+        let access = tenants
+            .into_iter()
+            .map(|t| (t.domain, t.external_access))
+            .collect();
+        self.hub().set_directory(access, store.user_names().await?);
         let mut by_domain = HashMap::new();
         for user in self.hub().online_users() {
             let Some(u) = store.user(&user).await? else {
@@ -340,6 +342,15 @@ impl Drop for Running {
     }
 }
 
+/// Loads external access and the accounts into the hub before the first
+/// connection, so no contact list is drawn from an empty directory. A failure is
+/// logged; the change watcher tries again.
+async fn initial_refresh(state: &AppState) {
+    if let Err(e) = state.refresh().await {
+        tracing::warn!(error = %e, "loading the directory failed");
+    }
+}
+
 /// Serves `app(state)` on `listener` until `shutdown` completes, then closes the
 /// WebSockets and returns.
 pub async fn serve(
@@ -347,6 +358,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    initial_refresh(&state).await;
     let (_running, shutdown) =
         Running::start(&state, Scheme::Http, listener.local_addr()?, shutdown);
     use axum::serve::ListenerExt;
@@ -374,6 +386,7 @@ pub async fn serve_tls(
     tls_config: Arc<tls::rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    initial_refresh(&state).await;
     let (_running, shutdown) =
         Running::start(&state, Scheme::Https, listener.local_addr()?, shutdown);
     tls::accept_loop(listener, app(state), tls_config, shutdown).await;

@@ -11,7 +11,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use shieldcall_proto::{CallFeature, ClientMsg, E2eeSetting, IceServer, Presence, RelayMsg};
+use shieldcall_proto::{
+    CallFeature, ClientMsg, E2eeSetting, IceServer, Presence, RelayMsg, Status,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -519,6 +521,10 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {
+                if p.status == Status::Removed {
+                    a.contacts.retain(|c| c.user != p.user);
+                    continue;
+                }
                 match a.contacts.iter_mut().find(|c| c.user == p.user) {
                     Some(c) => c.status = p.status,
                     None => a.contacts.push(p),

@@ -152,6 +152,7 @@ pub const STATUSES: &[(&str, Status)] = &[
     ("online", Status::Online),
     ("busy", Status::Busy),
     ("offline", Status::Offline),
+    ("removed", Status::Removed),
 ];
 
 /// See [`REFUSE_REASONS`].

@@ -50,7 +50,8 @@ pub(crate) fn render_contacts(a: &App) {
         let status = match c.status {
             Status::Online => "online",
             Status::Busy => "busy",
-            Status::Offline => "offline",
+            // Removed contacts leave the list when they arrive (app.rs).
+            Status::Offline | Status::Removed => "offline",
         };
         let build = || -> Result<(), JsValue> {
             let li = el(

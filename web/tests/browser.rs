@@ -187,7 +187,7 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | HangupReason::PeerGone => 5,
     };
     let n_status = |s: Status| match s {
-        Status::Online | Status::Busy | Status::Offline => 3,
+        Status::Online | Status::Busy | Status::Offline | Status::Removed => 4,
     };
     let n_mode = |m: CallMode| match m {
         CallMode::E2ee | CallMode::Standard => 2,

@@ -117,6 +117,9 @@ struct Inner {
     in_call: HashMap<String, CallId>,
     /// External access by tenant domain, refreshed from the store.
     access: HashMap<String, ExternalAccess>,
+    /// Every account, as of the last refresh (`None` before the first): what
+    /// contact lists are drawn from, kept to tell clients how their lists change.
+    accounts: Option<HashSet<String>>,
     /// The presence last announced per user (absent: offline).
     shown: HashMap<String, Status>,
     /// Users whose presence may have changed since the last flush.
@@ -154,6 +157,23 @@ pub struct Hub {
 
 const ALLOW_ALL: ExternalAccess = ExternalAccess::AllowAll;
 
+/// Contacts per `presence` message when a whole list (or a large change of one) is
+/// sent, so each frame stays far below the 64 KiB message cap however large the
+/// tenant is. Clients merge every `presence`.
+pub const PRESENCE_CHUNK: usize = 32;
+
+/// A domain's external access in `map` (a tenant not yet known allows all, as a new
+/// tenant does).
+fn access_in<'a>(map: &'a HashMap<String, ExternalAccess>, domain: &str) -> &'a ExternalAccess {
+    map.get(domain).unwrap_or(&ALLOW_ALL)
+}
+
+/// Whether a user of `domain` may see `user` under the external access `map`.
+fn visible(map: &HashMap<String, ExternalAccess>, domain: &str, user: &str) -> bool {
+    let d = domain_of(user);
+    reachable(domain, access_in(map, domain), d, access_in(map, d))
+}
+
 impl Inner {
     fn send(&self, dev: DeviceId, msg: &RelayMsg) {
         if let Some(d) = self.devices.get(&dev)
@@ -177,12 +197,11 @@ impl Inner {
     }
 
     fn access(&self, domain: &str) -> &ExternalAccess {
-        self.access.get(domain).unwrap_or(&ALLOW_ALL)
+        access_in(&self.access, domain)
     }
 
     fn contacts(&self, a: &str, b: &str) -> bool {
-        let (da, db) = (domain_of(a), domain_of(b));
-        a != b && reachable(da, self.access(da), db, self.access(db))
+        a != b && visible(&self.access, domain_of(a), b)
     }
 
     fn status(&self, user: &str) -> Status {
@@ -343,16 +362,24 @@ impl Hub {
         g.end_call(id);
     }
 
-    /// The presence of every user in `all` who is a contact of `me`.
-    pub fn contacts_of(&self, me: &str, all: &[String]) -> Vec<Presence> {
+    /// The presence of every account that is a contact of `me`, drawn from the
+    /// directory of the last refresh, so that the changes [`Hub::set_directory`]
+    /// sends later apply to exactly this list.
+    pub fn contacts_of(&self, me: &str) -> Vec<Presence> {
         let g = self.lock();
-        all.iter()
+        let Some(accounts) = &g.accounts else {
+            return Vec::new();
+        };
+        let mut list: Vec<Presence> = accounts
+            .iter()
             .filter(|u| g.contacts(me, u))
             .map(|u| Presence {
                 user: u.clone(),
                 status: g.status(u),
             })
-            .collect()
+            .collect();
+        list.sort_by(|a, b| a.user.cmp(&b.user));
+        list
     }
 
     /// Announces every presence change since the last call, batched: each online
@@ -411,9 +438,60 @@ impl Hub {
         }
     }
 
-    /// Replaces the tenants' external access.
-    pub fn set_access(&self, access: HashMap<String, ExternalAccess>) {
-        self.lock().access = access;
+    /// Replaces the tenants' external access and the list of accounts, and tells
+    /// each online user how their contact list changed: a contact who became
+    /// visible (a new account, or external access that now allows it) arrives with
+    /// its presence, one who is gone arrives as `removed`. The first call, before
+    /// the relay serves anyone, only records them.
+    pub fn set_directory(&self, access: HashMap<String, ExternalAccess>, accounts: Vec<String>) {
+        let mut g = self.lock();
+        let old_access = std::mem::replace(&mut g.access, access);
+        let Some(old_accounts) = g.accounts.replace(accounts.into_iter().collect()) else {
+            return;
+        };
+        let g = &*g;
+        let Some(accounts) = &g.accounts else { return };
+        if old_access == g.access && &old_accounts == accounts {
+            return;
+        }
+        // What a user may see depends only on their domain.
+        let mut by_domain: HashMap<&str, Vec<Presence>> = HashMap::new();
+        for (recipient, online) in &g.users {
+            let domain = domain_of(recipient);
+            let changes = by_domain.entry(domain).or_insert_with(|| {
+                let mut changes: Vec<Presence> = old_accounts
+                    .union(accounts)
+                    .filter_map(|u| {
+                        let was = old_accounts.contains(u) && visible(&old_access, domain, u);
+                        let is = accounts.contains(u) && visible(&g.access, domain, u);
+                        let status = match (was, is) {
+                            (true, false) => Status::Removed,
+                            (false, true) => g.status(u),
+                            _ => return None,
+                        };
+                        Some(Presence {
+                            user: u.clone(),
+                            status,
+                        })
+                    })
+                    .collect();
+                changes.sort_by(|a, b| a.user.cmp(&b.user));
+                changes
+            });
+            let contacts: Vec<Presence> = changes
+                .iter()
+                .filter(|p| &p.user != recipient)
+                .cloned()
+                .collect();
+            for chunk in contacts.chunks(PRESENCE_CHUNK) {
+                let msg = RelayMsg::Presence {
+                    contacts: chunk.to_vec(),
+                };
+                for &d in &online.devices {
+                    g.send(d, &msg);
+                }
+            }
+        }
     }
 
     /// Users with at least one device.

@@ -36,7 +36,7 @@ use crate::AppState;
 use crate::api::NotCrossSite;
 use crate::auth::{Authed, random_hex};
 use crate::error::Error;
-use crate::hub::DeviceId;
+use crate::hub::{DeviceId, PRESENCE_CHUNK};
 use crate::ops::{self, Ops};
 use crate::policy::{self, Party};
 use crate::store::unix_now;
@@ -44,9 +44,6 @@ use crate::turn;
 
 /// Messages queued for a device before it counts as not reading.
 pub const OUTBOX: usize = 256;
-
-/// Contacts per `presence` message in the list sent after `welcome`.
-const PRESENCE_CHUNK: usize = 32;
 
 /// `GET /ws`. The extractors run in order: a session (401), the origin (403), then
 /// the handshake itself (400 or 426).
@@ -229,7 +226,8 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     drop(conn);
     drop(rx);
     if let Some((code, reason)) = ending {
-        socket.close(code, reason).await;
+        // Boxed, so its linger takes no room in the connection task while it runs.
+        Box::pin(socket.close(code, reason)).await;
     }
 }
 
@@ -308,7 +306,6 @@ impl Conn {
         let store = self.state.store();
         let _serial = self.state.settings_guard().await;
         let setting = ops::effective_setting(store, self.user()).await?;
-        let all = store.user_names().await?;
         let tx = self
             .tx
             .take()
@@ -331,10 +328,8 @@ impl Conn {
             e2ee: setting,
             ice_servers: turn::ice_servers(&self.state.config().ice, self.user(), unix_now()),
         };
-        let contacts = hub.contacts_of(self.user(), &all);
+        let contacts = hub.contacts_of(self.user());
         let mut replies = vec![(welcome, Flow::Continue)];
-        // In slices, so each frame stays far below the 64 KiB message cap however
-        // large the tenant is. Clients merge every `presence` anyway.
         for chunk in contacts.chunks(PRESENCE_CHUNK) {
             let contacts = chunk.to_vec();
             replies.push((RelayMsg::Presence { contacts }, Flow::Continue));

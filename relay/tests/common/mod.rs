@@ -114,7 +114,8 @@ impl Relay {
         }
     }
 
-    /// Adds a user with password `password-<name>`.
+    /// Adds a user with password `password-<name>`, and refreshes the relay at
+    /// once as the admin API does (the change watcher would within a poll).
     pub async fn add_user(&self, name: &str, admin: bool) {
         let hash = auth::hash_password(FAST, format!("password-{name}"))
             .await
@@ -123,6 +124,7 @@ impl Relay {
             .add_user(name, hash, admin)
             .await
             .expect("add user");
+        self.state.refresh().await.expect("refresh");
     }
 
     /// A session cookie for `user`, made directly in the store.
