@@ -373,6 +373,21 @@ fn parse_close(payload: &[u8]) -> Result<Option<u16>, ProtocolError> {
     Ok(Some(code))
 }
 
+/// A client frame as RFC 6455 writes it, for tests: `b0` (FIN, RSV, opcode) as
+/// given, the payload masked with `mask`.
+#[cfg(test)]
+pub(crate) fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    // The server's encoder writes the length the same way; a client adds the mask
+    // bit and the key.
+    let mut out = encode(OpCode::Binary, payload);
+    let header = out.len() - payload.len();
+    out[0] = b0;
+    out[1] |= 0x80;
+    out.splice(header..header, mask);
+    apply_mask(&mut out[header + 4..], mask);
+    out
+}
+
 #[cfg(test)]
 #[path = "frame_tests.rs"]
 mod tests;

@@ -1,26 +1,6 @@
 use super::*;
 use proptest::prelude::*;
 
-/// A client frame as RFC 6455 writes it: `b0` (FIN, RSV, opcode), masked payload.
-fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![b0];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    let mut p = payload.to_vec();
-    apply_mask(&mut p, mask);
-    out.extend_from_slice(&p);
-    out
-}
-
 /// Parses and assembles every whole frame in `bytes`.
 fn feed(asm: &mut Assembler, mut bytes: &[u8]) -> Result<Vec<Event>, ProtocolError> {
     let mut events = Vec::new();

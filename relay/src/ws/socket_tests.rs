@@ -4,15 +4,7 @@ use tokio::io::{AsyncReadExt, DuplexStream, duplex};
 const MASK: [u8; 4] = [1, 2, 3, 4];
 
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    // The server's encoder writes the length the same way; only the mask bit and
-    // the key differ for a client.
-    let mut out = frame::encode(OpCode::Binary, payload);
-    let header = out.len() - payload.len();
-    out[0] = b0;
-    out[1] |= 0x80;
-    out.splice(header..header, MASK);
-    frame::apply_mask(&mut out[header + 4..], MASK);
-    out
+    frame::client_frame(b0, payload, MASK)
 }
 
 fn pair(max: usize) -> (Socket<DuplexStream>, DuplexStream) {
@@ -163,59 +155,58 @@ fn accept_key_from_rfc_6455() {
     );
 }
 
+/// A header set to a value, or removed (`None`).
+type Change<'a> = (&'a str, Option<&'a str>);
+
+/// `check_handshake` on a valid browser upgrade request with `changes` applied.
+fn handshake_with(method: &str, changes: &[Change<'_>]) -> Result<String, UpgradeRejection> {
+    let mut b = axum::http::Request::builder().method(method).uri("/ws");
+    let headers = b.headers_mut().expect("builder");
+    for (name, value) in [
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "WebSocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    for (name, value) in changes {
+        let name = header::HeaderName::from_bytes(name.as_bytes()).expect("name");
+        match value {
+            Some(v) => headers.insert(name, HeaderValue::from_str(v).expect("value")),
+            None => headers.remove(name),
+        };
+    }
+    let (parts, ()) = b.body(()).expect("request").into_parts();
+    check_handshake(&parts).map(|v| v.to_str().expect("ascii").to_string())
+}
+
 #[test]
 fn handshake_rules() {
-    let request = |f: &dyn Fn(axum::http::request::Builder) -> axum::http::request::Builder| {
-        let base = axum::http::Request::get("/ws")
-            .header("Connection", "keep-alive, Upgrade")
-            .header("Upgrade", "WebSocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-        let (parts, ()) = f(base).body(()).unwrap().into_parts();
-        check_handshake(&parts)
-    };
+    use UpgradeRejection::{BadRequest, Version};
     assert_eq!(
-        request(&|b| b).map(|v| v.to_str().unwrap().to_string()),
-        Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_string())
+        handshake_with("GET", &[]).as_deref(),
+        Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
-    let bad = |f: &dyn Fn(axum::http::request::Builder) -> axum::http::request::Builder| {
-        request(f).unwrap_err()
-    };
-    assert!(matches!(
-        bad(&|b| b.method("POST")),
-        UpgradeRejection::BadRequest(_)
-    ));
-    let no_upgrade = |b: axum::http::request::Builder| {
-        let mut b = b;
-        b.headers_mut().unwrap().remove("Upgrade");
-        b
-    };
-    assert!(matches!(bad(&no_upgrade), UpgradeRejection::BadRequest(_)));
-    let version = |b: axum::http::request::Builder| {
-        let mut b = b;
-        b.headers_mut()
-            .unwrap()
-            .insert("Sec-WebSocket-Version", HeaderValue::from_static("8"));
-        b
-    };
-    assert_eq!(bad(&version), UpgradeRejection::Version);
-    let short_key = |b: axum::http::request::Builder| {
-        let mut b = b;
-        b.headers_mut()
-            .unwrap()
-            .insert("Sec-WebSocket-Key", HeaderValue::from_static("c2hvcnQ="));
-        b
-    };
-    assert!(matches!(bad(&short_key), UpgradeRejection::BadRequest(_)));
-    // "upgrade" must be a whole token, not part of one.
-    let not_a_token = |b: axum::http::request::Builder| {
-        let mut b = b;
-        b.headers_mut()
-            .unwrap()
-            .insert("Connection", HeaderValue::from_static("upgraded"));
-        b
-    };
-    assert!(matches!(bad(&not_a_token), UpgradeRejection::BadRequest(_)));
+    let refused: [(&str, &[Change<'_>], bool); 6] = [
+        ("POST", &[], true),
+        ("GET", &[("upgrade", None)], true),
+        ("GET", &[("connection", Some("upgraded"))], true),
+        ("GET", &[("sec-websocket-key", None)], true),
+        ("GET", &[("sec-websocket-key", Some("c2hvcnQ="))], true),
+        ("GET", &[("sec-websocket-version", Some("8"))], false),
+    ];
+    for (method, changes, bad_request) in refused {
+        let got = handshake_with(method, changes);
+        if bad_request {
+            assert!(
+                matches!(got, Err(BadRequest(_))),
+                "{method} {changes:?}: {got:?}"
+            );
+        } else {
+            assert_eq!(got, Err(Version), "{method} {changes:?}");
+        }
+    }
 }
 
 /// Every idle connection holds one pending `recv`; the close and its linger stay
