@@ -141,9 +141,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             self.asm.check(&h)?;
             // `check` bounds the payload by the message cap, so this fits.
             let end = h.frame_len().ok_or(ProtocolError::BadLength)?;
+            // Nothing is reserved for the rest of the frame: memory follows the bytes
+            // that arrived, so a peer that announces 64 KiB and sends nothing more
+            // holds nothing (and its silence ends the connection).
             let Some(raw) = self.pending.get(h.header_len..end) else {
-                // Room for the rest of this frame, once, instead of growing by reads.
-                self.pending.reserve_exact(end - self.pending.len());
                 return Ok(None);
             };
             let mut payload = raw.to_vec();

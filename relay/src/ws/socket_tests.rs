@@ -103,6 +103,25 @@ async fn oversize_is_refused_from_the_header_alone() {
 }
 
 #[tokio::test]
+async fn an_announced_frame_holds_only_what_arrived() {
+    let (mut sock, mut client) = pair(64 * 1024);
+    let frame = client_frame(0x81, &vec![b'a'; 60 * 1024]);
+    client.write_all(&frame[..20]).await.unwrap();
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(50), sock.recv()).await;
+    assert!(waited.is_err(), "the frame is not complete");
+    assert!(
+        sock.pending.capacity() < 1024,
+        "{}",
+        sock.pending.capacity()
+    );
+    client.write_all(&frame[20..]).await.unwrap();
+    assert_eq!(
+        sock.recv().await.unwrap(),
+        Incoming::Text("a".repeat(60 * 1024))
+    );
+}
+
+#[tokio::test]
 async fn an_unmasked_frame_is_a_protocol_error() {
     let (mut sock, mut client) = pair(1024);
     client
