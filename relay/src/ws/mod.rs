@@ -143,6 +143,7 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
             incoming = socket.recv() => {
                 let incoming = match incoming {
                     Ok(Incoming::Closed) | Err(SocketError::Io(_)) => break None,
+                    Ok(Incoming::Close(code)) => break Some((code, "")),
                     Ok(m) => m,
                     Err(SocketError::Protocol(e)) => {
                         if let ProtocolError::TooLarge(_) = e {
@@ -168,11 +169,12 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
                         // connection should not carry its space.
                         let replies = Box::pin(conn.handle(&text)).await;
                         drop(text);
-                        let mut close = false;
+                        let (mut failed, mut close) = (false, false);
                         for (msg, flow) in replies {
-                            if !send(&mut socket, &msg).await { break; }
+                            if !send(&mut socket, &msg).await { failed = true; break; }
                             close |= matches!(flow, Flow::Close);
                         }
+                        if failed { break None; }
                         if close { break Some((close_code::POLICY, "closed by the relay")); }
                     }
                     Incoming::Binary(_) => {
@@ -184,7 +186,7 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
                     Incoming::Ping(payload) => {
                         if bucket.take(last_seen) && socket.pong(&payload).await.is_err() { break None; }
                     }
-                    Incoming::Pong | Incoming::Closed => {}
+                    Incoming::Pong | Incoming::Close(_) | Incoming::Closed => {}
                 }
             }
             out = rx.recv(), if conn.device.is_some() => {
@@ -226,8 +228,7 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     drop(conn);
     drop(rx);
     if let Some((code, reason)) = ending {
-        // Boxed, so its linger takes no room in the connection task while it runs.
-        Box::pin(socket.close(code, reason)).await;
+        socket.close(code, reason).await;
     }
 }
 

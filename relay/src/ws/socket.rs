@@ -63,8 +63,10 @@ pub enum Incoming {
     Ping(Vec<u8>),
     /// A pong.
     Pong,
-    /// The peer closed the WebSocket (our close frame is already sent) or the
-    /// stream ended.
+    /// The peer's close frame with its code (1000 when it gave none); answer with
+    /// [`Socket::close`] and the same code, as RFC 6455 (5.5.1) asks.
+    Close(u16),
+    /// The stream ended.
     Closed,
 }
 
@@ -105,8 +107,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         }
     }
 
-    /// The next message or control frame. Cancel-safe: a partly read frame stays
-    /// buffered for the next call.
+    /// The next message or control frame. Cancel-safe (it only reads; a partly
+    /// read frame stays buffered for the next call), so it can race other futures
+    /// in a `select!`. Writing is left to the caller, never raced: a cancelled
+    /// write could leave half a frame on the wire.
     pub async fn recv(&mut self) -> Result<Incoming, SocketError> {
         loop {
             if let Some(event) = self.next_buffered()? {
@@ -116,12 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     Event::Ping(p) => Incoming::Ping(p),
                     Event::Pong => Incoming::Pong,
                     Event::Close(code) => {
-                        // Echo the code, as RFC 6455 (5.5.1) asks. Boxed: the close
-                        // (with its linger) would otherwise take room in every
-                        // waiting `recv`, which an idle connection always has.
-                        let code = code.unwrap_or(frame::close_code::NORMAL);
-                        Box::pin(self.close(code, "")).await;
-                        Incoming::Closed
+                        Incoming::Close(code.unwrap_or(frame::close_code::NORMAL))
                     }
                 });
             }

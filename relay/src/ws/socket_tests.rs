@@ -55,7 +55,8 @@ async fn text_ping_and_close() {
         .await
         .unwrap();
     client.shutdown().await.unwrap();
-    assert_eq!(sock.recv().await.unwrap(), Incoming::Closed);
+    assert_eq!(sock.recv().await.unwrap(), Incoming::Close(1001));
+    sock.close(1001, "").await;
     assert_eq!(server_frame(&mut client).await, (0x88, vec![0x03, 0xE9]));
     assert!(sock.send_text("late").await.is_err());
 }
