@@ -196,8 +196,29 @@ impl Inner {
         }
     }
 
-    fn access(&self, domain: &str) -> &ExternalAccess {
-        access_in(&self.access, domain)
+    /// Sends every online user their part of a change to contact lists: `changes`
+    /// gives the entries users of a domain may see (computed once per domain, as
+    /// visibility depends only on domains); each user gets them without their own
+    /// entry, in `presence` messages of at most [`PRESENCE_CHUNK`].
+    fn send_per_domain(&self, mut changes: impl FnMut(&str) -> Vec<Presence>) {
+        let mut by_domain: HashMap<&str, Vec<Presence>> = HashMap::new();
+        for (recipient, online) in &self.users {
+            let domain = domain_of(recipient);
+            let visible = by_domain.entry(domain).or_insert_with(|| changes(domain));
+            let contacts: Vec<Presence> = visible
+                .iter()
+                .filter(|p| &p.user != recipient)
+                .cloned()
+                .collect();
+            for chunk in contacts.chunks(PRESENCE_CHUNK) {
+                let msg = RelayMsg::Presence {
+                    contacts: chunk.to_vec(),
+                };
+                for &d in &online.devices {
+                    self.send(d, &msg);
+                }
+            }
+        }
     }
 
     fn contacts(&self, a: &str, b: &str) -> bool {
@@ -410,32 +431,14 @@ impl Hub {
             return;
         }
         changes.sort_by(|a, b| a.user.cmp(&b.user));
-        // What a tenant's users may see depends only on the domains involved.
-        let mut by_domain: HashMap<&str, Vec<&Presence>> = HashMap::new();
-        for (recipient, online) in &g.users {
-            let domain = domain_of(recipient);
-            let visible = by_domain.entry(domain).or_insert_with(|| {
-                changes
-                    .iter()
-                    .filter(|p| {
-                        let d = domain_of(&p.user);
-                        reachable(domain, g.access(domain), d, g.access(d))
-                    })
-                    .collect()
-            });
-            let contacts: Vec<Presence> = visible
+        let g = &*g;
+        g.send_per_domain(|domain| {
+            changes
                 .iter()
-                .filter(|p| &p.user != recipient)
-                .map(|p| (*p).clone())
-                .collect();
-            if contacts.is_empty() {
-                continue;
-            }
-            let msg = RelayMsg::Presence { contacts };
-            for &d in &online.devices {
-                g.send(d, &msg);
-            }
-        }
+                .filter(|p| visible(&g.access, domain, &p.user))
+                .cloned()
+                .collect()
+        });
     }
 
     /// Replaces the tenants' external access and the list of accounts, and tells
@@ -454,44 +457,26 @@ impl Hub {
         if old_access == g.access && &old_accounts == accounts {
             return;
         }
-        // What a user may see depends only on their domain.
-        let mut by_domain: HashMap<&str, Vec<Presence>> = HashMap::new();
-        for (recipient, online) in &g.users {
-            let domain = domain_of(recipient);
-            let changes = by_domain.entry(domain).or_insert_with(|| {
-                let mut changes: Vec<Presence> = old_accounts
-                    .union(accounts)
-                    .filter_map(|u| {
-                        let was = old_accounts.contains(u) && visible(&old_access, domain, u);
-                        let is = accounts.contains(u) && visible(&g.access, domain, u);
-                        let status = match (was, is) {
-                            (true, false) => Status::Removed,
-                            (false, true) => g.status(u),
-                            _ => return None,
-                        };
-                        Some(Presence {
-                            user: u.clone(),
-                            status,
-                        })
+        g.send_per_domain(|domain| {
+            let mut changes: Vec<Presence> = old_accounts
+                .union(accounts)
+                .filter_map(|u| {
+                    let was = old_accounts.contains(u) && visible(&old_access, domain, u);
+                    let is = accounts.contains(u) && visible(&g.access, domain, u);
+                    let status = match (was, is) {
+                        (true, false) => Status::Removed,
+                        (false, true) => g.status(u),
+                        _ => return None,
+                    };
+                    Some(Presence {
+                        user: u.clone(),
+                        status,
                     })
-                    .collect();
-                changes.sort_by(|a, b| a.user.cmp(&b.user));
-                changes
-            });
-            let contacts: Vec<Presence> = changes
-                .iter()
-                .filter(|p| &p.user != recipient)
-                .cloned()
+                })
                 .collect();
-            for chunk in contacts.chunks(PRESENCE_CHUNK) {
-                let msg = RelayMsg::Presence {
-                    contacts: chunk.to_vec(),
-                };
-                for &d in &online.devices {
-                    g.send(d, &msg);
-                }
-            }
-        }
+            changes.sort_by(|a, b| a.user.cmp(&b.user));
+            changes
+        });
     }
 
     /// Users with at least one device.
