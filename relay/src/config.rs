@@ -69,6 +69,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// How often presence changes are sent out, batched (200 ms).
     pub presence_interval: Duration,
+    /// How long a client has to send a request's headers, and how long a
+    /// keep-alive connection may sit idle between requests (10 s).
+    pub http_header_timeout: Duration,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             password_cost: PasswordCost::default(),
             poll_interval: Duration::from_millis(250),
             presence_interval: Duration::from_millis(200),
+            http_header_timeout: Duration::from_secs(10),
         }
     }
 

@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! - [`serve`] runs the HTTP server on a bound listener until a shutdown future
-//!   completes, [`serve_tls`] the same over TLS ([`tls`]); [`app`] builds the
-//!   router, so tests drive it on port 0.
+//!   completes, [`serve_tls`] the same over TLS ([`tls`]), both through one
+//!   accept loop with time limits (`http`); [`app`] builds the router, so tests
+//!   drive it on port 0.
 //! - [`AppState`]: the one shared state (config, store, hub, sign-in limiter).
 //! - [`policy`]: the pure policy engine (effective setting, call mode).
 //! - [`store`]: persistence behind the [`store::Store`] trait; SQLite today.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod code_cmd;
 pub mod config;
 pub mod error;
+mod http;
 pub mod hub;
 pub mod ops;
 pub mod policy;
@@ -361,19 +363,9 @@ pub async fn serve(
     initial_refresh(&state).await;
     let (_running, shutdown) =
         Running::start(&state, Scheme::Http, listener.local_addr()?, shutdown);
-    use axum::serve::ListenerExt;
-    // Signalling is many small messages: send each at once (no Nagle delay).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY failed");
-        }
-    });
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let header_timeout = state.config().http_header_timeout;
+    http::accept_loop(listener, app(state), None, header_timeout, shutdown).await;
+    Ok(())
 }
 
 /// [`serve`] over TLS: HTTPS and WSS with `tls_config` (see
@@ -389,6 +381,8 @@ pub async fn serve_tls(
     initial_refresh(&state).await;
     let (_running, shutdown) =
         Running::start(&state, Scheme::Https, listener.local_addr()?, shutdown);
-    tls::accept_loop(listener, app(state), tls_config, shutdown).await;
+    let header_timeout = state.config().http_header_timeout;
+    let tls = Some(tls_config);
+    http::accept_loop(listener, app(state), tls, header_timeout, shutdown).await;
     Ok(())
 }

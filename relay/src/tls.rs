@@ -1,26 +1,15 @@
 //! Built-in TLS: `shieldcall serve --tls-cert FILE --tls-key FILE`.
 //!
-//! rustls (ring provider) through tokio-rustls; each connection is served by
-//! hyper's HTTP/1.1 server with upgrades, so WebSockets (WSS) work as on plain
-//! HTTP. The certificate and key are read once, at start: a restart picks up
-//! renewed files.
+//! rustls (ring provider) through tokio-rustls. The handshake runs in the
+//! relay's one accept loop (`crate::http`), which then serves each connection
+//! with hyper's HTTP/1.1 server with upgrades, so WebSockets (WSS) work as on
+//! plain HTTP. The certificate and key are read once, at start: a restart picks
+//! up renewed files.
 
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -79,112 +68,4 @@ fn pem_error(e: pem::Error) -> String {
         pem::Error::Io(e) => e.to_string(),
         e => format!("not valid PEM: {e}"),
     }
-}
-
-/// Accepts TCP on `listener`, completes TLS handshakes (each within
-/// [`HANDSHAKE_TIMEOUT`]) and serves `router` on each connection, with
-/// `ConnectInfo<SocketAddr>` as `into_make_service_with_connect_info` would set
-/// it. When `shutdown` completes: stops accepting, lets open requests finish
-/// (idle connections close at once) and returns when every connection is gone.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    router: Router,
-    tls_config: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let acceptor = TlsAcceptor::from(tls_config);
-    // Connection tasks hold a receiver: `stop_tx.closed()` tells when all ended.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(c) => c,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                // E.g. out of file descriptors: wait for some to be freed.
-                tracing::error!(error = %e, "accept failed");
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-        };
-        // Signalling is many small messages: send each at once (no Nagle delay).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY failed");
-        }
-        tokio::spawn(connection(
-            acceptor.clone(),
-            tcp,
-            peer,
-            router.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    drop(listener);
-    drop(stop_rx);
-    let _ = stop_tx.send(true);
-    stop_tx.closed().await;
-}
-
-/// One TLS connection, from handshake to close.
-async fn connection(
-    acceptor: TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    router: Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-    let tls = tokio::select! {
-        r = handshake => match r {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        },
-        () = stopped(&mut stop) => return,
-    };
-    let tower = TowerToHyperService::new(router);
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        hyper::service::Service::call(&tower, req)
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "TLS connection ended with an error");
-    }
-}
-
-/// Completes when the server stops (or is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
 }
