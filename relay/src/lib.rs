@@ -245,8 +245,13 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .nest("/api/admin", admin::routes())
         .fallback(static_handler)
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(state)
 }
+
+/// The largest request body the API reads (413 beyond it). A sign-in form or an
+/// admin change is a few hundred bytes; axum's default would be 2 MiB per request.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 async fn static_handler(State(state): State<AppState>, uri: Uri) -> Response {
     static_files::serve_file(&state.inner.config.www, &uri).await

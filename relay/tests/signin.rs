@@ -220,3 +220,29 @@ async fn removing_a_user_signs_them_out_everywhere() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversize_body_is_refused() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let origin = relay.origin();
+    let padding = "x".repeat(shieldcall_relay::API_BODY_LIMIT);
+    let body =
+        format!(r#"{{"user":"ann@a.test","password":"password-ann@a.test","pad":"{padding}"}}"#);
+    let headers = [
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let r = relay.http("POST", "/api/login", &headers, &body).await;
+    assert_eq!(r.status, 413);
+    // The same sign-in without the padding works.
+    let body = r#"{"user":"ann@a.test","password":"password-ann@a.test"}"#;
+    assert_eq!(
+        relay
+            .http("POST", "/api/login", &headers, body)
+            .await
+            .status,
+        200
+    );
+    relay.stop().await;
+}
