@@ -20,38 +20,18 @@ async fn blocking_a_tenant_removes_its_users_from_open_lists() -> anyhow::Result
         alice
             .sign_in(&relay.url, "alice@example.test", "alice-password-1")
             .await?;
-        let dave = "dave@partner.test";
-        alice
-            .wait_js("dave listed", LISTED, vec![json!(dave), json!(true)])
-            .await?;
-
-        relay.cli(
-            &[
-                "tenant",
-                "external-access",
-                "example.test",
-                "--mode",
-                "block",
-            ],
-            None,
-        )?;
-        alice
-            .wait_js("dave gone", LISTED, vec![json!(dave), json!(false)])
-            .await?;
-
-        relay.cli(
-            &[
-                "tenant",
-                "external-access",
-                "example.test",
-                "--mode",
-                "allow-all",
-            ],
-            None,
-        )?;
-        alice
-            .wait_js("dave back", LISTED, vec![json!(dave), json!(true)])
-            .await?;
+        let access = |mode: &str| {
+            let args = ["tenant", "external-access", "example.test", "--mode", mode];
+            relay.cli(&args, None)
+        };
+        let listed = |what: &'static str, yes: bool| {
+            alice.wait_js(what, LISTED, vec![json!("dave@partner.test"), json!(yes)])
+        };
+        listed("dave listed", true).await?;
+        access("block")?;
+        listed("dave gone", false).await?;
+        access("allow-all")?;
+        listed("dave back", true).await?;
         Ok(())
     })
     .await;
