@@ -365,12 +365,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    initial_refresh(&state).await;
-    let (_running, shutdown) =
-        Running::start(&state, Scheme::Http, listener.local_addr()?, shutdown);
-    let header_timeout = state.config().http_header_timeout;
-    http::accept_loop(listener, app(state), None, header_timeout, shutdown).await;
-    Ok(())
+    serve_with(listener, state, None, shutdown).await
 }
 
 /// [`serve`] over TLS: HTTPS and WSS with `tls_config` (see
@@ -383,11 +378,25 @@ pub async fn serve_tls(
     tls_config: Arc<tls::rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Some(tls_config), shutdown).await
+}
+
+/// [`serve`] and [`serve_tls`]: the directory loaded, the side tasks running,
+/// then the accept loop until `shutdown`.
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<Arc<tls::rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     initial_refresh(&state).await;
-    let (_running, shutdown) =
-        Running::start(&state, Scheme::Https, listener.local_addr()?, shutdown);
+    let scheme = if tls.is_some() {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    let (_running, shutdown) = Running::start(&state, scheme, listener.local_addr()?, shutdown);
     let header_timeout = state.config().http_header_timeout;
-    let tls = Some(tls_config);
     http::accept_loop(listener, app(state), tls, header_timeout, shutdown).await;
     Ok(())
 }
