@@ -32,6 +32,13 @@ impl Fingerprint {
     pub const fn as_bytes(&self) -> &[u8; FINGERPRINT_LEN] {
         &self.0
     }
+
+    /// The fingerprint of a DER-encoded certificate (RFC 8122: the hash of its
+    /// DER form), as `RTCDtlsTransport.getRemoteCertificates()` returns it.
+    pub fn of_der(der: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        Self(Sha256::digest(der).into())
+    }
 }
 
 impl PartialEq for Fingerprint {
@@ -128,6 +135,15 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn of_der_is_sha256_of_the_bytes() {
+        // SHA-256("abc"), FIPS 180-2's first example.
+        assert_eq!(
+            Fingerprint::of_der(b"abc").to_string(),
+            "BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub enum ErrorCode {
     NotYourCall,
     /// The message does not fit the call's current state.
     WrongState,
-    /// An E2EE call needs a commitment in `accept`, a standard call none.
+    /// `accept` came without a commitment (every call, E2EE or standard, needs one).
     BadCommitment,
     /// The feature is off in end-to-end encrypted calls.
     UnavailableInE2ee,
@@ -184,8 +184,10 @@ pub enum ClientMsg {
         /// The call.
         call_id: CallId,
     },
-    /// Take the call on this device. In an E2EE call, `commit` is the commitment to
-    /// this device's fresh certificate; in a standard call it is absent.
+    /// Take the call on this device. `commit` is the commitment to this device's
+    /// fresh certificate, in every mode (the relay refuses an `accept` without
+    /// one); it is optional on the wire only so that its absence gets a clear
+    /// error instead of a decoding failure.
     Accept {
         /// The call.
         call_id: CallId,

@@ -5,7 +5,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use shieldcall_proto::{Fingerprint, SdpError, extract_fingerprint};
+use shieldcall_proto::{Fingerprint, extract_fingerprint};
 use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeFingerprintHashType};
 
 /// A pool small enough that sections often agree, so both outcomes are exercised.
@@ -19,6 +19,8 @@ enum Attr {
         lower_hex: bool,
     },
     Sha1,
+    /// Another hash beside sha-256: the extra-fingerprint attack.
+    Sha384,
 }
 
 fn attr() -> impl Strategy<Value = Attr> {
@@ -26,6 +28,7 @@ fn attr() -> impl Strategy<Value = Attr> {
         4 => (0..POOL.len(), any::<bool>(), any::<bool>())
             .prop_map(|(pool, upper_hash, lower_hex)| Attr::Sha256 { pool, upper_hash, lower_hex }),
         1 => Just(Attr::Sha1),
+        1 => Just(Attr::Sha384),
     ]
 }
 
@@ -44,6 +47,10 @@ fn render(a: &Attr) -> String {
         Attr::Sha1 => {
             "a=fingerprint:sha-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB".into()
         }
+        Attr::Sha384 => format!(
+            "a=fingerprint:sha-384 {}",
+            [0x5e_u8; 48].map(|b| format!("{b:02X}")).join(":")
+        ),
     }
 }
 
@@ -67,72 +74,64 @@ fn build(session: &[Attr], media: &[Vec<Attr>], crlf: bool) -> String {
     s
 }
 
-/// The normative rules, applied to webrtc-sdp's parse.
-fn oracle(sdp: &str) -> Option<Result<[u8; 32], &'static str>> {
+/// The normative rules, applied to webrtc-sdp's parse: per section at most one
+/// fingerprint attribute of any hash, sha-256 only, session and media level equal
+/// where both are present, every m-section covered, all equal. Only acceptance and
+/// the accepted value are compared: which error a refused document gets is pinned
+/// by the extractor's unit tests.
+fn oracle(sdp: &str) -> Option<Result<[u8; 32], ()>> {
     // webrtc-sdp matches hash names case-sensitively (RFC 8122 makes them
     // case-insensitive), so the oracle sees them lower-cased: the one known
     // difference, covered by the unit tests of the extractor.
     let normalised = sdp.replace("a=fingerprint:SHA-256", "a=fingerprint:sha-256");
     let parsed = webrtc_sdp::parse_sdp(&normalised, false).ok()?;
-    let sha256 = |attrs: &[SdpAttribute]| -> (Vec<[u8; 32]>, bool) {
-        let mut found = Vec::new();
-        let mut any = false;
-        for a in attrs {
-            if let SdpAttribute::Fingerprint(f) = a {
-                any = true;
-                if f.hash_algorithm == SdpAttributeFingerprintHashType::Sha256 {
-                    found.push(
-                        f.fingerprint
-                            .clone()
-                            .try_into()
-                            .expect("sha-256 is 32 bytes"),
-                    );
-                }
+    // The section's one sha-256 fingerprint, `Ok(None)` for none, `Err` when it
+    // breaks the rule.
+    let section = |attrs: &[SdpAttribute]| -> Result<Option<[u8; 32]>, ()> {
+        let fps: Vec<_> = attrs
+            .iter()
+            .filter_map(|a| match a {
+                SdpAttribute::Fingerprint(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        match fps.as_slice() {
+            [] => Ok(None),
+            [f] if f.hash_algorithm == SdpAttributeFingerprintHashType::Sha256 => {
+                Ok(Some(f.fingerprint.clone().try_into().map_err(|_| ())?))
             }
+            _ => Err(()),
         }
-        found.sort();
-        found.dedup();
-        (found, any)
     };
-    let (session, mut any) = sha256(&parsed.attribute);
-    if session.len() > 1 {
-        return Some(Err("conflicting"));
-    }
-    let mut effective = Vec::new();
-    if parsed.media.is_empty() {
-        effective.push(session.first().copied());
-    }
-    for m in &parsed.media {
-        let (found, seen) = sha256(m.get_attributes());
-        any |= seen;
-        if found.len() > 1 {
-            return Some(Err("conflicting"));
+    let verdict = (|| {
+        let session = section(&parsed.attribute)?;
+        let mut effective = Vec::new();
+        if parsed.media.is_empty() {
+            effective.push(session);
         }
-        effective.push(found.first().copied().or(session.first().copied()));
-    }
-    let Some(first) = effective.iter().flatten().next().copied() else {
-        return Some(Err(if any { "only-unsupported" } else { "none" }));
-    };
-    for fp in &effective {
-        match fp {
-            None => return Some(Err("missing")),
-            Some(fp) if *fp != first => return Some(Err("conflicting")),
-            Some(_) => {}
+        for m in &parsed.media {
+            let own = section(m.get_attributes())?;
+            if let (Some(a), Some(b)) = (own, session)
+                && a != b
+            {
+                return Err(());
+            }
+            effective.push(own.or(session));
         }
-    }
-    Some(Ok(first))
+        let first = effective.iter().flatten().next().copied().ok_or(())?;
+        if effective.iter().all(|fp| *fp == Some(first)) {
+            Ok(first)
+        } else {
+            Err(())
+        }
+    })();
+    Some(verdict)
 }
 
-fn ours(sdp: &str) -> Result<[u8; 32], &'static str> {
+fn ours(sdp: &str) -> Result<[u8; 32], ()> {
     extract_fingerprint(sdp)
         .map(|f| *f.as_bytes())
-        .map_err(|e| match e {
-            SdpError::NoFingerprint => "none",
-            SdpError::OnlyUnsupported => "only-unsupported",
-            SdpError::Malformed { .. } => "malformed",
-            SdpError::Conflicting => "conflicting",
-            SdpError::MissingInSection { .. } => "missing",
-        })
+        .map_err(|_| ())
 }
 
 proptest! {
@@ -166,7 +165,11 @@ fn oracle_parses_the_generated_documents() {
         upper_hash: false,
         lower_hex: false,
     };
-    let sdp = build(&[], &[vec![a.clone()], vec![a]], true);
+    let sdp = build(&[], &[vec![a.clone()], vec![a.clone()]], true);
     assert_eq!(oracle(&sdp), Some(Ok([0xa5; 32])));
     assert_eq!(ours(&sdp), Ok([0xa5; 32]));
+    // ... and it refuses the extra-fingerprint attack, as the extractor does.
+    let attacked = build(&[], &[vec![a, Attr::Sha384]], true);
+    assert_eq!(oracle(&attacked), Some(Err(())));
+    assert_eq!(ours(&attacked), Err(()));
 }

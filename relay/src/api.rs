@@ -1,7 +1,8 @@
 //! Sign-in, sign-out and "who am I".
 //!
 //! `POST /api/login` `{"user","password"}` → 200 `{"user","admin"}` with the
-//! session cookie, 401 on a wrong name or password, 429 when rate limited.
+//! session cookie, 401 on a wrong name or password, 429 when rate limited, 503
+//! when every password-hashing slot stayed busy (`auth::ARGON2_QUEUE_TIMEOUT`).
 //! `POST /api/logout` ends the session and the WebSockets opened with it.
 //! `GET /api/me` → `{"user","admin","e2ee"}`.
 
@@ -85,10 +86,12 @@ pub async fn login(
     let Ok(name) = ops::normalize_user(&form.user) else {
         return Err(Error::BadCredentials);
     };
-    if !state.limiter().allowed(&name, addr) {
+    // Counted before the password is checked, so parallel attempts cannot all
+    // pass the limit.
+    let Some(attempt) = state.limiter().begin(&name, addr) else {
         tracing::warn!(user = %name, "sign-in rate limited");
         return Err(Error::RateLimited);
-    }
+    };
     let user = state.store().user(&name).await?;
     let ok = match &user {
         Some(u) => auth::verify_password(u.password_hash.clone(), form.password).await?,
@@ -100,11 +103,10 @@ pub async fn login(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        state.limiter().failed(&name, addr);
         tracing::info!(user = %name, "sign-in failed");
         return Err(Error::BadCredentials);
     };
-    state.limiter().succeeded(&name);
+    state.limiter().succeeded(&name, addr, attempt);
     let (token, hash) = auth::new_token()?;
     let lifetime = state.config().session_lifetime.as_secs();
     state

@@ -70,10 +70,43 @@ pub fn random_hex<const N: usize>() -> Result<String> {
     Ok(hex(&random_bytes::<N>()?))
 }
 
-/// Hashes a password with Argon2id on the blocking pool.
+/// How many Argon2 computations run at once in this process: two per core. Each
+/// takes its memory cost (19 MiB by default) for its whole run, so without a bound
+/// a burst of sign-ins would put hundreds of them on tokio's blocking pool.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(2 * cores)
+    })
+}
+
+/// How long a password check waits for an Argon2 slot before the request is
+/// answered `503` (try again): a short queue, not an unbounded one.
+pub const ARGON2_QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `work` (an Argon2 computation) on the blocking pool once one of the
+/// [`argon2_permits`] is free, or fails with [`Error::Busy`] after
+/// [`ARGON2_QUEUE_TIMEOUT`].
+async fn with_argon2_slot<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let permit = tokio::time::timeout(ARGON2_QUEUE_TIMEOUT, argon2_permits().acquire())
+        .await
+        .map_err(|_| Error::Busy)?
+        .map_err(|e| Error::Internal(format!("argon2 permits: {e}")))?;
+    let out = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("argon2 task: {e}")))?;
+    drop(permit);
+    out
+}
+
+/// Hashes a password with Argon2id on the blocking pool (bounded, see
+/// [`with_argon2_slot`]).
 pub async fn hash_password(cost: PasswordCost, password: String) -> Result<String> {
     let salt = random_bytes::<16>()?;
-    tokio::task::spawn_blocking(move || {
+    with_argon2_slot(move || {
         let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
             .map_err(|e| Error::Internal(format!("argon2 params: {e}")))?;
         let salt =
@@ -84,12 +117,12 @@ pub async fn hash_password(cost: PasswordCost, password: String) -> Result<Strin
             .map_err(|e| Error::Internal(format!("argon2: {e}")))
     })
     .await
-    .map_err(|e| Error::Internal(format!("hash task: {e}")))?
 }
 
-/// Checks a password against a stored hash on the blocking pool.
+/// Checks a password against a stored hash on the blocking pool (bounded, see
+/// [`with_argon2_slot`]).
 pub async fn verify_password(hash: String, password: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    with_argon2_slot(move || {
         let parsed =
             PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored hash: {e}")))?;
         Ok(Argon2::default()
@@ -97,7 +130,6 @@ pub async fn verify_password(hash: String, password: String) -> Result<bool> {
             .is_ok())
     })
     .await
-    .map_err(|e| Error::Internal(format!("verify task: {e}")))?
 }
 
 /// Hex SHA-256 of a session token, as stored.
@@ -183,28 +215,46 @@ impl FromRequestParts<AppState> for AdminAuthed {
     }
 }
 
-/// Sign-in limits: failures counted per account and per client address in a
-/// sliding window. In memory: a restart forgets them.
+/// Sign-in limits: attempts counted per account and per client address in a
+/// sliding window.
+///
+/// An attempt is recorded by [`LoginLimiter::begin`] *before* the password is
+/// checked, under the same lock as the count, so parallel attempts cannot all pass
+/// the check and be counted only afterwards. A successful sign-in takes its
+/// attempt back and clears the account's count. In memory: a restart forgets
+/// them. A poisoned lock is recovered, never turned into "refuse everyone".
 #[derive(Debug)]
 pub struct LoginLimiter {
-    /// Failures allowed per account within `window`.
+    /// Attempts allowed per account within `window`.
     per_account: usize,
-    /// Failures allowed per address within `window`.
+    /// Attempts allowed per address within `window`.
     per_address: usize,
     /// The window.
     window: Duration,
-    /// Failure times by key (`u:<user>` or `a:<ip>`).
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Attempt times by key (`u:<user>` or `a:<ip>`).
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Keys the limiter keeps at most; past it, expired entries are dropped first,
+/// and if none expired a new key is refused (counted as limited) instead of
+/// forgetting every count at once.
+pub const LIMITER_KEYS: usize = 100_000;
+
+/// An attempt recorded by [`LoginLimiter::begin`]; hand it back on success.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Attempt {
+    at: Instant,
 }
 
 impl LoginLimiter {
-    /// Limits: `per_account` and `per_address` failures per `window`.
+    /// Limits: `per_account` and `per_address` attempts per `window`.
     pub fn new(per_account: usize, per_address: usize, window: Duration) -> Self {
         Self {
             per_account,
             per_address,
             window,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -212,48 +262,63 @@ impl LoginLimiter {
         [Some(format!("u:{user}")), addr.map(|a| format!("a:{a}"))]
     }
 
-    /// Whether another attempt is allowed now.
-    pub fn allowed(&self, user: &str, addr: Option<IpAddr>) -> bool {
-        let now = Instant::now();
-        let Ok(mut map) = self.failures.lock() else {
-            return false;
-        };
-        let [account, address] = Self::keys(user, addr);
-        let mut count = |key: Option<String>| {
-            key.and_then(|k| {
-                map.get_mut(&k).map(|q| {
-                    while q
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t) > self.window)
-                    {
-                        q.pop_front();
-                    }
-                    q.len()
-                })
-            })
-            .unwrap_or(0)
-        };
-        count(account) < self.per_account && count(address) < self.per_address
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a failed attempt.
-    pub fn failed(&self, user: &str, addr: Option<IpAddr>) {
+    /// Records an attempt if the account and the address are both under their
+    /// limits; `None` (rate limited, nothing recorded) otherwise.
+    pub fn begin(&self, user: &str, addr: Option<IpAddr>) -> Option<Attempt> {
         let now = Instant::now();
-        if let Ok(mut map) = self.failures.lock() {
-            // Bound memory: forget everything if an attacker sprays many keys.
-            if map.len() > 100_000 {
-                map.clear();
+        let window = self.window;
+        let mut map = self.map();
+        let live = |q: &mut VecDeque<Instant>| {
+            while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+                q.pop_front();
             }
-            for key in Self::keys(user, addr).into_iter().flatten() {
-                map.entry(key).or_default().push_back(now);
+            q.len()
+        };
+        let keys = Self::keys(user, addr);
+        let limits = [self.per_account, self.per_address];
+        let mut new_keys = 0;
+        for (key, limit) in keys.iter().zip(limits) {
+            let Some(key) = key else { continue };
+            match map.get_mut(key) {
+                Some(q) => {
+                    if live(q) >= limit {
+                        return None;
+                    }
+                }
+                None => new_keys += 1,
             }
         }
+        if map.len() + new_keys > LIMITER_KEYS {
+            map.retain(|_, q| live(q) > 0);
+            if map.len() + new_keys > LIMITER_KEYS {
+                return None;
+            }
+        }
+        for key in keys.into_iter().flatten() {
+            map.entry(key).or_default().push_back(now);
+        }
+        Some(Attempt { at: now })
     }
 
-    /// Forgets an account's failures after a successful sign-in.
-    pub fn succeeded(&self, user: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&format!("u:{user}"));
+    /// A successful sign-in: the account's count is cleared and the address gets
+    /// this attempt back.
+    pub fn succeeded(&self, user: &str, addr: Option<IpAddr>, attempt: Attempt) {
+        let mut map = self.map();
+        let [account, address] = Self::keys(user, addr);
+        if let Some(k) = account {
+            map.remove(&k);
+        }
+        if let Some(k) = address
+            && let Some(q) = map.get_mut(&k)
+            && let Some(i) = q.iter().rposition(|t| *t == attempt.at)
+        {
+            q.remove(i);
         }
     }
 }
@@ -266,15 +331,50 @@ mod tests {
     fn limiter_counts_per_account_and_address() {
         let l = LoginLimiter::new(2, 3, Duration::from_secs(60));
         let ip: Option<IpAddr> = "192.0.2.1".parse().ok();
-        assert!(l.allowed("a@x.test", ip));
-        l.failed("a@x.test", ip);
-        l.failed("a@x.test", ip);
-        assert!(!l.allowed("a@x.test", ip));
-        assert!(l.allowed("b@x.test", ip));
-        l.failed("b@x.test", ip);
-        assert!(!l.allowed("c@x.test", ip), "address limit");
-        l.succeeded("a@x.test");
-        assert!(l.allowed("a@x.test", None));
+        assert!(l.begin("a@x.test", ip).is_some());
+        assert!(l.begin("a@x.test", ip).is_some());
+        assert!(l.begin("a@x.test", ip).is_none(), "account limit");
+        let b = l.begin("b@x.test", ip).expect("third from the address");
+        assert!(l.begin("c@x.test", ip).is_none(), "address limit");
+        // b's success gives the address its attempt back.
+        l.succeeded("b@x.test", ip, b);
+        assert!(l.begin("c@x.test", ip).is_some());
+        assert!(l.begin("a@x.test", None).is_none(), "a is still limited");
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_any_check_finishes() {
+        let l = std::sync::Arc::new(LoginLimiter::new(5, 1000, Duration::from_secs(60)));
+        let passed: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    let l = l.clone();
+                    s.spawn(move || usize::from(l.begin("a@x.test", None).is_some()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(passed, 5);
+    }
+
+    #[test]
+    fn a_full_limiter_drops_expired_keys_instead_of_forgetting_all() {
+        let l = LoginLimiter::new(1, 1000, Duration::from_secs(10));
+        {
+            let mut map = l.map();
+            let old = Instant::now() - Duration::from_secs(20);
+            for i in 0..LIMITER_KEYS {
+                map.insert(format!("u:old{i}"), VecDeque::from([old]));
+            }
+        }
+        assert!(
+            l.begin("locked@x.test", None).is_some(),
+            "room after pruning"
+        );
+        assert!(
+            l.begin("locked@x.test", None).is_none(),
+            "its count survived"
+        );
     }
 
     #[tokio::test]

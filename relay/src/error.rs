@@ -35,6 +35,9 @@ pub enum Error {
     /// Too many sign-in attempts; try again later.
     #[error("too many attempts, try again later")]
     RateLimited,
+    /// Every password-hashing slot stayed taken for the queue timeout; try again.
+    #[error("the server is busy checking other passwords; try again in a moment")]
+    Busy,
     /// The database failed.
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
@@ -58,6 +61,7 @@ impl Error {
             Self::BadCredentials => (StatusCode::UNAUTHORIZED, "bad-credentials"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Store(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -57,7 +57,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use crate::hub::Hub;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, unix_now};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -199,8 +199,9 @@ impl AppState {
     }
 
     /// Re-reads tenants, accounts, policies, assignments and switches, and pushes
-    /// changed settings and contact lists to signed-in users; signs out users that
-    /// were removed.
+    /// changed settings and contact lists to signed-in users; closes the
+    /// connections of sessions that no longer exist (signed out, password changed,
+    /// expired) and of users that were removed.
     pub async fn refresh(&self) -> Result<()> {
         let _serial = self.inner.settings_lock.lock().await;
         let store = self.store();
@@ -210,6 +211,14 @@ impl AppState {
             .map(|t| (t.domain, t.external_access))
             .collect();
         self.hub().set_directory(access, store.user_names().await?);
+        // Sessions that ended elsewhere (a password change or sign-out by the
+        // CLI, expiry) close their connections here, within a poll interval.
+        let now = unix_now();
+        for (user, session) in self.hub().online_sessions() {
+            if store.session(&session, now).await?.is_none() {
+                self.hub().sign_out(&user, Some(&session));
+            }
+        }
         let mut by_domain = HashMap::new();
         for user in self.hub().online_users() {
             let Some(u) = store.user(&user).await? else {

@@ -188,7 +188,7 @@ async fn e2ee_call_with_two_callee_devices() {
 }
 
 #[tokio::test]
-async fn standard_call_refuses_a_commitment_and_reports_features_honestly() {
+async fn standard_call_needs_a_commitment_too_and_reports_features_honestly() {
     let relay = start().await;
     relay.add_user("ann@a.test", false).await;
     relay.add_user("bob@a.test", false).await;
@@ -212,9 +212,10 @@ async fn standard_call_refuses_a_commitment_and_reports_features_honestly() {
         "{calling:?}"
     );
     let id = call_id(&bob.recv().await);
+    // A standard call commits too: without a commitment the accept is refused.
     bob.send(&ClientMsg::Accept {
         call_id: id.clone(),
-        commit: Some(commit()),
+        commit: None,
     })
     .await;
     assert!(matches!(
@@ -226,14 +227,14 @@ async fn standard_call_refuses_a_commitment_and_reports_features_honestly() {
     ));
     bob.send(&ClientMsg::Accept {
         call_id: id.clone(),
-        commit: None,
+        commit: Some(commit()),
     })
     .await;
     assert_eq!(
         ann.recv().await,
         RelayMsg::Accepted {
             call_id: id.clone(),
-            commit: None
+            commit: Some(commit())
         }
     );
     ann.send(&ClientMsg::Feature {

@@ -91,6 +91,28 @@ async fn wrong_password_is_401_and_repeated_failures_are_rate_limited() {
     relay.stop().await;
 }
 
+/// Attempts sent all at once are counted before any password check finishes:
+/// exactly the account's limit of them is checked, the rest are refused.
+#[tokio::test]
+async fn parallel_wrong_passwords_cannot_outrun_the_limit() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let json = [("Content-Type", "application/json")];
+    let bad = r#"{"user":"ann@a.test","password":"wrong-password"}"#;
+    let statuses = futures_util::future::join_all(
+        (0..40).map(|_| relay.http("POST", "/api/login", &json, bad)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.status)
+    .collect::<Vec<_>>();
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(checked, 5, "{statuses:?}");
+    assert_eq!(limited, 35, "{statuses:?}");
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn upgrade_needs_a_session_and_our_origin() {
     let relay = start().await;
@@ -218,6 +240,89 @@ async fn removing_a_user_signs_them_out_everywhere() {
             .status,
         401
     );
+    relay.stop().await;
+}
+
+/// Waits for the session-ended error and the close, and says how long it took.
+async fn ended_within(dev: &mut Client, limit: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    match tokio::time::timeout(limit, dev.recv()).await {
+        Ok(RelayMsg::Error { code, .. }) => assert_eq!(code, ErrorCode::SessionExpired),
+        other => panic!("no session-expired within {limit:?}: {other:?}"),
+    }
+    assert!(dev.closed_within(limit).await, "still open after {limit:?}");
+    start.elapsed()
+}
+
+/// A password change made by the CLI (another process: only the store changes)
+/// closes a stolen cookie's connection within a second; a second device of the
+/// same user on another session goes too, as every session was ended.
+#[tokio::test]
+async fn a_password_change_elsewhere_closes_open_connections_within_a_second() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let stolen = relay.cookie_for("ann@a.test").await;
+    let (mut thief, _) = relay.device_with(&stolen).await;
+    let (mut other, _) = relay.device("ann@a.test").await;
+    let hash = shieldcall_relay::auth::hash_password(FAST, "new-password-1".into())
+        .await
+        .expect("hash");
+    relay
+        .ops()
+        .set_password("ann@a.test", &hash)
+        .await
+        .expect("passwd");
+    let limit = std::time::Duration::from_secs(1);
+    ended_within(&mut thief, limit).await;
+    ended_within(&mut other, limit).await;
+    assert_eq!(relay.ws_raw(Some(&stolen), None).await.err(), Some(401));
+    relay.stop().await;
+}
+
+/// A session deleted in the store (a sign-out on another relay process or by the
+/// CLI) closes its connection; other sessions of the user stay.
+#[tokio::test]
+async fn a_session_ended_in_the_store_closes_only_its_connections() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let gone = relay.login("ann@a.test", "password-ann@a.test").await;
+    let (mut a, _) = relay.device_with(&gone).await;
+    let (mut b, _) = relay.device("ann@a.test").await;
+    let token = gone.split_once('=').map(|(_, t)| t).expect("cookie");
+    relay
+        .state
+        .store()
+        .delete_session(&shieldcall_relay::auth::token_hash(token))
+        .await
+        .expect("delete");
+    // Any change to the store makes the relay look (here: a new account).
+    relay.add_user("bob@a.test", false).await;
+    ended_within(&mut a, std::time::Duration::from_secs(1)).await;
+    b.assert_alive(7).await;
+    relay.stop().await;
+}
+
+/// A session's expiry closes its connection at that moment, not at a later ping.
+#[tokio::test]
+async fn an_expiring_session_closes_its_connection_on_time() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let (token, hash) = shieldcall_relay::auth::new_token().expect("token");
+    relay
+        .state
+        .store()
+        .create_session(&shieldcall_relay::store::Session {
+            token_hash: hash,
+            user: "ann@a.test".into(),
+            expires_at: shieldcall_relay::store::unix_now() + 2,
+        })
+        .await
+        .expect("session");
+    let (mut dev, _) = relay
+        .device_with(&format!("shieldcall_session={token}"))
+        .await;
+    let took = ended_within(&mut dev, std::time::Duration::from_secs(4)).await;
+    assert!(took >= std::time::Duration::from_millis(500), "{took:?}");
     relay.stop().await;
 }
 

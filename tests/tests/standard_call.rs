@@ -1,10 +1,12 @@
-//! Scenario 2: one switch off. Both sides show the plain shield and no code, and
-//! the call still connects with media.
+//! Scenario 2: one switch off. Both sides show the plain shield, the call
+//! connects with media, and both panels still show the same security code (every
+//! call commits and computes it, so a relay that downgrades the mode cannot keep
+//! people from verifying); Alice, whose switch is on, is told the call is standard.
 
-use shieldcall_e2e::{Browser, Driver, Relay, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
 
 #[tokio::test]
-async fn one_switch_off_gives_a_standard_call_without_code() -> anyhow::Result<()> {
+async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow::Result<()> {
     let relay = Relay::start()?;
     relay.add_user("alice@example.test", "alice-password-1", false)?;
     relay.add_user("bob@example.test", "bob-password-1", false)?;
@@ -29,20 +31,31 @@ async fn one_switch_off_gives_a_standard_call_without_code() -> anyhow::Result<(
 
         alice.click("call-bob@example.test").await?;
         bob.click("incoming-accept").await?;
+        let mut codes = Vec::new();
         for b in [&alice, &bob] {
             b.wait_testid_attr("e2ee-indicator", "data-state", "standard")
                 .await?;
             b.wait_testid_attr("call-state", "data-state", "connected")
                 .await?;
-            assert_eq!(
-                b.text("security-code").await?,
-                "",
-                "{}: no code in a standard call",
-                b.name
-            );
-            assert!(!b.visible("security-code").await?);
-            assert!(!b.visible("codes-match").await?);
+            b.wait_js(
+                "a security code in the panel",
+                "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
+                vec![],
+            )
+            .await?;
+            let code = b.text("security-code").await?;
+            anyhow::ensure!(is_code(&code), "{}: code {code:?}", b.name);
+            codes.push(code);
         }
+        anyhow::ensure!(codes[0] == codes[1], "the codes differ: {codes:?}");
+        // Alice's switch is on: her panel says the server made the call standard.
+        let warning = alice.text("downgrade-warning").await?;
+        anyhow::ensure!(
+            warning.contains("set this call up as standard"),
+            "alice's downgrade warning: {warning:?}"
+        );
+        // Bob turned his own switch off: nothing to warn him about.
+        anyhow::ensure!(bob.text("downgrade-warning").await?.is_empty());
         assert!(bob.wait_frames().await? > 0.0);
         // Features that E2EE turns off are available here.
         assert_eq!(alice.attr("feature-recording", "disabled").await?, None);

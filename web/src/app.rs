@@ -12,14 +12,14 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use shieldcall_proto::{
-    CallFeature, ClientMsg, E2eeSetting, IceServer, Presence, RelayMsg, Status,
+    CallFeature, ClientMsg, E2eePolicyType, E2eeSetting, IceServer, Presence, RelayMsg, Status,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Event, HtmlInputElement};
 
-use crate::call::{Call, Input, PcCommand, UserAction};
+use crate::call::{Call, Input, PcCommand, UserAction, Wish};
 use crate::calling::{carry_out, drop_preview, feed, place_call};
 use crate::codec;
 use crate::dom::{self, show, text};
@@ -135,6 +135,15 @@ impl App {
 
     pub(crate) fn call_active(&self) -> bool {
         self.call.as_ref().is_some_and(|c| !c.is_ended())
+    }
+
+    /// What this user's setting, as last pushed, asks of a new call's mode.
+    pub(crate) fn wish(&self) -> Wish {
+        match &self.e2ee {
+            Some(s) if s.policy == E2eePolicyType::Required => Wish::Required,
+            Some(s) if s.enabled => Wish::Switch,
+            _ => Wish::None,
+        }
     }
 }
 
@@ -544,7 +553,8 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 // The relay marks us busy; a second ring is ignored.
                 return;
             }
-            let (call, out) = Call::incoming(call_id, &from, mode, dom::now_ms());
+            let wish = a.wish();
+            let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
             a.call = Some(call);
             a.generation += 1;
             a.dtls = None;

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::app::{App, Shared};
-use crate::call::{Call, Input, Output, PcCommand, Phase};
+use crate::call::{Call, CertCheck, Input, Output, PcCommand, Phase};
 use crate::dom::{self, show};
 use crate::render::{render, render_call};
 use crate::rtc::{self, Peer, PeerEvent};
@@ -21,7 +21,7 @@ pub(crate) fn place_call(app: &Shared, to: &str) {
         if a.call_active() {
             return;
         }
-        let (call, out) = Call::outgoing(to, dom::now_ms());
+        let (call, out) = Call::outgoing(to, a.wish(), dom::now_ms());
         a.call = Some(call);
         a.generation += 1;
         a.dtls = None;
@@ -248,13 +248,15 @@ pub(crate) fn check_dtls(app: &Shared, generation: u32) {
             let Some(pc) = pc else { return };
             match rtc::dtls_info(&pc).await {
                 Ok(info) if info.state == "connected" => {
-                    let input = if info.observed {
-                        Input::DtlsConnected {
+                    let input = match info.check {
+                        CertCheck::Both => Input::DtlsConnected {
                             local: info.local,
                             remote: info.remote,
-                        }
-                    } else {
-                        Input::DtlsConnectedUnobserved
+                        },
+                        CertCheck::RemoteOnly => Input::DtlsConnectedRemoteOnly {
+                            remote: info.remote,
+                        },
+                        CertCheck::BrowserOnly => Input::DtlsConnectedUnobserved,
                     };
                     a.borrow_mut().dtls = Some(info);
                     feed(&a, input);

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
 
 use crate::app::{App, Shared};
-use crate::call::{Ending, Phase};
+use crate::call::{CertCheck, Ending, Phase, Wish};
 use crate::dom::{self, append, el, flag, show, text};
 use crate::texts;
 
@@ -153,14 +153,22 @@ pub(crate) fn render_call(a: &App) {
     text(&ui.duration, &dur);
     match &v.code {
         Some(code) => {
-            text(&ui.panel_title, "End-to-end encrypted");
+            let title = match v.mode {
+                Some(CallMode::E2ee) => "End-to-end encrypted",
+                _ => {
+                    "Standard call: encrypted between the browsers, with features that need the server. \
+                     You can still compare this code."
+                }
+            };
+            text(&ui.panel_title, title);
             text(&ui.code, &code.to_string());
             show(&ui.code, true);
         }
         None => {
             let t = match state {
-                "standard" => {
-                    "Standard encryption: the call is encrypted between the browsers, but there is no code to compare because one of you has end-to-end encryption off."
+                "standard" if v.unverifiable => {
+                    "Standard call without a security code: the connection details do not carry exactly \
+                     one sha-256 certificate fingerprint, so this call cannot be verified."
                 }
                 "mitm" => texts::MITM_WARNING,
                 _ => "Not yet verified.",
@@ -170,14 +178,19 @@ pub(crate) fn render_call(a: &App) {
             show(&ui.code, false);
         }
     }
+    let downgrade = v
+        .downgraded
+        .map(texts::downgrade_warning)
+        .unwrap_or_default();
+    text(&ui.downgrade, downgrade);
+    show(&ui.downgrade, !downgrade.is_empty() && !ended);
     let dtls = a.dtls.as_ref().map(|d| {
-        if !d.observed {
-            return "This browser does not report the certificates DTLS used; the code relies on its \
-                    built-in check that they match the connection details."
-                .to_string();
+        let check = v.cert_check.map(texts::cert_check_line).unwrap_or_default();
+        if d.check != CertCheck::Both {
+            return check.to_string();
         }
         format!(
-            "DTLS {} · {} · SRTP {}",
+            "DTLS {} · {} · SRTP {}. {check}",
             tls_version_name(&d.tls_version),
             if d.dtls_cipher.is_empty() {
                 "cipher unknown"
@@ -201,7 +214,9 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.camera, !ended);
     show(&ui.call_close, ended);
     show(&ui.videos, !ended);
-    if state == "mitm" {
+    // A warning opens the panel; so does a standard call under a policy that
+    // requires end-to-end encryption (the relay should never have set one up).
+    if state == "mitm" || (v.downgraded == Some(Wish::Required) && !ended) {
         show(&ui.panel, true);
     }
     render_features(a, v.mode, ended);

@@ -19,6 +19,7 @@ use web_sys::{
     RtcSdpType, RtcSessionDescriptionInit, RtcTrackEvent,
 };
 
+use crate::call::CertCheck;
 use crate::cert::{certificate_fingerprint, fresh_certificate};
 
 /// What the peer connection reports.
@@ -47,9 +48,10 @@ pub struct DtlsInfo {
     pub dtls_cipher: String,
     /// e.g. `AEAD_AES_128_GCM`.
     pub srtp_cipher: String,
-    /// The certificates came from `getStats()` (false: the browser has no
-    /// transport statistics and `state` is `RTCDtlsTransport.state`).
-    pub observed: bool,
+    /// Where the certificates came from: `getStats()` (both), the DTLS
+    /// transport's `getRemoteCertificates()` (the peer's only; `state` is then
+    /// `RTCDtlsTransport.state`), or nowhere.
+    pub check: CertCheck,
 }
 
 /// A peer connection with a fresh certificate and the local camera and microphone.
@@ -280,17 +282,8 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         get_str(&cert, "fingerprint").parse().ok()
     };
     let Some(transport) = stats.iter().find(|s| get_str(s, "type") == "transport") else {
-        // No transport statistics (Firefox): the DTLS transport's own state.
-        let senders = pc.get_senders();
-        let state = senders
-            .iter()
-            .map(|s| get(&get(&s, "transport"), "state"))
-            .find_map(|s| s.as_string())
-            .unwrap_or_default();
-        return Ok(DtlsInfo {
-            state,
-            ..DtlsInfo::default()
-        });
+        // No transport statistics (Firefox): the DTLS transport itself.
+        return Ok(dtls_transport_info(pc));
     };
     Ok(DtlsInfo {
         state: get_str(transport, "dtlsState"),
@@ -299,6 +292,41 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         tls_version: get_str(transport, "tlsVersion"),
         dtls_cipher: get_str(transport, "dtlsCipher"),
         srtp_cipher: get_str(transport, "srtpCipher"),
-        observed: true,
+        check: CertCheck::Both,
     })
+}
+
+/// The DTLS transport's state and, where the browser has
+/// `RTCDtlsTransport.getRemoteCertificates()`, the fingerprint of the peer's
+/// certificate (the first of the chain, as DTLS received it).
+fn dtls_transport_info(pc: &RtcPeerConnection) -> DtlsInfo {
+    let transports = pc
+        .get_senders()
+        .iter()
+        .chain(pc.get_receivers().iter())
+        .map(|s| get(&s, "transport"))
+        .find(|t| t.is_object());
+    let Some(transport) = transports else {
+        return DtlsInfo::default();
+    };
+    let state = get_str(&transport, "state");
+    let remote = get(&transport, "getRemoteCertificates")
+        .dyn_into::<js_sys::Function>()
+        .ok()
+        .and_then(|f| f.call0(&transport).ok())
+        .and_then(|certs| certs.dyn_into::<Array>().ok())
+        .and_then(|certs| certs.get(0).dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map(|der| Fingerprint::of_der(&js_sys::Uint8Array::new(&der).to_vec()));
+    match remote {
+        Some(fp) => DtlsInfo {
+            state,
+            remote: Some(fp),
+            check: CertCheck::RemoteOnly,
+            ..DtlsInfo::default()
+        },
+        None => DtlsInfo {
+            state,
+            ..DtlsInfo::default()
+        },
+    }
 }

@@ -5,7 +5,7 @@ use shieldcall_proto::{
     CallMode, E2eePolicyType, E2eeSetting, ErrorCode, PolicySource, RefuseReason,
 };
 
-use crate::call::{Ending, Phase, Warning};
+use crate::call::{CertCheck, Ending, Phase, Warning, Wish};
 
 /// The man-in-the-middle warning, shared by every verification failure.
 pub const MITM_WARNING: &str = "Warning: this call was ended because it could not be verified as private. \
@@ -55,7 +55,8 @@ pub fn warning_detail(w: Warning) -> &'static str {
         Warning::CodesDiffer => "You said the security codes differ.",
         Warning::ReportedByPeer => "The other side found that the call could not be verified.",
         Warning::Unverifiable => {
-            "The other side's connection details carry no usable certificate fingerprint."
+            "The connection details do not carry exactly one sha-256 certificate fingerprint; \
+             an extra or unsupported one could let someone in between."
         }
     }
 }
@@ -74,6 +75,42 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
                 .to_string()
         }
         Ending::Mitm(w) => format!("{} {MITM_WARNING}", warning_detail(*w)),
+    }
+}
+
+/// The warning for a call that arrived `standard` against this user's setting.
+pub fn downgrade_warning(w: Wish) -> &'static str {
+    match w {
+        Wish::None => "",
+        Wish::Switch => {
+            "Your setting asks for end-to-end encryption, but the server set this call up as standard \
+             (the other person's setting or policy may not allow it). Compare the security code to be \
+             sure nobody is in between."
+        }
+        Wish::Required => {
+            "Your organisation requires end-to-end encryption, yet the server set this call up as \
+             standard. Compare the security code out loud before you say anything private, and tell \
+             your admin."
+        }
+    }
+}
+
+/// What was and was not checked of the certificates DTLS used.
+pub fn cert_check_line(c: CertCheck) -> &'static str {
+    match c {
+        CertCheck::Both => {
+            "Both certificates DTLS used were read from the browser and match the code."
+        }
+        CertCheck::RemoteOnly => {
+            "The other side's certificate was read from the DTLS connection and matches the code; \
+             yours is the one this tab made for the call."
+        }
+        CertCheck::BrowserOnly => {
+            "This browser does not show which certificates DTLS used. Checked: the connection details \
+             carry exactly one sha-256 fingerprint, the one the code is computed from, and the browser \
+             itself accepts only a certificate with that fingerprint. Not checked here: the certificate \
+             itself."
+        }
     }
 }
 

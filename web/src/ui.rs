@@ -61,8 +61,10 @@ pub struct Ui {
     pub panel_title: Element,
     /// The 20-digit code.
     pub code: Element,
-    /// DTLS version, cipher, SRTP profile.
+    /// DTLS version, cipher, SRTP profile, and how the certificates were checked.
     pub dtls_line: Element,
+    /// A standard call that this user's setting wanted end-to-end encrypted.
+    pub downgrade: Element,
     /// "Verified" note.
     pub verified: Element,
     /// "Codes match" / "Codes differ".
@@ -105,7 +107,7 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <section aria-labelledby="login-h" data-testid="login"><h1 id="login-h">Sign in to Shieldcall</h1><form data-testid="login-form"><label for="login-user">User name (name@domain)</label><input id="login-user" data-testid="login-user" autocomplete="username" required><label for="login-password">Password</label><input id="login-password" type="password" data-testid="login-password" autocomplete="current-password" required><button type="submit" data-testid="login-submit">Sign in</button><p class="error" role="alert" data-testid="login-error"></p></form></section>
 <div class="incoming" role="alertdialog" aria-labelledby="incoming-text" data-testid="incoming" hidden><p id="incoming-text" data-testid="incoming-text"></p><button type="button" data-testid="incoming-accept" class="accept">Accept</button><button type="button" data-testid="incoming-decline" class="decline">Decline</button></div>
 <section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"><svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path class="shield" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><g class="lock"><rect x="8.5" y="11" width="7" height="5.5" rx="1"/><path d="M10 11V9.5a2 2 0 0 1 4 0V11" fill="none" stroke-width="1.6"/></g><g class="warn"><path d="M12 7v6" stroke-width="2"/><circle cx="12" cy="16.5" r="1.2"/></g></svg><span data-testid="e2ee-label"></span></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
-<div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
+<div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p class="warn" data-testid="downgrade-warning" hidden></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
 <div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
 <div class="controls"><button type="button" data-testid="mute">Mute</button><button type="button" data-testid="camera">Camera off</button><button type="button" data-testid="hangup" class="decline">Hang up</button><button type="button" data-testid="call-close">Close</button></div>
 <ul class="features" data-testid="call-features"></ul></section>
@@ -152,6 +154,7 @@ impl Ui {
             panel_title: find("e2ee-panel-title")?,
             code: find("security-code")?,
             dtls_line: find("dtls-details")?,
+            downgrade: find("downgrade-warning")?,
             verified: find("verified")?,
             codes_match: find("codes-match")?,
             codes_differ: find("codes-differ")?,

@@ -65,7 +65,9 @@ pub(super) async fn admin(data_dir: PathBuf, cmd: Command) -> anyhow::Result<()>
         Command::User(UserCmd::Passwd { user, .. }) => {
             let hash = auth::hash_password(cost, read_password()?).await?;
             ops.set_password(&user, &hash).await?;
-            println!("password changed; {user} is signed out everywhere");
+            println!(
+                "password changed; {user}'s sessions are ended (a running relay closes their connections at its next poll, 250 ms by default)"
+            );
         }
         Command::User(UserCmd::Remove { user }) => {
             ops.remove_user(&user).await?;

@@ -285,22 +285,14 @@ impl Hub {
                 if answered {
                     return Err(wrong("The call was already answered."));
                 }
-                match (mode, &commit) {
-                    (CallMode::E2ee, None) => {
-                        return Err(WireError::new(
-                            ErrorCode::BadCommitment,
-                            "An end-to-end encrypted call needs a commitment in accept.",
-                            &id,
-                        ));
-                    }
-                    (CallMode::Standard, Some(_)) => {
-                        return Err(WireError::new(
-                            ErrorCode::BadCommitment,
-                            "A standard call takes no commitment.",
-                            &id,
-                        ));
-                    }
-                    _ => {}
+                // Every call commits, whatever its mode: the mode decides
+                // features, never whether the two people can verify.
+                if commit.is_none() {
+                    return Err(WireError::new(
+                        ErrorCode::BadCommitment,
+                        "accept needs a commitment to the callee's certificate.",
+                        &id,
+                    ));
                 }
                 if let Some(call) = g.calls.get_mut(&id) {
                     call.answered = true;

@@ -479,6 +479,19 @@ impl Hub {
         });
     }
 
+    /// Each distinct (user, session token hash) with a connected device.
+    pub fn online_sessions(&self) -> Vec<(String, String)> {
+        let g = self.lock();
+        let mut v: Vec<(String, String)> = g
+            .devices
+            .values()
+            .map(|d| (d.user.clone(), d.session.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Users with at least one device.
     pub fn online_users(&self) -> Vec<String> {
         self.lock().users.keys().cloned().collect()

@@ -138,6 +138,11 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     let mut last_seen = Instant::now();
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    // The session's end closes the connection at that moment, not at a later ping.
+    let left =
+        u64::try_from(conn.authed.session.expires_at.saturating_sub(unix_now())).unwrap_or(0);
+    let expiry = tokio::time::sleep(std::time::Duration::from_secs(left));
+    tokio::pin!(expiry);
     let ending: Ending = loop {
         tokio::select! {
             incoming = socket.recv() => {
@@ -210,12 +215,12 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
                     tracing::info!(user = %conn.authed.user.name, "connection silent; closing");
                     break Some((close_code::POLICY, "silent"));
                 }
-                if conn.authed.session.expires_at <= unix_now() {
-                    let m = RelayMsg::error(ErrorCode::SessionExpired, "Your session expired; sign in again.", None);
-                    let _ = send(&mut socket, &m).await;
-                    break Some((close_code::POLICY, "session expired"));
-                }
                 if socket.ping().await.is_err() { break None; }
+            }
+            () = &mut expiry => {
+                let m = RelayMsg::error(ErrorCode::SessionExpired, "Your session expired; sign in again.", None);
+                let _ = send(&mut socket, &m).await;
+                break Some((close_code::POLICY, "session expired"));
             }
             _ = shutdown.changed() => break Some((close_code::GOING_AWAY, "relay stopping")),
         }
@@ -306,6 +311,21 @@ impl Conn {
     async fn hello(&mut self) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let store = self.state.store();
         let _serial = self.state.settings_guard().await;
+        // The session may have ended since the upgrade (sign-out, password change):
+        // checked again under the lock the directory refresh holds, so a session
+        // ended after this check is caught by the next refresh.
+        if store
+            .session(&self.authed.session.token_hash, unix_now())
+            .await?
+            .is_none()
+        {
+            let m = RelayMsg::error(
+                ErrorCode::SessionExpired,
+                "Your session ended; sign in again.",
+                None,
+            );
+            return Ok(vec![(m, Flow::Close)]);
+        }
         let setting = ops::effective_setting(store, self.user()).await?;
         let tx = self
             .tx

@@ -90,17 +90,25 @@ pub enum Input {
     /// The browser found a local ICE candidate.
     LocalIce(IceCandidate),
     /// DTLS is connected; these are the fingerprints of the certificates the DTLS
-    /// transport actually used (from certificate stats or `getRemoteCertificates`).
+    /// transport actually used, from the browser's certificate statistics.
     DtlsConnected {
         /// Our certificate, as DTLS used it.
         local: Option<Fingerprint>,
         /// The peer's certificate, as DTLS received it.
         remote: Option<Fingerprint>,
     },
-    /// DTLS is connected, but this browser reports no certificate details
-    /// (Firefox has no certificate statistics). The code then rests on the
-    /// browser's own mandatory check that the certificate DTLS used has the
-    /// fingerprint of the remote description (JSEP); the panel says so.
+    /// DTLS is connected and the browser has no certificate statistics, but its
+    /// `RTCDtlsTransport.getRemoteCertificates()` gave the peer's certificate:
+    /// `remote` is the SHA-256 of its DER. Ours is the one this device made.
+    DtlsConnectedRemoteOnly {
+        /// The peer's certificate, as DTLS received it.
+        remote: Option<Fingerprint>,
+    },
+    /// DTLS is connected, but this browser reports no certificate details at all.
+    /// The code then rests on the browser's own mandatory check that the
+    /// certificate DTLS used has a fingerprint of the remote description (JSEP),
+    /// which the strict one-fingerprint rule makes the committed one; the panel
+    /// says so.
     DtlsConnectedUnobserved,
     /// The peer connection failed or a browser call returned an error.
     PcFailed,
@@ -110,6 +118,34 @@ pub enum Input {
     RelayUp,
     /// Time passes (the UI ticks once a second).
     Tick,
+}
+
+/// How the certificates DTLS used were checked against the SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertCheck {
+    /// Both certificates were read from the browser's statistics (Chrome).
+    Both,
+    /// The peer's certificate was read from the DTLS transport; ours is the one
+    /// this device made and configured.
+    RemoteOnly,
+    /// The browser reports neither; it checked the peer's certificate itself
+    /// against the one fingerprint the remote description carries.
+    #[default]
+    BrowserOnly,
+}
+
+/// What this user's own setting asked of the call's mode, as last pushed by the
+/// relay: a call that arrives `standard` against it gets a warning, because only
+/// the relay's word says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wish {
+    /// The setting is off: a standard call is expected.
+    #[default]
+    None,
+    /// The user's switch is on (other people's settings may still make it standard).
+    Switch,
+    /// The policy requires end-to-end encryption: a standard call should not exist.
+    Required,
 }
 
 /// Why verification failed: what the warning says.
@@ -167,7 +203,7 @@ pub enum Phase {
     Incoming,
     /// Accepted; certificates, SDP, ICE and DTLS under way.
     Connecting,
-    /// Media is up. `code` is set only in a verified E2EE call.
+    /// Media is up. `code` is set once the certificates are checked, in both modes.
     Connected,
     /// Over.
     Ended(Ending),
@@ -184,18 +220,24 @@ pub struct View {
     pub mode: Option<CallMode>,
     /// Where the call is.
     pub phase: Phase,
-    /// The security code, only once DTLS is connected and the certificates match
-    /// the SDP in an E2EE call.
+    /// The security code, once DTLS is connected and the certificates match the
+    /// SDP, in E2EE and standard calls alike (so a relay that splits or downgrades
+    /// the mode cannot keep two people from verifying).
     pub code: Option<SecurityCode>,
+    /// A standard call whose SDP carries no single sha-256 fingerprint: no code can
+    /// be shown (an E2EE call ends instead).
+    pub unverifiable: bool,
+    /// The call arrived `standard` although this user's setting asked for
+    /// end-to-end encryption: what the setting was.
+    pub downgraded: Option<Wish>,
     /// The people said the codes match.
     pub verified: bool,
     /// The relay connection is down and being re-established.
     pub relay_down: bool,
     /// When media connected, for the duration shown.
     pub connected_at_ms: Option<u64>,
-    /// The certificates DTLS used were read from the browser and compared with
-    /// the SDP (false: the browser reports none; it checked them itself).
-    pub certificates_observed: bool,
+    /// How the certificates DTLS used were checked, once connected.
+    pub cert_check: Option<CertCheck>,
 }
 
 /// One call from invite or incoming to its end.
@@ -219,12 +261,15 @@ pub struct Call {
     early_ice: Vec<IceCandidate>,
     /// The offer arrived before our peer connection existed (callee).
     pending_offer: Option<String>,
+    /// What this user's setting asked for when the call began.
+    wish: Wish,
 }
 
 impl Call {
-    /// A new outgoing call: returns the machine and the invite to send.
-    pub fn outgoing(to: &str, now_ms: u64) -> (Self, Vec<Output>) {
-        let call = Self::new(to, Role::Caller, None, None, Phase::Inviting, now_ms);
+    /// A new outgoing call: returns the machine and the invite to send. `wish` is
+    /// what this user's setting asks for (see [`Wish`]).
+    pub fn outgoing(to: &str, wish: Wish, now_ms: u64) -> (Self, Vec<Output>) {
+        let call = Self::new(to, Role::Caller, None, None, wish, Phase::Inviting, now_ms);
         (
             call,
             vec![Output::Send(ClientMsg::Invite { to: to.to_string() })],
@@ -237,6 +282,7 @@ impl Call {
         call_id: CallId,
         from: &str,
         mode: CallMode,
+        wish: Wish,
         now_ms: u64,
     ) -> (Self, Vec<Output>) {
         let call = Self::new(
@@ -244,6 +290,7 @@ impl Call {
             Role::Callee,
             Some(call_id.clone()),
             Some(mode),
+            wish,
             Phase::Incoming,
             now_ms,
         );
@@ -255,6 +302,7 @@ impl Call {
         role: Role,
         id: Option<CallId>,
         mode: Option<CallMode>,
+        wish: Wish,
         phase: Phase,
         now_ms: u64,
     ) -> Self {
@@ -266,10 +314,12 @@ impl Call {
                 mode,
                 phase,
                 code: None,
+                unverifiable: false,
+                downgraded: downgrade(mode, wish),
                 verified: false,
                 relay_down: false,
                 connected_at_ms: None,
-                certificates_observed: false,
+                cert_check: None,
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -278,6 +328,7 @@ impl Call {
             remote_set: false,
             early_ice: Vec::new(),
             pending_offer: None,
+            wish,
         }
     }
 
@@ -327,13 +378,17 @@ impl Call {
                 _ => Vec::new(),
             },
             Input::DtlsConnected { local, remote } => {
-                self.view.certificates_observed = true;
-                self.on_dtls(local, remote, now_ms)
+                self.on_dtls(CertCheck::Both, local, remote, now_ms)
             }
-            Input::DtlsConnectedUnobserved => {
-                self.view.certificates_observed = false;
-                self.on_dtls(self.local_fp, self.remote_fp, now_ms)
+            Input::DtlsConnectedRemoteOnly { remote } => {
+                self.on_dtls(CertCheck::RemoteOnly, self.local_fp, remote, now_ms)
             }
+            Input::DtlsConnectedUnobserved => self.on_dtls(
+                CertCheck::BrowserOnly,
+                self.local_fp,
+                self.remote_fp,
+                now_ms,
+            ),
             Input::PcFailed => self.end_with_hangup(
                 Ending::ConnectionFailed,
                 HangupReason::ConnectionFailed,
@@ -365,8 +420,17 @@ impl Call {
         matches!(self.view.phase, Phase::Connecting | Phase::Connected)
     }
 
+    /// An E2EE call: a check that fails ends it, and the indicator may show the
+    /// lock. Commitment, pinning and the code are the same in both modes.
     fn is_e2ee(&self) -> bool {
         self.view.mode == Some(CallMode::E2ee)
+    }
+
+    /// Whether the commitment and certificate checks that lead to a code apply:
+    /// always in an E2EE call (a failure ends it), and in a standard call unless
+    /// its SDP carried no single fingerprint.
+    fn verifiable(&self) -> bool {
+        self.is_e2ee() || !self.view.unverifiable
     }
 
     fn set_phase(&mut self, phase: Phase, now_ms: u64) {
@@ -452,6 +516,7 @@ impl Call {
             RelayMsg::Calling { call_id, mode, .. } if self.view.phase == Phase::Inviting => {
                 self.id = Some(call_id);
                 self.view.mode = Some(mode);
+                self.view.downgraded = downgrade(Some(mode), self.wish);
                 self.set_phase(Phase::Ringing, now_ms);
                 Vec::new()
             }
@@ -475,15 +540,13 @@ impl Call {
             RelayMsg::Accepted { commit, .. }
                 if self.view.role == Role::Caller && self.view.phase == Phase::Ringing =>
             {
-                match (self.is_e2ee(), commit) {
-                    (true, None) => self.mitm(Warning::CommitmentMismatch, now_ms),
-                    (true, Some(c)) => {
+                // Every call commits, standard ones too: a missing commitment
+                // is an attack in either mode.
+                match commit {
+                    None => self.mitm(Warning::CommitmentMismatch, now_ms),
+                    Some(c) => {
                         // Step 2: we hold the commitment before our certificate exists.
                         self.commit = Some(c);
-                        self.set_phase(Phase::Connecting, now_ms);
-                        vec![Output::Pc(PcCommand::Create)]
-                    }
-                    (false, _) => {
                         self.set_phase(Phase::Connecting, now_ms);
                         vec![Output::Pc(PcCommand::Create)]
                     }
@@ -544,8 +607,8 @@ impl Call {
         match self.view.role {
             Role::Caller => vec![Output::Pc(PcCommand::CreateOffer)],
             Role::Callee => {
-                // Step 1: commit before seeing the offer.
-                let commit = self.is_e2ee().then(|| Commitment::to(&local));
+                // Step 1: commit before seeing the offer (in every mode).
+                let commit = Some(Commitment::to(&local));
                 let mut out = vec![Output::Send(ClientMsg::Accept { call_id, commit })];
                 if let Some(sdp) = self.pending_offer.take() {
                     out.extend(self.on_offer(sdp, now_ms));
@@ -562,9 +625,13 @@ impl Call {
         if !self.in_media_phase() {
             return Vec::new();
         }
-        // Our own SDP must announce the certificate we made for this call.
-        if self.is_e2ee() && extract_fingerprint(&sdp).ok() != self.local_fp {
-            return self.mitm(Warning::FingerprintMismatch, now_ms);
+        // Our own SDP must announce the certificate we made for this call, by the
+        // same strict rule as the peer's; otherwise there is no code to show.
+        if extract_fingerprint(&sdp).ok() != self.local_fp {
+            if self.is_e2ee() {
+                return self.mitm(Warning::FingerprintMismatch, now_ms);
+            }
+            self.view.unverifiable = true;
         }
         let msg = if offer {
             ClientMsg::Offer { call_id, sdp }
@@ -574,7 +641,9 @@ impl Call {
         vec![Output::Send(msg)]
     }
 
-    /// Pins the remote fingerprint; any change ends the call.
+    /// Pins the remote fingerprint of every remote description, the first and
+    /// each renegotiation alike, by the strict one-fingerprint rule; any change
+    /// ends the call.
     fn pin_remote(&mut self, sdp: &str, now_ms: u64) -> Result<(), Vec<Output>> {
         match extract_fingerprint(sdp) {
             Ok(fp) => match self.remote_fp {
@@ -588,7 +657,12 @@ impl Call {
             Err(_) if self.remote_fp.is_some() => {
                 Err(self.mitm(Warning::FingerprintChanged, now_ms))
             }
-            Err(_) => Ok(()),
+            Err(_) => {
+                // A standard call goes on, but without a code to read.
+                self.view.unverifiable = true;
+                self.view.code = None;
+                Ok(())
+            }
         }
     }
 
@@ -615,15 +689,14 @@ impl Call {
         if let Err(out) = self.pin_remote(&sdp, now_ms) {
             return out;
         }
-        if self.is_e2ee() {
-            // Step 2, end: the answer's certificate must be the committed one.
-            let opens = match (self.commit, self.remote_fp) {
-                (Some(c), Some(fp)) => c.opens_to(&fp),
-                _ => false,
-            };
-            if !opens {
-                return self.mitm(Warning::CommitmentMismatch, now_ms);
-            }
+        // Step 2, end: the answer's certificate must be the committed one, in
+        // every mode (a standard call whose answer is unverifiable has no code).
+        let opens = match (self.commit, self.remote_fp) {
+            (Some(c), Some(fp)) => c.opens_to(&fp),
+            _ => false,
+        };
+        if !opens && self.verifiable() {
+            return self.mitm(Warning::CommitmentMismatch, now_ms);
         }
         self.remote_set = true;
         let mut out = vec![Output::Pc(PcCommand::SetAnswer { sdp })];
@@ -637,6 +710,7 @@ impl Call {
 
     fn on_dtls(
         &mut self,
+        check: CertCheck,
         local: Option<Fingerprint>,
         remote: Option<Fingerprint>,
         now_ms: u64,
@@ -644,11 +718,18 @@ impl Call {
         if !self.in_media_phase() {
             return Vec::new();
         }
+        self.view.cert_check = Some(check);
         let matches = local.is_some()
             && local == self.local_fp
             && remote.is_some()
             && remote == self.remote_fp;
-        if self.is_e2ee() {
+        if !self.verifiable() {
+            // No single fingerprint to compare with; a certificate the browser
+            // reports is still compared with what the SDP pinned, if anything.
+            if remote.is_some() && self.remote_fp.is_some() && remote != self.remote_fp {
+                return self.mitm(Warning::FingerprintMismatch, now_ms);
+            }
+        } else {
             if !matches {
                 return self.mitm(Warning::FingerprintMismatch, now_ms);
             }
@@ -659,10 +740,6 @@ impl Call {
                     Err(_) => return self.mitm(Warning::FingerprintMismatch, now_ms),
                 }
             }
-        } else if remote.is_some() && self.remote_fp.is_some() && remote != self.remote_fp {
-            // Standard calls show no code, but a certificate that is not the
-            // announced one is still an attack.
-            return self.mitm(Warning::FingerprintMismatch, now_ms);
         }
         if self.view.phase != Phase::Connected {
             self.view.connected_at_ms = Some(now_ms);
@@ -690,6 +767,11 @@ impl Call {
             _ => Vec::new(),
         }
     }
+}
+
+/// The warning a call of `mode` deserves under this user's `wish`.
+fn downgrade(mode: Option<CallMode>, wish: Wish) -> Option<Wish> {
+    (mode == Some(CallMode::Standard) && wish != Wish::None).then_some(wish)
 }
 
 /// Remote candidates kept before the remote description; more are dropped (a

@@ -53,7 +53,7 @@ fn sent(out: &[Output]) -> Vec<&ClientMsg> {
 
 /// Caller up to the point where the callee has accepted with `commit`.
 fn caller_ringing(mode: CallMode) -> Call {
-    let (mut c, out) = Call::outgoing(BOB, 0);
+    let (mut c, out) = Call::outgoing(BOB, Wish::None, 0);
     assert_eq!(sent(&out), vec![&ClientMsg::Invite { to: BOB.into() }]);
     assert!(
         c.handle(
@@ -152,12 +152,12 @@ fn e2ee_caller_shows_code_only_after_dtls_with_matching_certificates() {
     assert_eq!(c.view().phase, Phase::Connected);
     assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
     assert_eq!(c.view().connected_at_ms, Some(60));
-    assert!(c.view().certificates_observed);
+    assert_eq!(c.view().cert_check, Some(CertCheck::Both));
 }
 
 #[test]
 fn e2ee_callee_commits_before_seeing_the_offer() {
-    let (mut c, out) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let (mut c, out) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
     assert_eq!(sent(&out), vec![&ClientMsg::Ringing { call_id: id() }]);
     assert_eq!(c.view().phase, Phase::Incoming);
     assert_eq!(
@@ -242,7 +242,7 @@ fn caller_holds_early_candidates_until_the_answer() {
     c.handle(
         relay(RelayMsg::Accepted {
             call_id: id(),
-            commit: None,
+            commit: Some(Commitment::to(&fp(2))),
         }),
         1,
     );
@@ -353,7 +353,123 @@ fn browser_without_certificate_stats_relies_on_its_own_check() {
     let mut c = caller_answered();
     assert!(c.handle(Input::DtlsConnectedUnobserved, 5).is_empty());
     assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
-    assert!(!c.view().certificates_observed);
+    assert_eq!(c.view().cert_check, Some(CertCheck::BrowserOnly));
+}
+
+#[test]
+fn remote_certificate_from_the_dtls_transport_must_be_the_announced_one() {
+    let mut c = caller_answered();
+    assert!(
+        c.handle(
+            Input::DtlsConnectedRemoteOnly {
+                remote: Some(fp(2))
+            },
+            5
+        )
+        .is_empty()
+    );
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
+    assert_eq!(c.view().cert_check, Some(CertCheck::RemoteOnly));
+
+    // The extra-fingerprint man in the middle on a browser that accepts any
+    // fingerprint line: DTLS ends at the attacker's certificate.
+    let mut c = caller_answered();
+    c.handle(
+        Input::DtlsConnectedRemoteOnly {
+            remote: Some(fp(9)),
+        },
+        5,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::FingerprintMismatch))
+    );
+    assert_eq!(c.view().code, None);
+}
+
+/// `sdp(fp)` with a second fingerprint line for another hash (the attacker's).
+fn sdp_with_extra_line(fp: &Fingerprint) -> String {
+    sdp(fp).replace(
+        "a=mid:0\r\n",
+        "a=mid:0\r\na=fingerprint:sha-384 0C:8E:31:5C:57:6D:A7:F6:3E:9F:3A:5F:6F:9F:2B:1E:42:90:5D:8C:A0:BA:D2:22:4F:58:8D:93:AD:E9:9D:D0:8B:1B:C4:82:27:12:2F:8C:6C:8B:5D:5A:3A:6F:29:3A\r\n",
+    )
+}
+
+#[test]
+fn an_extra_fingerprint_line_in_the_answer_ends_an_e2ee_call() {
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(2))),
+        }),
+        1,
+    );
+    c.handle(Input::PeerReady { local: fp(1) }, 2);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 3);
+    // The real sha-256 line opens the commitment, but a second line is there.
+    let out = c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp_with_extra_line(&fp(2)),
+        }),
+        4,
+    );
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Unverifiable
+    }));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Pc(PcCommand::SetAnswer { .. })))
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::Unverifiable))
+    );
+}
+
+#[test]
+fn an_extra_fingerprint_line_in_a_renegotiation_ends_the_call() {
+    for mode in [CallMode::E2ee, CallMode::Standard] {
+        let (mut c, _) = Call::incoming(id(), ALICE, mode, Wish::None, 0);
+        c.handle(Input::User(UserAction::Accept), 1);
+        c.handle(Input::PeerReady { local: fp(2) }, 2);
+        c.handle(
+            relay(RelayMsg::Offer {
+                call_id: id(),
+                sdp: sdp(&fp(1)),
+            }),
+            3,
+        );
+        c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
+        c.handle(
+            Input::DtlsConnected {
+                local: Some(fp(2)),
+                remote: Some(fp(1)),
+            },
+            5,
+        );
+        assert!(c.view().code.is_some(), "{mode:?}");
+        let out = c.handle(
+            relay(RelayMsg::Offer {
+                call_id: id(),
+                sdp: sdp_with_extra_line(&fp(1)),
+            }),
+            6,
+        );
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Pc(PcCommand::AcceptOffer { .. }))),
+            "{mode:?}: the offer reached the browser"
+        );
+        assert!(
+            matches!(c.view().phase, Phase::Ended(Ending::Mitm(_))),
+            "{mode:?}: {:?}",
+            c.view().phase
+        );
+        assert_eq!(c.view().code, None);
+    }
 }
 
 #[test]
@@ -374,7 +490,7 @@ fn missing_dtls_certificate_is_not_verification() {
 
 #[test]
 fn fingerprint_change_on_renegotiation_ends_the_call() {
-    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
     c.handle(Input::User(UserAction::Accept), 1);
     c.handle(Input::PeerReady { local: fp(2) }, 2);
     c.handle(
@@ -426,7 +542,7 @@ fn fingerprint_change_on_renegotiation_ends_the_call() {
 
 #[test]
 fn unverifiable_offer_in_e2ee_call_is_refused() {
-    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
     c.handle(Input::User(UserAction::Accept), 1);
     c.handle(Input::PeerReady { local: fp(2) }, 2);
     let no_fp =
@@ -449,13 +565,13 @@ fn unverifiable_offer_in_e2ee_call_is_refused() {
     );
 }
 
-#[test]
-fn standard_call_connects_without_code() {
+/// A standard call from the caller's side up to DTLS, callee certificate fp(2).
+fn standard_caller_answered(answer: &str) -> Call {
     let mut c = caller_ringing(CallMode::Standard);
     c.handle(
         relay(RelayMsg::Accepted {
             call_id: id(),
-            commit: None,
+            commit: Some(Commitment::to(&fp(2))),
         }),
         1,
     );
@@ -464,10 +580,69 @@ fn standard_call_connects_without_code() {
     c.handle(
         relay(RelayMsg::Answer {
             call_id: id(),
-            sdp: sdp(&fp(2)),
+            sdp: answer.to_string(),
         }),
         4,
     );
+    c
+}
+
+#[test]
+fn standard_call_commits_and_shows_the_code_too() {
+    let mut c = standard_caller_answered(&sdp(&fp(2)));
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(1)),
+            remote: Some(fp(2)),
+        },
+        5,
+    );
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
+    c.handle(Input::User(UserAction::CodesMatch), 6);
+    assert!(c.view().verified);
+}
+
+#[test]
+fn standard_call_checks_the_commitment_and_the_certificates() {
+    // An answer that does not open the commitment.
+    let c = standard_caller_answered(&sdp(&fp(3)));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+    // A certificate other than the announced one.
+    let mut c = standard_caller_answered(&sdp(&fp(2)));
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(1)),
+            remote: Some(fp(4)),
+        },
+        5,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::FingerprintMismatch))
+    );
+    // No commitment at all: a relay that strips it.
+    let mut c = caller_ringing(CallMode::Standard);
+    c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        1,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+}
+
+#[test]
+fn unverifiable_standard_call_goes_on_without_a_code() {
+    let mut c = standard_caller_answered(&sdp_with_extra_line(&fp(2)));
+    assert!(c.view().unverifiable);
     c.handle(
         Input::DtlsConnected {
             local: Some(fp(1)),
@@ -480,6 +655,62 @@ fn standard_call_connects_without_code() {
     // "Codes match" means nothing without a code.
     c.handle(Input::User(UserAction::CodesMatch), 6);
     assert!(!c.view().verified);
+}
+
+#[test]
+fn a_split_mode_still_gives_both_sides_the_same_code() {
+    // The relay told the caller `e2ee` and the callee `standard`.
+    let caller = caller_connected(fp(1), fp(2));
+    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::Switch, 0);
+    callee.handle(Input::User(UserAction::Accept), 1);
+    let out = callee.handle(Input::PeerReady { local: fp(2) }, 2);
+    assert!(sent(&out).contains(&&ClientMsg::Accept {
+        call_id: id(),
+        commit: Some(Commitment::to(&fp(2)))
+    }));
+    callee.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        3,
+    );
+    callee.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
+    callee.handle(
+        Input::DtlsConnected {
+            local: Some(fp(2)),
+            remote: Some(fp(1)),
+        },
+        5,
+    );
+    assert!(caller.view().code.is_some());
+    assert_eq!(callee.view().code, caller.view().code);
+    // The callee's switch is on: it is told the call arrived standard.
+    assert_eq!(callee.view().downgraded, Some(Wish::Switch));
+}
+
+#[test]
+fn a_standard_call_against_the_users_setting_is_flagged() {
+    for (wish, expect) in [
+        (Wish::None, None),
+        (Wish::Switch, Some(Wish::Switch)),
+        (Wish::Required, Some(Wish::Required)),
+    ] {
+        let (c, _) = Call::incoming(id(), ALICE, CallMode::Standard, wish, 0);
+        assert_eq!(c.view().downgraded, expect, "incoming, {wish:?}");
+        let (c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, wish, 0);
+        assert_eq!(c.view().downgraded, None, "incoming e2ee, {wish:?}");
+        let (mut c, _) = Call::outgoing(BOB, wish, 0);
+        c.handle(
+            relay(RelayMsg::Calling {
+                call_id: id(),
+                to: BOB.into(),
+                mode: CallMode::Standard,
+            }),
+            1,
+        );
+        assert_eq!(c.view().downgraded, expect, "outgoing, {wish:?}");
+    }
 }
 
 #[test]
@@ -517,7 +748,7 @@ fn peer_reported_mitm_shows_the_warning() {
 
 #[test]
 fn decline_and_declined() {
-    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
     let out = callee.handle(Input::User(UserAction::Decline), 1);
     assert_eq!(sent(&out), vec![&ClientMsg::Decline { call_id: id() }]);
     assert_eq!(callee.view().phase, Phase::Ended(Ending::Declined));
@@ -542,7 +773,7 @@ fn cancel_before_answer() {
     assert_eq!(out, vec![Output::Send(ClientMsg::Cancel { call_id: id() })]);
     assert_eq!(caller.view().phase, Phase::Ended(Ending::Cancelled));
 
-    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, 0);
+    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::None, 0);
     assert!(
         callee
             .handle(relay(RelayMsg::Cancelled { call_id: id() }), 6)
@@ -559,7 +790,7 @@ fn busy_offline_and_e2ee_required_refusals() {
         (RefuseReason::E2eeRequired, Some(ALICE.to_string())),
         (RefuseReason::NotAllowed, None),
     ] {
-        let (mut c, _) = Call::outgoing(BOB, 0);
+        let (mut c, _) = Call::outgoing(BOB, Wish::None, 0);
         let msg = RelayMsg::CallRefused {
             call_id: id(),
             peer: BOB.into(),
@@ -599,7 +830,7 @@ fn connect_timeout_gives_up() {
     c.handle(
         relay(RelayMsg::Accepted {
             call_id: id(),
-            commit: None,
+            commit: Some(Commitment::to(&fp(2))),
         }),
         100,
     );
@@ -616,7 +847,7 @@ fn connect_timeout_gives_up() {
 
 #[test]
 fn answered_elsewhere_stops_ringing() {
-    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, 0);
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
     assert!(
         c.handle(relay(RelayMsg::AnsweredElsewhere { call_id: id() }), 3)
             .is_empty()
