@@ -151,6 +151,8 @@ pub enum ErrorCode {
     PolicyLocked,
     /// The session expired or was signed out.
     SessionExpired,
+    /// The user already has as many devices connected as the relay allows.
+    TooManyDevices,
     /// Something failed inside the relay; nothing about it is shown.
     Internal,
 }

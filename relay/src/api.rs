@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{self, Authed, COOKIE};
+use crate::auth::{self, Authed};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::store::{Session, unix_now};
@@ -65,13 +65,11 @@ pub struct Login {
 }
 
 fn cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue> {
-    let secure = if state.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = state.secure_cookies();
+    let name = auth::cookie_name(secure);
+    let flag = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+        "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{flag}"
     ))
     .map_err(|e| Error::Internal(format!("cookie: {e}")))
 }

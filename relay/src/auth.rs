@@ -1,7 +1,8 @@
 //! Passwords, session tokens and the extractors that guard every private route.
 //!
 //! - Passwords: Argon2id (PHC strings), hashed and checked on the blocking pool.
-//! - Sessions: a 256-bit random token in the `shieldcall_session` cookie; the store
+//! - Sessions: a 256-bit random token in the `shieldcall_session` cookie
+//!   (`__Host-shieldcall_session` under HTTPS, see [`SECURE_COOKIE`]); the store
 //!   keeps only its SHA-256, so a copy of the database signs nobody in.
 //! - [`Authed`] extracts a valid session or rejects with 401 before the handler (or
 //!   the WebSocket upgrade) runs; [`AdminAuthed`] adds the admin role and, for
@@ -26,8 +27,19 @@ use crate::AppState;
 use crate::error::{Error, Result};
 use crate::store::{Session, User, unix_now};
 
-/// The session cookie's name.
+/// The session cookie's name on plain HTTP (development on loopback).
 pub const COOKIE: &str = "shieldcall_session";
+
+/// The session cookie's name when cookies are `Secure` (HTTPS): the `__Host-`
+/// prefix makes the browser refuse it unless it is `Secure`, `Path=/` and has no
+/// `Domain`, so a sibling subdomain cannot plant or overwrite it. Under HTTPS only
+/// this name is read.
+pub const SECURE_COOKIE: &str = "__Host-shieldcall_session";
+
+/// The session cookie's name for a relay whose cookies are `secure` or not.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
 
 /// Argon2id cost. The defaults are argon2's (19 MiB, 2 passes, 1 lane), OWASP's
 /// minimum recommendation; tests lower them to run fast.
@@ -144,8 +156,8 @@ pub fn new_token() -> Result<(String, String)> {
     Ok((token, hash))
 }
 
-/// The session token from the `Cookie` headers, if any.
-pub fn cookie_token(parts: &Parts) -> Option<&str> {
+/// The session token from the cookie called `name` in the `Cookie` headers, if any.
+pub fn cookie_token<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -154,7 +166,7 @@ pub fn cookie_token(parts: &Parts) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE && !v.is_empty()).then_some(v)
+            (k == name && !v.is_empty()).then_some(v)
         })
 }
 
@@ -171,7 +183,8 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        let token = cookie_token(parts).ok_or(Error::Unauthorized)?;
+        let name = cookie_name(state.secure_cookies());
+        let token = cookie_token(parts, name).ok_or(Error::Unauthorized)?;
         let store = state.store();
         let session = store
             .session(&token_hash(token), unix_now())

@@ -30,6 +30,8 @@ pub mod cli;
 pub mod code_cmd;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod hub;
 pub mod ops;
@@ -90,15 +92,17 @@ struct Inner {
 }
 
 impl AppState {
-    /// Opens the SQLite store in `config.data_dir`.
+    /// Opens the SQLite store in `config.data_dir`, with the call-id key kept
+    /// there (`hub::KEY_FILE`).
     pub async fn open(config: Config) -> Result<Self> {
         let store = SqliteStore::open(&config.data_dir).await?;
-        Ok(Self::with_store(config, Arc::new(store)))
+        let key = hub::CallKey::load_or_create(&config.data_dir)?;
+        Ok(Self::with_store(config, Arc::new(store), key))
     }
 
-    /// State over any store.
-    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Self {
-        let hub = Hub::new(config.ring_timeout, config.reconnect_grace);
+    /// State over any store, minting call ids with `key`.
+    pub fn with_store(config: Config, store: Arc<dyn Store>, key: hub::CallKey) -> Self {
+        let hub = Hub::new(config.ring_timeout, config.reconnect_grace, key);
         let limiter = auth::LoginLimiter::new(
             config.login_per_account,
             config.login_per_address,
@@ -255,7 +259,25 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/admin", admin::routes())
         .fallback(static_handler)
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            strict_transport,
+        ))
         .with_state(state)
+}
+
+/// Under HTTPS (a public https origin or the relay's own TLS), every response
+/// tells the browser to use HTTPS only for a year (HSTS), so a later visit cannot
+/// be downgraded to plain HTTP where the `Secure` cookie would not be sent and the
+/// page could be replaced.
+async fn strict_transport(State(state): State<AppState>, mut resp: Response) -> Response {
+    if state.secure_cookies() {
+        resp.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    resp
 }
 
 /// The largest request body the API reads (413 beyond it). A sign-in form or an

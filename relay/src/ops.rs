@@ -120,6 +120,7 @@ impl Ops<'_> {
     }
 
     /// Sets a user's own E2EE switch, refusing when their policy decides it.
+    /// A switch already in position `on` is not written again.
     pub async fn set_switch(&self, name: &str, on: bool) -> Result<E2eeSetting> {
         let before = effective_setting(self.store, name).await?;
         if !before.can_change {
@@ -130,6 +131,10 @@ impl Ops<'_> {
             .user(name)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {name}")))?;
+        if user.e2ee_switch == Some(on) {
+            // Already so: no write, no audit entry, no change for the watcher.
+            return Ok(before);
+        }
         let show = |v: Option<bool>| {
             Some(
                 v.map_or("unset", |b| if b { "on" } else { "off" })

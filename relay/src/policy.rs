@@ -174,6 +174,20 @@ impl ExternalAccess {
     }
 }
 
+/// The external access of a new tenant, and so of a domain the relay knows no
+/// tenant for (it has no users; a call there is answered `unknown-user` only if
+/// the caller's own tenant allows reaching it at all).
+pub const DEFAULT_EXTERNAL_ACCESS: ExternalAccess = ExternalAccess::AllowAll;
+
+/// The external access of `domain` among the tenants in `known`: the one lookup
+/// that both the call decision and the contact lists use.
+pub fn access_in<'a>(
+    known: &'a std::collections::HashMap<String, ExternalAccess>,
+    domain: &str,
+) -> &'a ExternalAccess {
+    known.get(domain).unwrap_or(&DEFAULT_EXTERNAL_ACCESS)
+}
+
 /// The domain part of `name@domain` (empty if there is none).
 pub fn domain_of(user: &str) -> &str {
     user.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()

@@ -200,3 +200,54 @@ async fn a_device_that_does_not_read_is_disconnected() {
     ann.assert_alive(7).await;
     relay.stop().await;
 }
+
+/// A user may have ten devices connected; the eleventh `hello` is refused with
+/// `too-many-devices` and closed, and the ten stay.
+#[tokio::test]
+async fn an_eleventh_device_is_refused() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let cookie = relay.cookie_for("ann@a.test").await;
+    let mut devices = Vec::new();
+    for _ in 0..shieldcall_relay::hub::MAX_DEVICES_PER_USER {
+        devices.push(relay.device_with(&cookie).await.0);
+    }
+    let mut extra = relay.ws_raw(Some(&cookie), None).await.expect("upgrade");
+    extra
+        .send(&ClientMsg::Hello {
+            version: shieldcall_proto::PROTOCOL_VERSION,
+        })
+        .await;
+    assert_eq!(code(&extra.recv().await), ErrorCode::TooManyDevices);
+    assert!(extra.closed_within(WAIT).await);
+    for (i, d) in devices.iter_mut().enumerate() {
+        d.assert_alive(i as u64).await;
+    }
+    relay.stop().await;
+}
+
+/// Switch changes are limited per user (every change is a store write, an audit
+/// entry and a push to every device), and one that changes nothing writes nothing.
+#[tokio::test]
+async fn switch_changes_are_rate_limited_and_no_ops_are_not_written() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    let (mut ann2, _) = relay.device("ann@a.test").await;
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
+    assert!(matches!(ann2.recv().await, RelayMsg::Settings { .. }));
+    // The other device at once: the same user's limit.
+    ann2.send(&ClientMsg::SetE2ee { enabled: true }).await;
+    assert_eq!(code(&ann2.recv().await), ErrorCode::RateLimited);
+    let before = relay.state.store().changes().await.expect("changes");
+    tokio::time::sleep(shieldcall_relay::hub::SWITCH_INTERVAL).await;
+    // Off again: already off, so nothing is written and nothing is pushed.
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    ann.expect_quiet(Duration::from_millis(200)).await;
+    assert_eq!(
+        relay.state.store().changes().await.expect("changes"),
+        before
+    );
+    relay.stop().await;
+}

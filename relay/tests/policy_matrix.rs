@@ -267,6 +267,8 @@ async fn external_access_refuses_with_not_allowed() {
     ops.set_external_access("c.test", &ExternalAccess::Block)
         .await
         .expect("c");
+    // As the admin API does (the change watcher would within a poll).
+    relay.state.refresh().await.expect("refresh");
     let (mut ann, _) = relay.device("ann@a.test").await;
     let (mut bob, _) = relay.device("bob@b.test").await;
     let (mut cid, _) = relay.device("cid@c.test").await;
@@ -297,5 +299,34 @@ async fn external_access_refuses_with_not_allowed() {
     })
     .await;
     assert!(matches!(bob.recv().await, RelayMsg::Calling { .. }));
+    relay.stop().await;
+}
+
+/// Whether an account exists in a tenant the caller may not reach is not
+/// answered: a blocked tenant's real and unknown names both get `not-allowed`,
+/// and `unknown-user` only comes from a reachable tenant.
+#[tokio::test]
+async fn unknown_user_is_not_told_across_a_blocked_tenant() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@b.test", false).await;
+    relay
+        .ops()
+        .set_external_access("b.test", &ExternalAccess::Block)
+        .await
+        .expect("b");
+    relay.state.refresh().await.expect("refresh");
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    for (to, expected) in [
+        ("bob@b.test", RefuseReason::NotAllowed),
+        ("ghost@b.test", RefuseReason::NotAllowed),
+        ("ghost@a.test", RefuseReason::UnknownUser),
+    ] {
+        ann.send(&ClientMsg::Invite { to: to.into() }).await;
+        match ann.recv().await {
+            RelayMsg::CallRefused { reason, .. } => assert_eq!(reason, expected, "{to}"),
+            other => panic!("{to}: {other:?}"),
+        }
+    }
     relay.stop().await;
 }

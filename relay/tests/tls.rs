@@ -225,7 +225,24 @@ async fn https_and_wss_with_secure_cookie() {
         "{set_cookie}"
     );
     assert!(relay.state.secure_cookies());
+    // The __Host- prefix: no sibling subdomain can plant or overwrite it.
+    assert!(
+        set_cookie.starts_with("__Host-shieldcall_session="),
+        "{set_cookie}"
+    );
+    // HSTS: later visits cannot be downgraded to plain HTTP.
+    assert_eq!(
+        login.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     let cookie = login.cookie().expect("cookie");
+    // The plain name is not read under HTTPS (a planted cookie signs no one in).
+    let value = cookie.split_once('=').map(|(_, v)| v).expect("value");
+    let plain_name = format!("shieldcall_session={value}");
+    let me = relay
+        .https("GET", "/api/me", &[("Cookie", &plain_name)], "")
+        .await;
+    assert_eq!(me.status, 401, "{me:?}");
 
     // WSS: no session → 401; the plain-http origin is not ours → 403.
     assert_eq!(relay.wss(None, &origin).await.err(), Some(401));

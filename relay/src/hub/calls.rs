@@ -1,9 +1,11 @@
 //! Calls: invite, ring timeout, the messages of a call and their authorisation,
 //! and `resume` after a reconnect or a relay restart.
 
-use shieldcall_proto::{CallId, CallMode, ClientMsg, ErrorCode, RefuseReason, RelayMsg};
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, ErrorCode, HangupReason, RefuseReason, RelayMsg,
+};
 
-use super::{Call, DeviceId, Hub, Inner, Restore, Side, WireError};
+use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, WireError};
 use crate::policy::Refusal;
 
 impl Hub {
@@ -124,10 +126,35 @@ impl Hub {
         g.end_call(id);
     }
 
+    /// Whether this relay knows the call (it may have lost it in a restart).
+    pub fn knows_call(&self, id: &CallId) -> bool {
+        self.lock().calls.contains_key(id)
+    }
+
+    /// A new, unforgeable call id (see `call_id`).
+    pub fn mint_call_id(
+        &self,
+        caller: &str,
+        callee: &str,
+        mode: CallMode,
+    ) -> crate::Result<CallId> {
+        self.key.mint(caller, callee, mode)
+    }
+
     /// Handles `resume`: rebinds a known call (see [`Hub::call_msg`]), or restores
     /// a call this relay lost in a restart once both people's devices resumed it
-    /// naming each other (docs/protocol.md, "Reconnecting").
-    pub fn resume(&self, dev: DeviceId, user: &str, msg: ClientMsg) -> Result<(), WireError> {
+    /// naming each other (docs/protocol.md, "Reconnecting"). A restore needs a
+    /// call id this relay minted for exactly those two people and the mode both
+    /// name, and `decision`, the call decision for the pair made again now from
+    /// the current policies (the caller computes it for an unknown call), must
+    /// still give that mode.
+    pub fn resume(
+        &self,
+        dev: DeviceId,
+        user: &str,
+        msg: ClientMsg,
+        decision: Option<Result<CallMode, Refusal>>,
+    ) -> Result<(), WireError> {
         let ClientMsg::Resume {
             call_id,
             peer,
@@ -152,10 +179,34 @@ impl Hub {
                     r.user == *peer && r.peer == user && g.devices.contains_key(&r.dev)
                 });
                 if !matched {
+                    // Only a call id this relay could have made, naming an
+                    // account that exists, is kept: a claim costs memory for the
+                    // grace period.
+                    let known_peer = g.accounts.as_ref().is_some_and(|a| a.contains(peer));
+                    let minted = self.key.verify(&id, user, peer, *mode)
+                        || self.key.verify(&id, peer, user, *mode);
+                    if !minted || !known_peer {
+                        return Err(WireError::new(
+                            ErrorCode::NotYourCall,
+                            "You are not part of this call.",
+                            &id,
+                        ));
+                    }
                     // The first claim stands until it is matched or expires; a
                     // different user's claim does not displace it.
                     let keep = g.restoring.get(&id).is_some_and(|r| r.user != user);
                     if !keep {
+                        // One claim per device: a new one replaces its last.
+                        g.restoring.retain(|_, r| r.dev != dev);
+                        if g.restoring.len() >= MAX_RESTORING {
+                            return Err(WireError::new(
+                                ErrorCode::WrongState,
+                                "The relay is restoring too many calls; try again shortly.",
+                                &id,
+                            ));
+                        }
+                        g.next_claim += 1;
+                        let epoch = g.next_claim;
                         g.restoring.insert(
                             id.clone(),
                             Restore {
@@ -163,9 +214,10 @@ impl Hub {
                                 dev,
                                 peer: peer.clone(),
                                 mode: *mode,
+                                epoch,
                             },
                         );
-                        self.expire_restore(id);
+                        self.expire_restore(id, epoch);
                     }
                     return Ok(());
                 }
@@ -179,19 +231,39 @@ impl Hub {
                         &id,
                     ));
                 }
-                let mode = if first.mode == CallMode::E2ee || *mode == CallMode::E2ee {
-                    CallMode::E2ee
+                // Who called whom is in the id; the mode must be the one both
+                // name and the one the policies give the pair now.
+                let caller_first = self.key.verify(&id, &first.user, user, *mode);
+                let still_allowed = decision
+                    .as_ref()
+                    .is_some_and(|d| d.as_ref().ok() == Some(mode));
+                if first.mode != *mode
+                    || !(caller_first || self.key.verify(&id, user, &first.user, *mode))
+                    || !still_allowed
+                {
+                    let end = RelayMsg::Hangup {
+                        call_id: id.clone(),
+                        reason: HangupReason::Normal,
+                    };
+                    g.send(first.dev, &end);
+                    g.send(dev, &end);
+                    tracing::info!(call = %id, "restore refused: the call no longer fits the policies");
+                    return Ok(());
+                }
+                let mode = *mode;
+                let (caller, caller_dev, callee, callee_dev) = if caller_first {
+                    (first.user.clone(), first.dev, user.to_string(), dev)
                 } else {
-                    CallMode::Standard
+                    (user.to_string(), dev, first.user.clone(), first.dev)
                 };
                 g.calls.insert(
                     id.clone(),
                     Call {
                         mode,
-                        caller: first.user.clone(),
-                        caller_dev: Some(first.dev),
-                        callee: user.into(),
-                        callee_dev: Some(dev),
+                        caller,
+                        caller_dev: Some(caller_dev),
+                        callee,
+                        callee_dev: Some(callee_dev),
                         answered: true,
                         departures: 0,
                     },
@@ -207,16 +279,25 @@ impl Hub {
         self.call_msg(dev, user, msg)
     }
 
-    /// Forgets an unmatched restore claim after the grace period.
-    fn expire_restore(&self, id: CallId) {
+    /// Forgets an unmatched restore claim after the grace period, unless a newer
+    /// claim (another epoch) took its place.
+    fn expire_restore(&self, id: CallId, epoch: u64) {
         let me = self.me.clone();
         let grace = self.grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             if let Some(hub) = me.upgrade() {
-                hub.lock().restoring.remove(&id);
+                let mut g = hub.lock();
+                if g.restoring.get(&id).is_some_and(|r| r.epoch == epoch) {
+                    g.restoring.remove(&id);
+                }
             }
         });
+    }
+
+    /// Restore claims held now (for tests and the operations docs' limits).
+    pub fn restoring(&self) -> usize {
+        self.lock().restoring.len()
     }
 
     /// Handles a message about an existing call from device `dev` of `user`.

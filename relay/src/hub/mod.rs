@@ -21,9 +21,12 @@ use shieldcall_proto::{
 };
 use tokio::sync::mpsc;
 
+mod call_id;
 mod calls;
 
-use crate::policy::{ExternalAccess, domain_of, reachable};
+pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
+
+use crate::policy::{ExternalAccess, access_in, domain_of, reachable};
 
 /// A device's number for the life of its connection.
 pub type DeviceId = u64;
@@ -75,6 +78,8 @@ struct Online {
     devices: Vec<DeviceId>,
     /// The last E2EE setting sent to them.
     setting: E2eeSetting,
+    /// When they last changed their switch (see [`Hub::may_switch`]).
+    switched_at: Option<std::time::Instant>,
 }
 
 /// A call from ringing to hangup.
@@ -125,9 +130,17 @@ struct Inner {
     /// Users whose presence may have changed since the last flush.
     dirty: HashSet<String>,
     /// `resume`s of calls this relay does not know (it restarted), waiting for the
-    /// other person's device to resume the same call.
+    /// other person's device to resume the same call. At most one per device and
+    /// [`MAX_RESTORING`] in all.
     restoring: HashMap<CallId, Restore>,
+    /// Numbers the claims, so a claim's expiry timer never removes a newer one.
+    next_claim: u64,
 }
+
+/// Restore claims kept at once. Each is a call id and two user names (all
+/// checked: a well-formed id, an existing account); a relay that restarted with
+/// N calls up needs N of them for the grace period.
+pub const MAX_RESTORING: usize = 10_000;
 
 /// One side's claim on a call lost in a relay restart.
 #[derive(Debug)]
@@ -140,6 +153,8 @@ struct Restore {
     peer: String,
     /// The mode they know.
     mode: CallMode,
+    /// This claim's number (see `Inner::next_claim`).
+    epoch: u64,
 }
 
 /// The switchboard.
@@ -153,20 +168,22 @@ pub struct Hub {
     grace: Duration,
     /// Itself, for timer tasks.
     me: Weak<Hub>,
+    /// Makes and checks call ids.
+    key: CallKey,
 }
 
-const ALLOW_ALL: ExternalAccess = ExternalAccess::AllowAll;
+/// Devices one user may have connected at once. Ten covers a desktop, a phone and
+/// a handful of tabs; past it, a stolen cookie or a runaway script cannot make the
+/// relay fan every call and presence change out to hundreds of sockets.
+pub const MAX_DEVICES_PER_USER: usize = 10;
+
+/// The shortest time between two changes of one user's E2EE switch.
+pub const SWITCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Contacts per `presence` message when a whole list (or a large change of one) is
 /// sent, so each frame stays far below the 64 KiB message cap however large the
 /// tenant is. Clients merge every `presence`.
 pub const PRESENCE_CHUNK: usize = 32;
-
-/// A domain's external access in `map` (a tenant not yet known allows all, as a new
-/// tenant does).
-fn access_in<'a>(map: &'a HashMap<String, ExternalAccess>, domain: &str) -> &'a ExternalAccess {
-    map.get(domain).unwrap_or(&ALLOW_ALL)
-}
 
 /// Whether a user of `domain` may see `user` under the external access `map`.
 fn visible(map: &HashMap<String, ExternalAccess>, domain: &str, user: &str) -> bool {
@@ -257,13 +274,14 @@ impl Inner {
 }
 
 impl Hub {
-    /// A hub with these timeouts.
-    pub fn new(ring_timeout: Duration, grace: Duration) -> Arc<Self> {
+    /// A hub with these timeouts, minting call ids with `key`.
+    pub fn new(ring_timeout: Duration, grace: Duration, key: CallKey) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::new(Inner::default()),
             ring_timeout,
             grace,
             me: me.clone(),
+            key,
         })
     }
 
@@ -272,7 +290,8 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Signs a device in; returns its number.
+    /// Signs a device in; returns its number, or `None` when the user already has
+    /// [`MAX_DEVICES_PER_USER`] devices.
     pub fn register(
         &self,
         user: &str,
@@ -280,8 +299,14 @@ impl Hub {
         setting: E2eeSetting,
         tx: mpsc::Sender<String>,
         overflow: Arc<AtomicBool>,
-    ) -> DeviceId {
+    ) -> Option<DeviceId> {
         let mut g = self.lock();
+        if g.users
+            .get(user)
+            .is_some_and(|o| o.devices.len() >= MAX_DEVICES_PER_USER)
+        {
+            return None;
+        }
         g.next_device += 1;
         let id = g.next_device;
         g.devices.insert(
@@ -296,11 +321,12 @@ impl Hub {
         let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
             devices: Vec::new(),
             setting: setting.clone(),
+            switched_at: None,
         });
         online.devices.push(id);
         online.setting = setting;
         g.sync_presence(user);
-        id
+        Some(id)
     }
 
     /// Signs a device out (its connection ended). A ringing call it placed is
@@ -479,6 +505,29 @@ impl Hub {
         });
     }
 
+    /// Whether `user` may change their switch now: at most once per
+    /// [`SWITCH_INTERVAL`], across all their devices, since every change is a
+    /// store write, an audit entry and a push to every device. Counts this one.
+    /// A switch their policy locks (as last pushed) is not limited.
+    pub fn may_switch(&self, user: &str, now: std::time::Instant) -> bool {
+        let mut g = self.lock();
+        let Some(o) = g.users.get_mut(user) else {
+            return false;
+        };
+        if !o.setting.can_change {
+            // The policy decides: the change is refused without a write, and the
+            // user should hear that rather than "too fast".
+            return true;
+        }
+        if o.switched_at
+            .is_some_and(|t| now.duration_since(t) < SWITCH_INTERVAL)
+        {
+            return false;
+        }
+        o.switched_at = Some(now);
+        true
+    }
+
     /// Each distinct (user, session token hash) with a connected device.
     pub fn online_sessions(&self) -> Vec<(String, String)> {
         let g = self.lock();
@@ -490,6 +539,11 @@ impl Hub {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// The external access of `domain`'s tenant, as of the last refresh.
+    pub fn external_access(&self, domain: &str) -> ExternalAccess {
+        access_in(&self.lock().access, domain).clone()
     }
 
     /// Users with at least one device.

@@ -16,7 +16,7 @@
 //!
 //! Never logs SDP, candidates, cookies or message bodies.
 
-mod frame;
+pub(crate) mod frame;
 mod socket;
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use shieldcall_proto::{
-    CallId, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason, RelayMsg,
+    CallMode, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason, RelayMsg,
 };
 use tokio::sync::mpsc;
 
@@ -34,9 +34,9 @@ use self::frame::{ProtocolError, close_code};
 use self::socket::{Incoming, Socket, SocketError, Upgrade, Upgraded};
 use crate::AppState;
 use crate::api::NotCrossSite;
-use crate::auth::{Authed, random_hex};
+use crate::auth::Authed;
 use crate::error::Error;
-use crate::hub::{DeviceId, PRESENCE_CHUNK};
+use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, PRESENCE_CHUNK};
 use crate::ops::{self, Ops};
 use crate::policy::{self, Party};
 use crate::store::unix_now;
@@ -279,12 +279,7 @@ impl Conn {
             }
             (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
             (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
-            (Some(dev), msg @ ClientMsg::Resume { .. }) => {
-                return match self.state.hub().resume(dev, &self.authed.user.name, msg) {
-                    Ok(()) => Vec::new(),
-                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
-                };
-            }
+            (Some(dev), msg @ ClientMsg::Resume { .. }) => self.resume(dev, msg).await,
             (Some(dev), other) => {
                 return match self
                     .state
@@ -332,13 +327,21 @@ impl Conn {
             .take()
             .ok_or_else(|| Error::Internal("outbox already taken".into()))?;
         let hub = self.state.hub();
-        let dev = hub.register(
+        let Some(dev) = hub.register(
             self.user(),
             &self.authed.session.token_hash,
             setting.clone(),
             tx,
             self.overflow.clone(),
-        );
+        ) else {
+            let m = format!(
+                "You have {MAX_DEVICES_PER_USER} devices connected already; close one and try again."
+            );
+            return Ok(vec![(
+                RelayMsg::error(ErrorCode::TooManyDevices, m, None),
+                Flow::Close,
+            )]);
+        };
         self.device = Some(dev);
         tracing::info!(user = %self.user(), device = dev, "device connected");
         let welcome = RelayMsg::Welcome {
@@ -368,6 +371,12 @@ impl Conn {
             store: self.state.store(),
             actor: &name,
         };
+        if !self.state.hub().may_switch(&name, Instant::now()) {
+            return Ok(err(
+                ErrorCode::RateLimited,
+                "The switch can change at most once a second; try again.",
+            ));
+        }
         let _serial = self.state.settings_guard().await;
         match ops.set_switch(&name, enabled).await {
             Ok(setting) => {
@@ -384,57 +393,96 @@ impl Conn {
     }
 
     async fn invite(&mut self, dev: DeviceId, to: &str) -> crate::Result<Vec<(RelayMsg, Flow)>> {
-        let call_id = CallId(random_hex::<16>()?);
-        let refuse = |reason, peer: &str| {
-            vec![(
+        let hub = self.state.hub();
+        let refuse = |reason, peer: &str| -> crate::Result<Vec<(RelayMsg, Flow)>> {
+            Ok(vec![(
                 RelayMsg::CallRefused {
-                    call_id: call_id.clone(),
+                    call_id: hub.mint_call_id(self.user(), peer, CallMode::Standard)?,
                     peer: peer.to_string(),
                     reason,
                     required_by: None,
                 },
                 Flow::Continue,
-            )]
+            )])
         };
         let Ok(callee) = ops::normalize_user(to) else {
-            return Ok(refuse(RefuseReason::UnknownUser, to));
+            return refuse(RefuseReason::UnknownUser, to);
         };
         if callee == self.user() {
-            return Ok(refuse(RefuseReason::SelfCall, &callee));
+            return refuse(RefuseReason::SelfCall, &callee);
         }
+        // External access first: whether an account exists in a tenant the
+        // caller may not reach is none of the caller's business.
+        if !self.reachable(&callee) {
+            return refuse(RefuseReason::NotAllowed, &callee);
+        }
+        if self.state.store().user(&callee).await?.is_none() {
+            return refuse(RefuseReason::UnknownUser, &callee);
+        }
+        let decision = self.decide(&callee).await?;
+        let mode = decision.as_ref().map_or(CallMode::Standard, |m| *m);
+        let call_id = hub.mint_call_id(self.user(), &callee, mode)?;
+        hub.invite(dev, self.user(), &callee, decision, call_id);
+        Ok(Vec::new())
+    }
+
+    /// Whether this user and `other` may reach each other under their tenants'
+    /// external access (one lookup, the hub's directory).
+    fn reachable(&self, other: &str) -> bool {
+        let hub = self.state.hub();
+        let (me, them) = (policy::domain_of(self.user()), policy::domain_of(other));
+        policy::reachable(
+            me,
+            &hub.external_access(me),
+            them,
+            &hub.external_access(them),
+        )
+    }
+
+    /// The call decision for this user calling `callee`, from the current
+    /// settings and external access. Its mode does not depend on who calls.
+    async fn decide(&self, callee: &str) -> crate::Result<Result<CallMode, policy::Refusal>> {
         let store = self.state.store();
-        if store.user(&callee).await?.is_none() {
-            return Ok(refuse(RefuseReason::UnknownUser, &callee));
-        }
+        let hub = self.state.hub();
         let caller_setting = ops::effective_setting(store, self.user()).await?;
-        let callee_setting = ops::effective_setting(store, &callee).await?;
-        let tenants = store.tenants().await?;
-        let access = |domain: &str| {
-            tenants
-                .iter()
-                .find(|t| t.domain == domain)
-                .map(|t| t.external_access.clone())
-                .unwrap_or(policy::ExternalAccess::Block)
-        };
-        let (ca, ea) = (
-            access(policy::domain_of(self.user())),
-            access(policy::domain_of(&callee)),
-        );
-        let decision = policy::decide_call(
+        let callee_setting = ops::effective_setting(store, callee).await?;
+        let ca = hub.external_access(policy::domain_of(self.user()));
+        let ea = hub.external_access(policy::domain_of(callee));
+        Ok(policy::decide_call(
             Party {
                 user: self.user(),
                 setting: &caller_setting,
                 access: &ca,
             },
             Party {
-                user: &callee,
+                user: callee,
                 setting: &callee_setting,
                 access: &ea,
             },
-        );
-        self.state
-            .hub()
-            .invite(dev, self.user(), &callee, decision, call_id);
-        Ok(Vec::new())
+        ))
+    }
+
+    /// `resume`: for a call the relay does not know (it restarted), the call
+    /// decision is made again now, so a restore follows today's policies.
+    async fn resume(
+        &mut self,
+        dev: DeviceId,
+        msg: ClientMsg,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let decision = match &msg {
+            ClientMsg::Resume { call_id, peer, .. }
+                if !self.state.hub().knows_call(call_id)
+                    && ops::normalize_user(peer).is_ok_and(|p| p == *peer)
+                    && self.state.store().user(peer).await?.is_some() =>
+            {
+                Some(self.decide(peer).await?)
+            }
+            _ => None,
+        };
+        let user = self.user().to_string();
+        Ok(match self.state.hub().resume(dev, &user, msg, decision) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![(e.into_msg(), Flow::Continue)],
+        })
     }
 }

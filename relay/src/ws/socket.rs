@@ -89,6 +89,10 @@ pub struct Socket<S> {
     /// Received bytes not yet handled: part of a frame, or frames still to handle.
     /// Empty, with no allocation, between messages.
     pending: Vec<u8>,
+    /// Where the unhandled bytes of `pending` begin (handled frames before it are
+    /// dropped in one go before the next read: linear, not quadratic, in the
+    /// number of small frames a read brings).
+    start: usize,
     /// Messages from frames.
     asm: Assembler,
     /// Our close frame is sent; nothing more may be.
@@ -102,6 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         Self {
             io,
             pending: Vec::new(),
+            start: 0,
             asm: Assembler::new(max_message),
             close_sent: false,
         }
@@ -124,6 +129,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                     }
                 });
             }
+            // Everything before `start` is handled: drop it once, before reading
+            // more, instead of shifting the buffer after every frame.
+            if self.start > 0 {
+                self.pending.drain(..self.start);
+                self.start = 0;
+            }
             if read_some(&mut self.io, &mut self.pending).await? == 0 {
                 self.close_sent = true;
                 return Ok(Incoming::Closed);
@@ -134,7 +145,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     /// Handles whole frames already buffered until one yields an event.
     fn next_buffered(&mut self) -> Result<Option<Event>, ProtocolError> {
         loop {
-            let Some(h) = frame::parse_header(&self.pending)? else {
+            let rest = &self.pending[self.start..];
+            let Some(h) = frame::parse_header(rest)? else {
                 return Ok(None);
             };
             self.asm.check(&h)?;
@@ -143,15 +155,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             // Nothing is reserved for the rest of the frame: memory follows the bytes
             // that arrived, so a peer that announces 64 KiB and sends nothing more
             // holds nothing (and its silence ends the connection).
-            let Some(raw) = self.pending.get(h.header_len..end) else {
+            let Some(raw) = rest.get(h.header_len..end) else {
                 return Ok(None);
             };
             let mut payload = raw.to_vec();
             frame::apply_mask(&mut payload, h.mask);
-            if end == self.pending.len() {
+            self.start += end;
+            if self.start == self.pending.len() {
                 self.pending = Vec::new();
-            } else {
-                self.pending.drain(..end);
+                self.start = 0;
             }
             if let Some(event) = self.asm.push(&h, payload)? {
                 return Ok(Some(event));
