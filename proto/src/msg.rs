@@ -19,7 +19,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// a data channel is 3–8 KB; 64 KiB leaves room for many candidates and codecs.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// A call's identifier, chosen by the relay (128 random bits, hex).
+/// A call's identifier, chosen by the relay: 64 hex digits, 128 random bits and
+/// a tag that only the relay can make (see `docs/protocol.md`, "Reconnecting").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CallId(pub String);
