@@ -231,9 +231,7 @@ pub struct Driver {
 impl Driver {
     /// Starts `/usr/bin/chromedriver` on a free port.
     pub fn start() -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let child = Command::new(
             std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into()),
         )
@@ -243,14 +241,9 @@ impl Driver {
         .spawn()
         .context("starting chromedriver (cargo xtask test installs chromium-driver)")?;
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("chromedriver did not listen on {port} within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Self { url, child })
+        let driver = Self { url, child };
+        wait_listening(port, "chromedriver")?;
+        Ok(driver)
     }
 }
 
@@ -261,15 +254,29 @@ impl Drop for Driver {
     }
 }
 
-/// One headless Chromium tab with its own profile.
+/// Which browser a [`Browser`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian's Chromium through ChromeDriver.
+    Chromium,
+    /// Debian's Firefox ESR through geckodriver.
+    Firefox,
+}
+
+/// One headless browser tab with its own profile.
 #[derive(Debug)]
 pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     /// Name for logs and artifacts.
     pub name: String,
+    /// Chromium or Firefox.
+    pub engine: Engine,
     /// The profile; also identifies this browser's processes.
     profile: TempDir,
+    /// Firefox only: this browser's own geckodriver (it serves one session);
+    /// stopped on drop.
+    gecko: Option<Driver>,
 }
 
 impl Drop for Browser {
@@ -281,7 +288,52 @@ impl Drop for Browser {
             .arg("-f")
             .arg(self.profile.0.as_os_str())
             .status();
+        drop(self.gecko.take());
     }
+}
+
+/// Firefox preferences for a headless call on a loopback-only host: fake camera
+/// and microphone without a permission prompt, loopback ICE candidates, host
+/// addresses not hidden behind mDNS names, no background network.
+const FIREFOX_PREFS: &[(&str, bool)] = &[
+    ("media.navigator.streams.fake", true),
+    ("media.navigator.permission.disabled", true),
+    ("media.peerconnection.ice.loopback", true),
+    ("media.peerconnection.ice.obfuscate_host_addresses", false),
+    ("media.autoplay.block-webaudio", false),
+    ("app.update.enabled", false),
+    ("browser.shell.checkDefaultBrowser", false),
+    ("datareporting.policy.dataSubmissionEnabled", false),
+    ("toolkit.telemetry.enabled", false),
+    ("network.captive-portal-service.enabled", false),
+    ("browser.safebrowsing.malware.enabled", false),
+    ("browser.safebrowsing.phishing.enabled", false),
+];
+
+/// `$GECKODRIVER`, else the one `cargo xtask` installs under `target/tools`.
+pub fn geckodriver() -> PathBuf {
+    std::env::var_os("GECKODRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/tools/bin/geckodriver"))
+}
+
+/// A free TCP port on loopback.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something listens on `port`.
+fn wait_listening(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on {port} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// How long any single wait may take before the test fails with a message.
@@ -308,7 +360,54 @@ impl Browser {
         Ok(Self {
             client,
             name: name.to_string(),
+            engine: Engine::Chromium,
             profile,
+            gecko: None,
+        })
+    }
+
+    /// Opens a headless Firefox ESR with its own geckodriver (one session each)
+    /// and profile, with fake media and loopback ICE ([`FIREFOX_PREFS`]).
+    pub async fn open_firefox(name: &str) -> Result<Self> {
+        let profile = TempDir::new(&format!("profile-{name}"))?;
+        let port = free_port()?;
+        let child = Command::new(geckodriver())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting geckodriver (cargo xtask test installs it)")?;
+        // Stopped on drop from here on, also if the session never opens.
+        let gecko = Driver {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        wait_listening(port, "geckodriver")?;
+        let prefs: serde_json::Map<String, Value> = FIREFOX_PREFS
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
+        let caps = json!({
+            "moz:firefoxOptions": {
+                "binary": "/usr/bin/firefox-esr",
+                "args": ["-headless", "-profile", profile.0.to_string_lossy()],
+                "prefs": prefs,
+            },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            bail!("capabilities")
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&gecko.url)
+            .await
+            .with_context(|| format!("opening Firefox {name}"))?;
+        Ok(Self {
+            client,
+            name: name.to_string(),
+            engine: Engine::Firefox,
+            profile,
+            gecko: Some(gecko),
         })
     }
 
@@ -544,6 +643,94 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// The checks of a verified E2EE call between two signed-in browsers, `caller`
+/// calling `callee` (whose full user name is `callee_user`): both show the lock
+/// and the same code, equal to `shieldcall code --sdp` over the SDP the two peers
+/// really exchanged (unaltered by the relay: byte for byte between Chromiums, the
+/// fingerprints where Firefox is involved); remote video is decoded on both
+/// sides. Returns the code; the call goes on ([`hang_up`]).
+pub async fn connect_verified(
+    relay: &Relay,
+    caller: &Browser,
+    callee: &Browser,
+    callee_user: &str,
+) -> Result<String> {
+    caller.click(&format!("call-{callee_user}")).await?;
+    callee.click("incoming-accept").await?;
+    for b in [caller, callee] {
+        b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
+            .await?;
+    }
+    let code_a = caller.text("security-code").await?;
+    let code_b = callee.text("security-code").await?;
+    anyhow::ensure!(is_code(&code_a), "{} shows {code_a:?}", caller.name);
+    anyhow::ensure!(
+        code_a == code_b,
+        "{} shows {code_a}, {} shows {code_b}",
+        caller.name,
+        callee.name
+    );
+    let (a_local, a_remote) = caller.sdp().await?;
+    let (b_local, b_remote) = callee.sdp().await?;
+    if caller.engine == Engine::Chromium && callee.engine == Engine::Chromium {
+        // Chromium keeps the descriptions as exchanged (plus trickled candidates
+        // on both sides alike), so the relay forwarded them unaltered.
+        anyhow::ensure!(a_local == b_remote, "the relay altered the offer");
+        anyhow::ensure!(b_local == a_remote, "the relay altered the answer");
+    } else {
+        // Firefox rewrites its descriptions as candidates arrive; what must
+        // agree is the certificate each side announced and the other received.
+        let fp = |sdp: &str| shieldcall_proto::extract_fingerprint(sdp);
+        anyhow::ensure!(
+            fp(&a_local)? == fp(&b_remote)?,
+            "the offer's fingerprint changed"
+        );
+        anyhow::ensure!(
+            fp(&b_local)? == fp(&a_remote)?,
+            "the answer's fingerprint changed"
+        );
+    }
+    let dir = TempDir::new("sdp")?;
+    let (fa, fb) = (dir.0.join("caller.sdp"), dir.0.join("callee.sdp"));
+    std::fs::write(&fa, &a_local)?;
+    std::fs::write(&fb, &b_local)?;
+    let cli_code = cli(
+        &relay.data.0,
+        &[
+            "code",
+            "--sdp",
+            &fa.to_string_lossy(),
+            &fb.to_string_lossy(),
+        ],
+        None,
+    )?;
+    anyhow::ensure!(
+        cli_code.trim() == code_a,
+        "shieldcall code says {cli_code:?}, the browsers {code_a:?}"
+    );
+    anyhow::ensure!(
+        caller.wait_frames().await? > 0.0,
+        "{} decodes video",
+        caller.name
+    );
+    anyhow::ensure!(
+        callee.wait_frames().await? > 0.0,
+        "{} decodes video",
+        callee.name
+    );
+    Ok(code_a)
+}
+
+/// `who` hangs up; the call ends on both sides.
+pub async fn hang_up(who: &Browser, other: &Browser) -> Result<()> {
+    who.click("hangup").await?;
+    for b in [who, other] {
+        b.wait_testid_attr("call-state", "data-state", "ended")
+            .await?;
+    }
+    Ok(())
 }
 
 /// A regular expression-free check of the code format `ddddd ddddd ddddd ddddd`.

@@ -54,6 +54,20 @@ pub enum Mode {
     /// candidates go to the attacker page instead of the relay, and the page's go
     /// to the browsers as if the relay had sent them.
     TwoLeg,
+    /// The extra-fingerprint man in the middle: two legs as in [`Mode::TwoLeg`],
+    /// but the caller gets the callee's real commitment, and each side gets the
+    /// attacker's description with the *real* peer's sha-256 fingerprint (so the
+    /// commitment opens and both codes are the real ones) plus an added
+    /// `a=fingerprint:sha-384` line for the attacker's own certificate, which a
+    /// browser that accepts any listed fingerprint would let DTLS end at.
+    ExtraFingerprint,
+}
+
+impl Mode {
+    /// Whether the attacker page terminates DTLS on two legs.
+    fn two_legs(self) -> bool {
+        matches!(self, Self::TwoLeg | Self::ExtraFingerprint)
+    }
 }
 
 /// The running proxy; its task and all its connections stop on drop.
@@ -157,6 +171,15 @@ struct State {
     page: Option<Tx>,
     /// The attacker's leg-1 and leg-2 fingerprints.
     legs: Option<(Fingerprint, Fingerprint)>,
+    /// [`Mode::ExtraFingerprint`]: the attacker's leg-1 and leg-2 certificates'
+    /// sha-384 fingerprints, as SDP writes them.
+    legs_384: Option<(String, String)>,
+    /// [`Mode::ExtraFingerprint`]: the caller's and the callee's real sha-256.
+    caller_fp: Option<Fingerprint>,
+    callee_fp: Option<Fingerprint>,
+    /// [`Mode::ExtraFingerprint`]: the attacker's leg-1 answer, held until the
+    /// callee's real answer says which fingerprint to put in it.
+    held_answer1: Option<String>,
     events: Vec<String>,
 }
 
@@ -245,6 +268,12 @@ impl Shared {
                 }
                 None => pass,
             },
+            (Mode::ExtraFingerprint, RelayMsg::Accepted { call_id, .. }) => {
+                // The real commitment goes through: the attack keeps it valid.
+                st.caller = Some(conn);
+                st.call_id = Some(call_id);
+                pass
+            }
             (
                 Mode::TwoLeg,
                 RelayMsg::Accepted {
@@ -280,7 +309,7 @@ impl Shared {
     fn on_browser_frame(&self, conn: u64, text: &str) -> Vec<Route> {
         trace(conn, "browser → relay", text);
         let pass = vec![Route::Relay(text.to_string())];
-        if self.mode != Mode::TwoLeg {
+        if !self.mode.two_legs() {
             return pass;
         }
         let Ok(msg) = ClientMsg::decode(text) else {
@@ -295,6 +324,7 @@ impl Shared {
             }
             ClientMsg::Offer { sdp, .. } => {
                 st.caller = Some(conn);
+                st.caller_fp = extract_fingerprint(&sdp).ok();
                 st.events
                     .push("diverted the caller's offer to the attacker's leg 1".into());
                 vec![Route::Page(
@@ -303,11 +333,16 @@ impl Shared {
             }
             ClientMsg::Answer { sdp, .. } => {
                 st.callee = Some(conn);
+                st.callee_fp = extract_fingerprint(&sdp).ok();
                 st.events
                     .push("diverted the callee's answer to the attacker's leg 2".into());
-                vec![Route::Page(
+                let mut routes = vec![Route::Page(
                     json!({"kind": "answer2", "sdp": sdp}).to_string(),
-                )]
+                )];
+                if let Some(held) = st.held_answer1.take() {
+                    routes.extend(st.doctored_answer1(&held));
+                }
+                routes
             }
             ClientMsg::Ice { candidate, .. } => {
                 let kind = if st.caller == Some(conn) {
@@ -351,7 +386,34 @@ impl Shared {
                     .parse()
                     .context("attacker page: leg-2 fingerprint")?;
                 st.legs = Some((leg1, leg2));
+                if let (Ok(a), Ok(b)) = (field("leg1_sha384"), field("leg2_sha384")) {
+                    st.legs_384 = Some((a, b));
+                }
                 Vec::new()
+            }
+            "answer1" if self.mode == Mode::ExtraFingerprint => {
+                let sdp = field("sdp")?;
+                if st.callee_fp.is_some() {
+                    st.doctored_answer1(&sdp)
+                } else {
+                    st.held_answer1 = Some(sdp);
+                    Vec::new()
+                }
+            }
+            "offer2" if self.mode == Mode::ExtraFingerprint => {
+                let (callee, call_id) = to(st.callee, &st.call_id)?;
+                let (Some(real), Some((_, extra))) = (st.caller_fp, st.legs_384.clone()) else {
+                    bail!("offer2 before the caller's offer and the attacker's fingerprints");
+                };
+                let sdp = add_fingerprint(&field("sdp")?, &real, &extra);
+                st.events.push(
+                    "sent the callee the attacker's leg-2 offer with the caller's sha-256 and the attacker's sha-384"
+                        .into(),
+                );
+                vec![Route::Browser(
+                    callee,
+                    RelayMsg::Offer { call_id, sdp }.encode(),
+                )]
             }
             "answer1" => {
                 let (caller, call_id) = to(st.caller, &st.call_id)?;
@@ -392,6 +454,52 @@ impl Shared {
         };
         Ok(routes)
     }
+}
+
+impl State {
+    /// [`Mode::ExtraFingerprint`]: the attacker's leg-1 answer to the caller, with
+    /// the callee's real sha-256 and the attacker's sha-384 line.
+    fn doctored_answer1(&mut self, sdp: &str) -> Vec<Route> {
+        let (Some(caller), Some(call_id), Some(real), Some((extra, _))) = (
+            self.caller,
+            self.call_id.clone(),
+            self.callee_fp,
+            self.legs_384.clone(),
+        ) else {
+            self.events
+                .push("could not doctor the leg-1 answer: the call is not set up".into());
+            return Vec::new();
+        };
+        let sdp = add_fingerprint(sdp, &real, &extra);
+        self.events.push(
+            "sent the caller the attacker's leg-1 answer with the callee's sha-256 and the attacker's sha-384"
+                .into(),
+        );
+        vec![Route::Browser(
+            caller,
+            RelayMsg::Answer { call_id, sdp }.encode(),
+        )]
+    }
+}
+
+/// The SDP with every sha-256 fingerprint line set to `real` and followed by
+/// `a=fingerprint:sha-384 {extra}` (the extra-fingerprint attack).
+pub fn add_fingerprint(sdp: &str, real: &Fingerprint, extra: &str) -> String {
+    let prefix = "a=fingerprint:sha-256 ";
+    sdp.split('\n')
+        .map(|line| {
+            let (body, cr) = match line.strip_suffix('\r') {
+                Some(body) => (body, "\r"),
+                None => (line, ""),
+            };
+            if body.len() >= prefix.len() && body[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                format!("{prefix}{real}{cr}\na=fingerprint:sha-384 {extra}{cr}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// With `SHIELDCALL_MITM_TRACE` set, prints each signalling frame's type (and an

@@ -10,6 +10,7 @@
 //!    side with its own certificates and forwards the media. The call connects,
 //!    both sides show the lock, media flows, and the two codes differ; "Codes
 //!    differ" ends the call on both sides. Reading the code aloud catches it.
+//! e. The extra-fingerprint attack, in Chromium and in Firefox (below).
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
@@ -240,4 +241,65 @@ async fn two_leg_mitm_connects_with_a_lock_but_the_codes_differ() -> Result<()> 
     bob.close().await;
     attacker.close().await;
     result
+}
+
+/// The extra-fingerprint man in the middle (e): the attacker terminates DTLS on
+/// two legs, but keeps the callee's real commitment and gives each side its
+/// peer's real sha-256 fingerprint plus an `a=fingerprint:sha-384` line for the
+/// attacker's own certificate. A browser that accepts any listed fingerprint
+/// (Firefox) would connect to the attacker while both codes matched. The strict
+/// one-fingerprint rule refuses the description before the browser sees it: the
+/// call ends with the warning on both sides and no lock is ever shown.
+async fn extra_fingerprint_is_refused(test: &str, firefox: bool) -> Result<()> {
+    let (_relay, proxy, driver) = setup(Mode::ExtraFingerprint).await?;
+    let attacker = Browser::open(&driver, "attacker").await?;
+    let (alice, bob) = if firefox {
+        (
+            Browser::open_firefox("alice-firefox").await?,
+            Browser::open_firefox("bob-firefox").await?,
+        )
+    } else {
+        (
+            Browser::open(&driver, "alice").await?,
+            Browser::open(&driver, "bob").await?,
+        )
+    };
+    let result = with_artifacts(test, &[&alice, &bob, &attacker], || async {
+        attacker.client.goto(&proxy.attacker_url()).await?;
+        proxy.wait_attacker().await?;
+        alice.sign_in(&proxy.url, ALICE, ALICE_PW).await?;
+        bob.sign_in(&proxy.url, BOB, BOB_PW).await?;
+        watch(&alice).await?;
+        watch(&bob).await?;
+        alice.click(&format!("call-{BOB}")).await?;
+        bob.click("incoming-accept").await?;
+
+        warned(&bob, "exactly one sha-256").await?;
+        warned(&alice, "exactly one sha-256").await?;
+        ensure!(!saw_lock(&alice).await?, "the caller showed the lock");
+        ensure!(!saw_lock(&bob).await?, "the callee showed the lock");
+        let events = proxy.events();
+        ensure!(
+            events
+                .iter()
+                .any(|e| e.contains("with the caller's sha-256 and the attacker's sha-384")),
+            "the proxy did not add the attacker's fingerprint: {events:?}"
+        );
+        Ok(())
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    attacker.close().await;
+    result
+}
+
+#[tokio::test]
+async fn extra_fingerprint_line_is_refused_in_chromium() -> Result<()> {
+    extra_fingerprint_is_refused("mitm_extra_fingerprint_chromium", false).await
+}
+
+#[tokio::test]
+async fn extra_fingerprint_line_is_refused_in_firefox() -> Result<()> {
+    extra_fingerprint_is_refused("mitm_extra_fingerprint_firefox", true).await
 }

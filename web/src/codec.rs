@@ -144,6 +144,7 @@ pub const ERROR_CODES: &[(&str, ErrorCode)] = &[
     ("not-deployed", ErrorCode::NotDeployed),
     ("policy-locked", ErrorCode::PolicyLocked),
     ("session-expired", ErrorCode::SessionExpired),
+    ("too-many-devices", ErrorCode::TooManyDevices),
     ("internal", ErrorCode::Internal),
 ];
 

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
 
 use crate::app::{App, Shared};
-use crate::call::{CertCheck, Ending, Phase, Wish};
+use crate::call::{Ending, Phase, Wish};
 use crate::dom::{self, append, el, flag, show, text};
 use crate::texts;
 
@@ -186,7 +186,7 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.downgrade, !downgrade.is_empty() && !ended);
     let dtls = a.dtls.as_ref().map(|d| {
         let check = v.cert_check.map(texts::cert_check_line).unwrap_or_default();
-        if d.check != CertCheck::Both {
+        if d.tls_version.is_empty() {
             return check.to_string();
         }
         format!(

@@ -282,18 +282,33 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
         get_str(&cert, "fingerprint").parse().ok()
     };
     let Some(transport) = stats.iter().find(|s| get_str(s, "type") == "transport") else {
-        // No transport statistics (Firefox): the DTLS transport itself.
+        // No transport statistics: the DTLS transport itself.
         return Ok(dtls_transport_info(pc));
     };
-    Ok(DtlsInfo {
-        state: get_str(transport, "dtlsState"),
-        local: fp_of(get_str(transport, "localCertificateId")),
-        remote: fp_of(get_str(transport, "remoteCertificateId")),
-        tls_version: get_str(transport, "tlsVersion"),
-        dtls_cipher: get_str(transport, "dtlsCipher"),
-        srtp_cipher: get_str(transport, "srtpCipher"),
-        check: CertCheck::Both,
-    })
+    let local = fp_of(get_str(transport, "localCertificateId"));
+    let remote = fp_of(get_str(transport, "remoteCertificateId"));
+    let mut info = match (local, remote) {
+        (Some(_), Some(_)) => DtlsInfo {
+            state: get_str(transport, "dtlsState"),
+            local,
+            remote,
+            check: CertCheck::Both,
+            ..DtlsInfo::default()
+        },
+        // Transport statistics without certificate statistics (Firefox 153):
+        // the peer's certificate from the DTLS transport, where it has it.
+        _ => {
+            let mut info = dtls_transport_info(pc);
+            if info.state.is_empty() {
+                info.state = get_str(transport, "dtlsState");
+            }
+            info
+        }
+    };
+    info.tls_version = get_str(transport, "tlsVersion");
+    info.dtls_cipher = get_str(transport, "dtlsCipher");
+    info.srtp_cipher = get_str(transport, "srtpCipher");
+    Ok(info)
 }
 
 /// The DTLS transport's state and, where the browser has

@@ -164,6 +164,9 @@ pub fn error_prefix(code: ErrorCode) -> &'static str {
         ErrorCode::PolicyLocked => "Your organisation's policy decides this setting.",
         ErrorCode::RateLimited => "Too many requests; slow down.",
         ErrorCode::SessionExpired => "Your session ended; please sign in again.",
+        ErrorCode::TooManyDevices => {
+            "Too many of your devices are connected; close one and reload."
+        }
         _ => "The server refused a request.",
     }
 }

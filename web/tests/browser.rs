@@ -167,7 +167,8 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | ErrorCode::NotDeployed
         | ErrorCode::PolicyLocked
         | ErrorCode::SessionExpired
-        | ErrorCode::Internal => 13,
+        | ErrorCode::TooManyDevices
+        | ErrorCode::Internal => 14,
     };
     let n_refuse = |r: RefuseReason| match r {
         RefuseReason::E2eeRequired

@@ -5,7 +5,7 @@
 //!   `shieldcall serve` (default http://127.0.0.1:8080) on embedded defaults.
 //! - `cargo xtask dist`: build the browser bundle into `www/pkg/` without serving.
 //! - `cargo xtask test`: formatting, clippy, native tests, the browser tests in
-//!   headless Chromium, and the end-to-end tests.
+//!   headless Chromium, and the end-to-end tests (Chromium and Firefox).
 //! - `cargo xtask wasm-test-runner ...`: the `wasm-bindgen-test-runner`, used by
 //!   `cargo test --target wasm32-unknown-unknown` (set as the target's runner).
 //!
@@ -43,7 +43,13 @@ fn real_main() -> Result<()> {
         "test" => test(),
         "e2e" => {
             let chromedriver = tools::ensure_chromium()?;
-            e2e(&chromedriver, rest.first().map(String::as_str), true)
+            let geckodriver = tools::ensure_firefox()?;
+            e2e(
+                &chromedriver,
+                &geckodriver,
+                rest.first().map(String::as_str),
+                true,
+            )
         }
         "bench" => bench::bench(&rest),
         "wasm-test-runner" => {
@@ -118,6 +124,7 @@ fn run(args: &[String]) -> Result<()> {
 fn test() -> Result<()> {
     tools::ensure_wasm_target()?;
     let chromedriver = tools::ensure_chromium()?;
+    let geckodriver = tools::ensure_firefox()?;
     check(
         cargo().args(["fmt", "--all", "--check"]),
         "cargo fmt --check",
@@ -152,7 +159,7 @@ fn test() -> Result<()> {
         "native tests",
     )?;
     wasm_tests(&chromedriver)?;
-    e2e(&chromedriver, None, false)?;
+    e2e(&chromedriver, &geckodriver, None, false)?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
@@ -174,8 +181,13 @@ pub fn release_relay() -> Result<PathBuf> {
 }
 
 /// Runs the end-to-end tests against the release bundle and the release relay, one
-/// test at a time (each starts two or three Chromiums on a 2-core machine).
-fn e2e(chromedriver: &Path, filter: Option<&str>, keep_artifacts: bool) -> Result<()> {
+/// test at a time (each starts two or three browsers on a 2-core machine).
+fn e2e(
+    chromedriver: &Path,
+    geckodriver: &Path,
+    filter: Option<&str>,
+    keep_artifacts: bool,
+) -> Result<()> {
     dist::dist()?;
     let relay = release_relay()?;
     let mut cmd = cargo();
@@ -185,7 +197,8 @@ fn e2e(chromedriver: &Path, filter: Option<&str>, keep_artifacts: bool) -> Resul
     }
     cmd.arg("--test-threads=1")
         .env("SHIELDCALL_BIN", relay)
-        .env("CHROMEDRIVER", chromedriver);
+        .env("CHROMEDRIVER", chromedriver)
+        .env("GECKODRIVER", geckodriver);
     if keep_artifacts {
         let dir = root().join("target/e2e");
         let _ = std::fs::remove_dir_all(&dir);

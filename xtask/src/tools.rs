@@ -1,6 +1,7 @@
 //! Finds or installs what the tasks need beyond Rust: the wasm32 target, Debian's
-//! Chromium and ChromeDriver. As root on Debian it installs them; otherwise it names
-//! the exact command and stops.
+//! Chromium and ChromeDriver, Debian's Firefox ESR and geckodriver (built from
+//! crates.io at a pinned version into `target/tools`). As root on Debian it
+//! installs the packages; otherwise it names the exact command and stops.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +68,58 @@ pub fn ensure_chromium() -> Result<PathBuf> {
     bail!(
         "headless Chromium is needed for the browser tests; install it with:\n    sudo sh -c '{install}'"
     )
+}
+
+/// The geckodriver version the browser tests use (crates.io, built with its lock).
+pub const GECKODRIVER_VERSION: &str = "0.37.1";
+
+/// Makes sure Firefox ESR and geckodriver are installed; returns geckodriver's path.
+pub fn ensure_firefox() -> Result<PathBuf> {
+    let browser = Path::new("/usr/bin/firefox-esr");
+    if !browser.exists() {
+        let install = "apt-get update && apt-get install -y firefox-esr";
+        if is_root() && is_debian() {
+            check(
+                Command::new("sh")
+                    .args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {install}")]),
+                install,
+            )?;
+        }
+        if !browser.exists() {
+            bail!(
+                "Firefox ESR is needed for the browser tests; install it with:\n    sudo sh -c '{install}'"
+            );
+        }
+    }
+    if let Some(path) = std::env::var_os("GECKODRIVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let tools = crate::root().join("target/tools");
+    let driver = tools.join("bin/geckodriver");
+    let current = Command::new(&driver)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .starts_with(&format!("geckodriver {GECKODRIVER_VERSION}"))
+        });
+    if !current {
+        let mut cmd = crate::cargo();
+        cmd.args([
+            "install",
+            "geckodriver",
+            "--version",
+            &format!("={GECKODRIVER_VERSION}"),
+            "--locked",
+            "--root",
+        ])
+        .arg(&tools);
+        check(
+            &mut cmd,
+            &format!("cargo install geckodriver {GECKODRIVER_VERSION}"),
+        )?;
+    }
+    Ok(driver)
 }
 
 /// Writes the ChromeDriver capabilities the browser tests use and returns the path:
