@@ -21,20 +21,38 @@ use crate::error::{Error, Result};
 use crate::ops;
 use crate::store::{Session, unix_now};
 
-/// The client's address, when the server knows it.
+/// The client's address, when the server knows it: the peer's address, or, when
+/// the peer is one of `Config::trusted_proxies`, the last address in its
+/// `X-Forwarded-For` (the one that proxy appended). Without trusted proxies the
+/// header is ignored: any client could write it.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = || {
             parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+        };
+        Ok(Self(match peer {
+            Some(p) if state.config().trusted_proxies.contains(&p) => forwarded().or(peer),
+            _ => peer,
+        }))
     }
 }
 

@@ -228,23 +228,34 @@ impl FromRequestParts<AppState> for AdminAuthed {
     }
 }
 
-/// Sign-in limits: attempts counted per account and per client address in a
-/// sliding window.
+/// Sign-in limits: attempts counted in a sliding window under three keys, each
+/// with its own allowance, after which every further attempt must wait a delay
+/// that doubles with each attempt (1 s, 2 s, 4 s, ... up to the window) instead
+/// of a hard lock for the whole window:
+///
+/// - the account from one address (`per_account`, 5): a password guesser at one
+///   address slows down at once;
+/// - the account from anywhere (10 × `per_account`): a guesser spread over many
+///   addresses, without letting one address's failures lock the account for
+///   everyone else;
+/// - the address (`per_address`, 20): one address trying many accounts. IPv6
+///   addresses count per /64, the block one subscriber usually holds.
 ///
 /// An attempt is recorded by [`LoginLimiter::begin`] *before* the password is
 /// checked, under the same lock as the count, so parallel attempts cannot all pass
 /// the check and be counted only afterwards. A successful sign-in takes its
-/// attempt back and clears the account's count. In memory: a restart forgets
-/// them. A poisoned lock is recovered, never turned into "refuse everyone".
+/// attempt back from the address and clears the account's counts. In memory: a
+/// restart forgets them. A poisoned lock is recovered, never turned into "refuse
+/// everyone".
 #[derive(Debug)]
 pub struct LoginLimiter {
-    /// Attempts allowed per account within `window`.
+    /// Attempts allowed per account and address within `window` before delays.
     per_account: usize,
-    /// Attempts allowed per address within `window`.
+    /// Attempts allowed per address within `window` before delays.
     per_address: usize,
     /// The window.
     window: Duration,
-    /// Attempt times by key (`u:<user>` or `a:<ip>`).
+    /// Attempt times by key (`ua:<user> <net>`, `u:<user>`, `a:<net>`).
     attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
@@ -253,6 +264,9 @@ pub struct LoginLimiter {
 /// forgetting every count at once.
 pub const LIMITER_KEYS: usize = 100_000;
 
+/// The first delay once an allowance is used up; it doubles with each attempt.
+pub const LIMITER_FIRST_DELAY: Duration = Duration::from_secs(1);
+
 /// An attempt recorded by [`LoginLimiter::begin`]; hand it back on success.
 #[derive(Debug, Clone, Copy)]
 #[must_use]
@@ -260,8 +274,24 @@ pub struct Attempt {
     at: Instant,
 }
 
+/// The network an address is counted under: the address itself for IPv4 (and
+/// IPv4-mapped IPv6), its /64 for IPv6.
+pub fn address_key(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 impl LoginLimiter {
-    /// Limits: `per_account` and `per_address` attempts per `window`.
+    /// Limits: `per_account` (per address; ten times that from anywhere) and
+    /// `per_address` attempts per `window` before the delays begin.
     pub fn new(per_account: usize, per_address: usize, window: Duration) -> Self {
         Self {
             per_account,
@@ -271,8 +301,15 @@ impl LoginLimiter {
         }
     }
 
-    fn keys(user: &str, addr: Option<IpAddr>) -> [Option<String>; 2] {
-        [Some(format!("u:{user}")), addr.map(|a| format!("a:{a}"))]
+    /// The keys of an attempt and each key's allowance.
+    fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
+        let mut keys = vec![(format!("u:{user}"), self.per_account.saturating_mul(10))];
+        if let Some(a) = addr {
+            let net = address_key(a);
+            keys.push((format!("ua:{user} {net}"), self.per_account));
+            keys.push((format!("a:{net}"), self.per_address));
+        }
+        keys
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
@@ -281,30 +318,40 @@ impl LoginLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records an attempt if the account and the address are both under their
-    /// limits; `None` (rate limited, nothing recorded) otherwise.
+    /// Records an attempt if every key is within its allowance, or has waited
+    /// out its delay; `None` (rate limited, nothing recorded) otherwise.
     pub fn begin(&self, user: &str, addr: Option<IpAddr>) -> Option<Attempt> {
-        let now = Instant::now();
+        self.begin_at(user, addr, Instant::now())
+    }
+
+    fn begin_at(&self, user: &str, addr: Option<IpAddr>, now: Instant) -> Option<Attempt> {
         let window = self.window;
         let mut map = self.map();
         let live = |q: &mut VecDeque<Instant>| {
-            while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+            while q
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) > window)
+            {
                 q.pop_front();
             }
             q.len()
         };
-        let keys = Self::keys(user, addr);
-        let limits = [self.per_account, self.per_address];
+        let keys = self.keys(user, addr);
         let mut new_keys = 0;
-        for (key, limit) in keys.iter().zip(limits) {
-            let Some(key) = key else { continue };
-            match map.get_mut(key) {
-                Some(q) => {
-                    if live(q) >= limit {
-                        return None;
-                    }
+        for (key, allowance) in &keys {
+            let Some(q) = map.get_mut(key) else {
+                new_keys += 1;
+                continue;
+            };
+            let n = live(q);
+            if n >= *allowance {
+                let over = u32::try_from(n - allowance).unwrap_or(u32::MAX).min(20);
+                let delay = LIMITER_FIRST_DELAY.saturating_mul(1 << over).min(window);
+                if q.back()
+                    .is_some_and(|last| now.saturating_duration_since(*last) < delay)
+                {
+                    return None;
                 }
-                None => new_keys += 1,
             }
         }
         if map.len() + new_keys > LIMITER_KEYS {
@@ -313,25 +360,26 @@ impl LoginLimiter {
                 return None;
             }
         }
-        for key in keys.into_iter().flatten() {
+        for (key, _) in keys {
             map.entry(key).or_default().push_back(now);
         }
         Some(Attempt { at: now })
     }
 
-    /// A successful sign-in: the account's count is cleared and the address gets
-    /// this attempt back.
+    /// A successful sign-in: the account's counts are cleared and the address
+    /// gets this attempt back.
     pub fn succeeded(&self, user: &str, addr: Option<IpAddr>, attempt: Attempt) {
         let mut map = self.map();
-        let [account, address] = Self::keys(user, addr);
-        if let Some(k) = account {
-            map.remove(&k);
-        }
-        if let Some(k) = address
-            && let Some(q) = map.get_mut(&k)
-            && let Some(i) = q.iter().rposition(|t| *t == attempt.at)
-        {
-            q.remove(i);
+        for (key, _) in self.keys(user, addr) {
+            if key.starts_with("a:") {
+                if let Some(q) = map.get_mut(&key)
+                    && let Some(i) = q.iter().rposition(|t| *t == attempt.at)
+                {
+                    q.remove(i);
+                }
+            } else {
+                map.remove(&key);
+            }
         }
     }
 }
@@ -344,25 +392,85 @@ mod tests {
     fn limiter_counts_per_account_and_address() {
         let l = LoginLimiter::new(2, 3, Duration::from_secs(60));
         let ip: Option<IpAddr> = "192.0.2.1".parse().ok();
-        assert!(l.begin("a@x.test", ip).is_some());
-        assert!(l.begin("a@x.test", ip).is_some());
-        assert!(l.begin("a@x.test", ip).is_none(), "account limit");
-        let b = l.begin("b@x.test", ip).expect("third from the address");
-        assert!(l.begin("c@x.test", ip).is_none(), "address limit");
+        let t = Instant::now();
+        assert!(l.begin_at("a@x.test", ip, t).is_some());
+        assert!(l.begin_at("a@x.test", ip, t).is_some());
+        assert!(
+            l.begin_at("a@x.test", ip, t).is_none(),
+            "account at this address"
+        );
+        let b = l
+            .begin_at("b@x.test", ip, t)
+            .expect("third from the address");
+        assert!(l.begin_at("c@x.test", ip, t).is_none(), "address allowance");
         // b's success gives the address its attempt back.
         l.succeeded("b@x.test", ip, b);
-        assert!(l.begin("c@x.test", ip).is_some());
-        assert!(l.begin("a@x.test", None).is_none(), "a is still limited");
+        assert!(l.begin_at("c@x.test", ip, t).is_some());
+        // Another address is not held back by a's failures here.
+        let other: Option<IpAddr> = "198.51.100.7".parse().ok();
+        assert!(l.begin_at("a@x.test", other, t).is_some());
+    }
+
+    #[test]
+    fn past_the_allowance_each_attempt_waits_twice_as_long() {
+        let l = LoginLimiter::new(2, 1000, Duration::from_secs(300));
+        let ip: Option<IpAddr> = "192.0.2.1".parse().ok();
+        let t0 = Instant::now();
+        assert!(l.begin_at("a@x.test", ip, t0).is_some());
+        assert!(l.begin_at("a@x.test", ip, t0).is_some());
+        let mut t = t0;
+        for wait in [1, 2, 4, 8] {
+            let d = Duration::from_secs(wait);
+            assert!(
+                l.begin_at("a@x.test", ip, t + d - Duration::from_millis(10))
+                    .is_none(),
+                "before {wait} s"
+            );
+            t += d;
+            assert!(l.begin_at("a@x.test", ip, t).is_some(), "after {wait} s");
+        }
+    }
+
+    #[test]
+    fn many_addresses_slow_the_account_without_locking_it_for_long() {
+        let l = LoginLimiter::new(5, 1000, Duration::from_secs(300));
+        let t = Instant::now();
+        for i in 0..50u8 {
+            let ip = Some(IpAddr::from([203, 0, 113, i]));
+            assert!(l.begin_at("a@x.test", ip, t).is_some(), "attempt {i}");
+        }
+        let ip = Some(IpAddr::from([198, 51, 100, 1]));
+        assert!(
+            l.begin_at("a@x.test", ip, t).is_none(),
+            "the account-wide allowance"
+        );
+        assert!(
+            l.begin_at("a@x.test", ip, t + Duration::from_secs(1))
+                .is_some(),
+            "a delay, not a lock"
+        );
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(address_key(mapped), "192.0.2.1");
     }
 
     #[test]
     fn parallel_attempts_are_counted_before_any_check_finishes() {
         let l = std::sync::Arc::new(LoginLimiter::new(5, 1000, Duration::from_secs(60)));
+        let ip: Option<IpAddr> = "192.0.2.1".parse().ok();
         let passed: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..64)
                 .map(|_| {
                     let l = l.clone();
-                    s.spawn(move || usize::from(l.begin("a@x.test", None).is_some()))
+                    s.spawn(move || usize::from(l.begin("a@x.test", ip).is_some()))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
@@ -380,14 +488,9 @@ mod tests {
                 map.insert(format!("u:old{i}"), VecDeque::from([old]));
             }
         }
-        assert!(
-            l.begin("locked@x.test", None).is_some(),
-            "room after pruning"
-        );
-        assert!(
-            l.begin("locked@x.test", None).is_none(),
-            "its count survived"
-        );
+        let ip: Option<IpAddr> = "192.0.2.1".parse().ok();
+        assert!(l.begin("locked@x.test", ip).is_some(), "room after pruning");
+        assert!(l.begin("locked@x.test", ip).is_none(), "its count survived");
     }
 
     #[tokio::test]

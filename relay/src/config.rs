@@ -63,6 +63,10 @@ pub struct Config {
     pub login_per_address: usize,
     /// The sign-in window (5 minutes).
     pub login_window: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (none by default):
+    /// a request from one of these addresses is counted under the client address
+    /// the proxy appended, not the proxy's own.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Argon2id cost for new hashes.
     pub password_cost: PasswordCost,
     /// How often the store's change counter is polled (250 ms).
@@ -95,6 +99,7 @@ impl Config {
             login_per_account: 5,
             login_per_address: 20,
             login_window: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
             password_cost: PasswordCost::default(),
             poll_interval: Duration::from_millis(250),
             presence_interval: Duration::from_millis(200),

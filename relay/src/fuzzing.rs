@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shieldcall_proto::{
-    CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, PolicySource, RefuseReason, RelayMsg,
-    Status,
+    CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, RefuseReason, RelayMsg, Status,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -385,7 +384,7 @@ impl Harness<'_> {
                 .and_then(|i| USERS.get(i))
                 .map_or(OFFLINE, |u| u.0)
         };
-        let mode = if n / 25 % 2 == 0 {
+        let mode = if (n / 25).is_multiple_of(2) {
             CallMode::E2ee
         } else {
             CallMode::Standard

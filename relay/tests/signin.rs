@@ -113,6 +113,62 @@ async fn parallel_wrong_passwords_cannot_outrun_the_limit() {
     relay.stop().await;
 }
 
+/// Five wrong passwords from one address no longer lock the account for
+/// everyone: behind a trusted proxy the client address comes from
+/// X-Forwarded-For, and the account's owner at another address signs in. Without
+/// the opt-in the header is ignored (any client could write it).
+#[tokio::test]
+async fn failures_at_one_address_do_not_lock_the_account_elsewhere() {
+    for trusted in [true, false] {
+        let relay = start_with(temp_dir(), |c| {
+            if trusted {
+                c.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+            }
+        })
+        .await;
+        relay.add_user("ann@a.test", false).await;
+        let bad = r#"{"user":"ann@a.test","password":"wrong-password"}"#;
+        let good = r#"{"user":"ann@a.test","password":"password-ann@a.test"}"#;
+        let from = |ip: &'static str| {
+            [
+                ("Content-Type", "application/json"),
+                ("X-Forwarded-For", ip),
+            ]
+        };
+        for _ in 0..5 {
+            let r = relay
+                .http("POST", "/api/login", &from("203.0.113.9"), bad)
+                .await;
+            assert_eq!(r.status, 401);
+        }
+        let attacker = relay
+            .http("POST", "/api/login", &from("203.0.113.9"), good)
+            .await;
+        assert_eq!(attacker.status, 429, "the guessing address waits");
+        let owner = relay
+            .http(
+                "POST",
+                "/api/login",
+                &from("198.51.100.4, 203.0.113.9"),
+                good,
+            )
+            .await;
+        if trusted {
+            assert_eq!(owner.status, 429, "the proxy appended 203.0.113.9 last");
+            let owner = relay
+                .http("POST", "/api/login", &from("198.51.100.4"), good)
+                .await;
+            assert_eq!(owner.status, 200, "{}", owner.body);
+        } else {
+            assert_eq!(
+                owner.status, 429,
+                "X-Forwarded-For is ignored without the opt-in"
+            );
+        }
+        relay.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn upgrade_needs_a_session_and_our_origin() {
     let relay = start().await;

@@ -103,6 +103,14 @@ struct ServeArgs {
     /// coturn's static-auth-secret (prefer the environment variable).
     #[arg(long, env = "SHIELDCALL_TURN_SECRET", hide_env_values = true)]
     turn_secret: Option<String>,
+    /// A reverse proxy whose X-Forwarded-For is believed for sign-in limits
+    /// (repeatable; by default none is, and the header is ignored).
+    #[arg(
+        long = "trusted-proxy",
+        env = "SHIELDCALL_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,6 +29,9 @@ struct FileConfig {
     turn_urls: Vec<String>,
     turn_secret: Option<String>,
     turn_ttl_secs: Option<u64>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -112,6 +115,11 @@ fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(
         args.turn_urls.clone()
     };
     config.ice.turn_secret = args.turn_secret.clone().or(file.turn_secret);
+    config.trusted_proxies = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies
+    } else {
+        args.trusted_proxies.clone()
+    };
     if let Some(ttl) = file.turn_ttl_secs {
         config.ice.turn_ttl = Duration::from_secs(ttl);
     }
