@@ -110,7 +110,7 @@ fn start_relay(args: &Args, dir: &Path) -> anyhow::Result<(Child, u16)> {
     let cfg = dir.join("bench.toml");
     std::fs::write(
         &cfg,
-        "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\n",
+        "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\nmax_connections_per_address = 100000\n",
     )?;
     let mut child = Command::new(&args.relay)
         .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])

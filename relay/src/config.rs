@@ -76,6 +76,14 @@ pub struct Config {
     /// How long a client has to send a request's headers, and how long a
     /// keep-alive connection may sit idle between requests (10 s).
     pub http_header_timeout: Duration,
+    /// How long one request may take from its headers to its response head:
+    /// reading the body and running the handler (30 s; then `408`).
+    pub http_request_timeout: Duration,
+    /// Connections open at once from one address, WebSockets included (256);
+    /// trusted proxies are exempt, since every client comes through them.
+    pub max_connections_per_address: usize,
+    /// Connections open at once in all (20,000; about two file descriptors each).
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -104,6 +112,9 @@ impl Config {
             poll_interval: Duration::from_millis(250),
             presence_interval: Duration::from_millis(200),
             http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(30),
+            max_connections_per_address: 256,
+            max_connections: 20_000,
         }
     }
 

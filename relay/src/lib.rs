@@ -427,7 +427,7 @@ async fn serve_with(
         Scheme::Http
     };
     let (_running, shutdown) = Running::start(&state, scheme, listener.local_addr()?, shutdown);
-    let header_timeout = state.config().http_header_timeout;
-    http::accept_loop(listener, app(state), tls, header_timeout, shutdown).await;
+    let limits = http::Limits::from(state.config());
+    http::accept_loop(listener, app(state), tls, limits, shutdown).await;
     Ok(())
 }

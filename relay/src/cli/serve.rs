@@ -32,6 +32,10 @@ struct FileConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     #[serde(default)]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections at once from one address (default 256).
+    max_connections_per_address: Option<usize>,
+    /// Connections at once in all (default 20,000).
+    max_connections: Option<usize>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -128,6 +132,12 @@ fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(
     }
     if let Some(burst) = file.ws_burst.filter(|b| *b >= 1.0) {
         config.msg_burst = burst;
+    }
+    if let Some(n) = file.max_connections_per_address.filter(|n| *n > 0) {
+        config.max_connections_per_address = n;
+    }
+    if let Some(n) = file.max_connections.filter(|n| *n > 0) {
+        config.max_connections = n;
     }
     let bind = args
         .bind
