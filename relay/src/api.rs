@@ -125,7 +125,7 @@ pub async fn login(
     state.limiter().succeeded(&name, addr, attempt);
     let (token, hash) = auth::new_token()?;
     let lifetime = state.config().session_lifetime.as_secs();
-    state
+    let ended = state
         .store()
         .create_session(&Session {
             token_hash: hash,
@@ -133,6 +133,10 @@ pub async fn login(
             expires_at: unix_now().saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX)),
         })
         .await?;
+    for old in ended {
+        // The user's oldest session beyond the cap: its connections close too.
+        state.hub().sign_out(&user.name, Some(&old));
+    }
     tracing::info!(user = %user.name, "signed in");
     let mut resp =
         Json(serde_json::json!({ "user": user.name, "admin": user.admin })).into_response();

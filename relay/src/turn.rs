@@ -8,8 +8,15 @@ use shieldcall_proto::IceServer;
 
 use crate::config::IceConfig;
 
-/// The servers for `user` at `now` (Unix seconds).
-pub fn ice_servers(ice: &IceConfig, user: &str, now: i64) -> Vec<IceServer> {
+/// The servers for `user` at `now` (Unix seconds). TURN credentials expire after
+/// `turn_ttl`, and never after `session_expires_at`: coturn's REST credentials
+/// cannot be revoked, so they must not outlive the session that got them.
+pub fn ice_servers(
+    ice: &IceConfig,
+    user: &str,
+    now: i64,
+    session_expires_at: i64,
+) -> Vec<IceServer> {
     let mut out = Vec::new();
     if !ice.stun_urls.is_empty() {
         out.push(IceServer {
@@ -22,7 +29,8 @@ pub fn ice_servers(ice: &IceConfig, user: &str, now: i64) -> Vec<IceServer> {
         let (username, credential) = match &ice.turn_secret {
             Some(secret) => {
                 let ttl = i64::try_from(ice.turn_ttl.as_secs()).unwrap_or(i64::MAX);
-                let name = format!("{}:{user}", now.saturating_add(ttl));
+                let expiry = now.saturating_add(ttl).min(session_expires_at);
+                let name = format!("{expiry}:{user}");
                 (Some(name.clone()), Some(credential(secret, &name)))
             }
             None => (None, None),
@@ -70,12 +78,15 @@ mod tests {
             turn_secret: Some("s3cret".into()),
             turn_ttl: Duration::from_secs(3600),
         };
-        let servers = ice_servers(&ice, "ann@a.test", 1000);
+        let servers = ice_servers(&ice, "ann@a.test", 1000, i64::MAX);
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[1].username.as_deref(), Some("4600:ann@a.test"));
         assert_eq!(
             servers[1].credential.as_deref(),
             Some(credential("s3cret", "4600:ann@a.test").as_str())
         );
+        // Never past the session's end.
+        let servers = ice_servers(&ice, "ann@a.test", 1000, 2000);
+        assert_eq!(servers[1].username.as_deref(), Some("2000:ann@a.test"));
     }
 }

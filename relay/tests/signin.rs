@@ -407,3 +407,35 @@ async fn an_oversize_body_is_refused() {
     );
     relay.stop().await;
 }
+
+/// A user holds at most 20 sessions: the 21st sign-in ends the oldest, and the
+/// connection opened with it closes.
+#[tokio::test]
+async fn the_oldest_session_ends_beyond_twenty() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let first = relay.login("ann@a.test", "password-ann@a.test").await;
+    let (mut dev, _) = relay.device_with(&first).await;
+    let mut later = Vec::new();
+    for _ in 1..shieldcall_relay::store::MAX_SESSIONS_PER_USER {
+        later.push(relay.login("ann@a.test", "password-ann@a.test").await);
+    }
+    // Twenty sessions: the first still works.
+    dev.assert_alive(1).await;
+    later.push(relay.login("ann@a.test", "password-ann@a.test").await);
+    ended_within(&mut dev, std::time::Duration::from_secs(1)).await;
+    let status = |c: &str| {
+        let c = c.to_string();
+        let relay = &relay;
+        async move {
+            relay
+                .http("GET", "/api/me", &[("Cookie", &c)], "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(status(&first).await, 401);
+    assert_eq!(status(&later[0]).await, 200);
+    assert_eq!(status(later.last().expect("last")).await, 200);
+    relay.stop().await;
+}

@@ -73,6 +73,10 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
+/// Sessions one user may hold at once (20: every browser and device they sign in
+/// on); a new sign-in beyond it ends the oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 20;
+
 /// A signed-in session. Only the SHA-256 of the token is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -223,8 +227,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
 
-    /// Stores a new session.
-    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()>;
+    /// Stores a new session; the user's oldest sessions beyond
+    /// [`MAX_SESSIONS_PER_USER`] end, and their token hashes are returned (so
+    /// their connections can be closed).
+    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, Vec<String>>;
     /// A session by token hash, if it exists and has not expired at `now`.
     fn session<'a>(&'a self, token_hash: &'a str, now: i64) -> StoreFuture<'a, Option<Session>>;
     /// Ends a session.

@@ -644,20 +644,36 @@ impl Store for SqliteStore {
         })
     }
 
-    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, ()> {
+    fn create_session<'a>(&'a self, session: &'a Session) -> StoreFuture<'a, Vec<String>> {
         Box::pin(async move {
             let now = unix_now();
+            let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
             sqlx::query("INSERT INTO sessions (token_hash, user, expires_at) VALUES (?, ?, ?)")
                 .bind(&session.token_hash)
                 .bind(&session.user)
                 .bind(session.expires_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-            Ok(())
+            // The user's oldest sessions beyond the cap end now.
+            let ended: Vec<String> = sqlx::query_scalar(
+                "SELECT token_hash FROM sessions WHERE user = ? ORDER BY expires_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+            )
+            .bind(&session.user)
+            .bind(i64::try_from(super::MAX_SESSIONS_PER_USER).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await?;
+            for hash in &ended {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(ended)
         })
     }
 

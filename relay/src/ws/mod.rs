@@ -350,7 +350,12 @@ impl Conn {
             device: format!("d-{dev:x}"),
             admin: self.authed.user.admin,
             e2ee: setting,
-            ice_servers: turn::ice_servers(&self.state.config().ice, self.user(), unix_now()),
+            ice_servers: turn::ice_servers(
+                &self.state.config().ice,
+                self.user(),
+                unix_now(),
+                self.authed.session.expires_at,
+            ),
         };
         let contacts = hub.contacts_of(self.user());
         let mut replies = vec![(welcome, Flow::Continue)];
