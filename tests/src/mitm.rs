@@ -485,17 +485,25 @@ impl State {
 /// The SDP with every sha-256 fingerprint line set to `real` and followed by
 /// `a=fingerprint:sha-384 {extra}` (the extra-fingerprint attack).
 pub fn add_fingerprint(sdp: &str, real: &Fingerprint, extra: &str) -> String {
+    map_sha256_lines(sdp, |eol| {
+        format!("a=fingerprint:sha-256 {real}{eol}\na=fingerprint:sha-384 {extra}{eol}")
+    })
+}
+
+/// The SDP with each `a=fingerprint:sha-256` line (any case) replaced by what
+/// `line` makes of it, given the line's own ending (`"\r"` or `""`).
+fn map_sha256_lines(sdp: &str, line: impl Fn(&str) -> String) -> String {
     let prefix = "a=fingerprint:sha-256 ";
     sdp.split('\n')
-        .map(|line| {
-            let (body, cr) = match line.strip_suffix('\r') {
+        .map(|l| {
+            let (body, cr) = match l.strip_suffix('\r') {
                 Some(body) => (body, "\r"),
-                None => (line, ""),
+                None => (l, ""),
             };
             if body.len() >= prefix.len() && body[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                format!("{prefix}{real}{cr}\na=fingerprint:sha-384 {extra}{cr}")
+                line(cr)
             } else {
-                line.to_string()
+                l.to_string()
             }
         })
         .collect::<Vec<_>>()
@@ -523,22 +531,7 @@ pub fn rewrite_fingerprint(sdp: &str) -> Option<String> {
         *b = !*b;
     }
     let forged = Fingerprint::from_bytes(bytes);
-    let prefix = "a=fingerprint:sha-256 ";
-    let rewritten = sdp
-        .split('\n')
-        .map(|line| {
-            let (body, cr) = match line.strip_suffix('\r') {
-                Some(body) => (body, "\r"),
-                None => (line, ""),
-            };
-            if body.len() >= prefix.len() && body[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                format!("{prefix}{forged}{cr}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let rewritten = map_sha256_lines(sdp, |eol| format!("a=fingerprint:sha-256 {forged}{eol}"));
     (extract_fingerprint(&rewritten).ok() == Some(forged)).then_some(rewritten)
 }
 
