@@ -1,6 +1,7 @@
 //! The page's elements, built once at start. Views are shown and hidden and their
 //! texts updated; only the contact list and admin tables are rebuilt. Every element
-//! a test or tester needs carries the `data-testid` DESIGN.md lists.
+//! a test or tester needs carries a `data-testid` (listed in `docs/architecture.md`,
+//! "Hooks for tests and testers").
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
