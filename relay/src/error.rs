@@ -17,6 +17,10 @@ pub enum Error {
     /// A named thing already exists.
     #[error("{0} already exists")]
     Conflict(String),
+    /// A compare-and-set write found the thing changed since it was read (another
+    /// admin or the CLI at the same moment); nothing was written.
+    #[error("{0} was changed by someone else at the same moment; try again")]
+    Changed(String),
     /// The request is malformed or breaks a rule; the text says which.
     #[error("{0}")]
     Invalid(String),
@@ -55,6 +59,7 @@ impl Error {
         match self {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Changed(_) => (StatusCode::CONFLICT, "changed"),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             Self::GlobalPermanent => (StatusCode::BAD_REQUEST, "global-permanent"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),

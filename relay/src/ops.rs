@@ -229,7 +229,7 @@ impl Ops<'_> {
             None,
             Some(p.calling_e2ee.to_string()),
         );
-        self.store.put_policy(domain, &p, true, &audit).await?;
+        self.store.put_policy(domain, &p, None, &audit).await?;
         Ok(p)
     }
 
@@ -241,21 +241,33 @@ impl Ops<'_> {
         description: Option<&str>,
         kind: Option<E2eePolicyType>,
     ) -> Result<Policy> {
-        let old = self
-            .get_policies(domain, Some(identity))
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::NotFound(format!("policy {identity}")))?;
-        let new = Policy {
-            identity: identity.into(),
-            description: description.map_or_else(|| old.description.clone(), String::from),
-            calling_e2ee: kind.unwrap_or(old.calling_e2ee),
-        };
-        let show = |p: &Policy| Some(format!("{} ({:?})", p.calling_e2ee, p.description));
-        let audit = self.audit(domain, "policy.set", identity, show(&old), show(&new));
-        self.store.put_policy(domain, &new, false, &audit).await?;
-        Ok(new)
+        // Compare-and-set: the audit's old value is the one the write replaced. A
+        // concurrent change makes the write fail; read again and retry.
+        let mut tries = 0;
+        loop {
+            let old = self
+                .get_policies(domain, Some(identity))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::NotFound(format!("policy {identity}")))?;
+            let new = Policy {
+                identity: identity.into(),
+                description: description.map_or_else(|| old.description.clone(), String::from),
+                calling_e2ee: kind.unwrap_or(old.calling_e2ee),
+            };
+            let show = |p: &Policy| Some(format!("{} ({:?})", p.calling_e2ee, p.description));
+            let audit = self.audit(domain, "policy.set", identity, show(&old), show(&new));
+            match self
+                .store
+                .put_policy(domain, &new, Some(&old), &audit)
+                .await
+            {
+                Err(Error::Changed(_)) if tries < CAS_TRIES => tries += 1,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(new),
+            }
+        }
     }
 
     /// `Remove-CsTeamsEnhancedEncryptionPolicy`: also removes every assignment of
@@ -363,6 +375,11 @@ impl Ops<'_> {
         self.store.set_external_access(domain, access, &audit).await
     }
 }
+
+/// How often a compare-and-set write is tried again after a concurrent change.
+/// Each round one of the competing writers wins, so N writers at once need at
+/// most N rounds; past this many the caller gets `changed` (409).
+const CAS_TRIES: u32 = 64;
 
 fn same_target(a: &Target, b: &Target) -> bool {
     match (a, b) {

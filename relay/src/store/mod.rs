@@ -202,11 +202,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A tenant's policies, `Global` first, then by identity.
     fn policies<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Policy>>;
     /// Creates (`create`) or updates a policy. `Conflict` / `NotFound` otherwise.
+    ///
+    /// `replacing` is `None` to create the policy (`Conflict` if it exists), or the
+    /// policy as the caller read it: the update then happens only if the stored
+    /// policy is still exactly that (compare-and-set, in the write's transaction),
+    /// so the audit entry's old value is the value really replaced; otherwise
+    /// [`Error::Changed`](crate::Error::Changed) and nothing is written.
     fn put_policy<'a>(
         &'a self,
         domain: &'a str,
         policy: &'a Policy,
-        create: bool,
+        replacing: Option<&'a Policy>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// Removes a policy and every assignment of it.

@@ -508,35 +508,50 @@ impl Store for SqliteStore {
         &'a self,
         domain: &'a str,
         policy: &'a Policy,
-        create: bool,
+        replacing: Option<&'a Policy>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            if create {
-                let inserted = sqlx::query("INSERT INTO policies (domain, identity, description, calling_e2ee) VALUES (?, ?, ?, ?)")
-                    .bind(domain)
-                    .bind(&policy.identity)
-                    .bind(&policy.description)
-                    .bind(policy.calling_e2ee.as_str())
-                    .execute(&mut *tx)
-                    .await;
-                check_insert(
-                    inserted,
-                    || format!("policy {}", policy.identity),
-                    || format!("tenant {domain}"),
-                )?;
-            } else {
-                let done = sqlx::query("UPDATE policies SET description = ?, calling_e2ee = ? WHERE domain = ? AND identity = ?")
-                    .bind(&policy.description)
-                    .bind(policy.calling_e2ee.as_str())
-                    .bind(domain)
-                    .bind(&policy.identity)
-                    .execute(&mut *tx)
-                    .await?;
-                need(done.rows_affected(), || {
-                    format!("policy {}", policy.identity)
-                })?;
+            match replacing {
+                None => {
+                    let inserted = sqlx::query("INSERT INTO policies (domain, identity, description, calling_e2ee) VALUES (?, ?, ?, ?)")
+                        .bind(domain)
+                        .bind(&policy.identity)
+                        .bind(&policy.description)
+                        .bind(policy.calling_e2ee.as_str())
+                        .execute(&mut *tx)
+                        .await;
+                    check_insert(
+                        inserted,
+                        || format!("policy {}", policy.identity),
+                        || format!("tenant {domain}"),
+                    )?;
+                }
+                Some(old) => {
+                    let done = sqlx::query("UPDATE policies SET description = ?, calling_e2ee = ? WHERE domain = ? AND identity = ? AND description = ? AND calling_e2ee = ?")
+                        .bind(&policy.description)
+                        .bind(policy.calling_e2ee.as_str())
+                        .bind(domain)
+                        .bind(&policy.identity)
+                        .bind(&old.description)
+                        .bind(old.calling_e2ee.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        let exists: Option<i64> = sqlx::query_scalar(
+                            "SELECT 1 FROM policies WHERE domain = ? AND identity = ?",
+                        )
+                        .bind(domain)
+                        .bind(&policy.identity)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        return Err(match exists {
+                            Some(_) => Error::Changed(format!("policy {}", policy.identity)),
+                            None => Error::NotFound(format!("policy {}", policy.identity)),
+                        });
+                    }
+                }
             }
             write_audit(&mut tx, audit).await?;
             tx.commit().await?;
