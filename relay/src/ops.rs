@@ -10,6 +10,26 @@ use crate::error::{Error, Result};
 use crate::policy::{self, DEFAULT_GLOBAL, ExternalAccess, GLOBAL, Policy, Target};
 use crate::store::{Audit, Store, User};
 
+/// How often a compare-and-set write is tried again after a concurrent change.
+/// Each round one of the competing writers wins, so N writers at once need at
+/// most N rounds; past this many the caller gets `changed` (409).
+const CAS_TRIES: u32 = 64;
+
+/// Runs a read-then-compare-and-set attempt (an `async` block, made anew each
+/// round) again while the store answers [`Error::Changed`] (someone changed the
+/// value between the read and the write), at most [`CAS_TRIES`] times.
+macro_rules! retry_changed {
+    ($attempt:expr) => {{
+        let mut tries = 0;
+        loop {
+            match $attempt.await {
+                Err(Error::Changed(_)) if tries < CAS_TRIES => tries += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
 /// Checks and normalises a user name: `name@domain`, lower case, plain characters.
 pub fn normalize_user(name: &str) -> Result<String> {
     let name = name.trim().to_ascii_lowercase();
@@ -126,29 +146,37 @@ impl Ops<'_> {
         if !before.can_change {
             return Err(Error::Forbidden("the policy decides the E2EE switch"));
         }
-        let user = self
-            .store
-            .user(name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("user {name}")))?;
-        if user.e2ee_switch == Some(on) {
-            // Already so: no write, no audit entry, no change for the watcher.
-            return Ok(before);
-        }
         let show = |v: Option<bool>| {
             Some(
                 v.map_or("unset", |b| if b { "on" } else { "off" })
                     .to_string(),
             )
         };
-        let audit = self.audit(
-            user.domain(),
-            "user.e2ee-switch",
-            name,
-            show(user.e2ee_switch),
-            show(Some(on)),
-        );
-        self.store.set_switch(name, Some(on), &audit).await?;
+        let written = retry_changed!(async {
+            let user = self
+                .store
+                .user(name)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("user {name}")))?;
+            if user.e2ee_switch == Some(on) {
+                // Already so: no write, no audit entry, no change for the watcher.
+                return Ok(false);
+            }
+            let audit = self.audit(
+                user.domain(),
+                "user.e2ee-switch",
+                name,
+                show(user.e2ee_switch),
+                show(Some(on)),
+            );
+            self.store
+                .set_switch(name, Some(on), user.e2ee_switch, &audit)
+                .await
+                .map(|()| true)
+        })?;
+        if !written {
+            return Ok(before);
+        }
         effective_setting(self.store, name).await
     }
 
@@ -241,10 +269,7 @@ impl Ops<'_> {
         description: Option<&str>,
         kind: Option<E2eePolicyType>,
     ) -> Result<Policy> {
-        // Compare-and-set: the audit's old value is the one the write replaced. A
-        // concurrent change makes the write fail; read again and retry.
-        let mut tries = 0;
-        loop {
+        retry_changed!(async {
             let old = self
                 .get_policies(domain, Some(identity))
                 .await?
@@ -258,16 +283,11 @@ impl Ops<'_> {
             };
             let show = |p: &Policy| Some(format!("{} ({:?})", p.calling_e2ee, p.description));
             let audit = self.audit(domain, "policy.set", identity, show(&old), show(&new));
-            match self
-                .store
+            self.store
                 .put_policy(domain, &new, Some(&old), &audit)
                 .await
-            {
-                Err(Error::Changed(_)) if tries < CAS_TRIES => tries += 1,
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(new),
-            }
-        }
+                .map(|()| new)
+        })
     }
 
     /// `Remove-CsTeamsEnhancedEncryptionPolicy`: also removes every assignment of
@@ -276,14 +296,17 @@ impl Ops<'_> {
         if identity == GLOBAL {
             return Err(Error::GlobalPermanent);
         }
-        let old = self
-            .get_policies(domain, Some(identity))
-            .await?
-            .into_iter()
-            .next()
-            .map(|p| p.calling_e2ee.to_string());
-        let audit = self.audit(domain, "policy.remove", identity, old, None);
-        self.store.remove_policy(domain, identity, &audit).await
+        retry_changed!(async {
+            let old = self
+                .get_policies(domain, Some(identity))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::NotFound(format!("policy {identity}")))?;
+            let shown = Some(old.calling_e2ee.to_string());
+            let audit = self.audit(domain, "policy.remove", identity, shown, None);
+            self.store.remove_policy(domain, &old, &audit).await
+        })
     }
 
     /// `Grant-CsTeamsEnhancedEncryptionPolicy`: `policy` `None` (or empty) unassigns.
@@ -330,21 +353,23 @@ impl Ops<'_> {
             Target::Group { group, rank } => (format!("group:{group}"), *rank),
             Target::Global => ("global".to_string(), None),
         };
-        let old = self
-            .store
-            .assignments(domain)
-            .await?
-            .into_iter()
-            .find(|a| same_target(&a.target, &target))
-            .map(|a| a.policy);
         let new = policy_name.map(|p| match rank {
             Some(r) => format!("{p} (rank {r})"),
             None => p.to_string(),
         });
-        let audit = self.audit(domain, "grant", &label, old, new);
-        self.store
-            .assign(domain, &target, policy_name, &audit)
-            .await
+        retry_changed!(async {
+            let old = self
+                .store
+                .assignments(domain)
+                .await?
+                .into_iter()
+                .find(|a| same_target(&a.target, &target))
+                .map(|a| a.policy);
+            let audit = self.audit(domain, "grant", &label, old.clone(), new.clone());
+            self.store
+                .assign(domain, &target, policy_name, old.as_deref(), &audit)
+                .await
+        })
     }
 
     /// Sets the tenant's external access.
@@ -357,29 +382,28 @@ impl Ops<'_> {
                 return Err(Error::Invalid(format!("{d:?} is not a domain")));
             }
         }
-        let old = self
-            .store
-            .tenants()
-            .await?
-            .into_iter()
-            .find(|t| t.domain == domain)
-            .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
         let show = |a: &ExternalAccess| Some(serde_json::to_string(a).unwrap_or_default());
-        let audit = self.audit(
-            domain,
-            "external-access",
-            domain,
-            show(&old.external_access),
-            show(access),
-        );
-        self.store.set_external_access(domain, access, &audit).await
+        retry_changed!(async {
+            let old = self
+                .store
+                .tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.domain == domain)
+                .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            let audit = self.audit(
+                domain,
+                "external-access",
+                domain,
+                show(&old.external_access),
+                show(access),
+            );
+            self.store
+                .set_external_access(domain, access, &old.external_access, &audit)
+                .await
+        })
     }
 }
-
-/// How often a compare-and-set write is tried again after a concurrent change.
-/// Each round one of the competing writers wins, so N writers at once need at
-/// most N rounds; past this many the caller gets `changed` (409).
-const CAS_TRIES: u32 = 64;
 
 fn same_target(a: &Target, b: &Target) -> bool {
     match (a, b) {

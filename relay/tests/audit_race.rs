@@ -53,3 +53,44 @@ async fn concurrent_policy_changes_leave_a_consistent_audit_chain() {
     }
     relay.stop().await;
 }
+
+/// The same for grants: concurrent grants to one user chain up.
+#[tokio::test]
+async fn concurrent_grants_leave_a_consistent_audit_chain() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let ops = relay.ops();
+    for p in ["Tag:P1", "Tag:P2", "Tag:P3"] {
+        ops.new_policy("a.test", p, None, None)
+            .await
+            .expect("policy");
+    }
+    let target = shieldcall_relay::policy::Target::User {
+        user: "ann@a.test".into(),
+    };
+    let grants = (0..12).map(|i| {
+        let ops = relay.ops();
+        let target = target.clone();
+        async move {
+            let p = ["Tag:P1", "Tag:P2", "Tag:P3"][i % 3];
+            ops.grant("a.test", &target, Some(p)).await.expect("grant");
+        }
+    });
+    futures_util::future::join_all(grants).await;
+    let mut entries: Vec<_> = relay
+        .state
+        .store()
+        .audit_log("a.test", 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.audit.action == "grant")
+        .collect();
+    entries.sort_by_key(|e| e.id);
+    assert_eq!(entries.len(), 12);
+    assert_eq!(entries[0].audit.old, None);
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].audit.old, pair[0].audit.new, "entry {}", pair[1].id);
+    }
+    relay.stop().await;
+}

@@ -115,10 +115,15 @@ async fn user_for(relay: &Relay, base: &str, side: Side, tag: &str) -> String {
     }
     // Store the switch directly: under Disabled/Required the user could not set it,
     // but a value stored earlier must not matter either.
-    relay
-        .state
-        .store()
-        .set_switch(&user, side.switch, &audit())
+    let store = relay.state.store();
+    let before = store
+        .user(&user)
+        .await
+        .expect("user")
+        .expect("exists")
+        .e2ee_switch;
+    store
+        .set_switch(&user, side.switch, before, &audit())
         .await
         .expect("switch");
     user

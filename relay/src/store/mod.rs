@@ -126,10 +126,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// All tenants.
     fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>>;
     /// Sets a tenant's external access. `NotFound` if there is no such tenant.
+    ///
+    /// Compare-and-set, like every audited write that records an old value: the
+    /// write happens only if the stored value is still `replacing` (as the caller
+    /// read it), else [`Error::Changed`](crate::Error::Changed) and nothing is
+    /// written, so the audit's old value is the value really replaced.
     fn set_external_access<'a>(
         &'a self,
         domain: &'a str,
         access: &'a ExternalAccess,
+        replacing: &'a ExternalAccess,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
 
@@ -155,10 +161,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// Sets the user's E2EE switch.
+    /// Compare-and-set on the switch as read (`replacing`), as
+    /// [`Store::set_external_access`].
     fn set_switch<'a>(
         &'a self,
         name: &'a str,
         on: Option<bool>,
+        replacing: Option<bool>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// Removes a user with their sessions, memberships and direct assignment.
@@ -216,20 +225,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// Removes a policy and every assignment of it.
+    /// Compare-and-set on the policy as read (`replacing`), as
+    /// [`Store::set_external_access`].
     fn remove_policy<'a>(
         &'a self,
         domain: &'a str,
-        identity: &'a str,
+        replacing: &'a Policy,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// A tenant's assignments.
     fn assignments<'a>(&'a self, domain: &'a str) -> StoreFuture<'a, Vec<Assignment>>;
     /// Grants `policy` to `target`, or removes the target's assignment (`None`).
+    /// Compare-and-set on the target's assigned policy as read (`replacing`,
+    /// `None` for no assignment), as [`Store::set_external_access`].
     fn assign<'a>(
         &'a self,
         domain: &'a str,
         target: &'a Target,
         policy: Option<&'a str>,
+        replacing: Option<&'a str>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
 

@@ -85,6 +85,19 @@ async fn write_audit(conn: &mut SqliteConnection, a: &Audit) -> Result<()> {
     Ok(())
 }
 
+/// A write transaction that begins with its audit entry: the insert takes
+/// SQLite's write lock at once, so what the transaction reads next is the latest
+/// committed state and nobody writes in between (the compare of a
+/// compare-and-set). Dropped without commit, the entry goes with the rest.
+async fn audited<'c>(
+    pool: &'c SqlitePool,
+    audit: &Audit,
+) -> Result<sqlx::Transaction<'c, sqlx::Sqlite>> {
+    let mut tx = pool.begin().await?;
+    write_audit(&mut tx, audit).await?;
+    Ok(tx)
+}
+
 fn access_from(mode: &str, domains: &str) -> ExternalAccess {
     match mode {
         "allow-list" => ExternalAccess::AllowList {
@@ -179,6 +192,7 @@ impl Store for SqliteStore {
         &'a self,
         domain: &'a str,
         access: &'a ExternalAccess,
+        replacing: &'a ExternalAccess,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -186,7 +200,19 @@ impl Store for SqliteStore {
                 ExternalAccess::AllowList { domains } => domains.join(","),
                 _ => String::new(),
             };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = audited(&self.pool, audit).await?;
+            let row = sqlx::query(
+                "SELECT external_access, allowed_domains FROM tenants WHERE domain = ?",
+            )
+            .bind(domain)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            let mode: String = row.try_get("external_access")?;
+            let listed: String = row.try_get("allowed_domains")?;
+            if access_from(&mode, &listed) != *replacing {
+                return Err(Error::Changed(format!("external access of {domain}")));
+            }
             let done = sqlx::query(
                 "UPDATE tenants SET external_access = ?, allowed_domains = ? WHERE domain = ?",
             )
@@ -196,7 +222,6 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
             need(done.rows_affected(), || format!("tenant {domain}"))?;
-            write_audit(&mut tx, audit).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -316,17 +341,28 @@ impl Store for SqliteStore {
         &'a self,
         name: &'a str,
         on: Option<bool>,
+        replacing: Option<bool>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let done = sqlx::query("UPDATE users SET e2ee_switch = ? WHERE name = ?")
+            let mut tx = audited(&self.pool, audit).await?;
+            let current: Option<Option<bool>> =
+                sqlx::query_scalar("SELECT e2ee_switch FROM users WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match current {
+                None => return Err(Error::NotFound(format!("user {name}"))),
+                Some(c) if c != replacing => {
+                    return Err(Error::Changed(format!("the switch of {name}")));
+                }
+                Some(_) => {}
+            }
+            sqlx::query("UPDATE users SET e2ee_switch = ? WHERE name = ?")
                 .bind(on)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
-            need(done.rows_affected(), || format!("user {name}"))?;
-            write_audit(&mut tx, audit).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -562,19 +598,32 @@ impl Store for SqliteStore {
     fn remove_policy<'a>(
         &'a self,
         domain: &'a str,
-        identity: &'a str,
+        replacing: &'a Policy,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
+            let identity = &replacing.identity;
+            let mut tx = audited(&self.pool, audit).await?;
             // Assignments go by ON DELETE CASCADE.
-            let done = sqlx::query("DELETE FROM policies WHERE domain = ? AND identity = ?")
+            let done = sqlx::query("DELETE FROM policies WHERE domain = ? AND identity = ? AND description = ? AND calling_e2ee = ?")
                 .bind(domain)
                 .bind(identity)
+                .bind(&replacing.description)
+                .bind(replacing.calling_e2ee.as_str())
                 .execute(&mut *tx)
                 .await?;
-            need(done.rows_affected(), || format!("policy {identity}"))?;
-            write_audit(&mut tx, audit).await?;
+            if done.rows_affected() == 0 {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM policies WHERE domain = ? AND identity = ?")
+                        .bind(domain)
+                        .bind(identity)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(match exists {
+                    Some(_) => Error::Changed(format!("policy {identity}")),
+                    None => Error::NotFound(format!("policy {identity}")),
+                });
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -613,6 +662,7 @@ impl Store for SqliteStore {
         domain: &'a str,
         target: &'a Target,
         policy: Option<&'a str>,
+        replacing: Option<&'a str>,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
@@ -621,7 +671,18 @@ impl Store for SqliteStore {
                 Target::Group { group, rank } => ("group", group.as_str(), *rank),
                 Target::Global => ("global", "", None),
             };
-            let mut tx = self.pool.begin().await?;
+            let mut tx = audited(&self.pool, audit).await?;
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT policy FROM assignments WHERE domain = ? AND kind = ? AND target = ?",
+            )
+            .bind(domain)
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if current.as_deref() != replacing {
+                return Err(Error::Changed(format!("the assignment of {kind} {name}")));
+            }
             match policy {
                 Some(policy) => {
                     let put = sqlx::query(
@@ -653,7 +714,6 @@ impl Store for SqliteStore {
                     .await?;
                 }
             }
-            write_audit(&mut tx, audit).await?;
             tx.commit().await?;
             Ok(())
         })
