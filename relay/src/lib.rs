@@ -89,6 +89,12 @@ struct Inner {
     /// A hash of a random password at the configured cost, checked against when
     /// the user name is unknown (made on first use).
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// The store's change counter as of the last full refresh (-1 before the
+    /// first); a change this relay made and pushed itself advances it, so the
+    /// change watcher does not reload everything for it.
+    seen_changes: std::sync::atomic::AtomicI64,
+    /// Full refreshes done, for tests and diagnostics.
+    refreshes: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -119,6 +125,8 @@ impl AppState {
                 shutdown: watch::channel(false).0,
                 settings_lock: tokio::sync::Mutex::new(()),
                 dummy_hash: tokio::sync::OnceCell::new(),
+                seen_changes: std::sync::atomic::AtomicI64::new(-1),
+                refreshes: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -152,6 +160,25 @@ impl AppState {
             })
             .await
             .cloned()
+    }
+
+    /// Full refreshes done so far (see [`AppState::refresh`]).
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// This relay changed the store from `before` to `after` of the change
+    /// counter and pushed the change itself: if that was the only change since
+    /// the last full refresh, the watcher need not reload everything for it.
+    pub(crate) fn own_change(&self, before: i64, after: i64) {
+        if after == before + 1 {
+            let _ = self.inner.seen_changes.compare_exchange(
+                before,
+                after,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
     }
 
     /// Serialises settings pushes (see `Inner::settings_lock`).
@@ -208,6 +235,7 @@ impl AppState {
     /// expired) and of users that were removed.
     pub async fn refresh(&self) -> Result<()> {
         let _serial = self.inner.settings_lock.lock().await;
+        self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
         let store = self.store();
         let tenants = store.tenants().await?;
         let access = tenants
@@ -291,17 +319,17 @@ async fn static_handler(State(state): State<AppState>, uri: Uri) -> Response {
 /// Watches the store's change counter and refreshes signed-in users on a change,
 /// so the CLI (another process) reaches them within a poll interval.
 async fn watch_changes(state: AppState) {
-    let mut last = None;
     let mut tick = tokio::time::interval(state.config().poll_interval);
     loop {
         tick.tick().await;
         match state.store().changes().await {
-            Ok(n) if Some(n) != last => {
+            Ok(n) if n != state.inner.seen_changes.load(Ordering::Acquire) => {
+                // Read before the refresh: a change during it is seen next time.
                 if let Err(e) = state.refresh().await {
                     tracing::warn!(error = %e, "refresh after store change failed");
                     continue;
                 }
-                last = Some(n);
+                state.inner.seen_changes.store(n, Ordering::Release);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the change counter failed"),

@@ -251,3 +251,20 @@ async fn switch_changes_are_rate_limited_and_no_ops_are_not_written() {
     );
     relay.stop().await;
 }
+
+/// A switch change is pushed to the user's devices at once and does not make the
+/// change watcher reload the whole directory (which every `hello` waits on).
+#[tokio::test]
+async fn a_switch_change_does_not_trigger_a_full_refresh() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    // Let the watcher catch up with the store as it is.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = relay.state.refreshes();
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(relay.state.refreshes(), before);
+    relay.stop().await;
+}

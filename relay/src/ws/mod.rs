@@ -383,8 +383,13 @@ impl Conn {
             ));
         }
         let _serial = self.state.settings_guard().await;
+        let before = self.state.store().changes().await?;
         match ops.set_switch(&name, enabled).await {
             Ok(setting) => {
+                // Only this user changed, and they get it pushed here: no full
+                // directory refresh for it (M2).
+                let after = self.state.store().changes().await?;
+                self.state.own_change(before, after);
                 // Every device of the user, this one included, gets `settings`.
                 self.state.hub().push_settings(&name, &setting);
                 Ok(Vec::new())
