@@ -1,0 +1,103 @@
+//! The client on a phone-sized viewport (390×844, an iPhone 12–15): on every
+//! screen a person meets (sign-in, contacts, settings, an incoming call, a
+//! connected call with its verification panel open) no visible element reaches
+//! past the viewport's edges and the page does not scroll sideways; the 20-digit
+//! code stays on one line. Screenshots of each screen are kept with
+//! `SHIELDCALL_E2E_ARTIFACTS=always`.
+
+use anyhow::{Result, ensure};
+use serde_json::Value;
+use shieldcall_e2e::{Browser, Driver, Relay, with_artifacts};
+
+const ALICE: &str = "alice@example.test";
+const BOB: &str = "bob@example.test";
+
+/// Every visible element whose box reaches past the viewport, and the page's
+/// sideways scroll width against its width.
+const OVERFLOW: &str = "const w = document.documentElement.clientWidth; const out = [];\
+  for (const e of document.querySelectorAll('body *')) {\
+    if (e.closest('[hidden]') || e.closest('svg') && e.tagName !== 'svg') continue;\
+    const r = e.getBoundingClientRect(); if (r.width === 0 && r.height === 0) continue;\
+    if (r.left < -0.5 || r.right > w + 0.5) out.push((e.dataset.testid || e.tagName.toLowerCase()) + ' ' + Math.round(r.left) + '..' + Math.round(r.right));\
+  }\
+  return { width: w, scroll: document.documentElement.scrollWidth, out };";
+
+async fn fits(b: &Browser, screen: &str) -> Result<()> {
+    let v: Value = b.client.execute(OVERFLOW, vec![]).await?;
+    let width = v["width"].as_f64().unwrap_or(0.0);
+    let scroll = v["scroll"].as_f64().unwrap_or(f64::MAX);
+    let out: Vec<&str> = v["out"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    ensure!(
+        out.is_empty() && scroll <= width,
+        "{}: {screen} overflows a {width} px viewport (scroll width {scroll}): {out:?}",
+        b.name
+    );
+    if std::env::var("SHIELDCALL_E2E_ARTIFACTS").as_deref() == Ok("always") {
+        b.save_artifacts(&format!("phone_layout/{screen}")).await;
+    }
+    Ok(())
+}
+
+/// The number of lines an element's text takes.
+async fn lines(b: &Browser, testid: &str) -> Result<f64> {
+    let v = b
+        .client
+        .execute(
+            "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`);\
+             const lh = parseFloat(getComputedStyle(e).lineHeight); return e.getBoundingClientRect().height / lh;",
+            vec![serde_json::json!(testid)],
+        )
+        .await?;
+    Ok(v.as_f64().unwrap_or(f64::MAX))
+}
+
+#[tokio::test]
+async fn nothing_overflows_a_phone_viewport() -> Result<()> {
+    let relay = Relay::start()?;
+    relay.add_user(ALICE, "alice-password-1", false)?;
+    relay.add_user(BOB, "bob-password-1", false)?;
+    let driver = Driver::start()?;
+    let alice = Browser::open(&driver, "alice").await?;
+    let bob = Browser::open(&driver, "bob").await?;
+    let result = with_artifacts("phone_layout", &[&alice, &bob], || async {
+        for b in [&alice, &bob] {
+            b.client.set_window_size(390, 844).await?;
+        }
+        alice.goto(&format!("{}/", relay.url)).await?;
+        fits(&alice, "sign-in").await?;
+        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
+        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+        alice.wait_visible(&format!("contact-{BOB}")).await?;
+        fits(&alice, "contacts").await?;
+        alice.click("open-settings").await?;
+        alice.wait_visible("settings-e2ee-toggle").await?;
+        fits(&alice, "settings").await?;
+
+        alice.click(&format!("call-{BOB}")).await?;
+        bob.wait_visible("incoming-decline").await?;
+        fits(&bob, "incoming").await?;
+        fits(&alice, "ringing").await?;
+        bob.click("incoming-accept").await?;
+        for b in [&alice, &bob] {
+            b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
+                .await?;
+        }
+        alice.click("e2ee-indicator").await?;
+        alice.wait_visible("security-code").await?;
+        fits(&alice, "call-with-panel").await?;
+        fits(&bob, "call").await?;
+        let n = lines(&alice, "security-code").await?;
+        ensure!(n < 1.5, "the code takes {n:.1} lines");
+        alice.click("hangup").await?;
+        bob.wait_testid_attr("call-state", "data-state", "ended")
+            .await?;
+        fits(&bob, "ended").await
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    result
+}
