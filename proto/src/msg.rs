@@ -489,6 +489,29 @@ impl RelayMsg {
         decode(text)
     }
 
+    /// The call this message is about, if any (an `error` names the call of the
+    /// message it answers, which need not be the recipient's).
+    pub fn call_id(&self) -> Option<&CallId> {
+        match self {
+            Self::Calling { call_id, .. }
+            | Self::Incoming { call_id, .. }
+            | Self::Ringing { call_id }
+            | Self::Accepted { call_id, .. }
+            | Self::AnsweredElsewhere { call_id }
+            | Self::Cancelled { call_id }
+            | Self::CallRefused { call_id, .. }
+            | Self::Offer { call_id, .. }
+            | Self::Answer { call_id, .. }
+            | Self::Ice { call_id, .. }
+            | Self::Hangup { call_id, .. } => Some(call_id),
+            Self::Error { call_id, .. } => call_id.as_ref(),
+            Self::Welcome { .. }
+            | Self::Pong { .. }
+            | Self::Presence { .. }
+            | Self::Settings { .. } => None,
+        }
+    }
+
     /// Encodes as one text frame.
     pub fn encode(&self) -> String {
         encode(self)

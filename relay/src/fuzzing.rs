@@ -554,18 +554,9 @@ fn observe(known: &HashSet<String>, user: &str, text: &str) {
             );
             None
         }
-        RelayMsg::Calling { call_id, .. }
-        | RelayMsg::Incoming { call_id, .. }
-        | RelayMsg::Ringing { call_id }
-        | RelayMsg::Accepted { call_id, .. }
-        | RelayMsg::AnsweredElsewhere { call_id }
-        | RelayMsg::Cancelled { call_id }
-        | RelayMsg::CallRefused { call_id, .. }
-        | RelayMsg::Offer { call_id, .. }
-        | RelayMsg::Answer { call_id, .. }
-        | RelayMsg::Ice { call_id, .. }
-        | RelayMsg::Hangup { call_id, .. } => Some(call_id),
-        _ => None,
+        // An error answers the recipient's own message, whatever call it named.
+        RelayMsg::Error { .. } => None,
+        other => other.call_id(),
     };
     if let Some(id) = call {
         assert!(

@@ -261,6 +261,15 @@ impl Ops<'_> {
         Ok(p)
     }
 
+    /// One policy, or `NotFound`.
+    async fn policy(&self, domain: &str, identity: &str) -> Result<Policy> {
+        self.get_policies(domain, Some(identity))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("policy {identity}")))
+    }
+
     /// `Set-CsTeamsEnhancedEncryptionPolicy`: changes what is given.
     pub async fn set_policy(
         &self,
@@ -270,12 +279,7 @@ impl Ops<'_> {
         kind: Option<E2eePolicyType>,
     ) -> Result<Policy> {
         retry_changed!(async {
-            let old = self
-                .get_policies(domain, Some(identity))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::NotFound(format!("policy {identity}")))?;
+            let old = self.policy(domain, identity).await?;
             let new = Policy {
                 identity: identity.into(),
                 description: description.map_or_else(|| old.description.clone(), String::from),
@@ -297,12 +301,7 @@ impl Ops<'_> {
             return Err(Error::GlobalPermanent);
         }
         retry_changed!(async {
-            let old = self
-                .get_policies(domain, Some(identity))
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::NotFound(format!("policy {identity}")))?;
+            let old = self.policy(domain, identity).await?;
             let shown = Some(old.calling_e2ee.to_string());
             let audit = self.audit(domain, "policy.remove", identity, shown, None);
             self.store.remove_policy(domain, &old, &audit).await

@@ -352,7 +352,7 @@ impl Call {
         match (msg, &self.id) {
             (RelayMsg::Calling { to, .. }, None) => *to == self.view.peer,
             (RelayMsg::CallRefused { peer, .. }, None) => *peer == self.view.peer,
-            (msg, Some(id)) => relay_call_id(msg) == Some(id),
+            (msg, Some(id)) => msg.call_id() == Some(id),
             _ => false,
         }
     }
@@ -777,25 +777,3 @@ fn downgrade(mode: Option<CallMode>, wish: Wish) -> Option<Wish> {
 /// Remote candidates kept before the remote description; more are dropped (a
 /// normal call has a handful).
 const MAX_EARLY_ICE: usize = 64;
-
-/// The call a relay message is about.
-fn relay_call_id(msg: &RelayMsg) -> Option<&CallId> {
-    match msg {
-        RelayMsg::Calling { call_id, .. }
-        | RelayMsg::Incoming { call_id, .. }
-        | RelayMsg::Ringing { call_id }
-        | RelayMsg::Accepted { call_id, .. }
-        | RelayMsg::AnsweredElsewhere { call_id }
-        | RelayMsg::Cancelled { call_id }
-        | RelayMsg::CallRefused { call_id, .. }
-        | RelayMsg::Offer { call_id, .. }
-        | RelayMsg::Answer { call_id, .. }
-        | RelayMsg::Ice { call_id, .. }
-        | RelayMsg::Hangup { call_id, .. } => Some(call_id),
-        RelayMsg::Error { call_id, .. } => call_id.as_ref(),
-        RelayMsg::Welcome { .. }
-        | RelayMsg::Pong { .. }
-        | RelayMsg::Presence { .. }
-        | RelayMsg::Settings { .. } => None,
-    }
-}
