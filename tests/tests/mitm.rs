@@ -52,6 +52,18 @@ async fn watch(b: &Browser) -> Result<()> {
     Ok(())
 }
 
+/// Both sign in through the proxy, start watching, and Alice calls Bob, who
+/// accepts.
+async fn call_through(proxy: &Proxy, alice: &Browser, bob: &Browser) -> Result<()> {
+    alice.sign_in(&proxy.url, ALICE, ALICE_PW).await?;
+    bob.sign_in(&proxy.url, BOB, BOB_PW).await?;
+    watch(alice).await?;
+    watch(bob).await?;
+    alice.click(&format!("call-{BOB}")).await?;
+    bob.click("incoming-accept").await?;
+    Ok(())
+}
+
 async fn saw_lock(b: &Browser) -> Result<bool> {
     let v = b.client.execute("return window.__sawLock;", vec![]).await?;
     v.as_bool()
@@ -110,13 +122,7 @@ async fn caller_catches(test: &str, mode: Mode, event: &str) -> Result<()> {
     let bob = Browser::open(&driver, "bob").await?;
 
     let result = with_artifacts(test, &[&alice, &bob], || async {
-        alice.sign_in(&proxy.url, ALICE, ALICE_PW).await?;
-        bob.sign_in(&proxy.url, BOB, BOB_PW).await?;
-        watch(&alice).await?;
-        watch(&bob).await?;
-
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
+        call_through(&proxy, &alice, &bob).await?;
 
         warned(&alice, "not the one the other side committed to").await?;
         warned(&bob, "The other side found").await?;
@@ -166,12 +172,7 @@ async fn two_leg_mitm_connects_with_a_lock_but_the_codes_differ() -> Result<()> 
         attacker.client.goto(&proxy.attacker_url()).await?;
         let (leg1, leg2) = proxy.wait_attacker().await?;
 
-        alice.sign_in(&proxy.url, ALICE, ALICE_PW).await?;
-        bob.sign_in(&proxy.url, BOB, BOB_PW).await?;
-        watch(&alice).await?;
-        watch(&bob).await?;
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
+        call_through(&proxy, &alice, &bob).await?;
 
         // Both sides connect and show the lock: each side's checks pass, because
         // each really runs DTLS with the certificate it was shown.
@@ -267,12 +268,7 @@ async fn extra_fingerprint_is_refused(test: &str, firefox: bool) -> Result<()> {
     let result = with_artifacts(test, &[&alice, &bob, &attacker], || async {
         attacker.client.goto(&proxy.attacker_url()).await?;
         proxy.wait_attacker().await?;
-        alice.sign_in(&proxy.url, ALICE, ALICE_PW).await?;
-        bob.sign_in(&proxy.url, BOB, BOB_PW).await?;
-        watch(&alice).await?;
-        watch(&bob).await?;
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
+        call_through(&proxy, &alice, &bob).await?;
 
         warned(&bob, "exactly one sha-256").await?;
         warned(&alice, "exactly one sha-256").await?;

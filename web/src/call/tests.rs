@@ -146,6 +146,31 @@ fn caller_connected(caller_fp: Fingerprint, callee_fp: Fingerprint) -> Call {
     c
 }
 
+/// A callee (certificate `fp(2)`) in a call of `mode` that the caller (`fp(1)`)
+/// offered, answered and connected with matching certificates; `wish` is the
+/// callee's own setting. Returns the machine and what accepting sent.
+fn callee_connected(mode: CallMode, wish: Wish) -> (Call, Vec<Output>) {
+    let (mut c, _) = Call::incoming(id(), ALICE, mode, wish, 0);
+    c.handle(Input::User(UserAction::Accept), 1);
+    let accepted = c.handle(Input::PeerReady { local: fp(2) }, 2);
+    c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        3,
+    );
+    c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(2)),
+            remote: Some(fp(1)),
+        },
+        5,
+    );
+    (c, accepted)
+}
+
 #[test]
 fn e2ee_caller_shows_code_only_after_dtls_with_matching_certificates() {
     let c = caller_connected(fp(1), fp(2));
@@ -432,24 +457,7 @@ fn an_extra_fingerprint_line_in_the_answer_ends_an_e2ee_call() {
 #[test]
 fn an_extra_fingerprint_line_in_a_renegotiation_ends_the_call() {
     for mode in [CallMode::E2ee, CallMode::Standard] {
-        let (mut c, _) = Call::incoming(id(), ALICE, mode, Wish::None, 0);
-        c.handle(Input::User(UserAction::Accept), 1);
-        c.handle(Input::PeerReady { local: fp(2) }, 2);
-        c.handle(
-            relay(RelayMsg::Offer {
-                call_id: id(),
-                sdp: sdp(&fp(1)),
-            }),
-            3,
-        );
-        c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
-        c.handle(
-            Input::DtlsConnected {
-                local: Some(fp(2)),
-                remote: Some(fp(1)),
-            },
-            5,
-        );
+        let (mut c, _) = callee_connected(mode, Wish::None);
         assert!(c.view().code.is_some(), "{mode:?}");
         let out = c.handle(
             relay(RelayMsg::Offer {
@@ -490,24 +498,7 @@ fn missing_dtls_certificate_is_not_verification() {
 
 #[test]
 fn fingerprint_change_on_renegotiation_ends_the_call() {
-    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::E2ee, Wish::None, 0);
-    c.handle(Input::User(UserAction::Accept), 1);
-    c.handle(Input::PeerReady { local: fp(2) }, 2);
-    c.handle(
-        relay(RelayMsg::Offer {
-            call_id: id(),
-            sdp: sdp(&fp(1)),
-        }),
-        3,
-    );
-    c.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
-    c.handle(
-        Input::DtlsConnected {
-            local: Some(fp(2)),
-            remote: Some(fp(1)),
-        },
-        5,
-    );
+    let (mut c, _) = callee_connected(CallMode::E2ee, Wish::None);
     assert!(c.view().code.is_some());
     // Same fingerprint: a harmless renegotiation.
     let out = c.handle(
@@ -661,28 +652,11 @@ fn unverifiable_standard_call_goes_on_without_a_code() {
 fn a_split_mode_still_gives_both_sides_the_same_code() {
     // The relay told the caller `e2ee` and the callee `standard`.
     let caller = caller_connected(fp(1), fp(2));
-    let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::Switch, 0);
-    callee.handle(Input::User(UserAction::Accept), 1);
-    let out = callee.handle(Input::PeerReady { local: fp(2) }, 2);
-    assert!(sent(&out).contains(&&ClientMsg::Accept {
+    let (callee, accepted) = callee_connected(CallMode::Standard, Wish::Switch);
+    assert!(sent(&accepted).contains(&&ClientMsg::Accept {
         call_id: id(),
         commit: Some(Commitment::to(&fp(2)))
     }));
-    callee.handle(
-        relay(RelayMsg::Offer {
-            call_id: id(),
-            sdp: sdp(&fp(1)),
-        }),
-        3,
-    );
-    callee.handle(Input::LocalAnswer { sdp: sdp(&fp(2)) }, 4);
-    callee.handle(
-        Input::DtlsConnected {
-            local: Some(fp(2)),
-            remote: Some(fp(1)),
-        },
-        5,
-    );
     assert!(caller.view().code.is_some());
     assert_eq!(callee.view().code, caller.view().code);
     // The callee's switch is on: it is told the call arrived standard.
