@@ -89,6 +89,9 @@ pub struct App {
     pub(crate) ticker: Option<Timer>,
     /// The pending reconnect.
     pub(crate) reconnect: Option<Timer>,
+    /// The relay refused this tab (`too-many-devices`): reconnecting would be
+    /// refused again, so the tab stays closed until it is reloaded.
+    pub(crate) stay_closed: bool,
 }
 
 impl App {
@@ -113,6 +116,7 @@ impl App {
             listeners: Vec::new(),
             ticker: None,
             reconnect: None,
+            stay_closed: false,
         }
     }
 
@@ -475,7 +479,7 @@ fn on_socket(app: &Shared, ev: SocketEvent) {
             {
                 let mut a = app.borrow_mut();
                 a.socket = None;
-                if a.me.is_none() {
+                if a.me.is_none() || a.stay_closed {
                     return;
                 }
                 show(&a.ui.relay_banner, true);
@@ -566,7 +570,10 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             message,
             call_id,
         } => {
-            let a = app.borrow();
+            let mut a = app.borrow_mut();
+            if code == shieldcall_proto::ErrorCode::TooManyDevices {
+                a.stay_closed = true;
+            }
             // Candidates still in flight when a call ends are refused by the relay;
             // an error about a call that is over must not replace how it ended.
             let stale = call_id.is_some()
