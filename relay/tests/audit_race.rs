@@ -6,6 +6,25 @@ mod common;
 
 use common::*;
 
+/// The tenant's audit entries for `action` on `target`, oldest first.
+async fn audited(
+    relay: &Relay,
+    action: &str,
+    target: &str,
+) -> Vec<shieldcall_relay::store::AuditEntry> {
+    let mut entries: Vec<_> = relay
+        .state
+        .store()
+        .audit_log("a.test", 100)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.audit.action == action && e.audit.target == target)
+        .collect();
+    entries.sort_by_key(|e| e.id);
+    entries
+}
+
 #[tokio::test]
 async fn concurrent_policy_changes_leave_a_consistent_audit_chain() {
     let relay = start().await;
@@ -24,16 +43,7 @@ async fn concurrent_policy_changes_leave_a_consistent_audit_chain() {
         }
     });
     futures_util::future::join_all(changes).await;
-    let mut entries: Vec<_> = relay
-        .state
-        .store()
-        .audit_log("a.test", 100)
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|e| e.audit.action == "policy.set" && e.audit.target == "Tag:Race")
-        .collect();
-    entries.sort_by_key(|e| e.id);
+    let entries = audited(&relay, "policy.set", "Tag:Race").await;
     assert_eq!(entries.len(), 16);
     assert!(
         entries[0]
@@ -77,16 +87,7 @@ async fn concurrent_grants_leave_a_consistent_audit_chain() {
         }
     });
     futures_util::future::join_all(grants).await;
-    let mut entries: Vec<_> = relay
-        .state
-        .store()
-        .audit_log("a.test", 100)
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|e| e.audit.action == "grant")
-        .collect();
-    entries.sort_by_key(|e| e.id);
+    let entries = audited(&relay, "grant", "user:ann@a.test").await;
     assert_eq!(entries.len(), 12);
     assert_eq!(entries[0].audit.old, None);
     for pair in entries.windows(2) {

@@ -254,18 +254,9 @@ async fn logout_ends_the_session_and_its_connections() {
 async fn an_expired_session_is_refused() {
     let relay = start().await;
     relay.add_user("ann@a.test", false).await;
-    let (token, hash) = shieldcall_relay::auth::new_token().expect("token");
-    relay
-        .state
-        .store()
-        .create_session(&shieldcall_relay::store::Session {
-            token_hash: hash,
-            user: "ann@a.test".into(),
-            expires_at: shieldcall_relay::store::unix_now() - 1,
-        })
-        .await
-        .expect("session");
-    let cookie = format!("shieldcall_session={token}");
+    let cookie = relay
+        .cookie_expiring("ann@a.test", shieldcall_relay::store::unix_now() - 1)
+        .await;
     assert_eq!(
         relay
             .http("GET", "/api/me", &[("Cookie", &cookie)], "")
@@ -363,20 +354,10 @@ async fn a_session_ended_in_the_store_closes_only_its_connections() {
 async fn an_expiring_session_closes_its_connection_on_time() {
     let relay = start().await;
     relay.add_user("ann@a.test", false).await;
-    let (token, hash) = shieldcall_relay::auth::new_token().expect("token");
-    relay
-        .state
-        .store()
-        .create_session(&shieldcall_relay::store::Session {
-            token_hash: hash,
-            user: "ann@a.test".into(),
-            expires_at: shieldcall_relay::store::unix_now() + 2,
-        })
-        .await
-        .expect("session");
-    let (mut dev, _) = relay
-        .device_with(&format!("shieldcall_session={token}"))
+    let cookie = relay
+        .cookie_expiring("ann@a.test", shieldcall_relay::store::unix_now() + 2)
         .await;
+    let (mut dev, _) = relay.device_with(&cookie).await;
     let took = ended_within(&mut dev, std::time::Duration::from_secs(4)).await;
     assert!(took >= std::time::Duration::from_millis(500), "{took:?}");
     relay.stop().await;

@@ -129,13 +129,18 @@ impl Relay {
 
     /// A session cookie for `user`, made directly in the store.
     pub async fn cookie_for(&self, user: &str) -> String {
+        self.cookie_expiring(user, unix_now() + 3600).await
+    }
+
+    /// A session cookie for `user` that expires at `expires_at` (Unix seconds).
+    pub async fn cookie_expiring(&self, user: &str, expires_at: i64) -> String {
         let (token, hash) = auth::new_token().expect("token");
         self.state
             .store()
             .create_session(&Session {
                 token_hash: hash,
                 user: user.into(),
-                expires_at: unix_now() + 3600,
+                expires_at,
             })
             .await
             .expect("session");
