@@ -247,6 +247,14 @@ pub enum ClientMsg {
         /// The call's mode as this device knows it.
         mode: CallMode,
     },
+    /// Put the answered call on hold (`on: true`) or take this side's hold off
+    /// (`on: false`). Standard calls only; answered with `hold` to both sides.
+    Hold {
+        /// The call.
+        call_id: CallId,
+        /// Whether this side holds the call.
+        on: bool,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -371,6 +379,17 @@ pub enum RelayMsg {
         /// Why.
         reason: HangupReason,
     },
+    /// The call's hold state after a change, from this device's side: sent to both
+    /// sides on every `hold`, and to a device that resumes a held call. Media stops
+    /// in both directions while either side holds.
+    Hold {
+        /// The call.
+        call_id: CallId,
+        /// This user holds the call.
+        by_me: bool,
+        /// The other person holds the call.
+        by_peer: bool,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -478,6 +497,7 @@ impl ClientMsg {
             | Self::Ice { call_id, .. }
             | Self::Hangup { call_id, .. }
             | Self::Resume { call_id, .. }
+            | Self::Hold { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }
@@ -503,7 +523,8 @@ impl RelayMsg {
             | Self::Offer { call_id, .. }
             | Self::Answer { call_id, .. }
             | Self::Ice { call_id, .. }
-            | Self::Hangup { call_id, .. } => Some(call_id),
+            | Self::Hangup { call_id, .. }
+            | Self::Hold { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }
             | Self::Pong { .. }

@@ -181,6 +181,8 @@ pub struct E2eeSetting {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CallFeature {
+    /// Putting the call on hold (media stops both ways until resumed).
+    Hold,
     /// Recording the call.
     Recording,
     /// Live captions and transcription.
@@ -201,7 +203,8 @@ pub enum CallFeature {
 
 impl CallFeature {
     /// Every feature, in display order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
+        Self::Hold,
         Self::Recording,
         Self::Transcription,
         Self::Transfer,
@@ -215,6 +218,7 @@ impl CallFeature {
     /// The wire name, as in `{"type":"feature","feature":"move-to-device"}`.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Hold => "hold",
             Self::Recording => "recording",
             Self::Transcription => "transcription",
             Self::Transfer => "transfer",
@@ -223,6 +227,21 @@ impl CallFeature {
             Self::MoveToDevice => "move-to-device",
             Self::AddParticipant => "add-participant",
             Self::Voicemail => "voicemail",
+        }
+    }
+
+    /// The feature's name for people, as messages and the client show it.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Hold => "Hold",
+            Self::Recording => "Recording",
+            Self::Transcription => "Live captions",
+            Self::Transfer => "Transfer",
+            Self::Park => "Park",
+            Self::Merge => "Merge",
+            Self::MoveToDevice => "Moving to another device",
+            Self::AddParticipant => "Adding people",
+            Self::Voicemail => "Voicemail",
         }
     }
 

@@ -20,10 +20,11 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Ice { .. } => "ice",
         ClientMsg::Hangup { .. } => "hangup",
         ClientMsg::Resume { .. } => "resume",
+        ClientMsg::Hold { .. } => "hold",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 14;
+const CLIENT_TAGS: usize = 15;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -42,10 +43,11 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Answer { .. } => "answer",
         RelayMsg::Ice { .. } => "ice",
         RelayMsg::Hangup { .. } => "hangup",
+        RelayMsg::Hold { .. } => "hold",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 16;
+const RELAY_TAGS: usize = 17;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

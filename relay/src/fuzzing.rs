@@ -229,8 +229,12 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Ice { call_id, .. }
         | ClientMsg::Hangup { call_id, .. }
         | ClientMsg::Resume { call_id, .. }
+        | ClientMsg::Hold { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
-        _ => None,
+        ClientMsg::Hello { .. }
+        | ClientMsg::Ping { .. }
+        | ClientMsg::SetE2ee { .. }
+        | ClientMsg::Invite { .. } => None,
     }
 }
 

@@ -594,6 +594,65 @@ impl Browser {
         Ok(v.as_f64().unwrap_or(0.0))
     }
 
+    /// RTP packets sent and received so far by the page's latest peer connection
+    /// (`outbound-rtp` `packetsSent` and `inbound-rtp` `packetsReceived`, audio and
+    /// video together).
+    pub async fn rtp_packets(&self) -> Result<(f64, f64)> {
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1]; const pc = (window.__pcs || []).at(-1);\
+                 if (!pc) { done([0, 0]); return; }\
+                 pc.getStats().then(r => { let o = 0, i = 0; r.forEach(s => { if (s.type === 'outbound-rtp') o += s.packetsSent || 0; if (s.type === 'inbound-rtp') i += s.packetsReceived || 0; }); done([o, i]); }, () => done([0, 0]));",
+                vec![],
+            )
+            .await?;
+        let n = |i: usize| v.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+        Ok((n(0), n(1)))
+    }
+
+    /// Waits until no RTP packet is sent or received for a whole second (media
+    /// stopped both ways, as on hold); fails after [`WAIT`].
+    pub async fn wait_media_still(&self) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let before = self.rtp_packets().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = self.rtp_packets().await?;
+            if before == after && after != (0.0, 0.0) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: RTP still flows (sent, received) {before:?} → {after:?}",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// Waits until RTP packets are sent and received and video frames decoded
+    /// again, each rising within a second; fails after [`WAIT`].
+    pub async fn wait_media_flowing(&self) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (sent, received) = self.rtp_packets().await?;
+            let frames = self.frames_decoded().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (sent2, received2) = self.rtp_packets().await?;
+            let frames2 = self.frames_decoded().await?;
+            if sent2 > sent && received2 > received && frames2 > frames {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: media does not flow: sent {sent} → {sent2}, received {received} → {received2}, frames {frames} → {frames2}",
+                    self.name
+                );
+            }
+        }
+    }
+
     /// Waits until remote video frames are being decoded.
     pub async fn wait_frames(&self) -> Result<f64> {
         let deadline = Instant::now() + WAIT;

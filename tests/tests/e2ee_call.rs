@@ -1,6 +1,7 @@
 //! Scenario 1: both switches on. Both tabs show the lock and the same code, equal to
 //! `shieldcall code` applied to the fingerprints in the two peers' SDP; remote video
-//! is decoded on both sides; "Codes match" marks the call verified; hang-up ends it
+//! is decoded on both sides; every feature E2EE turns off is greyed with the
+//! reason; "Codes match" marks the call verified; hang-up ends it
 //! on both sides.
 
 use shieldcall_e2e::{Browser, Driver, Relay, connect_verified, hang_up, with_artifacts};
@@ -31,6 +32,24 @@ async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
                     && details.contains("SRTP")
                     && details.contains("Both certificates"),
                 "{}: {details:?}",
+                b.name
+            );
+        }
+
+        // Every feature E2EE turns off is shown greyed, with the reason.
+        for b in [&alice, &bob] {
+            for f in shieldcall_proto::CallFeature::ALL {
+                let id = format!("feature-{}", f.as_str());
+                anyhow::ensure!(
+                    b.attr(&id, "disabled").await?.is_some(),
+                    "{}: {id} is not disabled in an E2EE call",
+                    b.name
+                );
+            }
+            let list = b.text("call-features").await?;
+            anyhow::ensure!(
+                list.contains("Off in end-to-end encrypted calls"),
+                "{}: {list:?}",
                 b.name
             );
         }

@@ -325,6 +325,21 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
             let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
+            if feature == Some(CallFeature::Hold) {
+                // Hold goes through the call machine, which knows the state.
+                let held = a
+                    .borrow()
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.view().hold.by_me);
+                let action = if held {
+                    UserAction::Unhold
+                } else {
+                    UserAction::Hold
+                };
+                feed(a, Input::User(action));
+                return;
+            }
             let mut app = a.borrow_mut();
             if let (Some(feature), Some(call_id)) =
                 (feature, app.call.as_ref().and_then(|c| c.id().cloned()))
@@ -585,6 +600,18 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 web_sys::console::warn_1(&JsValue::from_str(&format!("after the call: {message}")));
             } else {
                 a.notice(&format!("{} {message}", texts::error_prefix(code)));
+            }
+            drop(a);
+            if !stale && call_id.is_some() {
+                // The call learns that what it asked was refused (a pending hold).
+                feed(
+                    app,
+                    Input::Relay(RelayMsg::Error {
+                        code,
+                        message,
+                        call_id,
+                    }),
+                );
             }
         }
         other => {

@@ -203,6 +203,12 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             .await
             .map(|sdp| Some(Input::LocalAnswer { sdp })),
         (PcCommand::SetAnswer { sdp }, Some(pc)) => rtc::set_answer(&pc, &sdp).await.map(|()| None),
+        (PcCommand::SetSending(on), Some(_)) => {
+            let senders = app.borrow().peer.as_ref().map(Peer::senders);
+            rtc::set_sending(&senders.unwrap_or_default(), on)
+                .await
+                .map(|()| None)
+        }
         // A candidate the browser refuses is not fatal; others may still work.
         (PcCommand::AddIce(c), Some(pc)) => Ok(rtc::add_ice(&pc, &c).await.ok().and(None)),
     };

@@ -99,6 +99,11 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             call_id: call_id()?,
             reason: pick(&req_str(&v, "reason")?, HANGUP_REASONS)?,
         },
+        "hold" => RelayMsg::Hold {
+            call_id: call_id()?,
+            by_me: req_bool(&v, "by_me")?,
+            by_peer: req_bool(&v, "by_peer")?,
+        },
         "error" => RelayMsg::Error {
             code: pick(&req_str(&v, "code")?, ERROR_CODES)?,
             message: req_str(&v, "message")?,

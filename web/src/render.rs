@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
 
 use crate::app::{App, Shared};
-use crate::call::{Ending, Phase, Wish};
+use crate::call::{Ending, HoldState, Phase, Wish};
 use crate::dom::{self, append, el, flag, show, text};
 use crate::texts;
 
@@ -219,7 +219,10 @@ pub(crate) fn render_call(a: &App) {
     if state == "mitm" || (v.downgraded == Some(Wish::Required) && !ended) {
         show(&ui.panel, true);
     }
-    render_features(a, v.mode, ended);
+    let hold = texts::hold_line(v.hold);
+    text(&ui.hold_status, hold);
+    show(&ui.hold_status, !hold.is_empty() && !ended);
+    render_features(a, v.mode, ended, v.hold, v.hold_pending);
 }
 
 fn tls_version_name(v: &str) -> &str {
@@ -231,12 +234,20 @@ fn tls_version_name(v: &str) -> &str {
     }
 }
 
-pub(crate) fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
+pub(crate) fn render_features(
+    a: &App,
+    mode: Option<CallMode>,
+    ended: bool,
+    hold: HoldState,
+    hold_pending: bool,
+) {
     let ui = &a.ui;
     // Rebuilt only when what it shows changes, not on every signalling message.
     let key = match (mode, ended) {
         (_, true) | (None, _) => "none",
         (Some(CallMode::E2ee), false) => "e2ee",
+        (Some(CallMode::Standard), false) if hold_pending => "standard-pending",
+        (Some(CallMode::Standard), false) if hold.by_me => "standard-held",
         (Some(CallMode::Standard), false) => "standard",
     };
     if ui.features.get_attribute("data-for").as_deref() == Some(key) {
@@ -250,6 +261,8 @@ pub(crate) fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
     let Some(mode) = mode else { return };
     for f in CallFeature::ALL {
         let name = match f {
+            CallFeature::Hold if hold.by_me => "Resume",
+            CallFeature::Hold => "Hold",
             CallFeature::Recording => "Record",
             CallFeature::Transcription => "Live captions",
             CallFeature::Transfer => "Transfer",
@@ -272,6 +285,17 @@ pub(crate) fn render_features(a: &App, mode: Option<CallMode>, ended: bool) {
                 name,
             )?;
             li.append_child(&b)?;
+            if f == CallFeature::Hold {
+                dom::attr(&b, "data-held", if hold.by_me { "true" } else { "false" });
+                dom::attr(
+                    &b,
+                    "aria-pressed",
+                    if hold.by_me { "true" } else { "false" },
+                );
+            }
+            if f == CallFeature::Hold && hold_pending {
+                flag(&b, "disabled", true);
+            }
             if !f.available_in(mode) {
                 flag(&b, "disabled", true);
                 let why = el(

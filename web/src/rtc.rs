@@ -16,7 +16,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, HtmlMediaElement, MediaStream, MediaStreamConstraints, MediaStreamTrack,
     RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
-    RtcSdpType, RtcSessionDescriptionInit, RtcTrackEvent,
+    RtcRtpSender, RtcSdpType, RtcSessionDescriptionInit, RtcTrackEvent,
 };
 
 use crate::call::CertCheck;
@@ -59,6 +59,8 @@ pub struct DtlsInfo {
 pub struct Peer {
     pc: RtcPeerConnection,
     local: Option<MediaStream>,
+    /// Each sender and the local track it carries when not on hold.
+    senders: Vec<(RtcRtpSender, MediaStreamTrack)>,
     _on_ice: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
     _on_state: Closure<dyn FnMut(Event)>,
     _on_track: Closure<dyn FnMut(RtcTrackEvent)>,
@@ -132,6 +134,7 @@ impl Peer {
         let peer = Self {
             pc,
             local: None,
+            senders: Vec::new(),
             _on_ice: on_ice,
             _on_state: on_state,
             _on_track: on_track,
@@ -144,7 +147,8 @@ impl Peer {
     pub fn attach(&mut self, stream: MediaStream, local_video: &HtmlMediaElement) {
         for track in stream.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                self.pc.add_track(&track, &stream, &Array::new());
+                let sender = self.pc.add_track(&track, &stream, &Array::new());
+                self.senders.push((sender, track));
             }
         }
         local_video.set_src_object(Some(&stream));
@@ -154,6 +158,11 @@ impl Peer {
     /// A handle for async work that must not hold the owner borrowed.
     pub fn handle(&self) -> RtcPeerConnection {
         self.pc.clone()
+    }
+
+    /// The senders and their tracks, for [`set_sending`] (handles, cheap to clone).
+    pub fn senders(&self) -> Vec<(RtcRtpSender, MediaStreamTrack)> {
+        self.senders.clone()
     }
 
     /// Turns the microphone (`audio`) or camera on or off; returns the new state.
@@ -192,6 +201,19 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Puts each sender's track back (`on`) or takes it off (`replaceTrack(null)`:
+/// the sender stops sending packets at all; nothing is renegotiated, so the
+/// connection and its certificates stay as they were).
+pub async fn set_sending(
+    senders: &[(RtcRtpSender, MediaStreamTrack)],
+    on: bool,
+) -> Result<(), JsValue> {
+    for (sender, track) in senders {
+        JsFuture::from(sender.replace_track(on.then_some(track))).await?;
+    }
+    Ok(())
 }
 
 /// Stops every track of `stream` (camera light off).

@@ -5,7 +5,7 @@ use shieldcall_proto::{
     CallMode, E2eePolicyType, E2eeSetting, ErrorCode, PolicySource, RefuseReason,
 };
 
-use crate::call::{CertCheck, Ending, Phase, Warning, Wish};
+use crate::call::{CertCheck, Ending, HoldState, Phase, Warning, Wish};
 
 /// The man-in-the-middle warning, shared by every verification failure.
 pub const MITM_WARNING: &str = "Warning: this call was ended because it could not be verified as private. \
@@ -182,6 +182,18 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
+/// The hold line under the call's header: empty when nobody holds the call.
+pub const fn hold_line(hold: HoldState) -> &'static str {
+    match (hold.by_me, hold.by_peer) {
+        (false, false) => "",
+        (true, false) => "On hold: you put the call on hold. Media is paused both ways.",
+        (false, true) => {
+            "On hold: the other person put the call on hold. Media is paused both ways."
+        }
+        (true, true) => "On hold by both of you. Media is paused both ways.",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +253,14 @@ mod tests {
             policy_line(&s),
             "Decided by the policy Tag:Finance (assigned to your group finance (rank 1)), which requires it; you cannot turn it off."
         );
+    }
+
+    #[test]
+    fn hold_line_names_who_holds() {
+        let h = |by_me, by_peer| hold_line(HoldState { by_me, by_peer });
+        assert_eq!(h(false, false), "");
+        assert!(h(true, false).contains("you put"));
+        assert!(h(false, true).contains("the other person"));
+        assert!(h(true, true).contains("both"));
     }
 }

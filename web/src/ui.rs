@@ -94,6 +94,8 @@ pub struct Ui {
     pub call_close: Element,
     /// Features E2EE turns off, shown greyed with the reason.
     pub features: Element,
+    /// "On hold", and who put the call on hold.
+    pub hold_status: Element,
     /// Admin view.
     pub admin: Element,
 }
@@ -109,11 +111,12 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <div class="incoming" role="alertdialog" aria-labelledby="incoming-text" data-testid="incoming" hidden><p id="incoming-text" data-testid="incoming-text"></p><button type="button" data-testid="incoming-accept" class="accept">Accept</button><button type="button" data-testid="incoming-decline" class="decline">Decline</button></div>
 <section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"><svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path class="shield" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><g class="lock"><rect x="8.5" y="11" width="7" height="5.5" rx="1"/><path d="M10 11V9.5a2 2 0 0 1 4 0V11" fill="none" stroke-width="1.6"/></g><g class="warn"><path d="M12 7v6" stroke-width="2"/><circle cx="12" cy="16.5" r="1.2"/></g></svg><span data-testid="e2ee-label"></span></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
 <div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p class="warn" data-testid="downgrade-warning" hidden></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
+<p class="hold" role="status" data-testid="hold-status" hidden></p>
 <div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
 <div class="controls"><button type="button" data-testid="mute">Mute</button><button type="button" data-testid="camera">Camera off</button><button type="button" data-testid="hangup" class="decline">Hang up</button><button type="button" data-testid="call-close">Close</button></div>
 <details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul></details></section>
 <section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul></section>
-<section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
+<section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
 <section class="admin" data-testid="admin" hidden></section>"#;
 
 impl Ui {
@@ -170,6 +173,7 @@ impl Ui {
             hangup: find("hangup")?,
             call_close: find("call-close")?,
             features: find("call-features")?,
+            hold_status: find("hold-status")?,
             admin: find("admin")?,
             root,
         })

@@ -2,7 +2,7 @@
 //! and `resume` after a reconnect or a relay restart.
 
 use shieldcall_proto::{
-    CallId, CallMode, ClientMsg, ErrorCode, HangupReason, RefuseReason, RelayMsg,
+    CallFeature, CallId, CallMode, ClientMsg, ErrorCode, HangupReason, RefuseReason, RelayMsg,
 };
 
 use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, WireError};
@@ -65,6 +65,8 @@ impl Hub {
                 callee_dev: None,
                 answered: false,
                 departures: 0,
+                held_by_caller: false,
+                held_by_callee: false,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -266,6 +268,8 @@ impl Hub {
                         callee_dev: Some(callee_dev),
                         answered: true,
                         departures: 0,
+                        held_by_caller: false,
+                        held_by_callee: false,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -464,11 +468,26 @@ impl Hub {
                 g.end_call(&id);
                 Ok(())
             }
-            ClientMsg::Resume { .. } if answered && bound => Ok(()),
+            ClientMsg::Resume { .. } if answered && bound => {
+                // A device that comes back to a held call learns the hold state.
+                let held = (call_held(&g, &id, side)).filter(|&(m, t)| m || t);
+                if let Some((by_me, by_peer)) = held {
+                    g.send(
+                        dev,
+                        &RelayMsg::Hold {
+                            call_id: id.clone(),
+                            by_me,
+                            by_peer,
+                        },
+                    );
+                }
+                Ok(())
+            }
             ClientMsg::Resume { .. } => Err(not_yours()),
             ClientMsg::Offer { .. }
             | ClientMsg::Answer { .. }
             | ClientMsg::Ice { .. }
+            | ClientMsg::Hold { .. }
             | ClientMsg::Feature { .. }
                 if !answered || !bound =>
             {
@@ -506,23 +525,66 @@ impl Hub {
                     candidate,
                 },
             ),
-            ClientMsg::Feature { feature, .. } => Err(if mode == CallMode::E2ee {
-                WireError::new(
+            ClientMsg::Hold { .. } | ClientMsg::Feature { .. } if mode == CallMode::E2ee => {
+                let what = match &msg {
+                    ClientMsg::Feature { feature, .. } => feature.label(),
+                    _ => CallFeature::Hold.label(),
+                };
+                Err(WireError::new(
                     ErrorCode::UnavailableInE2ee,
                     &format!(
-                        "{feature:?} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it."
+                        "{what} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it."
                     ),
                     &id,
-                )
-            } else {
-                WireError::new(
-                    ErrorCode::NotDeployed,
-                    &format!(
-                        "{feature:?} needs a media server that this Shieldcall deployment does not run."
-                    ),
-                    &id,
-                )
-            }),
+                ))
+            }
+            ClientMsg::Hold { on, .. } => {
+                let Some(call) = g.calls.get_mut(&id) else {
+                    return Err(not_yours());
+                };
+                let held = match side {
+                    Side::Caller => &mut call.held_by_caller,
+                    Side::Callee => &mut call.held_by_callee,
+                };
+                *held = on;
+                let (by_caller, by_callee) = (call.held_by_caller, call.held_by_callee);
+                let (mine, theirs) = match side {
+                    Side::Caller => (by_caller, by_callee),
+                    Side::Callee => (by_callee, by_caller),
+                };
+                g.send(
+                    dev,
+                    &RelayMsg::Hold {
+                        call_id: id.clone(),
+                        by_me: mine,
+                        by_peer: theirs,
+                    },
+                );
+                if let Some(d) = other {
+                    g.send(
+                        d,
+                        &RelayMsg::Hold {
+                            call_id: id.clone(),
+                            by_me: theirs,
+                            by_peer: mine,
+                        },
+                    );
+                }
+                tracing::info!(call = %id, ?side, on, "hold changed");
+                Ok(())
+            }
+            ClientMsg::Feature {
+                feature: CallFeature::Hold,
+                ..
+            } => Err(wrong("Hold is asked with a hold message.")),
+            ClientMsg::Feature { feature, .. } => Err(WireError::new(
+                ErrorCode::NotDeployed,
+                &format!(
+                    "{} needs a media server that this Shieldcall deployment does not run.",
+                    feature.label()
+                ),
+                &id,
+            )),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }
@@ -576,4 +638,14 @@ impl Hub {
             )),
         }
     }
+}
+
+/// The hold state of call `id` from `side`'s view: (this side holds, the other
+/// side holds).
+fn call_held(g: &Inner, id: &CallId, side: Side) -> Option<(bool, bool)> {
+    let call = g.calls.get(id)?;
+    Some(match side {
+        Side::Caller => (call.held_by_caller, call.held_by_callee),
+        Side::Callee => (call.held_by_callee, call.held_by_caller),
+    })
 }

@@ -99,6 +99,10 @@ struct Call {
     answered: bool,
     /// Counts bound devices leaving, so only the latest grace timer may end the call.
     departures: u64,
+    /// The caller holds the call (standard calls only).
+    held_by_caller: bool,
+    /// The callee holds the call.
+    held_by_callee: bool,
 }
 
 /// Which side of a call a user is.

@@ -401,18 +401,35 @@ pub fn commit() -> shieldcall_proto::Commitment {
         .expect("commitment")
 }
 
-/// Users `ann@a.test` and `bob@a.test`, one device each, in an answered call
+/// Users `ann@a.test` and `bob@a.test`, one device each, in an answered E2EE call
 /// (ann called, bob accepted with a commitment): the devices and the call id.
 pub async fn answered_call(relay: &Relay) -> (Client, Client, CallId) {
+    answered_call_in(relay, shieldcall_proto::CallMode::E2ee).await
+}
+
+/// [`answered_call`] in `mode` (for a standard call ann turns her switch off).
+pub async fn answered_call_in(
+    relay: &Relay,
+    mode: shieldcall_proto::CallMode,
+) -> (Client, Client, CallId) {
     relay.add_user("ann@a.test", false).await;
     relay.add_user("bob@a.test", false).await;
     let (mut ann, _) = relay.device("ann@a.test").await;
     let (mut bob, _) = relay.device("bob@a.test").await;
+    if mode == shieldcall_proto::CallMode::Standard {
+        ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+        assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
+    }
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
     })
     .await;
-    let id = call_id(&ann.recv().await);
+    let calling = ann.recv().await;
+    assert!(
+        matches!(calling, RelayMsg::Calling { mode: m, .. } if m == mode),
+        "{calling:?}"
+    );
+    let id = call_id(&calling);
     call_id(&bob.recv().await);
     bob.send(&ClientMsg::Accept {
         call_id: id.clone(),

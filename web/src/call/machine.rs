@@ -37,6 +37,10 @@ pub enum PcCommand {
     },
     /// `addIceCandidate`, only ever after the remote description.
     AddIce(IceCandidate),
+    /// Send the local camera and microphone (`true`), or nothing at all (`false`,
+    /// on hold: `replaceTrack(null)`, so no media packets leave; the connection,
+    /// its certificates and the code stay).
+    SetSending(bool),
     /// Close the peer connection and stop the local media.
     Close,
 }
@@ -63,6 +67,10 @@ pub enum UserAction {
     CodesMatch,
     /// "Codes differ": someone is in between.
     CodesDiffer,
+    /// Put the call on hold (standard calls).
+    Hold,
+    /// Take this side's hold off.
+    Unhold,
 }
 
 /// An input to the machine.
@@ -132,6 +140,23 @@ pub enum CertCheck {
     /// against the one fingerprint the remote description carries.
     #[default]
     BrowserOnly,
+}
+
+/// Who holds the call, as the relay last said. Media stops both ways while
+/// either side holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HoldState {
+    /// This user put the call on hold.
+    pub by_me: bool,
+    /// The other person did.
+    pub by_peer: bool,
+}
+
+impl HoldState {
+    /// Whether the call is on hold at all.
+    pub const fn any(self) -> bool {
+        self.by_me || self.by_peer
+    }
 }
 
 /// What this user's own setting asked of the call's mode, as last pushed by the
@@ -238,6 +263,10 @@ pub struct View {
     pub connected_at_ms: Option<u64>,
     /// How the certificates DTLS used were checked, once connected.
     pub cert_check: Option<CertCheck>,
+    /// Who holds the call.
+    pub hold: HoldState,
+    /// A hold or unhold was asked and the relay has not answered yet.
+    pub hold_pending: bool,
 }
 
 /// One call from invite or incoming to its end.
@@ -320,6 +349,8 @@ impl Call {
                 relay_down: false,
                 connected_at_ms: None,
                 cert_check: None,
+                hold: HoldState::default(),
+                hold_pending: false,
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -507,6 +538,22 @@ impl Call {
             (UserAction::CodesDiffer, Phase::Connected) if self.view.code.is_some() => {
                 self.mitm(Warning::CodesDiffer, now_ms)
             }
+            // Hold is a standard-call feature: an E2EE call never asks.
+            (UserAction::Hold | UserAction::Unhold, Phase::Connected)
+                if self.view.mode == Some(CallMode::Standard) && !self.view.hold_pending =>
+            {
+                let on = action == UserAction::Hold;
+                match &self.id {
+                    Some(call_id) if on != self.view.hold.by_me => {
+                        self.view.hold_pending = true;
+                        vec![Output::Send(ClientMsg::Hold {
+                            call_id: call_id.clone(),
+                            on,
+                        })]
+                    }
+                    _ => Vec::new(),
+                }
+            }
             _ => Vec::new(),
         }
     }
@@ -580,6 +627,23 @@ impl Call {
                     }
                     Vec::new()
                 }
+            }
+            RelayMsg::Hold { by_me, by_peer, .. }
+                if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
+            {
+                let was = self.view.hold.any();
+                self.view.hold = HoldState { by_me, by_peer };
+                self.view.hold_pending = false;
+                if was == self.view.hold.any() {
+                    Vec::new()
+                } else {
+                    vec![Output::Pc(PcCommand::SetSending(!self.view.hold.any()))]
+                }
+            }
+            RelayMsg::Error { .. } if self.view.hold_pending => {
+                // The relay refused the hold change (the error is shown).
+                self.view.hold_pending = false;
+                Vec::new()
             }
             RelayMsg::Hangup { reason, .. } => {
                 let ending = match reason {

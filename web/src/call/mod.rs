@@ -32,7 +32,8 @@ mod machine;
 mod tests;
 
 pub use machine::{
-    Call, CertCheck, Ending, Input, Output, PcCommand, Phase, Role, UserAction, View, Warning, Wish,
+    Call, CertCheck, Ending, HoldState, Input, Output, PcCommand, Phase, Role, UserAction, View,
+    Warning, Wish,
 };
 
 /// How long the client lets an outgoing call ring before giving up, in ms. The

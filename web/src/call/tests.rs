@@ -920,3 +920,100 @@ fn messages_for_other_calls_are_not_ours_and_ended_calls_ignore_input() {
     );
     assert_eq!(c.view().code, None);
 }
+
+fn hold_state(by_me: bool, by_peer: bool) -> Input {
+    relay(RelayMsg::Hold {
+        call_id: id(),
+        by_me,
+        by_peer,
+    })
+}
+
+#[test]
+fn hold_asks_the_relay_and_stops_sending_only_on_its_word() {
+    let (mut c, _) = callee_connected(CallMode::Standard, Wish::None);
+    assert_eq!(c.view().phase, Phase::Connected);
+    let out = c.handle(Input::User(UserAction::Hold), 10);
+    assert_eq!(
+        out,
+        vec![Output::Send(ClientMsg::Hold {
+            call_id: id(),
+            on: true
+        })]
+    );
+    assert!(c.view().hold_pending);
+    // A second press while the relay has not answered sends nothing.
+    assert!(c.handle(Input::User(UserAction::Hold), 11).is_empty());
+    assert!(
+        !c.view().hold.any(),
+        "nothing is held before the relay says so"
+    );
+    assert_eq!(
+        c.handle(hold_state(true, false), 12),
+        vec![Output::Pc(PcCommand::SetSending(false))]
+    );
+    assert!(!c.view().hold_pending);
+    // The peer holds too: still held, nothing to change.
+    assert!(c.handle(hold_state(true, true), 13).is_empty());
+    // Letting go of my hold while the peer holds keeps media stopped.
+    assert_eq!(
+        sent(&c.handle(Input::User(UserAction::Unhold), 14)),
+        vec![&ClientMsg::Hold {
+            call_id: id(),
+            on: false
+        }]
+    );
+    assert!(c.handle(hold_state(false, true), 15).is_empty());
+    assert_eq!(
+        c.view().hold,
+        HoldState {
+            by_me: false,
+            by_peer: true
+        }
+    );
+    // Unhold when I do not hold sends nothing.
+    assert!(c.handle(Input::User(UserAction::Unhold), 16).is_empty());
+    assert_eq!(
+        c.handle(hold_state(false, false), 17),
+        vec![Output::Pc(PcCommand::SetSending(true))]
+    );
+    // The code and the phase are untouched by hold.
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert!(c.view().code.is_some());
+}
+
+#[test]
+fn a_refused_hold_clears_the_pending_state() {
+    let (mut c, _) = callee_connected(CallMode::Standard, Wish::None);
+    c.handle(Input::User(UserAction::Hold), 10);
+    assert!(c.view().hold_pending);
+    c.handle(
+        relay(RelayMsg::Error {
+            code: shieldcall_proto::ErrorCode::WrongState,
+            message: "no".into(),
+            call_id: Some(id()),
+        }),
+        11,
+    );
+    assert!(!c.view().hold_pending);
+    assert!(!c.view().hold.any());
+    assert_eq!(c.view().phase, Phase::Connected);
+}
+
+#[test]
+fn an_e2ee_call_never_asks_for_hold_and_ignores_a_hold_state() {
+    let (mut c, _) = callee_connected(CallMode::E2ee, Wish::Switch);
+    assert!(c.handle(Input::User(UserAction::Hold), 10).is_empty());
+    assert!(!c.view().hold_pending);
+    // A relay that says otherwise cannot stop an E2EE call's media.
+    assert!(c.handle(hold_state(false, true), 11).is_empty());
+    assert!(!c.view().hold.any());
+}
+
+#[test]
+fn hold_is_not_asked_before_the_call_is_connected() {
+    let mut c = caller_ringing(CallMode::Standard);
+    assert!(c.handle(Input::User(UserAction::Hold), 20).is_empty());
+    let (mut c, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::None, 0);
+    assert!(c.handle(Input::User(UserAction::Hold), 1).is_empty());
+}
