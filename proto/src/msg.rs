@@ -99,6 +99,9 @@ pub enum HangupReason {
     Unverifiable,
     /// The other side's device went away and did not come back in time.
     PeerGone,
+    /// Another device of this user took the call over (`move-here`); sent by the
+    /// relay to the device that had it.
+    Moved,
 }
 
 /// Why the relay refused or ended the setup of a call.
@@ -255,6 +258,17 @@ pub enum ClientMsg {
         /// Whether this side holds the call.
         on: bool,
     },
+    /// Take over, on this device, the answered standard call that another device of
+    /// this user carries ("move here"). `commit` is the commitment to this device's
+    /// fresh certificate, as in `accept`; the other person's device then makes a
+    /// fresh peer connection and offers to this one.
+    MoveHere {
+        /// The call.
+        call_id: CallId,
+        /// Commitment v1 to this device's certificate fingerprint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<Commitment>,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -390,6 +404,33 @@ pub enum RelayMsg {
         /// The other person holds the call.
         by_peer: bool,
     },
+    /// This user has an answered call on another device (sent to the user's other
+    /// devices when it is answered or moves, and after `welcome`), so this device
+    /// can offer "move here".
+    ElsewhereCall {
+        /// The call.
+        call_id: CallId,
+        /// The other person.
+        peer: String,
+        /// The call's mode (only a standard call can move).
+        mode: CallMode,
+    },
+    /// The call announced by `elsewhere-call` is over.
+    ElsewhereEnded {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The other side of this call is now a new device (it moved there): make a
+    /// fresh peer connection with a fresh certificate and offer to it. `commit` is
+    /// the new device's commitment; the security code is computed afresh.
+    NewLeg {
+        /// The call.
+        call_id: CallId,
+        /// The other person (the same person, on another device).
+        peer: String,
+        /// Commitment v1 to the new device's certificate fingerprint.
+        commit: Commitment,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -498,6 +539,7 @@ impl ClientMsg {
             | Self::Hangup { call_id, .. }
             | Self::Resume { call_id, .. }
             | Self::Hold { call_id, .. }
+            | Self::MoveHere { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }
@@ -524,7 +566,10 @@ impl RelayMsg {
             | Self::Answer { call_id, .. }
             | Self::Ice { call_id, .. }
             | Self::Hangup { call_id, .. }
-            | Self::Hold { call_id, .. } => Some(call_id),
+            | Self::Hold { call_id, .. }
+            | Self::ElsewhereCall { call_id, .. }
+            | Self::ElsewhereEnded { call_id }
+            | Self::NewLeg { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }
             | Self::Pong { .. }

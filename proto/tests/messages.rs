@@ -21,10 +21,11 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Hangup { .. } => "hangup",
         ClientMsg::Resume { .. } => "resume",
         ClientMsg::Hold { .. } => "hold",
+        ClientMsg::MoveHere { .. } => "move-here",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 15;
+const CLIENT_TAGS: usize = 16;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -44,10 +45,13 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Ice { .. } => "ice",
         RelayMsg::Hangup { .. } => "hangup",
         RelayMsg::Hold { .. } => "hold",
+        RelayMsg::ElsewhereCall { .. } => "elsewhere-call",
+        RelayMsg::ElsewhereEnded { .. } => "elsewhere-ended",
+        RelayMsg::NewLeg { .. } => "new-leg",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 17;
+const RELAY_TAGS: usize = 20;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

@@ -124,7 +124,8 @@ struct Harness<'a> {
 ///   relay minted before a restart (pair and mode n); any other id is used as is.
 ///   An `invite` (after the connection's checks) and a `resume` of an unknown call
 ///   take their decision from `op >> 4` (1: E2EE, 2: standard, 3: not allowed, 4:
-///   E2EE required; else [`policy::decide_call`]); `resume` goes to
+///   E2EE required; else [`policy::decide_call`]), and so does `move-here`
+///   ([`Hub::move_here`]); `resume` goes to
 ///   [`Hub::resume`], `set-e2ee` to [`Hub::may_switch`] and
 ///   [`Hub::push_settings`], call messages to [`Hub::call_msg`].
 /// - `8`: the device disconnects ([`Hub::unregister`]); `9`: it connects again
@@ -230,6 +231,7 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Hangup { call_id, .. }
         | ClientMsg::Resume { call_id, .. }
         | ClientMsg::Hold { call_id, .. }
+        | ClientMsg::MoveHere { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
         ClientMsg::Hello { .. }
         | ClientMsg::Ping { .. }
@@ -284,6 +286,11 @@ impl Harness<'_> {
             contacts.iter().all(|p| p.user != name),
             "{name} is their own contact"
         );
+        // `hello` ends with the call this user has on another device, if any: it
+        // must be one of theirs.
+        if let Some(m) = self.hub.elsewhere_of(name, id) {
+            observe(&self.known[user], name, &m.encode());
+        }
     }
 
     fn unregister(&mut self, slot: usize) {
@@ -428,6 +435,12 @@ impl Harness<'_> {
                 Ok(())
             }
             msg @ ClientMsg::Resume { .. } => self.resume(dev, user, kind, msg),
+            // `Conn::move_here`: the pair's decision now, then the hub.
+            msg @ ClientMsg::MoveHere { .. } => {
+                let peer = msg.call_id().and_then(|id| self.hub.call_peer(id, name));
+                let decision = peer.map(|p| self.decide(kind, name, &p));
+                self.hub.move_here(dev, name, &msg, decision)
+            }
             other => self.hub.call_msg(dev, name, other),
         };
         if let Err(e) = result {

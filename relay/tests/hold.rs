@@ -156,6 +156,8 @@ async fn a_device_that_resumes_a_held_call_learns_it_is_held() {
     drop(bob);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (mut bob2, _) = relay.device("bob@a.test").await;
+    // A new device of Bob's hears of his call (its device is gone for now).
+    assert!(matches!(bob2.recv().await, RelayMsg::ElsewhereCall { .. }));
     bob2.send(&ClientMsg::Resume {
         call_id: id.clone(),
         peer: "ann@a.test".into(),

@@ -58,6 +58,8 @@ async fn the_same_user_rebinds_within_the_grace_period() {
     drop(bob);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (mut bob2, _) = relay.device("bob@a.test").await;
+    // The new connection hears of Bob's call, then carries it on.
+    assert!(matches!(bob2.recv().await, RelayMsg::ElsewhereCall { .. }));
     bob2.send(&ice(&id)).await;
     assert!(matches!(ann.recv().await, RelayMsg::Ice { .. }));
     ann.send(&ice(&id)).await;

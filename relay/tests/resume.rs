@@ -130,6 +130,7 @@ async fn resume_rebinds_a_known_call_and_refuses_strangers() {
 
     drop(bob);
     let (mut bob2, _) = relay.device("bob@a.test").await;
+    assert!(matches!(bob2.recv().await, RelayMsg::ElsewhereCall { .. }));
     bob2.send(&resume(&id, "ann@a.test")).await;
     ann.send(&hangup(&id)).await;
     assert_eq!(

@@ -82,6 +82,15 @@ async fn e2ee_call_with_two_callee_devices() {
             call_id: id.clone()
         }
     );
+    // ... and learns the call goes on elsewhere (for "move here").
+    assert_eq!(
+        bob1.recv().await,
+        RelayMsg::ElsewhereCall {
+            call_id: id.clone(),
+            peer: "ann@a.test".into(),
+            mode: CallMode::E2ee
+        }
+    );
     // Second accept loses.
     bob1.send(&ClientMsg::Accept {
         call_id: id.clone(),
@@ -182,6 +191,12 @@ async fn e2ee_call_with_two_callee_devices() {
     );
     ann.expect_quiet(std::time::Duration::from_millis(100))
         .await;
+    assert_eq!(
+        bob1.recv().await,
+        RelayMsg::ElsewhereEnded {
+            call_id: id.clone()
+        }
+    );
     bob1.expect_quiet(std::time::Duration::from_millis(100))
         .await;
     relay.stop().await;

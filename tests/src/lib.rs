@@ -580,6 +580,15 @@ impl Browser {
         Ok((local, remote))
     }
 
+    /// How many peer connections the page has made (the test hook records each).
+    pub async fn peer_connections(&self) -> Result<u64> {
+        let v = self
+            .client
+            .execute("return (window.__pcs || []).length;", vec![])
+            .await?;
+        v.as_u64().context("peer connection count")
+    }
+
     /// Video frames decoded so far by the page's latest peer connection.
     pub async fn frames_decoded(&self) -> Result<f64> {
         let v = self

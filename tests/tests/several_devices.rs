@@ -1,5 +1,6 @@
 //! Scenario 5: the callee signed in on two devices. Both ring; one accepts; the
-//! other stops ringing.
+//! other stops ringing, and shows the call goes on elsewhere without "Move here"
+//! (an E2EE call does not move) until it ends.
 
 use shieldcall_e2e::{Browser, Driver, Relay, with_artifacts};
 
@@ -36,8 +37,22 @@ async fn both_devices_ring_and_one_answers() -> anyhow::Result<()> {
             b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee").await?;
         }
         assert_eq!(alice.text("security-code").await?, bob_phone.text("security-code").await?);
+        // The laptop knows Bob is in a call on another device, but an E2EE call
+        // stays where it was answered: "Move here" is off, with the reason.
+        bob_laptop.wait_visible("elsewhere").await?;
+        anyhow::ensure!(bob_laptop.text("elsewhere-text").await?.contains("alice@example.test"));
+        anyhow::ensure!(bob_laptop.attr("move-here", "disabled").await?.is_some());
+        anyhow::ensure!(bob_laptop.visible("move-here-why").await?);
         bob_phone.click("hangup").await?;
         alice.wait_testid_attr("call-state", "data-state", "ended").await?;
+        // The call is over: the laptop's bar goes.
+        bob_laptop
+            .wait_js(
+                "the laptop's elsewhere bar to go",
+                "const e = document.querySelector('[data-testid=elsewhere]'); return !!e && e.hidden;",
+                vec![],
+            )
+            .await?;
         Ok(())
     })
     .await;

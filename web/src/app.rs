@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use shieldcall_proto::{
-    CallFeature, ClientMsg, E2eePolicyType, E2eeSetting, IceServer, Presence, RelayMsg, Status,
+    CallFeature, CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, IceServer, Presence,
+    RelayMsg, Status,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -92,6 +93,20 @@ pub struct App {
     /// The relay refused this tab (`too-many-devices`): reconnecting would be
     /// refused again, so the tab stays closed until it is reloaded.
     pub(crate) stay_closed: bool,
+    /// An answered call of this user on another device (`elsewhere-call`), which
+    /// this one may take over.
+    pub(crate) elsewhere: Option<Elsewhere>,
+}
+
+/// A call this user has on another device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    /// The call.
+    pub call_id: CallId,
+    /// The other person.
+    pub peer: String,
+    /// Its mode: only a standard call can move.
+    pub mode: CallMode,
 }
 
 impl App {
@@ -117,6 +132,7 @@ impl App {
             ticker: None,
             reconnect: None,
             stay_closed: false,
+            elsewhere: None,
         }
     }
 
@@ -215,6 +231,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             u.camera.clone(),
             u.call_close.clone(),
             u.features.clone(),
+            u.move_here.clone(),
             [
                 (
                     u.root.query_selector("[data-testid=incoming-accept]")?,
@@ -242,6 +259,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         camera,
         close,
         features,
+        move_here,
         actions,
     ) = ui;
     on(app, &login_form, "submit", |a, e| {
@@ -321,6 +339,9 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             }
         }
         render(a);
+    })?;
+    on(app, &move_here, "click", |a, _| {
+        crate::calling::move_here(a)
     })?;
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
@@ -545,7 +566,31 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             a.me = Some(Me { user, admin });
             a.e2ee = Some(e2ee);
             a.ice_servers = ice_servers;
+            // The relay says again after `welcome` if a call is on another device.
+            a.elsewhere = None;
         }
+        RelayMsg::ElsewhereCall {
+            call_id,
+            peer,
+            mode,
+        } => {
+            app.borrow_mut().elsewhere = Some(Elsewhere {
+                call_id,
+                peer,
+                mode,
+            });
+        }
+        RelayMsg::ElsewhereEnded { call_id } => {
+            let mut a = app.borrow_mut();
+            if a.elsewhere.as_ref().is_some_and(|e| e.call_id == call_id) {
+                a.elsewhere = None;
+            }
+        }
+        RelayMsg::NewLeg {
+            call_id,
+            peer,
+            commit,
+        } => crate::calling::new_leg(app, call_id, &peer, commit),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {

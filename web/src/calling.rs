@@ -5,11 +5,13 @@
 
 use std::rc::Rc;
 
+use shieldcall_proto::{CallId, CallMode, Commitment};
+
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::app::{App, Shared};
-use crate::call::{Call, CertCheck, Input, Output, PcCommand, Phase};
+use crate::call::{Call, CertCheck, Ending, Input, Output, PcCommand, Phase};
 use crate::dom::{self, show};
 use crate::render::{render, render_call};
 use crate::rtc::{self, Peer, PeerEvent};
@@ -31,6 +33,57 @@ pub(crate) fn place_call(app: &Shared, to: &str) {
         carry_out(app, out);
         open_preview(app, generation);
     }
+    render(app);
+}
+
+/// "Move here": this device takes over the call the user has on another device.
+pub(crate) fn move_here(app: &Shared) {
+    {
+        let mut a = app.borrow_mut();
+        if a.call_active() {
+            return;
+        }
+        let Some(e) = a.elsewhere.clone() else { return };
+        if e.mode != CallMode::Standard {
+            return;
+        }
+        let (call, out) = Call::take_over(e.call_id, &e.peer, e.mode, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        a.generation += 1;
+        a.pc_queue.clear();
+        a.dtls = None;
+        a.notice("");
+        drop(a);
+        carry_out(app, out);
+    }
+    render(app);
+}
+
+/// `new-leg`: the other person moved the call to another device. The old peer
+/// connection (and its certificate) goes; a fresh one offers to the new device.
+pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitment) {
+    let out = {
+        let mut a = app.borrow_mut();
+        let current = a.call.as_ref().filter(|c| {
+            !c.is_ended() && c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard)
+        });
+        let Some(mode) = current.and_then(|c| c.view().mode) else {
+            return;
+        };
+        let (call, out) = Call::new_leg(call_id, peer, mode, commit, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        // Late results of the old leg are dropped by generation; its connection
+        // closes (and its camera stops) as the peer is dropped.
+        a.generation += 1;
+        a.peer = None;
+        a.pc_queue.clear();
+        a.dtls = None;
+        a.notice(&format!(
+            "{peer} moved the call to another device: connecting afresh."
+        ));
+        out
+    };
+    carry_out(app, out);
     render(app);
 }
 
@@ -71,6 +124,14 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         let was_ended = call.is_ended();
         let out = call.handle(input, now);
         if !was_ended && call.is_ended() {
+            let id = call.id().cloned();
+            let not_moved = matches!(call.view().phase, Phase::Ended(Ending::NotMoved));
+            // A call this device carried is over here: any "move here" for it is
+            // stale (the relay tells only the other devices). A refused move
+            // leaves the call where it was, still movable.
+            if !not_moved && a.elsewhere.as_ref().map(|e| &e.call_id) == id.as_ref() {
+                a.elsewhere = None;
+            }
             drop_preview(&mut a);
             let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
             if let Some(Phase::Ended(e)) = a.call.as_ref().map(|c| &c.view().phase) {

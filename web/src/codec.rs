@@ -99,6 +99,21 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             call_id: call_id()?,
             reason: pick(&req_str(&v, "reason")?, HANGUP_REASONS)?,
         },
+        "elsewhere-call" => RelayMsg::ElsewhereCall {
+            call_id: call_id()?,
+            peer: req_str(&v, "peer")?,
+            mode: mode(&v)?,
+        },
+        "elsewhere-ended" => RelayMsg::ElsewhereEnded {
+            call_id: call_id()?,
+        },
+        "new-leg" => RelayMsg::NewLeg {
+            call_id: call_id()?,
+            peer: req_str(&v, "peer")?,
+            commit: req_str(&v, "commit")?
+                .parse()
+                .map_err(|_| "malformed commit".to_string())?,
+        },
         "hold" => RelayMsg::Hold {
             call_id: call_id()?,
             by_me: req_bool(&v, "by_me")?,
@@ -133,6 +148,7 @@ pub const HANGUP_REASONS: &[(&str, HangupReason)] = &[
     ("mitm", HangupReason::Mitm),
     ("unverifiable", HangupReason::Unverifiable),
     ("peer-gone", HangupReason::PeerGone),
+    ("moved", HangupReason::Moved),
 ];
 
 /// See [`REFUSE_REASONS`].

@@ -36,9 +36,25 @@ pub fn render(app: &Shared) {
     if !signed_in {
         show(&ui.relay_banner, false);
     }
+    render_elsewhere(&a, signed_in && !on_admin);
     render_contacts(&a);
     render_settings(&a);
     render_call(&a);
+}
+
+/// The bar for a call this user has on another device, with "Move here".
+pub(crate) fn render_elsewhere(a: &App, visible: bool) {
+    let ui = &a.ui;
+    let e = a.elsewhere.as_ref().filter(|_| visible && !a.call_active());
+    show(&ui.elsewhere, e.is_some());
+    let Some(e) = e else { return };
+    text(
+        &ui.elsewhere_text,
+        &format!("You are in a call with {} on another device.", e.peer),
+    );
+    let movable = e.mode == CallMode::Standard;
+    flag(&ui.move_here, "disabled", !movable);
+    show(&ui.move_here_why, !movable);
 }
 
 pub(crate) fn render_contacts(a: &App) {

@@ -70,6 +70,8 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
         Ending::Cancelled => "Call cancelled.".to_string(),
         Ending::Refused { reason, required_by } => refusal(*reason, peer, required_by.as_deref(), me),
         Ending::AnsweredElsewhere => "Answered on another of your devices.".to_string(),
+        Ending::Moved => "The call moved to another of your devices.".to_string(),
+        Ending::NotMoved => "The call could not move to this device; it goes on where it was.".to_string(),
         Ending::ConnectionFailed => {
             "The connection failed: the two browsers could not reach each other. Check your network and try again."
                 .to_string()

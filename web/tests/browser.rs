@@ -185,7 +185,8 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | HangupReason::ConnectionFailed
         | HangupReason::Mitm
         | HangupReason::Unverifiable
-        | HangupReason::PeerGone => 5,
+        | HangupReason::PeerGone
+        | HangupReason::Moved => 6,
     };
     let n_status = |s: Status| match s {
         Status::Online | Status::Busy | Status::Offline | Status::Removed => 4,

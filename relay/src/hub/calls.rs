@@ -276,6 +276,7 @@ impl Hub {
                 g.in_call.insert(user.into(), id.clone());
                 g.sync_presence(&first.user);
                 g.sync_presence(user);
+                g.announce_elsewhere(&id);
                 tracing::info!(call = %id, "call restored after a relay restart");
                 return Ok(());
             }
@@ -297,6 +298,143 @@ impl Hub {
                 }
             }
         });
+    }
+
+    /// The other person in call `id` of `user`, if the call exists and `user` is
+    /// in it (for the policy decision `move_here` needs).
+    pub fn call_peer(&self, id: &CallId, user: &str) -> Option<String> {
+        let g = self.lock();
+        let call = g.calls.get(id)?;
+        if call.caller == user {
+            Some(call.callee.clone())
+        } else if call.callee == user {
+            Some(call.caller.clone())
+        } else {
+            None
+        }
+    }
+
+    /// `move-here` from device `dev` of `user`: this device takes over the side of
+    /// the answered standard call that another device of the user carries. The
+    /// old device gets `hangup` (`moved`), the other person's device `new-leg`
+    /// with this device's commitment, so the two connect afresh. `decision` is the
+    /// pair's call decision now: the call moves only if it still gives a standard
+    /// call (a new leg follows today's policies, as a new call would).
+    pub fn move_here(
+        &self,
+        dev: DeviceId,
+        user: &str,
+        msg: &ClientMsg,
+        decision: Option<Result<CallMode, Refusal>>,
+    ) -> Result<(), WireError> {
+        let ClientMsg::MoveHere {
+            call_id: id,
+            commit,
+        } = msg
+        else {
+            return Ok(());
+        };
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
+        let mut g = self.lock();
+        let Some(call) = g.calls.get_mut(id) else {
+            return Err(not_yours());
+        };
+        let side = if call.caller == user {
+            Side::Caller
+        } else if call.callee == user {
+            Side::Callee
+        } else {
+            return Err(not_yours());
+        };
+        if !call.answered {
+            return Err(wrong("The call has not been answered yet."));
+        }
+        if call.mode == CallMode::E2ee {
+            return Err(WireError::new(
+                ErrorCode::UnavailableInE2ee,
+                &format!(
+                    "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
+                    CallFeature::MoveToDevice.label()
+                ),
+                id,
+            ));
+        }
+        let (mine, other) = match side {
+            Side::Caller => (call.caller_dev, call.callee_dev),
+            Side::Callee => (call.callee_dev, call.caller_dev),
+        };
+        if mine == Some(dev) {
+            return Err(wrong("The call is already on this device."));
+        }
+        let Some(other) = other else {
+            return Err(wrong(
+                "The other person's device is reconnecting; try again in a moment.",
+            ));
+        };
+        match decision {
+            Some(Ok(CallMode::Standard)) => {}
+            Some(Ok(CallMode::E2ee)) => {
+                return Err(WireError::new(
+                    ErrorCode::UnavailableInE2ee,
+                    "Your settings now make calls between you two end-to-end encrypted, which cannot move between devices; hang up and call again.",
+                    id,
+                ));
+            }
+            Some(Err(_)) | None => {
+                return Err(WireError::new(
+                    ErrorCode::WrongState,
+                    "The policies no longer allow this call on a new device.",
+                    id,
+                ));
+            }
+        }
+        let Some(commit) = *commit else {
+            return Err(WireError::new(
+                ErrorCode::BadCommitment,
+                "move-here needs a commitment to this device's certificate.",
+                id,
+            ));
+        };
+        match side {
+            Side::Caller => call.caller_dev = Some(dev),
+            Side::Callee => call.callee_dev = Some(dev),
+        }
+        // A new leg starts unheld on both sides.
+        call.held_by_caller = false;
+        call.held_by_callee = false;
+        let peer = match side {
+            Side::Caller => call.callee.clone(),
+            Side::Callee => call.caller.clone(),
+        };
+        if let Some(old) = mine {
+            g.send(
+                old,
+                &RelayMsg::Hangup {
+                    call_id: id.clone(),
+                    reason: HangupReason::Moved,
+                },
+            );
+            g.send(
+                old,
+                &RelayMsg::ElsewhereCall {
+                    call_id: id.clone(),
+                    peer,
+                    mode: CallMode::Standard,
+                },
+            );
+        }
+        g.send(
+            other,
+            &RelayMsg::NewLeg {
+                call_id: id.clone(),
+                peer: user.into(),
+                commit,
+            },
+        );
+        tracing::info!(call = %id, device = dev, "call moved to another device");
+        Ok(())
     }
 
     /// Restore claims held now (for tests and the operations docs' limits).
@@ -399,6 +537,7 @@ impl Hub {
                     },
                     Some(dev),
                 );
+                g.announce_elsewhere(&id);
                 tracing::info!(call = %id, "call accepted");
                 Ok(())
             }
@@ -577,6 +716,12 @@ impl Hub {
                 feature: CallFeature::Hold,
                 ..
             } => Err(wrong("Hold is asked with a hold message.")),
+            ClientMsg::Feature {
+                feature: CallFeature::MoveToDevice,
+                ..
+            } => Err(wrong(
+                "Moving a call is asked with move-here, from the device that takes it.",
+            )),
             ClientMsg::Feature { feature, .. } => Err(WireError::new(
                 ErrorCode::NotDeployed,
                 &format!(
@@ -585,6 +730,8 @@ impl Hub {
                 ),
                 &id,
             )),
+            // Handled by `move_here`, which has the policy decision.
+            ClientMsg::MoveHere { .. } => Err(wrong("move-here is handled on its own.")),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }

@@ -265,8 +265,35 @@ impl Inner {
         }
     }
 
+    /// Tells each side's other devices (not the bound one) that the user has this
+    /// answered call elsewhere, so they can offer "move here".
+    fn announce_elsewhere(&self, id: &CallId) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        for (user, bound, peer) in [
+            (&call.caller, call.caller_dev, &call.callee),
+            (&call.callee, call.callee_dev, &call.caller),
+        ] {
+            let msg = RelayMsg::ElsewhereCall {
+                call_id: id.clone(),
+                peer: peer.clone(),
+                mode: call.mode,
+            };
+            self.send_user(user, &msg, bound);
+        }
+    }
+
     fn end_call(&mut self, id: &CallId) {
         if let Some(call) = self.calls.remove(id) {
+            if call.answered {
+                // The other devices that were told of the call learn it is over.
+                let ended = RelayMsg::ElsewhereEnded {
+                    call_id: id.clone(),
+                };
+                self.send_user(&call.caller, &ended, call.caller_dev);
+                self.send_user(&call.callee, &ended, call.callee_dev);
+            }
             for u in [&call.caller, &call.callee] {
                 if self.in_call.get(u.as_str()) == Some(id) {
                     self.in_call.remove(u.as_str());
@@ -548,6 +575,24 @@ impl Hub {
     /// The external access of `domain`'s tenant, as of the last refresh.
     pub fn external_access(&self, domain: &str) -> ExternalAccess {
         access_in(&self.lock().access, domain).clone()
+    }
+
+    /// `elsewhere-call` for a device `dev` of `user` that just connected, if the
+    /// user has an answered call on another device.
+    pub fn elsewhere_of(&self, user: &str, dev: DeviceId) -> Option<RelayMsg> {
+        let g = self.lock();
+        let id = g.in_call.get(user)?;
+        let call = g.calls.get(id).filter(|c| c.answered)?;
+        let (bound, peer) = if call.caller == user {
+            (call.caller_dev, &call.callee)
+        } else {
+            (call.callee_dev, &call.caller)
+        };
+        (bound != Some(dev)).then(|| RelayMsg::ElsewhereCall {
+            call_id: id.clone(),
+            peer: peer.clone(),
+            mode: call.mode,
+        })
     }
 
     /// Users with at least one device.

@@ -280,6 +280,7 @@ impl Conn {
             (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
             (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
             (Some(dev), msg @ ClientMsg::Resume { .. }) => self.resume(dev, msg).await,
+            (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), other) => {
                 return match self
                     .state
@@ -366,6 +367,9 @@ impl Conn {
         if contacts.is_empty() {
             let contacts = Vec::new();
             replies.push((RelayMsg::Presence { contacts }, Flow::Continue));
+        }
+        if let Some(elsewhere) = hub.elsewhere_of(self.user(), dev) {
+            replies.push((elsewhere, Flow::Continue));
         }
         Ok(replies)
     }
@@ -470,6 +474,28 @@ impl Conn {
                 access: &ea,
             },
         ))
+    }
+
+    /// `move-here`: the pair's call decision is made again now, so a call moves to
+    /// a new device only as the policies would set it up today.
+    async fn move_here(
+        &mut self,
+        dev: DeviceId,
+        msg: ClientMsg,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let hub = self.state.hub();
+        let peer = msg.call_id().and_then(|id| hub.call_peer(id, self.user()));
+        let decision = match peer {
+            Some(peer) => Some(self.decide(&peer).await?),
+            None => None,
+        };
+        let user = self.user().to_string();
+        Ok(
+            match self.state.hub().move_here(dev, &user, &msg, decision) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
     }
 
     /// `resume`: for a call the relay does not know (it restarted), the call

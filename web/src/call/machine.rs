@@ -211,6 +211,10 @@ pub enum Ending {
     },
     /// Answered on another device of this user.
     AnsweredElsewhere,
+    /// Another device of this user took the call over.
+    Moved,
+    /// This device asked to take the call over and the relay refused.
+    NotMoved,
     /// Media could not be set up, or was lost.
     ConnectionFailed,
     /// Verification failed: possibly a man in the middle.
@@ -292,6 +296,9 @@ pub struct Call {
     pending_offer: Option<String>,
     /// What this user's setting asked for when the call began.
     wish: Wish,
+    /// This device is taking over a call another device of the user carries:
+    /// it commits with `move-here` instead of `accept`.
+    takeover: bool,
 }
 
 impl Call {
@@ -360,7 +367,57 @@ impl Call {
             early_ice: Vec::new(),
             pending_offer: None,
             wish,
+            takeover: false,
         }
+    }
+
+    /// This device takes over the answered standard call `call_id` that another
+    /// device of this user carries ("move here"): it makes a fresh certificate and
+    /// peer connection, commits with `move-here`, and answers the other person's
+    /// fresh offer. Returns the machine and what to do.
+    pub fn take_over(
+        call_id: CallId,
+        peer: &str,
+        mode: CallMode,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let mut call = Self::new(
+            peer,
+            Role::Callee,
+            Some(call_id),
+            Some(mode),
+            wish,
+            Phase::Connecting,
+            now_ms,
+        );
+        call.takeover = true;
+        (call, vec![Output::Pc(PcCommand::Create)])
+    }
+
+    /// The other side of this call moved to a new device (`new-leg`): a fresh
+    /// certificate and peer connection, offering to the new device, whose
+    /// commitment is `commit`. Nothing of the old leg carries over: the code is
+    /// computed afresh and the call is not verified until the people compare it.
+    pub fn new_leg(
+        call_id: CallId,
+        peer: &str,
+        mode: CallMode,
+        commit: Commitment,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let mut call = Self::new(
+            peer,
+            Role::Caller,
+            Some(call_id),
+            Some(mode),
+            wish,
+            Phase::Connecting,
+            now_ms,
+        );
+        call.commit = Some(commit);
+        (call, vec![Output::Pc(PcCommand::Create)])
     }
 
     /// What the UI shows.
@@ -640,6 +697,11 @@ impl Call {
                     vec![Output::Pc(PcCommand::SetSending(!self.view.hold.any()))]
                 }
             }
+            RelayMsg::Error { .. } if self.takeover && !self.remote_set => {
+                // The relay refused `move-here` (the error is shown); the call
+                // stays where it was.
+                self.end(Ending::NotMoved, now_ms)
+            }
             RelayMsg::Error { .. } if self.view.hold_pending => {
                 // The relay refused the hold change (the error is shown).
                 self.view.hold_pending = false;
@@ -650,6 +712,7 @@ impl Call {
                     HangupReason::Mitm => Ending::Mitm(Warning::ReportedByPeer),
                     HangupReason::Unverifiable => Ending::Mitm(Warning::Unverifiable),
                     HangupReason::ConnectionFailed => Ending::ConnectionFailed,
+                    HangupReason::Moved => Ending::Moved,
                     HangupReason::Normal | HangupReason::PeerGone => {
                         Ending::HungUp { by_me: false }
                     }
@@ -673,7 +736,12 @@ impl Call {
             Role::Callee => {
                 // Step 1: commit before seeing the offer (in every mode).
                 let commit = Some(Commitment::to(&local));
-                let mut out = vec![Output::Send(ClientMsg::Accept { call_id, commit })];
+                let msg = if self.takeover {
+                    ClientMsg::MoveHere { call_id, commit }
+                } else {
+                    ClientMsg::Accept { call_id, commit }
+                };
+                let mut out = vec![Output::Send(msg)];
                 if let Some(sdp) = self.pending_offer.take() {
                     out.extend(self.on_offer(sdp, now_ms));
                 }

@@ -1017,3 +1017,130 @@ fn hold_is_not_asked_before_the_call_is_connected() {
     let (mut c, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::None, 0);
     assert!(c.handle(Input::User(UserAction::Hold), 1).is_empty());
 }
+
+#[test]
+fn taking_a_call_over_commits_with_move_here_and_answers_the_fresh_offer() {
+    let (mut c, out) = Call::take_over(id(), ALICE, CallMode::Standard, Wish::None, 0);
+    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    assert_eq!(c.view().phase, Phase::Connecting);
+    let out = c.handle(Input::PeerReady { local: fp(3) }, 1);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::MoveHere {
+            call_id: id(),
+            commit: Some(Commitment::to(&fp(3)))
+        }]
+    );
+    let out = c.handle(
+        relay(RelayMsg::Offer {
+            call_id: id(),
+            sdp: sdp(&fp(1)),
+        }),
+        2,
+    );
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Pc(PcCommand::AcceptOffer { .. })]
+    ));
+    c.handle(Input::LocalAnswer { sdp: sdp(&fp(3)) }, 3);
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(3)),
+            remote: Some(fp(1)),
+        },
+        4,
+    );
+    assert_eq!(c.view().phase, Phase::Connected);
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(3)).ok());
+    assert!(!c.view().verified);
+}
+
+#[test]
+fn a_refused_move_ends_only_the_attempt() {
+    let (mut c, _) = Call::take_over(id(), ALICE, CallMode::Standard, Wish::None, 0);
+    c.handle(Input::PeerReady { local: fp(3) }, 1);
+    let out = c.handle(
+        relay(RelayMsg::Error {
+            code: shieldcall_proto::ErrorCode::UnavailableInE2ee,
+            message: "no".into(),
+            call_id: Some(id()),
+        }),
+        2,
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::NotMoved));
+    // Only the attempt's own peer connection closes; nothing is sent.
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+}
+
+#[test]
+fn the_device_a_call_moved_from_ends_it_quietly() {
+    let (mut c, _) = callee_connected(CallMode::Standard, Wish::None);
+    let out = c.handle(
+        relay(RelayMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::Moved,
+        }),
+        10,
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::Moved));
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+}
+
+#[test]
+fn a_new_leg_checks_the_new_devices_commitment_and_computes_a_new_code() {
+    // Alice's side after Bob moved: fresh certificate fp(4), Bob's new device
+    // committed to fp(3).
+    let (mut c, out) = Call::new_leg(
+        id(),
+        BOB,
+        CallMode::Standard,
+        Commitment::to(&fp(3)),
+        Wish::None,
+        0,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    assert_eq!(
+        c.handle(Input::PeerReady { local: fp(4) }, 1),
+        vec![Output::Pc(PcCommand::CreateOffer)]
+    );
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(4)) }, 2);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(3)),
+        }),
+        3,
+    );
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(4)),
+            remote: Some(fp(3)),
+        },
+        4,
+    );
+    assert_eq!(c.view().code, security_code(&fp(4), &fp(3)).ok());
+    assert!(!c.view().verified);
+
+    // An answer from a device other than the committed one is an attack.
+    let (mut c, _) = Call::new_leg(
+        id(),
+        BOB,
+        CallMode::Standard,
+        Commitment::to(&fp(3)),
+        Wish::None,
+        0,
+    );
+    c.handle(Input::PeerReady { local: fp(4) }, 1);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(4)) }, 2);
+    c.handle(
+        relay(RelayMsg::Answer {
+            call_id: id(),
+            sdp: sdp(&fp(9)),
+        }),
+        3,
+    );
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+}
