@@ -102,6 +102,8 @@ pub enum HangupReason {
     /// Another device of this user took the call over (`move-here`); sent by the
     /// relay to the device that had it.
     Moved,
+    /// A parked call nobody picked up, and the parker did not take back when rung.
+    NotPickedUp,
 }
 
 /// Why the relay refused or ended the setup of a call.
@@ -269,6 +271,22 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<Commitment>,
     },
+    /// Park the answered standard call: this device lets go of it, the other person
+    /// waits, and anyone allowed to call them picks it up with the code the relay
+    /// gives (`parked`).
+    Park {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Pick up the call parked under `code` on this device. `commit` is the
+    /// commitment to this device's fresh certificate, as in `accept`.
+    Pickup {
+        /// The pickup code (10–99).
+        code: u8,
+        /// Commitment v1 to this device's certificate fingerprint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<Commitment>,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -431,6 +449,34 @@ pub enum RelayMsg {
         /// Commitment v1 to the new device's certificate fingerprint.
         commit: Commitment,
     },
+    /// To the device that parked the call: it is parked under `code`; this device's
+    /// part of the call is over.
+    Parked {
+        /// The call.
+        call_id: CallId,
+        /// The pickup code (10–99).
+        code: u8,
+    },
+    /// To the other person's device: the call was parked under `code`; wait for a
+    /// pickup (`new-leg`), or hang up. The peer connection closes.
+    OnPark {
+        /// The call.
+        call_id: CallId,
+        /// The pickup code.
+        code: u8,
+    },
+    /// To the device that picked up the call parked under `code`: this is the
+    /// call; the person waiting offers to this device next.
+    PickedUp {
+        /// The call.
+        call_id: CallId,
+        /// The code it was parked under.
+        code: u8,
+        /// The person who was waiting.
+        peer: String,
+        /// The call's mode (standard).
+        mode: CallMode,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -526,9 +572,11 @@ impl ClientMsg {
     /// The call this message is about, if any.
     pub fn call_id(&self) -> Option<&CallId> {
         match self {
-            Self::Hello { .. } | Self::Ping { .. } | Self::SetE2ee { .. } | Self::Invite { .. } => {
-                None
-            }
+            Self::Hello { .. }
+            | Self::Ping { .. }
+            | Self::SetE2ee { .. }
+            | Self::Invite { .. }
+            | Self::Pickup { .. } => None,
             Self::Ringing { call_id }
             | Self::Accept { call_id, .. }
             | Self::Decline { call_id }
@@ -540,6 +588,7 @@ impl ClientMsg {
             | Self::Resume { call_id, .. }
             | Self::Hold { call_id, .. }
             | Self::MoveHere { call_id, .. }
+            | Self::Park { call_id }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }
@@ -569,7 +618,10 @@ impl RelayMsg {
             | Self::Hold { call_id, .. }
             | Self::ElsewhereCall { call_id, .. }
             | Self::ElsewhereEnded { call_id }
-            | Self::NewLeg { call_id, .. } => Some(call_id),
+            | Self::NewLeg { call_id, .. }
+            | Self::Parked { call_id, .. }
+            | Self::OnPark { call_id, .. }
+            | Self::PickedUp { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }
             | Self::Pong { .. }

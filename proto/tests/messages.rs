@@ -22,10 +22,12 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Resume { .. } => "resume",
         ClientMsg::Hold { .. } => "hold",
         ClientMsg::MoveHere { .. } => "move-here",
+        ClientMsg::Park { .. } => "park",
+        ClientMsg::Pickup { .. } => "pickup",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 16;
+const CLIENT_TAGS: usize = 18;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -48,10 +50,13 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::ElsewhereCall { .. } => "elsewhere-call",
         RelayMsg::ElsewhereEnded { .. } => "elsewhere-ended",
         RelayMsg::NewLeg { .. } => "new-leg",
+        RelayMsg::Parked { .. } => "parked",
+        RelayMsg::OnPark { .. } => "on-park",
+        RelayMsg::PickedUp { .. } => "picked-up",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 20;
+const RELAY_TAGS: usize = 23;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

@@ -47,6 +47,8 @@ pub struct Config {
     pub ring_timeout: Duration,
     /// How long an answered call waits for a vanished device (30 s).
     pub reconnect_grace: Duration,
+    /// How long a call stays parked before the parker is rung back (300 s).
+    pub park_timeout: Duration,
     /// How long a session lasts after sign-in (7 days).
     pub session_lifetime: Duration,
     /// WebSocket ping interval (20 s).
@@ -99,6 +101,7 @@ impl Config {
             },
             ring_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::from_secs(30),
+            park_timeout: Duration::from_secs(300),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(45),

@@ -78,6 +78,7 @@ const SLOTS: [(usize, &str); 6] = [
 /// The relay's defaults (`Config`): ring timeout and reconnect grace.
 const RING: Duration = Duration::from_secs(45);
 const GRACE: Duration = Duration::from_secs(30);
+const PARK: Duration = Duration::from_secs(300);
 
 /// Script lines run per input; the rest is ignored.
 const MAX_LINES: usize = 256;
@@ -154,7 +155,7 @@ pub fn hub_messages(rt: &Runtime, data: &[u8]) {
     let _entered = rt.enter();
     let mut h = Harness {
         rt,
-        hub: Hub::new(RING, GRACE, key),
+        hub: Hub::new(RING, GRACE, PARK, key),
         cap: if first & 1 == 0 { OUTBOX } else { 4 },
         devices: std::array::from_fn(|_| None),
         switch: [None; USERS.len()],
@@ -198,7 +199,8 @@ pub fn hub_messages(rt: &Runtime, data: &[u8]) {
         h.drain(slot);
         h.unregister(slot);
     }
-    h.advance(RING.max(GRACE).as_secs() + 1);
+    // A park times out, then its ring-back: every timer has run.
+    h.advance(PARK.as_secs() + RING.max(GRACE).as_secs() + 1);
     h.hub.flush_presence();
     assert_eq!(h.hub.restoring(), 0, "restore claims outlived the grace");
     // Every device is gone and every timer ran: every call ended. Back online,
@@ -232,11 +234,13 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Resume { call_id, .. }
         | ClientMsg::Hold { call_id, .. }
         | ClientMsg::MoveHere { call_id, .. }
+        | ClientMsg::Park { call_id }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
         ClientMsg::Hello { .. }
         | ClientMsg::Ping { .. }
         | ClientMsg::SetE2ee { .. }
-        | ClientMsg::Invite { .. } => None,
+        | ClientMsg::Invite { .. }
+        | ClientMsg::Pickup { .. } => None,
     }
 }
 
@@ -436,6 +440,18 @@ impl Harness<'_> {
             }
             msg @ ClientMsg::Resume { .. } => self.resume(dev, user, kind, msg),
             // `Conn::move_here`: the pair's decision now, then the hub.
+            // `Conn::pickup` and the `park` arm of `Conn::handle`.
+            msg @ ClientMsg::Pickup { .. } => {
+                let peer = match &msg {
+                    ClientMsg::Pickup { code, .. } => self.hub.parked_peer(*code),
+                    _ => None,
+                };
+                let decision = peer
+                    .filter(|p| p != name)
+                    .map(|p| self.decide(kind, name, &p));
+                self.hub.pickup(dev, name, &msg, decision)
+            }
+            ClientMsg::Park { call_id } => self.hub.park(dev, name, &call_id),
             msg @ ClientMsg::MoveHere { .. } => {
                 let peer = msg.call_id().and_then(|id| self.hub.call_peer(id, name));
                 let decision = peer.map(|p| self.decide(kind, name, &p));

@@ -108,7 +108,12 @@ impl AppState {
 
     /// State over any store, minting call ids with `key`.
     pub fn with_store(config: Config, store: Arc<dyn Store>, key: hub::CallKey) -> Self {
-        let hub = Hub::new(config.ring_timeout, config.reconnect_grace, key);
+        let hub = Hub::new(
+            config.ring_timeout,
+            config.reconnect_grace,
+            config.park_timeout,
+            key,
+        );
         let limiter = auth::LoginLimiter::new(
             config.login_per_account,
             config.login_per_address,

@@ -232,6 +232,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             u.call_close.clone(),
             u.features.clone(),
             u.move_here.clone(),
+            u.pickup_form.clone(),
             [
                 (
                     u.root.query_selector("[data-testid=incoming-accept]")?,
@@ -260,6 +261,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         close,
         features,
         move_here,
+        pickup_form,
         actions,
     ) = ui;
     on(app, &login_form, "submit", |a, e| {
@@ -343,9 +345,23 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &move_here, "click", |a, _| {
         crate::calling::move_here(a)
     })?;
+    on(app, &pickup_form, "submit", |a, e| {
+        e.prevent_default();
+        let code = dom::value(&a.borrow().ui.pickup_code);
+        match code.trim().parse::<u8>() {
+            Ok(c) if (10..=99).contains(&c) => crate::calling::pick_up(a, c),
+            _ => a
+                .borrow()
+                .notice("A pickup code is two digits, from 10 to 99."),
+        }
+    })?;
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
             let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
+            if feature == Some(CallFeature::Park) {
+                feed(a, Input::User(UserAction::Park));
+                return;
+            }
             if feature == Some(CallFeature::Hold) {
                 // Hold goes through the call machine, which knows the state.
                 let held = a
@@ -646,8 +662,12 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             } else {
                 a.notice(&format!("{} {message}", texts::error_prefix(code)));
             }
+            // A pickup not yet answered learns of its refusal from an error that
+            // names no call (the device only knew the code).
+            let pickup_pending =
+                call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
             drop(a);
-            if !stale && call_id.is_some() {
+            if !stale && (call_id.is_some() || pickup_pending) {
                 // The call learns that what it asked was refused (a pending hold).
                 feed(
                     app,

@@ -59,6 +59,26 @@ pub(crate) fn move_here(app: &Shared) {
     render(app);
 }
 
+/// "Pick up": this device picks up the call parked under `code`.
+pub(crate) fn pick_up(app: &Shared, code: u8) {
+    {
+        let mut a = app.borrow_mut();
+        if a.call_active() {
+            a.notice("Hang up first to pick up a parked call.");
+            return;
+        }
+        let (call, out) = Call::pick_up(code, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        a.generation += 1;
+        a.pc_queue.clear();
+        a.dtls = None;
+        a.notice("");
+        drop(a);
+        carry_out(app, out);
+    }
+    render(app);
+}
+
 /// `new-leg`: the other person moved the call to another device. The old peer
 /// connection (and its certificate) goes; a fresh one offers to the new device.
 pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitment) {

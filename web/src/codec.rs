@@ -114,6 +114,20 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
                 .parse()
                 .map_err(|_| "malformed commit".to_string())?,
         },
+        "parked" => RelayMsg::Parked {
+            call_id: call_id()?,
+            code: park_code(&v)?,
+        },
+        "on-park" => RelayMsg::OnPark {
+            call_id: call_id()?,
+            code: park_code(&v)?,
+        },
+        "picked-up" => RelayMsg::PickedUp {
+            call_id: call_id()?,
+            code: park_code(&v)?,
+            peer: req_str(&v, "peer")?,
+            mode: mode(&v)?,
+        },
         "hold" => RelayMsg::Hold {
             call_id: call_id()?,
             by_me: req_bool(&v, "by_me")?,
@@ -149,6 +163,7 @@ pub const HANGUP_REASONS: &[(&str, HangupReason)] = &[
     ("unverifiable", HangupReason::Unverifiable),
     ("peer-gone", HangupReason::PeerGone),
     ("moved", HangupReason::Moved),
+    ("not-picked-up", HangupReason::NotPickedUp),
 ];
 
 /// See [`REFUSE_REASONS`].
@@ -204,6 +219,11 @@ fn opt_str(v: &JsValue, key: &str) -> Result<Option<String>, String> {
     } else {
         f.as_string().map(Some).ok_or_else(|| missing(key))
     }
+}
+
+/// A pickup code: an integer that fits `u8`, as serde reads it.
+fn park_code(v: &JsValue) -> Result<u8, String> {
+    u8::try_from(req_u32(v, "code")?).map_err(|_| "code out of range".to_string())
 }
 
 fn req_bool(v: &JsValue, key: &str) -> Result<bool, String> {

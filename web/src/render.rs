@@ -235,8 +235,11 @@ pub(crate) fn render_call(a: &App) {
     if state == "mitm" || (v.downgraded == Some(Wish::Required) && !ended) {
         show(&ui.panel, true);
     }
-    let hold = texts::hold_line(v.hold);
-    text(&ui.hold_status, hold);
+    let hold = match (v.phase == Phase::Parked, v.parked) {
+        (true, Some(code)) => texts::park_line(&v.peer, code),
+        _ => texts::hold_line(v.hold).to_string(),
+    };
+    text(&ui.hold_status, &hold);
     show(&ui.hold_status, !hold.is_empty() && !ended);
     render_features(a, v.mode, ended, v.hold, v.hold_pending);
 }

@@ -72,6 +72,11 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
         Ending::AnsweredElsewhere => "Answered on another of your devices.".to_string(),
         Ending::Moved => "The call moved to another of your devices.".to_string(),
         Ending::NotMoved => "The call could not move to this device; it goes on where it was.".to_string(),
+        Ending::Parked { code } => format!(
+            "You parked the call with {peer}. Pick it up on any device with code {code}."
+        ),
+        Ending::NotPickedUp => "Nobody picked up the parked call.".to_string(),
+        Ending::PickupFailed => "The parked call could not be picked up.".to_string(),
         Ending::ConnectionFailed => {
             "The connection failed: the two browsers could not reach each other. Check your network and try again."
                 .to_string()
@@ -124,6 +129,7 @@ pub fn phase_name(p: &Phase) -> &'static str {
         Phase::Incoming => "incoming",
         Phase::Connecting => "connecting",
         Phase::Connected => "connected",
+        Phase::Parked => "parked",
         Phase::Ended(_) => "ended",
     }
 }
@@ -182,6 +188,13 @@ pub fn duration(ms: u64) -> String {
     } else {
         format!("{m}:{s:02}")
     }
+}
+
+/// The line under the call's header while the other side has parked the call.
+pub fn park_line(peer: &str, code: u8) -> String {
+    format!(
+        "On park: {peer} parked the call under code {code}. Wait here for someone to pick it up, or hang up."
+    )
 }
 
 /// The hold line under the call's header: empty when nobody holds the call.

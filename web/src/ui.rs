@@ -104,6 +104,10 @@ pub struct Ui {
     pub move_here: Element,
     /// Why "Move here" is off (an E2EE call).
     pub move_here_why: Element,
+    /// "Pick up a parked call".
+    pub pickup_form: Element,
+    /// Its code field.
+    pub pickup_code: Element,
     /// Admin view.
     pub admin: Element,
 }
@@ -124,7 +128,7 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <div class="controls"><button type="button" data-testid="mute">Mute</button><button type="button" data-testid="camera">Camera off</button><button type="button" data-testid="hangup" class="decline">Hang up</button><button type="button" data-testid="call-close">Close</button></div>
 <details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul></details></section>
 <div class="elsewhere" role="status" data-testid="elsewhere" hidden><p data-testid="elsewhere-text"></p><button type="button" data-testid="move-here">Move here</button><p class="muted" data-testid="move-here-why" hidden>Off in end-to-end encrypted calls: such a call stays on the device that answered it. Turn E2EE off in Settings → Privacy to move calls.</p></div>
-<section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul></section>
+<section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul><form class="pickup" data-testid="pickup-form"><label for="pickup-code">Pick up a parked call: code</label><input id="pickup-code" data-testid="pickup-code" inputmode="numeric" maxlength="2" size="3" autocomplete="off" required><button type="submit" data-testid="pickup-submit">Pick up</button></form></section>
 <section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
 <section class="admin" data-testid="admin" hidden></section>"#;
 
@@ -187,6 +191,8 @@ impl Ui {
             elsewhere_text: find("elsewhere-text")?,
             move_here: find("move-here")?,
             move_here_why: find("move-here-why")?,
+            pickup_form: find("pickup-form")?,
+            pickup_code: find("pickup-code")?,
             admin: find("admin")?,
             root,
         })

@@ -186,7 +186,8 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | HangupReason::Mitm
         | HangupReason::Unverifiable
         | HangupReason::PeerGone
-        | HangupReason::Moved => 6,
+        | HangupReason::Moved
+        | HangupReason::NotPickedUp => 7,
     };
     let n_status = |s: Status| match s {
         Status::Online | Status::Busy | Status::Offline | Status::Removed => 4,

@@ -36,6 +36,8 @@ struct FileConfig {
     max_connections_per_address: Option<usize>,
     /// Connections at once in all (default 20,000).
     max_connections: Option<usize>,
+    /// Seconds a call stays parked before the parker is rung back (default 300).
+    park_timeout_secs: Option<u64>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -138,6 +140,9 @@ fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(
     }
     if let Some(n) = file.max_connections.filter(|n| *n > 0) {
         config.max_connections = n;
+    }
+    if let Some(secs) = file.park_timeout_secs.filter(|s| (10..=3600).contains(s)) {
+        config.park_timeout = Duration::from_secs(secs);
     }
     let bind = args
         .bind

@@ -67,6 +67,7 @@ impl Hub {
                 departures: 0,
                 held_by_caller: false,
                 held_by_callee: false,
+                park: None,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -270,6 +271,7 @@ impl Hub {
                         departures: 0,
                         held_by_caller: false,
                         held_by_callee: false,
+                        park: None,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -466,6 +468,11 @@ impl Hub {
         } else {
             return Err(not_yours());
         };
+        // The parker's side of a parked call belongs to nobody until a pickup: no
+        // device of the parker may rebind to it (only a ring-back answers it).
+        if call.park.as_ref().is_some_and(|p| p.side == side) {
+            return Self::parker_msg(&mut g, &id, user, dev, &msg);
+        }
         // Rebinding: a device of the same user takes over a bound side whose device
         // went away (see docs/protocol.md, "Reconnecting").
         if call.answered {
@@ -717,6 +724,10 @@ impl Hub {
                 ..
             } => Err(wrong("Hold is asked with a hold message.")),
             ClientMsg::Feature {
+                feature: CallFeature::Park,
+                ..
+            } => Err(wrong("Park is asked with a park message.")),
+            ClientMsg::Feature {
                 feature: CallFeature::MoveToDevice,
                 ..
             } => Err(wrong(
@@ -730,8 +741,10 @@ impl Hub {
                 ),
                 &id,
             )),
-            // Handled by `move_here`, which has the policy decision.
-            ClientMsg::MoveHere { .. } => Err(wrong("move-here is handled on its own.")),
+            // Handled by `move_here`, `park` and `pickup` (the connection calls them).
+            ClientMsg::MoveHere { .. } | ClientMsg::Park { .. } | ClientMsg::Pickup { .. } => {
+                Err(wrong("This message is handled on its own."))
+            }
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 mod call_id;
 mod calls;
+mod park;
 
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
 
@@ -103,7 +104,28 @@ struct Call {
     held_by_caller: bool,
     /// The callee holds the call.
     held_by_callee: bool,
+    /// Parked: one side let go of the call, which waits for a pickup.
+    park: Option<Park>,
 }
+
+/// A parked call's park.
+#[derive(Debug, Clone)]
+struct Park {
+    /// The pickup code (in [`PARK_CODES`]).
+    code: u8,
+    /// The side that let go (the parker's); it has no device until a pickup.
+    side: Side,
+    /// Who parked it (rung back after the park timeout).
+    parker: String,
+    /// Numbers parks, so a timer only acts on the park that started it.
+    epoch: u64,
+    /// The park timed out and the parker's devices ring.
+    ringing_back: bool,
+}
+
+/// Pickup codes, as Teams' default range: two digits, easy to say aloud. At most
+/// this many calls are parked on one relay at once.
+pub const PARK_CODES: std::ops::RangeInclusive<u8> = 10..=99;
 
 /// Which side of a call a user is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +161,10 @@ struct Inner {
     restoring: HashMap<CallId, Restore>,
     /// Numbers the claims, so a claim's expiry timer never removes a newer one.
     next_claim: u64,
+    /// Parked calls by pickup code.
+    parked: HashMap<u8, CallId>,
+    /// Numbers parks (see [`Park::epoch`]).
+    next_park: u64,
 }
 
 /// Restore claims kept at once. Each is a call id and two user names (all
@@ -170,6 +196,8 @@ pub struct Hub {
     ring_timeout: Duration,
     /// How long a call survives a bound device's disconnect.
     grace: Duration,
+    /// How long a call stays parked before the parker is rung back.
+    park_timeout: Duration,
     /// Itself, for timer tasks.
     me: Weak<Hub>,
     /// Makes and checks call ids.
@@ -286,13 +314,22 @@ impl Inner {
 
     fn end_call(&mut self, id: &CallId) {
         if let Some(call) = self.calls.remove(id) {
+            if let Some(p) = &call.park {
+                self.parked.remove(&p.code);
+            }
             if call.answered {
-                // The other devices that were told of the call learn it is over.
+                // The other devices that were told of the call learn it is over
+                // (a parker's were told when it was parked).
                 let ended = RelayMsg::ElsewhereEnded {
                     call_id: id.clone(),
                 };
-                self.send_user(&call.caller, &ended, call.caller_dev);
-                self.send_user(&call.callee, &ended, call.callee_dev);
+                let parked = call.park.as_ref().map(|p| p.side);
+                if parked != Some(Side::Caller) {
+                    self.send_user(&call.caller, &ended, call.caller_dev);
+                }
+                if parked != Some(Side::Callee) {
+                    self.send_user(&call.callee, &ended, call.callee_dev);
+                }
             }
             for u in [&call.caller, &call.callee] {
                 if self.in_call.get(u.as_str()) == Some(id) {
@@ -306,11 +343,17 @@ impl Inner {
 
 impl Hub {
     /// A hub with these timeouts, minting call ids with `key`.
-    pub fn new(ring_timeout: Duration, grace: Duration, key: CallKey) -> Arc<Self> {
+    pub fn new(
+        ring_timeout: Duration,
+        grace: Duration,
+        park_timeout: Duration,
+        key: CallKey,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::new(Inner::default()),
             ring_timeout,
             grace,
+            park_timeout,
             me: me.clone(),
             key,
         })
@@ -425,7 +468,12 @@ impl Hub {
     fn grace_expired(&self, id: &CallId, epoch: u64) {
         let mut g = self.lock();
         let Some(call) = g.calls.get(id) else { return };
-        let missing = call.caller_dev.is_none() || call.callee_dev.is_none();
+        // A parked call has no device on the parker's side by design.
+        let missing = match &call.park {
+            Some(p) if p.side == Side::Caller => call.callee_dev.is_none(),
+            Some(_) => call.caller_dev.is_none(),
+            None => call.caller_dev.is_none() || call.callee_dev.is_none(),
+        };
         if !missing || call.departures != epoch {
             return;
         }

@@ -281,6 +281,13 @@ impl Conn {
             (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
             (Some(dev), msg @ ClientMsg::Resume { .. }) => self.resume(dev, msg).await,
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
+            (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
+            (Some(dev), ClientMsg::Park { call_id }) => {
+                return match self.state.hub().park(dev, self.user(), &call_id) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
+                };
+            }
             (Some(dev), other) => {
                 return match self
                     .state
@@ -496,6 +503,28 @@ impl Conn {
                 Err(e) => vec![(e.into_msg(), Flow::Continue)],
             },
         )
+    }
+
+    /// `pickup`: the decision for this user and the person waiting, made now.
+    async fn pickup(
+        &mut self,
+        dev: DeviceId,
+        msg: ClientMsg,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let hub = self.state.hub();
+        let peer = match &msg {
+            ClientMsg::Pickup { code, .. } => hub.parked_peer(*code),
+            _ => None,
+        };
+        let decision = match peer {
+            Some(peer) if peer != self.user() => Some(self.decide(&peer).await?),
+            _ => None,
+        };
+        let user = self.user().to_string();
+        Ok(match self.state.hub().pickup(dev, &user, &msg, decision) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![(e.into_msg(), Flow::Continue)],
+        })
     }
 
     /// `resume`: for a call the relay does not know (it restarted), the call

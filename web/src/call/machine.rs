@@ -71,6 +71,8 @@ pub enum UserAction {
     Hold,
     /// Take this side's hold off.
     Unhold,
+    /// Park the call (standard calls): this device lets go of it under a code.
+    Park,
 }
 
 /// An input to the machine.
@@ -215,6 +217,15 @@ pub enum Ending {
     Moved,
     /// This device asked to take the call over and the relay refused.
     NotMoved,
+    /// This device parked the call under `code`; anyone allowed picks it up.
+    Parked {
+        /// The pickup code.
+        code: u8,
+    },
+    /// The call was parked and nobody picked it up.
+    NotPickedUp,
+    /// This device asked to pick up a parked call and the relay refused.
+    PickupFailed,
     /// Media could not be set up, or was lost.
     ConnectionFailed,
     /// Verification failed: possibly a man in the middle.
@@ -234,6 +245,9 @@ pub enum Phase {
     Connecting,
     /// Media is up. `code` is set once the certificates are checked, in both modes.
     Connected,
+    /// The other side parked the call: no peer connection; waiting for a pickup
+    /// (`new-leg`, which starts a fresh machine), or hang up.
+    Parked,
     /// Over.
     Ended(Ending),
 }
@@ -271,6 +285,8 @@ pub struct View {
     pub hold: HoldState,
     /// A hold or unhold was asked and the relay has not answered yet.
     pub hold_pending: bool,
+    /// The pickup code while the other side has parked the call.
+    pub parked: Option<u8>,
 }
 
 /// One call from invite or incoming to its end.
@@ -299,6 +315,9 @@ pub struct Call {
     /// This device is taking over a call another device of the user carries:
     /// it commits with `move-here` instead of `accept`.
     takeover: bool,
+    /// This device picks up the call parked under this code: it commits with
+    /// `pickup` and learns the call from `picked-up`.
+    pickup: Option<u8>,
 }
 
 impl Call {
@@ -358,6 +377,7 @@ impl Call {
                 cert_check: None,
                 hold: HoldState::default(),
                 hold_pending: false,
+                parked: None,
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -368,7 +388,25 @@ impl Call {
             pending_offer: None,
             wish,
             takeover: false,
+            pickup: None,
         }
+    }
+
+    /// This device picks up the call parked under `code`: a fresh certificate and
+    /// peer connection, the commitment sent with `pickup`; the relay answers
+    /// `picked-up` with the call, and the person waiting offers to this device.
+    pub fn pick_up(code: u8, wish: Wish, now_ms: u64) -> (Self, Vec<Output>) {
+        let mut call = Self::new(
+            "",
+            Role::Callee,
+            None,
+            None,
+            wish,
+            Phase::Connecting,
+            now_ms,
+        );
+        call.pickup = Some(code);
+        (call, vec![Output::Pc(PcCommand::Create)])
     }
 
     /// This device takes over the answered standard call `call_id` that another
@@ -430,6 +468,11 @@ impl Call {
         self.id.as_ref()
     }
 
+    /// A pickup that the relay has not answered yet (it knows no call id).
+    pub fn awaits_pickup(&self) -> bool {
+        self.pickup.is_some() && self.id.is_none() && !self.is_ended()
+    }
+
     /// True once the call is over.
     pub fn is_ended(&self) -> bool {
         matches!(self.view.phase, Phase::Ended(_))
@@ -440,6 +483,7 @@ impl Call {
         match (msg, &self.id) {
             (RelayMsg::Calling { to, .. }, None) => *to == self.view.peer,
             (RelayMsg::CallRefused { peer, .. }, None) => *peer == self.view.peer,
+            (RelayMsg::PickedUp { code, .. }, None) => self.pickup == Some(*code),
             (msg, Some(id)) => msg.call_id() == Some(id),
             _ => false,
         }
@@ -490,7 +534,9 @@ impl Call {
                 self.view.relay_down = false;
                 // Re-attach this device to the call on the (possibly restarted) relay.
                 match (&self.id, self.view.mode) {
-                    (Some(call_id), Some(mode)) if self.in_media_phase() => {
+                    (Some(call_id), Some(mode))
+                        if self.in_media_phase() || self.view.phase == Phase::Parked =>
+                    {
                         vec![Output::Send(ClientMsg::Resume {
                             call_id: call_id.clone(),
                             peer: self.view.peer.clone(),
@@ -585,7 +631,7 @@ impl Call {
             (UserAction::Hangup, Phase::Incoming) => {
                 self.end_with_hangup(Ending::Declined, HangupReason::Normal, now_ms)
             }
-            (UserAction::Hangup, Phase::Connecting | Phase::Connected) => {
+            (UserAction::Hangup, Phase::Connecting | Phase::Connected | Phase::Parked) => {
                 self.end_with_hangup(Ending::HungUp { by_me: true }, HangupReason::Normal, now_ms)
             }
             (UserAction::CodesMatch, Phase::Connected) if self.view.code.is_some() => {
@@ -594,6 +640,14 @@ impl Call {
             }
             (UserAction::CodesDiffer, Phase::Connected) if self.view.code.is_some() => {
                 self.mitm(Warning::CodesDiffer, now_ms)
+            }
+            (UserAction::Park, Phase::Connected) if self.view.mode == Some(CallMode::Standard) => {
+                match &self.id {
+                    Some(call_id) => vec![Output::Send(ClientMsg::Park {
+                        call_id: call_id.clone(),
+                    })],
+                    None => Vec::new(),
+                }
             }
             // Hold is a standard-call feature: an E2EE call never asks.
             (UserAction::Hold | UserAction::Unhold, Phase::Connected)
@@ -697,6 +751,39 @@ impl Call {
                     vec![Output::Pc(PcCommand::SetSending(!self.view.hold.any()))]
                 }
             }
+            RelayMsg::PickedUp {
+                call_id,
+                peer,
+                mode,
+                ..
+            } if self.pickup.is_some() && self.id.is_none() => {
+                self.id = Some(call_id);
+                self.view.peer = peer;
+                self.view.mode = Some(mode);
+                self.view.downgraded = downgrade(Some(mode), self.wish);
+                Vec::new()
+            }
+            RelayMsg::Error { .. } if self.pickup.is_some() && self.id.is_none() => {
+                self.end(Ending::PickupFailed, now_ms)
+            }
+            RelayMsg::Parked { code, .. }
+                if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
+            {
+                self.end(Ending::Parked { code }, now_ms)
+            }
+            RelayMsg::OnPark { code, .. }
+                if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
+            {
+                // The leg is over; a pickup brings a new one (`new-leg`).
+                self.view.parked = Some(code);
+                self.view.code = None;
+                self.view.verified = false;
+                self.view.hold = HoldState::default();
+                self.view.connected_at_ms = None;
+                self.view.cert_check = None;
+                self.set_phase(Phase::Parked, now_ms);
+                vec![Output::Pc(PcCommand::Close)]
+            }
             RelayMsg::Error { .. } if self.takeover && !self.remote_set => {
                 // The relay refused `move-here` (the error is shown); the call
                 // stays where it was.
@@ -713,6 +800,7 @@ impl Call {
                     HangupReason::Unverifiable => Ending::Mitm(Warning::Unverifiable),
                     HangupReason::ConnectionFailed => Ending::ConnectionFailed,
                     HangupReason::Moved => Ending::Moved,
+                    HangupReason::NotPickedUp => Ending::NotPickedUp,
                     HangupReason::Normal | HangupReason::PeerGone => {
                         Ending::HungUp { by_me: false }
                     }
@@ -729,7 +817,14 @@ impl Call {
         }
         self.local_fp = Some(local);
         let Some(call_id) = self.id.clone() else {
-            return Vec::new();
+            // A pickup commits before it knows the call.
+            return match self.pickup {
+                Some(code) => vec![Output::Send(ClientMsg::Pickup {
+                    code,
+                    commit: Some(Commitment::to(&local)),
+                })],
+                None => Vec::new(),
+            };
         };
         match self.view.role {
             Role::Caller => vec![Output::Pc(PcCommand::CreateOffer)],

@@ -1144,3 +1144,146 @@ fn a_new_leg_checks_the_new_devices_commitment_and_computes_a_new_code() {
         Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
     );
 }
+
+#[test]
+fn parking_ends_this_devices_part_and_the_other_side_waits() {
+    // Bob (callee here) parks.
+    let (mut bob, _) = callee_connected(CallMode::Standard, Wish::None);
+    assert_eq!(
+        sent(&bob.handle(Input::User(UserAction::Park), 10)),
+        vec![&ClientMsg::Park { call_id: id() }]
+    );
+    let out = bob.handle(
+        relay(RelayMsg::Parked {
+            call_id: id(),
+            code: 42,
+        }),
+        11,
+    );
+    assert_eq!(bob.view().phase, Phase::Ended(Ending::Parked { code: 42 }));
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+
+    // Alice waits on park: no peer connection, no code, and may hang up.
+    let (mut alice, _) = callee_connected(CallMode::Standard, Wish::None);
+    let out = alice.handle(
+        relay(RelayMsg::OnPark {
+            call_id: id(),
+            code: 42,
+        }),
+        12,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+    assert_eq!(alice.view().phase, Phase::Parked);
+    assert_eq!(alice.view().parked, Some(42));
+    assert_eq!(alice.view().code, None);
+    // A reconnect while parked re-attaches to the call.
+    alice.handle(Input::RelayDown, 13);
+    assert!(matches!(
+        sent(&alice.handle(Input::RelayUp, 14)).as_slice(),
+        [ClientMsg::Resume { .. }]
+    ));
+    // Nobody picks up.
+    alice.handle(
+        relay(RelayMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::NotPickedUp,
+        }),
+        15,
+    );
+    assert_eq!(alice.view().phase, Phase::Ended(Ending::NotPickedUp));
+}
+
+#[test]
+fn the_person_waiting_on_park_may_hang_up() {
+    let (mut alice, _) = callee_connected(CallMode::Standard, Wish::None);
+    alice.handle(
+        relay(RelayMsg::OnPark {
+            call_id: id(),
+            code: 17,
+        }),
+        1,
+    );
+    let out = alice.handle(Input::User(UserAction::Hangup), 2);
+    assert!(sent(&out).contains(&&ClientMsg::Hangup {
+        call_id: id(),
+        reason: HangupReason::Normal
+    }));
+    assert_eq!(
+        alice.view().phase,
+        Phase::Ended(Ending::HungUp { by_me: true })
+    );
+}
+
+#[test]
+fn an_e2ee_call_never_asks_to_park_and_ignores_a_park() {
+    let (mut c, _) = callee_connected(CallMode::E2ee, Wish::Switch);
+    assert!(c.handle(Input::User(UserAction::Park), 1).is_empty());
+    assert!(
+        c.handle(
+            relay(RelayMsg::OnPark {
+                call_id: id(),
+                code: 17
+            }),
+            2
+        )
+        .is_empty()
+    );
+    assert_eq!(c.view().phase, Phase::Connected);
+}
+
+#[test]
+fn a_pickup_commits_first_then_learns_the_call_and_answers() {
+    let (mut c, out) = Call::pick_up(42, Wish::None, 0);
+    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    assert!(c.awaits_pickup());
+    assert_eq!(
+        sent(&c.handle(Input::PeerReady { local: fp(5) }, 1)),
+        vec![&ClientMsg::Pickup {
+            code: 42,
+            commit: Some(Commitment::to(&fp(5)))
+        }]
+    );
+    let picked = RelayMsg::PickedUp {
+        call_id: id(),
+        code: 42,
+        peer: ALICE.into(),
+        mode: CallMode::Standard,
+    };
+    assert!(c.concerns(&picked));
+    c.handle(relay(picked), 2);
+    assert!(!c.awaits_pickup());
+    assert_eq!(c.view().peer, ALICE);
+    assert!(matches!(
+        c.handle(
+            relay(RelayMsg::Offer {
+                call_id: id(),
+                sdp: sdp(&fp(1)),
+            }),
+            3
+        )
+        .as_slice(),
+        [Output::Pc(PcCommand::AcceptOffer { .. })]
+    ));
+    c.handle(Input::LocalAnswer { sdp: sdp(&fp(5)) }, 4);
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(5)),
+            remote: Some(fp(1)),
+        },
+        5,
+    );
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(5)).ok());
+
+    // A refused pickup ends the attempt.
+    let (mut c, _) = Call::pick_up(43, Wish::None, 0);
+    c.handle(Input::PeerReady { local: fp(5) }, 1);
+    c.handle(
+        relay(RelayMsg::Error {
+            code: shieldcall_proto::ErrorCode::NotYourCall,
+            message: "No call is parked under 43.".into(),
+            call_id: None,
+        }),
+        2,
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::PickupFailed));
+}

@@ -1,0 +1,435 @@
+//! Park and pickup: one side of an answered standard call lets go of it under a
+//! two-digit code; the other person waits; anyone the policies allow a call with
+//! them picks it up with the code (the waiting side then connects afresh to the
+//! new device, `new-leg`); after the park timeout the parker is rung back, and if
+//! nobody takes it then, the call ends.
+
+use shieldcall_proto::{
+    CallFeature, CallId, CallMode, ClientMsg, Commitment, ErrorCode, HangupReason, RelayMsg,
+};
+
+use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, WireError};
+use crate::policy::Refusal;
+
+fn e2ee_refusal(id: &CallId) -> WireError {
+    WireError::new(
+        ErrorCode::UnavailableInE2ee,
+        &format!(
+            "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
+            CallFeature::Park.label()
+        ),
+        id,
+    )
+}
+
+/// An error about a pickup, which names no call (the device only knows the code).
+fn pickup_error(code: ErrorCode, message: &str) -> WireError {
+    WireError {
+        code,
+        message: message.into(),
+        call_id: None,
+    }
+}
+
+impl Hub {
+    /// `park` from device `dev` of `user`.
+    pub fn park(&self, dev: DeviceId, user: &str, id: &CallId) -> Result<(), WireError> {
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
+        let mut g = self.lock();
+        let taken: Vec<u8> = g.parked.keys().copied().collect();
+        g.next_park += 1;
+        let epoch = g.next_park;
+        let Some(call) = g.calls.get_mut(id) else {
+            return Err(not_yours());
+        };
+        let side = if call.caller == user && call.caller_dev == Some(dev) {
+            Side::Caller
+        } else if call.callee == user && call.callee_dev == Some(dev) {
+            Side::Callee
+        } else {
+            return Err(not_yours());
+        };
+        if !call.answered {
+            return Err(wrong("The call has not been answered yet."));
+        }
+        if call.mode == CallMode::E2ee {
+            return Err(e2ee_refusal(id));
+        }
+        if call.park.is_some() {
+            return Err(wrong("The call is parked already."));
+        }
+        let other = match side {
+            Side::Caller => call.callee_dev,
+            Side::Callee => call.caller_dev,
+        };
+        let Some(other) = other else {
+            return Err(wrong(
+                "The other person's device is reconnecting; try again in a moment.",
+            ));
+        };
+        let Some(code) = free_code(&taken) else {
+            return Err(wrong(
+                "Every pickup code (10–99) is in use; pick up a parked call first.",
+            ));
+        };
+        match side {
+            Side::Caller => call.caller_dev = None,
+            Side::Callee => call.callee_dev = None,
+        }
+        call.held_by_caller = false;
+        call.held_by_callee = false;
+        call.park = Some(Park {
+            code,
+            side,
+            parker: user.into(),
+            epoch,
+            ringing_back: false,
+        });
+        g.parked.insert(code, id.clone());
+        // The parker is free for other calls; the call is no longer theirs.
+        g.in_call.remove(user);
+        g.sync_presence(user);
+        g.send(
+            dev,
+            &RelayMsg::Parked {
+                call_id: id.clone(),
+                code,
+            },
+        );
+        g.send_user(
+            user,
+            &RelayMsg::ElsewhereEnded {
+                call_id: id.clone(),
+            },
+            Some(dev),
+        );
+        g.send(
+            other,
+            &RelayMsg::OnPark {
+                call_id: id.clone(),
+                code,
+            },
+        );
+        tracing::info!(call = %id, code, "call parked");
+        let me = self.me.clone();
+        let timeout = self.park_timeout;
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = me.upgrade() {
+                hub.park_expired(&id, epoch);
+            }
+        });
+        Ok(())
+    }
+
+    /// The person waiting in the call parked under `code`, for the policy decision
+    /// `pickup` needs.
+    pub fn parked_peer(&self, code: u8) -> Option<String> {
+        let g = self.lock();
+        let call = g.calls.get(g.parked.get(&code)?)?;
+        let p = call.park.as_ref()?;
+        Some(match p.side {
+            Side::Caller => call.callee.clone(),
+            Side::Callee => call.caller.clone(),
+        })
+    }
+
+    /// `pickup` from device `dev` of `user`. `decision` is the call decision for
+    /// `user` and the person waiting ([`Hub::parked_peer`]), made now: the pickup
+    /// is a new pair, so it must be allowed and give a standard call.
+    pub fn pickup(
+        &self,
+        dev: DeviceId,
+        user: &str,
+        msg: &ClientMsg,
+        decision: Option<Result<CallMode, Refusal>>,
+    ) -> Result<(), WireError> {
+        let ClientMsg::Pickup { code, commit } = msg else {
+            return Ok(());
+        };
+        let mut g = self.lock();
+        let unknown = || {
+            pickup_error(
+                ErrorCode::NotYourCall,
+                &format!("No call is parked under {code}."),
+            )
+        };
+        let Some(id) = g.parked.get(code).cloned() else {
+            return Err(unknown());
+        };
+        let Some(peer) = g.calls.get(&id).and_then(|c| {
+            c.park.as_ref().map(|p| match p.side {
+                Side::Caller => c.callee.clone(),
+                Side::Callee => c.caller.clone(),
+            })
+        }) else {
+            return Err(unknown());
+        };
+        if peer == user {
+            return Err(pickup_error(
+                ErrorCode::WrongState,
+                "This is your own call, waiting for someone else to pick it up.",
+            ));
+        }
+        if g.in_call.contains_key(user) {
+            return Err(pickup_error(
+                ErrorCode::WrongState,
+                "You are in a call; hang up before you pick up another.",
+            ));
+        }
+        match decision {
+            Some(Ok(CallMode::Standard)) => {}
+            Some(Ok(CallMode::E2ee)) => {
+                return Err(pickup_error(
+                    ErrorCode::UnavailableInE2ee,
+                    &format!(
+                        "Calls between you and {peer} are end-to-end encrypted, and a parked call is a standard call; call them instead."
+                    ),
+                ));
+            }
+            Some(Err(_)) | None => {
+                return Err(pickup_error(
+                    ErrorCode::WrongState,
+                    &format!("The policies do not allow you a call with {peer}."),
+                ));
+            }
+        }
+        let Some(commit) = *commit else {
+            return Err(pickup_error(
+                ErrorCode::BadCommitment,
+                "pickup needs a commitment to this device's certificate.",
+            ));
+        };
+        take_parked(&mut g, &id, user, dev, commit)
+            .map_err(|m| pickup_error(ErrorCode::WrongState, m))?;
+        g.send(
+            dev,
+            &RelayMsg::PickedUp {
+                call_id: id.clone(),
+                code: *code,
+                peer,
+                mode: CallMode::Standard,
+            },
+        );
+        g.announce_elsewhere(&id);
+        tracing::info!(call = %id, code, "parked call picked up");
+        Ok(())
+    }
+
+    /// The park timed out: the parker's devices ring ("ring back"); with none
+    /// online, or when that ring times out too, the call ends.
+    fn park_expired(&self, id: &CallId, epoch: u64) {
+        let mut g = self.lock();
+        let Some(call) = g.calls.get_mut(id) else {
+            return;
+        };
+        let Some(p) = call
+            .park
+            .as_mut()
+            .filter(|p| p.epoch == epoch && !p.ringing_back)
+        else {
+            return;
+        };
+        let parker = p.parker.clone();
+        let peer = match p.side {
+            Side::Caller => call.callee.clone(),
+            Side::Callee => call.caller.clone(),
+        };
+        let online = g.users.contains_key(&parker) && !g.in_call.contains_key(&parker);
+        if !online {
+            not_picked_up(&mut g, id);
+            return;
+        }
+        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+            p.ringing_back = true;
+        }
+        g.send_user(
+            &parker,
+            &RelayMsg::Incoming {
+                call_id: id.clone(),
+                from: peer,
+                mode: CallMode::Standard,
+            },
+            None,
+        );
+        tracing::info!(call = %id, "park timed out: ringing the parker back");
+        let me = self.me.clone();
+        let timeout = self.ring_timeout;
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = me.upgrade() {
+                let mut g = hub.lock();
+                let still = g
+                    .calls
+                    .get(&id)
+                    .and_then(|c| c.park.as_ref())
+                    .is_some_and(|p| p.epoch == epoch && p.ringing_back);
+                if still {
+                    not_picked_up(&mut g, &id);
+                }
+            }
+        });
+    }
+
+    /// A message from the parker's side of a parked call (`user` is the parker):
+    /// while the parker is rung back, `accept` takes the call back and `decline`
+    /// ends it; anything else is not theirs any more.
+    pub(super) fn parker_msg(
+        g: &mut Inner,
+        id: &CallId,
+        user: &str,
+        dev: DeviceId,
+        msg: &ClientMsg,
+    ) -> Result<(), WireError> {
+        let ringing_back = g
+            .calls
+            .get(id)
+            .and_then(|c| c.park.as_ref())
+            .is_some_and(|p| p.ringing_back && p.parker == user);
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        match msg {
+            ClientMsg::Ringing { .. } if ringing_back => Ok(()),
+            ClientMsg::Accept { commit, .. } if ringing_back => {
+                if g.in_call.contains_key(user) {
+                    return Err(WireError::new(
+                        ErrorCode::WrongState,
+                        "You are in another call; hang up before you take this one back.",
+                        id,
+                    ));
+                }
+                let Some(commit) = *commit else {
+                    return Err(WireError::new(
+                        ErrorCode::BadCommitment,
+                        "accept needs a commitment to the callee's certificate.",
+                        id,
+                    ));
+                };
+                take_parked(g, id, user, dev, commit)
+                    .map_err(|m| WireError::new(ErrorCode::WrongState, m, id))?;
+                g.send_user(
+                    user,
+                    &RelayMsg::AnsweredElsewhere {
+                        call_id: id.clone(),
+                    },
+                    Some(dev),
+                );
+                g.announce_elsewhere(id);
+                tracing::info!(call = %id, "parked call taken back by the parker");
+                Ok(())
+            }
+            ClientMsg::Decline { .. } if ringing_back => {
+                not_picked_up(g, id);
+                Ok(())
+            }
+            _ => Err(not_yours()),
+        }
+    }
+}
+
+/// A free pickup code, chosen at random among the free ones (so a code cannot be
+/// guessed from the order of parks); `None` when all are taken.
+fn free_code(taken: &[u8]) -> Option<u8> {
+    let free: Vec<u8> = PARK_CODES.filter(|c| !taken.contains(c)).collect();
+    if free.is_empty() {
+        return None;
+    }
+    let mut b = [0u8; 2];
+    // Without randomness the first free code still works; only the order is
+    // then predictable.
+    let r = getrandom::getrandom(&mut b).map_or(0, |()| usize::from(u16::from_le_bytes(b)));
+    free.get(r % free.len()).copied()
+}
+
+/// Ends a parked call nobody took: the person waiting gets `hangup`
+/// (`not-picked-up`), the parker's ringing devices `cancelled`.
+fn not_picked_up(g: &mut Inner, id: &CallId) {
+    let Some(call) = g.calls.get(id) else { return };
+    let Some(p) = call.park.clone() else { return };
+    let waiting = match p.side {
+        Side::Caller => call.callee_dev,
+        Side::Callee => call.caller_dev,
+    };
+    if let Some(d) = waiting {
+        g.send(
+            d,
+            &RelayMsg::Hangup {
+                call_id: id.clone(),
+                reason: HangupReason::NotPickedUp,
+            },
+        );
+    }
+    if p.ringing_back {
+        g.send_user(
+            &p.parker,
+            &RelayMsg::Cancelled {
+                call_id: id.clone(),
+            },
+            None,
+        );
+    }
+    tracing::info!(call = %id, "parked call ended: nobody picked it up");
+    g.end_call(id);
+}
+
+/// Gives the parked side of call `id` to device `dev` of `user` (a pickup, or the
+/// parker taking it back): the person waiting gets `new-leg` with `commit` and
+/// connects afresh. Errors are sentences for a `wrong-state`.
+fn take_parked(
+    g: &mut Inner,
+    id: &CallId,
+    user: &str,
+    dev: DeviceId,
+    commit: Commitment,
+) -> Result<(), &'static str> {
+    let Some(call) = g.calls.get_mut(id) else {
+        return Err("The call is over.");
+    };
+    let Some(p) = call.park.take() else {
+        return Err("The call is no longer parked.");
+    };
+    let waiting = match p.side {
+        Side::Caller => call.callee_dev,
+        Side::Callee => call.caller_dev,
+    };
+    let Some(waiting) = waiting else {
+        call.park = Some(p);
+        return Err("The person waiting is reconnecting; try again in a moment.");
+    };
+    match p.side {
+        Side::Caller => {
+            call.caller = user.into();
+            call.caller_dev = Some(dev);
+        }
+        Side::Callee => {
+            call.callee = user.into();
+            call.callee_dev = Some(dev);
+        }
+    }
+    g.parked.remove(&p.code);
+    g.in_call.insert(user.into(), id.clone());
+    g.sync_presence(user);
+    if p.ringing_back && p.parker != user {
+        // Someone else picked up while the parker was rung back.
+        g.send_user(
+            &p.parker,
+            &RelayMsg::Cancelled {
+                call_id: id.clone(),
+            },
+            None,
+        );
+    }
+    g.send(
+        waiting,
+        &RelayMsg::NewLeg {
+            call_id: id.clone(),
+            peer: user.into(),
+            commit,
+        },
+    );
+    Ok(())
+}
