@@ -99,6 +99,9 @@ pub enum HangupReason {
     Unverifiable,
     /// The other side's device went away and did not come back in time.
     PeerGone,
+    /// This side transferred the call (`transfer`); sent by the relay to the
+    /// transferring device, whose part of the call is over.
+    Transferred,
     /// Another device of this user took the call over (`move-here`); sent by the
     /// relay to the device that had it.
     Moved,
@@ -186,6 +189,10 @@ pub enum ClientMsg {
     Invite {
         /// Callee's full user name.
         to: String,
+        /// The token of a `refer` this invite carries out (a blind transfer):
+        /// the callee is told who transferred the call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transfer: Option<String>,
     },
     /// This device is ringing for `call_id` (sent on `incoming`).
     Ringing {
@@ -271,6 +278,14 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<Commitment>,
     },
+    /// Blind transfer (SIP REFER): the other person is asked to call `to`, and
+    /// this device's part of the call ends. Standard calls only.
+    Transfer {
+        /// The call.
+        call_id: CallId,
+        /// Whom the other person should call.
+        to: String,
+    },
     /// Park the answered standard call: this device lets go of it, the other person
     /// waits, and anyone allowed to call them picks it up with the code the relay
     /// gives (`parked`).
@@ -347,6 +362,9 @@ pub enum RelayMsg {
         from: String,
         /// The mode the relay decided.
         mode: CallMode,
+        /// Who transferred the caller here, for a call made by a `refer`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        referred_by: Option<String>,
     },
     /// A callee device is ringing.
     Ringing {
@@ -448,6 +466,19 @@ pub enum RelayMsg {
         peer: String,
         /// Commitment v1 to the new device's certificate fingerprint.
         commit: Commitment,
+    },
+    /// The other person transferred this call (SIP REFER with Referred-By): end
+    /// it and call `to` with `invite` carrying `token`. The new call is decided
+    /// afresh (its own mode, fresh certificates).
+    Refer {
+        /// The call being transferred.
+        call_id: CallId,
+        /// Whom to call.
+        to: String,
+        /// Who transferred the call.
+        by: String,
+        /// Carried in the `invite`; valid for 30 s, once.
+        token: String,
     },
     /// To the device that parked the call: it is parked under `code`; this device's
     /// part of the call is over.
@@ -589,6 +620,7 @@ impl ClientMsg {
             | Self::Hold { call_id, .. }
             | Self::MoveHere { call_id, .. }
             | Self::Park { call_id }
+            | Self::Transfer { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }
@@ -621,7 +653,8 @@ impl RelayMsg {
             | Self::NewLeg { call_id, .. }
             | Self::Parked { call_id, .. }
             | Self::OnPark { call_id, .. }
-            | Self::PickedUp { call_id, .. } => Some(call_id),
+            | Self::PickedUp { call_id, .. }
+            | Self::Refer { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }
             | Self::Pong { .. }

@@ -24,10 +24,11 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::MoveHere { .. } => "move-here",
         ClientMsg::Park { .. } => "park",
         ClientMsg::Pickup { .. } => "pickup",
+        ClientMsg::Transfer { .. } => "transfer",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 18;
+const CLIENT_TAGS: usize = 19;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -53,10 +54,11 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Parked { .. } => "parked",
         RelayMsg::OnPark { .. } => "on-park",
         RelayMsg::PickedUp { .. } => "picked-up",
+        RelayMsg::Refer { .. } => "refer",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 23;
+const RELAY_TAGS: usize = 24;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

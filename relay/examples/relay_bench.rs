@@ -184,7 +184,14 @@ async fn send(ws: &mut Ws, m: &ClientMsg) -> anyhow::Result<()> {
 }
 
 async fn call(caller: &mut Ws, callee: &mut Ws, to: &str) -> anyhow::Result<CallId> {
-    send(caller, &ClientMsg::Invite { to: to.into() }).await?;
+    send(
+        caller,
+        &ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        },
+    )
+    .await?;
     let RelayMsg::Calling { call_id, .. } = next_call_msg(caller).await? else {
         bail!("no calling")
     };

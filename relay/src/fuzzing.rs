@@ -235,6 +235,7 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Hold { call_id, .. }
         | ClientMsg::MoveHere { call_id, .. }
         | ClientMsg::Park { call_id }
+        | ClientMsg::Transfer { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
         ClientMsg::Hello { .. }
         | ClientMsg::Ping { .. }
@@ -434,7 +435,7 @@ impl Harness<'_> {
                 }
                 Ok(())
             }
-            ClientMsg::Invite { to } => {
+            ClientMsg::Invite { to, .. } => {
                 self.invite(dev, user, &to, kind);
                 Ok(())
             }
@@ -452,6 +453,18 @@ impl Harness<'_> {
                 self.hub.pickup(dev, name, &msg, decision)
             }
             ClientMsg::Park { call_id } => self.hub.park(dev, name, &call_id),
+            // `Conn::transfer`: a target that is an account other than the two,
+            // reachable by both; the decision for the peer and the target.
+            ClientMsg::Transfer { call_id, to } => {
+                let peer = self.hub.call_peer(&call_id, name);
+                match (peer, user_index(&to)) {
+                    (Some(peer), Some(t)) if t < USERS.len() && to != peer && to != name => {
+                        let allowed = self.decide(kind, &peer, &to).is_ok();
+                        self.hub.transfer(dev, name, &call_id, &to, allowed)
+                    }
+                    _ => Ok(()),
+                }
+            }
             msg @ ClientMsg::MoveHere { .. } => {
                 let peer = msg.call_id().and_then(|id| self.hub.call_peer(id, name));
                 let decision = peer.map(|p| self.decide(kind, name, &p));

@@ -62,6 +62,7 @@ async fn hello_rules() {
     let mut c = relay.ws_raw(Some(&cookie), None).await.expect("upgrade");
     c.send(&ClientMsg::Invite {
         to: "ann@a.test".into(),
+        transfer: None,
     })
     .await;
     assert_eq!(code(&c.recv().await), ErrorCode::HelloFirst);
@@ -100,6 +101,7 @@ async fn someone_elses_call() {
     let (mut eve, _) = relay.device("eve@a.test").await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);

@@ -30,17 +30,20 @@ async fn busy_callee_and_busy_caller() {
     let (mut cid, _) = relay.device("cid@a.test").await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     call_id(&ann.recv().await);
     call_id(&bob.recv().await);
     cid.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     assert_eq!(refused(&cid.recv().await), RefuseReason::Busy);
     ann.send(&ClientMsg::Invite {
         to: "cid@a.test".into(),
+        transfer: None,
     })
     .await;
     assert_eq!(refused(&ann.recv().await), RefuseReason::Busy);
@@ -56,6 +59,7 @@ async fn decline_stops_every_device() {
     let (mut bob2, _) = relay.device("bob@a.test").await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);
@@ -89,6 +93,7 @@ async fn decline_stops_every_device() {
     // And both can call again.
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     call_id(&ann.recv().await);
@@ -102,6 +107,7 @@ async fn caller_cancels() {
     let (mut bob, _) = relay.device("bob@a.test").await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);
@@ -133,6 +139,7 @@ async fn ring_timeout_is_no_answer() {
     let (mut bob, _) = relay.device("bob@a.test").await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);
@@ -152,7 +159,11 @@ async fn offline_unknown_and_self() {
         ("not a user", RefuseReason::UnknownUser),
         ("ANN@a.test", RefuseReason::SelfCall),
     ] {
-        ann.send(&ClientMsg::Invite { to: to.into() }).await;
+        ann.send(&ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        })
+        .await;
         assert_eq!(refused(&ann.recv().await), reason, "{to}");
     }
     relay.stop().await;

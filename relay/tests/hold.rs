@@ -121,6 +121,7 @@ async fn hold_before_the_answer_or_by_a_stranger_is_refused() {
     assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);

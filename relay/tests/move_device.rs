@@ -63,6 +63,7 @@ async fn a_standard_call_moves_to_another_device_and_back() {
     assert!(matches!(ann2.recv().await, RelayMsg::Settings { .. }));
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);
@@ -254,6 +255,7 @@ async fn a_ringing_call_does_not_move() {
     assert!(matches!(ann2.recv().await, RelayMsg::Settings { .. }));
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);

@@ -234,7 +234,8 @@ async fn after_the_park_timeout_the_parker_is_rung_back_and_takes_it() {
             RelayMsg::Incoming {
                 call_id: id.clone(),
                 from: "ann@a.test".into(),
-                mode: CallMode::Standard
+                mode: CallMode::Standard,
+                referred_by: None,
             }
         );
     }
@@ -292,6 +293,7 @@ async fn a_ring_back_nobody_answers_ends_the_call() {
     assert_eq!(error_code(&bob.recv().await), Some(ErrorCode::NotYourCall));
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     assert!(matches!(ann.recv().await, RelayMsg::Calling { .. }));

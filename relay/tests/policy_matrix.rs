@@ -133,7 +133,11 @@ async fn check_pair(caller: &mut (Side, String, Client), callee: &mut (Side, Str
     let (cs, cu, cc) = (caller.0, caller.1.clone(), &mut caller.2);
     let (es, eu, ec) = (callee.0, callee.1.clone(), &mut callee.2);
     let ctx = format!("{cs:?} -> {es:?}");
-    cc.send(&ClientMsg::Invite { to: eu.clone() }).await;
+    cc.send(&ClientMsg::Invite {
+        to: eu.clone(),
+        transfer: None,
+    })
+    .await;
     let want: Result<CallMode, &str> = if enabled(cs) && enabled(es) {
         Ok(CallMode::E2ee)
     } else if cs.value == E2eePolicyType::Required {
@@ -279,6 +283,7 @@ async fn external_access_refuses_with_not_allowed() {
     let (mut cid, _) = relay.device("cid@c.test").await;
     ann.send(&ClientMsg::Invite {
         to: "cid@c.test".into(),
+        transfer: None,
     })
     .await;
     assert!(matches!(
@@ -290,6 +295,7 @@ async fn external_access_refuses_with_not_allowed() {
     ));
     cid.send(&ClientMsg::Invite {
         to: "bob@b.test".into(),
+        transfer: None,
     })
     .await;
     assert!(matches!(
@@ -301,6 +307,7 @@ async fn external_access_refuses_with_not_allowed() {
     ));
     bob.send(&ClientMsg::Invite {
         to: "ann@a.test".into(),
+        transfer: None,
     })
     .await;
     assert!(matches!(bob.recv().await, RelayMsg::Calling { .. }));
@@ -327,7 +334,11 @@ async fn unknown_user_is_not_told_across_a_blocked_tenant() {
         ("ghost@b.test", RefuseReason::NotAllowed),
         ("ghost@a.test", RefuseReason::UnknownUser),
     ] {
-        ann.send(&ClientMsg::Invite { to: to.into() }).await;
+        ann.send(&ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        })
+        .await;
         match ann.recv().await {
             RelayMsg::CallRefused { reason, .. } => assert_eq!(reason, expected, "{to}"),
             other => panic!("{to}: {other:?}"),

@@ -37,6 +37,7 @@ async fn a_call_survives_a_relay_restart_when_both_resume() {
     let (mut bob, _) = relay.device_with(&bob_cookie).await;
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let id = call_id(&ann.recv().await);

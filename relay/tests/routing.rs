@@ -20,6 +20,7 @@ async fn e2ee_call_with_two_callee_devices() {
 
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let calling = ann.recv().await;
@@ -35,7 +36,8 @@ async fn e2ee_call_with_two_callee_devices() {
             RelayMsg::Incoming {
                 call_id: id.clone(),
                 from: "ann@a.test".into(),
-                mode: CallMode::E2ee
+                mode: CallMode::E2ee,
+                referred_by: None,
             }
         );
         bob.send(&ClientMsg::Ringing {
@@ -213,6 +215,7 @@ async fn standard_call_needs_a_commitment_too_and_reports_features_honestly() {
     assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let calling = ann.recv().await;
@@ -305,6 +308,7 @@ async fn presence_is_pushed_live() {
     );
     bob.send(&ClientMsg::Invite {
         to: "cid@a.test".into(),
+        transfer: None,
     })
     .await;
     let mut busy = Vec::new();

@@ -96,6 +96,9 @@ pub struct App {
     /// An answered call of this user on another device (`elsewhere-call`), which
     /// this one may take over.
     pub(crate) elsewhere: Option<Elsewhere>,
+    /// The current call carries out a transfer by this user: if it fails (refused,
+    /// declined, unanswered), they are called back.
+    pub(crate) ring_back: Option<String>,
 }
 
 /// A call this user has on another device.
@@ -133,6 +136,7 @@ impl App {
             reconnect: None,
             stay_closed: false,
             elsewhere: None,
+            ring_back: None,
         }
     }
 
@@ -233,6 +237,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             u.features.clone(),
             u.move_here.clone(),
             u.pickup_form.clone(),
+            u.transfer_form.clone(),
             [
                 (
                     u.root.query_selector("[data-testid=incoming-accept]")?,
@@ -262,6 +267,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         features,
         move_here,
         pickup_form,
+        transfer_form,
         actions,
     ) = ui;
     on(app, &login_form, "submit", |a, e| {
@@ -345,6 +351,12 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &move_here, "click", |a, _| {
         crate::calling::move_here(a)
     })?;
+    on(app, &transfer_form, "submit", |a, e| {
+        e.prevent_default();
+        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
+        show(&a.borrow().ui.transfer_form, false);
+        feed(a, Input::TransferTo(to));
+    })?;
     on(app, &pickup_form, "submit", |a, e| {
         e.prevent_default();
         let code = dom::value(&a.borrow().ui.pickup_code);
@@ -358,6 +370,12 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
             let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
+            if feature == Some(CallFeature::Transfer) {
+                let app = a.borrow();
+                let open = app.ui.transfer_form.has_attribute("hidden");
+                show(&app.ui.transfer_form, open);
+                return;
+            }
             if feature == Some(CallFeature::Park) {
                 feed(a, Input::User(UserAction::Park));
                 return;
@@ -607,6 +625,12 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             peer,
             commit,
         } => crate::calling::new_leg(app, call_id, &peer, commit),
+        RelayMsg::Refer {
+            call_id,
+            to,
+            by,
+            token,
+        } => crate::calling::referred(app, call_id, to, by, token),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {
@@ -627,6 +651,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             call_id,
             from,
             mode,
+            referred_by,
         } => {
             let mut a = app.borrow_mut();
             if a.call_active() {
@@ -635,6 +660,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             }
             let wish = a.wish();
             let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
+            let call = call.referred_by(referred_by);
             a.call = Some(call);
             a.generation += 1;
             a.dtls = None;

@@ -18,6 +18,12 @@ use crate::rtc::{self, Peer, PeerEvent};
 use crate::texts;
 
 pub(crate) fn place_call(app: &Shared, to: &str) {
+    app.borrow().notice("");
+    place_call_keeping_notice(app, to);
+}
+
+/// [`place_call`] without clearing the notice (a ring-back says why it calls).
+fn place_call_keeping_notice(app: &Shared, to: &str) {
     {
         let mut a = app.borrow_mut();
         if a.call_active() {
@@ -27,7 +33,46 @@ pub(crate) fn place_call(app: &Shared, to: &str) {
         a.call = Some(call);
         a.generation += 1;
         a.dtls = None;
-        a.notice("");
+        a.ring_back = None;
+        let generation = a.generation;
+        drop(a);
+        carry_out(app, out);
+        open_preview(app, generation);
+    }
+    render(app);
+}
+
+/// `refer`: the other person transferred this call to `to`. The call ends here
+/// and this device calls `to` with the token; if that call fails, `by` is called
+/// back.
+pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, token: String) {
+    let current = app
+        .borrow()
+        .call
+        .as_ref()
+        .is_some_and(|c| !c.is_ended() && c.id() == Some(&call_id));
+    if !current {
+        return;
+    }
+    feed(
+        app,
+        Input::Relay(shieldcall_proto::RelayMsg::Refer {
+            call_id,
+            to: to.clone(),
+            by: by.clone(),
+            token: token.clone(),
+        }),
+    );
+    {
+        let mut a = app.borrow_mut();
+        if a.call_active() {
+            return;
+        }
+        let (call, out) = Call::outgoing_transfer(&to, token, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        a.generation += 1;
+        a.dtls = None;
+        a.ring_back = Some(by);
         let generation = a.generation;
         drop(a);
         carry_out(app, out);
@@ -144,6 +189,10 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         let was_ended = call.is_ended();
         let out = call.handle(input, now);
         if !was_ended && call.is_ended() {
+            let failed = matches!(
+                call.view().phase,
+                Phase::Ended(Ending::Refused { .. } | Ending::Declined)
+            ) && call.view().role == crate::call::Role::Caller;
             let id = call.id().cloned();
             let not_moved = matches!(call.view().phase, Phase::Ended(Ending::NotMoved));
             // A call this device carried is over here: any "move here" for it is
@@ -162,6 +211,22 @@ pub(crate) fn feed(app: &Shared, input: Input) {
                     .unwrap_or_default();
                 let t = texts::ending(e, &peer, &me);
                 a.notice(&t);
+            }
+            // A transfer's call is over: if it failed, the transferor is called back.
+            let back = a.ring_back.take().filter(|_| failed);
+            if let Some(by) = back {
+                let peer = a
+                    .call
+                    .as_ref()
+                    .map(|c| c.view().peer.clone())
+                    .unwrap_or_default();
+                a.notice(&format!(
+                    "The transfer to {peer} did not go through; calling {by} back."
+                ));
+                drop(a);
+                carry_out(app, out);
+                place_call_keeping_notice(app, &by);
+                return;
             }
         }
         out

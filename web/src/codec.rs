@@ -60,6 +60,7 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             call_id: call_id()?,
             from: req_str(&v, "from")?,
             mode: mode(&v)?,
+            referred_by: opt_str(&v, "referred_by")?,
         },
         "ringing" => RelayMsg::Ringing {
             call_id: call_id()?,
@@ -114,6 +115,12 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
                 .parse()
                 .map_err(|_| "malformed commit".to_string())?,
         },
+        "refer" => RelayMsg::Refer {
+            call_id: call_id()?,
+            to: req_str(&v, "to")?,
+            by: req_str(&v, "by")?,
+            token: req_str(&v, "token")?,
+        },
         "parked" => RelayMsg::Parked {
             call_id: call_id()?,
             code: park_code(&v)?,
@@ -164,6 +171,7 @@ pub const HANGUP_REASONS: &[(&str, HangupReason)] = &[
     ("peer-gone", HangupReason::PeerGone),
     ("moved", HangupReason::Moved),
     ("not-picked-up", HangupReason::NotPickedUp),
+    ("transferred", HangupReason::Transferred),
 ];
 
 /// See [`REFUSE_REASONS`].

@@ -137,7 +137,10 @@ pub(crate) fn render_call(a: &App) {
             .unwrap_or("standard encryption");
         text(
             &ui.incoming_text,
-            &format!("{} is calling ({mode}).", v.peer),
+            &match &v.referred_by {
+                Some(by) => format!("{} is calling ({mode}), transferred by {by}.", v.peer),
+                None => format!("{} is calling ({mode}).", v.peer),
+            },
         );
     }
     let ended = matches!(v.phase, Phase::Ended(_));
@@ -241,6 +244,9 @@ pub(crate) fn render_call(a: &App) {
     };
     text(&ui.hold_status, &hold);
     show(&ui.hold_status, !hold.is_empty() && !ended);
+    if ended || v.mode != Some(CallMode::Standard) {
+        show(&ui.transfer_form, false);
+    }
     render_features(a, v.mode, ended, v.hold, v.hold_pending);
 }
 

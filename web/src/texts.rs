@@ -77,6 +77,8 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
         ),
         Ending::NotPickedUp => "Nobody picked up the parked call.".to_string(),
         Ending::PickupFailed => "The parked call could not be picked up.".to_string(),
+        Ending::Transferred => format!("You transferred {peer}."),
+        Ending::Referred { to } => format!("{peer} transferred you to {to}: calling {to}…"),
         Ending::ConnectionFailed => {
             "The connection failed: the two browsers could not reach each other. Check your network and try again."
                 .to_string()

@@ -187,7 +187,8 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | HangupReason::Unverifiable
         | HangupReason::PeerGone
         | HangupReason::Moved
-        | HangupReason::NotPickedUp => 7,
+        | HangupReason::NotPickedUp
+        | HangupReason::Transferred => 8,
     };
     let n_status = |s: Status| match s {
         Status::Online | Status::Busy | Status::Offline | Status::Removed => 4,

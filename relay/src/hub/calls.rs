@@ -18,6 +18,20 @@ impl Hub {
         decision: Result<CallMode, Refusal>,
         call_id: CallId,
     ) {
+        self.invite_referred(dev, caller, callee, decision, call_id, None);
+    }
+
+    /// [`Hub::invite`] for a call a transfer asked for: the callee is told who
+    /// transferred the caller (`referred_by`).
+    pub fn invite_referred(
+        &self,
+        dev: DeviceId,
+        caller: &str,
+        callee: &str,
+        decision: Result<CallMode, Refusal>,
+        call_id: CallId,
+        referred_by: Option<String>,
+    ) {
         let mut g = self.lock();
         let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
             g.send(
@@ -86,6 +100,7 @@ impl Hub {
                 call_id: call_id.clone(),
                 from: caller.into(),
                 mode,
+                referred_by,
             },
             None,
         );
@@ -742,9 +757,10 @@ impl Hub {
                 &id,
             )),
             // Handled by `move_here`, `park` and `pickup` (the connection calls them).
-            ClientMsg::MoveHere { .. } | ClientMsg::Park { .. } | ClientMsg::Pickup { .. } => {
-                Err(wrong("This message is handled on its own."))
-            }
+            ClientMsg::MoveHere { .. }
+            | ClientMsg::Park { .. }
+            | ClientMsg::Pickup { .. }
+            | ClientMsg::Transfer { .. } => Err(wrong("This message is handled on its own.")),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }

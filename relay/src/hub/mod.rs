@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 mod call_id;
 mod calls;
 mod park;
+mod transfer;
 
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
 
@@ -165,6 +166,19 @@ struct Inner {
     parked: HashMap<u8, CallId>,
     /// Numbers parks (see [`Park::epoch`]).
     next_park: u64,
+    /// Transfers not yet carried out, by token (see `transfer.rs`).
+    referrals: HashMap<String, Referral>,
+}
+
+/// A `refer` sent and not yet carried out by an `invite`.
+#[derive(Debug)]
+struct Referral {
+    /// Who is to call (the transferee).
+    from: String,
+    /// Whom.
+    to: String,
+    /// Who transferred.
+    by: String,
 }
 
 /// Restore claims kept at once. Each is a call id and two user names (all

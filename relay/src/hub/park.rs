@@ -252,6 +252,7 @@ impl Hub {
                 call_id: id.clone(),
                 from: peer,
                 mode: CallMode::Standard,
+                referred_by: None,
             },
             None,
         );

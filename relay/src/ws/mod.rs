@@ -26,7 +26,8 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use shieldcall_proto::{
-    CallMode, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason, RelayMsg,
+    CallId, CallMode, ClientMsg, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RefuseReason,
+    RelayMsg,
 };
 use tokio::sync::mpsc;
 
@@ -278,7 +279,12 @@ impl Conn {
                 return vec![(RelayMsg::Pong { id }, Flow::Continue)];
             }
             (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
-            (Some(dev), ClientMsg::Invite { to }) => self.invite(dev, &to).await,
+            (Some(dev), ClientMsg::Invite { to, transfer }) => {
+                self.invite(dev, &to, transfer).await
+            }
+            (Some(dev), ClientMsg::Transfer { call_id, to }) => {
+                self.transfer(dev, &call_id, &to).await
+            }
             (Some(dev), msg @ ClientMsg::Resume { .. }) => self.resume(dev, msg).await,
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
@@ -413,7 +419,12 @@ impl Conn {
         }
     }
 
-    async fn invite(&mut self, dev: DeviceId, to: &str) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+    async fn invite(
+        &mut self,
+        dev: DeviceId,
+        to: &str,
+        transfer: Option<String>,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let hub = self.state.hub();
         let refuse = |reason, peer: &str| -> crate::Result<Vec<(RelayMsg, Flow)>> {
             Ok(vec![(
@@ -443,8 +454,78 @@ impl Conn {
         let decision = self.decide(&callee).await?;
         let mode = decision.as_ref().map_or(CallMode::Standard, |m| *m);
         let call_id = hub.mint_call_id(self.user(), &callee, mode)?;
-        hub.invite(dev, self.user(), &callee, decision, call_id);
+        let referred_by = match transfer {
+            None => None,
+            Some(token) => match hub.take_referral(&token, self.user(), &callee) {
+                Some(by) => Some(by),
+                None => {
+                    return Ok(vec![(
+                        RelayMsg::error(
+                            ErrorCode::WrongState,
+                            "This transfer is no longer valid (a transfer is carried out once, within 30 s); call them yourself.",
+                            None,
+                        ),
+                        Flow::Continue,
+                    )]);
+                }
+            },
+        };
+        hub.invite_referred(dev, self.user(), &callee, decision, call_id, referred_by);
         Ok(Vec::new())
+    }
+
+    /// `transfer`: the other person of `call_id` is to call `to`. The target must
+    /// be an account this user's peer may reach, signed in, and the policies must
+    /// allow the two a call (its mode is decided when they call).
+    async fn transfer(
+        &mut self,
+        dev: DeviceId,
+        call_id: &CallId,
+        to: &str,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let hub = self.state.hub();
+        let wrong = |m: String| -> crate::Result<Vec<(RelayMsg, Flow)>> {
+            Ok(vec![(
+                RelayMsg::error(ErrorCode::WrongState, m, Some(call_id.clone())),
+                Flow::Continue,
+            )])
+        };
+        let Some(peer) = hub.call_peer(call_id, self.user()) else {
+            return Ok(vec![(
+                RelayMsg::error(
+                    ErrorCode::NotYourCall,
+                    "You are not part of this call.",
+                    Some(call_id.clone()),
+                ),
+                Flow::Continue,
+            )]);
+        };
+        let Ok(target) = ops::normalize_user(to) else {
+            return wrong(format!("{to:?} is not a user name (name@domain)."));
+        };
+        if target == peer || target == self.user() {
+            return wrong("Transfer to someone other than the two of you.".into());
+        }
+        // Neither the target's existence nor their presence is told to someone
+        // who may not reach them.
+        let reach = |a: &str, b: &str| {
+            let (da, db) = (policy::domain_of(a), policy::domain_of(b));
+            policy::reachable(da, &hub.external_access(da), db, &hub.external_access(db))
+        };
+        if !reach(self.user(), &target)
+            || !reach(&peer, &target)
+            || self.state.store().user(&target).await?.is_none()
+        {
+            return wrong(format!("{peer} cannot be transferred to {target}."));
+        }
+        let decision = self.decide_between(&peer, &target).await?;
+        let user = self.user().to_string();
+        Ok(
+            match hub.transfer(dev, &user, call_id, &target, decision.is_ok()) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
     }
 
     /// Whether this user and `other` may reach each other under their tenants'
@@ -463,15 +544,25 @@ impl Conn {
     /// The call decision for this user calling `callee`, from the current
     /// settings and external access. Its mode does not depend on who calls.
     async fn decide(&self, callee: &str) -> crate::Result<Result<CallMode, policy::Refusal>> {
+        self.decide_between(self.user(), callee).await
+    }
+
+    /// The call decision for `caller` calling `callee` (a transfer decides for
+    /// two other people).
+    async fn decide_between(
+        &self,
+        caller: &str,
+        callee: &str,
+    ) -> crate::Result<Result<CallMode, policy::Refusal>> {
         let store = self.state.store();
         let hub = self.state.hub();
-        let caller_setting = ops::effective_setting(store, self.user()).await?;
+        let caller_setting = ops::effective_setting(store, caller).await?;
         let callee_setting = ops::effective_setting(store, callee).await?;
-        let ca = hub.external_access(policy::domain_of(self.user()));
+        let ca = hub.external_access(policy::domain_of(caller));
         let ea = hub.external_access(policy::domain_of(callee));
         Ok(policy::decide_call(
             Party {
-                user: self.user(),
+                user: caller,
                 setting: &caller_setting,
                 access: &ca,
             },

@@ -422,6 +422,7 @@ pub async fn answered_call_in(
     }
     ann.send(&ClientMsg::Invite {
         to: "bob@a.test".into(),
+        transfer: None,
     })
     .await;
     let calling = ann.recv().await;

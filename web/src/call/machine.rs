@@ -126,6 +126,8 @@ pub enum Input {
     RelayDown,
     /// The relay connection is back.
     RelayUp,
+    /// The user transfers the call to this user (blind transfer).
+    TransferTo(String),
     /// Time passes (the UI ticks once a second).
     Tick,
 }
@@ -226,6 +228,13 @@ pub enum Ending {
     NotPickedUp,
     /// This device asked to pick up a parked call and the relay refused.
     PickupFailed,
+    /// This user transferred the call to someone else.
+    Transferred,
+    /// The other person transferred this user to `to` (who is called next).
+    Referred {
+        /// Whom the call goes to.
+        to: String,
+    },
     /// Media could not be set up, or was lost.
     ConnectionFailed,
     /// Verification failed: possibly a man in the middle.
@@ -287,6 +296,8 @@ pub struct View {
     pub hold_pending: bool,
     /// The pickup code while the other side has parked the call.
     pub parked: Option<u8>,
+    /// Who transferred the caller to this user (an incoming call from a `refer`).
+    pub referred_by: Option<String>,
 }
 
 /// One call from invite or incoming to its end.
@@ -327,8 +338,27 @@ impl Call {
         let call = Self::new(to, Role::Caller, None, None, wish, Phase::Inviting, now_ms);
         (
             call,
-            vec![Output::Send(ClientMsg::Invite { to: to.to_string() })],
+            vec![Output::Send(ClientMsg::Invite {
+                to: to.to_string(),
+                transfer: None,
+            })],
         )
+    }
+
+    /// A new outgoing call that carries out a transfer (`refer`): the invite
+    /// carries its token, so the callee is told who transferred the call.
+    pub fn outgoing_transfer(
+        to: &str,
+        token: String,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let call = Self::new(to, Role::Caller, None, None, wish, Phase::Inviting, now_ms);
+        let invite = ClientMsg::Invite {
+            to: to.to_string(),
+            transfer: Some(token),
+        };
+        (call, vec![Output::Send(invite)])
     }
 
     /// A new incoming call, from `incoming`: returns the machine and the `ringing`
@@ -378,6 +408,7 @@ impl Call {
                 hold: HoldState::default(),
                 hold_pending: false,
                 parked: None,
+                referred_by: None,
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -468,6 +499,14 @@ impl Call {
         self.id.as_ref()
     }
 
+    /// Notes who transferred the caller to this user (`incoming` with
+    /// `referred_by`), for the ringing screen.
+    #[must_use]
+    pub fn referred_by(mut self, by: Option<String>) -> Self {
+        self.view.referred_by = by;
+        self
+    }
+
     /// A pickup that the relay has not answered yet (it knows no call id).
     pub fn awaits_pickup(&self) -> bool {
         self.pickup.is_some() && self.id.is_none() && !self.is_ended()
@@ -547,6 +586,18 @@ impl Call {
                 }
             }
             Input::Tick => self.on_tick(now_ms),
+            Input::TransferTo(to) => match &self.id {
+                Some(call_id)
+                    if self.view.phase == Phase::Connected
+                        && self.view.mode == Some(CallMode::Standard) =>
+                {
+                    vec![Output::Send(ClientMsg::Transfer {
+                        call_id: call_id.clone(),
+                        to,
+                    })]
+                }
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -766,6 +817,12 @@ impl Call {
             RelayMsg::Error { .. } if self.pickup.is_some() && self.id.is_none() => {
                 self.end(Ending::PickupFailed, now_ms)
             }
+            RelayMsg::Refer { to, .. }
+                if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
+            {
+                // The app calls `to` next, with the refer's token.
+                self.end(Ending::Referred { to }, now_ms)
+            }
             RelayMsg::Parked { code, .. }
                 if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
             {
@@ -801,6 +858,7 @@ impl Call {
                     HangupReason::ConnectionFailed => Ending::ConnectionFailed,
                     HangupReason::Moved => Ending::Moved,
                     HangupReason::NotPickedUp => Ending::NotPickedUp,
+                    HangupReason::Transferred => Ending::Transferred,
                     HangupReason::Normal | HangupReason::PeerGone => {
                         Ending::HungUp { by_me: false }
                     }

@@ -54,7 +54,13 @@ fn sent(out: &[Output]) -> Vec<&ClientMsg> {
 /// Caller up to the point where the callee has accepted with `commit`.
 fn caller_ringing(mode: CallMode) -> Call {
     let (mut c, out) = Call::outgoing(BOB, Wish::None, 0);
-    assert_eq!(sent(&out), vec![&ClientMsg::Invite { to: BOB.into() }]);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Invite {
+            to: BOB.into(),
+            transfer: None
+        }]
+    );
     assert!(
         c.handle(
             relay(RelayMsg::Calling {
@@ -1286,4 +1292,68 @@ fn a_pickup_commits_first_then_learns_the_call_and_answers() {
         2,
     );
     assert_eq!(c.view().phase, Phase::Ended(Ending::PickupFailed));
+}
+
+#[test]
+fn a_transfer_is_asked_in_a_standard_call_and_ends_with_the_relays_word() {
+    let (mut bob, _) = callee_connected(CallMode::Standard, Wish::None);
+    assert_eq!(
+        sent(&bob.handle(Input::TransferTo("carol@example.test".into()), 10)),
+        vec![&ClientMsg::Transfer {
+            call_id: id(),
+            to: "carol@example.test".into()
+        }]
+    );
+    assert_eq!(
+        bob.view().phase,
+        Phase::Connected,
+        "nothing ends before the relay says so"
+    );
+    bob.handle(
+        relay(RelayMsg::Hangup {
+            call_id: id(),
+            reason: HangupReason::Transferred,
+        }),
+        11,
+    );
+    assert_eq!(bob.view().phase, Phase::Ended(Ending::Transferred));
+    // In an E2EE call the machine never asks.
+    let (mut c, _) = callee_connected(CallMode::E2ee, Wish::Switch);
+    assert!(
+        c.handle(Input::TransferTo("carol@example.test".into()), 1)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_refer_ends_the_call_and_the_next_invite_carries_its_token() {
+    let (mut alice, _) = callee_connected(CallMode::Standard, Wish::None);
+    let out = alice.handle(
+        relay(RelayMsg::Refer {
+            call_id: id(),
+            to: "carol@example.test".into(),
+            by: BOB.into(),
+            token: "t0".into(),
+        }),
+        10,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+    assert_eq!(
+        alice.view().phase,
+        Phase::Ended(Ending::Referred {
+            to: "carol@example.test".into()
+        })
+    );
+    let (_, out) = Call::outgoing_transfer("carol@example.test", "t0".into(), Wish::None, 11);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Invite {
+            to: "carol@example.test".into(),
+            transfer: Some("t0".into())
+        }]
+    );
+    // The callee's ringing screen says who transferred the caller.
+    let (c, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::None, 0);
+    let c = c.referred_by(Some(BOB.into()));
+    assert_eq!(c.view().referred_by.as_deref(), Some(BOB));
 }

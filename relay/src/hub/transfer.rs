@@ -1,0 +1,133 @@
+//! Blind transfer (SIP REFER with Referred-By): one side of an answered standard
+//! call asks the other person to call someone else. The relay checks the new pair
+//! (the connection did: reachability and the policies), ends the call, and hands
+//! the person being transferred a one-time token; their `invite` with it tells the
+//! target who transferred them. The new call is decided like any other (its own
+//! mode, fresh certificates). If it fails, the transferee's client rings the
+//! transferor back.
+
+use std::time::Duration;
+
+use shieldcall_proto::{CallFeature, CallId, CallMode, ErrorCode, HangupReason, RelayMsg};
+
+use super::{DeviceId, Hub, Referral, WireError};
+
+/// How long a `refer` may wait for its `invite`.
+pub const REFER_TTL: Duration = Duration::from_secs(30);
+
+impl Hub {
+    /// `transfer` from device `dev` of `user`: the other person of `id` is to call
+    /// `target`. `allowed` is whether the policies allow those two a call.
+    pub fn transfer(
+        &self,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+        target: &str,
+        allowed: bool,
+    ) -> Result<(), WireError> {
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
+        let token = random_token().ok_or_else(|| {
+            WireError::new(ErrorCode::Internal, "The relay could not make a token.", id)
+        })?;
+        let mut g = self.lock();
+        let Some(call) = g.calls.get(id) else {
+            return Err(not_yours());
+        };
+        let (mine, other, peer) = if call.caller == user {
+            (call.caller_dev, call.callee_dev, call.callee.clone())
+        } else if call.callee == user {
+            (call.callee_dev, call.caller_dev, call.caller.clone())
+        } else {
+            return Err(not_yours());
+        };
+        if mine != Some(dev) || call.park.is_some() {
+            return Err(not_yours());
+        }
+        if !call.answered {
+            return Err(wrong("The call has not been answered yet."));
+        }
+        if call.mode == CallMode::E2ee {
+            return Err(WireError::new(
+                ErrorCode::UnavailableInE2ee,
+                &format!(
+                    "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
+                    CallFeature::Transfer.label()
+                ),
+                id,
+            ));
+        }
+        let Some(other) = other else {
+            return Err(wrong(
+                "The other person's device is reconnecting; try again in a moment.",
+            ));
+        };
+        if !allowed {
+            return Err(wrong(&format!(
+                "The policies do not allow {peer} a call with {target}."
+            )));
+        }
+        if !g.users.contains_key(target) {
+            return Err(wrong(&format!("{target} is not signed in.")));
+        }
+        // One pending transfer per transferee: a newer one replaces it.
+        g.referrals.retain(|_, r| r.from != peer);
+        g.referrals.insert(
+            token.clone(),
+            Referral {
+                from: peer.clone(),
+                to: target.into(),
+                by: user.into(),
+            },
+        );
+        g.send(
+            other,
+            &RelayMsg::Refer {
+                call_id: id.clone(),
+                to: target.into(),
+                by: user.into(),
+                token: token.clone(),
+            },
+        );
+        g.send(
+            dev,
+            &RelayMsg::Hangup {
+                call_id: id.clone(),
+                reason: HangupReason::Transferred,
+            },
+        );
+        tracing::info!(call = %id, "call transferred");
+        g.end_call(id);
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REFER_TTL).await;
+            if let Some(hub) = me.upgrade() {
+                hub.lock().referrals.remove(&token);
+            }
+        });
+        Ok(())
+    }
+
+    /// Carries out a `refer`: the transferor's name, if `token` is a pending
+    /// transfer of `from` to `to` (it is used up).
+    pub fn take_referral(&self, token: &str, from: &str, to: &str) -> Option<String> {
+        let mut g = self.lock();
+        let fits = g
+            .referrals
+            .get(token)
+            .is_some_and(|r| r.from == from && r.to == to);
+        if !fits {
+            return None;
+        }
+        g.referrals.remove(token).map(|r| r.by)
+    }
+}
+
+/// 128 random bits in hex.
+fn random_token() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
+}
