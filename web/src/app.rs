@@ -152,11 +152,6 @@ impl App {
         show(&self.ui.notice, !message.is_empty());
     }
 
-    /// Keeps a listener for the page's life.
-    pub fn keep_listener(&mut self, l: Listener) {
-        self.listeners.push(l);
-    }
-
     pub(crate) fn call_active(&self) -> bool {
         self.call.as_ref().is_some_and(|c| !c.is_ended())
     }
@@ -408,7 +403,6 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             user_action(app, &el, action)?;
         }
     }
-    crate::admin::wire(app)?;
     Ok(())
 }
 
@@ -470,7 +464,19 @@ fn signed_in(app: &Shared, me: &JsValue) {
     connect(app);
     render(app);
     if admin && dom::path() == "/admin" {
-        crate::admin::load(app);
+        open_admin(&app.borrow().ui.admin);
+    }
+}
+
+/// Hands the admin section to the admin bundle (see [`crate::ADMIN_EVENT`]).
+fn open_admin(section: &web_sys::Element) {
+    dom::attr(section, crate::ADMIN_OPEN, "");
+    let fired = dom::document().and_then(|d| {
+        let e = Event::new(crate::ADMIN_EVENT)?;
+        d.dispatch_event(&e)
+    });
+    if fired.is_err() {
+        text(section, "The admin page could not be opened in this browser.");
     }
 }
 
@@ -510,6 +516,9 @@ fn signed_out(app: &Shared) {
         a.generation += 1;
         a.contacts.clear();
         a.e2ee = None;
+        // What the admin bundle drew is not left in the page for the next person.
+        let _ = a.ui.admin.remove_attribute(crate::ADMIN_OPEN);
+        a.ui.admin.set_text_content(None);
     }
     render(app);
 }

@@ -8,7 +8,11 @@
 //! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
 //!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
 //! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
-//! - `ui`, `admin`, `dom`, `listen` (wasm only): the page and its listeners.
+//! - `ui`, `dom`, `listen` (wasm only): the page and its listeners.
+//!
+//! The admin policy page is its own bundle (`shieldcall-admin`, loaded on `/admin`
+//! only), built on `codec`, `dom`, `listen` and `net` with this crate's `app`
+//! feature off; [`ADMIN_EVENT`] is how the two meet.
 //!
 //! Everything that decides something is plain Rust and runs natively in tests;
 //! the wasm-only modules talk to the browser. No `unwrap` on browser results:
@@ -19,32 +23,39 @@ pub mod call;
 pub mod codec;
 pub mod texts;
 
-#[cfg(target_arch = "wasm32")]
-mod admin;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod app;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod calling;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 pub mod cert;
 #[cfg(target_arch = "wasm32")]
-mod dom;
+pub mod dom;
 #[cfg(target_arch = "wasm32")]
-mod listen;
+pub mod listen;
 #[cfg(target_arch = "wasm32")]
-mod net;
-#[cfg(target_arch = "wasm32")]
+pub mod net;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod render;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 pub mod rtc;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod ui;
 
-#[cfg(target_arch = "wasm32")]
+/// The event the call client fires on the document when an admin is signed in on
+/// `/admin`, for the admin bundle to draw its page.
+pub const ADMIN_EVENT: &str = "shieldcall-admin";
+/// The attribute the call client sets on the admin section at the same time, for
+/// an admin bundle that starts after the event.
+pub const ADMIN_OPEN: &str = "data-open";
+/// The page's admin section, which the admin bundle draws into.
+pub const ADMIN_SECTION: &str = "[data-testid=admin]";
+
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 use wasm_bindgen::prelude::*;
 
 /// Entry point, run by the generated glue when the module loads.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
     app::start()

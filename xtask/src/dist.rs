@@ -1,5 +1,7 @@
-//! Builds the browser bundle: the client crate for wasm32, then wasm-bindgen's glue
-//! (as a library, so its version is the one in `Cargo.lock`), into `www/pkg/`.
+//! Builds the browser bundles: each client crate for wasm32, then wasm-bindgen's
+//! glue (as a library, so its version is the one in `Cargo.lock`), into `www/pkg/`.
+//! Two bundles: the call client everyone loads (`shieldcall-web`, budget 100 KB
+//! gzipped) and the admin policy page (`shieldcall-admin`), loaded on `/admin` only.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use anyhow::{Context, Result};
 
 use crate::{cargo, check, root, tools};
 
-/// Sizes of the built bundle, in bytes.
+/// Sizes of a built bundle, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleSize {
     /// wasm + JS glue, uncompressed.
@@ -18,22 +20,41 @@ pub struct BundleSize {
     pub gzipped: u64,
 }
 
-/// Builds `www/pkg/shieldcall_web{.js,_bg.wasm}` and reports their size.
+/// The bundles: package, and the file stem wasm-bindgen writes.
+const BUNDLES: [(&str, &str); 2] = [
+    ("shieldcall-web", "shieldcall_web"),
+    ("shieldcall-admin", "shieldcall_admin"),
+];
+
+/// Builds `www/pkg/{shieldcall_web,shieldcall_admin}{.js,_bg.wasm}` and reports
+/// the call client's size (the admin bundle's is printed).
 pub fn dist() -> Result<BundleSize> {
     tools::ensure_wasm_target()?;
+    let mut sizes = Vec::new();
+    for (package, stem) in BUNDLES {
+        sizes.push(bundle(package, stem)?);
+    }
+    Ok(sizes[0])
+}
+
+fn bundle(package: &str, stem: &str) -> Result<BundleSize> {
+    // One package per build: built together, cargo would unify the features of
+    // `shieldcall-web` and put the call client into the admin bundle.
     check(
         cargo().args([
             "build",
             "--package",
-            "shieldcall-web",
+            package,
             "--target",
             "wasm32-unknown-unknown",
             "--profile",
             "wasm-release",
         ]),
-        "building the browser client (wasm32)",
+        &format!("building {package} (wasm32)"),
     )?;
-    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/shieldcall_web.wasm");
+    let wasm = root().join(format!(
+        "target/wasm32-unknown-unknown/wasm-release/{stem}.wasm"
+    ));
     let out = root().join("www/pkg");
     std::fs::create_dir_all(&out)?;
     wasm_bindgen_cli_support::Bindgen::new()
@@ -46,9 +67,9 @@ pub fn dist() -> Result<BundleSize> {
         .remove_producers_section(true)
         .generate(&out)
         .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e:#}"))?;
-    let bg = out.join("shieldcall_web_bg.wasm");
+    let bg = out.join(format!("{stem}_bg.wasm"));
     optimise(&bg)?;
-    let files = [out.join("shieldcall_web.js"), bg];
+    let files = [out.join(format!("{stem}.js")), bg];
     let mut size = BundleSize { raw: 0, gzipped: 0 };
     for f in &files {
         let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
@@ -56,7 +77,7 @@ pub fn dist() -> Result<BundleSize> {
         size.gzipped += gzip_len(&bytes)?;
     }
     eprintln!(
-        "xtask: bundle in {}: {:.1} KB raw, {:.1} KB gzipped",
+        "xtask: bundle {stem} in {}: {:.1} KB raw, {:.1} KB gzipped",
         out.display(),
         size.raw as f64 / 1000.0,
         size.gzipped as f64 / 1000.0

@@ -154,6 +154,21 @@ fn test() -> Result<()> {
         ]),
         "cargo clippy (wasm32) -- -D warnings",
     )?;
+    // Alone, so that `shieldcall-web` is also checked without its `app` feature.
+    check(
+        cargo().args([
+            "clippy",
+            "--package",
+            "shieldcall-admin",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy (wasm32, admin bundle) -- -D warnings",
+    )?;
     check(
         cargo().args(["test", "--workspace", "--exclude", "shieldcall-e2e"]),
         "native tests",

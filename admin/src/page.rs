@@ -1,21 +1,20 @@
-//! The admin policy page, `/admin`: policies and their settings; new, edit,
-//! delete; assignment to a user, a group with a rank, or tenant-wide; the
-//! effective policy of any user and where it comes from; the audit log. It speaks
-//! the relay's `/api/admin` JSON API with Teams' parameter names.
+//! The page itself: policies and their settings; new, edit, delete; assignment to
+//! a user, a group with a rank, or tenant-wide; the effective policy of any user
+//! and where it comes from; the audit log. It speaks the relay's `/api/admin` JSON
+//! API with Teams' parameter names.
 
-use crate::codec::{self, object};
-
-/// A parsed JSON value from the relay (the browser's JSON.parse).
-type Value = JsValue;
 use shieldcall_proto::E2eePolicyType;
+use shieldcall_web::codec::{self, object};
+use shieldcall_web::dom::{add, append, el, text};
+use shieldcall_web::listen::Listener;
+use shieldcall_web::net;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlSelectElement};
 
-use crate::app::Shared;
-use crate::dom::{add, append, el, text};
-use crate::net;
+/// A parsed JSON value from the relay (the browser's JSON.parse).
+type Value = JsValue;
 
 fn select(
     name: &str,
@@ -53,7 +52,7 @@ fn policy_types() -> Vec<(&'static str, &'static str)> {
 /// the form and names it with a `form` attribute (the policy table's rows).
 fn field(form: &Element, name: &str) -> String {
     let outside = match form.id() {
-        id if !id.is_empty() => crate::dom::document().ok().and_then(|d| {
+        id if !id.is_empty() => shieldcall_web::dom::document().ok().and_then(|d| {
             d.query_selector(&format!("[form=\"{id}\"][name=\"{name}\"]"))
                 .ok()
                 .flatten()
@@ -70,41 +69,34 @@ fn field(form: &Element, name: &str) -> String {
     if let Some(s) = e.dyn_ref::<HtmlSelectElement>() {
         return s.value();
     }
-    crate::dom::value(&e)
+    shieldcall_web::dom::value(&e)
 }
 
 fn str_of(v: &Value, k: &str) -> String {
     codec::string(v, k)
 }
 
-/// Registers the page's two delegated listeners (clicks and form submits).
-pub fn wire(app: &Shared) -> Result<(), JsValue> {
-    let admin = app.borrow().ui.admin.clone();
-    let weak = std::rc::Rc::downgrade(app);
-    let l = crate::listen::Listener::new(&admin, "submit", move |e| {
+/// Registers the page's two delegated listeners (clicks and form submits) on
+/// `root`; they live as long as the returned listeners.
+pub fn wire(root: &Element) -> Result<[Listener; 2], JsValue> {
+    let r = root.clone();
+    let submits = Listener::new(root, "submit", move |e| {
         e.prevent_default();
-        let Some(a) = weak.upgrade() else { return };
         let Some(form) = e.target().and_then(|t| t.dyn_into::<Element>().ok()) else {
             return;
         };
-        submit(&a, &form);
+        submit(&r, &form);
     })?;
-    let weak = std::rc::Rc::downgrade(app);
-    let l2 = crate::listen::Listener::new(&admin, "click", move |e| {
-        let Some(a) = weak.upgrade() else { return };
-        if let Some((_, identity)) = crate::dom::closest_attr(e.target(), "data-delete-policy") {
+    let r = root.clone();
+    let clicks = Listener::new(root, "click", move |e| {
+        if let Some((_, identity)) =
+            shieldcall_web::dom::closest_attr(e.target(), "data-delete-policy")
+        {
             let url = format!("/api/admin/policies/{}", encode(&identity));
-            change(&a, "DELETE", url, None);
+            change(&r, "DELETE", url, None);
         }
     })?;
-    let mut a = app.borrow_mut();
-    a_push(&mut a, l);
-    a_push(&mut a, l2);
-    Ok(())
-}
-
-fn a_push(a: &mut crate::app::App, l: crate::listen::Listener) {
-    a.keep_listener(l);
+    Ok([submits, clicks])
 }
 
 fn encode(s: &str) -> String {
@@ -113,7 +105,7 @@ fn encode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn submit(app: &Shared, form: &Element) {
+fn submit(root: &Element, form: &Element) {
     let kind = form.get_attribute("data-form").unwrap_or_default();
     let (method, url, body) = match kind.as_str() {
         "new-policy" => (
@@ -176,7 +168,7 @@ fn submit(app: &Shared, form: &Element) {
         ),
         "effective" => {
             let user = field(form, "user").trim().to_string();
-            let a = app.clone();
+            let root = root.clone();
             spawn_local(async move {
                 let out = match net::request(
                     "GET",
@@ -189,11 +181,7 @@ fn submit(app: &Shared, form: &Element) {
                     Ok(r) => r.error_text(),
                     Err(_) => "The server cannot be reached.".into(),
                 };
-                if let Ok(Some(e)) = a
-                    .borrow()
-                    .ui
-                    .admin
-                    .query_selector("[data-testid=effective-result]")
+                if let Ok(Some(e)) = root.query_selector("[data-testid=effective-result]")
                 {
                     text(&e, &out);
                 }
@@ -202,7 +190,7 @@ fn submit(app: &Shared, form: &Element) {
         }
         _ => return,
     };
-    change(app, method, url, Some(body));
+    change(root, method, url, Some(body));
 }
 
 fn describe_effective(user: &str, v: &Value) -> String {
@@ -230,22 +218,22 @@ fn describe_effective(user: &str, v: &Value) -> String {
     )
 }
 
-fn change(app: &Shared, method: &'static str, url: String, body: Option<Value>) {
-    let a = app.clone();
+fn change(root: &Element, method: &'static str, url: String, body: Option<Value>) {
+    let root = root.clone();
     spawn_local(async move {
         let msg = match net::request(method, &url, body.as_ref()).await {
             Ok(r) if r.ok() => String::new(),
             Ok(r) => r.error_text(),
             Err(_) => "The server cannot be reached.".into(),
         };
-        load_then(&a, msg).await;
+        load_then(&root, msg).await;
     });
 }
 
-/// Loads everything and draws the page.
-pub fn load(app: &Shared) {
-    let a = app.clone();
-    spawn_local(async move { load_then(&a, String::new()).await });
+/// Loads everything and draws the page into `root`.
+pub fn load(root: &Element) {
+    let root = root.clone();
+    spawn_local(async move { load_then(&root, String::new()).await });
 }
 
 async fn get(url: &str) -> Value {
@@ -255,15 +243,14 @@ async fn get(url: &str) -> Value {
     }
 }
 
-async fn load_then(app: &Shared, message: String) {
+async fn load_then(root: &Element, message: String) {
     let policies = get("/api/admin/policies").await;
     let assignments = get("/api/admin/assignments").await;
     let users = get("/api/admin/users").await;
     let groups = get("/api/admin/groups").await;
     let audit = get("/api/admin/audit?limit=50").await;
-    let root = app.borrow().ui.admin.clone();
     if let Err(e) = draw(
-        &root,
+        root,
         &message,
         &policies,
         &assignments,
