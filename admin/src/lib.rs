@@ -56,9 +56,7 @@ mod start {
                     let why = e
                         .as_string()
                         .unwrap_or_else(|| "a browser call failed".into());
-                    root.set_text_content(Some(&format!(
-                        "The admin page could not start: {why}"
-                    )));
+                    root.set_text_content(Some(&format!("The admin page could not start: {why}")));
                     return;
                 }
             }

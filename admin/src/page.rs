@@ -181,8 +181,7 @@ fn submit(root: &Element, form: &Element) {
                     Ok(r) => r.error_text(),
                     Err(_) => "The server cannot be reached.".into(),
                 };
-                if let Ok(Some(e)) = root.query_selector("[data-testid=effective-result]")
-                {
+                if let Ok(Some(e)) = root.query_selector("[data-testid=effective-result]") {
                     text(&e, &out);
                 }
             });

@@ -89,6 +89,10 @@ async fn policy_outcomes_in_the_browser() -> anyhow::Result<()> {
         admin.sign_in(&relay.url, "admin@example.test", "admin-password-1").await?;
         admin.goto(&format!("{}/admin", relay.url)).await?;
         admin.wait_visible("policy-row-Tag:NoE2ee").await?;
+        // The admin page is its own bundle, fetched on /admin only.
+        assert!(fetched(&admin, "/pkg/shieldcall_admin_bg.wasm").await?);
+        assert!(fetched(&alice, "/pkg/shieldcall_web_bg.wasm").await?);
+        assert!(!fetched(&alice, "shieldcall_admin").await?, "the call page fetched the admin bundle");
         admin
             .client
             .execute(
@@ -118,4 +122,16 @@ async fn policy_outcomes_in_the_browser() -> anyhow::Result<()> {
         b.close().await;
     }
     result
+}
+
+/// Whether the page fetched a file whose URL contains `name`.
+async fn fetched(b: &Browser, name: &str) -> anyhow::Result<bool> {
+    let v = b
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.includes(arguments[0]));",
+            vec![serde_json::json!(name)],
+        )
+        .await?;
+    v.as_bool().ok_or_else(|| anyhow::anyhow!("performance entries: {v}"))
 }

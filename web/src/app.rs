@@ -476,7 +476,10 @@ fn open_admin(section: &web_sys::Element) {
         d.dispatch_event(&e)
     });
     if fired.is_err() {
-        text(section, "The admin page could not be opened in this browser.");
+        text(
+            section,
+            "The admin page could not be opened in this browser.",
+        );
     }
 }
 
