@@ -133,5 +133,6 @@ async fn fetched(b: &Browser, name: &str) -> anyhow::Result<bool> {
             vec![serde_json::json!(name)],
         )
         .await?;
-    v.as_bool().ok_or_else(|| anyhow::anyhow!("performance entries: {v}"))
+    v.as_bool()
+        .ok_or_else(|| anyhow::anyhow!("performance entries: {v}"))
 }

@@ -21,7 +21,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{Event, HtmlInputElement};
 
 use crate::call::{Call, Input, PcCommand, UserAction, Wish};
-use crate::calling::{carry_out, drop_preview, feed, place_call};
+use crate::calling::{carry_out, feed, place_call};
 use crate::codec;
 use crate::dom::{self, show, text};
 use crate::listen::{Listener, Timer};
@@ -71,9 +71,6 @@ pub struct App {
     pub(crate) call: Option<Call>,
     /// Its peer connection, once created.
     pub(crate) peer: Option<Peer>,
-    /// The caller's camera and microphone, opened while the call rings so the
-    /// offer need not wait for them after the answer. Stopped if unused.
-    pub(crate) preview: Option<web_sys::MediaStream>,
     /// Peer-connection commands not yet carried out, in order.
     pub(crate) pc_queue: VecDeque<PcCommand>,
     /// A command is running.
@@ -125,7 +122,6 @@ impl App {
             ice_servers: Vec::new(),
             call: None,
             peer: None,
-            preview: None,
             pc_queue: VecDeque::new(),
             pc_busy: false,
             generation: 0,
@@ -514,7 +510,6 @@ fn signed_out(app: &Shared) {
         a.outbox.clear();
         a.call = None;
         a.peer = None;
-        drop_preview(&mut a);
         a.pc_queue.clear();
         a.generation += 1;
         a.contacts.clear();

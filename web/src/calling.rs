@@ -10,7 +10,7 @@ use shieldcall_proto::{CallId, CallMode, Commitment};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use crate::app::{App, Shared};
+use crate::app::Shared;
 use crate::call::{Call, CertCheck, Ending, Input, Output, PcCommand, Phase};
 use crate::dom::{self, show};
 use crate::render::{render, render_call};
@@ -34,10 +34,8 @@ fn place_call_keeping_notice(app: &Shared, to: &str) {
         a.generation += 1;
         a.dtls = None;
         a.ring_back = None;
-        let generation = a.generation;
         drop(a);
         carry_out(app, out);
-        open_preview(app, generation);
     }
     render(app);
 }
@@ -73,10 +71,8 @@ pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, to
         a.generation += 1;
         a.dtls = None;
         a.ring_back = Some(by);
-        let generation = a.generation;
         drop(a);
         carry_out(app, out);
-        open_preview(app, generation);
     }
     render(app);
 }
@@ -152,34 +148,6 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
     render(app);
 }
 
-/// Opens the caller's camera and microphone while the call rings (the caller
-/// asked for the call; the callee's camera stays off until they accept).
-pub(crate) fn open_preview(app: &Shared, generation: u32) {
-    let a = app.clone();
-    spawn_local(async move {
-        let Ok(stream) = rtc::local_media().await else {
-            // Asked again, with the error shown, when the peer is created.
-            return;
-        };
-        let mut app = a.borrow_mut();
-        let wanted = app.generation == generation && app.call_active() && app.peer.is_none();
-        if wanted {
-            app.ui.local_video.set_src_object(Some(&stream));
-            app.preview = Some(stream);
-        } else {
-            rtc::stop(&stream);
-        }
-    });
-}
-
-/// Stops a preview that no call took (the call was refused, cancelled, ...).
-pub(crate) fn drop_preview(a: &mut App) {
-    if let Some(stream) = a.preview.take() {
-        rtc::stop(&stream);
-        a.ui.local_video.set_src_object(None);
-    }
-}
-
 /// Feeds the call machine and carries out what it says.
 pub(crate) fn feed(app: &Shared, input: Input) {
     let out = {
@@ -201,7 +169,6 @@ pub(crate) fn feed(app: &Shared, input: Input) {
             if !not_moved && a.elsewhere.as_ref().map(|e| &e.call_id) == id.as_ref() {
                 a.elsewhere = None;
             }
-            drop_preview(&mut a);
             let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
             if let Some(Phase::Ended(e)) = a.call.as_ref().map(|c| &c.view().phase) {
                 let peer = a
@@ -308,14 +275,12 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
                 a.peer = Some(peer);
             }
             // The peer exists: the callee's commitment (or the caller's offer
-            // command) goes out now. The queue stays busy until the camera is
-            // attached, so no offer or answer is made without it.
+            // command, held by the machine until the callee commits) goes out
+            // now. The queue stays busy until the camera is attached, so no
+            // offer or answer is made without it. The caller's camera opens
+            // here, while the call rings; the callee's once they accept.
             feed(app, Input::PeerReady { local: fp });
-            let ready = app.borrow_mut().preview.take();
-            let media = match ready {
-                Some(stream) => Ok(stream),
-                None => rtc::local_media().await,
-            };
+            let media = rtc::local_media().await;
             match media {
                 Ok(stream) => {
                     let mut a = app.borrow_mut();

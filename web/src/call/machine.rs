@@ -321,6 +321,16 @@ pub struct Call {
     early_ice: Vec<IceCandidate>,
     /// The offer arrived before our peer connection existed (callee).
     pending_offer: Option<String>,
+    /// The caller asked for its peer connection while the call rang.
+    pc_requested: bool,
+    /// The caller's offer, made while the call rang, held until the callee's
+    /// commitment arrives: the offer announces our fingerprint.
+    ready_offer: Option<String>,
+    /// The caller's offer has gone to the relay.
+    offer_sent: bool,
+    /// The caller's own candidates, held until its offer has gone (they would
+    /// tell the relay the call is being set up before the callee committed).
+    held_ice: Vec<IceCandidate>,
     /// What this user's setting asked for when the call began.
     wish: Wish,
     /// This device is taking over a call another device of the user carries:
@@ -417,6 +427,10 @@ impl Call {
             remote_set: false,
             early_ice: Vec::new(),
             pending_offer: None,
+            pc_requested: false,
+            ready_offer: None,
+            offer_sent: false,
+            held_ice: Vec::new(),
             wish,
             takeover: false,
             pickup: None,
@@ -539,6 +553,14 @@ impl Call {
             Input::PeerReady { local } => self.on_peer_ready(local, now_ms),
             Input::LocalOffer { sdp } => self.on_local_sdp(sdp, true, now_ms),
             Input::LocalAnswer { sdp } => self.on_local_sdp(sdp, false, now_ms),
+            Input::LocalIce(candidate) if self.view.role == Role::Caller && !self.offer_sent => {
+                if self.held_ice.len() < MAX_EARLY_ICE
+                    && (self.in_media_phase() || self.view.phase == Phase::Ringing)
+                {
+                    self.held_ice.push(candidate);
+                }
+                Vec::new()
+            }
             Input::LocalIce(candidate) => match &self.id {
                 Some(call_id) if self.in_media_phase() => {
                     vec![Output::Send(ClientMsg::Ice {
@@ -625,7 +647,7 @@ impl Call {
 
     /// Ends the call locally, closing the peer connection if one may exist.
     fn end(&mut self, ending: Ending, now_ms: u64) -> Vec<Output> {
-        let had_pc = self.local_fp.is_some() || self.in_media_phase();
+        let had_pc = self.local_fp.is_some() || self.pc_requested || self.in_media_phase();
         self.view.code = None;
         self.set_phase(Phase::Ended(ending), now_ms);
         if had_pc {
@@ -727,7 +749,10 @@ impl Call {
                 self.view.mode = Some(mode);
                 self.view.downgraded = downgrade(Some(mode), self.wish);
                 self.set_phase(Phase::Ringing, now_ms);
-                Vec::new()
+                // Certificate, peer connection, camera and offer are made while
+                // it rings; nothing of them leaves before the callee commits.
+                self.pc_requested = true;
+                vec![Output::Pc(PcCommand::Create)]
             }
             RelayMsg::Ringing { .. } => Vec::new(),
             RelayMsg::CallRefused {
@@ -754,10 +779,17 @@ impl Call {
                 match commit {
                     None => self.mitm(Warning::CommitmentMismatch, now_ms),
                     Some(c) => {
-                        // Step 2: we hold the commitment before our certificate exists.
+                        // Step 2: we hold the commitment before anything that
+                        // names our certificate has left (our certificate may
+                        // exist: it was fixed without knowing the callee's).
                         self.commit = Some(c);
                         self.set_phase(Phase::Connecting, now_ms);
-                        vec![Output::Pc(PcCommand::Create)]
+                        match self.ready_offer.take() {
+                            Some(sdp) => self.send_offer(sdp),
+                            // Still being made: it leaves when it is ready.
+                            None if self.pc_requested => Vec::new(),
+                            None => vec![Output::Pc(PcCommand::Create)],
+                        }
                     }
                 }
             }
@@ -870,7 +902,8 @@ impl Call {
     }
 
     fn on_peer_ready(&mut self, local: Fingerprint, now_ms: u64) -> Vec<Output> {
-        if self.view.phase != Phase::Connecting || self.local_fp.is_some() {
+        let prewarm = self.view.role == Role::Caller && self.view.phase == Phase::Ringing;
+        if !(self.view.phase == Phase::Connecting || prewarm) || self.local_fp.is_some() {
             return Vec::new();
         }
         self.local_fp = Some(local);
@@ -907,7 +940,8 @@ impl Call {
         let Some(call_id) = self.id.clone() else {
             return Vec::new();
         };
-        if !self.in_media_phase() {
+        let prewarm = offer && self.view.phase == Phase::Ringing;
+        if !(self.in_media_phase() || prewarm) {
             return Vec::new();
         }
         // Our own SDP must announce the certificate we made for this call, by the
@@ -918,12 +952,36 @@ impl Call {
             }
             self.view.unverifiable = true;
         }
-        let msg = if offer {
-            ClientMsg::Offer { call_id, sdp }
+        if prewarm {
+            // Held until the callee's commitment arrives (`accepted`).
+            self.ready_offer = Some(sdp);
+            return Vec::new();
+        }
+        if offer {
+            self.send_offer(sdp)
         } else {
-            ClientMsg::Answer { call_id, sdp }
+            vec![Output::Send(ClientMsg::Answer { call_id, sdp })]
+        }
+    }
+
+    /// Sends the caller's offer, then the candidates gathered before it; only
+    /// ever once the callee's commitment is held.
+    fn send_offer(&mut self, sdp: String) -> Vec<Output> {
+        let Some(call_id) = self.id.clone().filter(|_| self.commit.is_some()) else {
+            return Vec::new();
         };
-        vec![Output::Send(msg)]
+        self.offer_sent = true;
+        let mut out = vec![Output::Send(ClientMsg::Offer {
+            call_id: call_id.clone(),
+            sdp,
+        })];
+        out.extend(self.held_ice.drain(..).map(|candidate| {
+            Output::Send(ClientMsg::Ice {
+                call_id: call_id.clone(),
+                candidate,
+            })
+        }));
+        out
     }
 
     /// Pins the remote fingerprint of every remote description, the first and

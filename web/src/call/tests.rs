@@ -61,7 +61,8 @@ fn caller_ringing(mode: CallMode) -> Call {
             transfer: None
         }]
     );
-    assert!(
+    // The peer connection is made while it rings (see `prepared_while_ringing`).
+    assert_eq!(
         c.handle(
             relay(RelayMsg::Calling {
                 call_id: id(),
@@ -69,8 +70,8 @@ fn caller_ringing(mode: CallMode) -> Call {
                 mode
             }),
             10
-        )
-        .is_empty()
+        ),
+        vec![Output::Pc(PcCommand::Create)]
     );
     assert_eq!(c.view().phase, Phase::Ringing);
     c
@@ -110,7 +111,8 @@ fn caller_connected(caller_fp: Fingerprint, callee_fp: Fingerprint) -> Call {
         }),
         20,
     );
-    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    // The peer connection asked for while ringing is not ready yet.
+    assert!(out.is_empty());
     assert_eq!(
         c.handle(Input::PeerReady { local: caller_fp }, 30),
         vec![Output::Pc(PcCommand::CreateOffer)]
@@ -265,6 +267,123 @@ fn e2ee_callee_commits_before_seeing_the_offer() {
     // Both sides compute the same code.
     assert_eq!(c.view().code, caller_connected(fp(1), fp(2)).view().code);
     assert!(c.view().code.is_some());
+}
+
+/// The caller makes its certificate, peer connection and offer and gathers its
+/// candidates while the call rings, but nothing that names its certificate (the
+/// offer) nor its candidates leaves before it holds the callee's commitment;
+/// then the offer and the held candidates leave at once, in that order.
+#[test]
+fn prepared_while_ringing_but_sent_only_after_the_commitment() {
+    for mode in [CallMode::E2ee, CallMode::Standard] {
+        let mut c = caller_ringing(mode);
+        assert_eq!(
+            c.handle(Input::PeerReady { local: fp(1) }, 11),
+            vec![Output::Pc(PcCommand::CreateOffer)]
+        );
+        assert!(c.handle(Input::LocalIce(cand(7)), 12).is_empty());
+        assert!(
+            c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 13)
+                .is_empty()
+        );
+        assert!(c.handle(Input::LocalIce(cand(8)), 14).is_empty());
+        assert!(c.handle(Input::Tick, 15).is_empty());
+        assert_eq!(c.view().phase, Phase::Ringing);
+        let out = c.handle(
+            relay(RelayMsg::Accepted {
+                call_id: id(),
+                commit: Some(Commitment::to(&fp(2))),
+            }),
+            20,
+        );
+        assert_eq!(
+            sent(&out),
+            vec![
+                &ClientMsg::Offer {
+                    call_id: id(),
+                    sdp: sdp(&fp(1))
+                },
+                &ClientMsg::Ice {
+                    call_id: id(),
+                    candidate: cand(7)
+                },
+                &ClientMsg::Ice {
+                    call_id: id(),
+                    candidate: cand(8)
+                },
+            ]
+        );
+        assert_eq!(out.len(), 3, "nothing else: {out:?}");
+        // Later candidates go straight out.
+        assert_eq!(
+            sent(&c.handle(Input::LocalIce(cand(9)), 21)),
+            vec![&ClientMsg::Ice {
+                call_id: id(),
+                candidate: cand(9)
+            }]
+        );
+        // The answer must still open the commitment.
+        c.handle(
+            relay(RelayMsg::Answer {
+                call_id: id(),
+                sdp: sdp(&fp(2)),
+            }),
+            22,
+        );
+        c.handle(
+            Input::DtlsConnected {
+                local: Some(fp(1)),
+                remote: Some(fp(2)),
+            },
+            23,
+        );
+        assert_eq!(c.view().phase, Phase::Connected);
+        assert_eq!(c.view().code, security_code(&fp(1), &fp(2)).ok());
+    }
+}
+
+/// A prepared offer never leaves without a commitment: an `accepted` without one
+/// ends the call (and closes the prepared connection); a refusal or a cancel
+/// while it rings closes it without sending anything of it.
+#[test]
+fn a_prepared_offer_never_leaves_without_the_commitment() {
+    let mut c = caller_ringing(CallMode::Standard);
+    c.handle(Input::PeerReady { local: fp(1) }, 11);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 12);
+    let out = c.handle(
+        relay(RelayMsg::Accepted {
+            call_id: id(),
+            commit: None,
+        }),
+        13,
+    );
+    assert!(
+        sent(&out)
+            .iter()
+            .all(|m| !matches!(m, ClientMsg::Offer { .. } | ClientMsg::Ice { .. })),
+        "{out:?}"
+    );
+    assert!(out.contains(&Output::Pc(PcCommand::Close)));
+    assert_eq!(
+        c.view().phase,
+        Phase::Ended(Ending::Mitm(Warning::CommitmentMismatch))
+    );
+
+    let mut c = caller_ringing(CallMode::E2ee);
+    c.handle(Input::PeerReady { local: fp(1) }, 11);
+    c.handle(Input::LocalIce(cand(1)), 12);
+    c.handle(Input::LocalOffer { sdp: sdp(&fp(1)) }, 13);
+    let out = c.handle(
+        relay(RelayMsg::CallRefused {
+            call_id: id(),
+            peer: BOB.into(),
+            reason: RefuseReason::Declined,
+            required_by: None,
+        }),
+        14,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+    assert!(c.handle(Input::LocalIce(cand(2)), 15).is_empty());
 }
 
 #[test]
@@ -750,7 +869,14 @@ fn decline_and_declined() {
 fn cancel_before_answer() {
     let mut caller = caller_ringing(CallMode::Standard);
     let out = caller.handle(Input::User(UserAction::Hangup), 5);
-    assert_eq!(out, vec![Output::Send(ClientMsg::Cancel { call_id: id() })]);
+    // The peer connection made while ringing closes with it.
+    assert_eq!(
+        out,
+        vec![
+            Output::Send(ClientMsg::Cancel { call_id: id() }),
+            Output::Pc(PcCommand::Close)
+        ]
+    );
     assert_eq!(caller.view().phase, Phase::Ended(Ending::Cancelled));
 
     let (mut callee, _) = Call::incoming(id(), ALICE, CallMode::Standard, Wish::None, 0);
@@ -794,7 +920,13 @@ fn ring_timeout_cancels() {
     let mut c = caller_ringing(CallMode::E2ee);
     assert!(c.handle(Input::Tick, RING_TIMEOUT_MS - 1).is_empty());
     let out = c.handle(Input::Tick, RING_TIMEOUT_MS + 10);
-    assert_eq!(out, vec![Output::Send(ClientMsg::Cancel { call_id: id() })]);
+    assert_eq!(
+        out,
+        vec![
+            Output::Send(ClientMsg::Cancel { call_id: id() }),
+            Output::Pc(PcCommand::Close)
+        ]
+    );
     assert_eq!(
         c.view().phase,
         Phase::Ended(Ending::Refused {
