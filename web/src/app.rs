@@ -77,6 +77,9 @@ pub struct App {
     pub(crate) pc_busy: bool,
     /// Bumped for each call, so late async results of an old call are dropped.
     pub(crate) generation: u32,
+    /// A certificate made while an incoming call rings, for that call only (its
+    /// generation): accepting then commits without waiting for one.
+    pub(crate) prepared_cert: Option<(u32, web_sys::RtcCertificate)>,
     /// DTLS details for the panel.
     pub(crate) dtls: Option<DtlsInfo>,
     /// The settings view is open.
@@ -125,6 +128,7 @@ impl App {
             pc_queue: VecDeque::new(),
             pc_busy: false,
             generation: 0,
+            prepared_cert: None,
             dtls: None,
             settings_open: false,
             listeners: Vec::new(),
@@ -464,6 +468,23 @@ fn signed_in(app: &Shared, me: &JsValue) {
     }
 }
 
+/// Makes the certificate for the incoming call of `generation` while it rings
+/// (no camera: that waits for the accept), kept for that call only.
+fn prepare_certificate(app: &Shared, generation: u32) {
+    let weak = Rc::downgrade(app);
+    spawn_local(async move {
+        let Ok(cert) = crate::cert::fresh_certificate().await else {
+            return; // accepting makes one, and shows why if it fails
+        };
+        if let Some(a) = weak.upgrade() {
+            let mut a = a.borrow_mut();
+            if a.generation == generation && a.peer.is_none() {
+                a.prepared_cert = Some((generation, cert));
+            }
+        }
+    });
+}
+
 /// Hands the admin section to the admin bundle (see [`crate::ADMIN_EVENT`]).
 fn open_admin(section: &web_sys::Element) {
     dom::attr(section, crate::ADMIN_OPEN, "");
@@ -671,8 +692,11 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             a.call = Some(call);
             a.generation += 1;
             a.dtls = None;
+            a.prepared_cert = None;
+            let generation = a.generation;
             drop(a);
             carry_out(app, out);
+            prepare_certificate(app, generation);
         }
         RelayMsg::Error {
             code,

@@ -244,9 +244,17 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
     let pc = app.borrow().peer.as_ref().map(Peer::handle);
     let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
         (PcCommand::Create, _) => {
-            let (servers, remote) = {
-                let a = app.borrow();
-                (a.ice_servers.clone(), a.ui.remote_video.clone())
+            // The camera is asked for first, so that it opens while the
+            // certificate and the connection are made.
+            let media = rtc::start_local_media();
+            let (servers, remote, cert) = {
+                let mut a = app.borrow_mut();
+                let cert = a
+                    .prepared_cert
+                    .take()
+                    .filter(|(g, _)| *g == generation)
+                    .map(|(_, c)| c);
+                (a.ice_servers.clone(), a.ui.remote_video.clone(), cert)
             };
             let weak = Rc::downgrade(app);
             let on_event = move |ev: PeerEvent| {
@@ -257,7 +265,7 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
                     }
                 });
             };
-            let (peer, fp) = match Peer::create(&servers, &remote, on_event).await {
+            let (peer, fp) = match Peer::create(cert, &servers, &remote, on_event).await {
                 Ok(created) => created,
                 Err(e) => {
                     app.borrow().notice(&format!(
@@ -278,9 +286,9 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             // command, held by the machine until the callee commits) goes out
             // now. The queue stays busy until the camera is attached, so no
             // offer or answer is made without it. The caller's camera opens
-            // here, while the call rings; the callee's once they accept.
+            // while the call rings; the callee's once they accept.
             feed(app, Input::PeerReady { local: fp });
-            let media = rtc::local_media().await;
+            let media = rtc::local_media(media).await;
             match media {
                 Ok(stream) => {
                     let mut a = app.borrow_mut();

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Event, HtmlMediaElement, MediaStream, MediaStreamConstraints, MediaStreamTrack,
+    Event, HtmlMediaElement, MediaStream, MediaStreamConstraints, MediaStreamTrack, RtcCertificate,
     RtcConfiguration, RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
     RtcRtpSender, RtcSdpType, RtcSessionDescriptionInit, RtcTrackEvent,
 };
@@ -81,15 +81,19 @@ fn get_str(o: &JsValue, key: &str) -> String {
 }
 
 impl Peer {
-    /// Makes a fresh certificate and the peer connection with it; shows remote
-    /// media in `remote_video`. Media is attached afterwards ([`Peer::attach`]), so
+    /// Makes the peer connection with `cert`, a certificate made for this call
+    /// only (a fresh one when `None`); shows remote media in `remote_video`. Media is attached afterwards ([`Peer::attach`]), so
     /// the callee's commitment need not wait for the camera.
     pub async fn create(
+        cert: Option<RtcCertificate>,
         ice_servers: &[IceServer],
         remote_video: &HtmlMediaElement,
         on_event: impl Fn(PeerEvent) + Clone + 'static,
     ) -> Result<(Self, Fingerprint), JsValue> {
-        let cert = fresh_certificate().await?;
+        let cert = match cert {
+            Some(c) => c,
+            None => fresh_certificate().await?,
+        };
         let fingerprint = certificate_fingerprint(&cert)?;
         let config = RtcConfiguration::new();
         config.set_certificates(&Array::of1(&cert));
@@ -225,8 +229,9 @@ pub fn stop(stream: &MediaStream) {
     }
 }
 
-/// The camera and microphone.
-pub async fn local_media() -> Result<MediaStream, JsValue> {
+/// Asks for the camera and microphone now (the browser starts at once, so this
+/// overlaps with whatever runs before the result is awaited).
+pub fn start_local_media() -> Result<JsFuture, JsValue> {
     let devices = web_sys::window()
         .ok_or_else(|| JsValue::from_str("no window"))?
         .navigator()
@@ -234,9 +239,14 @@ pub async fn local_media() -> Result<MediaStream, JsValue> {
     let constraints = MediaStreamConstraints::new();
     constraints.set_audio(&JsValue::TRUE);
     constraints.set_video(&JsValue::TRUE);
-    JsFuture::from(devices.get_user_media_with_constraints(&constraints)?)
-        .await?
-        .dyn_into()
+    Ok(JsFuture::from(
+        devices.get_user_media_with_constraints(&constraints)?,
+    ))
+}
+
+/// The camera and microphone, from [`start_local_media`].
+pub async fn local_media(started: Result<JsFuture, JsValue>) -> Result<MediaStream, JsValue> {
+    started?.await?.dyn_into()
 }
 
 fn description(kind: RtcSdpType, sdp: &str) -> RtcSessionDescriptionInit {
