@@ -8,10 +8,12 @@
 //!
 //! The flow, the same in both modes (the mode decides features and the
 //! indicator, never whether the two people can verify):
-//! 1. The callee, on accept, has a fresh certificate made and sends the commitment
-//!    to its fingerprint with `accept`, before it has seen the offer.
-//! 2. The caller makes its own certificate and sends its offer only after it holds
-//!    the commitment, and checks the answer's fingerprint against it.
+//! 1. The callee, on accept, sends the commitment to the fingerprint of a fresh
+//!    certificate (made for this call while it rang) with `accept`, before it has
+//!    seen the offer.
+//! 2. The caller makes its own certificate, connection and offer while it rings,
+//!    but sends the offer (and its candidates) only after it holds the commitment,
+//!    and checks the answer's fingerprint against it.
 //! 3. Every SDP, local and remote, first and renegotiated, must carry exactly one
 //!    sha-256 fingerprint (`shieldcall_proto::extract_fingerprint`); anything else
 //!    is unverifiable and ends an E2EE call (a standard call goes on without a code).
