@@ -71,6 +71,8 @@ pub struct App {
     pub(crate) call: Option<Call>,
     /// Its peer connection, once created.
     pub(crate) peer: Option<Peer>,
+    /// Settles when the peer's local media is attached (`true`) or failed.
+    pub(crate) media_attached: Option<js_sys::Promise>,
     /// Peer-connection commands not yet carried out, in order.
     pub(crate) pc_queue: VecDeque<PcCommand>,
     /// A command is running.
@@ -129,6 +131,7 @@ impl App {
             pc_busy: false,
             generation: 0,
             prepared_cert: None,
+            media_attached: None,
             dtls: None,
             settings_open: false,
             listeners: Vec::new(),

@@ -275,38 +275,52 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
                     return Some(Input::PcFailed);
                 }
             };
+            // Settles when the camera is attached (true) or could not be (false):
+            // offers and answers wait for it, setting the remote offer does not.
+            let mut settle = None;
+            let attached = js_sys::Promise::new(&mut |resolve, _| settle = Some(resolve));
             {
                 let mut a = app.borrow_mut();
                 if a.generation != generation {
                     return None; // dropped with `peer`
                 }
                 a.peer = Some(peer);
+                a.media_attached = Some(attached);
             }
             // The peer exists: the callee's commitment (or the caller's offer
             // command, held by the machine until the callee commits) goes out
-            // now. The queue stays busy until the camera is attached, so no
-            // offer or answer is made without it. The caller's camera opens
-            // while the call rings; the callee's once they accept.
+            // now. The caller's camera opens while the call rings; the callee's
+            // once they accept, while the offer is on its way.
             feed(app, Input::PeerReady { local: fp });
-            let media = rtc::local_media(media).await;
-            match media {
-                Ok(stream) => {
-                    let mut a = app.borrow_mut();
-                    let a = &mut *a;
-                    match a.peer.as_mut().filter(|_| a.generation == generation) {
-                        Some(peer) => peer.attach(stream, &a.ui.local_video),
-                        None => rtc::stop(&stream),
+            let a = app.clone();
+            spawn_local(async move {
+                let ok = match rtc::local_media(media).await {
+                    Ok(stream) => {
+                        let mut a = a.borrow_mut();
+                        let a = &mut *a;
+                        match a.peer.as_mut().filter(|_| a.generation == generation) {
+                            Some(peer) => peer.attach(stream, &a.ui.local_video),
+                            None => rtc::stop(&stream),
+                        }
+                        true
                     }
-                    Ok(None)
+                    Err(e) => {
+                        let current = a.borrow().generation == generation;
+                        if current {
+                            a.borrow().notice(&format!(
+                                "Camera or microphone unavailable: {}",
+                                js_text(&e)
+                            ));
+                            feed(&a, Input::PcFailed);
+                        }
+                        false
+                    }
+                };
+                if let Some(settle) = settle {
+                    let _ = settle.call1(&JsValue::NULL, &JsValue::from_bool(ok));
                 }
-                Err(e) => {
-                    app.borrow().notice(&format!(
-                        "Camera or microphone unavailable: {}",
-                        js_text(&e)
-                    ));
-                    Err(e)
-                }
-            }
+            });
+            Ok(None)
         }
         (PcCommand::Close, _) => {
             let mut a = app.borrow_mut();
@@ -315,12 +329,25 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             Ok(None)
         }
         (_, None) => Ok(None),
-        (PcCommand::CreateOffer, Some(pc)) => rtc::create_offer(&pc)
-            .await
-            .map(|sdp| Some(Input::LocalOffer { sdp })),
-        (PcCommand::AcceptOffer { sdp }, Some(pc)) => rtc::accept_offer(&pc, &sdp)
-            .await
-            .map(|sdp| Some(Input::LocalAnswer { sdp })),
+        (PcCommand::CreateOffer, Some(pc)) => match media_attached(app).await {
+            Ok(()) => rtc::create_offer(&pc)
+                .await
+                .map(|sdp| Some(Input::LocalOffer { sdp })),
+            Err(e) => Err(e),
+        },
+        (PcCommand::AcceptOffer { sdp }, Some(pc)) => {
+            // The offer is set while the camera may still be opening; the answer
+            // (which must carry the tracks) waits for it.
+            match rtc::set_remote_offer(&pc, &sdp).await {
+                Ok(()) => match media_attached(app).await {
+                    Ok(()) => rtc::answer(&pc)
+                        .await
+                        .map(|sdp| Some(Input::LocalAnswer { sdp })),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
         (PcCommand::SetAnswer { sdp }, Some(pc)) => rtc::set_answer(&pc, &sdp).await.map(|()| None),
         (PcCommand::SetSending(on), Some(_)) => {
             let senders = app.borrow().peer.as_ref().map(Peer::senders);
@@ -332,6 +359,16 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
         (PcCommand::AddIce(c), Some(pc)) => Ok(rtc::add_ice(&pc, &c).await.ok().and(None)),
     };
     result.unwrap_or(Some(Input::PcFailed))
+}
+
+/// Waits until the local camera and microphone are attached to the peer.
+async fn media_attached(app: &Shared) -> Result<(), JsValue> {
+    let attached = app.borrow().media_attached.clone();
+    let Some(p) = attached else { return Ok(()) };
+    match wasm_bindgen_futures::JsFuture::from(p).await?.as_bool() {
+        Some(true) => Ok(()),
+        _ => Err(JsValue::from_str("no camera or microphone")),
+    }
 }
 
 pub(crate) fn js_text(e: &JsValue) -> String {

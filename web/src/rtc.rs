@@ -263,9 +263,15 @@ pub async fn create_offer(pc: &RtcPeerConnection) -> Result<String, JsValue> {
     Ok(local_sdp(pc).unwrap_or(sdp))
 }
 
-/// `setRemoteDescription(offer)`, `createAnswer`, `setLocalDescription`.
-pub async fn accept_offer(pc: &RtcPeerConnection, offer: &str) -> Result<String, JsValue> {
+/// `setRemoteDescription(offer)`. The local tracks may be added afterwards: they
+/// take the transceivers the offer made.
+pub async fn set_remote_offer(pc: &RtcPeerConnection, offer: &str) -> Result<(), JsValue> {
     JsFuture::from(pc.set_remote_description(&description(RtcSdpType::Offer, offer))).await?;
+    Ok(())
+}
+
+/// `createAnswer`, `setLocalDescription`; returns the local SDP.
+pub async fn answer(pc: &RtcPeerConnection) -> Result<String, JsValue> {
     let answer = JsFuture::from(pc.create_answer()).await?;
     let sdp = get_str(&answer, "sdp");
     JsFuture::from(pc.set_local_description(&description(RtcSdpType::Answer, &sdp))).await?;
