@@ -1025,7 +1025,7 @@ fn report(
         );
     }
     println!(
-        "\nratio median(Shieldcall) / median(baseline, offer while ringing) = {:.2} (target ≤ 1.25)",
+        "\nratio median(Shieldcall) / median(baseline, offer while ringing) = {:.2} (target ≤ 1.1)",
         median(&s) / median(&r)
     );
     println!(
