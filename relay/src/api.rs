@@ -5,6 +5,7 @@
 //! when every password-hashing slot stayed busy (`auth::ARGON2_QUEUE_TIMEOUT`).
 //! `POST /api/logout` ends the session and the WebSockets opened with it.
 //! `GET /api/me` → `{"user","admin","e2ee"}`.
+//! `GET /api/history` → the user's recent calls (see [`history`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -172,4 +173,36 @@ pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Respons
         serde_json::json!({ "user": authed.user.name, "admin": authed.user.admin, "e2ee": e2ee }),
     )
     .into_response())
+}
+
+/// Entries `GET /api/history` returns: the newest, as many as a person scrolls
+/// through (the store keeps [`crate::store::HISTORY_PER_USER`]).
+pub const HISTORY_PAGE: u32 = 50;
+
+/// `GET /api/history`: the signed-in user's calls, newest first
+/// (`{"calls":[{"peer","direction","outcome","mode","at","duration_secs"}]}`).
+/// Records of calls that just ended are written first, so they are included.
+pub async fn history(State(state): State<AppState>, authed: Authed) -> Result<Response> {
+    if let Err(e) = state.flush_history().await {
+        // Kept for the next try; what the store has is still answered.
+        tracing::warn!(error = %e, "writing the call history failed");
+    }
+    let calls = state
+        .store()
+        .history(&authed.user.name, HISTORY_PAGE)
+        .await?;
+    let calls: Vec<_> = calls
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "peer": c.peer,
+                "direction": c.direction,
+                "outcome": c.outcome,
+                "mode": c.mode,
+                "at": c.at,
+                "duration_secs": c.duration_secs,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }

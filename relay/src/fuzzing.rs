@@ -139,9 +139,10 @@ struct Harness<'a> {
 ///   the read-only queries.
 ///
 /// At the end every device disconnects and time passes every timer; then nobody
-/// may be left in a call and no restore claim may be left. Checked throughout:
-/// every frame queued for a device decodes as a [`RelayMsg`], no contact list
-/// names its own user, and a message about a call only reaches a user named in it.
+/// may be left in a call, no restore claim may be left, and every call history
+/// record names two people of the harness. Checked throughout: every frame
+/// queued for a device decodes as a [`RelayMsg`], no contact list names its own
+/// user, and a message about a call only reaches a user named in it.
 ///
 /// `rt` must be a current-thread runtime with time enabled and its clock paused
 /// (`start_paused(true)`, tokio's `test-util`), so that the timers run instantly.
@@ -207,6 +208,14 @@ pub fn hub_messages(rt: &Runtime, data: &[u8]) {
     // nobody shows busy.
     for slot in [0, 2, 4, 5] {
         h.register(slot);
+    }
+    // Every history record is about two people of the harness, and not one
+    // person with themself.
+    for r in h.hub.take_history() {
+        assert!(
+            user_index(&r.user).is_some() && user_index(&r.peer).is_some() && r.user != r.peer,
+            "a history record names someone outside the call: {r:?}"
+        );
     }
     for (user, _) in USERS {
         for p in h.hub.contacts_of(user) {

@@ -95,6 +95,9 @@ struct Inner {
     seen_changes: std::sync::atomic::AtomicI64,
     /// Full refreshes done, for tests and diagnostics.
     refreshes: std::sync::atomic::AtomicU64,
+    /// Held while call history records go from the hub to the store, so that a
+    /// reader who flushed first sees every record made before it asked.
+    history_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -132,8 +135,25 @@ impl AppState {
                 dummy_hash: tokio::sync::OnceCell::new(),
                 seen_changes: std::sync::atomic::AtomicI64::new(-1),
                 refreshes: std::sync::atomic::AtomicU64::new(0),
+                history_lock: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Writes the call history records the hub made to the store. Records the
+    /// store refuses go back to the hub, to be tried again.
+    pub async fn flush_history(&self) -> Result<()> {
+        let _one = self.inner.history_lock.lock().await;
+        let mut records = self.hub().take_history();
+        if records.is_empty() {
+            return Ok(());
+        }
+        // One transaction: all of them are written, or none.
+        if let Err(e) = self.store().add_history(records.make_contiguous()).await {
+            self.hub().requeue_history(records);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The settings.
@@ -288,6 +308,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/login", post(api::login))
         .route("/api/logout", post(api::logout))
         .route("/api/me", get(api::me))
+        .route("/api/history", get(api::history))
         .route("/ws", get(ws::upgrade))
         .nest("/api/admin", admin::routes())
         .fallback(static_handler)
@@ -362,9 +383,9 @@ impl Scheme {
 }
 
 /// What `serve` and `serve_tls` run beside the listener: the bound origins, the
-/// change watcher and the presence flush. The tasks stop when this is dropped.
+/// change watcher, the presence flush and the call history writer. The tasks stop when this is dropped.
 struct Running {
-    tasks: [tokio::task::JoinHandle<()>; 2],
+    tasks: [tokio::task::JoinHandle<()>; 3],
 }
 
 impl Running {
@@ -391,6 +412,17 @@ impl Running {
                 hub.flush_presence();
             }
         });
+        let writer = state.clone();
+        let every = state.config().poll_interval;
+        let history = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = writer.flush_history().await {
+                    tracing::warn!(error = %e, "writing the call history failed; kept for the next try");
+                }
+            }
+        });
         let stopping = state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -398,7 +430,7 @@ impl Running {
         };
         (
             Self {
-                tasks: [watcher, presence],
+                tasks: [watcher, presence, history],
             },
             shutdown,
         )

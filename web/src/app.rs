@@ -69,6 +69,8 @@ pub struct App {
     pub(crate) ice_servers: Vec<IceServer>,
     /// The current (or just ended) call.
     pub(crate) call: Option<Call>,
+    /// The call history as last fetched, newest first.
+    pub(crate) history: Vec<HistoryItem>,
     /// Its peer connection, once created.
     pub(crate) peer: Option<Peer>,
     /// Settles when the peer's local media is attached (`true`) or failed.
@@ -131,6 +133,7 @@ impl App {
             pc_busy: false,
             generation: 0,
             prepared_cert: None,
+            history: Vec::new(),
             media_attached: None,
             dtls: None,
             settings_open: false,
@@ -223,7 +226,8 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         let u = &a.ui;
         (
             u.login_form.clone(),
-            u.contacts.clone(),
+            // Contacts and history: their "Call" buttons carry `data-call`.
+            u.home.clone(),
             u.e2ee_toggle.clone(),
             u.signout.clone(),
             u.settings_button.clone(),
@@ -253,7 +257,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     };
     let (
         login_form,
-        contacts,
+        home,
         toggle,
         signout,
         settings,
@@ -272,7 +276,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         e.prevent_default();
         login(a);
     })?;
-    on(app, &contacts, "click", |a, e| {
+    on(app, &home, "click", |a, e| {
         if let Some((_, user)) = dom::closest_attr(e.target(), "data-call") {
             place_call(a, &user);
         }
@@ -466,9 +470,57 @@ fn signed_in(app: &Shared, me: &JsValue) {
     }
     connect(app);
     render(app);
+    load_history(app);
     if admin && dom::path() == "/admin" {
         open_admin(&app.borrow().ui.admin);
     }
+}
+
+/// One entry of the call history, as `GET /api/history` gives it.
+#[derive(Debug, Clone)]
+pub(crate) struct HistoryItem {
+    /// The other person.
+    pub peer: String,
+    /// `outgoing` or `incoming`.
+    pub direction: String,
+    /// `answered`, `missed`, `declined`, `not-answered` or `refused`.
+    pub outcome: String,
+    /// When the call began, Unix seconds.
+    pub at: f64,
+    /// How long it was up.
+    pub duration_secs: u64,
+}
+
+/// Fetches the call history and draws it (on sign-in and after each call).
+pub(crate) fn load_history(app: &Shared) {
+    let weak = Rc::downgrade(app);
+    spawn_local(async move {
+        let Ok(r) = net::request("GET", "/api/history", None).await else {
+            return; // the list stays as it was; the next call's end tries again
+        };
+        if !r.ok() {
+            return;
+        }
+        let items = codec::items(&codec::get(&r.body, "calls"))
+            .iter()
+            .map(|c| HistoryItem {
+                peer: codec::string(c, "peer"),
+                direction: codec::string(c, "direction"),
+                outcome: codec::string(c, "outcome"),
+                at: codec::get(c, "at").as_f64().unwrap_or(0.0),
+                duration_secs: codec::get(c, "duration_secs")
+                    .as_f64()
+                    .map_or(0, |d| d.max(0.0) as u64),
+            })
+            .collect();
+        let Some(a) = weak.upgrade() else { return };
+        let mut app = a.borrow_mut();
+        if app.me.is_none() {
+            return; // signed out meanwhile
+        }
+        app.history = items;
+        crate::render::render_history(&app);
+    });
 }
 
 /// Makes the certificate for the incoming call of `generation` while it rings
@@ -537,10 +589,12 @@ fn signed_out(app: &Shared) {
         a.pc_queue.clear();
         a.generation += 1;
         a.contacts.clear();
+        a.history.clear();
         a.e2ee = None;
         // What the admin bundle drew is not left in the page for the next person.
         let _ = a.ui.admin.remove_attribute(crate::ADMIN_OPEN);
         a.ui.admin.set_text_content(None);
+        crate::render::render_history(&a);
     }
     render(app);
 }

@@ -150,6 +150,7 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
 
 /// Feeds the call machine and carries out what it says.
 pub(crate) fn feed(app: &Shared, input: Input) {
+    let mut ended_now = false;
     let out = {
         let mut a = app.borrow_mut();
         let now = dom::now_ms();
@@ -157,6 +158,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         let was_ended = call.is_ended();
         let out = call.handle(input, now);
         if !was_ended && call.is_ended() {
+            ended_now = true;
             let failed = matches!(
                 call.view().phase,
                 Phase::Ended(Ending::Refused { .. } | Ending::Declined)
@@ -193,6 +195,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
                 drop(a);
                 carry_out(app, out);
                 place_call_keeping_notice(app, &by);
+                crate::app::load_history(app);
                 return;
             }
         }
@@ -200,6 +203,10 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     };
     carry_out(app, out);
     render_call(&app.borrow());
+    if ended_now {
+        // The relay recorded the call as it ended; the list shows it.
+        crate::app::load_history(app);
+    }
 }
 
 pub(crate) fn carry_out(app: &Shared, out: Vec<Output>) {

@@ -38,6 +38,7 @@ pub fn render(app: &Shared) {
     }
     render_elsewhere(&a, signed_in && !on_admin);
     render_contacts(&a);
+    sync_history_buttons(&a);
     render_settings(&a);
     render_call(&a);
 }
@@ -96,6 +97,63 @@ pub(crate) fn render_contacts(a: &App) {
             Ok(())
         };
         let _ = build();
+    }
+}
+
+/// Draws the call history anew (after it was fetched).
+pub(crate) fn render_history(a: &App) {
+    let ui = &a.ui;
+    ui.history.set_text_content(None);
+    let missed = a.history.iter().filter(|h| h.outcome == "missed").count();
+    text(&ui.history_heading, &texts::history_heading(missed));
+    let busy = a.call_active();
+    for h in &a.history {
+        let build = || -> Result<(), JsValue> {
+            let li = el(
+                "li",
+                &[
+                    ("data-testid", "history-item"),
+                    ("data-outcome", &h.outcome),
+                    ("data-direction", &h.direction),
+                    ("data-peer", &h.peer),
+                ],
+                "",
+            )?;
+            let line = texts::history_line(&h.direction, &h.outcome, &h.peer, h.duration_secs);
+            let what = el("span", &[("class", "what")], &line)?;
+            let date = js_sys::Date::new(&JsValue::from_f64(h.at * 1000.0));
+            let iso: String = date.to_iso_string().into();
+            let shown: String = date.to_locale_string("default", &JsValue::UNDEFINED).into();
+            let when = el("time", &[("class", "muted"), ("datetime", &iso)], &shown)?;
+            let call = el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("data-call", &h.peer),
+                    ("aria-label", &format!("Call {} back", h.peer)),
+                ],
+                "Call back",
+            )?;
+            flag(&call, "disabled", busy);
+            append(&li, &[&what, &when, &call])?;
+            ui.history.append_child(&li)?;
+            Ok(())
+        };
+        let _ = build();
+    }
+}
+
+/// Enables the history's "Call back" buttons only while no call is on.
+fn sync_history_buttons(a: &App) {
+    let busy = a.call_active();
+    let mut item = a.ui.history.first_element_child();
+    while let Some(li) = item {
+        if let Some(b) = li.last_element_child()
+            && b.has_attribute("disabled") != busy
+        {
+            flag(&b, "disabled", busy);
+        }
+        item = li.next_element_sibling();
     }
 }
 

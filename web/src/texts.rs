@@ -211,9 +211,56 @@ pub const fn hold_line(hold: HoldState) -> &'static str {
     }
 }
 
+/// One entry of the call history (`GET /api/history`): what happened, with whom,
+/// and for how long (answered calls).
+pub fn history_line(direction: &str, outcome: &str, peer: &str, duration_secs: u64) -> String {
+    let long = duration(duration_secs.saturating_mul(1000));
+    match (direction, outcome) {
+        ("incoming", "missed") => format!("Missed call from {peer}"),
+        ("incoming", "declined") => format!("Declined call from {peer}"),
+        ("incoming", "answered") => format!("Call from {peer}, {long}"),
+        ("outgoing", "answered") => format!("Call to {peer}, {long}"),
+        ("outgoing", "declined") => format!("Call to {peer}: declined"),
+        ("outgoing", "not-answered") => format!("Call to {peer}: not answered"),
+        ("outgoing", "refused") => format!("Call to {peer}: not allowed by the policies"),
+        ("incoming", _) => format!("Call from {peer}"),
+        _ => format!("Call to {peer}"),
+    }
+}
+
+/// The call history's heading: how many of the listed calls were missed.
+pub fn history_heading(missed: usize) -> String {
+    match missed {
+        0 => "Recent calls".to_string(),
+        1 => "Recent calls (1 missed)".to_string(),
+        n => format!("Recent calls ({n} missed)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_lines_say_what_happened() {
+        assert_eq!(
+            history_line("incoming", "missed", "bob@x", 0),
+            "Missed call from bob@x"
+        );
+        assert_eq!(
+            history_line("outgoing", "answered", "bob@x", 65),
+            "Call to bob@x, 1:05"
+        );
+        assert_eq!(
+            history_line("incoming", "answered", "ann@x", 3726),
+            "Call from ann@x, 1:02:06"
+        );
+        assert!(history_line("outgoing", "refused", "c@y", 0).contains("policies"));
+        // A newer relay's outcome still says who.
+        assert_eq!(history_line("incoming", "later", "d@z", 0), "Call from d@z");
+        assert_eq!(history_heading(0), "Recent calls");
+        assert_eq!(history_heading(2), "Recent calls (2 missed)");
+    }
 
     #[test]
     fn e2ee_required_names_who_and_what_to_do() {

@@ -60,13 +60,21 @@ impl Hub {
                         None,
                     );
                 }
+                g.record_refused(caller, callee, false);
                 return refuse(&g, r.reason, r.required_by);
             }
         };
-        if g.in_call.contains_key(caller) || g.in_call.contains_key(callee) {
+        if g.in_call.contains_key(caller) {
+            // The caller's own device is in another call: nothing for the callee.
+            g.record_refused(caller, callee, false);
+            return refuse(&g, RefuseReason::Busy, None);
+        }
+        if g.in_call.contains_key(callee) {
+            g.record_refused(caller, callee, true);
             return refuse(&g, RefuseReason::Busy, None);
         }
         if !g.users.contains_key(callee) {
+            g.record_refused(caller, callee, true);
             return refuse(&g, RefuseReason::Offline, None);
         }
         g.calls.insert(
@@ -82,6 +90,9 @@ impl Hub {
                 held_by_caller: false,
                 held_by_callee: false,
                 park: None,
+                started_at: crate::store::unix_now(),
+                answered_at: None,
+                declined: false,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -287,6 +298,11 @@ impl Hub {
                         held_by_caller: false,
                         held_by_callee: false,
                         park: None,
+                        // What the relay lost in its restart: the call is
+                        // recorded from its restore.
+                        started_at: crate::store::unix_now(),
+                        answered_at: Some(tokio::time::Instant::now()),
+                        declined: false,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -541,6 +557,7 @@ impl Hub {
                 }
                 if let Some(call) = g.calls.get_mut(&id) {
                     call.answered = true;
+                    call.answered_at = Some(tokio::time::Instant::now());
                     call.callee_dev = Some(dev);
                 }
                 if let Some(d) = caller_dev {
@@ -775,6 +792,9 @@ impl Hub {
         callee: &str,
         dev: DeviceId,
     ) {
+        if let Some(call) = g.calls.get_mut(id) {
+            call.declined = true;
+        }
         if let Some(d) = caller_dev {
             g.send(
                 d,

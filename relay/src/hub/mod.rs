@@ -23,10 +23,12 @@ use tokio::sync::mpsc;
 
 mod call_id;
 mod calls;
+pub mod history;
 mod park;
 mod transfer;
 
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
+pub use history::{CallRecord, Direction, Outcome};
 
 use crate::policy::{ExternalAccess, access_in, domain_of, reachable};
 
@@ -107,6 +109,12 @@ struct Call {
     held_by_callee: bool,
     /// Parked: one side let go of the call, which waits for a pickup.
     park: Option<Park>,
+    /// When it began (wall clock, Unix seconds), for the history.
+    started_at: i64,
+    /// When it was answered (or restored), for the history's duration.
+    answered_at: Option<tokio::time::Instant>,
+    /// The callee declined it.
+    declined: bool,
 }
 
 /// A parked call's park.
@@ -168,6 +176,8 @@ struct Inner {
     next_park: u64,
     /// Transfers not yet carried out, by token (see `transfer.rs`).
     referrals: HashMap<String, Referral>,
+    /// History records not yet written (see `history.rs`), oldest first.
+    history: std::collections::VecDeque<CallRecord>,
 }
 
 /// A `refer` sent and not yet carried out by an `invite`.
@@ -328,6 +338,7 @@ impl Inner {
 
     fn end_call(&mut self, id: &CallId) {
         if let Some(call) = self.calls.remove(id) {
+            self.record_end(&call);
             if let Some(p) = &call.park {
                 self.parked.remove(&p.code);
             }

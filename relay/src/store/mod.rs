@@ -20,6 +20,7 @@ use serde::Serialize;
 pub use sqlite::SqliteStore;
 
 use crate::error::Result;
+use crate::hub::CallRecord;
 use crate::policy::{Assignment, ExternalAccess, Policy, Target};
 
 /// What every store method returns: a boxed future, so `Store` is object safe.
@@ -258,7 +259,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// A tenant's audit log, newest first.
     fn audit_log<'a>(&'a self, domain: &'a str, limit: u32) -> StoreFuture<'a, Vec<AuditEntry>>;
+
+    /// Appends call history records (of users that still exist; others are
+    /// skipped) and keeps each user's newest [`HISTORY_PER_USER`].
+    fn add_history<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()>;
+    /// A user's call history, newest first, at most `limit` entries.
+    fn history<'a>(&'a self, user: &'a str, limit: u32) -> StoreFuture<'a, Vec<CallRecord>>;
 }
+
+/// Call history entries kept per user (the newest): a phone's recent-calls list
+/// is about as long, and it bounds what a busy account costs the store.
+pub const HISTORY_PER_USER: u32 = 200;
 
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {

@@ -14,13 +14,16 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{Audit, AuditEntry, Group, Session, Store, StoreFuture, Tenant, User, unix_now};
+use super::{
+    Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User, unix_now,
+};
 use crate::error::{Error, Result};
+use crate::hub::{CallRecord, Direction, Outcome, history};
 use crate::policy::{Assignment, ExternalAccess, Policy, Target};
 use shieldcall_proto::E2eePolicyType;
 
 /// Schema versions in order; index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// The SQLite store. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
@@ -802,6 +805,77 @@ impl Store for SqliteStore {
                             old: r.try_get("old")?,
                             new: r.try_get("new")?,
                         },
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn add_history<'a>(&'a self, records: &'a [CallRecord]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let mut users = std::collections::BTreeSet::new();
+            for r in records {
+                // A user removed since the call has no history to keep.
+                sqlx::query(
+                    "INSERT INTO call_history (user, peer, direction, outcome, mode, at, duration_secs) \
+                     SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)",
+                )
+                .bind(&r.user)
+                .bind(&r.peer)
+                .bind(r.direction.as_str())
+                .bind(r.outcome.as_str())
+                .bind(r.mode.map(history::mode_str))
+                .bind(r.at)
+                .bind(r.duration_secs)
+                .bind(&r.user)
+                .execute(&mut *tx)
+                .await?;
+                users.insert(r.user.as_str());
+            }
+            for user in users {
+                sqlx::query(
+                    "DELETE FROM call_history WHERE user = ? AND id NOT IN \
+                     (SELECT id FROM call_history WHERE user = ? ORDER BY id DESC LIMIT ?)",
+                )
+                .bind(user)
+                .bind(user)
+                .bind(HISTORY_PER_USER)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn history<'a>(&'a self, user: &'a str, limit: u32) -> StoreFuture<'a, Vec<CallRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT user, peer, direction, outcome, mode, at, duration_secs FROM call_history \
+                 WHERE user = ? ORDER BY id DESC LIMIT ?",
+            )
+            .bind(user)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let bad = |what: &str| Error::Internal(format!("call_history: bad {what}"));
+                    let direction: String = r.try_get("direction")?;
+                    let outcome: String = r.try_get("outcome")?;
+                    let mode: Option<String> = r.try_get("mode")?;
+                    Ok(CallRecord {
+                        user: r.try_get("user")?,
+                        peer: r.try_get("peer")?,
+                        direction: Direction::parse(&direction).ok_or_else(|| bad("direction"))?,
+                        outcome: Outcome::parse(&outcome).ok_or_else(|| bad("outcome"))?,
+                        mode: match mode {
+                            Some(m) => Some(history::parse_mode(&m).ok_or_else(|| bad("mode"))?),
+                            None => None,
+                        },
+                        at: r.try_get("at")?,
+                        duration_secs: r.try_get("duration_secs")?,
                     })
                 })
                 .collect()

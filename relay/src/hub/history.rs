@@ -1,0 +1,216 @@
+//! The call history: one record per person per call, made where a call ends (or
+//! is refused at invite) and written to the store by the relay (`lib.rs`) in the
+//! background and before every `GET /api/history`, so a person who asks right
+//! after a call sees it.
+//!
+//! What is recorded: the other person, the direction, the mode, when it began
+//! (wall clock, Unix seconds), how it ended and, for answered calls, how long it
+//! lasted. A refusal by policy is recorded for the caller only: the callee never
+//! rang and must not learn who tried across a policy that forbids it. A call to
+//! someone busy or offline is a missed call for them. What is refused before a
+//! call is decided (an unknown user, oneself, a tenant one may not reach) is not
+//! recorded. A parked call that someone else picked up is recorded, when it
+//! ends, for the two people in it then; a call restored after a relay restart
+//! counts from its restore.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+use shieldcall_proto::CallMode;
+
+use super::{Call, Hub, Inner};
+
+/// Records made but not yet written, at most (a store that cannot keep up loses
+/// the oldest, with a warning, rather than the relay's memory).
+pub const MAX_PENDING: usize = 10_000;
+
+/// Which way a call went, for the person the record is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// They called.
+    Outgoing,
+    /// They were called.
+    Incoming,
+}
+
+impl Direction {
+    /// The wire and store name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outgoing => "outgoing",
+            Self::Incoming => "incoming",
+        }
+    }
+
+    /// From [`Direction::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Outgoing, Self::Incoming]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// How a call ended, for the person the record is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Answered and talked.
+    Answered,
+    /// Incoming, not answered: it rang out, the caller gave up, or they were
+    /// busy or offline.
+    Missed,
+    /// Declined (by them if incoming, by the other person if outgoing).
+    Declined,
+    /// Outgoing, not answered: it rang out, they gave up, or the other person
+    /// was busy or offline.
+    NotAnswered,
+    /// Outgoing, refused by the policies (never rang).
+    Refused,
+}
+
+impl Outcome {
+    /// The wire and store name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Missed => "missed",
+            Self::Declined => "declined",
+            Self::NotAnswered => "not-answered",
+            Self::Refused => "refused",
+        }
+    }
+
+    /// From [`Outcome::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Answered,
+            Self::Missed,
+            Self::Declined,
+            Self::NotAnswered,
+            Self::Refused,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// The store name of a mode.
+pub fn mode_str(mode: CallMode) -> &'static str {
+    match mode {
+        CallMode::E2ee => "e2ee",
+        CallMode::Standard => "standard",
+    }
+}
+
+/// From [`mode_str`].
+pub fn parse_mode(s: &str) -> Option<CallMode> {
+    [CallMode::E2ee, CallMode::Standard]
+        .into_iter()
+        .find(|m| mode_str(*m) == s)
+}
+
+/// One entry of one person's call history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    /// Whose history.
+    pub user: String,
+    /// The other person.
+    pub peer: String,
+    /// Which way.
+    pub direction: Direction,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The call's mode; `None` for a call refused before it had one.
+    pub mode: Option<CallMode>,
+    /// When it began, Unix seconds.
+    pub at: i64,
+    /// How long it was up, in seconds (answered calls; else 0).
+    pub duration_secs: i64,
+}
+
+impl Inner {
+    fn push_record(&mut self, r: CallRecord) {
+        if self.history.len() >= MAX_PENDING {
+            self.history.pop_front();
+            tracing::warn!("call history: the store fell behind; the oldest record is lost");
+        }
+        self.history.push_back(r);
+    }
+
+    /// Records the end of `call` for both people.
+    pub(super) fn record_end(&mut self, call: &Call) {
+        let duration_secs = call.answered_at.map_or(0, |t| {
+            i64::try_from(t.elapsed().as_secs()).unwrap_or(i64::MAX)
+        });
+        let (caller, callee) = if call.answered {
+            (Outcome::Answered, Outcome::Answered)
+        } else if call.declined {
+            (Outcome::Declined, Outcome::Declined)
+        } else {
+            (Outcome::NotAnswered, Outcome::Missed)
+        };
+        for (user, peer, direction, outcome) in [
+            (&call.caller, &call.callee, Direction::Outgoing, caller),
+            (&call.callee, &call.caller, Direction::Incoming, callee),
+        ] {
+            self.push_record(CallRecord {
+                user: user.clone(),
+                peer: peer.clone(),
+                direction,
+                outcome,
+                mode: Some(call.mode),
+                at: call.started_at,
+                duration_secs,
+            });
+        }
+    }
+
+    /// Records an invite refused before it rang: `missed` says whether the callee
+    /// learns of it (busy, offline) or not (a policy refusal).
+    pub(super) fn record_refused(&mut self, caller: &str, callee: &str, missed: bool) {
+        let at = crate::store::unix_now();
+        self.push_record(CallRecord {
+            user: caller.into(),
+            peer: callee.into(),
+            direction: Direction::Outgoing,
+            outcome: if missed {
+                Outcome::NotAnswered
+            } else {
+                Outcome::Refused
+            },
+            mode: None,
+            at,
+            duration_secs: 0,
+        });
+        if missed {
+            self.push_record(CallRecord {
+                user: callee.into(),
+                peer: caller.into(),
+                direction: Direction::Incoming,
+                outcome: Outcome::Missed,
+                mode: None,
+                at,
+                duration_secs: 0,
+            });
+        }
+    }
+}
+
+impl Hub {
+    /// Takes the records made since the last call, oldest first, to be written.
+    pub fn take_history(&self) -> VecDeque<CallRecord> {
+        std::mem::take(&mut self.lock().history)
+    }
+
+    /// Puts records that could not be written back in front of newer ones
+    /// (within [`MAX_PENDING`]: the oldest go first).
+    pub fn requeue_history(&self, mut records: VecDeque<CallRecord>) {
+        let mut g = self.lock();
+        records.append(&mut g.history);
+        while records.len() > MAX_PENDING {
+            records.pop_front();
+        }
+        g.history = records;
+    }
+}

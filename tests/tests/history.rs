@@ -1,0 +1,110 @@
+//! The call history in the browser: a call Bob did not answer is a missed call on
+//! his screen (and "not answered" on Alice's), "Call back" calls Alice, the
+//! answered call then heads both lists, and the list is the relay's: it is there
+//! again after a reload.
+
+use serde_json::{Value, json};
+use shieldcall_e2e::{Browser, Driver, Relay, hang_up, with_artifacts};
+
+const ALICE: &str = "alice@example.test";
+const BOB: &str = "bob@example.test";
+
+/// The history's entries as `direction outcome peer`, newest first.
+const ENTRIES: &str = "return [...document.querySelectorAll('[data-testid=history-item]')]\
+  .map(e => e.dataset.direction + ' ' + e.dataset.outcome + ' ' + e.dataset.peer);";
+
+async fn entries(b: &Browser) -> anyhow::Result<Vec<String>> {
+    let v = b.client.execute(ENTRIES, vec![]).await?;
+    Ok(v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Waits until the newest entry is `want`.
+async fn wait_newest(b: &Browser, want: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "{} return l[0] === arguments[0];",
+        ENTRIES.replacen("return ", "const l = ", 1)
+    );
+    b.wait_js(
+        &format!("{}'s newest history entry to be {want}", b.name),
+        &script,
+        vec![json!(want)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn missed_call_then_call_back() -> anyhow::Result<()> {
+    let relay = Relay::start()?;
+    relay.add_user(ALICE, "alice-password-1", false)?;
+    relay.add_user(BOB, "bob-password-1", false)?;
+    let driver = Driver::start()?;
+    let alice = Browser::open(&driver, "alice").await?;
+    let bob = Browser::open(&driver, "bob").await?;
+
+    let result = with_artifacts("history", &[&alice, &bob], || async {
+        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
+        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+        anyhow::ensure!(entries(&bob).await?.is_empty());
+
+        // Alice gives up while it rings: missed for Bob.
+        alice.click(&format!("call-{BOB}")).await?;
+        bob.wait_visible("incoming-accept").await?;
+        hang_up(&alice, &bob).await?;
+        wait_newest(&bob, &format!("incoming missed {ALICE}")).await?;
+        wait_newest(&alice, &format!("outgoing not-answered {BOB}")).await?;
+        let heading = bob.text("history-heading").await?;
+        anyhow::ensure!(heading == "Recent calls (1 missed)", "{heading}");
+        let line = bob
+            .client
+            .execute(
+                "return document.querySelector('[data-testid=history-item] .what').textContent;",
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(
+            line.as_str() == Some(&format!("Missed call from {ALICE}")),
+            "{line}"
+        );
+
+        // Bob calls back from the list; Alice answers; they talk; Bob hangs up.
+        bob.client
+            .execute(
+                "document.querySelector('[data-testid=history-item] button[data-call]').click();",
+                vec![],
+            )
+            .await?;
+        alice.wait_visible("incoming-accept").await?;
+        alice.click("incoming-accept").await?;
+        for b in [&alice, &bob] {
+            b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
+                .await?;
+        }
+        hang_up(&bob, &alice).await?;
+        wait_newest(&bob, &format!("outgoing answered {ALICE}")).await?;
+        wait_newest(&alice, &format!("incoming answered {BOB}")).await?;
+
+        // The list is the relay's: a reload shows the same.
+        bob.goto(&relay.url).await?;
+        wait_newest(&bob, &format!("outgoing answered {ALICE}")).await?;
+        let all = entries(&bob).await?;
+        anyhow::ensure!(
+            all == [
+                format!("outgoing answered {ALICE}"),
+                format!("incoming missed {ALICE}")
+            ],
+            "{all:?}"
+        );
+        Ok(())
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    result
+}
