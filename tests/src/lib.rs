@@ -346,7 +346,13 @@ impl Browser {
         let mut args: Vec<String> = chromium_args().map(str::to_string).collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = json!({
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": args,
+                // Notifications allowed, as a person who said yes once would have
+                // them (the client shows one for a call in a background tab).
+                "prefs": { "profile.default_content_setting_values.notifications": 1 },
+            },
             "goog:loggingPrefs": { "browser": "ALL" },
         });
         let serde_json::Value::Object(caps) = caps else {

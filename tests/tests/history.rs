@@ -1,7 +1,9 @@
 //! The call history in the browser: a call Bob did not answer is a missed call on
 //! his screen (and "not answered" on Alice's), "Call back" calls Alice, the
 //! answered call then heads both lists, and the list is the relay's: it is there
-//! again after a reload.
+//! again after a reload. And how a call announces itself: a ring tone while it
+//! rings, a notification when the tab is in the background, both gone once it is
+//! answered or given up.
 
 use serde_json::{Value, json};
 use shieldcall_e2e::{Browser, Driver, Relay, hang_up, with_artifacts};
@@ -101,6 +103,83 @@ async fn missed_call_then_call_back() -> anyhow::Result<()> {
             ],
             "{all:?}"
         );
+        Ok(())
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    result
+}
+
+/// The incoming dialog's alert hooks: `data-ring` (the tone's audio state) and
+/// `data-notified`.
+async fn alert_hooks(b: &Browser) -> anyhow::Result<(Option<String>, Option<String>)> {
+    Ok((
+        b.attr("incoming", "data-ring").await?,
+        b.attr("incoming", "data-notified").await?,
+    ))
+}
+
+#[tokio::test]
+async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
+    let relay = Relay::start()?;
+    relay.add_user(ALICE, "alice-password-1", false)?;
+    relay.add_user(BOB, "bob-password-1", false)?;
+    let driver = Driver::start()?;
+    let alice = Browser::open(&driver, "alice").await?;
+    let bob = Browser::open(&driver, "bob").await?;
+
+    let result = with_artifacts("alert", &[&alice, &bob], || async {
+        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
+        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+        // Settings says notifications are on (the browser allows them here).
+        bob.click("open-settings").await?;
+        let line = bob.text("settings-notify-state").await?;
+        anyhow::ensure!(line.contains("announced"), "{line}");
+        anyhow::ensure!(!bob.visible("settings-notify").await?);
+
+        // Foreground: it rings, no notification.
+        alice.click(&format!("call-{BOB}")).await?;
+        bob.wait_visible("incoming-accept").await?;
+        let (ring, notified) = alert_hooks(&bob).await?;
+        anyhow::ensure!(
+            matches!(ring.as_deref(), Some("running" | "suspended")),
+            "no ring tone: {ring:?}"
+        );
+        anyhow::ensure!(notified.as_deref() == Some("false"), "{notified:?}");
+        hang_up(&alice, &bob).await?;
+        anyhow::ensure!(
+            alert_hooks(&bob).await? == (None, None),
+            "still ringing after the cancel"
+        );
+
+        // Background: Bob looks at another tab; the call notifies him.
+        let shieldcall = bob.client.window().await?;
+        let other = bob.client.new_window(true).await?;
+        bob.client.switch_to_window(other.handle).await?;
+        bob.client.goto("about:blank").await?;
+        alice.click(&format!("call-{BOB}")).await?;
+        alice
+            .wait_testid_attr("call-state", "data-state", "ringing")
+            .await?;
+        bob.client.switch_to_window(shieldcall).await?;
+        bob.wait_visible("incoming-accept").await?;
+        let (ring, notified) = alert_hooks(&bob).await?;
+        anyhow::ensure!(ring.is_some(), "no ring tone");
+        anyhow::ensure!(
+            notified.as_deref() == Some("true"),
+            "no notification: {notified:?}"
+        );
+        bob.click("incoming-accept").await?;
+        for b in [&alice, &bob] {
+            b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
+                .await?;
+        }
+        anyhow::ensure!(
+            alert_hooks(&bob).await? == (None, None),
+            "still ringing after the accept"
+        );
+        hang_up(&alice, &bob).await?;
         Ok(())
     })
     .await;

@@ -69,6 +69,8 @@ pub struct App {
     pub(crate) ice_servers: Vec<IceServer>,
     /// The current (or just ended) call.
     pub(crate) call: Option<Call>,
+    /// The ring tone and notification of the call ringing here, if any.
+    pub(crate) alert: Option<crate::alert::Alert>,
     /// The call history as last fetched, newest first.
     pub(crate) history: Vec<HistoryItem>,
     /// Its peer connection, once created.
@@ -134,6 +136,7 @@ impl App {
             generation: 0,
             prepared_cert: None,
             history: Vec::new(),
+            alert: None,
             media_attached: None,
             dtls: None,
             settings_open: false,
@@ -291,6 +294,15 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         render_settings(&a.borrow());
     })?;
     on(app, &signout, "click", |a, _| sign_out(a))?;
+    let notify = app.borrow().ui.notify_button.clone();
+    on(app, &notify, "click", |a, _| {
+        let a = a.clone();
+        spawn_local(async move {
+            // The browser asks the person; whatever they answer is shown.
+            let _ = crate::alert::ask_permission().await;
+            crate::render::render_notify(&a.borrow());
+        });
+    })?;
     on(app, &settings, "click", |a, _| {
         {
             let mut app = a.borrow_mut();
@@ -476,6 +488,24 @@ fn signed_in(app: &Shared, me: &JsValue) {
     }
 }
 
+/// Rings while an incoming call rings here, and only then.
+pub(crate) fn sync_alert(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let ringing = a
+        .call
+        .as_ref()
+        .filter(|c| c.view().phase == crate::call::Phase::Incoming)
+        .map(|c| c.view().peer.clone());
+    match (ringing, a.alert.is_some()) {
+        (Some(peer), false) => {
+            let alert = crate::alert::Alert::start(&peer, &a.ui.incoming);
+            a.alert = Some(alert);
+        }
+        (None, true) => a.alert = None,
+        _ => {}
+    }
+}
+
 /// One entry of the call history, as `GET /api/history` gives it.
 #[derive(Debug, Clone)]
 pub(crate) struct HistoryItem {
@@ -590,6 +620,7 @@ fn signed_out(app: &Shared) {
         a.generation += 1;
         a.contacts.clear();
         a.history.clear();
+        a.alert = None;
         a.e2ee = None;
         // What the admin bundle drew is not left in the page for the next person.
         let _ = a.ui.admin.remove_attribute(crate::ADMIN_OPEN);
@@ -754,6 +785,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             drop(a);
             carry_out(app, out);
             prepare_certificate(app, generation);
+            sync_alert(app);
         }
         RelayMsg::Error {
             code,

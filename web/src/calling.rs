@@ -203,6 +203,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     };
     carry_out(app, out);
     render_call(&app.borrow());
+    crate::app::sync_alert(app);
     if ended_now {
         // The relay recorded the call as it ended; the list shows it.
         crate::app::load_history(app);

@@ -8,7 +8,8 @@
 //! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
 //!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
 //! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
-//! - `ui`, `dom`, `listen` (wasm only): the page and its listeners.
+//! - `ui`, `dom`, `listen` (wasm only): the page and its listeners; `alert`: the
+//!   ring tone and the notification of an incoming call.
 //!
 //! The admin policy page is its own bundle (`shieldcall-admin`, loaded on `/admin`
 //! only), built on `codec`, `dom`, `listen` and `net` with this crate's `app`
@@ -23,6 +24,8 @@ pub mod call;
 pub mod codec;
 pub mod texts;
 
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod alert;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod app;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]

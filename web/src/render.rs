@@ -175,6 +175,25 @@ pub(crate) fn render_settings(a: &App) {
         if s.can_change { "false" } else { "true" },
     );
     text(&ui.policy_line, &texts::policy_line(s));
+    render_notify(a);
+}
+
+/// The notification permission line in Settings.
+pub(crate) fn render_notify(a: &App) {
+    use web_sys::NotificationPermission as P;
+    let (ask, line) = match crate::alert::permission() {
+        P::Granted => (
+            false,
+            "Incoming calls are announced while this tab is in the background.",
+        ),
+        P::Denied => (
+            false,
+            "Notifications are blocked for this site in the browser's settings.",
+        ),
+        _ => (true, ""),
+    };
+    show(&a.ui.notify_button, ask);
+    text(&a.ui.notify_state, line);
 }
 
 pub(crate) fn render_call(a: &App) {

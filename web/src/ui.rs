@@ -50,6 +50,10 @@ pub struct Ui {
     pub e2ee_toggle: Element,
     /// Which policy decides.
     pub policy_line: Element,
+    /// Asks for permission to notify of incoming calls.
+    pub notify_button: Element,
+    /// What the browser says of notifications.
+    pub notify_state: Element,
     /// Incoming call dialog.
     pub incoming: Element,
     /// Who is calling.
@@ -137,7 +141,7 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul><form class="transfer" data-testid="transfer-form" hidden><label for="transfer-to">Transfer to</label><input id="transfer-to" data-testid="transfer-to" autocomplete="off" placeholder="name@domain" required><button type="submit" data-testid="transfer-submit">Transfer</button></form></details></section>
 <div class="elsewhere" role="status" data-testid="elsewhere" hidden><p data-testid="elsewhere-text"></p><button type="button" data-testid="move-here">Move here</button><p class="muted" data-testid="move-here-why" hidden>Off in end-to-end encrypted calls: such a call stays on the device that answered it. Turn E2EE off in Settings → Privacy to move calls.</p></div>
 <section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul><h2 id="history-h" data-testid="history-heading">Recent calls</h2><ul class="history" aria-labelledby="history-h" data-testid="history"></ul><form class="pickup" data-testid="pickup-form"><label for="pickup-code">Pick up a parked call: code</label><input id="pickup-code" data-testid="pickup-code" inputmode="numeric" maxlength="2" size="3" autocomplete="off" required><button type="submit" data-testid="pickup-submit">Pick up</button></form></section>
-<section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
+<section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p><button type="button" data-testid="settings-notify">Notify me of calls while this tab is in the background</button> <span class="muted" data-testid="settings-notify-state"></span></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
 <section class="admin" data-testid="admin" hidden></section>"#;
 
 impl Ui {
@@ -172,6 +176,8 @@ impl Ui {
             settings: find("settings")?,
             e2ee_toggle: find("settings-e2ee-toggle")?,
             policy_line: find("settings-policy")?,
+            notify_button: find("settings-notify")?,
+            notify_state: find("settings-notify-state")?,
             incoming: find("incoming")?,
             incoming_text: find("incoming-text")?,
             call: find("call")?,
