@@ -2,8 +2,8 @@
 //! his screen (and "not answered" on Alice's), "Call back" calls Alice, the
 //! answered call then heads both lists, and the list is the relay's: it is there
 //! again after a reload. And how a call announces itself: a ring tone while it
-//! rings, a notification when the tab is in the background, both gone once it is
-//! answered or given up.
+//! rings, a notification when the tab is in the background, the keyboard on
+//! "Accept" (Enter answers), both gone once it is answered or given up.
 
 use serde_json::{Value, json};
 use shieldcall_e2e::{Browser, Driver, Relay, hang_up, with_artifacts};
@@ -147,6 +147,18 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
             "no ring tone: {ring:?}"
         );
         anyhow::ensure!(notified.as_deref() == Some("false"), "{notified:?}");
+        // The keyboard lands on "Accept".
+        let focused = bob
+            .client
+            .execute(
+                "return document.activeElement && document.activeElement.dataset.testid;",
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(
+            focused.as_str() == Some("incoming-accept"),
+            "focus on {focused}"
+        );
         hang_up(&alice, &bob).await?;
         anyhow::ensure!(
             alert_hooks(&bob).await? == (None, None),
@@ -170,7 +182,12 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
             notified.as_deref() == Some("true"),
             "no notification: {notified:?}"
         );
-        bob.click("incoming-accept").await?;
+        // Answered with the keyboard: Enter on the focused "Accept".
+        bob.client
+            .active_element()
+            .await?
+            .send_keys("\u{E007}")
+            .await?;
         for b in [&alice, &bob] {
             b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
                 .await?;

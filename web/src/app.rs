@@ -348,7 +348,11 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
                     (false, true) => "Camera off",
                     (false, false) => "Camera on",
                 };
-                text(&button, label);
+                // The label sits beside the button's icon.
+                match button.query_selector("span") {
+                    Ok(Some(span)) => text(&span, label),
+                    _ => text(&button, label),
+                }
                 let _ = button.set_attribute("aria-pressed", if on { "false" } else { "true" });
             }
         })?;

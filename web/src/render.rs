@@ -123,7 +123,11 @@ pub(crate) fn render_history(a: &App) {
             let what = el("span", &[("class", "what")], &line)?;
             let date = js_sys::Date::new(&JsValue::from_f64(h.at * 1000.0));
             let iso: String = date.to_iso_string().into();
-            let shown: String = date.to_locale_string("default", &JsValue::UNDEFINED).into();
+            // "3 Dec 2026, 06:27" in the person's own locale.
+            let style = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&style, &"dateStyle".into(), &"medium".into());
+            let _ = js_sys::Reflect::set(&style, &"timeStyle".into(), &"short".into());
+            let shown: String = date.to_locale_string("default", &style).into();
             let when = el("time", &[("class", "muted"), ("datetime", &iso)], &shown)?;
             let call = el(
                 "button",
@@ -205,7 +209,16 @@ pub(crate) fn render_call(a: &App) {
     };
     let v = call.view();
     let incoming = v.phase == Phase::Incoming;
+    let appears = incoming && ui.incoming.has_attribute("hidden");
     show(&ui.incoming, incoming);
+    if appears {
+        // Keyboard and screen-reader users land on "Accept" (Tab: "Decline").
+        if let Ok(Some(accept)) = ui.incoming.query_selector("[data-testid=incoming-accept]")
+            && let Ok(accept) = accept.dyn_into::<web_sys::HtmlElement>()
+        {
+            let _ = accept.focus();
+        }
+    }
     show(&ui.call, !incoming);
     if incoming {
         let mode = v

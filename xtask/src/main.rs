@@ -217,7 +217,10 @@ fn e2e(
     if keep_artifacts {
         let dir = root().join("target/e2e");
         let _ = std::fs::remove_dir_all(&dir);
-        cmd.env("SHIELDCALL_E2E_ARTIFACTS", "1");
+        // `always` (set by the person running it) keeps every test's, as asked.
+        if std::env::var("SHIELDCALL_E2E_ARTIFACTS").as_deref() != Ok("always") {
+            cmd.env("SHIELDCALL_E2E_ARTIFACTS", "1");
+        }
         let result = check(&mut cmd, "end-to-end tests");
         if result.is_err() && dir.exists() {
             eprintln!(
