@@ -191,18 +191,5 @@ pub async fn history(State(state): State<AppState>, authed: Authed) -> Result<Re
         .store()
         .history(&authed.user.name, HISTORY_PAGE)
         .await?;
-    let calls: Vec<_> = calls
-        .into_iter()
-        .map(|c| {
-            serde_json::json!({
-                "peer": c.peer,
-                "direction": c.direction,
-                "outcome": c.outcome,
-                "mode": c.mode,
-                "at": c.at,
-                "duration_secs": c.duration_secs,
-            })
-        })
-        .collect();
     Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }

@@ -735,10 +735,15 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             });
         }
         RelayMsg::ElsewhereEnded { call_id } => {
-            let mut a = app.borrow_mut();
-            if a.elsewhere.as_ref().is_some_and(|e| e.call_id == call_id) {
-                a.elsewhere = None;
+            {
+                let mut a = app.borrow_mut();
+                if a.elsewhere.as_ref().is_some_and(|e| e.call_id == call_id) {
+                    a.elsewhere = None;
+                }
             }
+            // A call of this user's on another device is over: it is in the
+            // history now.
+            load_history(app);
         }
         RelayMsg::NewLeg {
             call_id,

@@ -337,24 +337,24 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             Ok(None)
         }
         (_, None) => Ok(None),
-        (PcCommand::CreateOffer, Some(pc)) => match media_attached(app).await {
-            Ok(()) => rtc::create_offer(&pc)
-                .await
-                .map(|sdp| Some(Input::LocalOffer { sdp })),
-            Err(e) => Err(e),
-        },
-        (PcCommand::AcceptOffer { sdp }, Some(pc)) => {
-            // The offer is set while the camera may still be opening; the answer
-            // (which must carry the tracks) waits for it.
-            match rtc::set_remote_offer(&pc, &sdp).await {
-                Ok(()) => match media_attached(app).await {
-                    Ok(()) => rtc::answer(&pc)
-                        .await
-                        .map(|sdp| Some(Input::LocalAnswer { sdp })),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
+        (PcCommand::CreateOffer, Some(pc)) => {
+            async {
+                media_attached(app).await?;
+                let sdp = rtc::create_offer(&pc).await?;
+                Ok(Some(Input::LocalOffer { sdp }))
             }
+            .await
+        }
+        (PcCommand::AcceptOffer { sdp }, Some(pc)) => {
+            async {
+                // The offer is set while the camera may still be opening; the
+                // answer (which must carry the tracks) waits for it.
+                rtc::set_remote_offer(&pc, &sdp).await?;
+                media_attached(app).await?;
+                let sdp = rtc::answer(&pc).await?;
+                Ok(Some(Input::LocalAnswer { sdp }))
+            }
+            .await
         }
         (PcCommand::SetAnswer { sdp }, Some(pc)) => rtc::set_answer(&pc, &sdp).await.map(|()| None),
         (PcCommand::SetSending(on), Some(_)) => {

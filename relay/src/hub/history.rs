@@ -110,10 +110,12 @@ pub fn parse_mode(s: &str) -> Option<CallMode> {
         .find(|m| mode_str(*m) == s)
 }
 
-/// One entry of one person's call history.
+/// One entry of one person's call history; serialised as `GET /api/history`
+/// gives it (without `user`: it is the reader's own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallRecord {
     /// Whose history.
+    #[serde(skip)]
     pub user: String,
     /// The other person.
     pub peer: String,
