@@ -276,6 +276,7 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             let (peer, fp) = match Peer::create(cert, &servers, &remote, on_event).await {
                 Ok(created) => created,
                 Err(e) => {
+                    discard(media);
                     app.borrow().notice(&format!(
                         "The connection could not be set up: {}",
                         js_text(&e)
@@ -290,6 +291,7 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
             {
                 let mut a = app.borrow_mut();
                 if a.generation != generation {
+                    discard(media);
                     return None; // dropped with `peer`
                 }
                 a.peer = Some(peer);
@@ -367,6 +369,15 @@ pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Optio
         (PcCommand::AddIce(c), Some(pc)) => Ok(rtc::add_ice(&pc, &c).await.ok().and(None)),
     };
     result.unwrap_or(Some(Input::PcFailed))
+}
+
+/// Stops the camera and microphone asked for by a peer that was not made.
+fn discard(media: Result<wasm_bindgen_futures::JsFuture, JsValue>) {
+    spawn_local(async move {
+        if let Ok(stream) = rtc::local_media(media).await {
+            rtc::stop(&stream);
+        }
+    });
 }
 
 /// Waits until the local camera and microphone are attached to the peer.
