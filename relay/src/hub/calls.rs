@@ -385,12 +385,8 @@ impl Hub {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
-            return Err(WireError::new(
-                ErrorCode::UnavailableInE2ee,
-                &format!(
-                    "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
-                    CallFeature::MoveToDevice.label()
-                ),
+            return Err(WireError::unavailable_in_e2ee(
+                CallFeature::MoveToDevice,
                 id,
             ));
         }
@@ -704,17 +700,11 @@ impl Hub {
                 },
             ),
             ClientMsg::Hold { .. } | ClientMsg::Feature { .. } if mode == CallMode::E2ee => {
-                let what = match &msg {
-                    ClientMsg::Feature { feature, .. } => feature.label(),
-                    _ => CallFeature::Hold.label(),
+                let feature = match &msg {
+                    ClientMsg::Feature { feature, .. } => *feature,
+                    _ => CallFeature::Hold,
                 };
-                Err(WireError::new(
-                    ErrorCode::UnavailableInE2ee,
-                    &format!(
-                        "{what} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it."
-                    ),
-                    &id,
-                ))
+                Err(WireError::unavailable_in_e2ee(feature, &id))
             }
             ClientMsg::Hold { on, .. } => {
                 let Some(call) = g.calls.get_mut(&id) else {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use shieldcall_proto::{
-    CallId, CallMode, E2eeSetting, ErrorCode, HangupReason, Presence, RelayMsg, Status,
+    CallFeature, CallId, CallMode, E2eeSetting, ErrorCode, HangupReason, Presence, RelayMsg, Status,
 };
 use tokio::sync::mpsc;
 
@@ -53,6 +53,19 @@ impl WireError {
             message: message.into(),
             call_id: Some(call_id.clone()),
         }
+    }
+
+    /// `unavailable-in-e2ee` for `feature` in the E2EE call `call_id`, saying how
+    /// to get it.
+    fn unavailable_in_e2ee(feature: CallFeature, call_id: &CallId) -> Self {
+        Self::new(
+            ErrorCode::UnavailableInE2ee,
+            &format!(
+                "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
+                feature.label()
+            ),
+            call_id,
+        )
     }
 
     /// As a wire message.

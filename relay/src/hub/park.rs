@@ -11,17 +11,6 @@ use shieldcall_proto::{
 use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, WireError};
 use crate::policy::Refusal;
 
-fn e2ee_refusal(id: &CallId) -> WireError {
-    WireError::new(
-        ErrorCode::UnavailableInE2ee,
-        &format!(
-            "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
-            CallFeature::Park.label()
-        ),
-        id,
-    )
-}
-
 /// An error about a pickup, which names no call (the device only knows the code).
 fn pickup_error(code: ErrorCode, message: &str) -> WireError {
     WireError {
@@ -55,7 +44,7 @@ impl Hub {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
-            return Err(e2ee_refusal(id));
+            return Err(WireError::unavailable_in_e2ee(CallFeature::Park, id));
         }
         if call.park.is_some() {
             return Err(wrong("The call is parked already."));

@@ -50,14 +50,7 @@ impl Hub {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
-            return Err(WireError::new(
-                ErrorCode::UnavailableInE2ee,
-                &format!(
-                    "{} is off in end-to-end encrypted calls. Turn end-to-end encryption off in Settings → Privacy to use it.",
-                    CallFeature::Transfer.label()
-                ),
-                id,
-            ));
+            return Err(WireError::unavailable_in_e2ee(CallFeature::Transfer, id));
         }
         let Some(other) = other else {
             return Err(wrong(
