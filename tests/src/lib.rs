@@ -451,6 +451,18 @@ impl Browser {
         format!("[data-testid=\"{testid}\"]")
     }
 
+    /// Turns this user's "End-to-end encrypted calls" switch off in Settings →
+    /// Privacy (it starts on) and waits until the relay confirmed it: their calls
+    /// are standard from then on.
+    pub async fn turn_e2ee_off(&self) -> Result<()> {
+        self.click("open-settings").await?;
+        self.wait_testid_attr("settings-e2ee-toggle", "aria-checked", "true")
+            .await?;
+        self.click("settings-e2ee-toggle").await?;
+        self.wait_testid_attr("settings-e2ee-toggle", "aria-checked", "false")
+            .await
+    }
+
     /// Types into the element with `data-testid`.
     pub async fn fill(&self, testid: &str, text: &str) -> Result<()> {
         let e = self.wait_visible(testid).await?;

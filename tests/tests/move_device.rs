@@ -27,14 +27,7 @@ async fn a_standard_call_moves_to_the_users_other_device() -> anyhow::Result<()>
             .sign_in(&relay.url, "bob@example.test", "bob-password-1")
             .await?;
         // Alice turns end-to-end encryption off: the call is standard.
-        alice.click("open-settings").await?;
-        alice
-            .wait_testid_attr("settings-e2ee-toggle", "aria-checked", "true")
-            .await?;
-        alice.click("settings-e2ee-toggle").await?;
-        alice
-            .wait_testid_attr("settings-e2ee-toggle", "aria-checked", "false")
-            .await?;
+        alice.turn_e2ee_off().await?;
 
         alice.click("call-bob@example.test").await?;
         laptop.click("incoming-accept").await?;

@@ -26,14 +26,7 @@ async fn a_parked_call_is_picked_up_with_its_code() -> anyhow::Result<()> {
             .sign_in(&relay.url, "carol@example.test", "carol-password-1")
             .await?;
         // Alice turns end-to-end encryption off: her calls are standard.
-        alice.click("open-settings").await?;
-        alice
-            .wait_testid_attr("settings-e2ee-toggle", "aria-checked", "true")
-            .await?;
-        alice.click("settings-e2ee-toggle").await?;
-        alice
-            .wait_testid_attr("settings-e2ee-toggle", "aria-checked", "false")
-            .await?;
+        alice.turn_e2ee_off().await?;
 
         alice.click("call-bob@example.test").await?;
         bob.click("incoming-accept").await?;

@@ -24,12 +24,7 @@ async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow
             .await?;
 
         // Bob turns end-to-end encryption off in Settings → Privacy.
-        bob.click("open-settings").await?;
-        bob.wait_testid_attr("settings-e2ee-toggle", "aria-checked", "true")
-            .await?;
-        bob.click("settings-e2ee-toggle").await?;
-        bob.wait_testid_attr("settings-e2ee-toggle", "aria-checked", "false")
-            .await?;
+        bob.turn_e2ee_off().await?;
 
         alice.click("call-bob@example.test").await?;
         bob.click("incoming-accept").await?;
