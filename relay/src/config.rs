@@ -31,11 +31,25 @@ impl fmt::Debug for IceConfig {
     }
 }
 
+/// A PostgreSQL URL. It may hold a password, so `Debug` shows only that it is
+/// set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(<set>)")
+    }
+}
+
 /// Everything the relay can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the database lives.
+    /// Where the SQLite database lives, and the call-id key (`hub::KEY_FILE`).
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of SQLite (`postgres://user:password@host/db`); the
+    /// relay is then the database's one node (see `store::NodeLock`).
+    pub database_url: Option<DatabaseUrl>,
     /// Directory of the browser client.
     pub www: PathBuf,
     /// Origins the browser client is served from (e.g. `https://call.example.org`);
@@ -93,6 +107,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database_url: None,
             www: PathBuf::from("www"),
             public_origins: Vec::new(),
             ice: IceConfig {

@@ -55,11 +55,11 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
-pub use config::Config;
+pub use config::{Config, DatabaseUrl};
 pub use error::{Error, Result};
 
 use crate::hub::Hub;
-use crate::store::{SqliteStore, Store, unix_now};
+use crate::store::{NodeLock, PostgresStore, SqliteStore, Store, unix_now};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -98,15 +98,37 @@ struct Inner {
     /// Held while call history records go from the hub to the store, so that a
     /// reader who flushed first sees every record made before it asked.
     history_lock: tokio::sync::Mutex<()>,
+    /// On PostgreSQL: this relay's claim to be the database's one node, checked
+    /// by a task of `serve` (see [`guard_node`]).
+    node_lock: tokio::sync::Mutex<Option<NodeLock>>,
+    /// Notified when the claim went to another relay: `serve` stops.
+    node_lost: tokio::sync::Notify,
+    /// Set with `node_lost`, so `serve` returns an error instead of `Ok`.
+    lost: AtomicBool,
 }
 
 impl AppState {
-    /// Opens the SQLite store in `config.data_dir`, with the call-id key kept
-    /// there (`hub::KEY_FILE`).
+    /// Opens the store the configuration names: PostgreSQL at
+    /// `config.database_url`, claimed as this relay's one node, or else SQLite
+    /// in `config.data_dir`. The call-id key is kept in `config.data_dir`
+    /// (`hub::KEY_FILE`) either way.
     pub async fn open(config: Config) -> Result<Self> {
-        let store = SqliteStore::open(&config.data_dir).await?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", config.data_dir.display())))?;
         let key = hub::CallKey::load_or_create(&config.data_dir)?;
-        Ok(Self::with_store(config, Arc::new(store), key))
+        match &config.database_url {
+            Some(url) => {
+                let store = PostgresStore::connect(&url.0).await?;
+                let lock = store.claim_node().await?;
+                let state = Self::with_store(config, Arc::new(store), key);
+                *state.inner.node_lock.lock().await = Some(lock);
+                Ok(state)
+            }
+            None => {
+                let store = SqliteStore::open(&config.data_dir).await?;
+                Ok(Self::with_store(config, Arc::new(store), key))
+            }
+        }
     }
 
     /// State over any store, minting call ids with `key`.
@@ -136,6 +158,9 @@ impl AppState {
                 seen_changes: std::sync::atomic::AtomicI64::new(-1),
                 refreshes: std::sync::atomic::AtomicU64::new(0),
                 history_lock: tokio::sync::Mutex::new(()),
+                node_lock: tokio::sync::Mutex::new(None),
+                node_lost: tokio::sync::Notify::new(),
+                lost: AtomicBool::new(false),
             }),
         }
     }
@@ -385,7 +410,7 @@ impl Scheme {
 /// What `serve` and `serve_tls` run beside the listener: the bound origins, the
 /// change watcher, the presence flush and the call history writer. The tasks stop when this is dropped.
 struct Running {
-    tasks: [tokio::task::JoinHandle<()>; 3],
+    tasks: [tokio::task::JoinHandle<()>; 4],
 }
 
 impl Running {
@@ -423,14 +448,18 @@ impl Running {
                 }
             }
         });
+        let guard = tokio::spawn(guard_node(state.clone()));
         let stopping = state.clone();
         let shutdown = async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = stopping.inner.node_lost.notified() => {}
+            }
             let _ = stopping.inner.shutdown.send(true);
         };
         (
             Self {
-                tasks: [watcher, presence, history],
+                tasks: [watcher, presence, history, guard],
             },
             shutdown,
         )
@@ -441,6 +470,39 @@ impl Drop for Running {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// How often a PostgreSQL relay checks its claim on the database (5 s): how
+/// long a relay whose claim went to another node may go on before it stops.
+const NODE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks this relay's claim on the database every [`NODE_CHECK`] (nothing to
+/// do on SQLite). If another relay took it (this relay's connection broke, and
+/// the other started meanwhile), two switchboards would each hold half of the
+/// calls: this one stops. PostgreSQL out of reach is only logged; nobody can
+/// take the claim then.
+async fn guard_node(state: AppState) {
+    let mut tick = tokio::time::interval(NODE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut lock = state.inner.node_lock.lock().await;
+        let Some(held) = lock.as_mut() else { return };
+        match held.check().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(
+                    "another relay node took this database; stopping (a cluster needs a message bus)"
+                );
+                state.inner.lost.store(true, Ordering::SeqCst);
+                state.inner.node_lost.notify_one();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach PostgreSQL to check this node's claim; trying again")
+            }
         }
     }
 }
@@ -491,8 +553,18 @@ async fn serve_with(
     } else {
         Scheme::Http
     };
-    let (_running, shutdown) = Running::start(&state, scheme, listener.local_addr()?, shutdown);
+    let (running, shutdown) = Running::start(&state, scheme, listener.local_addr()?, shutdown);
     let limits = http::Limits::from(state.config());
+    let lost = state.clone();
     http::accept_loop(listener, app(state), tls, limits, shutdown).await;
+    drop(running);
+    if let Some(lock) = lost.inner.node_lock.lock().await.take() {
+        lock.release().await;
+    }
+    if lost.inner.lost.load(Ordering::SeqCst) {
+        return Err(std::io::Error::other(
+            "another relay node took this relay's database",
+        ));
+    }
     Ok(())
 }

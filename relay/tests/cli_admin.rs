@@ -1,6 +1,8 @@
 //! The admin command line as an operator runs it: the real binary, a real data
 //! directory, passwords on standard input; and `serve` from start to SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -23,10 +25,8 @@ fn rand_suffix() -> u128 {
 }
 
 fn run(data: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
+    let mut child = common::shieldcall(data)
         .args(args)
-        .arg("--data-dir")
-        .arg(data)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,9 +214,8 @@ fn tls_flags_with_missing_files_fail_clearly() {
 #[test]
 fn serve_creates_the_demo_tenant_and_stops_on_sigterm() {
     let d = dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&d)
+    let mut child = common::shieldcall(&d)
+        .args(["serve", "--bind", "127.0.0.1:0"])
         .env("SHIELDCALL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -269,9 +268,8 @@ fn serve_reads_a_toml_file_and_environment() {
     )
     .expect("write config");
     // The environment wins over the file: the relay binds port 0, not 1.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-        .args(["serve", "--data-dir"])
-        .arg(&d)
+    let mut child = common::shieldcall(&d)
+        .arg("serve")
         .env("SHIELDCALL_CONFIG", &cfg)
         .env("SHIELDCALL_BIND", "127.0.0.1:0")
         .env("SHIELDCALL_LOG", "warn")

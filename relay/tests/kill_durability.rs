@@ -1,9 +1,11 @@
 //! What the relay acknowledged survives `kill -9`: the real binary, changes made
 //! through the admin API, the process killed at once, the data read back.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn http(
     port: u16,
@@ -44,9 +46,8 @@ fn http(
 fn acknowledged_changes_survive_kill_9() {
     let d = std::env::temp_dir().join(format!("shieldcall-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&d)
+    let mut child = common::shieldcall(&d)
+        .args(["serve", "--bind", "127.0.0.1:0"])
         .env("SHIELDCALL_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -85,12 +86,7 @@ fn acknowledged_changes_survive_kill_9() {
     let _ = child.wait();
 
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(&d)
-            .output()
-            .expect("cli");
+        let out = common::shieldcall(&d).args(args).output().expect("cli");
         assert!(
             out.status.success(),
             "{}",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,7 +22,7 @@ async fn cli_change_reaches_an_open_session_within_a_second() {
     relay.add_user("ann@a.test", false).await;
     let (mut ann, _) = relay.device("ann@a.test").await;
     let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_shieldcall"))
+    let out = common::shieldcall(&relay.dir)
         .args([
             "policy",
             "set",
@@ -30,9 +30,7 @@ async fn cli_change_reaches_an_open_session_within_a_second() {
             "Global",
             "--calling-e2ee",
             "Required",
-            "--data-dir",
         ])
-        .arg(&relay.dir)
         .stdin(Stdio::null())
         .output()
         .expect("run cli");

@@ -82,9 +82,44 @@ pub fn binary() -> Result<PathBuf> {
 pub struct Relay {
     /// Base URL, `http://127.0.0.1:PORT`.
     pub url: String,
-    /// The data directory (SQLite).
+    /// The data directory (SQLite, and the call-id key).
     pub data: TempDir,
+    /// PostgreSQL instead of SQLite, when set.
+    pub database_url: Option<String>,
     child: Option<Child>,
+}
+
+/// A new, empty database on the test PostgreSQL server that `cargo xtask test`
+/// starts (its URL is in `SHIELDCALL_TEST_DATABASE_URL`); returns its URL.
+pub fn new_database() -> Result<String> {
+    let server = std::env::var("SHIELDCALL_TEST_DATABASE_URL").context(
+        "SHIELDCALL_TEST_DATABASE_URL is not set: run the tests with `cargo xtask test` or `cargo xtask e2e`, which start a PostgreSQL server",
+    )?;
+    let name = format!(
+        "e2e_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let out = Command::new("psql")
+        .arg(&server)
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (base, _) = server
+        .rsplit_once('/')
+        .context("SHIELDCALL_TEST_DATABASE_URL names no database")?;
+    Ok(format!("{base}/{name}"))
 }
 
 impl Relay {
@@ -107,11 +142,37 @@ impl Relay {
     /// Starts `shieldcall serve --no-demo` on `bind` with `data`, plus `extra`
     /// arguments, and waits for the line saying where it listens.
     pub fn launch(data: TempDir, bind: &str, extra: &[&str]) -> Result<Self> {
+        Self::launch_on(data, None, bind, extra)
+    }
+
+    /// Starts the relay on the PostgreSQL database `url` (through
+    /// `SHIELDCALL_DATABASE_URL`, as an operator would, keeping the password off
+    /// the command line); `data` holds only the call-id key.
+    pub fn start_on_postgres(data: TempDir, url: &str) -> Result<Self> {
+        Self::launch_on(data, Some(url.to_string()), "127.0.0.1:0", &[])
+    }
+
+    /// [`Relay::start_on_postgres`] on `bind` (a restart on the same address).
+    pub fn start_on_postgres_at(data: TempDir, url: &str, bind: &str) -> Result<Self> {
+        Self::launch_on(data, Some(url.to_string()), bind, &[])
+    }
+
+    fn launch_on(
+        data: TempDir,
+        database_url: Option<String>,
+        bind: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let www = root().join("www");
         if !www.join("pkg/shieldcall_web_bg.wasm").exists() {
             bail!("the browser bundle is missing: run `cargo xtask dist` (cargo xtask test does)");
         }
-        let mut child = Command::new(binary()?)
+        let mut command = Command::new(binary()?);
+        match &database_url {
+            Some(url) => command.env("SHIELDCALL_DATABASE_URL", url),
+            None => command.env_remove("SHIELDCALL_DATABASE_URL"),
+        };
+        let mut child = command
             .args(["serve", "--no-demo", "--bind", bind])
             .arg("--data-dir")
             .arg(&data.0)
@@ -128,6 +189,7 @@ impl Relay {
         let mut relay = Self {
             url: String::new(),
             data,
+            database_url,
             child: Some(child),
         };
         let mut lines = BufReader::new(stdout).lines();
@@ -149,9 +211,9 @@ impl Relay {
         Ok(relay)
     }
 
-    /// Runs a `shieldcall` admin command on this relay's data dir, with `stdin`.
+    /// Runs a `shieldcall` admin command on this relay's store, with `stdin`.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        cli(&self.data.0, args, stdin)
+        cli_on(&self.data.0, self.database_url.as_deref(), args, stdin)
     }
 
     /// Creates a user with `password`.
@@ -196,7 +258,17 @@ impl Drop for Relay {
 
 /// Runs `shieldcall --data-dir DATA ARGS` and returns its stdout.
 pub fn cli(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let mut child = Command::new(binary()?)
+    cli_on(data, None, args, stdin)
+}
+
+/// Runs `shieldcall --data-dir DATA ARGS` on the database `url` if given.
+fn cli_on(data: &Path, url: Option<&str>, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let mut command = Command::new(binary()?);
+    match url {
+        Some(url) => command.env("SHIELDCALL_DATABASE_URL", url),
+        None => command.env_remove("SHIELDCALL_DATABASE_URL"),
+    };
+    let mut child = command
         .arg("--data-dir")
         .arg(data)
         .args(args)

@@ -5,17 +5,19 @@
 //!   `shieldcall serve` (default http://127.0.0.1:8080) on embedded defaults.
 //! - `cargo xtask dist`: build the browser bundle into `www/pkg/` without serving.
 //! - `cargo xtask test`: formatting, clippy, native tests, the browser tests in
-//!   headless Chromium, and the end-to-end tests (Chromium and Firefox).
+//!   headless Chromium, and the end-to-end tests (Chromium and Firefox), with a
+//!   throwaway PostgreSQL server for the tests of the PostgreSQL store.
 //! - `cargo xtask wasm-test-runner ...`: the `wasm-bindgen-test-runner`, used by
 //!   `cargo test --target wasm32-unknown-unknown` (set as the target's runner).
 //!
 //! Everything it needs is either a crate in `Cargo.lock` (wasm-bindgen's CLI code,
 //! so its version always equals the `wasm-bindgen` the client links) or a Debian
-//! package / rustup target that it installs when it runs as root, and otherwise
+//! package (Chromium, Firefox ESR, PostgreSQL) / rustup target that it installs when it runs as root, and otherwise
 //! names the exact command to run.
 
 mod bench;
 mod dist;
+mod pg;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -44,10 +46,12 @@ fn real_main() -> Result<()> {
         "e2e" => {
             let chromedriver = tools::ensure_chromium()?;
             let geckodriver = tools::ensure_firefox()?;
+            let postgres = pg::TestPostgres::start()?;
             e2e(
                 &chromedriver,
                 &geckodriver,
                 rest.first().map(String::as_str),
+                Some(&postgres.url),
                 true,
             )
         }
@@ -169,12 +173,31 @@ fn test() -> Result<()> {
         ]),
         "cargo clippy (wasm32, admin bundle) -- -D warnings",
     )?;
+    // One PostgreSQL server for the run, stopped when `test` returns.
+    let postgres = pg::TestPostgres::start()?;
     check(
-        cargo().args(["test", "--workspace", "--exclude", "shieldcall-e2e"]),
+        cargo()
+            .args(["test", "--workspace", "--exclude", "shieldcall-e2e"])
+            .env(pg::URL_VAR, &postgres.url),
         "native tests",
     )?;
+    // Every relay integration test once more with the relay on PostgreSQL (a
+    // database per test), so both stores answer to the whole suite.
+    check(
+        cargo()
+            .args(["test", "--package", "shieldcall-relay", "--test", "*"])
+            .env(pg::URL_VAR, &postgres.url)
+            .env("SHIELDCALL_TEST_STORE", "postgres"),
+        "the relay's integration tests on PostgreSQL",
+    )?;
     wasm_tests(&chromedriver)?;
-    e2e(&chromedriver, &geckodriver, None, false)?;
+    e2e(
+        &chromedriver,
+        &geckodriver,
+        None,
+        Some(&postgres.url),
+        false,
+    )?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
@@ -201,6 +224,7 @@ fn e2e(
     chromedriver: &Path,
     geckodriver: &Path,
     filter: Option<&str>,
+    postgres: Option<&str>,
     keep_artifacts: bool,
 ) -> Result<()> {
     dist::dist()?;
@@ -214,6 +238,9 @@ fn e2e(
         .env("SHIELDCALL_BIN", relay)
         .env("CHROMEDRIVER", chromedriver)
         .env("GECKODRIVER", geckodriver);
+    if let Some(url) = postgres {
+        cmd.env(pg::URL_VAR, url);
+    }
     if keep_artifacts {
         let dir = root().join("target/e2e");
         let _ = std::fs::remove_dir_all(&dir);

@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 
 use crate::check;
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -18,7 +18,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn is_debian() -> bool {
+pub fn is_debian() -> bool {
     Path::new("/etc/debian_version").exists()
 }
 

@@ -8,7 +8,7 @@ use crate::auth::{self, PasswordCost};
 use crate::error::{Error, Result};
 use crate::ops::{self, Ops};
 use crate::policy::{ExternalAccess, Target};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 
 fn read_password() -> Result<String> {
     let mut line = String::new();
@@ -48,9 +48,17 @@ fn print_policy(p: &crate::policy::Policy) {
     println!();
 }
 
-pub(super) async fn admin(data_dir: PathBuf, cmd: Command) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&data_dir).await?;
-    let store: &dyn Store = &store;
+pub(super) async fn admin(
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    cmd: Command,
+) -> anyhow::Result<()> {
+    // The CLI runs beside a relay, so it does not claim the database as a node.
+    let store: Box<dyn Store> = match database_url {
+        Some(url) => Box::new(PostgresStore::connect(&url).await?),
+        None => Box::new(SqliteStore::open(&data_dir).await?),
+    };
+    let store: &dyn Store = store.as_ref();
     let ops = Ops {
         store,
         actor: "cli",

@@ -26,6 +26,16 @@ pub struct Cli {
     /// Directory of the database [default: ./data].
     #[arg(long, global = true, env = "SHIELDCALL_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite file in the data directory
+    /// (postgres://user:password@host/db). The password is better given in the
+    /// environment than on a command line other users can read.
+    #[arg(
+        long,
+        global = true,
+        env = "SHIELDCALL_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -283,12 +293,14 @@ enum TenantCmd {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let data_dir = cli.data_dir;
+    let database_url = cli.database_url;
     let result = match cli.command {
         Command::Code { sdp, first, second } => return code(sdp, &first, &second),
-        Command::Serve(args) => serve::serve(data_dir, args),
+        Command::Serve(args) => serve::serve(data_dir, database_url, args),
         other => runtime().and_then(|rt| {
             rt.block_on(admin::admin(
                 data_dir.unwrap_or_else(|| "data".into()),
+                database_url,
                 other,
             ))
         }),

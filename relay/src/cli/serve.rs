@@ -19,6 +19,8 @@ use crate::ops::Ops;
 struct FileConfig {
     bind: Option<String>,
     data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite.
+    database_url: Option<String>,
     www: Option<PathBuf>,
     #[serde(default)]
     public_origins: Vec<String>,
@@ -83,7 +85,11 @@ pub async fn create_demo(state: &AppState) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(Config, Startup)> {
+fn build_config(
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    args: &ServeArgs,
+) -> anyhow::Result<(Config, Startup)> {
     let file: FileConfig = match &args.config {
         Some(path) => toml::from_str(
             &std::fs::read_to_string(path)
@@ -93,6 +99,9 @@ fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(
         None => FileConfig::default(),
     };
     let mut config = Config::new(data_dir.or(file.data_dir).unwrap_or_else(|| "data".into()));
+    config.database_url = database_url
+        .or(file.database_url)
+        .map(crate::config::DatabaseUrl);
     config.www = args
         .www
         .clone()
@@ -166,8 +175,12 @@ fn build_config(data_dir: Option<PathBuf>, args: &ServeArgs) -> anyhow::Result<(
     Ok((config, Startup { bind, demo, tls }))
 }
 
-pub(super) fn serve(data_dir: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
-    let (config, Startup { bind, demo, tls }) = build_config(data_dir, &args)?;
+pub(super) fn serve(
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
+    let (config, Startup { bind, demo, tls }) = build_config(data_dir, database_url, &args)?;
     // Read at start only: a restart picks up renewed files.
     let tls = match tls {
         Some((cert, key)) => Some(crate::tls::load_server_config(&cert, &key)?),

@@ -1,14 +1,17 @@
 //! Persistent state behind the [`Store`] trait: tenants, users, groups, policies,
 //! assignments, sessions and the audit log.
 //!
-//! Handlers, the CLI and the policy refresher only see `dyn Store`, so a PostgreSQL
-//! store can follow without touching them. [`SqliteStore`] is the one we ship.
+//! Handlers, the CLI and the policy refresher only see `dyn Store`. Two stores
+//! implement it: [`SqliteStore`], the embedded default (a file in the data
+//! directory), and [`PostgresStore`], chosen by a `database_url`. Both pass the
+//! same conformance suite (`relay/tests/store_conformance.rs`).
 //! Every change that an admin makes is written together with its audit entry, in
 //! one transaction: either both are durable or neither is.
 //!
 //! A store never decides policy (that is `crate::policy`) and never hashes
 //! passwords (that is `crate::auth`).
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -17,6 +20,7 @@ use std::pin::Pin;
 
 use serde::Serialize;
 
+pub use postgres::{NodeLock, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::error::Result;

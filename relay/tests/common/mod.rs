@@ -48,12 +48,83 @@ pub struct Relay {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The test configuration for `dir`.
+/// The test configuration for `dir`: SQLite in `dir`, or with
+/// `SHIELDCALL_TEST_STORE=postgres` the PostgreSQL database of `dir` (see
+/// [`database_for`]). `cargo xtask test` runs the relay's tests both ways.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config::new(dir);
     c.password_cost = FAST;
     c.poll_interval = Duration::from_millis(100);
+    c.database_url = database_for(dir).map(shieldcall_relay::DatabaseUrl);
     c
+}
+
+/// Whether this run of the tests is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("SHIELDCALL_TEST_STORE").as_deref() == Ok("postgres")
+}
+
+/// The test server's URL, from `cargo xtask test`.
+pub fn postgres_server() -> String {
+    std::env::var("SHIELDCALL_TEST_DATABASE_URL").expect(
+        "the PostgreSQL tests need a server: run them with `cargo xtask test`, which starts one, \
+         or set SHIELDCALL_TEST_DATABASE_URL=postgres://user@host:port/postgres (a user that may CREATE DATABASE)",
+    )
+}
+
+/// A new, empty database on the test server; returns its URL. Runs on a thread
+/// of its own so that it works inside and outside a runtime.
+pub fn new_database() -> String {
+    let server = postgres_server();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use sqlx::{Connection, Executor};
+            let name = format!("sc_{}", auth::random_hex::<8>().expect("random"));
+            let mut conn = sqlx::PgConnection::connect(&server)
+                .await
+                .expect("connect to the test PostgreSQL");
+            conn.execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create database");
+            let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+            format!("{base}/{name}")
+        })
+    })
+    .join()
+    .expect("create database thread")
+}
+
+/// On PostgreSQL: `dir`'s database, made on first use and remembered in
+/// `dir/database-url`, so a relay restarted on `dir` finds its data again as on
+/// SQLite. `None` on SQLite.
+pub fn database_for(dir: &std::path::Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let file = dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url);
+    }
+    let url = new_database();
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(&file, &url).expect("write database-url");
+    Some(url)
+}
+
+/// The `shieldcall` binary on `dir`'s store: `--data-dir dir`, and on
+/// PostgreSQL the database of `dir` in `SHIELDCALL_DATABASE_URL`.
+pub fn shieldcall(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shieldcall"));
+    cmd.arg("--data-dir").arg(dir);
+    match database_for(dir) {
+        Some(url) => cmd.env("SHIELDCALL_DATABASE_URL", url),
+        None => cmd.env_remove("SHIELDCALL_DATABASE_URL"),
+    };
+    cmd
 }
 
 /// Starts a relay with a fresh directory.
