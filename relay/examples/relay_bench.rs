@@ -18,6 +18,10 @@
 //! The relay's per-connection rate limit is raised through its TOML config for
 //! 2 to 4: they measure forwarding, not the limiter. Client and relay share the
 //! machine, so the numbers include the clients' CPU.
+//!
+//! With `--database-url postgres://...` (an empty database) it runs everything
+//! twice in one run, first on the embedded SQLite store, then on PostgreSQL, and
+//! reports both side by side with their ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +34,7 @@ use futures_util::{SinkExt, StreamExt};
 use shieldcall_proto::{CallId, ClientMsg, HangupReason, RelayMsg};
 use shieldcall_relay::auth::{self, PasswordCost};
 use shieldcall_relay::ops::Ops;
-use shieldcall_relay::store::{Session, SqliteStore, Store, unix_now};
+use shieldcall_relay::store::{PostgresStore, Session, SqliteStore, Store, unix_now};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -48,6 +52,8 @@ struct Args {
     rate: u64,
     size: usize,
     seconds: u64,
+    /// Also run on this PostgreSQL database, side by side with SQLite.
+    database_url: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -59,6 +65,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rate: 5_000,
         size: 4_096,
         seconds: 10,
+        database_url: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -71,6 +78,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rate" => a.rate = v.parse()?,
             "--size" => a.size = v.parse()?,
             "--seconds" => a.seconds = v.parse()?,
+            "--database-url" => a.database_url = Some(v),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -78,11 +86,20 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// Creates users `u<i>@bench.test` and one session cookie each.
-async fn prepare(dir: &Path, users: usize) -> anyhow::Result<Vec<(String, String)>> {
-    let store = SqliteStore::open(dir).await?;
+/// Creates users `u<i>@bench.test` and one session cookie each, in SQLite in
+/// `dir` or in PostgreSQL at `database_url`.
+async fn prepare(
+    dir: &Path,
+    database_url: Option<&str>,
+    users: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let store: Box<dyn Store> = match database_url {
+        Some(url) => Box::new(PostgresStore::connect(url).await?),
+        None => Box::new(SqliteStore::open(dir).await?),
+    };
+    let store = store.as_ref();
     let ops = Ops {
-        store: &store,
+        store,
         actor: "bench",
     };
     let cost = PasswordCost {
@@ -106,13 +123,22 @@ async fn prepare(dir: &Path, users: usize) -> anyhow::Result<Vec<(String, String
     Ok(out)
 }
 
-fn start_relay(args: &Args, dir: &Path) -> anyhow::Result<(Child, u16)> {
+fn start_relay(
+    args: &Args,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<(Child, u16)> {
     let cfg = dir.join("bench.toml");
     std::fs::write(
         &cfg,
         "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\nmax_connections_per_address = 100000\n",
     )?;
-    let mut child = Command::new(&args.relay)
+    let mut relay = Command::new(&args.relay);
+    match database_url {
+        Some(url) => relay.env("SHIELDCALL_DATABASE_URL", url),
+        None => relay.env_remove("SHIELDCALL_DATABASE_URL"),
+    };
+    let mut child = relay
         .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])
         .arg(&cfg)
         .arg("--data-dir")
@@ -247,21 +273,68 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let dir = std::env::temp_dir().join(format!("shieldcall-bench-{}", std::process::id()));
+    let embedded = measure(&args, None).await?;
+    let report = match &args.database_url {
+        None => report(&args, &[("embedded (SQLite)", &embedded)]),
+        Some(url) => {
+            let postgres = measure(&args, Some(url)).await?;
+            report(
+                &args,
+                &[
+                    ("embedded (SQLite)", &embedded),
+                    ("PostgreSQL, one node", &postgres),
+                ],
+            )
+        }
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// One configuration's figures.
+#[derive(Debug)]
+struct Figures {
+    sessions: u64,
+    rss_before: u64,
+    rss_after: u64,
+    per_session: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    delivered: f64,
+    sent: u64,
+    max_rate: f64,
+    setups: f64,
+}
+
+/// Prepares the users, starts a relay on the store and runs the four measures.
+async fn measure(args: &Args, database_url: Option<&str>) -> anyhow::Result<Figures> {
+    let dir = std::env::temp_dir().join(format!(
+        "shieldcall-bench-{}-{}",
+        std::process::id(),
+        if database_url.is_some() {
+            "pg"
+        } else {
+            "sqlite"
+        }
+    ));
     std::fs::create_dir_all(&dir)?;
-    eprintln!("preparing {} users in {}", args.users, dir.display());
-    let users = prepare(&dir, args.users).await?;
-    let (mut relay, port) = start_relay(&args, &dir)?;
+    let store = if database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    eprintln!("{store}: preparing {} users", args.users);
+    let users = prepare(&dir, database_url, args.users).await?;
+    let (mut relay, port) = start_relay(args, &dir, database_url)?;
     let pid = relay.id();
-    let result = run(&args, port, pid, &users).await;
+    let result = run(args, port, pid, &users).await;
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
     let _ = relay.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    println!("{}", result?);
-    Ok(())
+    result
 }
 
 type Pair = (Ws, Ws, CallId);
@@ -484,7 +557,7 @@ async fn run(
     port: u16,
     pid: u32,
     users: &[(String, String)],
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Figures> {
     eprintln!("1/4 idle sessions: {}", args.sessions);
     let (before, after, n) = idle_sessions(args, port, pid, users).await?;
     let per_session = after.saturating_sub(before) as f64 / n.max(1) as f64;
@@ -506,7 +579,24 @@ async fn run(
 
     eprintln!("4/4 call setups");
     let setup_rate = setups(args, pairs, users).await?;
+    let ms = |us: u64| us as f64 / 1000.0;
+    Ok(Figures {
+        sessions: n,
+        rss_before: before,
+        rss_after: after,
+        per_session,
+        p50_ms: ms(p50),
+        p99_ms: ms(p99),
+        delivered,
+        sent,
+        max_rate: max,
+        setups: setup_rate,
+    })
+}
 
+/// The Markdown report: one column per configuration, and with two, the ratio
+/// of the second to the first.
+fn report(args: &Args, runs: &[(&str, &Figures)]) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -517,18 +607,85 @@ async fn run(
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let ms = |us: u64| us as f64 / 1000.0;
-    Ok(format!(
-        "### Relay ({cores} cores, {cpu})\n\n\
-         | measure | result | target |\n|---|---|---|\n\
-         | RSS per idle signed-in session ({n} sessions) | {per_session:.1} KiB ({before} KiB to {after} KiB) | at most 8 KiB |\n\
-         | forward latency, {rate} msg/s of {size} B over {pairs} calls | p50 {p50:.3} ms, p99 {p99:.3} ms ({delivered:.0} msg/s delivered, {sent} sent) | p99 at most 1 ms |\n\
-         | highest forward rate, {size} B over {pairs} calls | {max:.0} msg/s | |\n\
-         | call setups, {pairs} pairs | {setup_rate:.0} per s | |\n",
-        rate = args.rate,
-        size = args.size,
-        pairs = args.pairs,
-        p50 = ms(p50),
-        p99 = ms(p99),
-    ))
+    let mut out = format!("### Relay ({cores} cores, {cpu})\n\n| measure |");
+    for (name, _) in runs {
+        out += &format!(" {name} |");
+    }
+    if runs.len() == 2 {
+        out += " ratio |";
+    }
+    out += " target |\n|---|";
+    for _ in 0..runs.len() + usize::from(runs.len() == 2) + 1 {
+        out += "---|";
+    }
+    out += "\n";
+    let ratio = |f: &dyn Fn(&Figures) -> f64| match runs {
+        [(_, a), (_, b)] if f(a) > 0.0 => format!(" {:.2} |", f(b) / f(a)),
+        [_, _] => " — |".to_string(),
+        _ => String::new(),
+    };
+    let mut row = |measure: String,
+                   cell: &dyn Fn(&Figures) -> String,
+                   value: &dyn Fn(&Figures) -> f64,
+                   target: &str| {
+        out += &format!("| {measure} |");
+        for (_, f) in runs {
+            out += &format!(" {} |", cell(f));
+        }
+        out += &ratio(value);
+        out += &format!(" {target} |\n");
+    };
+    row(
+        format!(
+            "RSS per idle signed-in session ({} sessions)",
+            runs[0].1.sessions
+        ),
+        &|f| {
+            format!(
+                "{:.1} KiB ({} KiB to {} KiB)",
+                f.per_session, f.rss_before, f.rss_after
+            )
+        },
+        &|f| f.per_session,
+        "at most 8 KiB",
+    );
+    row(
+        format!(
+            "forward latency p50, {} msg/s of {} B over {} calls",
+            args.rate, args.size, args.pairs
+        ),
+        &|f| format!("{:.3} ms", f.p50_ms),
+        &|f| f.p50_ms,
+        "",
+    );
+    row(
+        format!(
+            "forward latency p99 (delivered / sent in {} s)",
+            args.seconds
+        ),
+        &|f| {
+            format!(
+                "{:.3} ms ({:.0} msg/s, {} sent)",
+                f.p99_ms, f.delivered, f.sent
+            )
+        },
+        &|f| f.p99_ms,
+        "p99 at most 1 ms",
+    );
+    row(
+        format!(
+            "highest forward rate, {} B over {} calls",
+            args.size, args.pairs
+        ),
+        &|f| format!("{:.0} msg/s", f.max_rate),
+        &|f| f.max_rate,
+        "",
+    );
+    row(
+        format!("call setups, {} pairs", args.pairs),
+        &|f| format!("{:.0} per s", f.setups),
+        &|f| f.setups,
+        "",
+    );
+    out
 }

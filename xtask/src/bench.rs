@@ -14,9 +14,18 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
 }
 
-/// The relay benchmark: real WebSocket clients against the release relay.
+/// The relay benchmark: real WebSocket clients against the release relay. With
+/// `--postgres`, a PostgreSQL server (fsync on) is started for the run and the
+/// benchmark compares the embedded store with it side by side.
 fn relay(extra: &[String]) -> Result<()> {
     let relay = release_relay()?;
+    let postgres = extra.iter().any(|a| a == "--postgres");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--postgres").collect();
+    let server = if postgres {
+        Some(crate::pg::TestPostgres::start_with(true)?)
+    } else {
+        None
+    };
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -30,6 +39,10 @@ fn relay(extra: &[String]) -> Result<()> {
     ])
     .arg(relay)
     .args(extra);
+    if let Some(server) = &server {
+        cmd.arg("--database-url")
+            .arg(server.create_database("bench")?);
+    }
     check(&mut cmd, "relay benchmark")
 }
 

@@ -68,7 +68,8 @@ fn real_main() -> Result<()> {
                  dist            build the browser bundle into www/pkg\n  \
                  test            fmt, clippy, native tests, browser tests, end-to-end tests\n  \
                  e2e [FILTER]    only the end-to-end tests (keeps logs and screenshots of failures in target/e2e/)\n  \
-                 bench relay     relay benchmark (idle session memory, forward latency, call setups)\n  \
+                 bench relay [--postgres]  relay benchmark (idle session memory, forward latency, call setups);\n                  \
+                 with --postgres also on PostgreSQL, side by side\n  \
                  bench call      call-setup benchmark in headless Chromium against a plain WebRTC baseline"
             );
             if task.is_empty() || task == "help" || task == "--help" {
@@ -181,11 +182,19 @@ fn test() -> Result<()> {
             .env(pg::URL_VAR, &postgres.url),
         "native tests",
     )?;
-    // Every relay integration test once more with the relay on PostgreSQL (a
-    // database per test), so both stores answer to the whole suite.
+    // Every integration test once more with the relay on PostgreSQL (a database
+    // per test), so both stores answer to the whole suite. The same package set
+    // as above, so that features unify alike and nothing is rebuilt.
     check(
         cargo()
-            .args(["test", "--package", "shieldcall-relay", "--test", "*"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "shieldcall-e2e",
+                "--test",
+                "*",
+            ])
             .env(pg::URL_VAR, &postgres.url)
             .env("SHIELDCALL_TEST_STORE", "postgres"),
         "the relay's integration tests on PostgreSQL",

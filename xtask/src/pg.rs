@@ -96,9 +96,15 @@ fn free_port() -> Result<u16> {
 }
 
 impl TestPostgres {
-    /// Creates and starts the cluster. Trust authentication, loopback only:
-    /// nobody else can reach it, and it lives as long as the test run.
+    /// Creates and starts the cluster for tests: trust authentication, loopback
+    /// only (nobody else can reach it, and it lives as long as the test run),
+    /// `fsync` off.
     pub fn start() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// The same with `fsync` on as in production (`durable`), for benchmarks.
+    pub fn start_with(durable: bool) -> Result<Self> {
         let bin = ensure_postgres()?;
         // As root, under /tmp: a $TMPDIR below /root would be closed to `postgres`.
         let tmp = if is_root() {
@@ -136,11 +142,12 @@ impl TestPostgres {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        // fsync off: a test cluster that dies with the machine is thrown away anyway.
-        // Up to 400 connections: every test relay has a pool of up to 16.
+        // fsync off for tests: a test cluster that dies with the machine is thrown
+        // away anyway. Up to 400 connections: every test relay has a pool of up to 16.
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=400",
-            server.dir.display()
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync={} -c max_connections=400",
+            server.dir.display(),
+            if durable { "on" } else { "off" }
         );
         let out = as_owner(&server.bin, "pg_ctl")
             .args(["start", "-w", "-t", "60", "-D"])
@@ -162,6 +169,24 @@ impl TestPostgres {
             server.dir.display()
         );
         Ok(server)
+    }
+}
+
+impl TestPostgres {
+    /// Creates the database `name`; returns its URL.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        check(
+            Command::new("psql").arg(&self.url).args([
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ]),
+            &format!("CREATE DATABASE {name}"),
+        )?;
+        let (base, _) = self.url.rsplit_once('/').unwrap_or((&self.url, ""));
+        Ok(format!("{base}/{name}"))
     }
 }
 
