@@ -82,7 +82,13 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown flag {other}"),
         }
     }
-    a.users = a.users.max(2 * a.pairs).max(1);
+    // Enough users that no one has more devices than the relay allows.
+    let per_user = shieldcall_relay::hub::MAX_DEVICES_PER_USER;
+    a.users = a
+        .users
+        .max(2 * a.pairs)
+        .max(a.sessions.div_ceil(per_user))
+        .max(1);
     Ok(a)
 }
 
