@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use postgres::{NodeLock, PostgresStore};
 pub use sqlite::SqliteStore;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hub::CallRecord;
 use crate::policy::{Assignment, ExternalAccess, Policy, Target};
 
@@ -274,6 +274,51 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// Call history entries kept per user (the newest): a phone's recent-calls list
 /// is about as long, and it bounds what a busy account costs the store.
 pub const HISTORY_PER_USER: u32 = 200;
+
+/// A tenant's stored external access (`mode`, comma-separated `domains`).
+fn access_from(mode: &str, domains: &str) -> ExternalAccess {
+    match mode {
+        "allow-list" => ExternalAccess::AllowList {
+            domains: domains
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect(),
+        },
+        "block" => ExternalAccess::Block,
+        _ => ExternalAccess::AllowAll,
+    }
+}
+
+/// `NotFound(what)` when a write touched no row.
+fn need(affected: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if affected == 0 {
+        Err(Error::NotFound(what()))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// An insert's constraint failures as callers see them, on either engine: a
+/// duplicate is a `Conflict` naming `what`, a missing parent row a `NotFound`
+/// naming `parent`.
+fn check_insert<T>(
+    inserted: std::result::Result<T, sqlx::Error>,
+    what: impl FnOnce() -> String,
+    parent: impl FnOnce() -> String,
+) -> Result<()> {
+    match inserted {
+        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(what())),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            Err(Error::NotFound(parent()))
+        }
+        other => other.map(|_| ()).map_err(Into::into),
+    }
+}
 
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {

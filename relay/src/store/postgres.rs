@@ -28,7 +28,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::{
-    Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User, unix_now,
+    Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User,
+    access_from, check_insert, is_unique_violation, need, unix_now,
 };
 use crate::error::{Error, Result};
 use crate::hub::{CallRecord, Direction, Outcome, history};
@@ -250,20 +251,6 @@ async fn write_audit(conn: &mut PgConnection, a: &Audit) -> Result<()> {
     Ok(())
 }
 
-fn access_from(mode: &str, domains: &str) -> ExternalAccess {
-    match mode {
-        "allow-list" => ExternalAccess::AllowList {
-            domains: domains
-                .split(',')
-                .filter(|d| !d.is_empty())
-                .map(String::from)
-                .collect(),
-        },
-        "block" => ExternalAccess::Block,
-        _ => ExternalAccess::AllowAll,
-    }
-}
-
 fn user_from(row: &sqlx::postgres::PgRow) -> Result<User> {
     Ok(User {
         name: row.try_get("name")?,
@@ -281,34 +268,6 @@ fn policy_from(row: &sqlx::postgres::PgRow) -> Result<Policy> {
         calling_e2ee: E2eePolicyType::from_str(&kind)
             .map_err(|_| Error::Internal(format!("stored policy type {kind:?}")))?,
     })
-}
-
-fn need(affected: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if affected == 0 {
-        Err(Error::NotFound(what()))
-    } else {
-        Ok(())
-    }
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-/// An insert's constraint failures as callers see them: a duplicate is a
-/// `Conflict` naming `what`, a missing parent row a `NotFound` naming `parent`.
-fn check_insert(
-    inserted: std::result::Result<sqlx::postgres::PgQueryResult, sqlx::Error>,
-    what: impl FnOnce() -> String,
-    parent: impl FnOnce() -> String,
-) -> Result<()> {
-    match inserted {
-        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(what())),
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-            Err(Error::NotFound(parent()))
-        }
-        other => other.map(|_| ()).map_err(Into::into),
-    }
 }
 
 /// `LIMIT` takes a BIGINT.

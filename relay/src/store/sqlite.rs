@@ -15,7 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User, unix_now,
+    Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User,
+    access_from, check_insert, is_unique_violation, need, unix_now,
 };
 use crate::error::{Error, Result};
 use crate::hub::{CallRecord, Direction, Outcome, history};
@@ -101,20 +102,6 @@ async fn audited<'c>(
     Ok(tx)
 }
 
-fn access_from(mode: &str, domains: &str) -> ExternalAccess {
-    match mode {
-        "allow-list" => ExternalAccess::AllowList {
-            domains: domains
-                .split(',')
-                .filter(|d| !d.is_empty())
-                .map(String::from)
-                .collect(),
-        },
-        "block" => ExternalAccess::Block,
-        _ => ExternalAccess::AllowAll,
-    }
-}
-
 fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     Ok(User {
         name: row.try_get("name")?,
@@ -132,34 +119,6 @@ fn policy_from(row: &sqlx::sqlite::SqliteRow) -> Result<Policy> {
         calling_e2ee: E2eePolicyType::from_str(&kind)
             .map_err(|_| Error::Internal(format!("stored policy type {kind:?}")))?,
     })
-}
-
-fn need(affected: u64, what: impl FnOnce() -> String) -> Result<()> {
-    if affected == 0 {
-        Err(Error::NotFound(what()))
-    } else {
-        Ok(())
-    }
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-/// An insert's constraint failures as callers see them: a duplicate is a
-/// `Conflict` naming `what`, a missing parent row a `NotFound` naming `parent`.
-fn check_insert(
-    inserted: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
-    what: impl FnOnce() -> String,
-    parent: impl FnOnce() -> String,
-) -> Result<()> {
-    match inserted {
-        Err(e) if is_unique_violation(&e) => Err(Error::Conflict(what())),
-        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
-            Err(Error::NotFound(parent()))
-        }
-        other => other.map(|_| ()).map_err(Into::into),
-    }
 }
 
 impl Store for SqliteStore {
