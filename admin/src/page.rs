@@ -153,6 +153,14 @@ fn submit(root: &Element, form: &Element) {
             };
             ("POST", "/api/admin/grant".to_string(), body)
         }
+        "set-name" => (
+            "PUT",
+            format!(
+                "/api/admin/users/{}/name",
+                encode(field(form, "user").trim())
+            ),
+            object(&[("name", field(form, "name").into())]),
+        ),
         "new-group" => (
             "POST",
             "/api/admin/groups".to_string(),
@@ -571,7 +579,14 @@ fn draw(
     // Users.
     add(root, el("h2", &[], "Users"))?;
     let (t, body) = table(
-        &["User", "Admin", "Switch", "Effective policy", "E2EE"],
+        &[
+            "User",
+            "Display name",
+            "Admin",
+            "Switch",
+            "Effective policy",
+            "E2EE",
+        ],
         "users",
     )?;
     for u in &arr(users) {
@@ -586,6 +601,7 @@ fn draw(
             &[("data-testid", &format!("user-row-{}", &str_of(u, "user")))],
             &[
                 &str_of(u, "user"),
+                &str_of(u, "name"),
                 if codec::boolean(u, "admin") {
                     "yes"
                 } else {
@@ -602,6 +618,48 @@ fn draw(
         )?;
     }
     root.append_child(&t)?;
+    let sn = el(
+        "form",
+        &[
+            ("data-form", "set-name"),
+            ("class", "inline"),
+            ("data-testid", "set-name"),
+        ],
+        "",
+    )?;
+    append(
+        &sn,
+        &[
+            &el(
+                "input",
+                &[
+                    ("name", "user"),
+                    ("placeholder", "user@domain"),
+                    ("aria-label", "User"),
+                    ("required", ""),
+                    ("data-testid", "set-name-user"),
+                ],
+                "",
+            )?,
+            &el(
+                "input",
+                &[
+                    ("name", "name"),
+                    ("data-testid", "set-name-name"),
+                    ("placeholder", "display name (empty: none)"),
+                    ("aria-label", "Display name"),
+                    ("maxlength", "64"),
+                ],
+                "",
+            )?,
+            &el(
+                "button",
+                &[("type", "submit"), ("data-testid", "set-name-submit")],
+                "Set display name",
+            )?,
+        ],
+    )?;
+    root.append_child(&sn)?;
 
     // Groups.
     add(root, el("h2", &[], "Groups"))?;

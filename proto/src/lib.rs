@@ -32,7 +32,8 @@ pub use code::{
 pub use fingerprint::{FINGERPRINT_LEN, Fingerprint, FingerprintError};
 pub use msg::{
     CallId, ClientMsg, DecodeError, ErrorCode, HangupReason, IceCandidate, IceServer,
-    MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Presence, RefuseReason, RelayMsg, Status,
+    MAX_DISPLAY_NAME_CHARS, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Presence, RefuseReason, RelayMsg,
+    Status,
 };
 pub use policy::{
     CallFeature, CallMode, E2eePolicyType, E2eeSetting, PolicySource, UnknownPolicyType,

@@ -82,7 +82,15 @@ pub struct Presence {
     pub user: String,
     /// Current presence.
     pub status: Status,
+    /// The display name an admin gave the account ("Alice Example"), if any.
+    /// Every entry carries the current one: a client replaces what it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
+
+/// The longest display name, in characters (64): a full name with titles fits,
+/// and a contact row stays one line on a phone with an ellipsis.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 
 /// Why a hangup happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assignments", get(assignments))
         .route("/users", get(users))
         .route("/users/{user}/effective", get(effective))
+        .route("/users/{user}/name", axum::routing::put(set_name))
         .route("/groups", get(groups).post(add_group))
         .route("/groups/{group}", axum::routing::delete(remove_group))
         .route("/groups/{group}/members", post(add_member))
@@ -189,7 +190,8 @@ async fn users(State(state): State<AppState>, a: AdminAuthed) -> Result<Response
     for u in store.users(Some(domain(&a))).await? {
         let effective = ops::effective_setting(store, &u.name).await?;
         out.push(serde_json::json!({
-            "user": u.name, "admin": u.admin, "e2ee_switch": u.e2ee_switch, "effective": effective,
+            "user": u.name, "name": u.display_name, "admin": u.admin,
+            "e2ee_switch": u.e2ee_switch, "effective": effective,
         }));
     }
     Ok(Json(out).into_response())
@@ -205,6 +207,23 @@ async fn effective(
         return Err(Error::NotFound(format!("user {user}")));
     }
     Ok(Json(ops::effective_setting(state.store(), &user).await?).into_response())
+}
+
+/// `PUT /api/admin/users/{user}/name {"name": "Alice Example"}` ("" removes it):
+/// the display name shown beside the address. Answers the name as stored.
+async fn set_name(
+    State(state): State<AppState>,
+    a: AdminAuthed,
+    Path(user): Path<String>,
+    Json(form): Json<NameForm>,
+) -> Result<Response> {
+    let user = ops::normalize_user(&user)?;
+    if domain_of(&user) != domain(&a) {
+        return Err(Error::NotFound(format!("user {user}")));
+    }
+    let stored = ops(&state, &a).set_display_name(&user, &form.name).await?;
+    state.refresh().await?;
+    Ok(Json(serde_json::json!({ "user": user, "name": stored })).into_response())
 }
 
 async fn groups(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {

@@ -292,7 +292,8 @@ impl AppState {
             .into_iter()
             .map(|t| (t.domain, t.external_access))
             .collect();
-        self.hub().set_directory(access, store.user_names().await?);
+        self.hub()
+            .set_directory_named(access, store.directory().await?);
         // Sessions that ended elsewhere (a password change or sign-out by the
         // CLI, expiry) close their connections here, within a poll interval.
         let now = unix_now();

@@ -4,7 +4,7 @@
 //! Nothing here knows about HTTP or the terminal, and nothing here hashes
 //! passwords: callers pass a finished Argon2id hash.
 
-use shieldcall_proto::{E2eePolicyType, E2eeSetting};
+use shieldcall_proto::{E2eePolicyType, E2eeSetting, MAX_DISPLAY_NAME_CHARS};
 
 use crate::error::{Error, Result};
 use crate::policy::{self, DEFAULT_GLOBAL, ExternalAccess, GLOBAL, Policy, Target};
@@ -48,6 +48,27 @@ pub fn normalize_user(name: &str) -> Result<String> {
             "{name:?} is not a user name of the form name@domain"
         )))
     }
+}
+
+/// Checks and normalises a display name: trimmed, each run of white space one
+/// space, at most [`MAX_DISPLAY_NAME_CHARS`] characters; empty is "none". Control
+/// characters and the bidirectional formatting characters are refused: rendered
+/// beside an address, they could make one person's name read as another's.
+pub fn normalize_display_name(name: &str) -> Result<String> {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}');
+    if let Some(c) = name.chars().find(|&c| c.is_control() || bidi(c)) {
+        return Err(Error::Invalid(format!(
+            "a display name cannot contain the character U+{:04X}",
+            u32::from(c)
+        )));
+    }
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(Error::Invalid(format!(
+            "a display name has at most {MAX_DISPLAY_NAME_CHARS} characters"
+        )));
+    }
+    Ok(name)
 }
 
 /// Checks a mail domain: dot-separated labels of letters, digits and `-`.
@@ -113,6 +134,7 @@ impl Ops<'_> {
             password_hash,
             admin,
             e2ee_switch: None,
+            display_name: String::new(),
         };
         let global = Policy {
             identity: GLOBAL.into(),
@@ -178,6 +200,35 @@ impl Ops<'_> {
             return Ok(before);
         }
         effective_setting(self.store, name).await
+    }
+
+    /// Sets a user's display name (normalised; empty removes it). Returns the
+    /// name as stored. An unchanged name writes nothing.
+    pub async fn set_display_name(&self, name: &str, display_name: &str) -> Result<String> {
+        let name = normalize_user(name)?;
+        let display_name = normalize_display_name(display_name)?;
+        retry_changed!(async {
+            let user = self
+                .store
+                .user(&name)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("user {name}")))?;
+            if user.display_name == display_name {
+                return Ok(());
+            }
+            let show = |n: &str| (!n.is_empty()).then(|| n.to_string());
+            let audit = self.audit(
+                user.domain(),
+                "user.name",
+                &name,
+                show(&user.display_name),
+                show(&display_name),
+            );
+            self.store
+                .set_display_name(&name, &display_name, &user.display_name, &audit)
+                .await
+        })?;
+        Ok(display_name)
     }
 
     /// Adds a group.

@@ -79,6 +79,36 @@ fn users_groups_and_policies_like_the_teams_cmdlets() {
         "anothersecret\n",
     );
 
+    // Display names: set with `user add --name` or `user name`, normalised,
+    // listed, and refused with a bidirectional override (it could make one
+    // name read as another).
+    ok(
+        &[
+            "user",
+            "add",
+            "dee@x.test",
+            "--password-stdin",
+            "--name",
+            "  Dee   Example ",
+        ],
+        "supersecret\n",
+    );
+    let out = ok(&["user", "name", "bob@x.test", "Bob Builder"], "");
+    assert!(out.contains("\"Bob Builder\""), "{out}");
+    let (bidi, _, err) = run(&d, &["user", "name", "bob@x.test", "Bob\u{202e}evil"], "");
+    assert!(!bidi && err.contains("U+202E"), "{err}");
+    let (long, _, err) = run(&d, &["user", "name", "bob@x.test", &"n".repeat(65)], "");
+    assert!(!long && err.contains("at most 64"), "{err}");
+    let list = ok(&["user", "list"], "");
+    assert!(
+        list.contains("name=Dee Example") && list.contains("name=Bob Builder"),
+        "{list}"
+    );
+    let out = ok(&["user", "name", "dee@x.test", ""], "");
+    assert!(out.contains("has no display name"), "{out}");
+    let list = ok(&["user", "list"], "");
+    assert!(!list.contains("name=Dee"), "{list}");
+
     ok(&["group", "add", "eng"], "");
     ok(&["group", "member", "add", "eng", "bob@x.test"], "");
     let out = ok(
@@ -183,6 +213,7 @@ fn users_groups_and_policies_like_the_teams_cmdlets() {
     for action in [
         "user.add",
         "user.passwd",
+        "user.name",
         "group.add",
         "policy.new",
         "policy.set",

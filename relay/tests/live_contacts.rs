@@ -119,3 +119,133 @@ async fn new_and_removed_accounts_reach_open_lists() {
     assert!(!list.0.contains_key("ann@a.test"));
     relay.stop().await;
 }
+
+/// Merges presence messages until `user` is listed with display name `want`.
+async fn wait_for_name(c: &mut Client, user: &str, want: Option<&str>) {
+    loop {
+        let m = c
+            .try_recv_any(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{user} never got the display name {want:?}"));
+        if let RelayMsg::Presence { contacts } = m
+            && let Some(p) = contacts.iter().find(|p| p.user == user)
+            && p.name.as_deref() == want
+        {
+            assert_ne!(p.status, Status::Removed);
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn display_names_reach_open_lists_and_are_checked() {
+    let relay = start().await;
+    relay.add_user("root@a.test", true).await;
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@a.test", false).await;
+    relay.add_user("eve@b.test", false).await;
+    let (mut ann, _) = signed_in(&relay, "ann@a.test").await;
+    let cookie = relay.cookie_for("root@a.test").await;
+
+    // The admin names Bob; the name is normalised and reaches Ann's open list.
+    let r = relay
+        .admin(
+            &cookie,
+            "PUT",
+            "/api/admin/users/bob@a.test/name",
+            r#"{"name":"  Bob   Example  "}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains(r#""name":"Bob Example""#), "{}", r.body);
+    wait_for_name(&mut ann, "bob@a.test", Some("Bob Example")).await;
+    // A device that signs in now gets it in its first list.
+    let (_, welcome_list) = relay.device("ann@a.test").await;
+    drop(welcome_list);
+    let users = relay.admin(&cookie, "GET", "/api/admin/users", "").await;
+    assert!(
+        users.body.contains(r#""name":"Bob Example""#),
+        "{}",
+        users.body
+    );
+
+    // Refused, with nothing written: control and bidi characters, 65 characters,
+    // a user of another tenant (not found, as if it did not exist).
+    for (body, want) in [
+        (r#"{"name":"Bob\u0007"}"#, 400),
+        (r#"{"name":"\u202eelA"}"#, 400),
+        (&format!(r#"{{"name":"{}"}}"#, "é".repeat(65)), 400),
+        (r#"{"name":1}"#, 422),
+    ] {
+        let r = relay
+            .admin(&cookie, "PUT", "/api/admin/users/bob@a.test/name", body)
+            .await;
+        assert_eq!(r.status, want, "{body}: {}", r.body);
+    }
+    let r = relay
+        .admin(
+            &cookie,
+            "PUT",
+            "/api/admin/users/eve@b.test/name",
+            r#"{"name":"Eve"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let bob = relay
+        .state
+        .store()
+        .user("bob@a.test")
+        .await
+        .expect("read")
+        .expect("bob");
+    assert_eq!(bob.display_name, "Bob Example");
+    let longest = "é".repeat(64);
+    let r = relay
+        .admin(
+            &cookie,
+            "PUT",
+            "/api/admin/users/bob@a.test/name",
+            &format!(r#"{{"name":"{longest}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "64 characters are allowed: {}", r.body);
+    wait_for_name(&mut ann, "bob@a.test", Some(&longest)).await;
+
+    // The CLI removes it (an empty name); Ann's list follows within a poll.
+    let out = shieldcall(&relay.dir)
+        .args(["user", "name", "bob@a.test", ""])
+        .output()
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_name(&mut ann, "bob@a.test", None).await;
+    let log = relay
+        .state
+        .store()
+        .audit_log("a.test", 10)
+        .await
+        .expect("audit");
+    let names: Vec<(&str, Option<&str>, Option<&str>)> = log
+        .iter()
+        .filter(|e| e.audit.action == "user.name")
+        .map(|e| {
+            (
+                e.audit.actor.as_str(),
+                e.audit.old.as_deref(),
+                e.audit.new.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("cli", Some(longest.as_str()), None),
+            ("root@a.test", Some("Bob Example"), Some(longest.as_str())),
+            ("root@a.test", None, Some("Bob Example")),
+        ]
+    );
+    relay.stop().await;
+}

@@ -87,6 +87,7 @@ fn user(name: &str) -> User {
         password_hash: format!("$argon2id$fake-hash-of-{name}"),
         admin: false,
         e2ee_switch: None,
+        display_name: String::new(),
     }
 }
 
@@ -112,10 +113,10 @@ async fn users_and_tenants(store: &dyn Store) {
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
 
     // Names sorted; users of one tenant or of all.
-    assert_eq!(
-        store.user_names().await.expect("names"),
-        ["ann@a.test", "bob@a.test", "zoe@b.test"]
-    );
+    let directory = store.directory().await.expect("directory");
+    let names: Vec<&str> = directory.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ann@a.test", "bob@a.test", "zoe@b.test"]);
+    assert!(directory.iter().all(|(_, d)| d.is_empty()));
     let in_a: Vec<String> = store
         .users(Some("a.test"))
         .await
@@ -131,6 +132,7 @@ async fn users_and_tenants(store: &dyn Store) {
     let mut admin = user("root@a.test");
     admin.admin = true;
     admin.e2ee_switch = Some(true);
+    admin.display_name = "Ruth Örn-Ødegård".into();
     store
         .add_user(
             &admin,
@@ -198,6 +200,26 @@ async fn users_and_tenants(store: &dyn Store) {
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
     let ann = store.user("ann@a.test").await.expect("read").expect("ann");
     assert_eq!(ann.e2ee_switch, Some(false));
+
+    // The display name: compare-and-set, in the directory, "" for none.
+    let n = audit("a.test", "user.name", "ann@a.test");
+    store
+        .set_display_name("ann@a.test", "Ann Example", "", &n)
+        .await
+        .expect("name");
+    let stale = store.set_display_name("ann@a.test", "Other", "", &n).await;
+    assert!(matches!(stale, Err(Error::Changed(_))), "{stale:?}");
+    let missing = store.set_display_name("no@a.test", "X", "", &n).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    let directory = store.directory().await.expect("directory");
+    assert!(directory.contains(&("ann@a.test".into(), "Ann Example".into())));
+    assert!(directory.contains(&("root@a.test".into(), "Ruth Örn-Ødegård".into())));
+    store
+        .set_display_name("ann@a.test", "", "Ann Example", &n)
+        .await
+        .expect("unname");
+    let ann = store.user("ann@a.test").await.expect("read").expect("ann");
+    assert_eq!(ann.display_name, "");
 
     // A new password ends the user's sessions.
     let token = "a".repeat(64);

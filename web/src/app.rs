@@ -119,6 +119,21 @@ pub struct Elsewhere {
 }
 
 impl App {
+    /// How `user` is shown: "Alice Example (alice@example.test)" when an admin
+    /// gave the account a display name, else the address alone. The address is
+    /// always there: a name is only a label, and two people may share one.
+    pub(crate) fn shown(&self, user: &str) -> String {
+        match self
+            .contacts
+            .iter()
+            .find(|c| c.user == user)
+            .and_then(|c| c.name.as_deref())
+        {
+            Some(name) => format!("{name} ({user})"),
+            None => user.to_string(),
+        }
+    }
+
     fn new(ui: Ui) -> Self {
         Self {
             ui,
@@ -502,7 +517,7 @@ pub(crate) fn sync_alert(app: &Shared) {
         .map(|c| c.view().peer.clone());
     match (ringing, a.alert.is_some()) {
         (Some(peer), false) => {
-            let alert = crate::alert::Alert::start(&peer, &a.ui.incoming);
+            let alert = crate::alert::Alert::start(&a.shown(&peer), &a.ui.incoming);
             a.alert = Some(alert);
         }
         (None, true) => a.alert = None,
@@ -764,7 +779,8 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                     continue;
                 }
                 match a.contacts.iter_mut().find(|c| c.user == p.user) {
-                    Some(c) => c.status = p.status,
+                    // Every entry carries the current display name.
+                    Some(c) => *c = p,
                     None => a.contacts.push(p),
                 }
             }

@@ -279,6 +279,7 @@ fn presence(v: &JsValue) -> Result<Presence, String> {
     Ok(Presence {
         user: req_str(v, "user")?,
         status: pick(&req_str(v, "status")?, STATUSES)?,
+        name: opt_str(v, "name")?,
     })
 }
 

@@ -79,7 +79,20 @@ pub(crate) fn render_contacts(a: &App) {
                 ],
                 "",
             )?;
-            let name = el("span", &[("class", "name")], &c.user)?;
+            // The display name (when an admin gave one) above the address.
+            let who = el("span", &[("class", "who")], "")?;
+            match &c.name {
+                Some(shown) => {
+                    dom::attr(&li, "data-name", shown);
+                    let name = el("span", &[("class", "name")], shown)?;
+                    let addr = el("span", &[("class", "addr muted")], &c.user)?;
+                    append(&who, &[&name, &addr])?;
+                }
+                None => {
+                    let name = el("span", &[("class", "name")], &c.user)?;
+                    append(&who, &[&name])?;
+                }
+            }
             let badge = el("span", &[("class", &format!("status {status}"))], status)?;
             let call = el(
                 "button",
@@ -87,12 +100,12 @@ pub(crate) fn render_contacts(a: &App) {
                     ("type", "button"),
                     ("data-testid", &format!("call-{}", c.user)),
                     ("data-call", &c.user),
-                    ("aria-label", &format!("Call {}", c.user)),
+                    ("aria-label", &format!("Call {}", a.shown(&c.user))),
                 ],
                 "Call",
             )?;
             flag(&call, "disabled", busy || c.status == Status::Offline);
-            append(&li, &[&name, &badge, &call])?;
+            append(&li, &[&who, &badge, &call])?;
             ui.contacts.append_child(&li)?;
             Ok(())
         };
@@ -119,7 +132,8 @@ pub(crate) fn render_history(a: &App) {
                 ],
                 "",
             )?;
-            let line = texts::history_line(&h.direction, &h.outcome, &h.peer, h.duration_secs);
+            let line =
+                texts::history_line(&h.direction, &h.outcome, &a.shown(&h.peer), h.duration_secs);
             let what = el("span", &[("class", "what")], &line)?;
             let date = js_sys::Date::new(&JsValue::from_f64(h.at * 1000.0));
             let iso: String = date.to_iso_string().into();
@@ -134,7 +148,7 @@ pub(crate) fn render_history(a: &App) {
                 &[
                     ("type", "button"),
                     ("data-call", &h.peer),
-                    ("aria-label", &format!("Call {} back", h.peer)),
+                    ("aria-label", &format!("Call {} back", a.shown(&h.peer))),
                 ],
                 "Call back",
             )?;
@@ -228,8 +242,12 @@ pub(crate) fn render_call(a: &App) {
         text(
             &ui.incoming_text,
             &match &v.referred_by {
-                Some(by) => format!("{} is calling ({mode}), transferred by {by}.", v.peer),
-                None => format!("{} is calling ({mode}).", v.peer),
+                Some(by) => format!(
+                    "{} is calling ({mode}), transferred by {}.",
+                    a.shown(&v.peer),
+                    a.shown(by)
+                ),
+                None => format!("{} is calling ({mode}).", a.shown(&v.peer)),
             },
         );
     }
@@ -252,7 +270,7 @@ pub(crate) fn render_call(a: &App) {
     dom::attr(&ui.indicator, "data-state", state);
     dom::attr(&ui.indicator, "aria-label", label);
     text(&ui.indicator_label, label);
-    text(&ui.call_peer, &v.peer);
+    text(&ui.call_peer, &a.shown(&v.peer));
     dom::attr(&ui.call_state, "data-state", texts::phase_name(&v.phase));
     text(&ui.call_state, texts::phase_name(&v.phase));
     let dur = match (v.connected_at_ms, ended) {

@@ -65,10 +65,28 @@ pub(super) async fn admin(
     };
     let cost = PasswordCost::default();
     match cmd {
-        Command::User(UserCmd::Add { user, admin, .. }) => {
+        Command::User(UserCmd::Add {
+            user, admin, name, ..
+        }) => {
+            // A bad display name is refused before anything is written.
+            let display = name
+                .as_deref()
+                .map(ops::normalize_display_name)
+                .transpose()?;
             let hash = auth::hash_password(cost, read_password()?).await?;
-            let name = ops.add_user(&user, hash, admin).await?;
-            println!("added {name}{}", if admin { " (admin)" } else { "" });
+            let user = ops.add_user(&user, hash, admin).await?;
+            if let Some(display) = display.filter(|d| !d.is_empty()) {
+                ops.set_display_name(&user, &display).await?;
+            }
+            println!("added {user}{}", if admin { " (admin)" } else { "" });
+        }
+        Command::User(UserCmd::Name { user, name }) => {
+            let stored = ops.set_display_name(&user, &name).await?;
+            if stored.is_empty() {
+                println!("{user} has no display name");
+            } else {
+                println!("{user} is shown as {stored:?}");
+            }
         }
         Command::User(UserCmd::Passwd { user, .. }) => {
             let hash = auth::hash_password(cost, read_password()?).await?;
@@ -84,8 +102,13 @@ pub(super) async fn admin(
         Command::User(UserCmd::List { tenant }) => {
             for u in store.users(tenant.as_deref()).await? {
                 let s = ops::effective_setting(store, &u.name).await?;
+                let shown = if u.display_name.is_empty() {
+                    String::new()
+                } else {
+                    format!("\tname={}", u.display_name)
+                };
                 println!(
-                    "{}\t{}\te2ee={}\tpolicy={} ({:?})",
+                    "{}\t{}\te2ee={}\tpolicy={} ({:?}){shown}",
                     u.name,
                     if u.admin { "admin" } else { "user" },
                     if s.enabled { "on" } else { "off" },

@@ -135,6 +135,16 @@ enum UserCmd {
         /// Make the user an admin of their tenant.
         #[arg(long)]
         admin: bool,
+        /// The display name shown beside the address ("Alice Example").
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Set a user's display name, shown beside the address ("" removes it).
+    Name {
+        /// `name@domain`.
+        user: String,
+        /// The display name, at most 64 characters.
+        name: String,
     },
     /// Change a user's password (signs them out everywhere).
     Passwd {

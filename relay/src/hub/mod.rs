@@ -173,6 +173,8 @@ struct Inner {
     /// Every account, as of the last refresh (`None` before the first): what
     /// contact lists are drawn from, kept to tell clients how their lists change.
     accounts: Option<HashSet<String>>,
+    /// Display names of the accounts that have one, as of the last refresh.
+    names: HashMap<String, String>,
     /// The presence last announced per user (absent: offline).
     shown: HashMap<String, Status>,
     /// Users whose presence may have changed since the last flush.
@@ -540,6 +542,7 @@ impl Hub {
             .map(|u| Presence {
                 user: u.clone(),
                 status: g.status(u),
+                name: g.names.get(u).cloned(),
             })
             .collect();
         list.sort_by(|a, b| a.user.cmp(&b.user));
@@ -568,7 +571,12 @@ impl Hub {
             } else {
                 g.shown.insert(user.clone(), now);
             }
-            changes.push(Presence { user, status: now });
+            let name = g.names.get(&user).cloned();
+            changes.push(Presence {
+                user,
+                status: now,
+                name,
+            });
         }
         if changes.is_empty() {
             return;
@@ -590,14 +598,33 @@ impl Hub {
     /// its presence, one who is gone arrives as `removed`. The first call, before
     /// the relay serves anyone, only records them.
     pub fn set_directory(&self, access: HashMap<String, ExternalAccess>, accounts: Vec<String>) {
+        let named = accounts.into_iter().map(|u| (u, String::new())).collect();
+        self.set_directory_named(access, named);
+    }
+
+    /// [`Hub::set_directory`] with each account's display name (empty for
+    /// none): a contact whose name changed arrives again with its presence and
+    /// the new name.
+    pub fn set_directory_named(
+        &self,
+        access: HashMap<String, ExternalAccess>,
+        accounts: Vec<(String, String)>,
+    ) {
         let mut g = self.lock();
         let old_access = std::mem::replace(&mut g.access, access);
-        let Some(old_accounts) = g.accounts.replace(accounts.into_iter().collect()) else {
+        let names: HashMap<String, String> = accounts
+            .iter()
+            .filter(|(_, n)| !n.is_empty())
+            .map(|(u, n)| (u.clone(), n.clone()))
+            .collect();
+        let old_names = std::mem::replace(&mut g.names, names);
+        let accounts = accounts.into_iter().map(|(u, _)| u).collect();
+        let Some(old_accounts) = g.accounts.replace(accounts) else {
             return;
         };
         let g = &*g;
         let Some(accounts) = &g.accounts else { return };
-        if old_access == g.access && &old_accounts == accounts {
+        if old_access == g.access && &old_accounts == accounts && old_names == g.names {
             return;
         }
         g.send_per_domain(|domain| {
@@ -606,14 +633,17 @@ impl Hub {
                 .filter_map(|u| {
                     let was = old_accounts.contains(u) && visible(&old_access, domain, u);
                     let is = accounts.contains(u) && visible(&g.access, domain, u);
+                    let renamed = old_names.get(u) != g.names.get(u);
                     let status = match (was, is) {
                         (true, false) => Status::Removed,
                         (false, true) => g.status(u),
+                        (true, true) if renamed => g.status(u),
                         _ => return None,
                     };
                     Some(Presence {
                         user: u.clone(),
                         status,
+                        name: g.names.get(u).cloned(),
                     })
                 })
                 .collect();

@@ -50,6 +50,8 @@ pub struct User {
     pub admin: bool,
     /// The "End-to-end encrypted calls" switch; `None` until the user touches it.
     pub e2ee_switch: Option<bool>,
+    /// The display name an admin gave the account; empty for none.
+    pub display_name: String,
 }
 
 impl User {
@@ -65,6 +67,7 @@ impl fmt::Debug for User {
             .field("name", &self.name)
             .field("admin", &self.admin)
             .field("e2ee_switch", &self.e2ee_switch)
+            .field("display_name", &self.display_name)
             .finish_non_exhaustive()
     }
 }
@@ -154,8 +157,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> StoreFuture<'a, ()>;
     /// One user.
     fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<User>>;
-    /// Every user's name, sorted (for contact lists; no hashes are read).
-    fn user_names(&self) -> StoreFuture<'_, Vec<String>>;
+    /// Every user's name and display name (empty for none), sorted by name: the
+    /// directory contact lists are drawn from (no hashes are read).
+    fn directory(&self) -> StoreFuture<'_, Vec<(String, String)>>;
     /// The users of one tenant, or of all tenants.
     fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>>;
     /// Replaces a password hash and ends the user's sessions.
@@ -173,6 +177,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         name: &'a str,
         on: Option<bool>,
         replacing: Option<bool>,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+    /// Sets a user's display name (empty for none).
+    /// Compare-and-set on the name as read (`replacing`), as
+    /// [`Store::set_external_access`].
+    fn set_display_name<'a>(
+        &'a self,
+        name: &'a str,
+        display_name: &'a str,
+        replacing: &'a str,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
     /// Removes a user with their sessions, memberships and direct assignment.

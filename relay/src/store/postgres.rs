@@ -37,7 +37,10 @@ use crate::policy::{Assignment, ExternalAccess, Policy, Target};
 use shieldcall_proto::E2eePolicyType;
 
 /// Schema versions in order; index + 1 is the version.
-const MIGRATIONS: &[&str] = &[include_str!("pg_schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("pg_schema_v1.sql"),
+    include_str!("pg_schema_v2.sql"),
+];
 
 /// Advisory lock keys: one 64-bit space per database, shared with anything else
 /// that uses advisory locks there, hence values unlikely to collide
@@ -257,6 +260,7 @@ fn user_from(row: &sqlx::postgres::PgRow) -> Result<User> {
         password_hash: row.try_get("password_hash")?,
         admin: row.try_get("admin")?,
         e2ee_switch: row.try_get("e2ee_switch")?,
+        display_name: row.try_get("display_name")?,
     })
 }
 
@@ -378,12 +382,13 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
-            let inserted = sqlx::query("INSERT INTO users (name, domain, password_hash, admin, e2ee_switch) VALUES ($1, $2, $3, $4, $5)")
+            let inserted = sqlx::query("INSERT INTO users (name, domain, password_hash, admin, e2ee_switch, display_name) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&user.name)
                 .bind(domain)
                 .bind(&user.password_hash)
                 .bind(user.admin)
                 .bind(user.e2ee_switch)
+                .bind(&user.display_name)
                 .execute(&mut *tx)
                 .await;
             match inserted {
@@ -401,7 +406,7 @@ impl Store for PostgresStore {
     fn user<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<User>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT name, password_hash, admin, e2ee_switch FROM users WHERE name = $1",
+                "SELECT name, password_hash, admin, e2ee_switch, display_name FROM users WHERE name = $1",
             )
             .bind(name)
             .fetch_optional(&self.pool)
@@ -410,18 +415,20 @@ impl Store for PostgresStore {
         })
     }
 
-    fn user_names(&self) -> StoreFuture<'_, Vec<String>> {
+    fn directory(&self) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(async move {
-            Ok(sqlx::query_scalar("SELECT name FROM users ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?)
+            Ok(
+                sqlx::query_as("SELECT name, display_name FROM users ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
         })
     }
 
     fn users<'a>(&'a self, domain: Option<&'a str>) -> StoreFuture<'a, Vec<User>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT name, password_hash, admin, e2ee_switch FROM users \
+                "SELECT name, password_hash, admin, e2ee_switch, display_name FROM users \
                  WHERE $1::text IS NULL OR domain = $1 ORDER BY name",
             )
             .bind(domain)
@@ -477,6 +484,37 @@ impl Store for PostgresStore {
             }
             sqlx::query("UPDATE users SET e2ee_switch = $1 WHERE name = $2")
                 .bind(on)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn set_display_name<'a>(
+        &'a self,
+        name: &'a str,
+        display_name: &'a str,
+        replacing: &'a str,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.audited(audit).await?;
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT display_name FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match current {
+                None => return Err(Error::NotFound(format!("user {name}"))),
+                Some(c) if c != replacing => {
+                    return Err(Error::Changed(format!("the display name of {name}")));
+                }
+                Some(_) => {}
+            }
+            sqlx::query("UPDATE users SET display_name = $1 WHERE name = $2")
+                .bind(display_name)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
