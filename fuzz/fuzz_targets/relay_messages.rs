@@ -5,24 +5,10 @@
 //! a call once every device is gone. See `shieldcall_relay::fuzzing::hub_messages`.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use tokio::runtime::Runtime;
-
-/// One runtime for all inputs, its clock paused: `hub_messages` runs every timer it
-/// started before it returns, so nothing carries over from one input to the next.
-static RT: OnceLock<Option<Runtime>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let rt = RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .ok()
-    });
-    if let Some(rt) = rt {
-        shieldcall_relay::fuzzing::hub_messages(rt, data);
-    }
+    // The harness keeps its own clock: no runtime, nothing carried over from
+    // one input to the next.
+    shieldcall_relay::fuzzing::hub_messages(data);
 });

@@ -5,12 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shieldcall_proto::{
     CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, RefuseReason, RelayMsg, Status,
 };
-use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use crate::hub::{CallKey, DeviceId, Hub};
@@ -91,8 +90,9 @@ struct Device {
 }
 
 /// The relay around the hub, as `ws` drives it, with what the checks need.
-struct Harness<'a> {
-    rt: &'a Runtime,
+struct Harness {
+    /// The harness's clock: the hub's timers run when it moves on.
+    now: Instant,
     hub: Arc<Hub>,
     /// Outbox size of new devices.
     cap: usize,
@@ -144,18 +144,16 @@ struct Harness<'a> {
 /// queued for a device decodes as a [`RelayMsg`], no contact list names its own
 /// user, and a message about a call only reaches a user named in it.
 ///
-/// `rt` must be a current-thread runtime with time enabled and its clock paused
-/// (`start_paused(true)`, tokio's `test-util`), so that the timers run instantly.
-pub fn hub_messages(rt: &Runtime, data: &[u8]) {
+/// Time is the harness's own clock, given to the hub (it never sleeps).
+pub fn hub_messages(data: &[u8]) {
     let Some((&first, script)) = data.split_first() else {
         return;
     };
     let Ok(key) = CallKey::random() else {
         return;
     };
-    let _entered = rt.enter();
     let mut h = Harness {
-        rt,
+        now: Instant::now(),
         hub: Hub::new(RING, GRACE, PARK, key),
         cap: if first & 1 == 0 { OUTBOX } else { 4 },
         devices: std::array::from_fn(|_| None),
@@ -262,7 +260,7 @@ fn user_index(name: &str) -> Option<usize> {
         .or((name == OFFLINE).then_some(USERS.len()))
 }
 
-impl Harness<'_> {
+impl Harness {
     /// A user's setting under their tenant's `Global` policy and their switch
     /// (`USERS.len()`: the offline account, `DisabledUserOverride`, never set).
     fn setting(&self, user: usize) -> E2eeSetting {
@@ -309,7 +307,7 @@ impl Harness<'_> {
 
     fn unregister(&mut self, slot: usize) {
         if let Some(d) = self.devices[slot].take() {
-            self.hub.unregister(d.id, USERS[SLOTS[slot].0].0);
+            self.hub.unregister(self.now, d.id, USERS[SLOTS[slot].0].0);
         }
     }
 
@@ -342,10 +340,15 @@ impl Harness<'_> {
         }
     }
 
-    /// Lets `secs` seconds pass on the paused clock: every timer due runs.
-    fn advance(&self, secs: u64) {
-        self.rt
-            .block_on(tokio::time::sleep(Duration::from_secs(secs)));
+    /// Lets `secs` seconds pass: every timer due runs, in order, each at its
+    /// deadline (as the driver in `serve` runs them).
+    fn advance(&mut self, secs: u64) {
+        let until = self.now + Duration::from_secs(secs);
+        while let Some(at) = self.hub.poll_timeout().filter(|&at| at <= until) {
+            self.now = self.now.max(at);
+            self.hub.handle_timeout(self.now);
+        }
+        self.now = until;
     }
 
     fn directory(&mut self, variant: usize) {
@@ -437,7 +440,7 @@ impl Harness<'_> {
             // Answered by the connection itself.
             ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => Ok(()),
             ClientMsg::SetE2ee { enabled } => {
-                let now = tokio::time::Instant::now().into_std();
+                let now = self.now;
                 if self.hub.may_switch(name, now) && USERS[user].1.user_can_change() {
                     self.switch[user] = Some(enabled);
                     self.hub.push_settings(name, &self.setting(user));
@@ -461,7 +464,7 @@ impl Harness<'_> {
                     .map(|p| self.decide(kind, name, &p));
                 self.hub.pickup(dev, name, &msg, decision)
             }
-            ClientMsg::Park { call_id } => self.hub.park(dev, name, &call_id),
+            ClientMsg::Park { call_id } => self.hub.park(self.now, dev, name, &call_id),
             // `Conn::transfer`: a target that is an account other than the two,
             // reachable by both; the decision for the peer and the target.
             ClientMsg::Transfer { call_id, to } => {
@@ -469,7 +472,8 @@ impl Harness<'_> {
                 match (peer, user_index(&to)) {
                     (Some(peer), Some(t)) if t < USERS.len() && to != peer && to != name => {
                         let allowed = self.decide(kind, &peer, &to).is_ok();
-                        self.hub.transfer(dev, name, &call_id, &to, allowed)
+                        self.hub
+                            .transfer(self.now, dev, name, &call_id, &to, allowed)
                     }
                     _ => Ok(()),
                 }
@@ -479,7 +483,7 @@ impl Harness<'_> {
                 let decision = peer.map(|p| self.decide(kind, name, &p));
                 self.hub.move_here(dev, name, &msg, decision)
             }
-            other => self.hub.call_msg(dev, name, other),
+            other => self.hub.call_msg(self.now, dev, name, other),
         };
         if let Err(e) = result {
             let reply = e.into_msg().encode();
@@ -555,7 +559,8 @@ impl Harness<'_> {
         if let Some(e) = user_index(&callee).filter(|&e| e < USERS.len()) {
             self.known[e].insert(id.0.clone());
         }
-        self.hub.invite(dev, caller, &callee, decision, id);
+        self.hub
+            .invite(self.now, dev, caller, &callee, decision, id);
     }
 
     /// `Conn::resume`: for a call the hub does not know, the decision made again.
@@ -576,7 +581,7 @@ impl Harness<'_> {
             }
             _ => None,
         };
-        self.hub.resume(dev, name, msg, decision)
+        self.hub.resume(self.now, dev, name, msg, decision)
     }
 
     fn queries(&self, slot: usize) {

@@ -409,9 +409,10 @@ impl Scheme {
 }
 
 /// What `serve` and `serve_tls` run beside the listener: the bound origins, the
-/// change watcher, the presence flush and the call history writer. The tasks stop when this is dropped.
+/// change watcher, the presence flush, the call history writer, the node guard
+/// and the hub's timers. The tasks stop when this is dropped.
 struct Running {
-    tasks: [tokio::task::JoinHandle<()>; 4],
+    tasks: [tokio::task::JoinHandle<()>; 5],
 }
 
 impl Running {
@@ -450,6 +451,7 @@ impl Running {
             }
         });
         let guard = tokio::spawn(guard_node(state.clone()));
+        let timers = tokio::spawn(drive_timers(state.hub().clone()));
         let stopping = state.clone();
         let shutdown = async move {
             tokio::select! {
@@ -460,7 +462,7 @@ impl Running {
         };
         (
             Self {
-                tasks: [watcher, presence, history, guard],
+                tasks: [watcher, presence, history, guard, timers],
             },
             shutdown,
         )
@@ -471,6 +473,24 @@ impl Drop for Running {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// Runs the hub's timers: sleeps until the earliest is due, runs what is due,
+/// and starts over early when a call sets an earlier one.
+async fn drive_timers(hub: Arc<Hub>) {
+    loop {
+        match hub.poll_timeout() {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {
+                        hub.handle_timeout(std::time::Instant::now());
+                    }
+                    () = hub.timer_changed() => {}
+                }
+            }
+            None => hub.timer_changed().await,
         }
     }
 }

@@ -5,26 +5,31 @@ use shieldcall_proto::{
     CallFeature, CallId, CallMode, ClientMsg, ErrorCode, HangupReason, RefuseReason, RelayMsg,
 };
 
-use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, WireError};
+use std::time::Instant;
+
+use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 impl Hub {
     /// Places a call whose mode (or refusal) the caller already decided.
     pub fn invite(
         &self,
+        now: Instant,
         dev: DeviceId,
         caller: &str,
         callee: &str,
         decision: Result<CallMode, Refusal>,
         call_id: CallId,
     ) {
-        self.invite_referred(dev, caller, callee, decision, call_id, None);
+        self.invite_referred(now, dev, caller, callee, decision, call_id, None);
     }
 
     /// [`Hub::invite`] for a call a transfer asked for: the callee is told who
     /// transferred the caller (`referred_by`).
+    #[allow(clippy::too_many_arguments)]
     pub fn invite_referred(
         &self,
+        now: Instant,
         dev: DeviceId,
         caller: &str,
         callee: &str,
@@ -32,7 +37,7 @@ impl Hub {
         call_id: CallId,
         referred_by: Option<String>,
     ) {
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
             g.send(
                 dev,
@@ -93,6 +98,8 @@ impl Hub {
                 started_at: crate::store::unix_now(),
                 answered_at: None,
                 declined: false,
+                ring_timer: None,
+                grace_timer: None,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -118,41 +125,10 @@ impl Hub {
         g.sync_presence(caller);
         g.sync_presence(callee);
         tracing::info!(call = %call_id, ?mode, "call ringing");
-        let me = self.me.clone();
-        let timeout = self.ring_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(hub) = me.upgrade() {
-                hub.ring_expired(&call_id);
-            }
-        });
-    }
-
-    fn ring_expired(&self, id: &CallId) {
-        let mut g = self.lock();
-        let Some(call) = g.calls.get(id) else { return };
-        if call.answered {
-            return;
+        let timer = g.schedule(self.ring_timeout, Timer::Ring(call_id.clone()));
+        if let Some(call) = g.calls.get_mut(&call_id) {
+            call.ring_timer = timer;
         }
-        if let Some(d) = call.caller_dev {
-            g.send(
-                d,
-                &RelayMsg::CallRefused {
-                    call_id: id.clone(),
-                    peer: call.callee.clone(),
-                    reason: RefuseReason::NoAnswer,
-                    required_by: None,
-                },
-            );
-        }
-        g.send_user(
-            &call.callee,
-            &RelayMsg::Cancelled {
-                call_id: id.clone(),
-            },
-            None,
-        );
-        g.end_call(id);
     }
 
     /// Whether this relay knows the call (it may have lost it in a restart).
@@ -179,6 +155,7 @@ impl Hub {
     /// still give that mode.
     pub fn resume(
         &self,
+        now: Instant,
         dev: DeviceId,
         user: &str,
         msg: ClientMsg,
@@ -190,11 +167,11 @@ impl Hub {
             mode,
         } = &msg
         else {
-            return self.call_msg(dev, user, msg);
+            return self.call_msg(now, dev, user, msg);
         };
         let id = call_id.clone();
         {
-            let mut g = self.lock();
+            let mut g = self.lock_at(now);
             if !g.calls.contains_key(&id) {
                 let busy = |g: &Inner, u: &str| g.in_call.get(u).is_some_and(|c| *c != id);
                 if busy(&g, user) || peer == user {
@@ -226,7 +203,16 @@ impl Hub {
                     let keep = g.restoring.get(&id).is_some_and(|r| r.user != user);
                     if !keep {
                         // One claim per device: a new one replaces its last.
-                        g.restoring.retain(|_, r| r.dev != dev);
+                        let replaced: Vec<CallId> = g
+                            .restoring
+                            .iter()
+                            .filter(|(_, r)| r.dev == dev)
+                            .map(|(c, _)| c.clone())
+                            .collect();
+                        for c in replaced {
+                            let timer = g.restoring.remove(&c).and_then(|r| r.timer);
+                            g.cancel(timer);
+                        }
                         if g.restoring.len() >= MAX_RESTORING {
                             return Err(WireError::new(
                                 ErrorCode::WrongState,
@@ -236,7 +222,14 @@ impl Hub {
                         }
                         g.next_claim += 1;
                         let epoch = g.next_claim;
-                        g.restoring.insert(
+                        let timer = g.schedule(
+                            self.grace,
+                            Timer::Restore {
+                                call: id.clone(),
+                                epoch,
+                            },
+                        );
+                        let old = g.restoring.insert(
                             id.clone(),
                             Restore {
                                 user: user.into(),
@@ -244,15 +237,17 @@ impl Hub {
                                 peer: peer.clone(),
                                 mode: *mode,
                                 epoch,
+                                timer,
                             },
                         );
-                        self.expire_restore(id, epoch);
+                        g.cancel(old.and_then(|r| r.timer));
                     }
                     return Ok(());
                 }
                 let Some(first) = g.restoring.remove(&id) else {
                     return Ok(());
                 };
+                g.cancel(first.timer);
                 if busy(&g, peer) {
                     return Err(WireError::new(
                         ErrorCode::NotYourCall,
@@ -285,6 +280,7 @@ impl Hub {
                 } else {
                     (user.to_string(), dev, first.user.clone(), first.dev)
                 };
+                let now = g.now();
                 g.calls.insert(
                     id.clone(),
                     Call {
@@ -301,8 +297,10 @@ impl Hub {
                         // What the relay lost in its restart: the call is
                         // recorded from its restore.
                         started_at: crate::store::unix_now(),
-                        answered_at: Some(tokio::time::Instant::now()),
+                        answered_at: Some(now),
                         declined: false,
+                        ring_timer: None,
+                        grace_timer: None,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -314,23 +312,7 @@ impl Hub {
                 return Ok(());
             }
         }
-        self.call_msg(dev, user, msg)
-    }
-
-    /// Forgets an unmatched restore claim after the grace period, unless a newer
-    /// claim (another epoch) took its place.
-    fn expire_restore(&self, id: CallId, epoch: u64) {
-        let me = self.me.clone();
-        let grace = self.grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            if let Some(hub) = me.upgrade() {
-                let mut g = hub.lock();
-                if g.restoring.get(&id).is_some_and(|r| r.epoch == epoch) {
-                    g.restoring.remove(&id);
-                }
-            }
-        });
+        self.call_msg(now, dev, user, msg)
     }
 
     /// The other person in call `id` of `user`, if the call exists and `user` is
@@ -472,7 +454,13 @@ impl Hub {
     }
 
     /// Handles a message about an existing call from device `dev` of `user`.
-    pub fn call_msg(&self, dev: DeviceId, user: &str, msg: ClientMsg) -> Result<(), WireError> {
+    pub fn call_msg(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        msg: ClientMsg,
+    ) -> Result<(), WireError> {
         let Some(id) = msg.call_id().cloned() else {
             return Ok(());
         };
@@ -484,7 +472,7 @@ impl Hub {
             )
         };
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, &id);
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let Some(call) = g.calls.get_mut(&id) else {
             return Err(not_yours());
         };
@@ -551,11 +539,14 @@ impl Hub {
                         &id,
                     ));
                 }
-                if let Some(call) = g.calls.get_mut(&id) {
+                let at = g.now();
+                let ring = g.calls.get_mut(&id).and_then(|call| {
                     call.answered = true;
-                    call.answered_at = Some(tokio::time::Instant::now());
+                    call.answered_at = Some(at);
                     call.callee_dev = Some(dev);
-                }
+                    call.ring_timer.take()
+                });
+                g.cancel(ring);
                 if let Some(d) = caller_dev {
                     g.send(
                         d,
@@ -834,4 +825,32 @@ fn call_held(g: &Inner, id: &CallId, side: Side) -> Option<(bool, bool)> {
         Side::Caller => (call.held_by_caller, call.held_by_callee),
         Side::Callee => (call.held_by_callee, call.held_by_caller),
     })
+}
+
+/// Call `id` rang out: the caller hears `no-answer`, the callee's devices stop
+/// ringing.
+pub(super) fn ring_expired(g: &mut Inner, id: &CallId) {
+    let Some(call) = g.calls.get(id) else { return };
+    if call.answered {
+        return;
+    }
+    if let Some(d) = call.caller_dev {
+        g.send(
+            d,
+            &RelayMsg::CallRefused {
+                call_id: id.clone(),
+                peer: call.callee.clone(),
+                reason: RefuseReason::NoAnswer,
+                required_by: None,
+            },
+        );
+    }
+    g.send_user(
+        &call.callee,
+        &RelayMsg::Cancelled {
+            call_id: id.clone(),
+        },
+        None,
+    );
+    g.end_call(id);
 }

@@ -142,8 +142,9 @@ impl Inner {
 
     /// Records the end of `call` for both people.
     pub(super) fn record_end(&mut self, call: &Call) {
+        let now = self.now();
         let duration_secs = call.answered_at.map_or(0, |t| {
-            i64::try_from(t.elapsed().as_secs()).unwrap_or(i64::MAX)
+            i64::try_from(now.saturating_duration_since(t).as_secs()).unwrap_or(i64::MAX)
         });
         let (caller, callee) = if call.answered {
             (Outcome::Answered, Outcome::Answered)

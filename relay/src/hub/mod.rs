@@ -5,26 +5,35 @@
 //! outboxes and returns; nothing here awaits, touches a socket or the store. The
 //! WebSocket task (`crate::ws`) feeds it decoded messages and writes the outbox to
 //! the socket; the store-facing parts (settings, the call-mode decision) are done
-//! by the caller before it calls in. Timers (ring timeout, reconnect grace) are
-//! tokio tasks holding a `Weak` to the hub.
+//! by the caller before it calls in.
+//!
+//! Time is an input too, as in str0m: a method that may start a timer or end a
+//! call takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
+//! restore claims, transfer tokens) are entries in the hub's own queue, and the
+//! driver (`serve`) sleeps until [`Hub::poll_timeout`], calls
+//! [`Hub::handle_timeout`], and wakes early on [`Hub::timer_changed`]. Tests
+//! and the fuzz harness move a clock of their own instead of sleeping.
 //!
 //! A message for a call is authorised here (`calls`): only the call's parties may
 //! touch it, and after `accept` only the two bound devices.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use shieldcall_proto::{
     CallFeature, CallId, CallMode, E2eeSetting, ErrorCode, HangupReason, Presence, RelayMsg, Status,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 mod call_id;
 mod calls;
 pub mod history;
 mod park;
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
@@ -96,7 +105,7 @@ struct Online {
     /// The last E2EE setting sent to them.
     setting: E2eeSetting,
     /// When they last changed their switch (see [`Hub::may_switch`]).
-    switched_at: Option<std::time::Instant>,
+    switched_at: Option<Instant>,
 }
 
 /// A call from ringing to hangup.
@@ -125,9 +134,13 @@ struct Call {
     /// When it began (wall clock, Unix seconds), for the history.
     started_at: i64,
     /// When it was answered (or restored), for the history's duration.
-    answered_at: Option<tokio::time::Instant>,
+    answered_at: Option<Instant>,
     /// The callee declined it.
     declined: bool,
+    /// Its ring timeout, while it rings.
+    ring_timer: Option<TimerKey>,
+    /// The grace timer of the latest departure of a bound device.
+    grace_timer: Option<TimerKey>,
 }
 
 /// A parked call's park.
@@ -143,6 +156,52 @@ struct Park {
     epoch: u64,
     /// The park timed out and the parker's devices ring.
     ringing_back: bool,
+    /// The park timeout, then the ring-back timeout.
+    timer: Option<TimerKey>,
+}
+
+/// What a timer of the hub does when it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Timer {
+    /// The call still rings: the caller hears `no-answer`.
+    Ring(CallId),
+    /// A bound device left (`departures` was `epoch`) and did not come back.
+    Grace { call: CallId, epoch: u64 },
+    /// An unmatched restore claim (`Restore::epoch`) expires.
+    Restore { call: CallId, epoch: u64 },
+    /// Nobody picked the parked call up: the parker is rung back.
+    Park { call: CallId, epoch: u64 },
+    /// The parker did not take the call back: it ends.
+    RingBack { call: CallId, epoch: u64 },
+    /// A transfer's token expires.
+    Referral(String),
+}
+
+/// A timer's place in the queue: its deadline, then the order it was set in.
+type TimerKey = (Instant, u64);
+
+/// The hub's clock and timers.
+#[derive(Debug)]
+struct Clock {
+    /// The latest time the hub was given (it never goes back).
+    now: Instant,
+    /// Pending timers, earliest first.
+    queue: BTreeMap<TimerKey, Timer>,
+    /// Numbers timers, so two with one deadline keep their order.
+    seq: u64,
+    /// A timer earlier than every other was set: the driver must wake.
+    rearm: bool,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            now: Instant::now(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            rearm: false,
+        }
+    }
 }
 
 /// Pickup codes, as Teams' default range: two digits, easy to say aloud. At most
@@ -193,6 +252,8 @@ struct Inner {
     referrals: HashMap<String, Referral>,
     /// History records not yet written (see `history.rs`), oldest first.
     history: std::collections::VecDeque<CallRecord>,
+    /// The clock and the timers.
+    clock: Clock,
 }
 
 /// A `refer` sent and not yet carried out by an `invite`.
@@ -204,6 +265,8 @@ struct Referral {
     to: String,
     /// Who transferred.
     by: String,
+    /// Its expiry ([`transfer::REFER_TTL`]).
+    timer: Option<TimerKey>,
 }
 
 /// Restore claims kept at once. Each is a call id and two user names (all
@@ -224,6 +287,8 @@ struct Restore {
     mode: CallMode,
     /// This claim's number (see `Inner::next_claim`).
     epoch: u64,
+    /// Its expiry.
+    timer: Option<TimerKey>,
 }
 
 /// The switchboard.
@@ -237,10 +302,39 @@ pub struct Hub {
     grace: Duration,
     /// How long a call stays parked before the parker is rung back.
     park_timeout: Duration,
-    /// Itself, for timer tasks.
-    me: Weak<Hub>,
     /// Makes and checks call ids.
     key: CallKey,
+    /// Woken when a timer is set earlier than every pending one.
+    wake: Notify,
+}
+
+/// The locked state. Dropping it wakes the timer driver if a new earliest timer
+/// was set meanwhile.
+struct Locked<'a> {
+    g: MutexGuard<'a, Inner>,
+    wake: &'a Notify,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.g
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.g
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.g.clock.rearm) {
+            // A permit is kept if the driver is not waiting yet.
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// Devices one user may have connected at once. Ten covers a desktop, a phone and
@@ -263,6 +357,36 @@ fn visible(map: &HashMap<String, ExternalAccess>, domain: &str, user: &str) -> b
 }
 
 impl Inner {
+    /// The hub's time: the latest `now` it was given.
+    fn now(&self) -> Instant {
+        self.clock.now
+    }
+
+    /// Sets `timer` for `after` from now. A deadline past the range of the
+    /// clock never comes, and is not set.
+    fn schedule(&mut self, after: Duration, timer: Timer) -> Option<TimerKey> {
+        let at = self.clock.now.checked_add(after)?;
+        self.clock.seq += 1;
+        let key = (at, self.clock.seq);
+        if self
+            .clock
+            .queue
+            .first_key_value()
+            .is_none_or(|(k, _)| key < *k)
+        {
+            self.clock.rearm = true;
+        }
+        self.clock.queue.insert(key, timer);
+        Some(key)
+    }
+
+    /// Drops a timer that is no longer needed (nothing if it already ran).
+    fn cancel(&mut self, key: Option<TimerKey>) {
+        if let Some(key) = key {
+            self.clock.queue.remove(&key);
+        }
+    }
+
     fn send(&self, dev: DeviceId, msg: &RelayMsg) {
         if let Some(d) = self.devices.get(&dev)
             && let Err(mpsc::error::TrySendError::Full(_)) = d.tx.try_send(msg.encode())
@@ -354,8 +478,11 @@ impl Inner {
     fn end_call(&mut self, id: &CallId) {
         if let Some(call) = self.calls.remove(id) {
             self.record_end(&call);
+            self.cancel(call.ring_timer);
+            self.cancel(call.grace_timer);
             if let Some(p) = &call.park {
                 self.parked.remove(&p.code);
+                self.cancel(p.timer);
             }
             if call.answered {
                 // The other devices that were told of the call learn it is over
@@ -389,19 +516,77 @@ impl Hub {
         park_timeout: Duration,
         key: CallKey,
     ) -> Arc<Self> {
-        Arc::new_cyclic(|me| Self {
+        Arc::new(Self {
             inner: Mutex::new(Inner::default()),
             ring_timeout,
             grace,
             park_timeout,
-            me: me.clone(),
             key,
+            wake: Notify::new(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock is a bug; keep serving with the state as is.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            // A panic while holding the lock is a bug; keep serving with the
+            // state as is.
+            g: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+            wake: &self.wake,
+        }
+    }
+
+    /// The state, with the clock moved on to `now` (never back).
+    fn lock_at(&self, now: Instant) -> Locked<'_> {
+        let mut g = self.lock();
+        if now > g.clock.now {
+            g.clock.now = now;
+        }
+        g
+    }
+
+    /// When [`Hub::handle_timeout`] is next due; `None` with no timer set.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lock().clock.queue.first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// Completes when a timer was set earlier than what [`Hub::poll_timeout`]
+    /// last answered (at once if that happened since the last wait).
+    pub async fn timer_changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Runs every timer due at `now`, in deadline order.
+    pub fn handle_timeout(&self, now: Instant) {
+        let mut g = self.lock_at(now);
+        while let Some(entry) = g.clock.queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.fire(&mut g, timer);
+        }
+    }
+
+    /// Timers pending (tests, and a bound on what the hub holds).
+    pub fn timers(&self) -> usize {
+        self.lock().clock.queue.len()
+    }
+
+    fn fire(&self, g: &mut Inner, timer: Timer) {
+        match timer {
+            Timer::Ring(id) => calls::ring_expired(g, &id),
+            Timer::Grace { call, epoch } => grace_expired(g, &call, epoch),
+            Timer::Restore { call, epoch } => {
+                if g.restoring.get(&call).is_some_and(|r| r.epoch == epoch) {
+                    g.restoring.remove(&call);
+                }
+            }
+            Timer::Park { call, epoch } => self.park_expired(g, &call, epoch),
+            Timer::RingBack { call, epoch } => park::ring_back_expired(g, &call, epoch),
+            Timer::Referral(token) => {
+                g.referrals.remove(&token);
+            }
+        }
     }
 
     /// Signs a device in; returns its number, or `None` when the user already has
@@ -445,8 +630,8 @@ impl Hub {
 
     /// Signs a device out (its connection ended). A ringing call it placed is
     /// cancelled; a call it is bound to waits `grace` for the user to come back.
-    pub fn unregister(&self, dev: DeviceId, user: &str) {
-        let mut g = self.lock();
+    pub fn unregister(&self, now: Instant, dev: DeviceId, user: &str) {
+        let mut g = self.lock_at(now);
         g.devices.remove(&dev);
         let gone = match g.users.get_mut(user) {
             Some(o) => {
@@ -488,44 +673,22 @@ impl Hub {
                 }
                 g.end_call(&id);
             } else if let Some(epoch) = wait {
-                self.start_grace(id, epoch);
+                // Only the latest departure's timer may end the call.
+                let timer = g.schedule(
+                    self.grace,
+                    Timer::Grace {
+                        call: id.clone(),
+                        epoch,
+                    },
+                );
+                let old = g
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|c| std::mem::replace(&mut c.grace_timer, timer));
+                g.cancel(old);
             }
         }
         g.sync_presence(user);
-    }
-
-    fn start_grace(&self, id: CallId, epoch: u64) {
-        let me = self.me.clone();
-        let grace = self.grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            if let Some(hub) = me.upgrade() {
-                hub.grace_expired(&id, epoch);
-            }
-        });
-    }
-
-    fn grace_expired(&self, id: &CallId, epoch: u64) {
-        let mut g = self.lock();
-        let Some(call) = g.calls.get(id) else { return };
-        // A parked call has no device on the parker's side by design.
-        let missing = match &call.park {
-            Some(p) if p.side == Side::Caller => call.callee_dev.is_none(),
-            Some(_) => call.caller_dev.is_none(),
-            None => call.caller_dev.is_none() || call.callee_dev.is_none(),
-        };
-        if !missing || call.departures != epoch {
-            return;
-        }
-        let msg = RelayMsg::Hangup {
-            call_id: id.clone(),
-            reason: HangupReason::PeerGone,
-        };
-        for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
-            g.send(d, &msg);
-        }
-        tracing::info!(call = %id, "call ended: device did not come back");
-        g.end_call(id);
     }
 
     /// The presence of every account that is a contact of `me`, drawn from the
@@ -753,4 +916,28 @@ impl Hub {
             g.devices.remove(&id);
         }
     }
+}
+
+/// A bound device left call `id` (its `departures` count was then `epoch`) and
+/// no device of that user came back within the grace: the call ends.
+fn grace_expired(g: &mut Inner, id: &CallId, epoch: u64) {
+    let Some(call) = g.calls.get(id) else { return };
+    // A parked call has no device on the parker's side by design.
+    let missing = match &call.park {
+        Some(p) if p.side == Side::Caller => call.callee_dev.is_none(),
+        Some(_) => call.caller_dev.is_none(),
+        None => call.caller_dev.is_none() || call.callee_dev.is_none(),
+    };
+    if !missing || call.departures != epoch {
+        return;
+    }
+    let msg = RelayMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::PeerGone,
+    };
+    for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+        g.send(d, &msg);
+    }
+    tracing::info!(call = %id, "call ended: device did not come back");
+    g.end_call(id);
 }

@@ -8,7 +8,9 @@ use shieldcall_proto::{
     CallFeature, CallId, CallMode, ClientMsg, Commitment, ErrorCode, HangupReason, RelayMsg,
 };
 
-use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, WireError};
+use std::time::Instant;
+
+use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 /// An error about a pickup, which names no call (the device only knows the code).
@@ -22,11 +24,17 @@ fn pickup_error(code: ErrorCode, message: &str) -> WireError {
 
 impl Hub {
     /// `park` from device `dev` of `user`.
-    pub fn park(&self, dev: DeviceId, user: &str, id: &CallId) -> Result<(), WireError> {
+    pub fn park(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+    ) -> Result<(), WireError> {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let taken: Vec<u8> = g.parked.keys().copied().collect();
         g.next_park += 1;
         let epoch = g.next_park;
@@ -75,6 +83,7 @@ impl Hub {
             parker: user.into(),
             epoch,
             ringing_back: false,
+            timer: None,
         });
         g.parked.insert(code, id.clone());
         // The parker is free for other calls; the call is no longer theirs.
@@ -102,15 +111,16 @@ impl Hub {
             },
         );
         tracing::info!(call = %id, code, "call parked");
-        let me = self.me.clone();
-        let timeout = self.park_timeout;
-        let id = id.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(hub) = me.upgrade() {
-                hub.park_expired(&id, epoch);
-            }
-        });
+        let timer = g.schedule(
+            self.park_timeout,
+            Timer::Park {
+                call: id.clone(),
+                epoch,
+            },
+        );
+        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+            p.timer = timer;
+        }
         Ok(())
     }
 
@@ -210,8 +220,7 @@ impl Hub {
 
     /// The park timed out: the parker's devices ring ("ring back"); with none
     /// online, or when that ring times out too, the call ends.
-    fn park_expired(&self, id: &CallId, epoch: u64) {
-        let mut g = self.lock();
+    pub(super) fn park_expired(&self, g: &mut Inner, id: &CallId, epoch: u64) {
         let Some(call) = g.calls.get_mut(id) else {
             return;
         };
@@ -229,7 +238,7 @@ impl Hub {
         };
         let online = g.users.contains_key(&parker) && !g.in_call.contains_key(&parker);
         if !online {
-            not_picked_up(&mut g, id);
+            not_picked_up(g, id);
             return;
         }
         if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
@@ -246,23 +255,16 @@ impl Hub {
             None,
         );
         tracing::info!(call = %id, "park timed out: ringing the parker back");
-        let me = self.me.clone();
-        let timeout = self.ring_timeout;
-        let id = id.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(hub) = me.upgrade() {
-                let mut g = hub.lock();
-                let still = g
-                    .calls
-                    .get(&id)
-                    .and_then(|c| c.park.as_ref())
-                    .is_some_and(|p| p.epoch == epoch && p.ringing_back);
-                if still {
-                    not_picked_up(&mut g, &id);
-                }
-            }
-        });
+        let timer = g.schedule(
+            self.ring_timeout,
+            Timer::RingBack {
+                call: id.clone(),
+                epoch,
+            },
+        );
+        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+            p.timer = timer;
+        }
     }
 
     /// A message from the parker's side of a parked call (`user` is the parker):
@@ -401,6 +403,7 @@ fn take_parked(
         }
     }
     g.parked.remove(&p.code);
+    g.cancel(p.timer);
     g.in_call.insert(user.into(), id.clone());
     g.sync_presence(user);
     if p.ringing_back && p.parker != user {
@@ -422,4 +425,17 @@ fn take_parked(
         },
     );
     Ok(())
+}
+
+/// The parker did not take back the parked call `id` they were rung back for
+/// (park number `epoch`): it ends.
+pub(super) fn ring_back_expired(g: &mut Inner, id: &CallId, epoch: u64) {
+    let still = g
+        .calls
+        .get(id)
+        .and_then(|c| c.park.as_ref())
+        .is_some_and(|p| p.epoch == epoch && p.ringing_back);
+    if still {
+        not_picked_up(g, id);
+    }
 }

@@ -6,11 +6,11 @@
 //! mode, fresh certificates). If it fails, the transferee's client rings the
 //! transferor back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shieldcall_proto::{CallFeature, CallId, CallMode, ErrorCode, HangupReason, RelayMsg};
 
-use super::{DeviceId, Hub, Referral, WireError};
+use super::{DeviceId, Hub, Referral, Timer, WireError};
 
 /// How long a `refer` may wait for its `invite`.
 pub const REFER_TTL: Duration = Duration::from_secs(30);
@@ -20,6 +20,7 @@ impl Hub {
     /// `target`. `allowed` is whether the policies allow those two a call.
     pub fn transfer(
         &self,
+        now: Instant,
         dev: DeviceId,
         user: &str,
         id: &CallId,
@@ -32,7 +33,7 @@ impl Hub {
         let token = random_token().ok_or_else(|| {
             WireError::new(ErrorCode::Internal, "The relay could not make a token.", id)
         })?;
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let Some(call) = g.calls.get(id) else {
             return Err(not_yours());
         };
@@ -66,13 +67,24 @@ impl Hub {
             return Err(wrong(&format!("{target} is not signed in.")));
         }
         // One pending transfer per transferee: a newer one replaces it.
-        g.referrals.retain(|_, r| r.from != peer);
+        let replaced: Vec<String> = g
+            .referrals
+            .iter()
+            .filter(|(_, r)| r.from == peer)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in replaced {
+            let timer = g.referrals.remove(&t).and_then(|r| r.timer);
+            g.cancel(timer);
+        }
+        let timer = g.schedule(REFER_TTL, Timer::Referral(token.clone()));
         g.referrals.insert(
             token.clone(),
             Referral {
                 from: peer.clone(),
                 to: target.into(),
                 by: user.into(),
+                timer,
             },
         );
         g.send(
@@ -93,13 +105,6 @@ impl Hub {
         );
         tracing::info!(call = %id, "call transferred");
         g.end_call(id);
-        let me = self.me.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(REFER_TTL).await;
-            if let Some(hub) = me.upgrade() {
-                hub.lock().referrals.remove(&token);
-            }
-        });
         Ok(())
     }
 
@@ -114,7 +119,9 @@ impl Hub {
         if !fits {
             return None;
         }
-        g.referrals.remove(token).map(|r| r.by)
+        let r = g.referrals.remove(token)?;
+        g.cancel(r.timer);
+        Some(r.by)
     }
 }
 

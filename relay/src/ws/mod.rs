@@ -228,7 +228,9 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     };
     // Unregister first: the close below may wait a moment for the peer's answer.
     if let Some(dev) = conn.device {
-        state.hub().unregister(dev, &conn.authed.user.name);
+        state
+            .hub()
+            .unregister(Instant::now(), dev, &conn.authed.user.name);
         tracing::info!(user = %conn.authed.user.name, device = dev, "device disconnected");
     }
     drop(conn);
@@ -289,17 +291,22 @@ impl Conn {
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
             (Some(dev), ClientMsg::Park { call_id }) => {
-                return match self.state.hub().park(dev, self.user(), &call_id) {
+                return match self
+                    .state
+                    .hub()
+                    .park(Instant::now(), dev, self.user(), &call_id)
+                {
                     Ok(()) => Vec::new(),
                     Err(e) => vec![(e.into_msg(), Flow::Continue)],
                 };
             }
             (Some(dev), other) => {
-                return match self
-                    .state
-                    .hub()
-                    .call_msg(dev, &self.authed.user.name, other)
-                {
+                return match self.state.hub().call_msg(
+                    Instant::now(),
+                    dev,
+                    &self.authed.user.name,
+                    other,
+                ) {
                     Ok(()) => Vec::new(),
                     Err(e) => vec![(e.into_msg(), Flow::Continue)],
                 };
@@ -470,7 +477,15 @@ impl Conn {
                 }
             },
         };
-        hub.invite_referred(dev, self.user(), &callee, decision, call_id, referred_by);
+        hub.invite_referred(
+            Instant::now(),
+            dev,
+            self.user(),
+            &callee,
+            decision,
+            call_id,
+            referred_by,
+        );
         Ok(Vec::new())
     }
 
@@ -521,7 +536,14 @@ impl Conn {
         let decision = self.decide_between(&peer, &target).await?;
         let user = self.user().to_string();
         Ok(
-            match hub.transfer(dev, &user, call_id, &target, decision.is_ok()) {
+            match hub.transfer(
+                Instant::now(),
+                dev,
+                &user,
+                call_id,
+                &target,
+                decision.is_ok(),
+            ) {
                 Ok(()) => Vec::new(),
                 Err(e) => vec![(e.into_msg(), Flow::Continue)],
             },
@@ -636,9 +658,15 @@ impl Conn {
             _ => None,
         };
         let user = self.user().to_string();
-        Ok(match self.state.hub().resume(dev, &user, msg, decision) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![(e.into_msg(), Flow::Continue)],
-        })
+        Ok(
+            match self
+                .state
+                .hub()
+                .resume(Instant::now(), dev, &user, msg, decision)
+            {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
     }
 }

@@ -1,0 +1,428 @@
+//! The hub on a clock of the test's own: every timer (ring, grace, park and
+//! ring-back, restore claims, transfer tokens) is driven with `handle_timeout`,
+//! one millisecond before its deadline and at it, with no socket, no runtime and
+//! no sleeping.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use shieldcall_proto::{
+    CallId, CallMode, ClientMsg, Commitment, E2eePolicyType, E2eeSetting, Fingerprint,
+    HangupReason, PolicySource, RefuseReason, RelayMsg,
+};
+use tokio::sync::mpsc;
+
+use super::transfer::REFER_TTL;
+use super::{CallKey, DeviceId, Direction, Hub, Outcome};
+
+const RING: Duration = Duration::from_secs(45);
+const GRACE: Duration = Duration::from_secs(30);
+const PARK: Duration = Duration::from_secs(300);
+const MS: Duration = Duration::from_millis(1);
+
+const ALICE: &str = "alice@example.test";
+const BOB: &str = "bob@example.test";
+const CAROL: &str = "carol@example.test";
+const DAVE: &str = "dave@example.test";
+
+/// A device: its number and its outbox, decoded.
+struct Phone {
+    id: DeviceId,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Phone {
+    /// Everything queued for it since the last look.
+    fn take(&mut self) -> Vec<RelayMsg> {
+        let mut out = Vec::new();
+        while let Ok(text) = self.rx.try_recv() {
+            out.push(RelayMsg::decode(&text).expect("the hub sends what clients decode"));
+        }
+        out
+    }
+}
+
+fn hub() -> Arc<Hub> {
+    let hub = Hub::new(RING, GRACE, PARK, CallKey::random().expect("key"));
+    hub.set_directory(
+        Default::default(),
+        vec![ALICE.into(), BOB.into(), CAROL.into(), DAVE.into()],
+    );
+    hub
+}
+
+fn online(hub: &Hub, user: &str) -> Phone {
+    let (tx, rx) = mpsc::channel(256);
+    let setting = E2eeSetting {
+        enabled: false,
+        can_change: true,
+        policy: E2eePolicyType::DisabledUserOverride,
+        policy_identity: "Global".into(),
+        source: PolicySource::Global,
+    };
+    let id = hub
+        .register(
+            user,
+            "session",
+            setting,
+            tx,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("register");
+    Phone { id, rx }
+}
+
+fn commit() -> Option<Commitment> {
+    Some(Commitment::to(&Fingerprint::from_bytes([7; 32])))
+}
+
+/// Alice calls Bob at `now`; both outboxes are emptied.
+fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
+    let id = hub
+        .mint_call_id(ALICE, BOB, CallMode::Standard)
+        .expect("id");
+    hub.invite(
+        now,
+        alice.id,
+        ALICE,
+        BOB,
+        Ok(CallMode::Standard),
+        id.clone(),
+    );
+    assert!(matches!(alice.take()[..], [RelayMsg::Calling { .. }]));
+    assert!(matches!(bob.take()[..], [RelayMsg::Incoming { .. }]));
+    id
+}
+
+/// Alice calls Bob at `now` and Bob accepts at once.
+fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
+    let id = ring(hub, now, alice, bob);
+    hub.call_msg(
+        now,
+        bob.id,
+        BOB,
+        ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: commit(),
+        },
+    )
+    .expect("accept");
+    assert!(matches!(alice.take()[..], [RelayMsg::Accepted { .. }]));
+    bob.take();
+    id
+}
+
+fn hangup(id: &CallId) -> ClientMsg {
+    ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    }
+}
+
+#[test]
+fn a_call_rings_out_at_its_deadline_and_not_before() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = ring(&hub, t0, &mut alice, &mut bob);
+    assert_eq!(hub.poll_timeout(), Some(t0 + RING));
+
+    hub.handle_timeout(t0 + RING - MS);
+    assert!(alice.take().is_empty() && bob.take().is_empty());
+
+    hub.handle_timeout(t0 + RING);
+    assert!(matches!(
+        &alice.take()[..],
+        [RelayMsg::CallRefused { reason: RefuseReason::NoAnswer, call_id, .. }] if *call_id == id
+    ));
+    assert!(matches!(&bob.take()[..], [RelayMsg::Cancelled { call_id }] if *call_id == id));
+    assert_eq!(hub.timers(), 0);
+    assert_eq!(hub.poll_timeout(), None);
+    let history = hub.take_history();
+    let bobs = history
+        .iter()
+        .find(|r| r.user == BOB)
+        .expect("Bob's record");
+    assert_eq!(
+        (bobs.direction, bobs.outcome),
+        (Direction::Incoming, Outcome::Missed)
+    );
+}
+
+#[test]
+fn an_answer_cancels_the_ring_timer_and_the_duration_is_the_clocks() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    assert_eq!(hub.timers(), 0, "nothing is left to time out");
+    hub.handle_timeout(t0 + RING * 2);
+    assert!(alice.take().is_empty() && bob.take().is_empty());
+
+    // 95 s later by the hub's clock, whatever the wall clock says.
+    hub.call_msg(t0 + Duration::from_secs(95), alice.id, ALICE, hangup(&id))
+        .expect("hangup");
+    assert!(matches!(&bob.take()[..], [RelayMsg::Hangup { .. }]));
+    let history = hub.take_history();
+    assert!(!history.is_empty());
+    for r in &history {
+        assert_eq!(
+            (r.outcome, r.duration_secs),
+            (Outcome::Answered, 95),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_device_that_leaves_has_the_grace_to_come_back() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    let t1 = t0 + Duration::from_secs(60);
+    hub.unregister(t1, bob.id, BOB);
+    assert_eq!(hub.poll_timeout(), Some(t1 + GRACE));
+
+    // Back on a new connection before the grace is over: the call is his again.
+    let mut bob2 = online(&hub, BOB);
+    hub.resume(
+        t1 + Duration::from_secs(10),
+        bob2.id,
+        BOB,
+        ClientMsg::Resume {
+            call_id: id.clone(),
+            peer: ALICE.into(),
+            mode: CallMode::Standard,
+        },
+        None,
+    )
+    .expect("resume");
+    hub.handle_timeout(t1 + GRACE);
+    assert!(alice.take().is_empty(), "the call survived");
+    hub.call_msg(t1 + GRACE, alice.id, ALICE, hangup(&id))
+        .expect("hangup");
+    assert!(
+        bob2.take()
+            .iter()
+            .any(|m| matches!(m, RelayMsg::Hangup { call_id, .. } if *call_id == id)),
+        "the hangup reaches the new connection"
+    );
+}
+
+#[test]
+fn a_device_that_does_not_come_back_ends_the_call_at_the_grace() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    hub.unregister(t0 + MS, bob.id, BOB);
+
+    hub.handle_timeout(t0 + MS + GRACE - MS);
+    assert!(alice.take().is_empty());
+    hub.handle_timeout(t0 + MS + GRACE);
+    assert!(matches!(
+        &alice.take()[..],
+        [RelayMsg::Hangup { reason: HangupReason::PeerGone, call_id }] if *call_id == id
+    ));
+    assert_eq!(hub.timers(), 0);
+}
+
+#[test]
+fn only_the_latest_departure_starts_the_grace() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    let resume = ClientMsg::Resume {
+        call_id: id.clone(),
+        peer: ALICE.into(),
+        mode: CallMode::Standard,
+    };
+    // Leaves, comes back after 5 s, leaves again 20 s in.
+    hub.unregister(t0, bob.id, BOB);
+    let bob2 = online(&hub, BOB);
+    hub.resume(t0 + Duration::from_secs(5), bob2.id, BOB, resume, None)
+        .expect("resume");
+    let t2 = t0 + Duration::from_secs(20);
+    hub.unregister(t2, bob2.id, BOB);
+    assert_eq!(hub.timers(), 1, "the first grace was replaced");
+    assert_eq!(hub.poll_timeout(), Some(t2 + GRACE));
+
+    hub.handle_timeout(t0 + GRACE);
+    assert!(
+        alice.take().is_empty(),
+        "the first departure does not count"
+    );
+    hub.handle_timeout(t2 + GRACE);
+    assert!(matches!(
+        &alice.take()[..],
+        [RelayMsg::Hangup {
+            reason: HangupReason::PeerGone,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_parked_call_rings_the_parker_back_then_ends() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    let t1 = t0 + Duration::from_secs(10);
+    hub.park(t1, alice.id, ALICE, &id).expect("park");
+    assert!(
+        alice
+            .take()
+            .iter()
+            .any(|m| matches!(m, RelayMsg::Parked { .. }))
+    );
+    assert!(matches!(&bob.take()[..], [RelayMsg::OnPark { .. }]));
+    assert_eq!(hub.poll_timeout(), Some(t1 + PARK));
+
+    hub.handle_timeout(t1 + PARK - MS);
+    assert!(alice.take().is_empty() && bob.take().is_empty());
+    hub.handle_timeout(t1 + PARK);
+    assert!(
+        matches!(&alice.take()[..], [RelayMsg::Incoming { from, .. }] if from == BOB),
+        "the parker is rung back"
+    );
+    assert_eq!(hub.poll_timeout(), Some(t1 + PARK + RING));
+
+    hub.handle_timeout(t1 + PARK + RING);
+    assert!(matches!(
+        &bob.take()[..],
+        [RelayMsg::Hangup {
+            reason: HangupReason::NotPickedUp,
+            ..
+        }]
+    ));
+    assert!(matches!(&alice.take()[..], [RelayMsg::Cancelled { .. }]));
+    assert_eq!(hub.timers(), 0);
+}
+
+#[test]
+fn a_picked_up_call_drops_its_park_timer() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let mut carol = online(&hub, CAROL);
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    hub.park(t0, alice.id, ALICE, &id).expect("park");
+    let code = alice
+        .take()
+        .iter()
+        .find_map(|m| match m {
+            RelayMsg::Parked { code, .. } => Some(*code),
+            _ => None,
+        })
+        .expect("code");
+    let pickup = ClientMsg::Pickup {
+        code,
+        commit: commit(),
+    };
+    hub.pickup(carol.id, CAROL, &pickup, Some(Ok(CallMode::Standard)))
+        .expect("pickup");
+    assert!(
+        carol
+            .take()
+            .iter()
+            .any(|m| matches!(m, RelayMsg::PickedUp { .. }))
+    );
+    assert_eq!(hub.timers(), 0);
+    hub.handle_timeout(t0 + PARK + RING);
+    assert!(alice.take().is_empty(), "no ring-back after a pickup");
+}
+
+#[test]
+fn an_unmatched_restore_claim_expires_at_the_grace() {
+    let hub = hub();
+    let bob = online(&hub, BOB);
+    // A call minted before a restart that this hub never saw.
+    let id = hub
+        .mint_call_id(ALICE, BOB, CallMode::Standard)
+        .expect("id");
+    let t0 = Instant::now();
+    hub.resume(
+        t0,
+        bob.id,
+        BOB,
+        ClientMsg::Resume {
+            call_id: id,
+            peer: ALICE.into(),
+            mode: CallMode::Standard,
+        },
+        Some(Ok(CallMode::Standard)),
+    )
+    .expect("claim");
+    assert_eq!((hub.restoring(), hub.timers()), (1, 1));
+    hub.handle_timeout(t0 + GRACE - MS);
+    assert_eq!(hub.restoring(), 1);
+    hub.handle_timeout(t0 + GRACE);
+    assert_eq!((hub.restoring(), hub.timers()), (0, 0));
+}
+
+#[test]
+fn a_transfer_token_expires() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let _carol = online(&hub, CAROL);
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    hub.transfer(t0, alice.id, ALICE, &id, CAROL, true)
+        .expect("transfer");
+    let token = bob
+        .take()
+        .into_iter()
+        .find_map(|m| match m {
+            RelayMsg::Refer { token, .. } => Some(token),
+            _ => None,
+        })
+        .expect("refer");
+    assert_eq!(hub.poll_timeout(), Some(t0 + REFER_TTL));
+    hub.handle_timeout(t0 + REFER_TTL);
+    assert_eq!(hub.take_referral(&token, BOB, CAROL), None);
+    assert_eq!(hub.timers(), 0);
+}
+
+#[test]
+fn ended_calls_leave_no_timers_behind() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let now = t0 + Duration::from_millis(i);
+        let id = ring(&hub, now, &mut alice, &mut bob);
+        hub.call_msg(now, alice.id, ALICE, ClientMsg::Cancel { call_id: id })
+            .expect("cancel");
+        alice.take();
+        bob.take();
+    }
+    assert_eq!(hub.timers(), 0);
+}
+
+#[test]
+fn the_driver_is_woken_only_for_an_earlier_timer() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    // Nothing set yet: nothing to wake for.
+    assert!(hub.timer_changed().now_or_never().is_none());
+    ring(&hub, t0, &mut alice, &mut bob);
+    assert!(
+        hub.timer_changed().now_or_never().is_some(),
+        "the first timer wakes the driver"
+    );
+    // A later deadline than the pending one needs no wake.
+    let (mut carol, _dave) = (online(&hub, CAROL), online(&hub, DAVE));
+    let id = hub
+        .mint_call_id(CAROL, DAVE, CallMode::Standard)
+        .expect("id");
+    hub.invite(t0 + MS, carol.id, CAROL, DAVE, Ok(CallMode::Standard), id);
+    assert!(matches!(carol.take()[..], [RelayMsg::Calling { .. }]));
+    assert_eq!(hub.timers(), 2);
+    assert!(hub.timer_changed().now_or_never().is_none());
+}
