@@ -462,7 +462,7 @@ impl Harness {
                 let decision = peer
                     .filter(|p| p != name)
                     .map(|p| self.decide(kind, name, &p));
-                self.hub.pickup(dev, name, &msg, decision)
+                self.hub.pickup(self.now, dev, name, &msg, decision)
             }
             ClientMsg::Park { call_id } => self.hub.park(self.now, dev, name, &call_id),
             // `Conn::transfer`: a target that is an account other than the two,

@@ -57,7 +57,15 @@ async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
         alice.click("e2ee-indicator").await?;
         alice.click("codes-match").await?;
         alice.wait_visible("verified").await?;
-        hang_up(&alice, &bob).await
+        hang_up(&alice, &bob).await?;
+        // The panel Alice pinned open closes with the call.
+        alice
+            .wait_js(
+                "the verification panel to close with the call",
+                "const p = document.querySelector('[data-testid=e2ee-panel]'); const i = document.querySelector('[data-testid=e2ee-indicator]'); return p.hidden && i.getAttribute('aria-expanded') === 'false' && i.getAttribute('data-pinned') === 'false';",
+                vec![],
+            )
+            .await
     })
     .await;
     alice.close().await;

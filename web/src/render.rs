@@ -343,8 +343,14 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.videos, !ended);
     // A warning opens the panel; so does a standard call under a policy that
     // requires end-to-end encryption (the relay should never have set one up).
+    // Any other call that ended closes it and lets go of a pin: the code of a
+    // call that is over verifies nothing, and the next call starts closed.
     if state == "mitm" || (v.downgraded == Some(Wish::Required) && !ended) {
         show(&ui.panel, true);
+    } else if ended {
+        show(&ui.panel, false);
+        dom::attr(&ui.indicator, "data-pinned", "false");
+        dom::attr(&ui.indicator, "aria-expanded", "false");
     }
     let hold = match (v.phase == Phase::Parked, v.parked) {
         (true, Some(code)) => texts::park_line(&v.peer, code),

@@ -14,6 +14,7 @@
 //! counts from its restore.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use serde::Serialize;
 use shieldcall_proto::CallMode;
@@ -140,12 +141,29 @@ impl Inner {
         self.history.push_back(r);
     }
 
+    /// Records a part of an answered call that ended while the call goes on
+    /// (the parker's, when someone else picks up), for both people in it.
+    pub(super) fn record_leg(&mut self, leg: &Leg) {
+        let duration_secs = seconds_between(leg.answered_at, leg.ended);
+        for (user, peer, direction) in [
+            (&leg.caller, &leg.callee, Direction::Outgoing),
+            (&leg.callee, &leg.caller, Direction::Incoming),
+        ] {
+            self.push_record(CallRecord {
+                user: user.clone(),
+                peer: peer.clone(),
+                direction,
+                outcome: Outcome::Answered,
+                mode: Some(leg.mode),
+                at: leg.started_at,
+                duration_secs,
+            });
+        }
+    }
+
     /// Records the end of `call` for both people.
     pub(super) fn record_end(&mut self, call: &Call) {
-        let now = self.now();
-        let duration_secs = call.answered_at.map_or(0, |t| {
-            i64::try_from(now.saturating_duration_since(t).as_secs()).unwrap_or(i64::MAX)
-        });
+        let duration_secs = seconds_between(call.answered_at, self.now());
         let (caller, callee) = if call.answered {
             (Outcome::Answered, Outcome::Answered)
         } else if call.declined {
@@ -198,6 +216,29 @@ impl Inner {
             });
         }
     }
+}
+
+/// A part of a call that is over while the call goes on with someone else.
+pub(super) struct Leg {
+    /// Its caller.
+    pub caller: String,
+    /// Its callee.
+    pub callee: String,
+    /// The call's mode.
+    pub mode: CallMode,
+    /// When it began, Unix seconds.
+    pub started_at: i64,
+    /// When it was answered.
+    pub answered_at: Option<Instant>,
+    /// When this part ended.
+    pub ended: Instant,
+}
+
+/// Whole seconds from `from` (none: not answered, 0) to `to`.
+fn seconds_between(from: Option<Instant>, to: Instant) -> i64 {
+    from.map_or(0, |t| {
+        i64::try_from(to.saturating_duration_since(t).as_secs()).unwrap_or(i64::MAX)
+    })
 }
 
 impl Hub {

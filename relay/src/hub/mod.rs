@@ -7,8 +7,8 @@
 //! the socket; the store-facing parts (settings, the call-mode decision) are done
 //! by the caller before it calls in.
 //!
-//! Time is an input too, as in str0m: a method that may start a timer or end a
-//! call takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
+//! Time is an input too, as in str0m: a method that may start a timer, end a
+//! call or time one takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
 //! restore claims, transfer tokens) are entries in the hub's own queue, and the
 //! driver (`serve`) sleeps until [`Hub::poll_timeout`], calls
 //! [`Hub::handle_timeout`], and wakes early on [`Hub::timer_changed`]. Tests
@@ -158,6 +158,9 @@ struct Park {
     ringing_back: bool,
     /// The park timeout, then the ring-back timeout.
     timer: Option<TimerKey>,
+    /// When it was parked: where the parker's part of the call ends if someone
+    /// else picks it up.
+    at: Instant,
 }
 
 /// What a timer of the hub does when it is due.

@@ -10,6 +10,7 @@ use shieldcall_proto::{
 
 use std::time::Instant;
 
+use super::history::Leg;
 use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, Timer, WireError};
 use crate::policy::Refusal;
 
@@ -84,6 +85,7 @@ impl Hub {
             epoch,
             ringing_back: false,
             timer: None,
+            at: now,
         });
         g.parked.insert(code, id.clone());
         // The parker is free for other calls; the call is no longer theirs.
@@ -141,6 +143,7 @@ impl Hub {
     /// is a new pair, so it must be allowed and give a standard call.
     pub fn pickup(
         &self,
+        now: Instant,
         dev: DeviceId,
         user: &str,
         msg: &ClientMsg,
@@ -149,7 +152,7 @@ impl Hub {
         let ClientMsg::Pickup { code, commit } = msg else {
             return Ok(());
         };
-        let mut g = self.lock();
+        let mut g = self.lock_at(now);
         let unknown = || {
             pickup_error(
                 ErrorCode::NotYourCall,
@@ -378,6 +381,7 @@ fn take_parked(
     dev: DeviceId,
     commit: Commitment,
 ) -> Result<(), &'static str> {
+    let g_now = g.now();
     let Some(call) = g.calls.get_mut(id) else {
         return Err("The call is over.");
     };
@@ -392,6 +396,22 @@ fn take_parked(
         call.park = Some(p);
         return Err("The person waiting is reconnecting; try again in a moment.");
     };
+    // Someone else picks up: the parker's part of the call is over, and both
+    // people's histories get it (up to the park); the rest is a new leg with
+    // its own entry, from now.
+    let first_leg = (p.parker != user).then(|| {
+        let leg = Leg {
+            caller: call.caller.clone(),
+            callee: call.callee.clone(),
+            mode: call.mode,
+            started_at: call.started_at,
+            answered_at: call.answered_at,
+            ended: p.at,
+        };
+        call.started_at = crate::store::unix_now();
+        call.answered_at = Some(g_now);
+        leg
+    });
     match p.side {
         Side::Caller => {
             call.caller = user.into();
@@ -404,6 +424,9 @@ fn take_parked(
     }
     g.parked.remove(&p.code);
     g.cancel(p.timer);
+    if let Some(leg) = first_leg {
+        g.record_leg(&leg);
+    }
     g.in_call.insert(user.into(), id.clone());
     g.sync_presence(user);
     if p.ringing_back && p.parker != user {

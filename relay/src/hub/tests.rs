@@ -324,7 +324,7 @@ fn a_picked_up_call_drops_its_park_timer() {
         code,
         commit: commit(),
     };
-    hub.pickup(carol.id, CAROL, &pickup, Some(Ok(CallMode::Standard)))
+    hub.pickup(t0, carol.id, CAROL, &pickup, Some(Ok(CallMode::Standard)))
         .expect("pickup");
     assert!(
         carol
@@ -335,6 +335,72 @@ fn a_picked_up_call_drops_its_park_timer() {
     assert_eq!(hub.timers(), 0);
     hub.handle_timeout(t0 + PARK + RING);
     assert!(alice.take().is_empty(), "no ring-back after a pickup");
+}
+
+#[test]
+fn a_pickup_by_someone_else_keeps_the_parkers_part_in_the_history() {
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let mut carol = online(&hub, CAROL);
+    let t0 = Instant::now();
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    // Alice and Bob talk 2 minutes; Alice parks; Carol picks up 30 s later and
+    // talks with Bob for 1 minute.
+    let parked = t0 + Duration::from_secs(120);
+    hub.park(parked, alice.id, ALICE, &id).expect("park");
+    let code = alice
+        .take()
+        .iter()
+        .find_map(|m| match m {
+            RelayMsg::Parked { code, .. } => Some(*code),
+            _ => None,
+        })
+        .expect("code");
+    let picked = parked + Duration::from_secs(30);
+    let pickup = ClientMsg::Pickup {
+        code,
+        commit: commit(),
+    };
+    hub.pickup(
+        picked,
+        carol.id,
+        CAROL,
+        &pickup,
+        Some(Ok(CallMode::Standard)),
+    )
+    .expect("pickup");
+    carol.take();
+    hub.call_msg(
+        picked + Duration::from_secs(60),
+        carol.id,
+        CAROL,
+        hangup(&id),
+    )
+    .expect("hangup");
+
+    let mut got: Vec<(String, String, &str, i64)> = hub
+        .take_history()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.outcome, Outcome::Answered, "{r:?}");
+            (r.user, r.peer, r.direction.as_str(), r.duration_secs)
+        })
+        .collect();
+    got.sort();
+    let want = [
+        // Alice's part, up to the park, for both of them.
+        (ALICE, BOB, "outgoing", 120),
+        (BOB, ALICE, "incoming", 120),
+        // Carol took Alice's side (the caller's) from the pickup.
+        (BOB, CAROL, "incoming", 60),
+        (CAROL, BOB, "outgoing", 60),
+    ];
+    let mut want: Vec<(String, String, &str, i64)> = want
+        .iter()
+        .map(|&(u, p, d, s)| (u.to_string(), p.to_string(), d, s))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -634,10 +634,16 @@ impl Conn {
             _ => None,
         };
         let user = self.user().to_string();
-        Ok(match self.state.hub().pickup(dev, &user, &msg, decision) {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![(e.into_msg(), Flow::Continue)],
-        })
+        Ok(
+            match self
+                .state
+                .hub()
+                .pickup(Instant::now(), dev, &user, &msg, decision)
+            {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
     }
 
     /// `resume`: for a call the relay does not know (it restarted), the call
