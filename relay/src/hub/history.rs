@@ -145,43 +145,59 @@ impl Inner {
     /// (the parker's, when someone else picks up), for both people in it.
     pub(super) fn record_leg(&mut self, leg: &Leg) {
         let duration_secs = seconds_between(leg.answered_at, leg.ended);
-        for (user, peer, direction) in [
-            (&leg.caller, &leg.callee, Direction::Outgoing),
-            (&leg.callee, &leg.caller, Direction::Incoming),
-        ] {
-            self.push_record(CallRecord {
-                user: user.clone(),
-                peer: peer.clone(),
-                direction,
-                outcome: Outcome::Answered,
-                mode: Some(leg.mode),
-                at: leg.started_at,
-                duration_secs,
-            });
-        }
+        let outcomes = (Outcome::Answered, Outcome::Answered);
+        self.record_pair(
+            &leg.caller,
+            &leg.callee,
+            leg.mode,
+            leg.started_at,
+            duration_secs,
+            outcomes,
+        );
     }
 
     /// Records the end of `call` for both people.
     pub(super) fn record_end(&mut self, call: &Call) {
         let duration_secs = seconds_between(call.answered_at, self.now());
-        let (caller, callee) = if call.answered {
+        let outcomes = if call.answered {
             (Outcome::Answered, Outcome::Answered)
         } else if call.declined {
             (Outcome::Declined, Outcome::Declined)
         } else {
             (Outcome::NotAnswered, Outcome::Missed)
         };
+        self.record_pair(
+            &call.caller,
+            &call.callee,
+            call.mode,
+            call.started_at,
+            duration_secs,
+            outcomes,
+        );
+    }
+
+    /// One entry for the caller and one for the callee of a call (or a part
+    /// of one) that began at `at`, with each side's outcome.
+    fn record_pair(
+        &mut self,
+        caller: &str,
+        callee: &str,
+        mode: CallMode,
+        at: i64,
+        duration_secs: i64,
+        (caller_outcome, callee_outcome): (Outcome, Outcome),
+    ) {
         for (user, peer, direction, outcome) in [
-            (&call.caller, &call.callee, Direction::Outgoing, caller),
-            (&call.callee, &call.caller, Direction::Incoming, callee),
+            (caller, callee, Direction::Outgoing, caller_outcome),
+            (callee, caller, Direction::Incoming, callee_outcome),
         ] {
             self.push_record(CallRecord {
-                user: user.clone(),
-                peer: peer.clone(),
+                user: user.into(),
+                peer: peer.into(),
                 direction,
                 outcome,
-                mode: Some(call.mode),
-                at: call.started_at,
+                mode: Some(mode),
+                at,
                 duration_secs,
             });
         }

@@ -114,6 +114,28 @@ fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
     id
 }
 
+/// Bob's `resume` of his call `id` with Alice.
+fn resume(id: &CallId) -> ClientMsg {
+    ClientMsg::Resume {
+        call_id: id.clone(),
+        peer: ALICE.into(),
+        mode: CallMode::Standard,
+    }
+}
+
+/// Alice parks `id` at `now`; the pickup code she is told.
+fn park(hub: &Hub, now: Instant, alice: &mut Phone, id: &CallId) -> u8 {
+    hub.park(now, alice.id, ALICE, id).expect("park");
+    alice
+        .take()
+        .iter()
+        .find_map(|m| match m {
+            RelayMsg::Parked { code, .. } => Some(*code),
+            _ => None,
+        })
+        .expect("the code")
+}
+
 fn hangup(id: &CallId) -> ClientMsg {
     ClientMsg::Hangup {
         call_id: id.clone(),
@@ -192,11 +214,7 @@ fn a_device_that_leaves_has_the_grace_to_come_back() {
         t1 + Duration::from_secs(10),
         bob2.id,
         BOB,
-        ClientMsg::Resume {
-            call_id: id.clone(),
-            peer: ALICE.into(),
-            mode: CallMode::Standard,
-        },
+        resume(&id),
         None,
     )
     .expect("resume");
@@ -236,15 +254,10 @@ fn only_the_latest_departure_starts_the_grace() {
     let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
     let t0 = Instant::now();
     let id = up(&hub, t0, &mut alice, &mut bob);
-    let resume = ClientMsg::Resume {
-        call_id: id.clone(),
-        peer: ALICE.into(),
-        mode: CallMode::Standard,
-    };
     // Leaves, comes back after 5 s, leaves again 20 s in.
     hub.unregister(t0, bob.id, BOB);
     let bob2 = online(&hub, BOB);
-    hub.resume(t0 + Duration::from_secs(5), bob2.id, BOB, resume, None)
+    hub.resume(t0 + Duration::from_secs(5), bob2.id, BOB, resume(&id), None)
         .expect("resume");
     let t2 = t0 + Duration::from_secs(20);
     hub.unregister(t2, bob2.id, BOB);
@@ -273,13 +286,7 @@ fn a_parked_call_rings_the_parker_back_then_ends() {
     let t0 = Instant::now();
     let id = up(&hub, t0, &mut alice, &mut bob);
     let t1 = t0 + Duration::from_secs(10);
-    hub.park(t1, alice.id, ALICE, &id).expect("park");
-    assert!(
-        alice
-            .take()
-            .iter()
-            .any(|m| matches!(m, RelayMsg::Parked { .. }))
-    );
+    park(&hub, t1, &mut alice, &id);
     assert!(matches!(&bob.take()[..], [RelayMsg::OnPark { .. }]));
     assert_eq!(hub.poll_timeout(), Some(t1 + PARK));
 
@@ -311,15 +318,7 @@ fn a_picked_up_call_drops_its_park_timer() {
     let mut carol = online(&hub, CAROL);
     let t0 = Instant::now();
     let id = up(&hub, t0, &mut alice, &mut bob);
-    hub.park(t0, alice.id, ALICE, &id).expect("park");
-    let code = alice
-        .take()
-        .iter()
-        .find_map(|m| match m {
-            RelayMsg::Parked { code, .. } => Some(*code),
-            _ => None,
-        })
-        .expect("code");
+    let code = park(&hub, t0, &mut alice, &id);
     let pickup = ClientMsg::Pickup {
         code,
         commit: commit(),
@@ -347,15 +346,7 @@ fn a_pickup_by_someone_else_keeps_the_parkers_part_in_the_history() {
     // Alice and Bob talk 2 minutes; Alice parks; Carol picks up 30 s later and
     // talks with Bob for 1 minute.
     let parked = t0 + Duration::from_secs(120);
-    hub.park(parked, alice.id, ALICE, &id).expect("park");
-    let code = alice
-        .take()
-        .iter()
-        .find_map(|m| match m {
-            RelayMsg::Parked { code, .. } => Some(*code),
-            _ => None,
-        })
-        .expect("code");
+    let code = park(&hub, parked, &mut alice, &id);
     let picked = parked + Duration::from_secs(30);
     let pickup = ClientMsg::Pickup {
         code,
@@ -412,18 +403,8 @@ fn an_unmatched_restore_claim_expires_at_the_grace() {
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
     let t0 = Instant::now();
-    hub.resume(
-        t0,
-        bob.id,
-        BOB,
-        ClientMsg::Resume {
-            call_id: id,
-            peer: ALICE.into(),
-            mode: CallMode::Standard,
-        },
-        Some(Ok(CallMode::Standard)),
-    )
-    .expect("claim");
+    hub.resume(t0, bob.id, BOB, resume(&id), Some(Ok(CallMode::Standard)))
+        .expect("claim");
     assert_eq!((hub.restoring(), hub.timers()), (1, 1));
     hub.handle_timeout(t0 + GRACE - MS);
     assert_eq!(hub.restoring(), 1);

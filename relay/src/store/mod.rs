@@ -313,6 +313,22 @@ fn need(affected: u64, what: impl FnOnce() -> String) -> Result<()> {
     }
 }
 
+/// The compare-and-set check of a user's column read inside the write's
+/// transaction: `NotFound` without the user, `Changed` (naming `what`) when
+/// the value is not the one the caller read.
+fn check_user_value<T: PartialEq>(
+    current: Option<T>,
+    replacing: &T,
+    name: &str,
+    what: &str,
+) -> Result<()> {
+    match current {
+        None => Err(Error::NotFound(format!("user {name}"))),
+        Some(c) if c != *replacing => Err(Error::Changed(format!("the {what} of {name}"))),
+        Some(_) => Ok(()),
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

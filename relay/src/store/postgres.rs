@@ -29,7 +29,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::{
     Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User,
-    access_from, check_insert, is_unique_violation, need, unix_now,
+    access_from, check_insert, check_user_value, is_unique_violation, need, unix_now,
 };
 use crate::error::{Error, Result};
 use crate::hub::{CallRecord, Direction, Outcome, history};
@@ -475,13 +475,7 @@ impl Store for PostgresStore {
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match current {
-                None => return Err(Error::NotFound(format!("user {name}"))),
-                Some(c) if c != replacing => {
-                    return Err(Error::Changed(format!("the switch of {name}")));
-                }
-                Some(_) => {}
-            }
+            check_user_value(current, &replacing, name, "switch")?;
             sqlx::query("UPDATE users SET e2ee_switch = $1 WHERE name = $2")
                 .bind(on)
                 .bind(name)
@@ -506,13 +500,7 @@ impl Store for PostgresStore {
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match current {
-                None => return Err(Error::NotFound(format!("user {name}"))),
-                Some(c) if c != replacing => {
-                    return Err(Error::Changed(format!("the display name of {name}")));
-                }
-                Some(_) => {}
-            }
+            check_user_value(current.as_deref(), &replacing, name, "display name")?;
             sqlx::query("UPDATE users SET display_name = $1 WHERE name = $2")
                 .bind(display_name)
                 .bind(name)

@@ -16,7 +16,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User,
-    access_from, check_insert, is_unique_violation, need, unix_now,
+    access_from, check_insert, check_user_value, is_unique_violation, need, unix_now,
 };
 use crate::error::{Error, Result};
 use crate::hub::{CallRecord, Direction, Outcome, history};
@@ -321,13 +321,7 @@ impl Store for SqliteStore {
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match current {
-                None => return Err(Error::NotFound(format!("user {name}"))),
-                Some(c) if c != replacing => {
-                    return Err(Error::Changed(format!("the switch of {name}")));
-                }
-                Some(_) => {}
-            }
+            check_user_value(current, &replacing, name, "switch")?;
             sqlx::query("UPDATE users SET e2ee_switch = ? WHERE name = ?")
                 .bind(on)
                 .bind(name)
@@ -352,13 +346,7 @@ impl Store for SqliteStore {
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await?;
-            match current {
-                None => return Err(Error::NotFound(format!("user {name}"))),
-                Some(c) if c != replacing => {
-                    return Err(Error::Changed(format!("the display name of {name}")));
-                }
-                Some(_) => {}
-            }
+            check_user_value(current.as_deref(), &replacing, name, "display name")?;
             sqlx::query("UPDATE users SET display_name = ? WHERE name = ?")
                 .bind(display_name)
                 .bind(name)
