@@ -310,6 +310,35 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<Commitment>,
     },
+    /// Consult transfer, step 1: call `to` while the answered standard call
+    /// `call_id`, which this device holds (`hold` with `on: true`), waits. The new
+    /// call is an ordinary call (`calling`, its own mode and code); the held one
+    /// comes back when it ends, unless `consult-transfer` joins the two people.
+    Consult {
+        /// The held call.
+        call_id: CallId,
+        /// Whom to consult.
+        to: String,
+    },
+    /// Consult transfer, step 2 (SIP REFER with Replaces): connect the other
+    /// person of the held call `call_id` with the other person of `consult`,
+    /// without ringing anyone; this device leaves both calls. Standard calls only.
+    ConsultTransfer {
+        /// The held call (its other person stays in it).
+        call_id: CallId,
+        /// The consultation placed with `consult` (its other person joins).
+        consult: CallId,
+    },
+    /// After `replaced`: this device joins the call `call_id`; `commit` is the
+    /// commitment to this device's fresh certificate, as in `accept`. The other
+    /// person's device then offers to this one (`new-leg`).
+    Join {
+        /// The call to join (`join` of `replaced`).
+        call_id: CallId,
+        /// Commitment v1 to this device's certificate fingerprint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<Commitment>,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -516,6 +545,22 @@ pub enum RelayMsg {
         /// The call's mode (standard).
         mode: CallMode,
     },
+    /// Consult transfer: the person who called this user (`by`) joined this call
+    /// with their other call: this call is over, and this device joins `join`
+    /// with `peer` (a fresh certificate, committed with `join`; `peer`'s device
+    /// offers next). Nobody rings.
+    Replaced {
+        /// The call that ends (the consultation).
+        call_id: CallId,
+        /// The call to join.
+        join: CallId,
+        /// The person in it.
+        peer: String,
+        /// Who transferred.
+        by: String,
+        /// Its mode (standard).
+        mode: CallMode,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -629,6 +674,9 @@ impl ClientMsg {
             | Self::MoveHere { call_id, .. }
             | Self::Park { call_id }
             | Self::Transfer { call_id, .. }
+            | Self::Consult { call_id, .. }
+            | Self::ConsultTransfer { call_id, .. }
+            | Self::Join { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
     }
@@ -662,6 +710,7 @@ impl RelayMsg {
             | Self::Parked { call_id, .. }
             | Self::OnPark { call_id, .. }
             | Self::PickedUp { call_id, .. }
+            | Self::Replaced { call_id, .. }
             | Self::Refer { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }

@@ -25,10 +25,13 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Park { .. } => "park",
         ClientMsg::Pickup { .. } => "pickup",
         ClientMsg::Transfer { .. } => "transfer",
+        ClientMsg::Consult { .. } => "consult",
+        ClientMsg::ConsultTransfer { .. } => "consult-transfer",
+        ClientMsg::Join { .. } => "join",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 19;
+const CLIENT_TAGS: usize = 22;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -55,10 +58,11 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::OnPark { .. } => "on-park",
         RelayMsg::PickedUp { .. } => "picked-up",
         RelayMsg::Refer { .. } => "refer",
+        RelayMsg::Replaced { .. } => "replaced",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 24;
+const RELAY_TAGS: usize = 25;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

@@ -126,7 +126,9 @@ struct Harness {
 ///   An `invite` (after the connection's checks) and a `resume` of an unknown call
 ///   take their decision from `op >> 4` (1: E2EE, 2: standard, 3: not allowed, 4:
 ///   E2EE required; else [`policy::decide_call`]), and so does `move-here`
-///   ([`Hub::move_here`]); `resume` goes to
+///   ([`Hub::move_here`]), `consult` ([`Hub::consult`]) and `consult-transfer`
+///   ([`Hub::consult_transfer`], whose `consult` id resolves as `call_id` does);
+///   `resume` goes to
 ///   [`Hub::resume`], `set-e2ee` to [`Hub::may_switch`] and
 ///   [`Hub::push_settings`], call messages to [`Hub::call_msg`].
 /// - `8`: the device disconnects ([`Hub::unregister`]); `9`: it connects again
@@ -243,7 +245,11 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::MoveHere { call_id, .. }
         | ClientMsg::Park { call_id }
         | ClientMsg::Transfer { call_id, .. }
+        | ClientMsg::Consult { call_id, .. }
+        | ClientMsg::Join { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
+        // Its second id is resolved by the arm that handles it.
+        ClientMsg::ConsultTransfer { call_id, .. } => Some(call_id),
         ClientMsg::Hello { .. }
         | ClientMsg::Ping { .. }
         | ClientMsg::SetE2ee { .. }
@@ -448,9 +454,33 @@ impl Harness {
                 Ok(())
             }
             ClientMsg::Invite { to, .. } => {
-                self.invite(dev, user, &to, kind);
+                self.invite(dev, user, &to, kind, None);
                 Ok(())
             }
+            ClientMsg::Consult { call_id, to } => {
+                self.invite(dev, user, &to, kind, Some(call_id));
+                Ok(())
+            }
+            // `Conn::consult_transfer`: the decision for the two it would join.
+            ClientMsg::ConsultTransfer {
+                call_id,
+                mut consult,
+            } => {
+                self.resolve(&mut consult);
+                let pair = self.hub.consult_pair(&call_id, &consult, name);
+                let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
+                let r = self
+                    .hub
+                    .consult_transfer(self.now, dev, name, &call_id, &consult, decision);
+                // The one consulted is now in the held call.
+                if let (Ok(()), Some((_, target))) = (&r, &pair)
+                    && let Some(t) = user_index(target).filter(|&t| t < USERS.len())
+                {
+                    self.known[t].insert(call_id.0.clone());
+                }
+                r
+            }
+            msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
             msg @ ClientMsg::Resume { .. } => self.resume(dev, user, kind, msg),
             // `Conn::move_here`: the pair's decision now, then the hub.
             // `Conn::pickup` and the `park` arm of `Conn::handle`.
@@ -531,7 +561,7 @@ impl Harness {
 
     /// `Conn::invite`: the connection's checks (the name, a self-call, external
     /// access, the account), then the decision, a minted id and the hub.
-    fn invite(&mut self, dev: DeviceId, user: usize, to: &str, kind: u8) {
+    fn invite(&mut self, dev: DeviceId, user: usize, to: &str, kind: u8, consult: Option<CallId>) {
         let caller = USERS[user].0;
         let Ok(callee) = crate::ops::normalize_user(to) else {
             return;
@@ -559,8 +589,21 @@ impl Harness {
         if let Some(e) = user_index(&callee).filter(|&e| e < USERS.len()) {
             self.known[e].insert(id.0.clone());
         }
-        self.hub
-            .invite(self.now, dev, caller, &callee, decision, id);
+        match consult {
+            // `Conn::invite` with `Via::Consult`.
+            Some(held) => {
+                let r = self
+                    .hub
+                    .consult(self.now, dev, caller, &held, &callee, decision, id);
+                if let Err(e) = r {
+                    let reply = e.into_msg().encode();
+                    assert!(RelayMsg::decode(&reply).is_ok(), "bad reply {reply}");
+                }
+            }
+            None => self
+                .hub
+                .invite(self.now, dev, caller, &callee, decision, id),
+        }
     }
 
     /// `Conn::resume`: for a call the hub does not know, the decision made again.

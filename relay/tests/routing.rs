@@ -257,7 +257,7 @@ async fn standard_call_needs_a_commitment_too_and_reports_features_honestly() {
     );
     ann.send(&ClientMsg::Feature {
         call_id: id.clone(),
-        feature: shieldcall_proto::CallFeature::Transfer,
+        feature: shieldcall_proto::CallFeature::Recording,
     })
     .await;
     assert!(matches!(

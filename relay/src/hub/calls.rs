@@ -10,6 +10,23 @@ use std::time::Instant;
 use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, Timer, WireError};
 use crate::policy::Refusal;
 
+/// A call to place: who calls whom from which device, under which id.
+#[derive(Debug)]
+pub(super) struct Placed<'a> {
+    /// The caller's device.
+    pub dev: DeviceId,
+    /// The caller.
+    pub caller: &'a str,
+    /// The callee.
+    pub callee: &'a str,
+    /// The minted id.
+    pub call_id: CallId,
+    /// Who transferred the caller (a blind transfer's call).
+    pub referred_by: Option<String>,
+    /// The call the caller holds while this one is a consultation.
+    pub consult_of: Option<CallId>,
+}
+
 impl Hub {
     /// Places a call whose mode (or refusal) the caller already decided.
     pub fn invite(
@@ -38,6 +55,27 @@ impl Hub {
         referred_by: Option<String>,
     ) {
         let mut g = self.lock_at(now);
+        let placed = Placed {
+            dev,
+            caller,
+            callee,
+            call_id,
+            referred_by,
+            consult_of: None,
+        };
+        self.place(&mut g, placed, decision);
+    }
+
+    /// Rings the callee of `p` (or refuses the call, telling the caller why).
+    pub(super) fn place(&self, g: &mut Inner, p: Placed<'_>, decision: Result<CallMode, Refusal>) {
+        let Placed {
+            dev,
+            caller,
+            callee,
+            call_id,
+            referred_by,
+            consult_of,
+        } = p;
         let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
             g.send(
                 dev,
@@ -66,21 +104,24 @@ impl Hub {
                     );
                 }
                 g.record_refused(caller, callee, false);
-                return refuse(&g, r.reason, r.required_by);
+                return refuse(g, r.reason, r.required_by);
             }
         };
-        if g.in_call.contains_key(caller) {
+        // A consultation is the one second call a user may have (the held call
+        // was checked by `consult`); otherwise the caller's device is busy.
+        let own = g.in_call.get(caller);
+        if own.is_some() && own != consult_of.as_ref() {
             // The caller's own device is in another call: nothing for the callee.
             g.record_refused(caller, callee, false);
-            return refuse(&g, RefuseReason::Busy, None);
+            return refuse(g, RefuseReason::Busy, None);
         }
         if g.in_call.contains_key(callee) {
             g.record_refused(caller, callee, true);
-            return refuse(&g, RefuseReason::Busy, None);
+            return refuse(g, RefuseReason::Busy, None);
         }
         if !g.users.contains_key(callee) {
             g.record_refused(caller, callee, true);
-            return refuse(&g, RefuseReason::Offline, None);
+            return refuse(g, RefuseReason::Offline, None);
         }
         g.calls.insert(
             call_id.clone(),
@@ -100,6 +141,8 @@ impl Hub {
                 declined: false,
                 ring_timer: None,
                 grace_timer: None,
+                consult_of,
+                joining: None,
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -301,6 +344,8 @@ impl Hub {
                         declined: false,
                         ring_timer: None,
                         grace_timer: None,
+                        consult_of: None,
+                        joining: None,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -353,6 +398,7 @@ impl Hub {
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
         let mut g = self.lock();
+        let consulting = g.consulting(id);
         let Some(call) = g.calls.get_mut(id) else {
             return Err(not_yours());
         };
@@ -370,6 +416,11 @@ impl Hub {
             return Err(WireError::unavailable_in_e2ee(
                 CallFeature::MoveToDevice,
                 id,
+            ));
+        }
+        if consulting || call.joining.is_some() {
+            return Err(wrong(
+                "The call is part of a consultation; complete the transfer or hang up the consultation first.",
             ));
         }
         let (mine, other) = match side {
@@ -487,6 +538,21 @@ impl Hub {
         // device of the parker may rebind to it (only a ring-back answers it).
         if call.park.as_ref().is_some_and(|p| p.side == side) {
             return Self::parker_msg(&mut g, &id, user, dev, &msg);
+        }
+        // A side a consult transfer handed over takes part once its new device
+        // joined; until then the other side's leftovers of the old leg are
+        // dropped, and either may hang up.
+        if let Some(j) = call.joining {
+            match (&msg, side == j.side) {
+                (ClientMsg::Hangup { .. } | ClientMsg::Resume { .. }, _) => {}
+                (
+                    ClientMsg::Offer { .. } | ClientMsg::Answer { .. } | ClientMsg::Ice { .. },
+                    false,
+                ) => {
+                    return Ok(());
+                }
+                _ => return Err(wrong("The call is being transferred; wait a moment.")),
+            }
         }
         // Rebinding: a device of the same user takes over a bound side whose device
         // went away (see docs/protocol.md, "Reconnecting").
@@ -697,6 +763,11 @@ impl Hub {
                 };
                 Err(WireError::unavailable_in_e2ee(feature, &id))
             }
+            ClientMsg::Hold { .. } if g.consultation_of(&id).is_some_and(|(_, by)| by == user) => {
+                Err(wrong(
+                    "The call waits for your consultation; end that call or complete the transfer first.",
+                ))
+            }
             ClientMsg::Hold { on, .. } => {
                 let Some(call) = g.calls.get_mut(&id) else {
                     return Err(not_yours());
@@ -746,6 +817,12 @@ impl Hub {
             } => Err(wrong(
                 "Moving a call is asked with move-here, from the device that takes it.",
             )),
+            ClientMsg::Feature {
+                feature: CallFeature::Transfer,
+                ..
+            } => Err(wrong(
+                "Transfer is asked with transfer (blind), or consult and consult-transfer.",
+            )),
             ClientMsg::Feature { feature, .. } => Err(WireError::new(
                 ErrorCode::NotDeployed,
                 &format!(
@@ -758,7 +835,10 @@ impl Hub {
             ClientMsg::MoveHere { .. }
             | ClientMsg::Park { .. }
             | ClientMsg::Pickup { .. }
-            | ClientMsg::Transfer { .. } => Err(wrong("This message is handled on its own.")),
+            | ClientMsg::Transfer { .. }
+            | ClientMsg::Consult { .. }
+            | ClientMsg::ConsultTransfer { .. }
+            | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }

@@ -30,6 +30,9 @@ use tokio::sync::{Notify, mpsc};
 
 mod call_id;
 mod calls;
+pub mod consult;
+#[cfg(test)]
+mod consult_tests;
 pub mod history;
 mod park;
 #[cfg(test)]
@@ -141,6 +144,22 @@ struct Call {
     ring_timer: Option<TimerKey>,
     /// The grace timer of the latest departure of a bound device.
     grace_timer: Option<TimerKey>,
+    /// This call is a consultation (`consult`) that its caller placed while
+    /// holding that other call, which comes back to them when this one ends.
+    consult_of: Option<CallId>,
+    /// After a consult transfer: the side that changed hands waits for its new
+    /// device's commitment (`join`); until then nothing is forwarded on the
+    /// call. The join timeout's key.
+    joining: Option<Joining>,
+}
+
+/// A side of a call handed over by a consult transfer, waiting for `join`.
+#[derive(Debug, Clone, Copy)]
+struct Joining {
+    /// The side that changed hands (its user and device are the new ones).
+    side: Side,
+    /// The join timeout ([`consult::JOIN_TIMEOUT`]).
+    timer: Option<TimerKey>,
 }
 
 /// A parked call's park.
@@ -178,6 +197,8 @@ enum Timer {
     RingBack { call: CallId, epoch: u64 },
     /// A transfer's token expires.
     Referral(String),
+    /// The device a consult transfer handed a call to did not join it.
+    Join(CallId),
 }
 
 /// A timer's place in the queue: its deadline, then the order it was set in.
@@ -483,6 +504,7 @@ impl Inner {
             self.record_end(&call);
             self.cancel(call.ring_timer);
             self.cancel(call.grace_timer);
+            self.cancel(call.joining.and_then(|j| j.timer));
             if let Some(p) = &call.park {
                 self.parked.remove(&p.code);
                 self.cancel(p.timer);
@@ -507,7 +529,37 @@ impl Inner {
                 }
                 self.sync_presence(u);
             }
+            // A consultation is over: the call its caller held is theirs again.
+            if let Some(held) = &call.consult_of
+                && self.held_for_consult(&call.caller, held)
+                && !self.in_call.contains_key(&call.caller)
+            {
+                self.in_call.insert(call.caller.clone(), held.clone());
+            }
         }
+    }
+
+    /// The calls `user` is in: the current one, and the one they hold while
+    /// the current one is a consultation (see `consult`).
+    fn calls_of(&self, user: &str) -> Vec<CallId> {
+        let Some(id) = self.in_call.get(user) else {
+            return Vec::new();
+        };
+        let mut ids = vec![id.clone()];
+        if let Some(held) = self.calls.get(id).and_then(|c| c.consult_of.as_ref())
+            && self.held_for_consult(user, held)
+        {
+            ids.push(held.clone());
+        }
+        ids
+    }
+
+    /// Whether `held` is still a call of `user`'s (a call held for a
+    /// consultation, which may have ended or changed hands meanwhile).
+    fn held_for_consult(&self, user: &str, held: &CallId) -> bool {
+        self.calls
+            .get(held)
+            .is_some_and(|c| c.park.is_none() && (c.caller == user || c.callee == user))
     }
 }
 
@@ -589,6 +641,7 @@ impl Hub {
             Timer::Referral(token) => {
                 g.referrals.remove(&token);
             }
+            Timer::Join(call) => consult::join_expired(g, &call),
         }
     }
 
@@ -646,52 +699,61 @@ impl Hub {
         if gone {
             g.users.remove(user);
         }
-        if let Some(id) = g.in_call.get(user).cloned() {
-            let mut cancel = false;
-            let mut wait = None;
-            if let Some(call) = g.calls.get_mut(&id) {
-                if call.caller_dev == Some(dev) {
-                    call.caller_dev = None;
-                    if call.answered {
-                        call.departures += 1;
-                        wait = Some(call.departures);
-                    } else {
-                        cancel = true;
-                    }
-                } else if call.callee_dev == Some(dev) {
-                    call.callee_dev = None;
-                    call.departures += 1;
-                    wait = Some(call.departures);
-                }
-            }
-            if cancel {
-                if let Some(call) = g.calls.get(&id) {
-                    g.send_user(
-                        &call.callee,
-                        &RelayMsg::Cancelled {
-                            call_id: id.clone(),
-                        },
-                        None,
-                    );
-                }
-                g.end_call(&id);
-            } else if let Some(epoch) = wait {
-                // Only the latest departure's timer may end the call.
-                let timer = g.schedule(
-                    self.grace,
-                    Timer::Grace {
-                        call: id.clone(),
-                        epoch,
-                    },
-                );
-                let old = g
-                    .calls
-                    .get_mut(&id)
-                    .and_then(|c| std::mem::replace(&mut c.grace_timer, timer));
-                g.cancel(old);
-            }
+        // The current call first: a consultation that still rings is cancelled,
+        // which gives the held call back before it is left too.
+        for id in g.calls_of(user) {
+            self.depart(&mut g, &id, dev);
         }
         g.sync_presence(user);
+    }
+
+    /// Device `dev` is gone from call `id`: a call it placed that still rings is
+    /// cancelled; an answered call it is bound to waits `grace` for a device of
+    /// the user to come back.
+    fn depart(&self, g: &mut Inner, id: &CallId, dev: DeviceId) {
+        let mut cancel = false;
+        let mut wait = None;
+        if let Some(call) = g.calls.get_mut(id) {
+            if call.caller_dev == Some(dev) {
+                call.caller_dev = None;
+                if call.answered {
+                    call.departures += 1;
+                    wait = Some(call.departures);
+                } else {
+                    cancel = true;
+                }
+            } else if call.callee_dev == Some(dev) {
+                call.callee_dev = None;
+                call.departures += 1;
+                wait = Some(call.departures);
+            }
+        }
+        if cancel {
+            if let Some(call) = g.calls.get(id) {
+                g.send_user(
+                    &call.callee,
+                    &RelayMsg::Cancelled {
+                        call_id: id.clone(),
+                    },
+                    None,
+                );
+            }
+            g.end_call(id);
+        } else if let Some(epoch) = wait {
+            // Only the latest departure's timer may end the call.
+            let timer = g.schedule(
+                self.grace,
+                Timer::Grace {
+                    call: id.clone(),
+                    epoch,
+                },
+            );
+            let old = g
+                .calls
+                .get_mut(id)
+                .and_then(|c| std::mem::replace(&mut c.grace_timer, timer));
+            g.cancel(old);
+        }
     }
 
     /// The presence of every account that is a contact of `me`, drawn from the

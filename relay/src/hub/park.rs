@@ -39,6 +39,7 @@ impl Hub {
         let taken: Vec<u8> = g.parked.keys().copied().collect();
         g.next_park += 1;
         let epoch = g.next_park;
+        let consulting = g.consulting(id);
         let Some(call) = g.calls.get_mut(id) else {
             return Err(not_yours());
         };
@@ -51,6 +52,11 @@ impl Hub {
         };
         if !call.answered {
             return Err(wrong("The call has not been answered yet."));
+        }
+        if consulting || call.joining.is_some() {
+            return Err(wrong(
+                "The call is part of a consultation; complete the transfer or hang up the consultation first.",
+            ));
         }
         if call.mode == CallMode::E2ee {
             return Err(WireError::unavailable_in_e2ee(CallFeature::Park, id));

@@ -17,25 +17,25 @@ use tokio::sync::mpsc;
 use super::transfer::REFER_TTL;
 use super::{CallKey, DeviceId, Direction, Hub, Outcome};
 
-const RING: Duration = Duration::from_secs(45);
-const GRACE: Duration = Duration::from_secs(30);
+pub(super) const RING: Duration = Duration::from_secs(45);
+pub(super) const GRACE: Duration = Duration::from_secs(30);
 const PARK: Duration = Duration::from_secs(300);
-const MS: Duration = Duration::from_millis(1);
+pub(super) const MS: Duration = Duration::from_millis(1);
 
-const ALICE: &str = "alice@example.test";
-const BOB: &str = "bob@example.test";
-const CAROL: &str = "carol@example.test";
-const DAVE: &str = "dave@example.test";
+pub(super) const ALICE: &str = "alice@example.test";
+pub(super) const BOB: &str = "bob@example.test";
+pub(super) const CAROL: &str = "carol@example.test";
+pub(super) const DAVE: &str = "dave@example.test";
 
 /// A device: its number and its outbox, decoded.
-struct Phone {
-    id: DeviceId,
+pub(super) struct Phone {
+    pub(super) id: DeviceId,
     rx: mpsc::Receiver<String>,
 }
 
 impl Phone {
     /// Everything queued for it since the last look.
-    fn take(&mut self) -> Vec<RelayMsg> {
+    pub(super) fn take(&mut self) -> Vec<RelayMsg> {
         let mut out = Vec::new();
         while let Ok(text) = self.rx.try_recv() {
             out.push(RelayMsg::decode(&text).expect("the hub sends what clients decode"));
@@ -44,7 +44,7 @@ impl Phone {
     }
 }
 
-fn hub() -> Arc<Hub> {
+pub(super) fn hub() -> Arc<Hub> {
     let hub = Hub::new(RING, GRACE, PARK, CallKey::random().expect("key"));
     hub.set_directory(
         Default::default(),
@@ -53,7 +53,7 @@ fn hub() -> Arc<Hub> {
     hub
 }
 
-fn online(hub: &Hub, user: &str) -> Phone {
+pub(super) fn online(hub: &Hub, user: &str) -> Phone {
     let (tx, rx) = mpsc::channel(256);
     let setting = E2eeSetting {
         enabled: false,
@@ -74,12 +74,12 @@ fn online(hub: &Hub, user: &str) -> Phone {
     Phone { id, rx }
 }
 
-fn commit() -> Option<Commitment> {
+pub(super) fn commit() -> Option<Commitment> {
     Some(Commitment::to(&Fingerprint::from_bytes([7; 32])))
 }
 
 /// Alice calls Bob at `now`; both outboxes are emptied.
-fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
+pub(super) fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
     let id = hub
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
@@ -97,7 +97,7 @@ fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
 }
 
 /// Alice calls Bob at `now` and Bob accepts at once.
-fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
+pub(super) fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
     let id = ring(hub, now, alice, bob);
     hub.call_msg(
         now,
@@ -136,7 +136,7 @@ fn park(hub: &Hub, now: Instant, alice: &mut Phone, id: &CallId) -> u8 {
         .expect("the code")
 }
 
-fn hangup(id: &CallId) -> ClientMsg {
+pub(super) fn hangup(id: &CallId) -> ClientMsg {
     ClientMsg::Hangup {
         call_id: id.clone(),
         reason: HangupReason::Normal,

@@ -34,6 +34,7 @@ impl Hub {
             WireError::new(ErrorCode::Internal, "The relay could not make a token.", id)
         })?;
         let mut g = self.lock_at(now);
+        let consulting = g.consulting(id);
         let Some(call) = g.calls.get(id) else {
             return Err(not_yours());
         };
@@ -52,6 +53,11 @@ impl Hub {
         }
         if call.mode == CallMode::E2ee {
             return Err(WireError::unavailable_in_e2ee(CallFeature::Transfer, id));
+        }
+        if consulting || call.joining.is_some() {
+            return Err(wrong(
+                "The call is part of a consultation; complete the transfer or hang up the consultation first.",
+            ));
         }
         let Some(other) = other else {
             return Err(wrong(

@@ -240,6 +240,15 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
     }
 }
 
+/// What an outgoing call carries besides its callee.
+#[derive(Debug)]
+enum Via {
+    /// The token of a blind transfer's `refer`.
+    Transfer(String),
+    /// The held call this one consults about.
+    Consult(CallId),
+}
+
 fn err(code: ErrorCode, message: impl Into<String>) -> Vec<(RelayMsg, Flow)> {
     vec![(RelayMsg::error(code, message, None), Flow::Continue)]
 }
@@ -282,7 +291,23 @@ impl Conn {
             }
             (Some(_), ClientMsg::SetE2ee { enabled }) => self.set_e2ee(enabled).await,
             (Some(dev), ClientMsg::Invite { to, transfer }) => {
-                self.invite(dev, &to, transfer).await
+                self.invite(dev, &to, transfer.map(Via::Transfer)).await
+            }
+            (Some(dev), ClientMsg::Consult { call_id, to }) => {
+                self.invite(dev, &to, Some(Via::Consult(call_id))).await
+            }
+            (Some(dev), ClientMsg::ConsultTransfer { call_id, consult }) => {
+                self.consult_transfer(dev, &call_id, &consult).await
+            }
+            (Some(dev), msg @ ClientMsg::Join { .. }) => {
+                return match self
+                    .state
+                    .hub()
+                    .join(Instant::now(), dev, self.user(), &msg)
+                {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
+                };
             }
             (Some(dev), ClientMsg::Transfer { call_id, to }) => {
                 self.transfer(dev, &call_id, &to).await
@@ -426,11 +451,14 @@ impl Conn {
         }
     }
 
+    /// `invite` (possibly carrying out a blind transfer) or `consult` (a call
+    /// placed while another waits on hold): the callee is checked and the call
+    /// decided here, then placed by the hub.
     async fn invite(
         &mut self,
         dev: DeviceId,
         to: &str,
-        transfer: Option<String>,
+        via: Option<Via>,
     ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let hub = self.state.hub();
         let refuse = |reason, peer: &str| -> crate::Result<Vec<(RelayMsg, Flow)>> {
@@ -461,9 +489,26 @@ impl Conn {
         let decision = self.decide(&callee).await?;
         let mode = decision.as_ref().map_or(CallMode::Standard, |m| *m);
         let call_id = hub.mint_call_id(self.user(), &callee, mode)?;
-        let referred_by = match transfer {
+        let referred_by = match via {
             None => None,
-            Some(token) => match hub.take_referral(&token, self.user(), &callee) {
+            Some(Via::Consult(held)) => {
+                let user = self.user().to_string();
+                return Ok(
+                    match hub.consult(
+                        Instant::now(),
+                        dev,
+                        &user,
+                        &held,
+                        &callee,
+                        decision,
+                        call_id,
+                    ) {
+                        Ok(()) => Vec::new(),
+                        Err(e) => vec![(e.into_msg(), Flow::Continue)],
+                    },
+                );
+            }
+            Some(Via::Transfer(token)) => match hub.take_referral(&token, self.user(), &callee) {
                 Some(by) => Some(by),
                 None => {
                     return Ok(vec![(
@@ -544,6 +589,28 @@ impl Conn {
                 &target,
                 decision.is_ok(),
             ) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
+    }
+
+    /// `consult-transfer`: the pair it would connect is decided now, from
+    /// today's policies, as a new call between them would be.
+    async fn consult_transfer(
+        &mut self,
+        dev: DeviceId,
+        held: &CallId,
+        consult: &CallId,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let hub = self.state.hub();
+        let user = self.user().to_string();
+        let decision = match hub.consult_pair(held, consult, &user) {
+            Some((waiting, target)) => Some(self.decide_between(&waiting, &target).await?),
+            None => None,
+        };
+        Ok(
+            match hub.consult_transfer(Instant::now(), dev, &user, held, consult, decision) {
                 Ok(()) => Vec::new(),
                 Err(e) => vec![(e.into_msg(), Flow::Continue)],
             },

@@ -1,0 +1,430 @@
+//! Consult transfer (SIP REFER with Replaces): Bob, in a standard call with
+//! Alice, holds it, calls Carol (`consult`: the one second call a user may
+//! have), talks with her, and joins the two (`consult-transfer`). Bob leaves both
+//! calls; Carol's device leaves the consultation and joins Alice's call
+//! (`replaced`, then `join` with a commitment to a fresh certificate); Alice's
+//! device connects afresh to it (`new-leg`), so the two people compare a new
+//! code. Nobody rings again. If the consultation ends any other way, the held
+//! call is simply Bob's again.
+//!
+//! What this must never do: let a consultation or a hand-over skip the checks a
+//! new call between the people gets (the connection decides the new pair from
+//! today's policies before it calls in), or forward anything on the handed-over
+//! side before its new device committed.
+
+use std::time::{Duration, Instant};
+
+use shieldcall_proto::{
+    CallFeature, CallId, CallMode, ClientMsg, ErrorCode, HangupReason, RelayMsg,
+};
+
+use super::calls::Placed;
+use super::history::Leg;
+use super::{DeviceId, Hub, Inner, Joining, Side, Timer, WireError};
+use crate::policy::Refusal;
+
+/// How long the device a call was handed to may take to `join` it (it makes a
+/// certificate, a few milliseconds, and sends one message); past it the person
+/// waiting hears `peer-gone`.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Inner {
+    /// The live consultation of the held call `held`, and who placed it.
+    pub(super) fn consultation_of(&self, held: &CallId) -> Option<(CallId, String)> {
+        let call = self.calls.get(held)?;
+        [&call.caller, &call.callee].into_iter().find_map(|u| {
+            let id = self.in_call.get(u.as_str())?;
+            let c = self.calls.get(id)?;
+            (id != held && c.consult_of.as_ref() == Some(held) && c.caller == *u)
+                .then(|| (id.clone(), u.clone()))
+        })
+    }
+
+    /// Whether call `id` is a consultation whose held call is still its caller's.
+    pub(super) fn is_consultation(&self, id: &CallId) -> bool {
+        self.calls.get(id).is_some_and(|c| {
+            c.consult_of
+                .as_ref()
+                .is_some_and(|held| self.held_for_consult(&c.caller, held))
+        })
+    }
+
+    /// Whether call `id` takes part in a consultation, either side of it: such a
+    /// call is not parked, moved or transferred blind until it is over.
+    pub(super) fn consulting(&self, id: &CallId) -> bool {
+        self.is_consultation(id) || self.consultation_of(id).is_some()
+    }
+}
+
+impl Hub {
+    /// `consult` from device `dev` of `user`: call `callee` while the held call
+    /// `held` waits. `decision` is the call decision for the new pair; the
+    /// consultation is an ordinary call in every other respect (its own mode,
+    /// id and code). A held call that does not fit gets `call-refused` with
+    /// `busy` (the caller is in a call that cannot wait).
+    #[allow(clippy::too_many_arguments)]
+    pub fn consult(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        held: &CallId,
+        callee: &str,
+        decision: Result<CallMode, Refusal>,
+        call_id: CallId,
+    ) -> Result<(), WireError> {
+        let mut g = self.lock_at(now);
+        check_held(&g, held, user, dev, CallFeature::Transfer)?;
+        if g.consultation_of(held).is_some() {
+            return Err(WireError::new(
+                ErrorCode::WrongState,
+                "You are consulting someone already; hang that call up first.",
+                held,
+            ));
+        }
+        let (by_me, _) = held_state(&g, held, user);
+        if !by_me {
+            return Err(WireError::new(
+                ErrorCode::WrongState,
+                "Put the call on hold before you consult someone.",
+                held,
+            ));
+        }
+        let placed = Placed {
+            dev,
+            caller: user,
+            callee,
+            call_id,
+            referred_by: None,
+            consult_of: Some(held.clone()),
+        };
+        self.place(&mut g, placed, decision);
+        Ok(())
+    }
+
+    /// The two people a consult transfer of `held` with `consult` by `user`
+    /// would connect (the person waiting in `held`, the one consulted), for the
+    /// policy decision the transfer needs; `None` when the calls do not fit.
+    pub fn consult_pair(
+        &self,
+        held: &CallId,
+        consult: &CallId,
+        user: &str,
+    ) -> Option<(String, String)> {
+        let g = self.lock();
+        let h = g.calls.get(held)?;
+        let c = g.calls.get(consult)?;
+        let waiting = if h.caller == user {
+            h.callee.clone()
+        } else if h.callee == user {
+            h.caller.clone()
+        } else {
+            return None;
+        };
+        (c.caller == user && c.consult_of.as_ref() == Some(held))
+            .then(|| (waiting, c.callee.clone()))
+    }
+
+    /// `consult-transfer` from device `dev` of `user`: the person waiting in
+    /// `held` and the person consulted in `consult` are connected. `decision`
+    /// is the call decision for those two, made now: they must be allowed a
+    /// standard call (the joined call keeps the held call's id and mode).
+    pub fn consult_transfer(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        held: &CallId,
+        consult: &CallId,
+        decision: Option<Result<CallMode, Refusal>>,
+    ) -> Result<(), WireError> {
+        let mut g = self.lock_at(now);
+        check_held(&g, held, user, dev, CallFeature::Transfer)?;
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
+        let Some(c) = g.calls.get(consult) else {
+            return Err(WireError::new(
+                ErrorCode::NotYourCall,
+                "You are not part of this call.",
+                consult,
+            ));
+        };
+        if c.caller != user || c.caller_dev != Some(dev) || c.consult_of.as_ref() != Some(held) {
+            return Err(WireError::new(
+                ErrorCode::NotYourCall,
+                "That call is not your consultation about this one.",
+                consult,
+            ));
+        }
+        if !c.answered {
+            return Err(wrong("The person you consult has not answered yet."));
+        }
+        if c.mode == CallMode::E2ee {
+            return Err(WireError::unavailable_in_e2ee(
+                CallFeature::Transfer,
+                consult,
+            ));
+        }
+        let (target, target_dev) = (c.callee.clone(), c.callee_dev);
+        let h = g
+            .calls
+            .get(held)
+            .ok_or_else(|| wrong("The call is over."))?;
+        let side = if h.caller == user {
+            Side::Caller
+        } else {
+            Side::Callee
+        };
+        let (waiting, waiting_dev) = match side {
+            Side::Caller => (h.callee.clone(), h.callee_dev),
+            Side::Callee => (h.caller.clone(), h.caller_dev),
+        };
+        let (Some(_), Some(target_dev)) = (waiting_dev, target_dev) else {
+            return Err(wrong(
+                "The other person's device is reconnecting; try again in a moment.",
+            ));
+        };
+        match decision {
+            Some(Ok(CallMode::Standard)) => {}
+            Some(Ok(CallMode::E2ee)) => {
+                return Err(WireError::new(
+                    ErrorCode::UnavailableInE2ee,
+                    &format!(
+                        "Calls between {waiting} and {target} are end-to-end encrypted, and a transferred call is a standard call; transfer blind instead, so that they call each other."
+                    ),
+                    held,
+                ));
+            }
+            Some(Err(_)) | None => {
+                return Err(wrong(&format!(
+                    "The policies do not allow {waiting} a call with {target}."
+                )));
+            }
+        }
+        // The consultation ends for both; the consulted person's device is
+        // about to join the held call instead.
+        if let Some(c) = g.calls.get_mut(consult) {
+            c.consult_of = None;
+        }
+        g.send(
+            target_dev,
+            &RelayMsg::Replaced {
+                call_id: consult.clone(),
+                join: held.clone(),
+                peer: waiting.clone(),
+                by: user.into(),
+                mode: CallMode::Standard,
+            },
+        );
+        g.send(
+            dev,
+            &RelayMsg::Hangup {
+                call_id: consult.clone(),
+                reason: HangupReason::Transferred,
+            },
+        );
+        g.end_call(consult);
+        // The transferor's part of the held call is over (both histories keep
+        // it); the rest is the new pair's, from now.
+        let at = g.now();
+        let timer = g.schedule(JOIN_TIMEOUT, Timer::Join(held.clone()));
+        let Some(h) = g.calls.get_mut(held) else {
+            return Ok(());
+        };
+        let leg = Leg {
+            caller: h.caller.clone(),
+            callee: h.callee.clone(),
+            mode: h.mode,
+            started_at: h.started_at,
+            answered_at: h.answered_at,
+            ended: at,
+        };
+        h.started_at = crate::store::unix_now();
+        h.answered_at = Some(at);
+        h.held_by_caller = false;
+        h.held_by_callee = false;
+        match side {
+            Side::Caller => {
+                h.caller = target.clone();
+                h.caller_dev = Some(target_dev);
+            }
+            Side::Callee => {
+                h.callee = target.clone();
+                h.callee_dev = Some(target_dev);
+            }
+        }
+        h.joining = Some(Joining { side, timer });
+        g.record_leg(&leg);
+        g.in_call.insert(target.clone(), held.clone());
+        if g.in_call.get(user) == Some(held) {
+            g.in_call.remove(user);
+        }
+        g.sync_presence(user);
+        g.sync_presence(&target);
+        g.send(
+            dev,
+            &RelayMsg::Hangup {
+                call_id: held.clone(),
+                reason: HangupReason::Transferred,
+            },
+        );
+        g.send_user(
+            user,
+            &RelayMsg::ElsewhereEnded {
+                call_id: held.clone(),
+            },
+            Some(dev),
+        );
+        tracing::info!(call = %held, "consult transfer: waiting for the new device to join");
+        Ok(())
+    }
+
+    /// `join` from device `dev` of `user`: the device a consult transfer handed
+    /// the call to commits to its fresh certificate; the person waiting gets
+    /// `new-leg` and offers to it.
+    pub fn join(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        msg: &ClientMsg,
+    ) -> Result<(), WireError> {
+        let ClientMsg::Join {
+            call_id: id,
+            commit,
+        } = msg
+        else {
+            return Ok(());
+        };
+        let mut g = self.lock_at(now);
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        let Some(call) = g.calls.get_mut(id) else {
+            return Err(not_yours());
+        };
+        let Some(j) = call.joining else {
+            return Err(not_yours());
+        };
+        let (who, slot, other) = match j.side {
+            Side::Caller => (&call.caller, &mut call.caller_dev, call.callee_dev),
+            Side::Callee => (&call.callee, &mut call.callee_dev, call.caller_dev),
+        };
+        // The device it was handed to, or another of the user's after a
+        // reconnect (the slot is then empty).
+        if who != user || slot.is_some_and(|d| d != dev) {
+            return Err(not_yours());
+        }
+        let Some(commit) = *commit else {
+            return Err(WireError::new(
+                ErrorCode::BadCommitment,
+                "join needs a commitment to this device's certificate.",
+                id,
+            ));
+        };
+        let Some(other) = other else {
+            return Err(WireError::new(
+                ErrorCode::WrongState,
+                "The other person's device is reconnecting; try again in a moment.",
+                id,
+            ));
+        };
+        *slot = Some(dev);
+        call.joining = None;
+        g.cancel(j.timer);
+        g.send(
+            other,
+            &RelayMsg::NewLeg {
+                call_id: id.clone(),
+                peer: user.into(),
+                commit,
+            },
+        );
+        g.announce_elsewhere(id);
+        tracing::info!(call = %id, device = dev, "consult transfer: joined");
+        Ok(())
+    }
+}
+
+/// Checks that `held` is an answered standard call of `user`'s, bound to
+/// `dev`, not parked, not handed over, not itself a consultation, and without
+/// a consultation already.
+fn check_held(
+    g: &Inner,
+    held: &CallId,
+    user: &str,
+    dev: DeviceId,
+    feature: CallFeature,
+) -> Result<(), WireError> {
+    let not_yours = || {
+        WireError::new(
+            ErrorCode::NotYourCall,
+            "You are not part of this call.",
+            held,
+        )
+    };
+    let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
+    let Some(call) = g.calls.get(held) else {
+        return Err(not_yours());
+    };
+    let mine = (call.caller == user && call.caller_dev == Some(dev))
+        || (call.callee == user && call.callee_dev == Some(dev));
+    if !mine || call.park.is_some() {
+        return Err(not_yours());
+    }
+    if !call.answered {
+        return Err(wrong("The call has not been answered yet."));
+    }
+    if call.mode == CallMode::E2ee {
+        return Err(WireError::unavailable_in_e2ee(feature, held));
+    }
+    if call.joining.is_some() {
+        return Err(wrong("The call is being transferred; wait a moment."));
+    }
+    if g.is_consultation(held) {
+        return Err(wrong(
+            "This call is a consultation; complete the transfer or hang up first.",
+        ));
+    }
+    Ok(())
+}
+
+/// (this side holds, the other side holds) for `user` in call `id`.
+fn held_state(g: &Inner, id: &CallId, user: &str) -> (bool, bool) {
+    g.calls.get(id).map_or((false, false), |c| {
+        if c.caller == user {
+            (c.held_by_caller, c.held_by_callee)
+        } else {
+            (c.held_by_callee, c.held_by_caller)
+        }
+    })
+}
+
+/// The device a consult transfer handed call `id` to never joined: the person
+/// waiting hears `peer-gone`, and the call ends.
+pub(super) fn join_expired(g: &mut Inner, id: &CallId) {
+    let Some(call) = g.calls.get(id) else { return };
+    let Some(j) = call.joining else { return };
+    let (joining, waiting) = match j.side {
+        Side::Caller => (call.caller_dev, call.callee_dev),
+        Side::Callee => (call.callee_dev, call.caller_dev),
+    };
+    if let Some(d) = waiting {
+        g.send(
+            d,
+            &RelayMsg::Hangup {
+                call_id: id.clone(),
+                reason: HangupReason::PeerGone,
+            },
+        );
+    }
+    if let Some(d) = joining {
+        g.send(
+            d,
+            &RelayMsg::Hangup {
+                call_id: id.clone(),
+                reason: HangupReason::Normal,
+            },
+        );
+    }
+    tracing::info!(call = %id, "consult transfer: the new device never joined");
+    g.end_call(id);
+}
