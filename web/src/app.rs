@@ -81,8 +81,19 @@ pub struct App {
     pub(crate) pc_queue: VecDeque<PcCommand>,
     /// A command is running.
     pub(crate) pc_busy: bool,
-    /// Bumped for each call, so late async results of an old call are dropped.
+    /// The current call's number, so late async results of another call are
+    /// dropped. Every call gets a new one ([`App::new_generation`]); a held call
+    /// keeps its own and has it back when it is current again.
     pub(crate) generation: u32,
+    /// The highest generation given out.
+    pub(crate) generations: u32,
+    /// The call this user holds while the current one consults about it
+    /// (consult transfer), with its peer connection: current again when the
+    /// consultation ends.
+    pub(crate) held: Option<Line>,
+    /// "Consult first" was chosen before the call was held: whom to consult
+    /// once the relay confirms the hold.
+    pub(crate) pending_consult: Option<String>,
     /// A certificate made while an incoming call rings, for that call only (its
     /// generation): accepting then commits without waiting for one.
     pub(crate) prepared_cert: Option<(u32, web_sys::RtcCertificate)>,
@@ -105,6 +116,21 @@ pub struct App {
     /// The current call carries out a transfer by this user: if it fails (refused,
     /// declined, unanswered), they are called back.
     pub(crate) ring_back: Option<String>,
+}
+
+/// A call set aside while another is current, with what belongs to it.
+#[derive(Debug)]
+pub(crate) struct Line {
+    /// Its machine.
+    pub call: Call,
+    /// Its peer connection.
+    pub peer: Option<Peer>,
+    /// Its generation (see [`App::generation`]).
+    pub generation: u32,
+    /// Its DTLS details.
+    pub dtls: Option<DtlsInfo>,
+    /// Its local media's promise.
+    pub media_attached: Option<js_sys::Promise>,
 }
 
 /// A call this user has on another device.
@@ -149,6 +175,9 @@ impl App {
             pc_queue: VecDeque::new(),
             pc_busy: false,
             generation: 0,
+            generations: 0,
+            held: None,
+            pending_consult: None,
             prepared_cert: None,
             history: Vec::new(),
             alert: None,
@@ -174,6 +203,17 @@ impl App {
     pub(crate) fn notice(&self, message: &str) {
         text(&self.ui.notice_text, message);
         show(&self.ui.notice, !message.is_empty());
+    }
+
+    /// Gives the current call a generation no call had before.
+    pub(crate) fn new_generation(&mut self) {
+        self.generations += 1;
+        self.generation = self.generations;
+    }
+
+    /// Whether `msg` is about the held call.
+    pub(crate) fn concerns_held(&self, msg: &RelayMsg) -> bool {
+        self.held.as_ref().is_some_and(|l| l.call.concerns(msg))
     }
 
     pub(crate) fn call_active(&self) -> bool {
@@ -258,6 +298,8 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             u.move_here.clone(),
             u.pickup_form.clone(),
             u.transfer_form.clone(),
+            u.transfer_consult.clone(),
+            u.complete_transfer.clone(),
             [
                 (
                     u.root.query_selector("[data-testid=incoming-accept]")?,
@@ -288,6 +330,8 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         move_here,
         pickup_form,
         transfer_form,
+        transfer_consult,
+        complete_transfer,
         actions,
     ) = ui;
     on(app, &login_form, "submit", |a, e| {
@@ -388,7 +432,31 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         e.prevent_default();
         let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
         show(&a.borrow().ui.transfer_form, false);
+        dom::clear(&a.borrow().ui.transfer_to);
         feed(a, Input::TransferTo(to));
+    })?;
+    on(app, &transfer_consult, "click", |a, _| {
+        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
+        if to.is_empty() {
+            return;
+        }
+        show(&a.borrow().ui.transfer_form, false);
+        dom::clear(&a.borrow().ui.transfer_to);
+        let held = a
+            .borrow()
+            .call
+            .as_ref()
+            .is_some_and(|c| c.view().hold.by_me);
+        if held {
+            crate::calling::consult(a, &to);
+        } else {
+            // Hold first; the consultation starts when the relay confirms it.
+            a.borrow_mut().pending_consult = Some(to);
+            feed(a, Input::User(UserAction::Hold));
+        }
+    })?;
+    on(app, &complete_transfer, "click", |a, _| {
+        crate::calling::complete_transfer(a)
     })?;
     on(app, &pickup_form, "submit", |a, e| {
         e.prevent_default();
@@ -618,6 +686,12 @@ fn sign_out(app: &Shared) {
                 reason: shieldcall_proto::HangupReason::Normal,
             });
         }
+        if let Some(call_id) = a.held.as_ref().and_then(|l| l.call.id().cloned()) {
+            a.send(ClientMsg::Hangup {
+                call_id,
+                reason: shieldcall_proto::HangupReason::Normal,
+            });
+        }
     }
     let a = app.clone();
     spawn_local(async move {
@@ -635,8 +709,9 @@ fn signed_out(app: &Shared) {
         a.outbox.clear();
         a.call = None;
         a.peer = None;
+        a.held = None;
         a.pc_queue.clear();
-        a.generation += 1;
+        a.new_generation();
         a.contacts.clear();
         a.history.clear();
         a.alert = None;
@@ -771,6 +846,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             by,
             token,
         } => crate::calling::referred(app, call_id, to, by, token),
+        msg @ RelayMsg::Replaced { .. } => crate::calling::replaced(app, msg),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {
@@ -803,7 +879,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
             let call = call.referred_by(referred_by);
             a.call = Some(call);
-            a.generation += 1;
+            a.new_generation();
             a.dtls = None;
             a.prepared_cert = None;
             let generation = a.generation;
@@ -823,7 +899,12 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             }
             // Candidates still in flight when a call ends are refused by the relay;
             // an error about a call that is over must not replace how it ended.
+            let held = call_id.is_some()
+                && a.held
+                    .as_ref()
+                    .is_some_and(|l| l.call.id() == call_id.as_ref());
             let stale = call_id.is_some()
+                && !held
                 && !a
                     .call
                     .as_ref()
@@ -838,7 +919,16 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             let pickup_pending =
                 call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
             drop(a);
-            if !stale && (call_id.is_some() || pickup_pending) {
+            if held {
+                crate::calling::feed_held(
+                    app,
+                    Input::Relay(RelayMsg::Error {
+                        code,
+                        message,
+                        call_id,
+                    }),
+                );
+            } else if !stale && (call_id.is_some() || pickup_pending) {
                 // The call learns that what it asked was refused (a pending hold).
                 feed(
                     app,
@@ -858,6 +948,11 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 .is_some_and(|c| c.concerns(&other));
             if concerns {
                 feed(app, Input::Relay(other));
+                return;
+            }
+            if app.borrow().concerns_held(&other) {
+                crate::calling::feed_held(app, Input::Relay(other));
+                render(app);
                 return;
             }
             match other {

@@ -10,7 +10,7 @@ use shieldcall_proto::{CallId, CallMode, Commitment};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use crate::app::Shared;
+use crate::app::{Line, Shared};
 use crate::call::{Call, CertCheck, Ending, Input, Output, PcCommand, Phase};
 use crate::dom::{self, show};
 use crate::render::{render, render_call};
@@ -31,7 +31,7 @@ fn place_call_keeping_notice(app: &Shared, to: &str) {
         }
         let (call, out) = Call::outgoing(to, a.wish(), dom::now_ms());
         a.call = Some(call);
-        a.generation += 1;
+        a.new_generation();
         a.dtls = None;
         a.ring_back = None;
         drop(a);
@@ -68,9 +68,218 @@ pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, to
         }
         let (call, out) = Call::outgoing_transfer(&to, token, a.wish(), dom::now_ms());
         a.call = Some(call);
-        a.generation += 1;
+        a.new_generation();
         a.dtls = None;
         a.ring_back = Some(by);
+        drop(a);
+        carry_out(app, out);
+    }
+    render(app);
+}
+
+/// "Consult first" (consult transfer): the current call, which this user holds,
+/// is set aside with its peer connection, and `to` is called about it. When
+/// that call ends, the held one is current again ([`restore_held`]).
+pub(crate) fn consult(app: &Shared, to: &str) {
+    {
+        let mut a = app.borrow_mut();
+        let held_id = a.call.as_ref().and_then(|c| {
+            let v = c.view();
+            let fits = v.phase == Phase::Connected
+                && v.mode == Some(CallMode::Standard)
+                && v.hold.by_me
+                && !v.hold_pending;
+            c.id().filter(|_| fits).cloned()
+        });
+        if a.held.is_some() {
+            a.notice("You are consulting someone already: transfer, or hang up this call first.");
+            return;
+        }
+        let Some(held_id) = held_id else {
+            a.notice("Put the call on hold first; then you can consult someone.");
+            return;
+        };
+        let Some(call) = a.call.take() else { return };
+        let line = Line {
+            call,
+            peer: a.peer.take(),
+            generation: a.generation,
+            dtls: a.dtls.take(),
+            media_attached: a.media_attached.take(),
+        };
+        // A command of the held call may still be queued or running (its
+        // `SetSending(false)` from the hold): a held call sends nothing.
+        if let Some(senders) = line.peer.as_ref().map(Peer::senders) {
+            spawn_local(async move {
+                let _ = rtc::set_sending(&senders, false).await;
+            });
+        }
+        a.held = Some(line);
+        a.pc_queue.clear();
+        let (call, out) = Call::outgoing_consult(to, held_id, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        a.new_generation();
+        a.ring_back = None;
+        a.notice("");
+        drop(a);
+        carry_out(app, out);
+    }
+    render(app);
+}
+
+/// Starts the consultation "Consult first" asked for once the relay confirmed
+/// the hold; forgets it if the hold was refused or the call is over.
+fn consult_when_held(app: &Shared) {
+    let ready = {
+        let mut a = app.borrow_mut();
+        let Some(to) = a.pending_consult.clone() else {
+            return;
+        };
+        let state = a.call.as_ref().map(|c| {
+            let v = c.view();
+            (v.phase == Phase::Connected, v.hold.by_me, v.hold_pending)
+        });
+        match state {
+            Some((true, true, false)) => {
+                a.pending_consult = None;
+                Some(to)
+            }
+            Some((true, false, true)) => None, // the relay has not answered yet
+            _ => {
+                a.pending_consult = None;
+                None
+            }
+        }
+    };
+    if let Some(to) = ready {
+        consult(app, &to);
+    }
+}
+
+/// "Transfer" during a consultation: joins the person on hold with the one
+/// consulted (`consult-transfer`); the relay then ends both calls here.
+pub(crate) fn complete_transfer(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let held = a.held.as_ref().and_then(|l| l.call.id().cloned());
+    let consult = a
+        .call
+        .as_ref()
+        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == held.as_ref())
+        .and_then(|c| c.id().cloned());
+    if let (Some(call_id), Some(consult)) = (held, consult) {
+        a.send(shieldcall_proto::ClientMsg::ConsultTransfer { call_id, consult });
+    }
+}
+
+/// The current call is over and a call was held for it: the held call is
+/// current again (still on hold: the person takes it off), its media shown.
+fn restore_held(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let Some(line) = a.held.take() else { return };
+    if line.call.is_ended() {
+        return;
+    }
+    a.call = Some(line.call);
+    a.peer = line.peer;
+    a.generation = line.generation;
+    a.dtls = line.dtls;
+    a.media_attached = line.media_attached;
+    a.pc_queue.clear();
+    let a = &*a;
+    if let Some(peer) = &a.peer {
+        peer.show(&a.ui.remote_video, &a.ui.local_video);
+    }
+}
+
+/// Feeds the held call (its other person hung up, the relay ended it, time,
+/// the relay connection) and carries out what it says: messages, and only the
+/// peer-connection commands a held call can have (close it; stop or resume
+/// sending).
+pub(crate) fn feed_held(app: &Shared, input: Input) {
+    let out = {
+        let mut a = app.borrow_mut();
+        let now = dom::now_ms();
+        let Some(line) = a.held.as_mut() else { return };
+        let was_ended = line.call.is_ended();
+        let out = line.call.handle(input, now);
+        if !was_ended && line.call.is_ended() {
+            let peer = line.call.view().peer.clone();
+            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            if let Some(Phase::Ended(e)) = a.held.as_ref().map(|l| l.call.view().phase.clone()) {
+                a.notice(&format!("Held call: {}", texts::ending(&e, &peer, &me)));
+            }
+        }
+        out
+    };
+    for o in out {
+        match o {
+            Output::Send(m) => app.borrow_mut().send(m),
+            Output::Pc(PcCommand::Close) => {
+                if let Some(line) = app.borrow_mut().held.as_mut() {
+                    line.peer = None;
+                }
+            }
+            Output::Pc(PcCommand::SetSending(on)) => {
+                let senders = app
+                    .borrow()
+                    .held
+                    .as_ref()
+                    .and_then(|l| l.peer.as_ref().map(Peer::senders));
+                if let Some(senders) = senders {
+                    spawn_local(async move {
+                        let _ = rtc::set_sending(&senders, on).await;
+                    });
+                }
+            }
+            Output::Pc(_) => {}
+        }
+    }
+    let over = app
+        .borrow()
+        .held
+        .as_ref()
+        .is_some_and(|l| l.call.is_ended());
+    if over {
+        app.borrow_mut().held = None;
+        crate::app::load_history(app);
+    }
+}
+
+/// `replaced`: the person who called this user joined them with their held
+/// call (consult transfer). This call ends, and this device joins that one
+/// with a fresh certificate, committing with `join`.
+pub(crate) fn replaced(app: &Shared, msg: shieldcall_proto::RelayMsg) {
+    let shieldcall_proto::RelayMsg::Replaced {
+        call_id,
+        join,
+        peer,
+        by,
+        mode,
+    } = &msg
+    else {
+        return;
+    };
+    let current = app
+        .borrow()
+        .call
+        .as_ref()
+        .is_some_and(|c| !c.is_ended() && c.id() == Some(call_id));
+    if !current {
+        return;
+    }
+    let (join, peer, by, mode) = (join.clone(), peer.clone(), by.clone(), *mode);
+    feed(app, Input::Relay(msg));
+    {
+        let mut a = app.borrow_mut();
+        if a.call_active() {
+            return;
+        }
+        let (call, out) = Call::join(join, &peer, mode, by, a.wish(), dom::now_ms());
+        a.call = Some(call);
+        a.new_generation();
+        a.peer = None;
+        a.pc_queue.clear();
+        a.dtls = None;
         drop(a);
         carry_out(app, out);
     }
@@ -90,7 +299,7 @@ pub(crate) fn move_here(app: &Shared) {
         }
         let (call, out) = Call::take_over(e.call_id, &e.peer, e.mode, a.wish(), dom::now_ms());
         a.call = Some(call);
-        a.generation += 1;
+        a.new_generation();
         a.pc_queue.clear();
         a.dtls = None;
         a.notice("");
@@ -110,7 +319,7 @@ pub(crate) fn pick_up(app: &Shared, code: u8) {
         }
         let (call, out) = Call::pick_up(code, a.wish(), dom::now_ms());
         a.call = Some(call);
-        a.generation += 1;
+        a.new_generation();
         a.pc_queue.clear();
         a.dtls = None;
         a.notice("");
@@ -131,17 +340,20 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
         let Some(mode) = current.and_then(|c| c.view().mode) else {
             return;
         };
+        let before = current.map(|c| c.view().peer.clone()).unwrap_or_default();
         let (call, out) = Call::new_leg(call_id, peer, mode, commit, a.wish(), dom::now_ms());
         a.call = Some(call);
         // Late results of the old leg are dropped by generation; its connection
         // closes (and its camera stops) as the peer is dropped.
-        a.generation += 1;
+        a.new_generation();
         a.peer = None;
         a.pc_queue.clear();
         a.dtls = None;
-        a.notice(&format!(
-            "{peer} moved the call to another device: connecting afresh."
-        ));
+        a.notice(&if before == peer {
+            format!("{peer} moved the call to another device: connecting afresh.")
+        } else {
+            format!("{before} transferred you to {peer}: connecting afresh.")
+        });
         out
     };
     carry_out(app, out);
@@ -150,6 +362,9 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
 
 /// Feeds the call machine and carries out what it says.
 pub(crate) fn feed(app: &Shared, input: Input) {
+    if matches!(input, Input::Tick | Input::RelayUp | Input::RelayDown) {
+        feed_held(app, input.clone());
+    }
     let mut ended_now = false;
     let out = {
         let mut a = app.borrow_mut();
@@ -202,6 +417,12 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         out
     };
     carry_out(app, out);
+    consult_when_held(app);
+    if ended_now && app.borrow().held.is_some() {
+        // A consultation is over: the held call is current again.
+        restore_held(app);
+        render(app);
+    }
     render_call(&app.borrow());
     crate::app::sync_alert(app);
     if ended_now {
@@ -249,6 +470,11 @@ pub(crate) fn run_pc_queue(app: &Shared) {
 }
 
 pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
+    // A command of a call that is no longer current (it ended, or a held call
+    // came back in its place) must not touch the current call's peer.
+    if app.borrow().generation != generation {
+        return None;
+    }
     let pc = app.borrow().peer.as_ref().map(Peer::handle);
     let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
         (PcCommand::Create, _) => {

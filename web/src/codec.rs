@@ -121,6 +121,13 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             by: req_str(&v, "by")?,
             token: req_str(&v, "token")?,
         },
+        "replaced" => RelayMsg::Replaced {
+            call_id: call_id()?,
+            join: CallId(req_str(&v, "join")?),
+            peer: req_str(&v, "peer")?,
+            by: req_str(&v, "by")?,
+            mode: mode(&v)?,
+        },
         "parked" => RelayMsg::Parked {
             call_id: call_id()?,
             code: park_code(&v)?,

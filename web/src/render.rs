@@ -361,7 +361,36 @@ pub(crate) fn render_call(a: &App) {
     if ended || v.mode != Some(CallMode::Standard) {
         show(&ui.transfer_form, false);
     }
+    render_held(a, v);
     render_features(a, v.mode, ended, v.hold, v.hold_pending);
+}
+
+/// The bar of a call held during a consultation: who waits, and "Transfer" to
+/// join them with the person consulted once that call is up (standard only).
+fn render_held(a: &App, v: &crate::call::View) {
+    let ui = &a.ui;
+    let held = a.held.as_ref().map(|l| l.call.view().peer.clone());
+    show(&ui.held, held.is_some());
+    let Some(held) = held else { return };
+    let up = v.phase == Phase::Connected;
+    let standard = v.mode == Some(CallMode::Standard);
+    let line = if up && !standard {
+        format!(
+            "{} is on hold. This call is end-to-end encrypted, so it cannot be joined with theirs: hang up to return to them.",
+            a.shown(&held)
+        )
+    } else {
+        format!(
+            "{} is on hold. Hang up this call to return to them.",
+            a.shown(&held)
+        )
+    };
+    text(&ui.held_text, &line);
+    text(
+        &ui.complete_transfer,
+        &format!("Transfer {} to {}", held, v.peer),
+    );
+    flag(&ui.complete_transfer, "disabled", !(up && standard));
 }
 
 fn tls_version_name(v: &str) -> &str {

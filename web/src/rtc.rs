@@ -159,6 +159,23 @@ impl Peer {
         self.local = Some(stream);
     }
 
+    /// Shows this connection's media again in `remote_video` and `local_video`
+    /// (a held call that is current again after a consultation).
+    pub fn show(&self, remote_video: &HtmlMediaElement, local_video: &HtmlMediaElement) {
+        let tracks = Array::new();
+        for r in self.pc.get_receivers().iter() {
+            if let Ok(r) = r.dyn_into::<web_sys::RtcRtpReceiver>() {
+                tracks.push(&r.track());
+            }
+        }
+        if let Ok(stream) = MediaStream::new_with_tracks(&tracks) {
+            remote_video.set_src_object(Some(&stream));
+        }
+        if let Some(local) = &self.local {
+            local_video.set_src_object(Some(local));
+        }
+    }
+
     /// A handle for async work that must not hold the owner borrowed.
     pub fn handle(&self) -> RtcPeerConnection {
         self.pc.clone()

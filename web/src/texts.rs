@@ -79,6 +79,10 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
         Ending::PickupFailed => "The parked call could not be picked up.".to_string(),
         Ending::Transferred => format!("You transferred {peer}."),
         Ending::Referred { to } => format!("{peer} transferred you to {to}: calling {to}…"),
+        Ending::Replaced { peer: to } => {
+            format!("{peer} transferred you to {to}: connecting to {to}…")
+        }
+        Ending::NotJoined => "The transferred call could not be joined.".to_string(),
         Ending::ConnectionFailed => {
             "The connection failed: the two browsers could not reach each other. Check your network and try again."
                 .to_string()

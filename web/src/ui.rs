@@ -120,6 +120,14 @@ pub struct Ui {
     pub transfer_form: Element,
     /// Its user field.
     pub transfer_to: Element,
+    /// "Consult first" (consult transfer), beside "Transfer".
+    pub transfer_consult: Element,
+    /// The bar for a call held during a consultation.
+    pub held: Element,
+    /// Its sentence.
+    pub held_text: Element,
+    /// "Transfer A to B": completes the consult transfer.
+    pub complete_transfer: Element,
     /// Admin view.
     pub admin: Element,
 }
@@ -136,9 +144,10 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"><svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path class="shield" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><g class="lock"><rect x="8.5" y="11" width="7" height="5.5" rx="1"/><path d="M10 11V9.5a2 2 0 0 1 4 0V11" fill="none" stroke-width="1.6"/></g><g class="warn"><path d="M12 7v6" stroke-width="2"/><circle cx="12" cy="16.5" r="1.2"/></g></svg><span data-testid="e2ee-label"></span></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
 <div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><p class="muted" data-testid="dtls-details"></p><p class="warn" data-testid="downgrade-warning" hidden></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
 <p class="hold" role="status" data-testid="hold-status" hidden></p>
+<div class="held" role="status" data-testid="held-call" hidden><p data-testid="held-text"></p><button type="button" data-testid="complete-transfer">Transfer</button></div>
 <div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
 <div class="controls"><button type="button" data-testid="mute" aria-pressed="false"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="9" y="3" width="6" height="11" rx="3"/><path d="M6 11a6 6 0 0 0 12 0M12 17v4M9 21h6" fill="none" stroke="currentColor" stroke-width="2"/></svg><span>Mute</span></button><button type="button" data-testid="camera" aria-pressed="false"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="7" width="12" height="10" rx="2"/><path d="M15 11l6-3v8l-6-3z"/></svg><span>Camera off</span></button><button type="button" data-testid="hangup" class="decline"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M2 14.5C7 9.2 17 9.2 22 14.5l-2.6 2.6-3.9-1.9v-2.6a13 13 0 0 0-7 0v2.6l-3.9 1.9z"/></svg><span>Hang up</span></button><button type="button" data-testid="call-close">Close</button></div>
-<details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul><form class="transfer" data-testid="transfer-form" hidden><label for="transfer-to">Transfer to</label><input id="transfer-to" data-testid="transfer-to" autocomplete="off" placeholder="name@domain" required><button type="submit" data-testid="transfer-submit">Transfer</button></form></details></section>
+<details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul><form class="transfer" data-testid="transfer-form" hidden><label for="transfer-to">Transfer to</label><input id="transfer-to" data-testid="transfer-to" autocomplete="off" placeholder="name@domain" required><button type="submit" data-testid="transfer-submit">Transfer</button><button type="button" data-testid="transfer-consult">Consult first</button></form></details></section>
 <div class="elsewhere" role="status" data-testid="elsewhere" hidden><p data-testid="elsewhere-text"></p><button type="button" data-testid="move-here">Move here</button><p class="muted" data-testid="move-here-why" hidden>Off in end-to-end encrypted calls: such a call stays on the device that answered it. Turn E2EE off in Settings → Privacy to move calls.</p></div>
 <section aria-labelledby="contacts-h" data-testid="home" hidden><h2 id="contacts-h">Contacts</h2><ul class="contacts" data-testid="contacts"></ul><h2 id="history-h" data-testid="history-heading">Recent calls</h2><ul class="history" aria-labelledby="history-h" data-testid="history"></ul><form class="pickup" data-testid="pickup-form"><label for="pickup-code">Pick up a parked call: code</label><input id="pickup-code" data-testid="pickup-code" inputmode="numeric" maxlength="2" size="3" autocomplete="off" required><button type="submit" data-testid="pickup-submit">Pick up</button></form></section>
 <section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p><button type="button" data-testid="settings-notify">Notify me of calls while this tab is in the background</button> <span class="muted" data-testid="settings-notify-state"></span></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
@@ -211,6 +220,10 @@ impl Ui {
             pickup_code: find("pickup-code")?,
             transfer_form: find("transfer-form")?,
             transfer_to: find("transfer-to")?,
+            transfer_consult: find("transfer-consult")?,
+            held: find("held-call")?,
+            held_text: find("held-text")?,
+            complete_transfer: find("complete-transfer")?,
             admin: find("admin")?,
             root,
         })

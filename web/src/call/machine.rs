@@ -235,6 +235,14 @@ pub enum Ending {
         /// Whom the call goes to.
         to: String,
     },
+    /// The person who called this user joined them with their held call with
+    /// `peer` (consult transfer): this device joins that call next.
+    Replaced {
+        /// Who this user is joined with.
+        peer: String,
+    },
+    /// This device was to join a transferred call and the relay refused.
+    NotJoined,
     /// Media could not be set up, or was lost.
     ConnectionFailed,
     /// Verification failed: possibly a man in the middle.
@@ -339,6 +347,11 @@ pub struct Call {
     /// This device picks up the call parked under this code: it commits with
     /// `pickup` and learns the call from `picked-up`.
     pickup: Option<u8>,
+    /// This device joins a call a consult transfer handed it: it commits with
+    /// `join` instead of `accept`.
+    joining: bool,
+    /// This outgoing call is a consultation about this held call (`consult`).
+    consult_of: Option<CallId>,
 }
 
 impl Call {
@@ -369,6 +382,53 @@ impl Call {
             transfer: Some(token),
         };
         (call, vec![Output::Send(invite)])
+    }
+
+    /// A consultation (consult transfer): call `to` while the call `held`, which
+    /// this user holds, waits. Otherwise an outgoing call like any.
+    pub fn outgoing_consult(
+        to: &str,
+        held: CallId,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let mut call = Self::new(to, Role::Caller, None, None, wish, Phase::Inviting, now_ms);
+        call.consult_of = Some(held.clone());
+        let consult = ClientMsg::Consult {
+            call_id: held,
+            to: to.to_string(),
+        };
+        (call, vec![Output::Send(consult)])
+    }
+
+    /// After `replaced`: this device joins the call `call_id` with `peer`, which
+    /// `by` handed it (consult transfer). A fresh certificate and peer
+    /// connection, the commitment sent with `join`; `peer`'s device offers next.
+    pub fn join(
+        call_id: CallId,
+        peer: &str,
+        mode: CallMode,
+        by: String,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
+        let mut call = Self::new(
+            peer,
+            Role::Callee,
+            Some(call_id),
+            Some(mode),
+            wish,
+            Phase::Connecting,
+            now_ms,
+        );
+        call.joining = true;
+        call.view.referred_by = Some(by);
+        (call, vec![Output::Pc(PcCommand::Create)])
+    }
+
+    /// The held call this one consults about, if it is a consultation.
+    pub fn consult_of(&self) -> Option<&CallId> {
+        self.consult_of.as_ref()
     }
 
     /// A new incoming call, from `incoming`: returns the machine and the `ringing`
@@ -434,6 +494,8 @@ impl Call {
             wish,
             takeover: false,
             pickup: None,
+            joining: false,
+            consult_of: None,
         }
     }
 
@@ -873,6 +935,15 @@ impl Call {
                 self.set_phase(Phase::Parked, now_ms);
                 vec![Output::Pc(PcCommand::Close)]
             }
+            RelayMsg::Replaced { peer, .. }
+                if self.in_media_phase() && self.view.mode == Some(CallMode::Standard) =>
+            {
+                // The app joins the call it names next, with a fresh certificate.
+                self.end(Ending::Replaced { peer }, now_ms)
+            }
+            RelayMsg::Error { .. } if self.joining && !self.remote_set => {
+                self.end(Ending::NotJoined, now_ms)
+            }
             RelayMsg::Error { .. } if self.takeover && !self.remote_set => {
                 // The relay refused `move-here` (the error is shown); the call
                 // stays where it was.
@@ -922,7 +993,9 @@ impl Call {
             Role::Callee => {
                 // Step 1: commit before seeing the offer (in every mode).
                 let commit = Some(Commitment::to(&local));
-                let msg = if self.takeover {
+                let msg = if self.joining {
+                    ClientMsg::Join { call_id, commit }
+                } else if self.takeover {
                     ClientMsg::MoveHere { call_id, commit }
                 } else {
                     ClientMsg::Accept { call_id, commit }

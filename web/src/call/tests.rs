@@ -1489,3 +1489,125 @@ fn a_refer_ends_the_call_and_the_next_invite_carries_its_token() {
     let c = c.referred_by(Some(BOB.into()));
     assert_eq!(c.view().referred_by.as_deref(), Some(BOB));
 }
+
+#[test]
+fn a_consultation_is_an_outgoing_call_that_names_the_held_one() {
+    let held = CallId("held".into());
+    let (mut c, out) = Call::outgoing_consult(BOB, held.clone(), Wish::None, 0);
+    assert_eq!(
+        sent(&out),
+        vec![&ClientMsg::Consult {
+            call_id: held.clone(),
+            to: BOB.into()
+        }]
+    );
+    assert_eq!(c.consult_of(), Some(&held));
+    let calling = RelayMsg::Calling {
+        call_id: id(),
+        to: BOB.into(),
+        mode: CallMode::Standard,
+    };
+    assert!(c.concerns(&calling));
+    // From here it runs as any call: it rings and prepares, commitment first.
+    assert_eq!(
+        c.handle(relay(calling), 1),
+        vec![Output::Pc(PcCommand::Create)]
+    );
+    assert_eq!(c.view().phase, Phase::Ringing);
+    assert_eq!(
+        Call::outgoing(BOB, Wish::None, 0).0.consult_of(),
+        None,
+        "an ordinary call consults about nothing"
+    );
+}
+
+#[test]
+fn a_replaced_call_ends_and_the_join_commits_before_the_fresh_offer() {
+    let (mut carol, _) = callee_connected(CallMode::Standard, Wish::None);
+    let out = carol.handle(
+        relay(RelayMsg::Replaced {
+            call_id: id(),
+            join: CallId("held".into()),
+            peer: ALICE.into(),
+            by: BOB.into(),
+            mode: CallMode::Standard,
+        }),
+        10,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
+    assert_eq!(
+        carol.view().phase,
+        Phase::Ended(Ending::Replaced { peer: ALICE.into() })
+    );
+
+    let held = CallId("held".into());
+    let (mut c, out) = Call::join(
+        held.clone(),
+        ALICE,
+        CallMode::Standard,
+        BOB.into(),
+        Wish::None,
+        11,
+    );
+    assert_eq!(out, vec![Output::Pc(PcCommand::Create)]);
+    assert_eq!(c.view().referred_by.as_deref(), Some(BOB));
+    // The commitment leaves with `join`, before Alice's fresh offer is seen.
+    assert_eq!(
+        sent(&c.handle(Input::PeerReady { local: fp(7) }, 12)),
+        vec![&ClientMsg::Join {
+            call_id: held.clone(),
+            commit: Some(Commitment::to(&fp(7)))
+        }]
+    );
+    assert!(matches!(
+        c.handle(
+            relay(RelayMsg::Offer {
+                call_id: held.clone(),
+                sdp: sdp(&fp(1)),
+            }),
+            13
+        )
+        .as_slice(),
+        [Output::Pc(PcCommand::AcceptOffer { .. })]
+    ));
+    c.handle(Input::LocalAnswer { sdp: sdp(&fp(7)) }, 14);
+    c.handle(
+        Input::DtlsConnected {
+            local: Some(fp(7)),
+            remote: Some(fp(1)),
+        },
+        15,
+    );
+    assert_eq!(c.view().code, security_code(&fp(1), &fp(7)).ok());
+    assert!(!c.view().verified, "a new pair has not compared codes yet");
+
+    // A join the relay refuses ends only the attempt.
+    let (mut c, _) = Call::join(held, ALICE, CallMode::Standard, BOB.into(), Wish::None, 0);
+    c.handle(Input::PeerReady { local: fp(7) }, 1);
+    c.handle(
+        relay(RelayMsg::Error {
+            code: shieldcall_proto::ErrorCode::NotYourCall,
+            message: "You are not part of this call.".into(),
+            call_id: Some(CallId("held".into())),
+        }),
+        2,
+    );
+    assert_eq!(c.view().phase, Phase::Ended(Ending::NotJoined));
+}
+
+#[test]
+fn an_e2ee_call_ignores_a_replaced() {
+    let (mut c, _) = callee_connected(CallMode::E2ee, Wish::Switch);
+    let out = c.handle(
+        relay(RelayMsg::Replaced {
+            call_id: id(),
+            join: CallId("held".into()),
+            peer: ALICE.into(),
+            by: BOB.into(),
+            mode: CallMode::Standard,
+        }),
+        10,
+    );
+    assert!(out.is_empty());
+    assert_eq!(c.view().phase, Phase::Connected);
+}
