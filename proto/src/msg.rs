@@ -339,6 +339,23 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<Commitment>,
     },
+    /// Add `to` to the answered standard call `call_id` (a group call of at
+    /// most 4): an ordinary call to them (`calling`), after which every other
+    /// member connects to them too (`leg`, `new-leg`).
+    Add {
+        /// The call (any leg of a group call).
+        call_id: CallId,
+        /// Whom to add.
+        to: String,
+    },
+    /// Merge the held call `call_id` and the consultation `consult` about it
+    /// into one group call: the hold ends, and the two others connect too.
+    Merge {
+        /// The held call.
+        call_id: CallId,
+        /// The consultation placed with `consult`.
+        consult: CallId,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -402,6 +419,10 @@ pub enum RelayMsg {
         /// Who transferred the caller here, for a call made by a `refer`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         referred_by: Option<String>,
+        /// The others already in the call, when the caller adds this user to a
+        /// group call.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        group: Vec<String>,
     },
     /// A callee device is ringing.
     Ringing {
@@ -561,6 +582,21 @@ pub enum RelayMsg {
         /// Its mode (standard).
         mode: CallMode,
     },
+    /// A group call grew: make a leg with `peer` (a fresh certificate,
+    /// committed with `join`; `peer`'s device offers next).
+    Leg {
+        /// The leg.
+        call_id: CallId,
+        /// The member at its other end.
+        peer: String,
+        /// Its mode (standard).
+        mode: CallMode,
+    },
+    /// Who is in this user's group call now (sent when it changes).
+    Group {
+        /// The members, this user among them.
+        members: Vec<String>,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -676,6 +712,8 @@ impl ClientMsg {
             | Self::Transfer { call_id, .. }
             | Self::Consult { call_id, .. }
             | Self::ConsultTransfer { call_id, .. }
+            | Self::Add { call_id, .. }
+            | Self::Merge { call_id, .. }
             | Self::Join { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
         }
@@ -711,11 +749,13 @@ impl RelayMsg {
             | Self::OnPark { call_id, .. }
             | Self::PickedUp { call_id, .. }
             | Self::Replaced { call_id, .. }
+            | Self::Leg { call_id, .. }
             | Self::Refer { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }
             | Self::Pong { .. }
             | Self::Presence { .. }
+            | Self::Group { .. }
             | Self::Settings { .. } => None,
         }
     }

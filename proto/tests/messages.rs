@@ -28,10 +28,12 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Consult { .. } => "consult",
         ClientMsg::ConsultTransfer { .. } => "consult-transfer",
         ClientMsg::Join { .. } => "join",
+        ClientMsg::Add { .. } => "add",
+        ClientMsg::Merge { .. } => "merge",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 22;
+const CLIENT_TAGS: usize = 24;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -59,10 +61,12 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::PickedUp { .. } => "picked-up",
         RelayMsg::Refer { .. } => "refer",
         RelayMsg::Replaced { .. } => "replaced",
+        RelayMsg::Leg { .. } => "leg",
+        RelayMsg::Group { .. } => "group",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 25;
+const RELAY_TAGS: usize = 27;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

@@ -246,10 +246,13 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Park { call_id }
         | ClientMsg::Transfer { call_id, .. }
         | ClientMsg::Consult { call_id, .. }
+        | ClientMsg::Add { call_id, .. }
         | ClientMsg::Join { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
         // Its second id is resolved by the arm that handles it.
-        ClientMsg::ConsultTransfer { call_id, .. } => Some(call_id),
+        ClientMsg::ConsultTransfer { call_id, .. } | ClientMsg::Merge { call_id, .. } => {
+            Some(call_id)
+        }
         ClientMsg::Hello { .. }
         | ClientMsg::Ping { .. }
         | ClientMsg::SetE2ee { .. }
@@ -481,6 +484,39 @@ impl Harness {
                 r
             }
             msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
+            // `Conn::consult_transfer` with `merge`.
+            ClientMsg::Merge {
+                call_id,
+                mut consult,
+            } => {
+                self.resolve(&mut consult);
+                let pair = self.hub.consult_pair(&call_id, &consult, name);
+                let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
+                self.hub
+                    .merge(self.now, dev, name, &call_id, &consult, decision)
+            }
+            // `Conn::add`: a newcomer who is an account, a decision with each member.
+            ClientMsg::Add { call_id, to } => match user_index(&to) {
+                Some(t) if t < USERS.len() && self.accounts.contains(&to) => {
+                    let members = self.hub.call_members(&call_id, name).unwrap_or_default();
+                    let decisions: Vec<_> = members
+                        .iter()
+                        .filter(|m| **m != to)
+                        .map(|m| (m.clone(), self.decide(kind, m, &to)))
+                        .collect();
+                    match self.hub.mint_call_id(name, &to, CallMode::Standard) {
+                        Ok(id) => {
+                            self.calls.push(id.clone());
+                            self.known[user].insert(id.0.clone());
+                            self.known[t].insert(id.0.clone());
+                            self.hub
+                                .add(self.now, dev, name, &call_id, &to, &decisions, id)
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+                _ => Ok(()),
+            },
             msg @ ClientMsg::Resume { .. } => self.resume(dev, user, kind, msg),
             // `Conn::move_here`: the pair's decision now, then the hub.
             // `Conn::pickup` and the `park` arm of `Conn::handle`.
@@ -515,6 +551,13 @@ impl Harness {
             }
             other => self.hub.call_msg(self.now, dev, name, other),
         };
+        // Legs of a group call are made by the relay (an answered add, a
+        // merge): their people are named in them from then on.
+        for (u, (member, _)) in USERS.iter().enumerate() {
+            for id in self.hub.calls_of_user(member) {
+                self.known[u].insert(id.0);
+            }
+        }
         if let Err(e) = result {
             let reply = e.into_msg().encode();
             assert!(RelayMsg::decode(&reply).is_ok(), "bad reply {reply}");

@@ -72,6 +72,7 @@ async fn consult_cat(
             from: "bob@a.test".into(),
             mode,
             referred_by: None,
+            group: Vec::new(),
         }
     );
     if answer {

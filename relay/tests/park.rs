@@ -236,6 +236,7 @@ async fn after_the_park_timeout_the_parker_is_rung_back_and_takes_it() {
                 from: "ann@a.test".into(),
                 mode: CallMode::Standard,
                 referred_by: None,
+                group: Vec::new(),
             }
         );
     }

@@ -38,6 +38,7 @@ async fn e2ee_call_with_two_callee_devices() {
                 from: "ann@a.test".into(),
                 mode: CallMode::E2ee,
                 referred_by: None,
+                group: Vec::new(),
             }
         );
         bob.send(&ClientMsg::Ringing {

@@ -106,6 +106,7 @@ async fn a_blind_transfer_ends_the_call_and_the_invite_names_the_transferor() {
             from: "ann@a.test".into(),
             mode: CallMode::Standard,
             referred_by: Some("bob@a.test".into()),
+            group: Vec::new(),
         }
     );
     // Used once.

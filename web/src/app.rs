@@ -869,6 +869,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             from,
             mode,
             referred_by,
+            group,
         } => {
             let mut a = app.borrow_mut();
             if a.call_active() {
@@ -877,7 +878,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             }
             let wish = a.wish();
             let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
-            let call = call.referred_by(referred_by);
+            let call = call.referred_by(referred_by).in_group(group);
             a.call = Some(call);
             a.new_generation();
             a.dtls = None;

@@ -274,7 +274,7 @@ pub(crate) fn replaced(app: &Shared, msg: shieldcall_proto::RelayMsg) {
         if a.call_active() {
             return;
         }
-        let (call, out) = Call::join(join, &peer, mode, by, a.wish(), dom::now_ms());
+        let (call, out) = Call::join(join, &peer, mode, Some(by), a.wish(), dom::now_ms());
         a.call = Some(call);
         a.new_generation();
         a.peer = None;

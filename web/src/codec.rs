@@ -61,6 +61,7 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             from: req_str(&v, "from")?,
             mode: mode(&v)?,
             referred_by: opt_str(&v, "referred_by")?,
+            group: opt_strings(&v, "group")?,
         },
         "ringing" => RelayMsg::Ringing {
             call_id: call_id()?,
@@ -127,6 +128,17 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             peer: req_str(&v, "peer")?,
             by: req_str(&v, "by")?,
             mode: mode(&v)?,
+        },
+        "leg" => RelayMsg::Leg {
+            call_id: call_id()?,
+            peer: req_str(&v, "peer")?,
+            mode: mode(&v)?,
+        },
+        "group" => RelayMsg::Group {
+            members: match get(&v, "members") {
+                m if m.is_undefined() => return Err(missing("members")),
+                _ => opt_strings(&v, "members")?,
+            },
         },
         "parked" => RelayMsg::Parked {
             call_id: call_id()?,
@@ -234,6 +246,21 @@ fn opt_str(v: &JsValue, key: &str) -> Result<Option<String>, String> {
     } else {
         f.as_string().map(Some).ok_or_else(|| missing(key))
     }
+}
+
+/// A list of strings; absent is empty (serde's `default`).
+fn opt_strings(v: &JsValue, key: &str) -> Result<Vec<String>, String> {
+    let f = get(v, key);
+    if f.is_undefined() {
+        return Ok(Vec::new());
+    }
+    if !js_sys::Array::is_array(&f) {
+        return Err(missing(key));
+    }
+    js_sys::Array::from(&f)
+        .iter()
+        .map(|s| s.as_string().ok_or_else(|| missing(key)))
+        .collect()
 }
 
 /// A pickup code: an integer that fits `u8`, as serde reads it.

@@ -83,6 +83,7 @@ pub fn ending(e: &Ending, peer: &str, me: &str) -> String {
             format!("{peer} transferred you to {to}: connecting to {to}…")
         }
         Ending::NotJoined => "The transferred call could not be joined.".to_string(),
+        Ending::NotPlaced => format!("The call to {peer} was not placed."),
         Ending::ConnectionFailed => {
             "The connection failed: the two browsers could not reach each other. Check your network and try again."
                 .to_string()

@@ -23,8 +23,14 @@ pub(super) struct Placed<'a> {
     pub call_id: CallId,
     /// Who transferred the caller (a blind transfer's call).
     pub referred_by: Option<String>,
-    /// The call the caller holds while this one is a consultation.
-    pub consult_of: Option<CallId>,
+    /// The call the caller is in already, which this one is placed beside (a
+    /// consultation, or an add to a group call).
+    pub beside: Option<CallId>,
+    /// This call is a consultation about `beside` (held by the caller).
+    pub consult: bool,
+    /// The group call this one adds its callee to, and who is in it besides
+    /// the caller (told to the callee).
+    pub group: Option<(super::group::GroupId, Vec<String>)>,
 }
 
 impl Hub {
@@ -61,7 +67,9 @@ impl Hub {
             callee,
             call_id,
             referred_by,
-            consult_of: None,
+            beside: None,
+            consult: false,
+            group: None,
         };
         self.place(&mut g, placed, decision);
     }
@@ -74,7 +82,9 @@ impl Hub {
             callee,
             call_id,
             referred_by,
-            consult_of,
+            beside,
+            consult,
+            group,
         } = p;
         let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
             g.send(
@@ -110,7 +120,7 @@ impl Hub {
         // A consultation is the one second call a user may have (the held call
         // was checked by `consult`); otherwise the caller's device is busy.
         let own = g.in_call.get(caller);
-        if own.is_some() && own != consult_of.as_ref() {
+        if own.is_some() && own != beside.as_ref() {
             // The caller's own device is in another call: nothing for the callee.
             g.record_refused(caller, callee, false);
             return refuse(g, RefuseReason::Busy, None);
@@ -141,8 +151,9 @@ impl Hub {
                 declined: false,
                 ring_timer: None,
                 grace_timer: None,
-                consult_of,
+                consult_of: beside.filter(|_| consult),
                 joining: None,
+                group: group.as_ref().map(|(gid, _)| *gid),
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -162,6 +173,7 @@ impl Hub {
                 from: caller.into(),
                 mode,
                 referred_by,
+                group: group.map(|(_, others)| others).unwrap_or_default(),
             },
             None,
         );
@@ -346,6 +358,7 @@ impl Hub {
                         grace_timer: None,
                         consult_of: None,
                         joining: None,
+                        group: None,
                     },
                 );
                 g.in_call.insert(first.user.clone(), id.clone());
@@ -418,7 +431,7 @@ impl Hub {
                 id,
             ));
         }
-        if consulting || call.joining.is_some() {
+        if consulting || call.joining.is_some() || call.group.is_some() {
             return Err(wrong(
                 "The call is part of a consultation; complete the transfer or hang up the consultation first.",
             ));
@@ -631,6 +644,10 @@ impl Hub {
                 );
                 g.announce_elsewhere(&id);
                 tracing::info!(call = %id, "call accepted");
+                // An add to a group call: the newcomer meets everyone else.
+                if let Some(gid) = g.calls.get(&id).and_then(|c| c.group) {
+                    self.grow(&mut g, gid, &id, &callee, dev);
+                }
                 Ok(())
             }
             ClientMsg::Decline { .. } => {
@@ -763,6 +780,9 @@ impl Hub {
                 };
                 Err(WireError::unavailable_in_e2ee(feature, &id))
             }
+            ClientMsg::Hold { .. } if g.calls.get(&id).is_some_and(|c| c.group.is_some()) => Err(
+                wrong("A group call is not held; leave it, or mute yourself."),
+            ),
             ClientMsg::Hold { .. } if g.consultation_of(&id).is_some_and(|(_, by)| by == user) => {
                 Err(wrong(
                     "The call waits for your consultation; end that call or complete the transfer first.",
@@ -823,6 +843,12 @@ impl Hub {
             } => Err(wrong(
                 "Transfer is asked with transfer (blind), or consult and consult-transfer.",
             )),
+            ClientMsg::Feature {
+                feature: CallFeature::AddParticipant | CallFeature::Merge,
+                ..
+            } => Err(wrong(
+                "People are added with add, and calls merged with consult and merge.",
+            )),
             ClientMsg::Feature { feature, .. } => Err(WireError::new(
                 ErrorCode::NotDeployed,
                 &format!(
@@ -838,6 +864,8 @@ impl Hub {
             | ClientMsg::Transfer { .. }
             | ClientMsg::Consult { .. }
             | ClientMsg::ConsultTransfer { .. }
+            | ClientMsg::Add { .. }
+            | ClientMsg::Merge { .. }
             | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }

@@ -96,7 +96,9 @@ impl Hub {
             callee,
             call_id,
             referred_by: None,
-            consult_of: Some(held.clone()),
+            beside: Some(held.clone()),
+            consult: true,
+            group: None,
         };
         self.place(&mut g, placed, decision);
         Ok(())
@@ -139,49 +141,13 @@ impl Hub {
         decision: Option<Result<CallMode, Refusal>>,
     ) -> Result<(), WireError> {
         let mut g = self.lock_at(now);
-        check_held(&g, held, user, dev, CallFeature::Transfer)?;
+        let (waiting, _, target, target_dev) =
+            check_pair(&g, held, consult, user, dev, CallFeature::Transfer)?;
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
-        let Some(c) = g.calls.get(consult) else {
-            return Err(WireError::new(
-                ErrorCode::NotYourCall,
-                "You are not part of this call.",
-                consult,
-            ));
-        };
-        if c.caller != user || c.caller_dev != Some(dev) || c.consult_of.as_ref() != Some(held) {
-            return Err(WireError::new(
-                ErrorCode::NotYourCall,
-                "That call is not your consultation about this one.",
-                consult,
-            ));
-        }
-        if !c.answered {
-            return Err(wrong("The person you consult has not answered yet."));
-        }
-        if c.mode == CallMode::E2ee {
-            return Err(WireError::unavailable_in_e2ee(
-                CallFeature::Transfer,
-                consult,
-            ));
-        }
-        let (target, target_dev) = (c.callee.clone(), c.callee_dev);
-        let h = g
-            .calls
-            .get(held)
-            .ok_or_else(|| wrong("The call is over."))?;
-        let side = if h.caller == user {
-            Side::Caller
-        } else {
-            Side::Callee
-        };
-        let (waiting, waiting_dev) = match side {
-            Side::Caller => (h.callee.clone(), h.callee_dev),
-            Side::Callee => (h.caller.clone(), h.caller_dev),
-        };
-        let (Some(_), Some(target_dev)) = (waiting_dev, target_dev) else {
-            return Err(wrong(
-                "The other person's device is reconnecting; try again in a moment.",
-            ));
+        let side = match g.calls.get(held) {
+            Some(h) if h.caller == user => Side::Caller,
+            Some(_) => Side::Callee,
+            None => return Err(wrong("The call is over.")),
         };
         match decision {
             Some(Ok(CallMode::Standard)) => {}
@@ -379,12 +345,69 @@ fn check_held(
     if call.joining.is_some() {
         return Err(wrong("The call is being transferred; wait a moment."));
     }
+    if call.group.is_some() {
+        return Err(wrong(
+            "This is a group call: add people to it instead of consulting.",
+        ));
+    }
     if g.is_consultation(held) {
         return Err(wrong(
             "This call is a consultation; complete the transfer or hang up first.",
         ));
     }
     Ok(())
+}
+
+/// What `consult-transfer` and `merge` check alike: `held` is `user`'s
+/// ([`check_held`]), `consult` is their answered standard consultation about
+/// it, and both other people's devices are there. Returns the person waiting
+/// and their device, then the person consulted and theirs.
+pub(super) fn check_pair(
+    g: &Inner,
+    held: &CallId,
+    consult: &CallId,
+    user: &str,
+    dev: DeviceId,
+    feature: CallFeature,
+) -> Result<(String, DeviceId, String, DeviceId), WireError> {
+    check_held(g, held, user, dev, feature)?;
+    let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
+    let Some(c) = g.calls.get(consult) else {
+        return Err(WireError::new(
+            ErrorCode::NotYourCall,
+            "You are not part of this call.",
+            consult,
+        ));
+    };
+    if c.caller != user || c.caller_dev != Some(dev) || c.consult_of.as_ref() != Some(held) {
+        return Err(WireError::new(
+            ErrorCode::NotYourCall,
+            "That call is not your consultation about this one.",
+            consult,
+        ));
+    }
+    if !c.answered {
+        return Err(wrong("The person you consult has not answered yet."));
+    }
+    if c.mode == CallMode::E2ee {
+        return Err(WireError::unavailable_in_e2ee(feature, consult));
+    }
+    let (target, target_dev) = (c.callee.clone(), c.callee_dev);
+    let h = g
+        .calls
+        .get(held)
+        .ok_or_else(|| wrong("The call is over."))?;
+    let (waiting, waiting_dev) = if h.caller == user {
+        (h.callee.clone(), h.callee_dev)
+    } else {
+        (h.caller.clone(), h.caller_dev)
+    };
+    match (waiting_dev, target_dev) {
+        (Some(w), Some(t)) => Ok((waiting, w, target, t)),
+        _ => Err(wrong(
+            "The other person's device is reconnecting; try again in a moment.",
+        )),
+    }
 }
 
 /// (this side holds, the other side holds) for `user` in call `id`.

@@ -12,7 +12,7 @@ use super::{Hub, Outcome};
 
 /// Alice and Bob in an answered standard call that Bob holds, and Bob's
 /// consultation with Carol, answered unless `answer` is false: the two ids.
-fn consulting(
+pub(super) fn consulting(
     hub: &Hub,
     now: Instant,
     [alice, bob, carol]: [&mut Phone; 3],
@@ -65,7 +65,7 @@ fn consulting(
     (held, consult)
 }
 
-fn status(hub: &Hub, user: &str) -> Status {
+pub(super) fn status(hub: &Hub, user: &str) -> Status {
     hub.contacts_of(DAVE)
         .into_iter()
         .find(|p| p.user == user)

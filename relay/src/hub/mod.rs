@@ -33,6 +33,9 @@ mod calls;
 pub mod consult;
 #[cfg(test)]
 mod consult_tests;
+pub mod group;
+#[cfg(test)]
+mod group_tests;
 pub mod history;
 mod park;
 #[cfg(test)]
@@ -151,6 +154,8 @@ struct Call {
     /// device's commitment (`join`); until then nothing is forwarded on the
     /// call. The join timeout's key.
     joining: Option<Joining>,
+    /// The group call this call is a leg of.
+    group: Option<group::GroupId>,
 }
 
 /// A side of a call handed over by a consult transfer, waiting for `join`.
@@ -274,6 +279,10 @@ struct Inner {
     next_park: u64,
     /// Transfers not yet carried out, by token (see `transfer.rs`).
     referrals: HashMap<String, Referral>,
+    /// Group calls (see `group.rs`).
+    groups: HashMap<group::GroupId, group::Group>,
+    /// Numbers groups.
+    next_group: group::GroupId,
     /// History records not yet written (see `history.rs`), oldest first.
     history: std::collections::VecDeque<CallRecord>,
     /// The clock and the timers.
@@ -536,6 +545,19 @@ impl Inner {
             {
                 self.in_call.insert(call.caller.clone(), held.clone());
             }
+            // A leg of a group call is over: its people are still in the
+            // group's other legs, if they have any.
+            self.leave_group(id, &call);
+            if let Some(gid) = call.group {
+                for u in [&call.caller, &call.callee] {
+                    if !self.in_call.contains_key(u.as_str())
+                        && let Some(other) = self.other_leg(gid, u, id)
+                    {
+                        self.in_call.insert(u.clone(), other);
+                        self.sync_presence(u);
+                    }
+                }
+            }
         }
     }
 
@@ -546,10 +568,14 @@ impl Inner {
             return Vec::new();
         };
         let mut ids = vec![id.clone()];
-        if let Some(held) = self.calls.get(id).and_then(|c| c.consult_of.as_ref())
+        let call = self.calls.get(id);
+        if let Some(held) = call.and_then(|c| c.consult_of.as_ref())
             && self.held_for_consult(user, held)
         {
             ids.push(held.clone());
+        }
+        if let Some(gid) = call.and_then(|c| c.group) {
+            ids.extend(self.legs_of(user, gid).into_iter().filter(|l| l != id));
         }
         ids
     }
@@ -937,6 +963,12 @@ impl Hub {
             peer: peer.clone(),
             mode: call.mode,
         })
+    }
+
+    /// The calls `user` is in now: the current one, a call held for a
+    /// consultation, and the legs of their group call.
+    pub fn calls_of_user(&self, user: &str) -> Vec<CallId> {
+        self.lock().calls_of(user)
     }
 
     /// Users with at least one device.

@@ -53,7 +53,7 @@ impl Hub {
         if !call.answered {
             return Err(wrong("The call has not been answered yet."));
         }
-        if consulting || call.joining.is_some() {
+        if consulting || call.joining.is_some() || call.group.is_some() {
             return Err(wrong(
                 "The call is part of a consultation; complete the transfer or hang up the consultation first.",
             ));
@@ -260,6 +260,7 @@ impl Hub {
                 from: peer,
                 mode: CallMode::Standard,
                 referred_by: None,
+                group: Vec::new(),
             },
             None,
         );

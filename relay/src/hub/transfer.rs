@@ -54,7 +54,7 @@ impl Hub {
         if call.mode == CallMode::E2ee {
             return Err(WireError::unavailable_in_e2ee(CallFeature::Transfer, id));
         }
-        if consulting || call.joining.is_some() {
+        if consulting || call.joining.is_some() || call.group.is_some() {
             return Err(wrong(
                 "The call is part of a consultation; complete the transfer or hang up the consultation first.",
             ));

@@ -297,8 +297,12 @@ impl Conn {
                 self.invite(dev, &to, Some(Via::Consult(call_id))).await
             }
             (Some(dev), ClientMsg::ConsultTransfer { call_id, consult }) => {
-                self.consult_transfer(dev, &call_id, &consult).await
+                self.consult_transfer(dev, &call_id, &consult, false).await
             }
+            (Some(dev), ClientMsg::Merge { call_id, consult }) => {
+                self.consult_transfer(dev, &call_id, &consult, true).await
+            }
+            (Some(dev), ClientMsg::Add { call_id, to }) => self.add(dev, &call_id, &to).await,
             (Some(dev), msg @ ClientMsg::Join { .. }) => {
                 return match self
                     .state
@@ -595,13 +599,14 @@ impl Conn {
         )
     }
 
-    /// `consult-transfer`: the pair it would connect is decided now, from
-    /// today's policies, as a new call between them would be.
+    /// `consult-transfer` (or `merge`): the pair it would connect is decided
+    /// now, from today's policies, as a new call between them would be.
     async fn consult_transfer(
         &mut self,
         dev: DeviceId,
         held: &CallId,
         consult: &CallId,
+        merge: bool,
     ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let hub = self.state.hub();
         let user = self.user().to_string();
@@ -609,8 +614,69 @@ impl Conn {
             Some((waiting, target)) => Some(self.decide_between(&waiting, &target).await?),
             None => None,
         };
+        let now = Instant::now();
+        let done = if merge {
+            hub.merge(now, dev, &user, held, consult, decision)
+        } else {
+            hub.consult_transfer(now, dev, &user, held, consult, decision)
+        };
+        Ok(match done {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![(e.into_msg(), Flow::Continue)],
+        })
+    }
+
+    /// `add`: the newcomer is checked as for an invite, and a call with each
+    /// member of the call is decided now; the hub places the call if every one
+    /// would be standard.
+    async fn add(
+        &mut self,
+        dev: DeviceId,
+        id: &CallId,
+        to: &str,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let hub = self.state.hub();
+        let user = self.user().to_string();
+        let error = |code, m: String| {
+            Ok(vec![(
+                RelayMsg::error(code, m, Some(id.clone())),
+                Flow::Continue,
+            )])
+        };
+        let Some(members) = hub.call_members(id, &user) else {
+            return error(
+                ErrorCode::NotYourCall,
+                "You are not part of this call.".into(),
+            );
+        };
+        let Ok(newcomer) = ops::normalize_user(to) else {
+            return error(
+                ErrorCode::WrongState,
+                format!("{to:?} is not a user name (name@domain)."),
+            );
+        };
+        // Whether the account exists is told only to someone who may reach it.
+        if !self.reachable(&newcomer) || self.state.store().user(&newcomer).await?.is_none() {
+            return error(
+                ErrorCode::WrongState,
+                format!("{newcomer} cannot be added to this call."),
+            );
+        }
+        let mut decisions = Vec::with_capacity(members.len());
+        for m in members.iter().filter(|m| **m != newcomer) {
+            decisions.push((m.clone(), self.decide_between(m, &newcomer).await?));
+        }
+        let call_id = hub.mint_call_id(&user, &newcomer, CallMode::Standard)?;
         Ok(
-            match hub.consult_transfer(Instant::now(), dev, &user, held, consult, decision) {
+            match hub.add(
+                Instant::now(),
+                dev,
+                &user,
+                id,
+                &newcomer,
+                &decisions,
+                call_id,
+            ) {
                 Ok(()) => Vec::new(),
                 Err(e) => vec![(e.into_msg(), Flow::Continue)],
             },

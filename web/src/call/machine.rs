@@ -243,6 +243,9 @@ pub enum Ending {
     },
     /// This device was to join a transferred call and the relay refused.
     NotJoined,
+    /// The relay refused to place this call beside another (a consultation, or
+    /// an add to a group call); the error says why.
+    NotPlaced,
     /// Media could not be set up, or was lost.
     ConnectionFailed,
     /// Verification failed: possibly a man in the middle.
@@ -306,6 +309,8 @@ pub struct View {
     pub parked: Option<u8>,
     /// Who transferred the caller to this user (an incoming call from a `refer`).
     pub referred_by: Option<String>,
+    /// The others already in the call this user is being added to.
+    pub group: Vec<String>,
 }
 
 /// One call from invite or incoming to its end.
@@ -352,6 +357,8 @@ pub struct Call {
     joining: bool,
     /// This outgoing call is a consultation about this held call (`consult`).
     consult_of: Option<CallId>,
+    /// This outgoing call adds its callee to this call's group (`add`).
+    add_to: Option<CallId>,
 }
 
 impl Call {
@@ -401,14 +408,27 @@ impl Call {
         (call, vec![Output::Send(consult)])
     }
 
-    /// After `replaced`: this device joins the call `call_id` with `peer`, which
-    /// `by` handed it (consult transfer). A fresh certificate and peer
-    /// connection, the commitment sent with `join`; `peer`'s device offers next.
+    /// Adds `to` to the call `beside` (a group call): an outgoing call to them,
+    /// placed with `add`; otherwise a call like any.
+    pub fn outgoing_add(to: &str, beside: CallId, wish: Wish, now_ms: u64) -> (Self, Vec<Output>) {
+        let mut call = Self::new(to, Role::Caller, None, None, wish, Phase::Inviting, now_ms);
+        call.add_to = Some(beside.clone());
+        let add = ClientMsg::Add {
+            call_id: beside,
+            to: to.to_string(),
+        };
+        (call, vec![Output::Send(add)])
+    }
+
+    /// After `replaced` (consult transfer, handed over by `by`) or `leg` (a
+    /// group call grew): this device joins the call `call_id` with `peer`. A
+    /// fresh certificate and peer connection, the commitment sent with `join`;
+    /// `peer`'s device offers next.
     pub fn join(
         call_id: CallId,
         peer: &str,
         mode: CallMode,
-        by: String,
+        by: Option<String>,
         wish: Wish,
         now_ms: u64,
     ) -> (Self, Vec<Output>) {
@@ -422,8 +442,23 @@ impl Call {
             now_ms,
         );
         call.joining = true;
-        call.view.referred_by = Some(by);
+        call.view.referred_by = by;
         (call, vec![Output::Pc(PcCommand::Create)])
+    }
+
+    /// Whether this is a consultation or an add placed beside call `id` that
+    /// the relay has not placed yet (an error about `id` is then its refusal).
+    pub fn awaits_placing(&self, id: &CallId) -> bool {
+        self.id.is_none()
+            && self.view.phase == Phase::Inviting
+            && (self.consult_of.as_ref() == Some(id) || self.add_to.as_ref() == Some(id))
+    }
+
+    /// Notes the others already in the call (`incoming` with `group`).
+    #[must_use]
+    pub fn in_group(mut self, others: Vec<String>) -> Self {
+        self.view.group = others;
+        self
     }
 
     /// The held call this one consults about, if it is a consultation.
@@ -479,6 +514,7 @@ impl Call {
                 hold_pending: false,
                 parked: None,
                 referred_by: None,
+                group: Vec::new(),
             },
             phase_since_ms: now_ms,
             commit: None,
@@ -496,6 +532,7 @@ impl Call {
             pickup: None,
             joining: false,
             consult_of: None,
+            add_to: None,
         }
     }
 
@@ -940,6 +977,13 @@ impl Call {
             {
                 // The app joins the call it names next, with a fresh certificate.
                 self.end(Ending::Replaced { peer }, now_ms)
+            }
+            RelayMsg::Error { .. }
+                if self.id.is_none()
+                    && self.view.phase == Phase::Inviting
+                    && (self.consult_of.is_some() || self.add_to.is_some()) =>
+            {
+                self.end(Ending::NotPlaced, now_ms)
             }
             RelayMsg::Error { .. } if self.joining && !self.remote_set => {
                 self.end(Ending::NotJoined, now_ms)

@@ -1545,7 +1545,7 @@ fn a_replaced_call_ends_and_the_join_commits_before_the_fresh_offer() {
         held.clone(),
         ALICE,
         CallMode::Standard,
-        BOB.into(),
+        Some(BOB.into()),
         Wish::None,
         11,
     );
@@ -1582,7 +1582,14 @@ fn a_replaced_call_ends_and_the_join_commits_before_the_fresh_offer() {
     assert!(!c.view().verified, "a new pair has not compared codes yet");
 
     // A join the relay refuses ends only the attempt.
-    let (mut c, _) = Call::join(held, ALICE, CallMode::Standard, BOB.into(), Wish::None, 0);
+    let (mut c, _) = Call::join(
+        held,
+        ALICE,
+        CallMode::Standard,
+        Some(BOB.into()),
+        Wish::None,
+        0,
+    );
     c.handle(Input::PeerReady { local: fp(7) }, 1);
     c.handle(
         relay(RelayMsg::Error {
