@@ -91,6 +91,10 @@ pub struct App {
     /// (consult transfer), with its peer connection: current again when the
     /// consultation ends.
     pub(crate) held: Option<Line>,
+    /// The other legs of a group call, beside `call` (see `group`).
+    pub(crate) legs: Vec<Line>,
+    /// The group call's members as the relay last said (empty: not in one).
+    pub(crate) group: Vec<String>,
     /// "Consult first" was chosen before the call was held: whom to consult
     /// once the relay confirms the hold.
     pub(crate) pending_consult: Option<String>,
@@ -118,7 +122,8 @@ pub struct App {
     pub(crate) ring_back: Option<String>,
 }
 
-/// A call set aside while another is current, with what belongs to it.
+/// A call beside the current one (held for a consultation, or another leg of a
+/// group call), with what belongs to it.
 #[derive(Debug)]
 pub(crate) struct Line {
     /// Its machine.
@@ -131,6 +136,32 @@ pub(crate) struct Line {
     pub dtls: Option<DtlsInfo>,
     /// Its local media's promise.
     pub media_attached: Option<js_sys::Promise>,
+    /// Its peer-connection commands not yet carried out.
+    pub queue: VecDeque<PcCommand>,
+    /// One of them is running.
+    pub busy: bool,
+    /// Where its remote media shows (a leg's own video; none while held).
+    pub video: Option<web_sys::HtmlMediaElement>,
+}
+
+impl Line {
+    /// A line for `call`, numbered `generation`, with no connection yet.
+    pub(crate) fn new(
+        call: Call,
+        generation: u32,
+        video: Option<web_sys::HtmlMediaElement>,
+    ) -> Self {
+        Self {
+            call,
+            peer: None,
+            generation,
+            dtls: None,
+            media_attached: None,
+            queue: VecDeque::new(),
+            busy: false,
+            video,
+        }
+    }
 }
 
 /// A call this user has on another device.
@@ -177,6 +208,8 @@ impl App {
             generation: 0,
             generations: 0,
             held: None,
+            legs: Vec::new(),
+            group: Vec::new(),
             pending_consult: None,
             prepared_cert: None,
             history: Vec::new(),
@@ -207,8 +240,26 @@ impl App {
 
     /// Gives the current call a generation no call had before.
     pub(crate) fn new_generation(&mut self) {
+        self.generation = self.next_generation();
+    }
+
+    /// A generation no call had before, for a call beside the current one.
+    pub(crate) fn next_generation(&mut self) -> u32 {
         self.generations += 1;
-        self.generation = self.generations;
+        self.generations
+    }
+
+    /// Makes `line` the current call (a held call back after a consultation, a
+    /// leg of a group call after the current one ended); the current call's
+    /// connection, if any, closes.
+    pub(crate) fn install(&mut self, line: Line) {
+        self.call = Some(line.call);
+        self.peer = line.peer;
+        self.generation = line.generation;
+        self.dtls = line.dtls;
+        self.media_attached = line.media_attached;
+        self.pc_queue = line.queue;
+        self.pc_busy = line.busy;
     }
 
     /// Whether `msg` is about the held call.
@@ -300,6 +351,8 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             u.transfer_form.clone(),
             u.transfer_consult.clone(),
             u.complete_transfer.clone(),
+            u.merge.clone(),
+            u.transfer_add.clone(),
             [
                 (
                     u.root.query_selector("[data-testid=incoming-accept]")?,
@@ -332,6 +385,8 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         transfer_form,
         transfer_consult,
         complete_transfer,
+        merge,
+        transfer_add,
         actions,
     ) = ui;
     on(app, &login_form, "submit", |a, e| {
@@ -458,6 +513,16 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &complete_transfer, "click", |a, _| {
         crate::calling::complete_transfer(a)
     })?;
+    on(app, &merge, "click", |a, _| crate::calling::merge(a))?;
+    on(app, &transfer_add, "click", |a, _| {
+        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
+        if to.is_empty() {
+            return;
+        }
+        show(&a.borrow().ui.transfer_form, false);
+        dom::clear(&a.borrow().ui.transfer_to);
+        crate::group::add(a, &to);
+    })?;
     on(app, &pickup_form, "submit", |a, e| {
         e.prevent_default();
         let code = dom::value(&a.borrow().ui.pickup_code);
@@ -471,7 +536,14 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
     on(app, &features, "click", |a, e| {
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
             let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
-            if feature == Some(CallFeature::Transfer) {
+            if feature == Some(CallFeature::Merge) {
+                crate::calling::merge(a);
+                return;
+            }
+            if matches!(
+                feature,
+                Some(CallFeature::Transfer | CallFeature::AddParticipant)
+            ) {
                 let app = a.borrow();
                 let open = app.ui.transfer_form.has_attribute("hidden");
                 show(&app.ui.transfer_form, open);
@@ -710,6 +782,12 @@ fn signed_out(app: &Shared) {
         a.call = None;
         a.peer = None;
         a.held = None;
+        for l in a.legs.drain(..) {
+            if let Some(v) = &l.video {
+                v.remove();
+            }
+        }
+        a.group.clear();
         a.pc_queue.clear();
         a.new_generation();
         a.contacts.clear();
@@ -847,6 +925,12 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             token,
         } => crate::calling::referred(app, call_id, to, by, token),
         msg @ RelayMsg::Replaced { .. } => crate::calling::replaced(app, msg),
+        RelayMsg::Leg {
+            call_id,
+            peer,
+            mode,
+        } => crate::group::leg(app, call_id, &peer, mode),
+        RelayMsg::Group { members } => crate::group::members(app, members),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {
@@ -889,58 +973,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             prepare_certificate(app, generation);
             sync_alert(app);
         }
-        RelayMsg::Error {
-            code,
-            message,
-            call_id,
-        } => {
-            let mut a = app.borrow_mut();
-            if code == shieldcall_proto::ErrorCode::TooManyDevices {
-                a.stay_closed = true;
-            }
-            // Candidates still in flight when a call ends are refused by the relay;
-            // an error about a call that is over must not replace how it ended.
-            let held = call_id.is_some()
-                && a.held
-                    .as_ref()
-                    .is_some_and(|l| l.call.id() == call_id.as_ref());
-            let stale = call_id.is_some()
-                && !held
-                && !a
-                    .call
-                    .as_ref()
-                    .is_some_and(|c| !c.is_ended() && c.id() == call_id.as_ref());
-            if stale {
-                web_sys::console::warn_1(&JsValue::from_str(&format!("after the call: {message}")));
-            } else {
-                a.notice(&format!("{} {message}", texts::error_prefix(code)));
-            }
-            // A pickup not yet answered learns of its refusal from an error that
-            // names no call (the device only knew the code).
-            let pickup_pending =
-                call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
-            drop(a);
-            if held {
-                crate::calling::feed_held(
-                    app,
-                    Input::Relay(RelayMsg::Error {
-                        code,
-                        message,
-                        call_id,
-                    }),
-                );
-            } else if !stale && (call_id.is_some() || pickup_pending) {
-                // The call learns that what it asked was refused (a pending hold).
-                feed(
-                    app,
-                    Input::Relay(RelayMsg::Error {
-                        code,
-                        message,
-                        call_id,
-                    }),
-                );
-            }
-        }
+        msg @ RelayMsg::Error { .. } => on_error(app, msg),
         other => {
             let concerns = app
                 .borrow()
@@ -954,6 +987,9 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             if app.borrow().concerns_held(&other) {
                 crate::calling::feed_held(app, Input::Relay(other));
                 render(app);
+                return;
+            }
+            if crate::group::route(app, &other) {
                 return;
             }
             match other {
@@ -978,4 +1014,53 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         }
     }
     render(app);
+}
+
+/// An `error` from the relay: shown, and given to the call it is about (a
+/// refused hold, move, pickup, add or consultation ends or clears what it
+/// asked). Candidates still in flight when a call ends are refused by the
+/// relay; an error about a call that is over must not replace how it ended.
+fn on_error(app: &Shared, msg: RelayMsg) {
+    let RelayMsg::Error {
+        code,
+        message,
+        call_id,
+    } = &msg
+    else {
+        return;
+    };
+    let (held, leg, stale, pickup_pending) = {
+        let mut a = app.borrow_mut();
+        if *code == shieldcall_proto::ErrorCode::TooManyDevices {
+            a.stay_closed = true;
+        }
+        let about = |c: &Call| c.id() == call_id.as_ref();
+        let held = call_id.is_some() && a.held.as_ref().is_some_and(|l| about(&l.call));
+        let leg = call_id.is_some() && a.legs.iter().any(|l| about(&l.call));
+        let current = a.call.as_ref().is_some_and(|c| !c.is_ended() && about(c));
+        let placing = call_id.as_ref().is_some_and(|id| {
+            a.legs.iter().any(|l| l.call.awaits_placing(id))
+                || a.call.as_ref().is_some_and(|c| c.awaits_placing(id))
+        });
+        let stale = call_id.is_some() && !held && !leg && !current && !placing;
+        if stale {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("after the call: {message}")));
+        } else {
+            a.notice(&format!("{} {message}", texts::error_prefix(*code)));
+        }
+        // A pickup not yet answered learns of its refusal from an error that
+        // names no call (the device only knew the code).
+        let pickup_pending = call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
+        (held, leg, stale, pickup_pending)
+    };
+    // An add or a consultation refused before it was placed ends.
+    if crate::group::refused_before_placed(app, &msg) {
+    } else if leg {
+        crate::group::route(app, &msg);
+    } else if held {
+        crate::calling::feed_held(app, Input::Relay(msg));
+    } else if !stale && (call_id.is_some() || pickup_pending) {
+        // The call learns that what it asked was refused (a pending hold).
+        feed(app, Input::Relay(msg));
+    }
 }

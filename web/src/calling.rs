@@ -3,18 +3,14 @@
 //! returns: frames to the relay, and peer-connection commands, run one at a time
 //! in order. Late results of an earlier call are dropped by generation.
 
-use std::rc::Rc;
-
 use shieldcall_proto::{CallId, CallMode, Commitment};
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 
 use crate::app::{Line, Shared};
-use crate::call::{Call, CertCheck, Ending, Input, Output, PcCommand, Phase};
-use crate::dom::{self, show};
+use crate::call::{Call, Ending, Input, Output, Phase, UserAction};
+use crate::dom;
 use crate::render::{render, render_call};
-use crate::rtc::{self, Peer, PeerEvent};
 use crate::texts;
 
 pub(crate) fn place_call(app: &Shared, to: &str) {
@@ -100,22 +96,17 @@ pub(crate) fn consult(app: &Shared, to: &str) {
             return;
         };
         let Some(call) = a.call.take() else { return };
+        // Its connection and its commands go with it (a `SetSending(false)`
+        // from the hold may still be queued or running).
         let line = Line {
-            call,
             peer: a.peer.take(),
-            generation: a.generation,
             dtls: a.dtls.take(),
             media_attached: a.media_attached.take(),
+            queue: std::mem::take(&mut a.pc_queue),
+            busy: std::mem::take(&mut a.pc_busy),
+            ..Line::new(call, a.generation, None)
         };
-        // A command of the held call may still be queued or running (its
-        // `SetSending(false)` from the hold): a held call sends nothing.
-        if let Some(senders) = line.peer.as_ref().map(Peer::senders) {
-            spawn_local(async move {
-                let _ = rtc::set_sending(&senders, false).await;
-            });
-        }
         a.held = Some(line);
-        a.pc_queue.clear();
         let (call, out) = Call::outgoing_consult(to, held_id, a.wish(), dom::now_ms());
         a.call = Some(call);
         a.new_generation();
@@ -171,6 +162,21 @@ pub(crate) fn complete_transfer(app: &Shared) {
     }
 }
 
+/// "Merge" during a consultation: the held call and this one become one group
+/// call (`merge`); the relay then says who is in it (`group`).
+pub(crate) fn merge(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let held = a.held.as_ref().and_then(|l| l.call.id().cloned());
+    let consult = a
+        .call
+        .as_ref()
+        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == held.as_ref())
+        .and_then(|c| c.id().cloned());
+    if let (Some(call_id), Some(consult)) = (held, consult) {
+        a.send(shieldcall_proto::ClientMsg::Merge { call_id, consult });
+    }
+}
+
 /// The current call is over and a call was held for it: the held call is
 /// current again (still on hold: the person takes it off), its media shown.
 fn restore_held(app: &Shared) {
@@ -179,27 +185,21 @@ fn restore_held(app: &Shared) {
     if line.call.is_ended() {
         return;
     }
-    a.call = Some(line.call);
-    a.peer = line.peer;
-    a.generation = line.generation;
-    a.dtls = line.dtls;
-    a.media_attached = line.media_attached;
-    a.pc_queue.clear();
+    a.install(line);
     let a = &*a;
     if let Some(peer) = &a.peer {
-        peer.show(&a.ui.remote_video, &a.ui.local_video);
+        peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
     }
 }
 
 /// Feeds the held call (its other person hung up, the relay ended it, time,
-/// the relay connection) and carries out what it says: messages, and only the
-/// peer-connection commands a held call can have (close it; stop or resume
-/// sending).
+/// the relay connection, its connection's events) and carries out what it says.
 pub(crate) fn feed_held(app: &Shared, input: Input) {
-    let out = {
+    let (out, generation) = {
         let mut a = app.borrow_mut();
         let now = dom::now_ms();
         let Some(line) = a.held.as_mut() else { return };
+        let generation = line.generation;
         let was_ended = line.call.is_ended();
         let out = line.call.handle(input, now);
         if !was_ended && line.call.is_ended() {
@@ -209,31 +209,9 @@ pub(crate) fn feed_held(app: &Shared, input: Input) {
                 a.notice(&format!("Held call: {}", texts::ending(&e, &peer, &me)));
             }
         }
-        out
+        (out, generation)
     };
-    for o in out {
-        match o {
-            Output::Send(m) => app.borrow_mut().send(m),
-            Output::Pc(PcCommand::Close) => {
-                if let Some(line) = app.borrow_mut().held.as_mut() {
-                    line.peer = None;
-                }
-            }
-            Output::Pc(PcCommand::SetSending(on)) => {
-                let senders = app
-                    .borrow()
-                    .held
-                    .as_ref()
-                    .and_then(|l| l.peer.as_ref().map(Peer::senders));
-                if let Some(senders) = senders {
-                    spawn_local(async move {
-                        let _ = rtc::set_sending(&senders, on).await;
-                    });
-                }
-            }
-            Output::Pc(_) => {}
-        }
-    }
+    carry_out_gen(app, generation, out);
     let over = app
         .borrow()
         .held
@@ -338,6 +316,12 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
             !c.is_ended() && c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard)
         });
         let Some(mode) = current.and_then(|c| c.view().mode) else {
+            // A member joined the group call: a leg of its own.
+            let known = a.legs.iter().any(|l| l.call.id() == Some(&call_id));
+            if !a.group.is_empty() && !known {
+                drop(a);
+                crate::group::new_member(app, call_id, peer, commit);
+            }
             return;
         };
         let before = current.map(|c| c.view().peer.clone()).unwrap_or_default();
@@ -362,8 +346,16 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
 
 /// Feeds the call machine and carries out what it says.
 pub(crate) fn feed(app: &Shared, input: Input) {
-    if matches!(input, Input::Tick | Input::RelayUp | Input::RelayDown) {
-        feed_held(app, input.clone());
+    if matches!(
+        input,
+        Input::Tick | Input::RelayUp | Input::RelayDown | Input::User(UserAction::Hangup)
+    ) {
+        // Time and the relay connection reach every call; hanging up leaves
+        // a group call (every leg).
+        if input != Input::User(UserAction::Hangup) {
+            feed_held(app, input.clone());
+        }
+        crate::group::feed_all(app, &input);
     }
     let mut ended_now = false;
     let out = {
@@ -422,6 +414,13 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         // A consultation is over: the held call is current again.
         restore_held(app);
         render(app);
+    } else if ended_now {
+        if crate::group::promote(app) {
+            // The current leg of a group call is over; another takes its place.
+        } else {
+            app.borrow_mut().group.clear();
+        }
+        render(app);
     }
     render_call(&app.borrow());
     crate::app::sync_alert(app);
@@ -431,188 +430,43 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     }
 }
 
+/// Carries out what the current call's machine said.
 pub(crate) fn carry_out(app: &Shared, out: Vec<Output>) {
+    let generation = app.borrow().generation;
+    carry_out_gen(app, generation, out);
+}
+
+/// Carries out what call `generation`'s machine said: messages go to the
+/// relay, commands to that call's connection (`pc`).
+pub(crate) fn carry_out_gen(app: &Shared, generation: u32, out: Vec<Output>) {
     for o in out {
         match o {
             Output::Send(m) => app.borrow_mut().send(m),
-            Output::Pc(cmd) => app.borrow_mut().pc_queue.push_back(cmd),
+            Output::Pc(cmd) => {
+                if let Some(s) = app.borrow_mut().slot(generation) {
+                    s.queue.push_back(cmd);
+                }
+            }
         }
     }
-    run_pc_queue(app);
+    crate::pc::run(app, generation);
 }
 
-/// Runs queued peer-connection commands one at a time, in order.
-pub(crate) fn run_pc_queue(app: &Shared) {
-    let (cmd, generation) = {
-        let mut a = app.borrow_mut();
-        if a.pc_busy {
-            return;
-        }
-        let Some(cmd) = a.pc_queue.pop_front() else {
-            return;
-        };
-        a.pc_busy = true;
-        (cmd, a.generation)
+/// Feeds call `generation`, wherever it is kept (current, held, a leg).
+pub(crate) fn feed_gen(app: &Shared, generation: u32, input: Input) {
+    let (current, held) = {
+        let a = app.borrow();
+        (
+            a.generation == generation && a.call.is_some(),
+            a.held.as_ref().is_some_and(|l| l.generation == generation),
+        )
     };
-    let a = app.clone();
-    spawn_local(async move {
-        let input = exec(&a, cmd, generation).await;
-        let current = {
-            let mut app = a.borrow_mut();
-            app.pc_busy = false;
-            app.generation == generation
-        };
-        if let (true, Some(input)) = (current, input) {
-            feed(&a, input);
-        }
-        run_pc_queue(&a);
-    });
-}
-
-pub(crate) async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
-    // A command of a call that is no longer current (it ended, or a held call
-    // came back in its place) must not touch the current call's peer.
-    if app.borrow().generation != generation {
-        return None;
-    }
-    let pc = app.borrow().peer.as_ref().map(Peer::handle);
-    let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
-        (PcCommand::Create, _) => {
-            // The camera is asked for first, so that it opens while the
-            // certificate and the connection are made.
-            let media = rtc::start_local_media();
-            let (servers, remote, cert) = {
-                let mut a = app.borrow_mut();
-                let cert = a
-                    .prepared_cert
-                    .take()
-                    .filter(|(g, _)| *g == generation)
-                    .map(|(_, c)| c);
-                (a.ice_servers.clone(), a.ui.remote_video.clone(), cert)
-            };
-            let weak = Rc::downgrade(app);
-            let on_event = move |ev: PeerEvent| {
-                let weak = weak.clone();
-                spawn_local(async move {
-                    if let Some(a) = weak.upgrade() {
-                        on_peer(&a, ev, generation);
-                    }
-                });
-            };
-            let (peer, fp) = match Peer::create(cert, &servers, &remote, on_event).await {
-                Ok(created) => created,
-                Err(e) => {
-                    discard(media);
-                    app.borrow().notice(&format!(
-                        "The connection could not be set up: {}",
-                        js_text(&e)
-                    ));
-                    return Some(Input::PcFailed);
-                }
-            };
-            // Settles when the camera is attached (true) or could not be (false):
-            // offers and answers wait for it, setting the remote offer does not.
-            let mut settle = None;
-            let attached = js_sys::Promise::new(&mut |resolve, _| settle = Some(resolve));
-            {
-                let mut a = app.borrow_mut();
-                if a.generation != generation {
-                    discard(media);
-                    return None; // dropped with `peer`
-                }
-                a.peer = Some(peer);
-                a.media_attached = Some(attached);
-            }
-            // The peer exists: the callee's commitment (or the caller's offer
-            // command, held by the machine until the callee commits) goes out
-            // now. The caller's camera opens while the call rings; the callee's
-            // once they accept, while the offer is on its way.
-            feed(app, Input::PeerReady { local: fp });
-            let a = app.clone();
-            spawn_local(async move {
-                let ok = match rtc::local_media(media).await {
-                    Ok(stream) => {
-                        let mut a = a.borrow_mut();
-                        let a = &mut *a;
-                        match a.peer.as_mut().filter(|_| a.generation == generation) {
-                            Some(peer) => peer.attach(stream, &a.ui.local_video),
-                            None => rtc::stop(&stream),
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        let current = a.borrow().generation == generation;
-                        if current {
-                            a.borrow().notice(&format!(
-                                "Camera or microphone unavailable: {}",
-                                js_text(&e)
-                            ));
-                            feed(&a, Input::PcFailed);
-                        }
-                        false
-                    }
-                };
-                if let Some(settle) = settle {
-                    let _ = settle.call1(&JsValue::NULL, &JsValue::from_bool(ok));
-                }
-            });
-            Ok(None)
-        }
-        (PcCommand::Close, _) => {
-            let mut a = app.borrow_mut();
-            a.peer = None;
-            show(&a.ui.panel, false);
-            Ok(None)
-        }
-        (_, None) => Ok(None),
-        (PcCommand::CreateOffer, Some(pc)) => {
-            async {
-                media_attached(app).await?;
-                let sdp = rtc::create_offer(&pc).await?;
-                Ok(Some(Input::LocalOffer { sdp }))
-            }
-            .await
-        }
-        (PcCommand::AcceptOffer { sdp }, Some(pc)) => {
-            async {
-                // The offer is set while the camera may still be opening; the
-                // answer (which must carry the tracks) waits for it.
-                rtc::set_remote_offer(&pc, &sdp).await?;
-                media_attached(app).await?;
-                let sdp = rtc::answer(&pc).await?;
-                Ok(Some(Input::LocalAnswer { sdp }))
-            }
-            .await
-        }
-        (PcCommand::SetAnswer { sdp }, Some(pc)) => rtc::set_answer(&pc, &sdp).await.map(|()| None),
-        (PcCommand::SetSending(on), Some(_)) => {
-            let senders = app.borrow().peer.as_ref().map(Peer::senders);
-            rtc::set_sending(&senders.unwrap_or_default(), on)
-                .await
-                .map(|()| None)
-        }
-        // A candidate the browser refuses is not fatal; others may still work.
-        (PcCommand::AddIce(c), Some(pc)) => Ok(rtc::add_ice(&pc, &c).await.ok().and(None)),
-    };
-    result.unwrap_or(Some(Input::PcFailed))
-}
-
-/// Stops the camera and microphone asked for by a peer that was not made.
-fn discard(media: Result<wasm_bindgen_futures::JsFuture, JsValue>) {
-    spawn_local(async move {
-        if let Ok(stream) = rtc::local_media(media).await {
-            rtc::stop(&stream);
-        }
-    });
-}
-
-/// Waits until the local camera and microphone are attached to the peer.
-async fn media_attached(app: &Shared) -> Result<(), JsValue> {
-    let attached = app.borrow().media_attached.clone();
-    let Some(p) = attached else { return Ok(()) };
-    match wasm_bindgen_futures::JsFuture::from(p).await?.as_bool() {
-        Some(true) => Ok(()),
-        _ => Err(JsValue::from_str("no camera or microphone")),
+    if current {
+        feed(app, input);
+    } else if held {
+        feed_held(app, input);
+    } else {
+        crate::group::feed_leg(app, generation, input);
     }
 }
 
@@ -624,60 +478,6 @@ pub(crate) fn js_text(e: &JsValue) -> String {
                 .and_then(|m| m.as_string())
         })
         .unwrap_or_else(|| "unknown error".into())
-}
-
-pub(crate) fn on_peer(app: &Shared, ev: PeerEvent, generation: u32) {
-    if app.borrow().generation != generation {
-        return;
-    }
-    match ev {
-        PeerEvent::Ice(c) => feed(app, Input::LocalIce(c)),
-        PeerEvent::Track => {}
-        PeerEvent::State(s) if s == "failed" => feed(app, Input::PcFailed),
-        PeerEvent::State(s) if s == "connected" => check_dtls(app, generation),
-        PeerEvent::State(_) => {}
-    }
-}
-
-/// Waits for the DTLS transport to report `connected` in `getStats()` and feeds the
-/// fingerprints it used. Looks every 25 ms; gives up (connection failed) after 10 s.
-pub(crate) fn check_dtls(app: &Shared, generation: u32) {
-    let a = app.clone();
-    spawn_local(async move {
-        for _ in 0..400 {
-            let pc = {
-                let app = a.borrow();
-                if app.generation != generation {
-                    return;
-                }
-                app.peer.as_ref().map(Peer::handle)
-            };
-            let Some(pc) = pc else { return };
-            match rtc::dtls_info(&pc).await {
-                Ok(info) if info.state == "connected" => {
-                    let input = match info.check {
-                        CertCheck::Both => Input::DtlsConnected {
-                            local: info.local,
-                            remote: info.remote,
-                        },
-                        CertCheck::RemoteOnly => Input::DtlsConnectedRemoteOnly {
-                            remote: info.remote,
-                        },
-                        CertCheck::BrowserOnly => Input::DtlsConnectedUnobserved,
-                    };
-                    a.borrow_mut().dtls = Some(info);
-                    feed(&a, input);
-                    return;
-                }
-                Ok(info) if info.state == "failed" => {
-                    feed(&a, Input::PcFailed);
-                    return;
-                }
-                _ => sleep(25).await,
-            }
-        }
-        feed(&a, Input::PcFailed);
-    });
 }
 
 pub(crate) async fn sleep(ms: i32) {

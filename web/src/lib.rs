@@ -4,7 +4,9 @@
 //! - [`call`]: the call as a pure state machine, tested natively.
 //! - [`texts`]: every sentence shown about calls and settings, tested natively.
 //! - `app`, `calling`, `render` (wasm only): the controller (session, relay
-//!   socket), the call as the page runs it, and drawing the state.
+//!   socket), the call as the page runs it, and drawing the state; `group`: the
+//!   other legs of a group call; `pc`: every call's peer-connection commands and
+//!   events.
 //! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
 //!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
 //! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
@@ -34,10 +36,14 @@ mod calling;
 pub mod cert;
 #[cfg(target_arch = "wasm32")]
 pub mod dom;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod group;
 #[cfg(target_arch = "wasm32")]
 pub mod listen;
 #[cfg(target_arch = "wasm32")]
 pub mod net;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod pc;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod render;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]

@@ -242,6 +242,15 @@ pub(crate) fn render_call(a: &App) {
         text(
             &ui.incoming_text,
             &match &v.referred_by {
+                _ if !v.group.is_empty() => format!(
+                    "{} is adding you to a call with {} ({mode}).",
+                    a.shown(&v.peer),
+                    v.group
+                        .iter()
+                        .map(|u| a.shown(u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 Some(by) => format!(
                     "{} is calling ({mode}), transferred by {}.",
                     a.shown(&v.peer),
@@ -270,7 +279,11 @@ pub(crate) fn render_call(a: &App) {
     dom::attr(&ui.indicator, "data-state", state);
     dom::attr(&ui.indicator, "aria-label", label);
     text(&ui.indicator_label, label);
-    text(&ui.call_peer, &a.shown(&v.peer));
+    // A group call names everyone this tab is connected with.
+    let mut peers = vec![a.shown(&v.peer)];
+    peers.extend(a.legs.iter().map(|l| a.shown(&l.call.view().peer)));
+    text(&ui.call_peer, &peers.join(", "));
+    render_group_codes(a);
     dom::attr(&ui.call_state, "data-state", texts::phase_name(&v.phase));
     text(&ui.call_state, texts::phase_name(&v.phase));
     let dur = match (v.connected_at_ms, ended) {
@@ -391,6 +404,40 @@ fn render_held(a: &App, v: &crate::call::View) {
         &format!("Transfer {} to {}", held, v.peer),
     );
     flag(&ui.complete_transfer, "disabled", !(up && standard));
+    flag(&ui.merge, "disabled", !(up && standard));
+}
+
+/// In a group call, each pair's code (or that it is not verified yet), one
+/// line per leg, for the people of each pair to read to each other.
+fn render_group_codes(a: &App) {
+    let ui = &a.ui;
+    show(&ui.group_codes, !a.legs.is_empty());
+    ui.group_codes.set_text_content(None);
+    if a.legs.is_empty() {
+        return;
+    }
+    let views = a
+        .call
+        .iter()
+        .map(|c| c.view())
+        .chain(a.legs.iter().map(|l| l.call.view()));
+    for v in views {
+        let build = || -> Result<(), JsValue> {
+            let li = el(
+                "li",
+                &[("data-testid", &format!("code-{}", v.peer))],
+                &format!("{}: ", a.shown(&v.peer)),
+            )?;
+            let code = match &v.code {
+                Some(c) => el("code", &[], &c.to_string())?,
+                None => el("span", &[("class", "muted")], "not yet verified")?,
+            };
+            li.append_child(&code)?;
+            ui.group_codes.append_child(&li)?;
+            Ok(())
+        };
+        let _ = build();
+    }
 }
 
 fn tls_version_name(v: &str) -> &str {

@@ -146,22 +146,25 @@ impl Peer {
         Ok((peer, fingerprint))
     }
 
-    /// Sends `stream`'s tracks and shows it in `local_video`; the peer owns the
-    /// stream from now on and stops it on close.
-    pub fn attach(&mut self, stream: MediaStream, local_video: &HtmlMediaElement) {
+    /// Sends `stream`'s tracks and shows it in `local_video` (the current
+    /// call's preview; another leg of a group call shows none); the peer owns
+    /// the stream from now on and stops it on close.
+    pub fn attach(&mut self, stream: MediaStream, local_video: Option<&HtmlMediaElement>) {
         for track in stream.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
                 let sender = self.pc.add_track(&track, &stream, &Array::new());
                 self.senders.push((sender, track));
             }
         }
-        local_video.set_src_object(Some(&stream));
+        if let Some(v) = local_video {
+            v.set_src_object(Some(&stream));
+        }
         self.local = Some(stream);
     }
 
     /// Shows this connection's media again in `remote_video` and `local_video`
     /// (a held call that is current again after a consultation).
-    pub fn show(&self, remote_video: &HtmlMediaElement, local_video: &HtmlMediaElement) {
+    pub fn show(&self, remote_video: &HtmlMediaElement, local_video: Option<&HtmlMediaElement>) {
         let tracks = Array::new();
         for r in self.pc.get_receivers().iter() {
             if let Ok(r) = r.dyn_into::<web_sys::RtcRtpReceiver>() {
@@ -171,8 +174,8 @@ impl Peer {
         if let Ok(stream) = MediaStream::new_with_tracks(&tracks) {
             remote_video.set_src_object(Some(&stream));
         }
-        if let Some(local) = &self.local {
-            local_video.set_src_object(Some(local));
+        if let (Some(local), Some(v)) = (&self.local, local_video) {
+            v.set_src_object(Some(local));
         }
     }
 

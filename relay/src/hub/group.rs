@@ -17,8 +17,9 @@
 //! connection decides each pair before it calls in): a group call is never end
 //! to end encrypted, so a pair whose calls would be refuses the whole add.
 //! Each member gets `group` with the members whenever they change. Leaving is
-//! hanging up every leg (the client does); a member with no leg left is out,
-//! and a group with no leg left is gone.
+//! hanging up every leg (the client does); a member with no leg left is out.
+//! When two people are left (and nobody is being added), their leg is a call
+//! like any again and the group is gone; they get `group` naming the two.
 
 use std::time::Instant;
 
@@ -114,6 +115,23 @@ impl Inner {
         }
         if changed {
             self.announce_group(gid);
+        }
+        // Two people left with no one being added: their leg is a call like
+        // any again (hold, transfer, park...), and the group is gone.
+        let dissolve = self.groups.get(&gid).is_some_and(|g| {
+            g.members.len() <= 2
+                && g.legs.iter().all(|l| {
+                    self.calls
+                        .get(l)
+                        .is_some_and(|c| c.answered && c.joining.is_none())
+                })
+        });
+        if dissolve && let Some(group) = self.groups.remove(&gid) {
+            for l in &group.legs {
+                if let Some(c) = self.calls.get_mut(l) {
+                    c.group = None;
+                }
+            }
         }
     }
 

@@ -178,8 +178,17 @@ fn a_member_who_leaves_ends_only_their_legs() {
     assert_eq!(group_of(&to_bob), Some(vec![ALICE.into(), BOB.into()]));
     assert!(matches!(alice.take()[0], RelayMsg::Hangup { .. }));
     assert_eq!(status(&hub, CAROL), Status::Online);
-    // Alice and Bob go on in their own leg.
+    // Alice and Bob go on in their own leg, a call like any again: it holds.
     assert_eq!(status(&hub, ALICE), Status::Busy);
+    for on in [true, false] {
+        let hold = ClientMsg::Hold {
+            call_id: ab.clone(),
+            on,
+        };
+        hub.call_msg(t, alice.id, ALICE, hold).expect("a 1:1 call holds");
+    }
+    alice.take();
+    bob.take();
     hub.call_msg(
         t,
         alice.id,

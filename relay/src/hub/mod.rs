@@ -546,8 +546,8 @@ impl Inner {
                 self.in_call.insert(call.caller.clone(), held.clone());
             }
             // A leg of a group call is over: its people are still in the
-            // group's other legs, if they have any.
-            self.leave_group(id, &call);
+            // group's other legs, if they have any (found before the group
+            // may dissolve).
             if let Some(gid) = call.group {
                 for u in [&call.caller, &call.callee] {
                     if !self.in_call.contains_key(u.as_str())
@@ -558,6 +558,7 @@ impl Inner {
                     }
                 }
             }
+            self.leave_group(id, &call);
         }
     }
 

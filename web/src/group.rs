@@ -1,0 +1,226 @@
+//! Group calls in the page: the legs beside the current call, each with its own
+//! machine, peer connection and video (see `docs/protocol.md`, "Group calls").
+//! The current call is one leg like the others; when it ends and others remain,
+//! one of them takes its place.
+
+use shieldcall_proto::{CallId, CallMode, Commitment, RelayMsg};
+use wasm_bindgen::JsCast;
+
+use crate::app::{Line, Shared};
+use crate::call::{Call, Input, Output, Phase};
+use crate::calling::carry_out_gen;
+use crate::dom;
+use crate::render::render;
+use crate::texts;
+
+/// A video element for a leg's remote media, in the call's video area.
+fn leg_video(app: &Shared, peer: &str) -> Option<web_sys::HtmlMediaElement> {
+    let a = app.borrow();
+    let v = dom::el(
+        "video",
+        &[
+            ("autoplay", ""),
+            ("playsinline", ""),
+            ("class", "remote leg"),
+            ("data-testid", &format!("remote-video-{peer}")),
+        ],
+        "",
+    )
+    .ok()?;
+    a.ui.videos.append_child(&v).ok()?;
+    v.dyn_into().ok()
+}
+
+/// Keeps `call` as a leg beside the current call and carries out `out`.
+fn start_leg(app: &Shared, call: Call, out: Vec<Output>) {
+    let peer = call.view().peer.clone();
+    let video = leg_video(app, &peer);
+    let generation = {
+        let mut a = app.borrow_mut();
+        let generation = a.next_generation();
+        a.legs.push(Line::new(call, generation, video));
+        generation
+    };
+    carry_out_gen(app, generation, out);
+    render(app);
+}
+
+/// `leg`: the group grew, and this device commits to a fresh certificate for a
+/// leg with `peer`, whose device offers next.
+pub(crate) fn leg(app: &Shared, call_id: CallId, peer: &str, mode: CallMode) {
+    let wish = app.borrow().wish();
+    let (call, out) = Call::join(call_id, peer, mode, None, wish, dom::now_ms());
+    start_leg(app, call, out);
+}
+
+/// `new-leg` for a call this tab does not have, in a group call: a member
+/// joined; this device offers to them.
+pub(crate) fn new_member(app: &Shared, call_id: CallId, peer: &str, commit: Commitment) {
+    let wish = app.borrow().wish();
+    let (call, out) = Call::new_leg(
+        call_id,
+        peer,
+        CallMode::Standard,
+        commit,
+        wish,
+        dom::now_ms(),
+    );
+    start_leg(app, call, out);
+}
+
+/// "Add to call": calls `to` into the current call.
+pub(crate) fn add(app: &Shared, to: &str) {
+    let id = {
+        let a = app.borrow();
+        a.call
+            .as_ref()
+            .filter(|c| {
+                c.view().phase == Phase::Connected && c.view().mode == Some(CallMode::Standard)
+            })
+            .and_then(|c| c.id().cloned())
+    };
+    let Some(id) = id else {
+        app.borrow()
+            .notice("People can be added to a standard call once it is connected.");
+        return;
+    };
+    let wish = app.borrow().wish();
+    let (call, out) = Call::outgoing_add(to, id, wish, dom::now_ms());
+    start_leg(app, call, out);
+}
+
+/// `group`: who is in this user's group call now. A call held for a
+/// consultation that was just merged is a leg from now on.
+pub(crate) fn members(app: &Shared, members: Vec<String>) {
+    let held = {
+        let mut a = app.borrow_mut();
+        // Two people are a call, not a group (the relay says so last).
+        a.group = if members.len() > 2 {
+            members
+        } else {
+            Vec::new()
+        };
+        a.held.take()
+    };
+    if let Some(mut line) = held {
+        line.video = leg_video(app, &line.call.view().peer.clone());
+        if let (Some(peer), Some(video)) = (&line.peer, &line.video) {
+            peer.show(video, None);
+        }
+        app.borrow_mut().legs.push(line);
+    }
+    render(app);
+}
+
+/// Whether a relay message is for one of the legs; feeds it there if so.
+pub(crate) fn route(app: &Shared, msg: &RelayMsg) -> bool {
+    let generation = app
+        .borrow()
+        .legs
+        .iter()
+        .find(|l| l.call.concerns(msg))
+        .map(|l| l.generation);
+    match generation {
+        Some(g) => {
+            feed_leg(app, g, Input::Relay(msg.clone()));
+            true
+        }
+        None => false,
+    }
+}
+
+/// Feeds leg `generation` and carries out what it says; a leg that ended is
+/// let go (its connection closes, its video goes).
+pub(crate) fn feed_leg(app: &Shared, generation: u32, input: Input) {
+    let out = {
+        let mut a = app.borrow_mut();
+        let now = dom::now_ms();
+        let Some(line) = a.legs.iter_mut().find(|l| l.generation == generation) else {
+            return;
+        };
+        line.call.handle(input, now)
+    };
+    carry_out_gen(app, generation, out);
+    let ended = {
+        let mut a = app.borrow_mut();
+        let at = a
+            .legs
+            .iter()
+            .position(|l| l.generation == generation && l.call.is_ended());
+        at.map(|i| a.legs.remove(i))
+    };
+    if let Some(line) = ended {
+        if let Some(v) = &line.video {
+            v.remove();
+        }
+        if let Phase::Ended(e) = &line.call.view().phase {
+            let a = app.borrow();
+            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            a.notice(&texts::ending(e, &line.call.view().peer, &me));
+        }
+        crate::app::load_history(app);
+    }
+    render(app);
+}
+
+/// Input for every leg (time, the relay connection, hanging up).
+pub(crate) fn feed_all(app: &Shared, input: &Input) {
+    let gens: Vec<u32> = app.borrow().legs.iter().map(|l| l.generation).collect();
+    for g in gens {
+        feed_leg(app, g, input.clone());
+    }
+}
+
+/// The current call ended: a leg that is up takes its place (its media in the
+/// main video), so the person stays in the group call.
+pub(crate) fn promote(app: &Shared) -> bool {
+    let mut a = app.borrow_mut();
+    let Some(at) = a
+        .legs
+        .iter()
+        .position(|l| l.call.view().phase == Phase::Connected)
+        .or_else(|| (!a.legs.is_empty()).then_some(0))
+    else {
+        return false;
+    };
+    let line = a.legs.remove(at);
+    if let Some(v) = &line.video {
+        v.remove();
+    }
+    a.install(line);
+    let a = &*a;
+    if let Some(peer) = &a.peer {
+        peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
+    }
+    true
+}
+
+/// A relay error about the call an add or a consultation was placed beside,
+/// while that call is not placed yet: it was refused.
+pub(crate) fn refused_before_placed(app: &Shared, msg: &RelayMsg) -> bool {
+    let RelayMsg::Error {
+        call_id: Some(id), ..
+    } = msg
+    else {
+        return false;
+    };
+    let generation = app
+        .borrow()
+        .legs
+        .iter()
+        .find(|l| l.call.awaits_placing(id))
+        .map(|l| l.generation);
+    if let Some(g) = generation {
+        feed_leg(app, g, Input::Relay(msg.clone()));
+        return true;
+    }
+    let current = app
+        .borrow()
+        .call
+        .as_ref()
+        .is_some_and(|c| c.awaits_placing(id));
+    if current {
+        crate::calling::feed(app, Input::Relay(msg.clone()));
+    }
+    current
+}
