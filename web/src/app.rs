@@ -322,81 +322,27 @@ fn on(
     Ok(())
 }
 
-fn user_action(app: &Shared, target: &web_sys::Element, action: UserAction) -> Result<(), JsValue> {
-    on(app, target, "click", move |a, _| {
-        feed(a, Input::User(action))
-    })
-}
-
-/// Registers the listeners of the static UI.
+/// Registers the listeners of the static UI: the forms, the switch, hovering
+/// the shield, and one click listener on the page for every button, which acts
+/// on the `data-testid` (or `data-call`, `data-feature`) of what was clicked. One
+/// listener instead of one per button keeps the bundle small: each listener is
+/// a closure of its own in the Wasm.
 fn wire(app: &Shared) -> Result<(), JsValue> {
-    let ui = {
+    let (root, login_form, toggle, indicator, pickup_form, transfer_form) = {
         let a = app.borrow();
         let u = &a.ui;
         (
+            u.root.clone(),
             u.login_form.clone(),
-            // Contacts and history: their "Call" buttons carry `data-call`.
-            u.home.clone(),
             u.e2ee_toggle.clone(),
-            u.signout.clone(),
-            u.settings_button.clone(),
-            u.notice.clone(),
             u.indicator.clone(),
-            u.mute.clone(),
-            u.camera.clone(),
-            u.call_close.clone(),
-            u.features.clone(),
-            u.move_here.clone(),
             u.pickup_form.clone(),
             u.transfer_form.clone(),
-            u.transfer_consult.clone(),
-            u.complete_transfer.clone(),
-            u.merge.clone(),
-            u.transfer_add.clone(),
-            [
-                (
-                    u.root.query_selector("[data-testid=incoming-accept]")?,
-                    UserAction::Accept,
-                ),
-                (
-                    u.root.query_selector("[data-testid=incoming-decline]")?,
-                    UserAction::Decline,
-                ),
-                (Some(u.hangup.clone()), UserAction::Hangup),
-                (Some(u.codes_match.clone()), UserAction::CodesMatch),
-                (Some(u.codes_differ.clone()), UserAction::CodesDiffer),
-            ],
         )
     };
-    let (
-        login_form,
-        home,
-        toggle,
-        signout,
-        settings,
-        notice,
-        indicator,
-        mute,
-        camera,
-        close,
-        features,
-        move_here,
-        pickup_form,
-        transfer_form,
-        transfer_consult,
-        complete_transfer,
-        merge,
-        transfer_add,
-        actions,
-    ) = ui;
     on(app, &login_form, "submit", |a, e| {
         e.prevent_default();
         login(a);
-    })?;
-    on(app, &home, "click", |a, e| {
-        if let Some((_, user)) = dom::closest_attr(e.target(), "data-call") {
-            place_call(a, &user);
-        }
     })?;
     on(app, &toggle, "change", |a, e| {
         let checked = e
@@ -407,41 +353,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         // Show the stored value until the relay confirms the change.
         render_settings(&a.borrow());
     })?;
-    on(app, &signout, "click", |a, _| sign_out(a))?;
-    let notify = app.borrow().ui.notify_button.clone();
-    on(app, &notify, "click", |a, _| {
-        let a = a.clone();
-        spawn_local(async move {
-            // The browser asks the person; whatever they answer is shown.
-            let _ = crate::alert::ask_permission().await;
-            crate::render::render_notify(&a.borrow());
-        });
-    })?;
-    on(app, &settings, "click", |a, _| {
-        {
-            let mut app = a.borrow_mut();
-            app.settings_open = !app.settings_open;
-        }
-        render(a);
-    })?;
-    on(app, &notice, "click", |a, e| {
-        if dom::closest_attr(e.target(), "data-testid")
-            .is_some_and(|(_, id)| id == "notice-dismiss")
-        {
-            a.borrow().notice("");
-        }
-    })?;
     // Hovering shows the panel; a click (or Enter) pins it open or closes it.
-    on(app, &indicator, "click", |a, _| {
-        let app = a.borrow();
-        let pin = app.ui.indicator.get_attribute("data-pinned").as_deref() != Some("true");
-        dom::attr(
-            &app.ui.indicator,
-            "data-pinned",
-            if pin { "true" } else { "false" },
-        );
-        set_panel(&app, pin);
-    })?;
     on(app, &indicator, "mouseenter", |a, _| {
         set_panel(&a.borrow(), true)
     })?;
@@ -451,77 +363,11 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             set_panel(&app, false);
         }
     })?;
-    for (button, audio) in [(mute, true), (camera, false)] {
-        on(app, &button.clone(), "click", move |a, _| {
-            let app = a.borrow();
-            if let Some(peer) = &app.peer {
-                let on = peer.toggle(audio);
-                let label = match (audio, on) {
-                    (true, true) => "Mute",
-                    (true, false) => "Unmute",
-                    (false, true) => "Camera off",
-                    (false, false) => "Camera on",
-                };
-                // The label sits beside the button's icon.
-                match button.query_selector("span") {
-                    Ok(Some(span)) => text(&span, label),
-                    _ => text(&button, label),
-                }
-                let _ = button.set_attribute("aria-pressed", if on { "false" } else { "true" });
-            }
-        })?;
-    }
-    on(app, &close, "click", |a, _| {
-        {
-            let mut app = a.borrow_mut();
-            if !app.call_active() {
-                app.call = None;
-            }
-        }
-        render(a);
-    })?;
-    on(app, &move_here, "click", |a, _| {
-        crate::calling::move_here(a)
-    })?;
     on(app, &transfer_form, "submit", |a, e| {
         e.prevent_default();
-        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
-        show(&a.borrow().ui.transfer_form, false);
-        dom::clear(&a.borrow().ui.transfer_to);
-        feed(a, Input::TransferTo(to));
-    })?;
-    on(app, &transfer_consult, "click", |a, _| {
-        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
-        if to.is_empty() {
-            return;
+        if let Some(to) = take_person(a) {
+            feed(a, Input::TransferTo(to));
         }
-        show(&a.borrow().ui.transfer_form, false);
-        dom::clear(&a.borrow().ui.transfer_to);
-        let held = a
-            .borrow()
-            .call
-            .as_ref()
-            .is_some_and(|c| c.view().hold.by_me);
-        if held {
-            crate::calling::consult(a, &to);
-        } else {
-            // Hold first; the consultation starts when the relay confirms it.
-            a.borrow_mut().pending_consult = Some(to);
-            feed(a, Input::User(UserAction::Hold));
-        }
-    })?;
-    on(app, &complete_transfer, "click", |a, _| {
-        crate::calling::complete_transfer(a)
-    })?;
-    on(app, &merge, "click", |a, _| crate::calling::merge(a))?;
-    on(app, &transfer_add, "click", |a, _| {
-        let to = dom::value(&a.borrow().ui.transfer_to).trim().to_string();
-        if to.is_empty() {
-            return;
-        }
-        show(&a.borrow().ui.transfer_form, false);
-        dom::clear(&a.borrow().ui.transfer_to);
-        crate::group::add(a, &to);
     })?;
     on(app, &pickup_form, "submit", |a, e| {
         e.prevent_default();
@@ -533,55 +379,170 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
                 .notice("A pickup code is two digits, from 10 to 99."),
         }
     })?;
-    on(app, &features, "click", |a, e| {
+    on(app, &root, "click", |a, e| {
+        // Contacts and history: their "Call" buttons carry `data-call`.
+        if let Some((_, user)) = dom::closest_attr(e.target(), "data-call") {
+            place_call(a, &user);
+            return;
+        }
         if let Some((_, f)) = dom::closest_attr(e.target(), "data-feature") {
-            let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
-            if feature == Some(CallFeature::Merge) {
-                crate::calling::merge(a);
-                return;
-            }
-            if matches!(
-                feature,
-                Some(CallFeature::Transfer | CallFeature::AddParticipant)
-            ) {
-                let app = a.borrow();
-                let open = app.ui.transfer_form.has_attribute("hidden");
-                show(&app.ui.transfer_form, open);
-                return;
-            }
-            if feature == Some(CallFeature::Park) {
-                feed(a, Input::User(UserAction::Park));
-                return;
-            }
-            if feature == Some(CallFeature::Hold) {
-                // Hold goes through the call machine, which knows the state.
-                let held = a
-                    .borrow()
-                    .call
-                    .as_ref()
-                    .is_some_and(|c| c.view().hold.by_me);
-                let action = if held {
-                    UserAction::Unhold
-                } else {
-                    UserAction::Hold
-                };
-                feed(a, Input::User(action));
-                return;
-            }
-            let mut app = a.borrow_mut();
-            if let (Some(feature), Some(call_id)) =
-                (feature, app.call.as_ref().and_then(|c| c.id().cloned()))
+            feature(a, &f);
+            return;
+        }
+        let Some((el, id)) = dom::closest_attr(e.target(), "data-testid") else {
+            return;
+        };
+        if el.has_attribute("disabled") {
+            return;
+        }
+        clicked(a, &id);
+    })?;
+    Ok(())
+}
+
+/// A click on the element with `data-testid` `id`.
+fn clicked(a: &Shared, id: &str) {
+    let action = match id {
+        "incoming-accept" => Some(UserAction::Accept),
+        "incoming-decline" => Some(UserAction::Decline),
+        "hangup" => Some(UserAction::Hangup),
+        "codes-match" => Some(UserAction::CodesMatch),
+        "codes-differ" => Some(UserAction::CodesDiffer),
+        _ => None,
+    };
+    if let Some(action) = action {
+        feed(a, Input::User(action));
+        return;
+    }
+    match id {
+        "signout" => sign_out(a),
+        "open-settings" => {
             {
+                let mut app = a.borrow_mut();
+                app.settings_open = !app.settings_open;
+            }
+            render(a);
+        }
+        "settings-notify" => {
+            let a = a.clone();
+            spawn_local(async move {
+                // The browser asks the person; whatever they answer is shown.
+                let _ = crate::alert::ask_permission().await;
+                crate::render::render_notify(&a.borrow());
+            });
+        }
+        "notice-dismiss" => a.borrow().notice(""),
+        "e2ee-indicator" => {
+            let app = a.borrow();
+            let pin = app.ui.indicator.get_attribute("data-pinned").as_deref() != Some("true");
+            dom::attr(
+                &app.ui.indicator,
+                "data-pinned",
+                if pin { "true" } else { "false" },
+            );
+            set_panel(&app, pin);
+        }
+        "mute" | "camera" => toggle_media(&a.borrow(), id == "mute"),
+        "call-close" => {
+            {
+                let mut app = a.borrow_mut();
+                if !app.call_active() {
+                    app.call = None;
+                }
+            }
+            render(a);
+        }
+        "move-here" => crate::calling::move_here(a),
+        "transfer-consult" => {
+            let Some(to) = take_person(a) else { return };
+            let held = a
+                .borrow()
+                .call
+                .as_ref()
+                .is_some_and(|c| c.view().hold.by_me);
+            if held {
+                crate::calling::consult(a, &to);
+            } else {
+                // Hold first; the consultation starts when the relay confirms it.
+                a.borrow_mut().pending_consult = Some(to);
+                feed(a, Input::User(UserAction::Hold));
+            }
+        }
+        "transfer-add" => {
+            if let Some(to) = take_person(a) {
+                crate::group::add(a, &to);
+            }
+        }
+        "complete-transfer" => crate::calling::complete_transfer(a),
+        "merge-calls" => crate::calling::merge(a),
+        _ => {}
+    }
+}
+
+/// The person typed in the transfer form (the form closes and clears).
+fn take_person(a: &Shared) -> Option<String> {
+    let app = a.borrow();
+    let to = dom::value(&app.ui.transfer_to).trim().to_string();
+    if to.is_empty() {
+        return None;
+    }
+    show(&app.ui.transfer_form, false);
+    dom::clear(&app.ui.transfer_to);
+    Some(to)
+}
+
+/// Mute or camera off (and back) on the current call.
+fn toggle_media(app: &App, audio: bool) {
+    let Some(peer) = &app.peer else { return };
+    let button = if audio { &app.ui.mute } else { &app.ui.camera };
+    let on = peer.toggle(audio);
+    let label = match (audio, on) {
+        (true, true) => "Mute",
+        (true, false) => "Unmute",
+        (false, true) => "Camera off",
+        (false, false) => "Camera on",
+    };
+    // The label sits beside the button's icon.
+    match button.query_selector("span") {
+        Ok(Some(span)) => text(&span, label),
+        _ => text(button, label),
+    }
+    dom::attr(button, "aria-pressed", if on { "false" } else { "true" });
+}
+
+/// A click on a call feature of the menu.
+fn feature(a: &Shared, f: &str) {
+    let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
+    match feature {
+        Some(CallFeature::Merge) => crate::calling::merge(a),
+        Some(CallFeature::Transfer | CallFeature::AddParticipant) => {
+            let app = a.borrow();
+            let open = app.ui.transfer_form.has_attribute("hidden");
+            show(&app.ui.transfer_form, open);
+        }
+        Some(CallFeature::Park) => feed(a, Input::User(UserAction::Park)),
+        Some(CallFeature::Hold) => {
+            // Hold goes through the call machine, which knows the state.
+            let held = a
+                .borrow()
+                .call
+                .as_ref()
+                .is_some_and(|c| c.view().hold.by_me);
+            let action = if held {
+                UserAction::Unhold
+            } else {
+                UserAction::Hold
+            };
+            feed(a, Input::User(action));
+        }
+        Some(feature) => {
+            let mut app = a.borrow_mut();
+            if let Some(call_id) = app.call.as_ref().and_then(|c| c.id().cloned()) {
                 app.send(ClientMsg::Feature { call_id, feature });
             }
         }
-    })?;
-    for (el, action) in actions {
-        if let Some(el) = el {
-            user_action(app, &el, action)?;
-        }
+        None => {}
     }
-    Ok(())
 }
 
 fn set_panel(app: &App, open: bool) {
@@ -989,9 +950,9 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 render(app);
                 return;
             }
-            if crate::group::route(app, &other) {
+            let Err(other) = crate::group::route(app, other) else {
                 return;
-            }
+            };
             match other {
                 // An invite we gave up on before the relay answered.
                 RelayMsg::Calling { call_id, .. } => {
@@ -1053,13 +1014,16 @@ fn on_error(app: &Shared, msg: RelayMsg) {
         let pickup_pending = call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
         (held, leg, stale, pickup_pending)
     };
+    let named = call_id.is_some();
     // An add or a consultation refused before it was placed ends.
-    if crate::group::refused_before_placed(app, &msg) {
-    } else if leg {
-        crate::group::route(app, &msg);
+    let Err(msg) = crate::group::refused_before_placed(app, msg) else {
+        return;
+    };
+    if leg {
+        let _ = crate::group::route(app, msg);
     } else if held {
         crate::calling::feed_held(app, Input::Relay(msg));
-    } else if !stale && (call_id.is_some() || pickup_pending) {
+    } else if !stale && (named || pickup_pending) {
         // The call learns that what it asked was refused (a pending hold).
         feed(app, Input::Relay(msg));
     }

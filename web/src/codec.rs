@@ -164,7 +164,7 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             message: req_str(&v, "message")?,
             call_id: opt_str(&v, "call_id")?.map(CallId),
         },
-        other => return Err(format!("unknown message type {other:?}")),
+        other => return Err(format!("unknown message type \"{other}\"")),
     })
 }
 
@@ -228,7 +228,7 @@ fn pick<T: Copy>(name: &str, table: &[(&str, T)]) -> Result<T, String> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, t)| *t)
-        .ok_or_else(|| format!("unknown value {name:?}"))
+        .ok_or_else(|| format!("unknown value \"{name}\""))
 }
 
 fn missing(key: &str) -> String {
@@ -348,7 +348,7 @@ fn setting(v: &JsValue) -> Result<E2eeSetting, String> {
                 .map(|r| u32::try_from(r).map_err(|_| missing("rank")))
                 .transpose()?,
         },
-        other => return Err(format!("unknown policy source {other:?}")),
+        other => return Err(format!("unknown policy source \"{other}\"")),
     };
     Ok(E2eeSetting {
         enabled: req_bool(v, "enabled")?,

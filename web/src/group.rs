@@ -112,20 +112,20 @@ pub(crate) fn members(app: &Shared, members: Vec<String>) {
     render(app);
 }
 
-/// Whether a relay message is for one of the legs; feeds it there if so.
-pub(crate) fn route(app: &Shared, msg: &RelayMsg) -> bool {
+/// Feeds a relay message to the leg it is about; gives it back if none is.
+pub(crate) fn route(app: &Shared, msg: RelayMsg) -> Result<(), RelayMsg> {
     let generation = app
         .borrow()
         .legs
         .iter()
-        .find(|l| l.call.concerns(msg))
+        .find(|l| l.call.concerns(&msg))
         .map(|l| l.generation);
     match generation {
         Some(g) => {
-            feed_leg(app, g, Input::Relay(msg.clone()));
-            true
+            feed_leg(app, g, Input::Relay(msg));
+            Ok(())
         }
-        None => false,
+        None => Err(msg),
     }
 }
 
@@ -196,13 +196,14 @@ pub(crate) fn promote(app: &Shared) -> bool {
 }
 
 /// A relay error about the call an add or a consultation was placed beside,
-/// while that call is not placed yet: it was refused.
-pub(crate) fn refused_before_placed(app: &Shared, msg: &RelayMsg) -> bool {
+/// while that call is not placed yet: it was refused, and it ends. Gives the
+/// message back if it is not such an error.
+pub(crate) fn refused_before_placed(app: &Shared, msg: RelayMsg) -> Result<(), RelayMsg> {
     let RelayMsg::Error {
         call_id: Some(id), ..
-    } = msg
+    } = &msg
     else {
-        return false;
+        return Err(msg);
     };
     let generation = app
         .borrow()
@@ -211,16 +212,17 @@ pub(crate) fn refused_before_placed(app: &Shared, msg: &RelayMsg) -> bool {
         .find(|l| l.call.awaits_placing(id))
         .map(|l| l.generation);
     if let Some(g) = generation {
-        feed_leg(app, g, Input::Relay(msg.clone()));
-        return true;
+        feed_leg(app, g, Input::Relay(msg));
+        return Ok(());
     }
     let current = app
         .borrow()
         .call
         .as_ref()
         .is_some_and(|c| c.awaits_placing(id));
-    if current {
-        crate::calling::feed(app, Input::Relay(msg.clone()));
+    if !current {
+        return Err(msg);
     }
-    current
+    crate::calling::feed(app, Input::Relay(msg));
+    Ok(())
 }

@@ -245,11 +245,10 @@ pub(crate) fn render_call(a: &App) {
                 _ if !v.group.is_empty() => format!(
                     "{} is adding you to a call with {} ({mode}).",
                     a.shown(&v.peer),
-                    v.group
-                        .iter()
-                        .map(|u| a.shown(u))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    v.group.iter().map(|u| a.shown(u)).fold(
+                        String::new(),
+                        |s, u| if s.is_empty() { u } else { s + ", " + &u }
+                    )
                 ),
                 Some(by) => format!(
                     "{} is calling ({mode}), transferred by {}.",
@@ -280,9 +279,12 @@ pub(crate) fn render_call(a: &App) {
     dom::attr(&ui.indicator, "aria-label", label);
     text(&ui.indicator_label, label);
     // A group call names everyone this tab is connected with.
-    let mut peers = vec![a.shown(&v.peer)];
-    peers.extend(a.legs.iter().map(|l| a.shown(&l.call.view().peer)));
-    text(&ui.call_peer, &peers.join(", "));
+    let mut peers = a.shown(&v.peer);
+    for l in &a.legs {
+        peers.push_str(", ");
+        peers.push_str(&a.shown(&l.call.view().peer));
+    }
+    text(&ui.call_peer, &peers);
     render_group_codes(a);
     dom::attr(&ui.call_state, "data-state", texts::phase_name(&v.phase));
     text(&ui.call_state, texts::phase_name(&v.phase));

@@ -185,7 +185,8 @@ fn a_member_who_leaves_ends_only_their_legs() {
             call_id: ab.clone(),
             on,
         };
-        hub.call_msg(t, alice.id, ALICE, hold).expect("a 1:1 call holds");
+        hub.call_msg(t, alice.id, ALICE, hold)
+            .expect("a 1:1 call holds");
     }
     alice.take();
     bob.take();
