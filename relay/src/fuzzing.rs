@@ -445,6 +445,7 @@ impl Harness {
         if let Some(id) = call_id_mut(&mut msg) {
             self.resolve(id);
         }
+        let merge = matches!(msg, ClientMsg::Merge { .. });
         let result = match msg {
             // Answered by the connection itself.
             ClientMsg::Hello { .. } | ClientMsg::Ping { .. } => Ok(()),
@@ -464,37 +465,13 @@ impl Harness {
                 self.invite(dev, user, &to, kind, Some(call_id));
                 Ok(())
             }
-            // `Conn::consult_transfer`: the decision for the two it would join.
-            ClientMsg::ConsultTransfer {
-                call_id,
-                mut consult,
-            } => {
-                self.resolve(&mut consult);
-                let pair = self.hub.consult_pair(&call_id, &consult, name);
-                let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
-                let r = self
-                    .hub
-                    .consult_transfer(self.now, dev, name, &call_id, &consult, decision);
-                // The one consulted is now in the held call.
-                if let (Ok(()), Some((_, target))) = (&r, &pair)
-                    && let Some(t) = user_index(target).filter(|&t| t < USERS.len())
-                {
-                    self.known[t].insert(call_id.0.clone());
-                }
-                r
+            // `Conn::consult_transfer` (and with `merge`): the decision for the
+            // two it would join.
+            ClientMsg::ConsultTransfer { call_id, consult }
+            | ClientMsg::Merge { call_id, consult } => {
+                self.consult_transfer(dev, name, kind, &call_id, consult, merge)
             }
             msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
-            // `Conn::consult_transfer` with `merge`.
-            ClientMsg::Merge {
-                call_id,
-                mut consult,
-            } => {
-                self.resolve(&mut consult);
-                let pair = self.hub.consult_pair(&call_id, &consult, name);
-                let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
-                self.hub
-                    .merge(self.now, dev, name, &call_id, &consult, decision)
-            }
             // `Conn::add`: a newcomer who is an account, a decision with each member.
             ClientMsg::Add { call_id, to } => match user_index(&to) {
                 Some(t) if t < USERS.len() && self.accounts.contains(&to) => {
@@ -646,6 +623,29 @@ impl Harness {
             None => self
                 .hub
                 .invite(self.now, dev, caller, &callee, decision, id),
+        }
+    }
+
+    /// `Conn::consult_transfer`: the decision for the two people it would join
+    /// (or merge), then the hub.
+    fn consult_transfer(
+        &mut self,
+        dev: DeviceId,
+        name: &str,
+        kind: u8,
+        held: &CallId,
+        mut consult: CallId,
+        merge: bool,
+    ) -> Result<(), crate::hub::WireError> {
+        self.resolve(&mut consult);
+        let pair = self.hub.consult_pair(held, &consult, name);
+        let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
+        if merge {
+            self.hub
+                .merge(self.now, dev, name, held, &consult, decision)
+        } else {
+            self.hub
+                .consult_transfer(self.now, dev, name, held, &consult, decision)
         }
     }
 

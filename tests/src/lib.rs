@@ -881,6 +881,19 @@ pub async fn connect_verified(
     Ok(code_a)
 }
 
+/// Waits until `b`'s call is connected and shows a security code; returns it.
+pub async fn connected_with_code(b: &Browser) -> Result<String> {
+    b.wait_testid_attr("call-state", "data-state", "connected")
+        .await?;
+    b.wait_js(
+        "a security code in the panel",
+        "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
+        vec![],
+    )
+    .await?;
+    b.text("security-code").await
+}
+
 /// `who` hangs up; the call ends on both sides.
 pub async fn hang_up(who: &Browser, other: &Browser) -> Result<()> {
     who.click("hangup").await?;

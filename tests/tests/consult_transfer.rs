@@ -6,19 +6,7 @@
 //! end, Carol's browser joins Alice's call without ringing, and the two connect
 //! afresh with a new code they both see.
 
-use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
-
-async fn connected_with_code(b: &Browser) -> anyhow::Result<String> {
-    b.wait_testid_attr("call-state", "data-state", "connected")
-        .await?;
-    b.wait_js(
-        "a security code in the panel",
-        "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
-        vec![],
-    )
-    .await?;
-    b.text("security-code").await
-}
+use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
 
 /// Bob asks to consult `to` from the transfer form ("Consult first").
 async fn consult(bob: &Browser, to: &str) -> anyhow::Result<()> {

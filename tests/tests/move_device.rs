@@ -4,7 +4,7 @@
 //! new security code (not verified), media flows both ways on the new leg, and
 //! the laptop can take the call back.
 
-use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
 
 #[tokio::test]
 async fn a_standard_call_moves_to_the_users_other_device() -> anyhow::Result<()> {
@@ -60,15 +60,7 @@ async fn a_standard_call_moves_to_the_users_other_device() -> anyhow::Result<()>
         // side, a new code on both, equal, not yet verified, media both ways.
         let mut second = Vec::new();
         for b in [&alice, &phone] {
-            b.wait_testid_attr("call-state", "data-state", "connected")
-                .await?;
-            b.wait_js(
-                "a security code in the panel",
-                "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
-                vec![],
-            )
-            .await?;
-            second.push(b.text("security-code").await?);
+            second.push(connected_with_code(b).await?);
             anyhow::ensure!(!b.visible("verified").await?, "{}: verified", b.name);
         }
         anyhow::ensure!(second[0] == second[1], "codes differ: {second:?}");

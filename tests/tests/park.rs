@@ -3,7 +3,7 @@
 //! code and picks it up. Alice's browser connects afresh to Carol's: equal new
 //! codes on both, media both ways; Bob's call is over.
 
-use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
 
 #[tokio::test]
 async fn a_parked_call_is_picked_up_with_its_code() -> anyhow::Result<()> {
@@ -63,15 +63,7 @@ async fn a_parked_call_is_picked_up_with_its_code() -> anyhow::Result<()> {
         carol.click("pickup-submit").await?;
         let mut codes = Vec::new();
         for b in [&alice, &carol] {
-            b.wait_testid_attr("call-state", "data-state", "connected")
-                .await?;
-            b.wait_js(
-                "a security code in the panel",
-                "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
-                vec![],
-            )
-            .await?;
-            codes.push(b.text("security-code").await?);
+            codes.push(connected_with_code(b).await?);
         }
         anyhow::ensure!(
             is_code(&codes[0]) && codes[0] == codes[1],

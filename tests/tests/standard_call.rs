@@ -5,7 +5,7 @@
 //! Bob puts the call on hold: both see it and RTP stops both ways; he resumes and
 //! media flows again.
 
-use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
 
 #[tokio::test]
 async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow::Result<()> {
@@ -32,15 +32,7 @@ async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow
         for b in [&alice, &bob] {
             b.wait_testid_attr("e2ee-indicator", "data-state", "standard")
                 .await?;
-            b.wait_testid_attr("call-state", "data-state", "connected")
-                .await?;
-            b.wait_js(
-                "a security code in the panel",
-                "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
-                vec![],
-            )
-            .await?;
-            let code = b.text("security-code").await?;
+            let code = connected_with_code(b).await?;
             anyhow::ensure!(is_code(&code), "{}: code {code:?}", b.name);
             codes.push(code);
         }
@@ -62,7 +54,10 @@ async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow
         alice.wait_media_flowing().await?;
         bob.click("call-more").await?;
         bob.click("feature-hold").await?;
-        for (b, who) in [(&bob, "you put the call on hold"), (&alice, "the other person")] {
+        for (b, who) in [
+            (&bob, "you put the call on hold"),
+            (&alice, "the other person"),
+        ] {
             b.wait_visible("hold-status").await?;
             let line = b.text("hold-status").await?;
             anyhow::ensure!(line.contains(who), "{}: {line:?}", b.name);
@@ -77,7 +72,11 @@ async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow
         bob.click("feature-hold").await?;
         for b in [&alice, &bob] {
             b.wait_media_flowing().await?;
-            anyhow::ensure!(!b.visible("hold-status").await?, "{}: still on hold", b.name);
+            anyhow::ensure!(
+                !b.visible("hold-status").await?,
+                "{}: still on hold",
+                b.name
+            );
         }
 
         bob.click("hangup").await?;

@@ -4,25 +4,13 @@
 //! flows Alice↔Carol with a new code. Then Carol transfers Alice to Bob, who
 //! declines: Alice's browser rings Carol back.
 
-use shieldcall_e2e::{Browser, Driver, Relay, is_code, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
 
 async fn transfer(from: &Browser, to: &str) -> anyhow::Result<()> {
     from.click("call-more").await?;
     from.click("feature-transfer").await?;
     from.fill("transfer-to", to).await?;
     from.click("transfer-submit").await
-}
-
-async fn connected_with_code(b: &Browser) -> anyhow::Result<String> {
-    b.wait_testid_attr("call-state", "data-state", "connected")
-        .await?;
-    b.wait_js(
-        "a security code in the panel",
-        "const e = document.querySelector('[data-testid=\"security-code\"]'); return !!e && e.textContent.length > 0;",
-        vec![],
-    )
-    .await?;
-    b.text("security-code").await
 }
 
 #[tokio::test]

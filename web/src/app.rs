@@ -238,9 +238,14 @@ impl App {
         show(&self.ui.notice, !message.is_empty());
     }
 
-    /// Gives the current call a generation no call had before.
+    /// Gives the current call a generation no call had before, with an empty
+    /// command queue: a command of the call before may still be running, but
+    /// it acts on that call only (by generation), so it does not hold this
+    /// one's queue up.
     pub(crate) fn new_generation(&mut self) {
         self.generation = self.next_generation();
+        self.pc_queue.clear();
+        self.pc_busy = false;
     }
 
     /// A generation no call had before, for a call beside the current one.

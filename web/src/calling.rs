@@ -150,31 +150,31 @@ fn consult_when_held(app: &Shared) {
 /// "Transfer" during a consultation: joins the person on hold with the one
 /// consulted (`consult-transfer`); the relay then ends both calls here.
 pub(crate) fn complete_transfer(app: &Shared) {
-    let mut a = app.borrow_mut();
-    let held = a.held.as_ref().and_then(|l| l.call.id().cloned());
-    let consult = a
-        .call
-        .as_ref()
-        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == held.as_ref())
-        .and_then(|c| c.id().cloned());
-    if let (Some(call_id), Some(consult)) = (held, consult) {
-        a.send(shieldcall_proto::ClientMsg::ConsultTransfer { call_id, consult });
+    if let Some((call_id, consult)) = consultation(app) {
+        let msg = shieldcall_proto::ClientMsg::ConsultTransfer { call_id, consult };
+        app.borrow_mut().send(msg);
     }
 }
 
 /// "Merge" during a consultation: the held call and this one become one group
 /// call (`merge`); the relay then says who is in it (`group`).
 pub(crate) fn merge(app: &Shared) {
-    let mut a = app.borrow_mut();
-    let held = a.held.as_ref().and_then(|l| l.call.id().cloned());
+    if let Some((call_id, consult)) = consultation(app) {
+        let msg = shieldcall_proto::ClientMsg::Merge { call_id, consult };
+        app.borrow_mut().send(msg);
+    }
+}
+
+/// The held call and the connected consultation about it, if there are both.
+fn consultation(app: &Shared) -> Option<(CallId, CallId)> {
+    let a = app.borrow();
+    let held = a.held.as_ref().and_then(|l| l.call.id().cloned())?;
     let consult = a
         .call
         .as_ref()
-        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == held.as_ref())
-        .and_then(|c| c.id().cloned());
-    if let (Some(call_id), Some(consult)) = (held, consult) {
-        a.send(shieldcall_proto::ClientMsg::Merge { call_id, consult });
-    }
+        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == Some(&held))
+        .and_then(|c| c.id().cloned())?;
+    Some((held, consult))
 }
 
 /// The current call is over and a call was held for it: the held call is

@@ -7,131 +7,170 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Element, HtmlMediaElement};
 
-/// Handles on the elements the app updates.
-#[derive(Debug)]
-pub struct Ui {
-    /// `#app`.
-    pub root: Element,
+/// Declares [`Ui`] from one list: each field, its doc, and the `data-testid`
+/// of its element, so the struct, the lookups and the construction cannot drift.
+macro_rules! elements {
+    ($($(#[$doc:meta])* $field:ident = $id:literal,)*) => {
+        /// Handles on the elements the app updates.
+        #[derive(Debug)]
+        pub struct Ui {
+            /// `#app`.
+            pub root: Element,
+            /// Remote video.
+            pub remote_video: HtmlMediaElement,
+            /// Local video.
+            pub local_video: HtmlMediaElement,
+            $($(#[$doc])* pub $field: Element,)*
+        }
+
+        /// The `data-testid` of each plain element of [`Ui`], in field order.
+        const IDS: &[&str] = &[$($id),*];
+
+        impl Ui {
+            /// Builds the page inside `#app`.
+            pub fn build(root: Element) -> Result<Self, JsValue> {
+                root.set_inner_html(TEMPLATE);
+                // Every element is looked up first, then the struct is built
+                // without an early return inside it: a `?` per field made the
+                // compiler write the drops of every field before it, quadratic
+                // in the fields (27 KB of the bundle).
+                let mut found = Vec::with_capacity(IDS.len());
+                for id in IDS {
+                    found.push(find(&root, id)?);
+                }
+                let [$($field),*] = <[Element; IDS.len()]>::try_from(found)
+                    .map_err(|_| JsValue::from_str("ui: element count"))?;
+                let remote_video: HtmlMediaElement = find(&root, "remote-video")?.dyn_into()?;
+                let local_video: HtmlMediaElement = find(&root, "local-video")?.dyn_into()?;
+                local_video.set_muted(true);
+                Ok(Self {
+                    root,
+                    remote_video,
+                    local_video,
+                    $($field,)*
+                })
+            }
+        }
+    };
+}
+
+elements! {
     /// Header: who is signed in.
-    pub me: Element,
+    me = "me",
     /// Header: the admin link (admins only).
-    pub admin_link: Element,
+    admin_link = "admin-link",
     /// Header: settings and sign-out buttons.
-    pub settings_button: Element,
+    settings_button = "open-settings",
     /// Sign out.
-    pub signout: Element,
+    signout = "signout",
     /// "Signalling is reconnecting…".
-    pub relay_banner: Element,
+    relay_banner = "relay-status",
     /// Messages: refusals, failures, warnings.
-    pub notice: Element,
+    notice = "notice",
     /// Text of the notice.
-    pub notice_text: Element,
+    notice_text = "notice-text",
     /// Sign-in view.
-    pub login: Element,
+    login = "login",
     /// Sign-in form.
-    pub login_form: Element,
+    login_form = "login-form",
     /// User name input.
-    pub login_user: Element,
+    login_user = "login-user",
     /// Password input.
-    pub login_password: Element,
+    login_password = "login-password",
     /// Sign-in error.
-    pub login_error: Element,
+    login_error = "login-error",
     /// Contacts view.
-    pub home: Element,
+    home = "home",
     /// Contact list (`ul`).
-    pub contacts: Element,
+    contacts = "contacts",
     /// The call history's heading (with the number missed).
-    pub history_heading: Element,
+    history_heading = "history-heading",
     /// The call history (`ul`).
-    pub history: Element,
+    history = "history",
     /// Settings view.
-    pub settings: Element,
+    settings = "settings",
     /// The E2EE switch (checkbox).
-    pub e2ee_toggle: Element,
+    e2ee_toggle = "settings-e2ee-toggle",
     /// Which policy decides.
-    pub policy_line: Element,
+    policy_line = "settings-policy",
     /// Asks for permission to notify of incoming calls.
-    pub notify_button: Element,
+    notify_button = "settings-notify",
     /// What the browser says of notifications.
-    pub notify_state: Element,
+    notify_state = "settings-notify-state",
     /// Incoming call dialog.
-    pub incoming: Element,
+    incoming = "incoming",
     /// Who is calling.
-    pub incoming_text: Element,
+    incoming_text = "incoming-text",
     /// Call view.
-    pub call: Element,
+    call = "call",
     /// The shield (a button that opens the panel).
-    pub indicator: Element,
+    indicator = "e2ee-indicator",
     /// The shield's words.
-    pub indicator_label: Element,
+    indicator_label = "e2ee-label",
     /// Verification panel.
-    pub panel: Element,
+    panel = "e2ee-panel",
     /// Panel heading ("End-to-end encrypted", ...).
-    pub panel_title: Element,
+    panel_title = "e2ee-panel-title",
     /// The 20-digit code.
-    pub code: Element,
+    code = "security-code",
     /// DTLS version, cipher, SRTP profile, and how the certificates were checked.
-    pub dtls_line: Element,
+    dtls_line = "dtls-details",
     /// A standard call that this user's setting wanted end-to-end encrypted.
-    pub downgrade: Element,
+    downgrade = "downgrade-warning",
     /// "Verified" note.
-    pub verified: Element,
+    verified = "verified",
     /// "Codes match" / "Codes differ".
-    pub codes_match: Element,
+    codes_match = "codes-match",
     /// "Codes differ".
-    pub codes_differ: Element,
+    codes_differ = "codes-differ",
     /// Peer name in the call view.
-    pub call_peer: Element,
+    call_peer = "call-peer",
     /// `call-state`.
-    pub call_state: Element,
+    call_state = "call-state",
     /// Duration.
-    pub duration: Element,
+    duration = "call-duration",
     /// Both videos (hidden once the call is over).
-    pub videos: Element,
-    /// Remote video.
-    pub remote_video: HtmlMediaElement,
-    /// Local video.
-    pub local_video: HtmlMediaElement,
+    videos = "videos",
     /// Mute.
-    pub mute: Element,
+    mute = "mute",
     /// Camera off.
-    pub camera: Element,
+    camera = "camera",
     /// Hang up.
-    pub hangup: Element,
+    hangup = "hangup",
     /// Close the ended call view.
-    pub call_close: Element,
+    call_close = "call-close",
     /// Features E2EE turns off, shown greyed with the reason.
-    pub features: Element,
+    features = "call-features",
     /// "On hold", and who put the call on hold.
-    pub hold_status: Element,
+    hold_status = "hold-status",
     /// The bar for a call this user has on another device.
-    pub elsewhere: Element,
+    elsewhere = "elsewhere",
     /// Its sentence.
-    pub elsewhere_text: Element,
+    elsewhere_text = "elsewhere-text",
     /// "Move here".
-    pub move_here: Element,
+    move_here = "move-here",
     /// Why "Move here" is off (an E2EE call).
-    pub move_here_why: Element,
+    move_here_why = "move-here-why",
     /// "Pick up a parked call".
-    pub pickup_form: Element,
+    pickup_form = "pickup-form",
     /// Its code field.
-    pub pickup_code: Element,
+    pickup_code = "pickup-code",
     /// "Transfer to", opened by the transfer feature.
-    pub transfer_form: Element,
+    transfer_form = "transfer-form",
     /// Its user field.
-    pub transfer_to: Element,
+    transfer_to = "transfer-to",
     /// The bar for a call held during a consultation.
-    pub held: Element,
+    held = "held-call",
     /// Its sentence.
-    pub held_text: Element,
+    held_text = "held-text",
     /// "Transfer A to B": completes the consult transfer.
-    pub complete_transfer: Element,
+    complete_transfer = "complete-transfer",
     /// "Merge": the held call and the consultation become one group call.
-    pub merge: Element,
+    merge = "merge-calls",
     /// Each pair's code in a group call.
-    pub group_codes: Element,
+    group_codes = "group-codes",
     /// Admin view.
-    pub admin: Element,
+    admin = "admin",
 }
 
 /// The page's static markup. It holds no data: every text that comes from a user,
@@ -155,69 +194,6 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <section aria-labelledby="privacy-h" data-testid="settings" hidden><h2 id="privacy-h">Settings → Privacy</h2><label class="switch"><input type="checkbox" role="switch" data-testid="settings-e2ee-toggle"><span>End-to-end encrypted calls</span></label><p class="muted" data-testid="settings-policy"></p><p><button type="button" data-testid="settings-notify">Notify me of calls while this tab is in the background</button> <span class="muted" data-testid="settings-notify-state"></span></p><p class="muted">When both people have this on, calls are end-to-end encrypted and show a 20-digit code to compare. Hold, recording, captions, transfer, park, merge, moving to another device, adding people and voicemail are off in such calls.</p></section>
 <section class="admin" data-testid="admin" hidden></section>"#;
 
-/// The `data-testid` of each field of [`Ui`] that is a plain element, in the
-/// order `Ui::build` takes them.
-const IDS: [&str; 58] = [
-    "me",
-    "admin-link",
-    "open-settings",
-    "signout",
-    "relay-status",
-    "notice",
-    "notice-text",
-    "login",
-    "login-form",
-    "login-user",
-    "login-password",
-    "login-error",
-    "home",
-    "contacts",
-    "history-heading",
-    "history",
-    "settings",
-    "settings-e2ee-toggle",
-    "settings-policy",
-    "settings-notify",
-    "settings-notify-state",
-    "incoming",
-    "incoming-text",
-    "call",
-    "e2ee-indicator",
-    "e2ee-label",
-    "e2ee-panel",
-    "e2ee-panel-title",
-    "security-code",
-    "dtls-details",
-    "downgrade-warning",
-    "verified",
-    "codes-match",
-    "codes-differ",
-    "call-peer",
-    "call-state",
-    "call-duration",
-    "videos",
-    "mute",
-    "camera",
-    "hangup",
-    "call-close",
-    "call-features",
-    "hold-status",
-    "elsewhere",
-    "elsewhere-text",
-    "move-here",
-    "move-here-why",
-    "pickup-form",
-    "pickup-code",
-    "transfer-form",
-    "transfer-to",
-    "held-call",
-    "held-text",
-    "complete-transfer",
-    "merge-calls",
-    "group-codes",
-    "admin",
-];
-
 /// The element of `root` with `data-testid` `testid`. Not inlined: `Ui::build`
 /// calls it for every field, and inlined it made that one function 27 KB of
 /// the bundle.
@@ -229,145 +205,4 @@ fn find(root: &Element, testid: &str) -> Result<Element, JsValue> {
     selector.push_str("\"]");
     root.query_selector(&selector)?
         .ok_or_else(|| JsValue::from_str(testid))
-}
-
-impl Ui {
-    /// Builds the page inside `#app`.
-    pub fn build(root: Element) -> Result<Self, JsValue> {
-        root.set_inner_html(TEMPLATE);
-        // Every element is looked up first, then the struct is built without an
-        // early return inside it: a `?` per field made the compiler write the
-        // drops of every field before it, quadratic in the fields (27 KB).
-        let mut found = Vec::with_capacity(IDS.len());
-        for id in IDS {
-            found.push(find(&root, id)?);
-        }
-        let [
-            me,
-            admin_link,
-            settings_button,
-            signout,
-            relay_banner,
-            notice,
-            notice_text,
-            login,
-            login_form,
-            login_user,
-            login_password,
-            login_error,
-            home,
-            contacts,
-            history_heading,
-            history,
-            settings,
-            e2ee_toggle,
-            policy_line,
-            notify_button,
-            notify_state,
-            incoming,
-            incoming_text,
-            call,
-            indicator,
-            indicator_label,
-            panel,
-            panel_title,
-            code,
-            dtls_line,
-            downgrade,
-            verified,
-            codes_match,
-            codes_differ,
-            call_peer,
-            call_state,
-            duration,
-            videos,
-            mute,
-            camera,
-            hangup,
-            call_close,
-            features,
-            hold_status,
-            elsewhere,
-            elsewhere_text,
-            move_here,
-            move_here_why,
-            pickup_form,
-            pickup_code,
-            transfer_form,
-            transfer_to,
-            held,
-            held_text,
-            complete_transfer,
-            merge,
-            group_codes,
-            admin,
-        ] = <[Element; IDS.len()]>::try_from(found)
-            .map_err(|_| JsValue::from_str("ui: element count"))?;
-        let remote_video: HtmlMediaElement = find(&root, "remote-video")?.dyn_into()?;
-        let local_video: HtmlMediaElement = find(&root, "local-video")?.dyn_into()?;
-        local_video.set_muted(true);
-        Ok(Self {
-            me,
-            admin_link,
-            settings_button,
-            signout,
-            relay_banner,
-            notice,
-            notice_text,
-            login,
-            login_form,
-            login_user,
-            login_password,
-            login_error,
-            home,
-            contacts,
-            history_heading,
-            history,
-            settings,
-            e2ee_toggle,
-            policy_line,
-            notify_button,
-            notify_state,
-            incoming,
-            incoming_text,
-            call,
-            indicator,
-            indicator_label,
-            panel,
-            panel_title,
-            code,
-            dtls_line,
-            downgrade,
-            verified,
-            codes_match,
-            codes_differ,
-            call_peer,
-            call_state,
-            duration,
-            videos,
-            mute,
-            camera,
-            hangup,
-            call_close,
-            features,
-            hold_status,
-            elsewhere,
-            elsewhere_text,
-            move_here,
-            move_here_why,
-            pickup_form,
-            pickup_code,
-            transfer_form,
-            transfer_to,
-            held,
-            held_text,
-            complete_transfer,
-            merge,
-            group_codes,
-            admin,
-            remote_video,
-            local_video,
-            root,
-        })
-    }
 }

@@ -136,24 +136,9 @@ impl Hub {
         g.calls.insert(
             call_id.clone(),
             Call {
-                mode,
-                caller: caller.into(),
-                caller_dev: Some(dev),
-                callee: callee.into(),
-                callee_dev: None,
-                answered: false,
-                departures: 0,
-                held_by_caller: false,
-                held_by_callee: false,
-                park: None,
-                started_at: crate::store::unix_now(),
-                answered_at: None,
-                declined: false,
-                ring_timer: None,
-                grace_timer: None,
                 consult_of: beside.filter(|_| consult),
-                joining: None,
                 group: group.as_ref().map(|(gid, _)| *gid),
+                ..Call::new(mode, (caller, Some(dev)), (callee, None), None)
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -336,31 +321,15 @@ impl Hub {
                     (user.to_string(), dev, first.user.clone(), first.dev)
                 };
                 let now = g.now();
-                g.calls.insert(
-                    id.clone(),
-                    Call {
-                        mode,
-                        caller,
-                        caller_dev: Some(caller_dev),
-                        callee,
-                        callee_dev: Some(callee_dev),
-                        answered: true,
-                        departures: 0,
-                        held_by_caller: false,
-                        held_by_callee: false,
-                        park: None,
-                        // What the relay lost in its restart: the call is
-                        // recorded from its restore.
-                        started_at: crate::store::unix_now(),
-                        answered_at: Some(now),
-                        declined: false,
-                        ring_timer: None,
-                        grace_timer: None,
-                        consult_of: None,
-                        joining: None,
-                        group: None,
-                    },
+                // What the relay lost in its restart: the call is recorded
+                // from its restore.
+                let restored = Call::new(
+                    mode,
+                    (&caller, Some(caller_dev)),
+                    (&callee, Some(callee_dev)),
+                    Some(now),
                 );
+                g.calls.insert(id.clone(), restored);
                 g.in_call.insert(first.user.clone(), id.clone());
                 g.in_call.insert(user.into(), id.clone());
                 g.sync_presence(&first.user);

@@ -320,31 +320,8 @@ fn check_held(
     dev: DeviceId,
     feature: CallFeature,
 ) -> Result<(), WireError> {
-    let not_yours = || {
-        WireError::new(
-            ErrorCode::NotYourCall,
-            "You are not part of this call.",
-            held,
-        )
-    };
     let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
-    let Some(call) = g.calls.get(held) else {
-        return Err(not_yours());
-    };
-    let mine = (call.caller == user && call.caller_dev == Some(dev))
-        || (call.callee == user && call.callee_dev == Some(dev));
-    if !mine || call.park.is_some() {
-        return Err(not_yours());
-    }
-    if !call.answered {
-        return Err(wrong("The call has not been answered yet."));
-    }
-    if call.mode == CallMode::E2ee {
-        return Err(WireError::unavailable_in_e2ee(feature, held));
-    }
-    if call.joining.is_some() {
-        return Err(wrong("The call is being transferred; wait a moment."));
-    }
+    let call = g.own_standard_call(held, user, dev, feature)?;
     if call.group.is_some() {
         return Err(wrong(
             "This is a group call: add people to it instead of consulting.",

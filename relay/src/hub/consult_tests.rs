@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use shieldcall_proto::{CallId, CallMode, ClientMsg, HangupReason, RelayMsg, Status};
 
 use super::consult::JOIN_TIMEOUT;
-use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, MS, Phone, commit, hangup, hub, online, up};
+use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, MS, Phone, commit, hangup, online, three, up};
 use super::{Hub, Outcome};
 
 /// Alice and Bob in an answered standard call that Bob holds, and Bob's
@@ -74,10 +74,7 @@ pub(super) fn status(hub: &Hub, user: &str) -> Status {
 
 #[test]
 fn a_consult_transfer_hands_the_call_to_the_one_consulted() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], true);
     let t1 = t0 + Duration::from_secs(60);
@@ -202,10 +199,7 @@ fn join(id: &CallId) -> ClientMsg {
 
 #[test]
 fn a_call_handed_to_a_device_that_never_joins_ends_at_the_join_timeout() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], true);
     hub.consult_transfer(
@@ -239,10 +233,7 @@ fn a_call_handed_to_a_device_that_never_joins_ends_at_the_join_timeout() {
 
 #[test]
 fn the_held_call_is_the_callers_again_when_the_consultation_ends() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], false);
     // While Bob consults, the held call stays held and cannot go elsewhere.
@@ -305,10 +296,7 @@ fn the_held_call_is_the_callers_again_when_the_consultation_ends() {
 
 #[test]
 fn a_device_lost_while_consulting_leaves_both_calls_to_the_grace() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], true);
     hub.unregister(t0, bob.id, BOB);
@@ -352,10 +340,7 @@ fn a_device_lost_while_consulting_leaves_both_calls_to_the_grace() {
 
 #[test]
 fn a_consultation_still_ringing_is_cancelled_with_the_device() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (_, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], false);
     hub.unregister(t0, bob.id, BOB);

@@ -328,27 +328,17 @@ impl Hub {
         g.calls.insert(
             leg.clone(),
             Call {
-                mode: CallMode::Standard,
-                caller: offerer.into(),
-                caller_dev: Some(odev),
-                callee: joiner.into(),
-                callee_dev: Some(jdev),
-                answered: true,
-                departures: 0,
-                held_by_caller: false,
-                held_by_callee: false,
-                park: None,
-                started_at: crate::store::unix_now(),
-                answered_at: Some(now),
-                declined: false,
-                ring_timer: None,
-                grace_timer: None,
-                consult_of: None,
                 joining: Some(Joining {
                     side: Side::Callee,
                     timer,
                 }),
                 group: Some(gid),
+                ..Call::new(
+                    CallMode::Standard,
+                    (offerer, Some(odev)),
+                    (joiner, Some(jdev)),
+                    Some(now),
+                )
             },
         );
         if let Some(group) = g.groups.get_mut(&gid) {
@@ -450,28 +440,12 @@ fn check_call(
     dev: DeviceId,
     feature: CallFeature,
 ) -> Result<(), WireError> {
-    let not_yours = || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
-    let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-    let Some(call) = g.calls.get(id) else {
-        return Err(not_yours());
-    };
-    let mine = (call.caller == user && call.caller_dev == Some(dev))
-        || (call.callee == user && call.callee_dev == Some(dev));
-    if !mine || call.park.is_some() {
-        return Err(not_yours());
-    }
-    if !call.answered {
-        return Err(wrong("The call has not been answered yet."));
-    }
-    if call.mode == CallMode::E2ee {
-        return Err(WireError::unavailable_in_e2ee(feature, id));
-    }
-    if call.joining.is_some() {
-        return Err(wrong("The call is being set up; wait a moment."));
-    }
+    g.own_standard_call(id, user, dev, feature)?;
     if g.consulting(id) {
-        return Err(wrong(
+        return Err(WireError::new(
+            ErrorCode::WrongState,
             "The call is part of a consultation; complete the transfer or hang up the consultation first.",
+            id,
         ));
     }
     Ok(())

@@ -7,7 +7,7 @@ use shieldcall_proto::{CallId, CallMode, ClientMsg, HangupReason, RelayMsg, Stat
 
 use super::consult_tests::{consulting, status};
 use super::group::MAX_GROUP;
-use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, Phone, commit, hangup, hub, online, up};
+use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, Phone, commit, hangup, hub, online, three, up};
 use super::{Hub, WireError};
 use crate::policy::Refusal;
 
@@ -76,6 +76,23 @@ fn accept(hub: &Hub, now: Instant, (user, phone): (&str, &Phone), id: &CallId) {
         },
     )
     .expect("accept");
+}
+
+/// Alice and Bob in a call, Bob adds Carol, and Carol joins her leg with
+/// Alice: the three legs (Alice–Bob, Bob–Carol, Alice–Carol), every outbox read.
+fn group_of_three(
+    hub: &Hub,
+    t: Instant,
+    [alice, bob, carol]: [&mut Phone; 3],
+) -> (CallId, CallId, CallId) {
+    let ab = up(hub, t, alice, bob);
+    let bc = add(hub, t, (BOB, &*bob), &ab, CAROL, &[ALICE, BOB]).expect("add");
+    accept(hub, t, (CAROL, &*carol), &bc);
+    let ac = legs(&carol.take())[0].0.clone();
+    join(hub, t, (CAROL, &*carol), &ac);
+    alice.take();
+    bob.take();
+    (ab, bc, ac)
 }
 
 #[test]
@@ -155,18 +172,9 @@ fn an_added_person_meets_every_member_and_a_fifth_is_refused() {
 
 #[test]
 fn a_member_who_leaves_ends_only_their_legs() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t = Instant::now();
-    let ab = up(&hub, t, &mut alice, &mut bob);
-    let bc = add(&hub, t, (BOB, &bob), &ab, CAROL, &[ALICE, BOB]).expect("add");
-    accept(&hub, t, (CAROL, &carol), &bc);
-    let ac = legs(&carol.take())[0].0.clone();
-    join(&hub, t, (CAROL, &carol), &ac);
-    alice.take();
-    bob.take();
+    let (ab, bc, ac) = group_of_three(&hub, t, [&mut alice, &mut bob, &mut carol]);
 
     // Carol leaves: she hangs up both her legs.
     hub.call_msg(t, carol.id, CAROL, hangup(&bc))
@@ -267,10 +275,7 @@ fn a_group_is_refused_what_it_cannot_be() {
 
 #[test]
 fn a_merge_joins_the_held_call_and_the_consultation() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t = Instant::now();
     let (held, consult) = consulting(&hub, t, [&mut alice, &mut bob, &mut carol], true);
     hub.merge(
@@ -333,18 +338,9 @@ fn a_merge_joins_the_held_call_and_the_consultation() {
 
 #[test]
 fn a_device_lost_in_a_group_leaves_every_leg_to_the_grace() {
-    let hub = hub();
-    let (mut alice, mut bob, mut carol) =
-        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
-    let _dave = online(&hub, DAVE);
+    let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t = Instant::now();
-    let ab = up(&hub, t, &mut alice, &mut bob);
-    let bc = add(&hub, t, (BOB, &bob), &ab, CAROL, &[ALICE, BOB]).expect("add");
-    accept(&hub, t, (CAROL, &carol), &bc);
-    let ac = legs(&carol.take())[0].0.clone();
-    join(&hub, t, (CAROL, &carol), &ac);
-    alice.take();
-    bob.take();
+    let (ab, bc, ac) = group_of_three(&hub, t, [&mut alice, &mut bob, &mut carol]);
     hub.unregister(t, bob.id, BOB);
     hub.handle_timeout(t + GRACE);
     let gone = |id: &CallId| RelayMsg::Hangup {

@@ -158,6 +158,39 @@ struct Call {
     group: Option<group::GroupId>,
 }
 
+impl Call {
+    /// A call in `mode` between `caller` and `callee` on these devices, answered
+    /// at `answered_at` if given (a restored call, a leg of a group call), with
+    /// nothing else set: no hold, park, timers, consultation or group.
+    fn new(
+        mode: CallMode,
+        (caller, caller_dev): (&str, Option<DeviceId>),
+        (callee, callee_dev): (&str, Option<DeviceId>),
+        answered_at: Option<Instant>,
+    ) -> Self {
+        Self {
+            mode,
+            caller: caller.into(),
+            caller_dev,
+            callee: callee.into(),
+            callee_dev,
+            answered: answered_at.is_some(),
+            departures: 0,
+            held_by_caller: false,
+            held_by_callee: false,
+            park: None,
+            started_at: crate::store::unix_now(),
+            answered_at,
+            declined: false,
+            ring_timer: None,
+            grace_timer: None,
+            consult_of: None,
+            joining: None,
+            group: None,
+        }
+    }
+}
+
 /// A side of a call handed over by a consult transfer, waiting for `join`.
 #[derive(Debug, Clone, Copy)]
 struct Joining {
@@ -560,6 +593,37 @@ impl Inner {
             }
             self.leave_group(id, &call);
         }
+    }
+
+    /// Call `id`, if it is an answered standard call of `user`'s bound to
+    /// their device `dev`, not parked and not being handed over: what every
+    /// feature that grows or hands over a call (`feature`) starts from.
+    fn own_standard_call(
+        &self,
+        id: &CallId,
+        user: &str,
+        dev: DeviceId,
+        feature: CallFeature,
+    ) -> Result<&Call, WireError> {
+        let not_yours =
+            || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
+        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
+        let call = self.calls.get(id).ok_or_else(not_yours)?;
+        let mine = (call.caller == user && call.caller_dev == Some(dev))
+            || (call.callee == user && call.callee_dev == Some(dev));
+        if !mine || call.park.is_some() {
+            return Err(not_yours());
+        }
+        if !call.answered {
+            return Err(wrong("The call has not been answered yet."));
+        }
+        if call.mode == CallMode::E2ee {
+            return Err(WireError::unavailable_in_e2ee(feature, id));
+        }
+        if call.joining.is_some() {
+            return Err(wrong("The call is being set up anew; wait a moment."));
+        }
+        Ok(call)
     }
 
     /// The calls `user` is in: the current one, and the one they hold while

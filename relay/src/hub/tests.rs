@@ -74,6 +74,19 @@ pub(super) fn online(hub: &Hub, user: &str) -> Phone {
     Phone { id, rx }
 }
 
+/// A hub with Alice, Bob and Carol online, and Dave, whose contact list shows
+/// their presence.
+pub(super) fn three() -> (Arc<Hub>, Phone, Phone, Phone, Phone) {
+    let hub = hub();
+    let people = (
+        online(&hub, ALICE),
+        online(&hub, BOB),
+        online(&hub, CAROL),
+        online(&hub, DAVE),
+    );
+    (hub, people.0, people.1, people.2, people.3)
+}
+
 pub(super) fn commit() -> Option<Commitment> {
     Some(Commitment::to(&Fingerprint::from_bytes([7; 32])))
 }
