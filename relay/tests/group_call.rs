@@ -172,6 +172,41 @@ async fn an_add_that_would_make_an_e2ee_pair_is_refused() {
 }
 
 #[tokio::test]
+async fn an_e2ee_call_grows_into_no_group() {
+    let relay = start().await;
+    relay.add_user("cat@a.test", false).await;
+    let (mut ann, mut bob, id) = answered_call(&relay).await;
+    let (mut cat, _) = relay.device("cat@a.test").await;
+    ann.send(&ClientMsg::Add {
+        call_id: id.clone(),
+        to: "cat@a.test".into(),
+    })
+    .await;
+    assert!(matches!(
+        ann.recv().await,
+        RelayMsg::Error {
+            code: ErrorCode::UnavailableInE2ee,
+            ..
+        }
+    ));
+    // Nor is there anything to merge: an E2EE call is never held.
+    bob.send(&ClientMsg::Merge {
+        call_id: id.clone(),
+        consult: id,
+    })
+    .await;
+    assert!(matches!(
+        bob.recv().await,
+        RelayMsg::Error {
+            code: ErrorCode::UnavailableInE2ee,
+            ..
+        }
+    ));
+    cat.expect_quiet(QUIET).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_merge_makes_one_call_of_three() {
     let relay = start().await;
     let (mut ann, mut bob, mut cat, ab) = three(&relay).await;

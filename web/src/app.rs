@@ -394,13 +394,18 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
             feature(a, &f);
             return;
         }
-        let Some((el, id)) = dom::closest_attr(e.target(), "data-testid") else {
+        // The button clicked, not what inside it was hit (a label or an icon
+        // may carry a `data-testid` of its own).
+        let button = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|el| el.closest("button").ok().flatten());
+        let Some(button) = button.filter(|b| !b.has_attribute("disabled")) else {
             return;
         };
-        if el.has_attribute("disabled") {
-            return;
+        if let Some(id) = button.get_attribute("data-testid") {
+            clicked(a, &id);
         }
-        clicked(a, &id);
     })?;
     Ok(())
 }
