@@ -1,0 +1,12 @@
+//! `shieldcall-media`: what the Shieldcall server does with media, which it
+//! receives only in a standard call and only after each person agreed (the
+//! "media leg"; never in an end-to-end encrypted call).
+//!
+//! # Layout
+//! - [`webm`]: a WebM writer for a recording: Opus and VP8 frames copied as
+//!   they arrived, no re-encoding.
+//!
+//! Pure Rust with no I/O of its own beyond the writer it is given; never
+//! panics on what a peer sent.
+
+pub mod webm;
