@@ -5,8 +5,14 @@
 //! # Layout
 //! - [`webm`]: a WebM writer for a recording: Opus and VP8 frames copied as
 //!   they arrived, no re-encoding.
+//! - [`leg`]: one person's media leg, a receive-only WebRTC peer (str0m,
+//!   sans-IO) that feeds a recorder.
+//! - [`recorder`]: one person's recording: when the file starts, where each
+//!   frame goes in time.
 //!
 //! Pure Rust with no I/O of its own beyond the writer it is given; never
 //! panics on what a peer sent.
 
+pub mod leg;
+pub mod recorder;
 pub mod webm;
