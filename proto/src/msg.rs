@@ -356,6 +356,23 @@ pub enum ClientMsg {
         /// The consultation placed with `consult`.
         consult: CallId,
     },
+    /// Start (`on: true`) or stop recording the answered standard call: the
+    /// relay asks both people (`recording`); each browser sends its media to
+    /// the server (`media-offer`) only after its own person agreed.
+    Record {
+        /// The call.
+        call_id: CallId,
+        /// Record, or stop.
+        on: bool,
+    },
+    /// This device's send-only offer for its media leg to the server, while
+    /// the call is recorded and its person agreed.
+    MediaOffer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP offer (send-only audio and video).
+        sdp: String,
+    },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
         /// The call.
@@ -597,6 +614,25 @@ pub enum RelayMsg {
         /// The members, this user among them.
         members: Vec<String>,
     },
+    /// The call is being recorded (`on`, asked by `by`), or no longer is. While
+    /// it is, each browser shows a banner and, once its person agreed, sends
+    /// its audio and video to the server (`media-offer`).
+    Recording {
+        /// The call.
+        call_id: CallId,
+        /// Recording or not.
+        on: bool,
+        /// Who asked for it (absent when it stopped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// The server's answer for this device's media leg.
+    MediaAnswer {
+        /// The call.
+        call_id: CallId,
+        /// The SDP answer (receive-only, one host candidate).
+        sdp: String,
+    },
     /// Something this device sent was refused.
     Error {
         /// Stable code.
@@ -713,6 +749,8 @@ impl ClientMsg {
             | Self::Consult { call_id, .. }
             | Self::ConsultTransfer { call_id, .. }
             | Self::Add { call_id, .. }
+            | Self::Record { call_id, .. }
+            | Self::MediaOffer { call_id, .. }
             | Self::Merge { call_id, .. }
             | Self::Join { call_id, .. }
             | Self::Feature { call_id, .. } => Some(call_id),
@@ -750,6 +788,8 @@ impl RelayMsg {
             | Self::PickedUp { call_id, .. }
             | Self::Replaced { call_id, .. }
             | Self::Leg { call_id, .. }
+            | Self::Recording { call_id, .. }
+            | Self::MediaAnswer { call_id, .. }
             | Self::Refer { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
             Self::Welcome { .. }

@@ -30,10 +30,12 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Join { .. } => "join",
         ClientMsg::Add { .. } => "add",
         ClientMsg::Merge { .. } => "merge",
+        ClientMsg::Record { .. } => "record",
+        ClientMsg::MediaOffer { .. } => "media-offer",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 24;
+const CLIENT_TAGS: usize = 26;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -63,10 +65,12 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Replaced { .. } => "replaced",
         RelayMsg::Leg { .. } => "leg",
         RelayMsg::Group { .. } => "group",
+        RelayMsg::Recording { .. } => "recording",
+        RelayMsg::MediaAnswer { .. } => "media-answer",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 27;
+const RELAY_TAGS: usize = 29;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

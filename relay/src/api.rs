@@ -193,3 +193,32 @@ pub async fn history(State(state): State<AppState>, authed: Authed) -> Result<Re
         .await?;
     Ok(Json(serde_json::json!({ "calls": calls })).into_response())
 }
+
+/// `GET /api/recordings`: the recordings the signed-in user is in (their side
+/// and the other person's), newest first.
+pub async fn recordings(State(state): State<AppState>, authed: Authed) -> Result<Response> {
+    let list = crate::media::recordings_of(&state.config().data_dir, &authed.user.name);
+    Ok(Json(serde_json::json!({ "recordings": list })).into_response())
+}
+
+/// `GET /api/recordings/{id}`: one recording's WebM file, for someone in it
+/// (`404` for anyone else, as for an id that does not exist).
+pub async fn recording(
+    State(state): State<AppState>,
+    authed: Authed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response> {
+    let path = crate::media::recording_file(&state.config().data_dir, &authed.user.name, &id)
+        .ok_or_else(|| Error::NotFound("no such recording".into()))?;
+    let body = tokio::fs::read(&path)
+        .await
+        .map_err(|_| Error::NotFound("no such recording".into()))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "video/webm"),
+            (axum::http::header::CACHE_CONTROL, "private, no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -63,6 +63,11 @@ pub struct Config {
     pub reconnect_grace: Duration,
     /// How long a call stays parked before the parker is rung back (300 s).
     pub park_timeout: Duration,
+    /// The UDP address of the media component (recording): bound when the first
+    /// recording starts and given to browsers as the server's one ICE
+    /// candidate, so it must be an address they reach (`127.0.0.1:0`: this
+    /// machine only, any free port).
+    pub media_address: std::net::SocketAddr,
     /// How long a session lasts after sign-in (7 days).
     pub session_lifetime: Duration,
     /// WebSocket ping interval (20 s).
@@ -117,6 +122,7 @@ impl Config {
             ring_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::from_secs(30),
             park_timeout: Duration::from_secs(300),
+            media_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(45),

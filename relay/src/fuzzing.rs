@@ -247,6 +247,8 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Transfer { call_id, .. }
         | ClientMsg::Consult { call_id, .. }
         | ClientMsg::Add { call_id, .. }
+        | ClientMsg::Record { call_id, .. }
+        | ClientMsg::MediaOffer { call_id, .. }
         | ClientMsg::Join { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
         // Its second id is resolved by the arm that handles it.
@@ -472,6 +474,10 @@ impl Harness {
                 self.consult_transfer(dev, name, kind, &call_id, consult, merge)
             }
             msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
+            // `Conn::media_offer`: the hub's word, then the media component.
+            ClientMsg::MediaOffer { call_id, .. } => {
+                self.hub.media_leg(dev, name, &call_id).map(|_| ())
+            }
             // `Conn::add`: a newcomer who is an account, a decision with each member.
             ClientMsg::Add { call_id, to } => match user_index(&to) {
                 Some(t) if t < USERS.len() && self.accounts.contains(&to) => {

@@ -34,6 +34,7 @@ pub mod error;
 pub mod fuzzing;
 mod http;
 pub mod hub;
+pub mod media;
 pub mod ops;
 pub mod policy;
 mod static_files;
@@ -105,6 +106,8 @@ struct Inner {
     node_lost: tokio::sync::Notify,
     /// Set with `node_lost`, so `serve` returns an error instead of `Ok`.
     lost: AtomicBool,
+    /// The media component (recording), started with the first media leg.
+    media: tokio::sync::OnceCell<media::MediaServer>,
 }
 
 impl AppState {
@@ -161,6 +164,7 @@ impl AppState {
                 node_lock: tokio::sync::Mutex::new(None),
                 node_lost: tokio::sync::Notify::new(),
                 lost: AtomicBool::new(false),
+                media: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -194,6 +198,25 @@ impl AppState {
     /// The switchboard.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// The media component, started (its UDP socket bound) on first use.
+    pub async fn media(&self) -> Result<&media::MediaServer> {
+        self.inner
+            .media
+            .get_or_try_init(|| {
+                media::MediaServer::start(
+                    self.config().media_address,
+                    &self.config().data_dir,
+                    self.hub().clone(),
+                )
+            })
+            .await
+    }
+
+    /// The media component if it has started.
+    pub fn media_started(&self) -> Option<&media::MediaServer> {
+        self.inner.media.get()
     }
 
     fn limiter(&self) -> &auth::LoginLimiter {
@@ -335,6 +358,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/logout", post(api::logout))
         .route("/api/me", get(api::me))
         .route("/api/history", get(api::history))
+        .route("/api/recordings", get(api::recordings))
+        .route("/api/recordings/{id}", get(api::recording))
         .route("/ws", get(ws::upgrade))
         .nest("/api/admin", admin::routes())
         .fallback(static_handler)

@@ -40,6 +40,10 @@ struct FileConfig {
     max_connections: Option<usize>,
     /// Seconds a call stays parked before the parker is rung back (default 300).
     park_timeout_secs: Option<u64>,
+    /// The media component's UDP address, given to browsers (default
+    /// `127.0.0.1:0`; set the server's reachable address to record calls
+    /// from other machines).
+    media_address: Option<std::net::SocketAddr>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -152,6 +156,13 @@ fn build_config(
     }
     if let Some(secs) = file.park_timeout_secs.filter(|s| (10..=3600).contains(s)) {
         config.park_timeout = Duration::from_secs(secs);
+    }
+    if let Some(addr) = file.media_address {
+        anyhow::ensure!(
+            !addr.ip().is_unspecified(),
+            "media_address must be an address browsers reach, not {addr} (it is their ICE candidate)"
+        );
+        config.media_address = addr;
     }
     let bind = args
         .bind

@@ -705,6 +705,7 @@ impl Hub {
             | ClientMsg::Answer { .. }
             | ClientMsg::Ice { .. }
             | ClientMsg::Hold { .. }
+            | ClientMsg::Record { .. }
             | ClientMsg::Feature { .. }
                 if !answered || !bound =>
             {
@@ -742,9 +743,12 @@ impl Hub {
                     candidate,
                 },
             ),
-            ClientMsg::Hold { .. } | ClientMsg::Feature { .. } if mode == CallMode::E2ee => {
+            ClientMsg::Hold { .. } | ClientMsg::Feature { .. } | ClientMsg::Record { .. }
+                if mode == CallMode::E2ee =>
+            {
                 let feature = match &msg {
                     ClientMsg::Feature { feature, .. } => *feature,
+                    ClientMsg::Record { .. } => CallFeature::Recording,
                     _ => CallFeature::Hold,
                 };
                 Err(WireError::unavailable_in_e2ee(feature, &id))
@@ -806,6 +810,34 @@ impl Hub {
             } => Err(wrong(
                 "Moving a call is asked with move-here, from the device that takes it.",
             )),
+            ClientMsg::Record { on, .. } => {
+                let Some(call) = g.calls.get_mut(&id) else {
+                    return Err(not_yours());
+                };
+                if call.group.is_some() || call.joining.is_some() {
+                    return Err(wrong("Only a call between two people is recorded here."));
+                }
+                if on {
+                    call.recording.get_or_insert_with(|| user.to_string());
+                } else {
+                    call.recording = None;
+                }
+                let by = call.recording.clone();
+                let msg = RelayMsg::Recording {
+                    call_id: id.clone(),
+                    on,
+                    by,
+                };
+                for d in [Some(dev), other].into_iter().flatten() {
+                    g.send(d, &msg);
+                }
+                tracing::info!(call = %id, on, "recording changed");
+                Ok(())
+            }
+            ClientMsg::Feature {
+                feature: CallFeature::Recording,
+                ..
+            } => Err(wrong("Recording is asked with record.")),
             ClientMsg::Feature {
                 feature: CallFeature::Transfer,
                 ..
@@ -835,6 +867,7 @@ impl Hub {
             | ClientMsg::ConsultTransfer { .. }
             | ClientMsg::Add { .. }
             | ClientMsg::Merge { .. }
+            | ClientMsg::MediaOffer { .. }
             | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }

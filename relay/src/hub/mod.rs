@@ -156,6 +156,9 @@ struct Call {
     joining: Option<Joining>,
     /// The group call this call is a leg of.
     group: Option<group::GroupId>,
+    /// The call is being recorded, as asked by this person (standard 1:1
+    /// calls only; the media component's legs end when this is unset).
+    recording: Option<String>,
 }
 
 impl Call {
@@ -187,6 +190,7 @@ impl Call {
             consult_of: None,
             joining: None,
             group: None,
+            recording: None,
         }
     }
 }
@@ -1027,6 +1031,35 @@ impl Hub {
             call_id: id.clone(),
             peer: peer.clone(),
             mode: call.mode,
+        })
+    }
+
+    /// Whether call `id` is being recorded now (the media component ends the
+    /// legs of a call that is not).
+    pub fn recording(&self, id: &CallId) -> bool {
+        self.lock()
+            .calls
+            .get(id)
+            .is_some_and(|c| c.recording.is_some())
+    }
+
+    /// Whether device `dev` of `user` may open its media leg for call `id`:
+    /// an answered standard call it is bound to, being recorded. Returns the
+    /// other person.
+    pub fn media_leg(&self, dev: DeviceId, user: &str, id: &CallId) -> Result<String, WireError> {
+        let g = self.lock();
+        let call = g.own_standard_call(id, user, dev, CallFeature::Recording)?;
+        if call.recording.is_none() {
+            return Err(WireError::new(
+                ErrorCode::WrongState,
+                "The call is not being recorded.",
+                id,
+            ));
+        }
+        Ok(if call.caller == user {
+            call.callee.clone()
+        } else {
+            call.caller.clone()
         })
     }
 

@@ -303,6 +303,9 @@ impl Conn {
                 self.consult_transfer(dev, &call_id, &consult, true).await
             }
             (Some(dev), ClientMsg::Add { call_id, to }) => self.add(dev, &call_id, &to).await,
+            (Some(dev), ClientMsg::MediaOffer { call_id, sdp }) => {
+                self.media_offer(dev, call_id, sdp).await
+            }
             (Some(dev), msg @ ClientMsg::Join { .. }) => {
                 return match self
                     .state
@@ -624,6 +627,44 @@ impl Conn {
             Ok(()) => Vec::new(),
             Err(e) => vec![(e.into_msg(), Flow::Continue)],
         })
+    }
+
+    /// `media-offer`: the hub says whether this device may send its media to
+    /// the server now (a recorded standard call it is bound to); then the
+    /// media component answers. The SDP is never logged.
+    async fn media_offer(
+        &mut self,
+        dev: DeviceId,
+        call_id: CallId,
+        sdp: String,
+    ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let user = self.user().to_string();
+        let peer = match self.state.hub().media_leg(dev, &user, &call_id) {
+            Ok(peer) => peer,
+            Err(e) => return Ok(vec![(e.into_msg(), Flow::Continue)]),
+        };
+        let open = crate::media::Open {
+            call_id: call_id.clone(),
+            owner: user,
+            peer,
+            offer: sdp,
+        };
+        let answer = match self.state.media().await?.open(open).await {
+            Ok(answer) => answer,
+            Err(Error::Invalid(why)) => {
+                let m = format!("The media offer was refused: {why}");
+                let e = RelayMsg::error(ErrorCode::WrongState, m, Some(call_id));
+                return Ok(vec![(e, Flow::Continue)]);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(vec![(
+            RelayMsg::MediaAnswer {
+                call_id,
+                sdp: answer,
+            },
+            Flow::Continue,
+        )])
     }
 
     /// `add`: the newcomer is checked as for an invite, and a call with each

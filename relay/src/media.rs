@@ -1,0 +1,329 @@
+//! The media component, in the relay's process (the embedded default): one UDP
+//! socket and the media legs on it (`shieldcall_media::leg`), each recording one
+//! person's side of a recorded standard call into `recordings/` in the data
+//! directory, with a JSON file beside it saying whose it is.
+//!
+//! It starts with the first leg (no socket is bound for a relay that never
+//! records). A leg ends when its call is no longer recorded (checked every
+//! second against the hub: stopped, hung up, gone), when the browser goes away
+//! (ICE disconnects), or when the relay stops; its file is finished then.
+//!
+//! What it must never do: open a leg the hub did not allow (the connection
+//! asks the hub first), or let one leg's bad datagrams end another's.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shieldcall_media::leg::{Leg, LegOutput};
+use shieldcall_proto::CallId;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+
+/// Legs at once on one relay: each is a WebRTC session and an open file, and a
+/// recorded call has two. Past it a new leg is refused, not an old one cut.
+pub const MAX_LEGS: usize = 200;
+
+/// Where recordings go, inside the data directory.
+pub const RECORDINGS_DIR: &str = "recordings";
+
+/// What is known of a recording, kept beside its file (`<id>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordingInfo {
+    /// The file's name without `.webm` (32 hex digits, random).
+    pub id: String,
+    /// Whose audio and video it is.
+    pub owner: String,
+    /// The other person in the call.
+    pub peer: String,
+    /// When it started, Unix seconds.
+    pub started_at: i64,
+    /// How long it ran, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A leg to open.
+#[derive(Debug)]
+pub struct Open {
+    /// The recorded call.
+    pub call_id: CallId,
+    /// Whose side.
+    pub owner: String,
+    /// The other person.
+    pub peer: String,
+    /// The browser's send-only offer.
+    pub offer: String,
+}
+
+enum Command {
+    Open(Open, oneshot::Sender<Result<String>>),
+    Count(oneshot::Sender<usize>),
+}
+
+/// The handle the connections use; the task owns the socket and the legs.
+#[derive(Debug, Clone)]
+pub struct MediaServer {
+    commands: mpsc::Sender<Command>,
+    /// The socket's address (the legs' ICE candidate).
+    pub address: SocketAddr,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+struct Running {
+    leg: Leg<std::fs::File>,
+    call_id: CallId,
+    info: RecordingInfo,
+    path: PathBuf,
+    started: Instant,
+}
+
+impl MediaServer {
+    /// Binds `address` and starts the task; legs record into `data_dir`.
+    pub async fn start(address: SocketAddr, data_dir: &Path, hub: Arc<Hub>) -> Result<Self> {
+        let socket = UdpSocket::bind(address)
+            .await
+            .map_err(|e| Error::Internal(format!("media socket {address}: {e}")))?;
+        let address = socket
+            .local_addr()
+            .map_err(|e| Error::Internal(format!("media socket: {e}")))?;
+        let dir = data_dir.join(RECORDINGS_DIR);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(run(socket, address, dir, hub, rx));
+        tracing::info!(%address, "media component started");
+        Ok(Self {
+            commands: tx,
+            address,
+        })
+    }
+
+    /// Opens a leg for `open`; returns the SDP answer.
+    pub async fn open(&self, open: Open) -> Result<String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Open(open, tx))
+            .await
+            .map_err(|_| Error::Internal("the media component stopped".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("the media component stopped".into()))?
+    }
+
+    /// Legs open now.
+    pub async fn legs(&self) -> usize {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Count(tx)).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+}
+
+async fn run(
+    socket: UdpSocket,
+    local: SocketAddr,
+    dir: PathBuf,
+    hub: Arc<Hub>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut legs: HashMap<u64, Running> = HashMap::new();
+    let mut next = 0u64;
+    let mut buf = vec![0u8; 2048];
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut wake = Instant::now() + Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Count(reply)) => { let _ = reply.send(legs.len()); }
+                Some(Command::Open(open, reply)) => {
+                    let r = open_leg(&dir, local, open, legs.len());
+                    let r = r.map(|(running, answer)| {
+                        next += 1;
+                        legs.insert(next, running);
+                        answer
+                    });
+                    let _ = reply.send(r);
+                }
+            },
+            got = socket.recv_from(&mut buf) => {
+                let Ok((n, from)) = got else { continue };
+                let now = Instant::now();
+                let data = &buf[..n];
+                if let Some((_, r)) = legs.iter_mut().find(|(_, r)| r.leg.accepts(now, from, data))
+                    && let Err(e) = r.leg.handle_receive(now, from, data)
+                {
+                    tracing::debug!(error = %e, "media leg input refused");
+                }
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                for r in legs.values_mut() {
+                    let _ = r.leg.handle_timeout(now);
+                }
+            }
+            _ = sweep.tick() => {
+                // A leg whose call is no longer recorded ends.
+                let over: Vec<u64> = legs
+                    .iter()
+                    .filter(|(_, r)| !hub.recording(&r.call_id))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in over {
+                    if let Some(r) = legs.remove(&k) {
+                        finish(r);
+                    }
+                }
+            }
+        }
+        // Everything the legs want sent, and when they next need time.
+        wake = Instant::now() + Duration::from_secs(1);
+        let mut closed = Vec::new();
+        for (k, r) in &mut legs {
+            loop {
+                match r.leg.poll_output() {
+                    Ok(LegOutput::Transmit { to, data }) => {
+                        let _ = socket.send_to(&data, to).await;
+                    }
+                    Ok(LegOutput::Timeout(at)) => {
+                        wake = wake.min(at);
+                        break;
+                    }
+                    Ok(LegOutput::Closed) => {
+                        closed.push(*k);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "media leg ended");
+                        closed.push(*k);
+                        break;
+                    }
+                }
+            }
+        }
+        for k in closed {
+            if let Some(r) = legs.remove(&k) {
+                finish(r);
+            }
+        }
+    }
+    for (_, r) in legs.drain() {
+        finish(r);
+    }
+}
+
+/// Makes a leg recording into a new file of `dir`.
+fn open_leg(dir: &Path, local: SocketAddr, open: Open, count: usize) -> Result<(Running, String)> {
+    if count >= MAX_LEGS {
+        return Err(Error::Internal(format!(
+            "{MAX_LEGS} media legs are open already"
+        )));
+    }
+    let mut raw = [0u8; 16];
+    getrandom::getrandom(&mut raw).map_err(|e| Error::Internal(format!("getrandom: {e}")))?;
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("{id}.webm"));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| Error::Internal(format!("create {}: {e}", path.display())))?;
+    let now = Instant::now();
+    let (leg, answer) = match Leg::accept(&open.offer, local, file, now) {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::Invalid(e.to_string()));
+        }
+    };
+    let info = RecordingInfo {
+        id,
+        owner: open.owner,
+        peer: open.peer,
+        started_at: crate::store::unix_now(),
+        duration_ms: 0,
+    };
+    tracing::info!(call = %open.call_id, "media leg opened for a recording");
+    let running = Running {
+        leg,
+        call_id: open.call_id,
+        info,
+        path,
+        started: now,
+    };
+    Ok((running, answer))
+}
+
+/// Finishes a leg's file and writes what is known of it beside it; a leg that
+/// received nothing leaves no file.
+fn finish(r: Running) {
+    let Running {
+        leg,
+        mut info,
+        path,
+        started,
+        ..
+    } = r;
+    let now = Instant::now();
+    match leg.finish(now) {
+        Ok(Some(_)) => {
+            info.duration_ms =
+                u64::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(0);
+            let meta = path.with_extension("json");
+            match serde_json::to_vec(&info) {
+                Ok(json) => {
+                    if let Err(e) = std::fs::write(&meta, json) {
+                        tracing::warn!(error = %e, "recording: its description was not written");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "recording: no description"),
+            }
+            tracing::info!(ms = info.duration_ms, "recording finished");
+        }
+        Ok(None) => {
+            let _ = std::fs::remove_file(&path);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "recording failed");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// The recordings `user` is in (theirs and the other person's side), newest
+/// first.
+pub fn recordings_of(data_dir: &Path, user: &str) -> Vec<RecordingInfo> {
+    let dir = data_dir.join(RECORDINGS_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut list: Vec<RecordingInfo> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<RecordingInfo>(&b).ok())
+        .filter(|r| r.owner == user || r.peer == user)
+        .collect();
+    list.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+    list
+}
+
+/// The file of recording `id` if `user` is in it.
+pub fn recording_file(data_dir: &Path, user: &str, id: &str) -> Option<PathBuf> {
+    let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return None;
+    }
+    recordings_of(data_dir, user)
+        .iter()
+        .any(|r| r.id == id)
+        .then(|| data_dir.join(RECORDINGS_DIR).join(format!("{id}.webm")))
+}
