@@ -169,7 +169,7 @@ async fn e2ee_call_with_two_callee_devices() {
     // Features are off in E2EE calls.
     bob2.send(&ClientMsg::Feature {
         call_id: id.clone(),
-        feature: shieldcall_proto::CallFeature::Recording,
+        feature: shieldcall_proto::CallFeature::Transcription,
     })
     .await;
     assert!(matches!(
@@ -258,7 +258,7 @@ async fn standard_call_needs_a_commitment_too_and_reports_features_honestly() {
     );
     ann.send(&ClientMsg::Feature {
         call_id: id.clone(),
-        feature: shieldcall_proto::CallFeature::Recording,
+        feature: shieldcall_proto::CallFeature::Transcription,
     })
     .await;
     assert!(matches!(
