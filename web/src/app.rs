@@ -95,6 +95,12 @@ pub struct App {
     pub(crate) legs: Vec<Line>,
     /// The group call's members as the relay last said (empty: not in one).
     pub(crate) group: Vec<String>,
+    /// The current call's recording, while it is recorded.
+    pub(crate) recording: Option<crate::recording::Recording>,
+    /// The recordings this person is in, as last fetched, newest first.
+    pub(crate) recordings: Vec<RecordingItem>,
+    /// Fetches the recordings again once the server finished a new one.
+    pub(crate) recordings_reload: Option<Timer>,
     /// "Consult first" was chosen before the call was held: whom to consult
     /// once the relay confirms the hold.
     pub(crate) pending_consult: Option<String>,
@@ -210,6 +216,9 @@ impl App {
             held: None,
             legs: Vec::new(),
             group: Vec::new(),
+            recording: None,
+            recordings: Vec::new(),
+            recordings_reload: None,
             pending_consult: None,
             prepared_cert: None,
             history: Vec::new(),
@@ -484,6 +493,8 @@ fn clicked(a: &Shared, id: &str) {
             }
         }
         "complete-transfer" => crate::calling::complete_transfer(a),
+        "recording-allow" => crate::recording::allow(a),
+        "recording-decline" | "recording-stop" => crate::recording::stop(a),
         "merge-calls" => crate::calling::merge(a),
         _ => {}
     }
@@ -525,6 +536,7 @@ fn feature(a: &Shared, f: &str) {
     let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
     match feature {
         Some(CallFeature::Merge) => crate::calling::merge(a),
+        Some(CallFeature::Recording) => crate::recording::toggle(a),
         Some(CallFeature::Transfer | CallFeature::AddParticipant) => {
             let app = a.borrow();
             let open = app.ui.transfer_form.has_attribute("hidden");
@@ -613,6 +625,7 @@ fn signed_in(app: &Shared, me: &JsValue) {
     connect(app);
     render(app);
     load_history(app);
+    load_recordings(app);
     if admin && dom::path() == "/admin" {
         open_admin(&app.borrow().ui.admin);
     }
@@ -634,6 +647,50 @@ pub(crate) fn sync_alert(app: &Shared) {
         (None, true) => a.alert = None,
         _ => {}
     }
+}
+
+/// A recording, as `GET /api/recordings` gives it.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordingItem {
+    /// Its id (the file's name).
+    pub id: String,
+    /// Whose side.
+    pub owner: String,
+    /// The other person.
+    pub peer: String,
+    /// How long, ms.
+    pub duration_ms: u64,
+}
+
+/// Fetches the list of recordings and draws it (on sign-in and when one ends).
+pub(crate) fn load_recordings(app: &Shared) {
+    let weak = Rc::downgrade(app);
+    spawn_local(async move {
+        let Ok(r) = net::request("GET", "/api/recordings", None).await else {
+            return;
+        };
+        if !r.ok() {
+            return;
+        }
+        let items = codec::items(&codec::get(&r.body, "recordings"))
+            .iter()
+            .map(|c| RecordingItem {
+                id: codec::string(c, "id"),
+                owner: codec::string(c, "owner"),
+                peer: codec::string(c, "peer"),
+                duration_ms: codec::get(c, "duration_ms")
+                    .as_f64()
+                    .map_or(0, |d| d.max(0.0) as u64),
+            })
+            .collect();
+        let Some(a) = weak.upgrade() else { return };
+        let mut app = a.borrow_mut();
+        if app.me.is_none() {
+            return;
+        }
+        app.recordings = items;
+        crate::render::render_recordings(&app);
+    });
 }
 
 /// One entry of the call history, as `GET /api/history` gives it.
@@ -753,6 +810,8 @@ fn signed_out(app: &Shared) {
         a.call = None;
         a.peer = None;
         a.held = None;
+        a.recording = None;
+        a.recordings.clear();
         for l in a.legs.drain(..) {
             if let Some(v) = &l.video {
                 v.remove();
@@ -902,6 +961,8 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             mode,
         } => crate::group::leg(app, call_id, &peer, mode),
         RelayMsg::Group { members } => crate::group::members(app, members),
+        RelayMsg::Recording { call_id, on, by } => crate::recording::changed(app, call_id, on, by),
+        RelayMsg::MediaAnswer { call_id, sdp } => crate::recording::answered(app, call_id, sdp),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {

@@ -346,16 +346,20 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
 
 /// Feeds the call machine and carries out what it says.
 pub(crate) fn feed(app: &Shared, input: Input) {
-    if matches!(
-        input,
-        Input::Tick | Input::RelayUp | Input::RelayDown | Input::User(UserAction::Hangup)
-    ) {
-        // Time and the relay connection reach every call; hanging up leaves
-        // a group call (every leg).
-        if input != Input::User(UserAction::Hangup) {
-            feed_held(app, input.clone());
+    // Time and the relay connection reach every call; hanging up leaves a
+    // group call (every leg). Made afresh for each: an `Input` clone is code.
+    let every: Option<fn() -> Input> = match input {
+        Input::Tick => Some(|| Input::Tick),
+        Input::RelayUp => Some(|| Input::RelayUp),
+        Input::RelayDown => Some(|| Input::RelayDown),
+        Input::User(UserAction::Hangup) => Some(|| Input::User(UserAction::Hangup)),
+        _ => None,
+    };
+    if let Some(make) = every {
+        if !matches!(input, Input::User(_)) {
+            feed_held(app, make());
         }
-        crate::group::feed_all(app, &input);
+        crate::group::feed_all(app, make);
     }
     let mut ended_now = false;
     let out = {
@@ -410,6 +414,13 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     };
     carry_out(app, out);
     consult_when_held(app);
+    if ended_now {
+        // A recording ends with its call (the relay stops it too).
+        let recorded = app.borrow_mut().recording.take().is_some();
+        if recorded {
+            crate::recording::reload_later(app);
+        }
+    }
     if ended_now && app.borrow().held.is_some() {
         // A consultation is over: the held call is current again.
         restore_held(app);

@@ -2,19 +2,17 @@
 //! `JSON.stringify`, so that `serde_json` stays out of the bundle.
 //!
 //! Relay messages are read by hand from the parsed object into `shieldcall-proto`'s
-//! types; client messages are written with serde through `serde-wasm-bindgen`,
-//! moving the tag as `proto::msg` does (`{"type": ..., fields}` on the wire,
-//! `{variant: {fields}}` in serde's derived form). The browser tests check both
-//! against `proto`'s own encoder and decoder on every example in
-//! `docs/protocol.md`.
+//! types, and client messages written by hand into an object for
+//! `JSON.stringify` (`{"type": ..., fields}`, as `proto::msg` puts them on the
+//! wire): a serialiser or deserialiser derived for every message costs the
+//! bundle more than all of the UI. The browser tests check both against
+//! `proto`'s own encoder and decoder on every example in `docs/protocol.md`.
 
 use js_sys::{JSON, Object, Reflect};
-use serde::Serialize;
 use shieldcall_proto::{
     CallId, CallMode, ClientMsg, E2eeSetting, ErrorCode, HangupReason, IceCandidate, IceServer,
     MAX_MESSAGE_BYTES, PolicySource, Presence, RefuseReason, RelayMsg, Status,
 };
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 /// Decodes one relay frame; the error is a sentence for the console.
@@ -139,6 +137,15 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
                 m if m.is_undefined() => return Err(missing("members")),
                 _ => opt_strings(&v, "members")?,
             },
+        },
+        "recording" => RelayMsg::Recording {
+            call_id: call_id()?,
+            on: req_bool(&v, "on")?,
+            by: opt_str(&v, "by")?,
+        },
+        "media-answer" => RelayMsg::MediaAnswer {
+            call_id: call_id()?,
+            sdp: req_str(&v, "sdp")?,
         },
         "parked" => RelayMsg::Parked {
             call_id: call_id()?,
@@ -363,12 +370,148 @@ fn setting(v: &JsValue) -> Result<E2eeSetting, String> {
 
 /// Encodes one client message as a frame.
 pub fn encode_client(msg: &ClientMsg) -> Result<String, JsValue> {
-    let value = msg.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?;
-    let keys = Object::keys(value.unchecked_ref::<Object>());
-    let ty = keys.get(0);
-    let inner = Reflect::get(&value, &ty)?;
-    Reflect::set(&inner, &"type".into(), &ty)?;
-    JSON::stringify(&inner)?
+    // Written by hand like `decode_relay` (serde's serialiser for every message
+    // cost the bundle more than this); the browser tests compare it with
+    // `proto`'s encoder on every documented example.
+    let o = Object::new();
+    let set = |k: &str, v: JsValue| Reflect::set(&o, &JsValue::from_str(k), &v).map(|_| ());
+    let id = |c: &CallId| JsValue::from_str(&c.0);
+    let commit = |c: &Option<shieldcall_proto::Commitment>| -> Result<(), JsValue> {
+        match c {
+            Some(c) => set("commit", JsValue::from_str(&c.to_string())),
+            None => Ok(()),
+        }
+    };
+    let name = |table: &[(&'static str, HangupReason)], r: HangupReason| {
+        table.iter().find(|(_, x)| *x == r).map_or("", |(n, _)| *n)
+    };
+    let mode = |m: CallMode| MODES.iter().find(|(_, x)| *x == m).map_or("", |(n, _)| *n);
+    let ty = match msg {
+        ClientMsg::Hello { version } => {
+            set("version", JsValue::from(*version))?;
+            "hello"
+        }
+        ClientMsg::Ping { id } => {
+            set("id", JsValue::from(*id as f64))?;
+            "ping"
+        }
+        ClientMsg::SetE2ee { enabled } => {
+            set("enabled", JsValue::from_bool(*enabled))?;
+            "set-e2ee"
+        }
+        ClientMsg::Invite { to, transfer } => {
+            set("to", JsValue::from_str(to))?;
+            if let Some(t) = transfer {
+                set("transfer", JsValue::from_str(t))?;
+            }
+            "invite"
+        }
+        ClientMsg::Pickup { code, commit: c } => {
+            set("code", JsValue::from(*code))?;
+            commit(c)?;
+            "pickup"
+        }
+        ClientMsg::Ringing { call_id }
+        | ClientMsg::Decline { call_id }
+        | ClientMsg::Cancel { call_id }
+        | ClientMsg::Park { call_id } => {
+            set("call_id", id(call_id))?;
+            match msg {
+                ClientMsg::Ringing { .. } => "ringing",
+                ClientMsg::Decline { .. } => "decline",
+                ClientMsg::Cancel { .. } => "cancel",
+                _ => "park",
+            }
+        }
+        ClientMsg::Accept { call_id, commit: c }
+        | ClientMsg::MoveHere { call_id, commit: c }
+        | ClientMsg::Join { call_id, commit: c } => {
+            set("call_id", id(call_id))?;
+            commit(c)?;
+            match msg {
+                ClientMsg::Accept { .. } => "accept",
+                ClientMsg::MoveHere { .. } => "move-here",
+                _ => "join",
+            }
+        }
+        ClientMsg::Offer { call_id, sdp }
+        | ClientMsg::Answer { call_id, sdp }
+        | ClientMsg::MediaOffer { call_id, sdp } => {
+            set("call_id", id(call_id))?;
+            set("sdp", JsValue::from_str(sdp))?;
+            match msg {
+                ClientMsg::Offer { .. } => "offer",
+                ClientMsg::Answer { .. } => "answer",
+                _ => "media-offer",
+            }
+        }
+        ClientMsg::Transfer { call_id, to }
+        | ClientMsg::Consult { call_id, to }
+        | ClientMsg::Add { call_id, to } => {
+            set("call_id", id(call_id))?;
+            set("to", JsValue::from_str(to))?;
+            match msg {
+                ClientMsg::Transfer { .. } => "transfer",
+                ClientMsg::Consult { .. } => "consult",
+                _ => "add",
+            }
+        }
+        ClientMsg::ConsultTransfer { call_id, consult } | ClientMsg::Merge { call_id, consult } => {
+            set("call_id", id(call_id))?;
+            set("consult", id(consult))?;
+            match msg {
+                ClientMsg::ConsultTransfer { .. } => "consult-transfer",
+                _ => "merge",
+            }
+        }
+        ClientMsg::Hold { call_id, on } | ClientMsg::Record { call_id, on } => {
+            set("call_id", id(call_id))?;
+            set("on", JsValue::from_bool(*on))?;
+            match msg {
+                ClientMsg::Hold { .. } => "hold",
+                _ => "record",
+            }
+        }
+        ClientMsg::Ice { call_id, candidate } => {
+            set("call_id", id(call_id))?;
+            let c = Object::new();
+            let put = |k: &str, v: JsValue| Reflect::set(&c, &JsValue::from_str(k), &v).map(|_| ());
+            put("candidate", JsValue::from_str(&candidate.candidate))?;
+            if let Some(m) = &candidate.sdp_mid {
+                put("sdp_mid", JsValue::from_str(m))?;
+            }
+            if let Some(i) = candidate.sdp_m_line_index {
+                put("sdp_m_line_index", JsValue::from(i))?;
+            }
+            if let Some(u) = &candidate.username_fragment {
+                put("username_fragment", JsValue::from_str(u))?;
+            }
+            set("candidate", c.into())?;
+            "ice"
+        }
+        ClientMsg::Hangup { call_id, reason } => {
+            set("call_id", id(call_id))?;
+            set("reason", JsValue::from_str(name(HANGUP_REASONS, *reason)))?;
+            "hangup"
+        }
+        ClientMsg::Resume {
+            call_id,
+            peer,
+            mode: m,
+        } => {
+            set("call_id", id(call_id))?;
+            set("peer", JsValue::from_str(peer))?;
+            set("mode", JsValue::from_str(mode(*m)))?;
+            "resume"
+        }
+        ClientMsg::Feature { call_id, feature } => {
+            set("call_id", id(call_id))?;
+            set("feature", JsValue::from_str(feature.as_str()))?;
+            "feature"
+        }
+    };
+    set("type", JsValue::from_str(ty))?;
+    JSON::stringify(&o)?
         .as_string()
         .ok_or_else(|| JsValue::from_str("JSON.stringify"))
 }

@@ -163,11 +163,12 @@ pub(crate) fn feed_leg(app: &Shared, generation: u32, input: Input) {
     render(app);
 }
 
-/// Input for every leg (time, the relay connection, hanging up).
-pub(crate) fn feed_all(app: &Shared, input: &Input) {
+/// Input for every leg (time, the relay connection, hanging up), made by
+/// `make` for each.
+pub(crate) fn feed_all(app: &Shared, make: fn() -> Input) {
     let gens: Vec<u32> = app.borrow().legs.iter().map(|l| l.generation).collect();
     for g in gens {
-        feed_leg(app, g, input.clone());
+        feed_leg(app, g, make());
     }
 }
 

@@ -45,6 +45,8 @@ pub mod net;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod pc;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod recording;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod render;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 pub mod rtc;

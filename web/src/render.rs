@@ -377,6 +377,7 @@ pub(crate) fn render_call(a: &App) {
         show(&ui.transfer_form, false);
     }
     render_held(a, v);
+    render_recording(a, ended);
     render_features(a, v.mode, ended, v.hold, v.hold_pending);
 }
 
@@ -407,6 +408,64 @@ fn render_held(a: &App, v: &crate::call::View) {
     );
     flag(&ui.complete_transfer, "disabled", !(up && standard));
     flag(&ui.merge, "disabled", !(up && standard));
+}
+
+/// The recording banner: what the server receives, and this person's choice.
+fn render_recording(a: &App, ended: bool) {
+    let ui = &a.ui;
+    let r = a.recording.as_ref().filter(|_| !ended);
+    show(&ui.recording_banner, r.is_some());
+    let Some(r) = r else { return };
+    let line = if r.agreed {
+        "Recording: your audio and video go to the Shieldcall server, and both of you can play the recording afterwards.".to_string()
+    } else {
+        format!(
+            "{} wants to record this call: your audio and video would go to the Shieldcall server. Nothing of yours is sent unless you allow it.",
+            a.shown(&r.by)
+        )
+    };
+    text(&ui.recording_text, &line);
+    show(&ui.recording_allow, !r.agreed);
+    show(&ui.recording_decline, !r.agreed);
+    show(&ui.recording_stop, r.agreed);
+}
+
+/// The recordings this person is in, each with its file to play or keep.
+pub(crate) fn render_recordings(a: &App) {
+    let ui = &a.ui;
+    ui.recordings.set_text_content(None);
+    for r in &a.recordings {
+        let build = || -> Result<(), JsValue> {
+            let li = el(
+                "li",
+                &[("data-testid", "recording-item"), ("data-id", &r.id)],
+                "",
+            )?;
+            let whose = if a.me.as_ref().is_some_and(|m| m.user == r.owner) {
+                format!("Your side of a call with {}", a.shown(&r.peer))
+            } else {
+                format!("{}'s side of your call", a.shown(&r.owner))
+            };
+            let what = el(
+                "span",
+                &[("class", "what")],
+                &format!("{whose}, {}", texts::duration(r.duration_ms)),
+            )?;
+            let link = el(
+                "a",
+                &[
+                    ("href", &format!("/api/recordings/{}", r.id)),
+                    ("target", "_blank"),
+                    ("rel", "noopener"),
+                ],
+                "Play",
+            )?;
+            append(&li, &[&what, &link])?;
+            ui.recordings.append_child(&li)?;
+            Ok(())
+        };
+        let _ = build();
+    }
 }
 
 /// In a group call, each pair's code (or that it is not verified yet), one
@@ -460,11 +519,14 @@ pub(crate) fn render_features(
 ) {
     let ui = &a.ui;
     // Rebuilt only when what it shows changes, not on every signalling message.
+    let recording = a.recording.is_some();
     let key = match (mode, ended) {
         (_, true) | (None, _) => "none",
         (Some(CallMode::E2ee), false) => "e2ee",
         (Some(CallMode::Standard), false) if hold_pending => "standard-pending",
+        (Some(CallMode::Standard), false) if hold.by_me && recording => "standard-held-rec",
         (Some(CallMode::Standard), false) if hold.by_me => "standard-held",
+        (Some(CallMode::Standard), false) if recording => "standard-rec",
         (Some(CallMode::Standard), false) => "standard",
     };
     if ui.features.get_attribute("data-for").as_deref() == Some(key) {
@@ -480,6 +542,7 @@ pub(crate) fn render_features(
         let name = match f {
             CallFeature::Hold if hold.by_me => "Resume",
             CallFeature::Hold => "Hold",
+            CallFeature::Recording if recording => "Stop recording",
             CallFeature::Recording => "Record",
             CallFeature::Transcription => "Live captions",
             CallFeature::Transfer => "Transfer",

@@ -8,7 +8,6 @@
 //! taken as proof.
 
 use js_sys::{Array, Reflect};
-use serde::Serialize;
 use shieldcall_proto::{Fingerprint, IceCandidate, IceServer};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -97,7 +96,20 @@ impl Peer {
         let fingerprint = certificate_fingerprint(&cert)?;
         let config = RtcConfiguration::new();
         config.set_certificates(&Array::of1(&cert));
-        let servers = ice_servers.serialize(&serde_wasm_bindgen::Serializer::json_compatible())?;
+        // `RTCIceServer` dictionaries, built by hand (no serialiser in the bundle).
+        let servers = Array::new();
+        for s in ice_servers {
+            let o = js_sys::Object::new();
+            let urls: Array = s.urls.iter().map(|u| JsValue::from_str(u)).collect();
+            Reflect::set(&o, &"urls".into(), &urls)?;
+            if let Some(u) = &s.username {
+                Reflect::set(&o, &"username".into(), &JsValue::from_str(u))?;
+            }
+            if let Some(c) = &s.credential {
+                Reflect::set(&o, &"credential".into(), &JsValue::from_str(c))?;
+            }
+            servers.push(&o);
+        }
         Reflect::set(&config, &"iceServers".into(), &servers)?;
         Reflect::set(&config, &"bundlePolicy".into(), &"max-bundle".into())?;
         let pc = RtcPeerConnection::new_with_configuration(&config)?;
@@ -182,6 +194,11 @@ impl Peer {
     /// A handle for async work that must not hold the owner borrowed.
     pub fn handle(&self) -> RtcPeerConnection {
         self.pc.clone()
+    }
+
+    /// The local camera and microphone, once attached (a handle).
+    pub fn local_stream(&self) -> Option<MediaStream> {
+        self.local.clone()
     }
 
     /// The senders and their tracks, for [`set_sending`] (handles, cheap to clone).

@@ -1,0 +1,175 @@
+//! Recording in the page: the banner that says what the server receives, the
+//! person's own agreement, and the media leg, a second send-only peer
+//! connection to the server made only after that agreement (see
+//! `docs/protocol.md`, "Recording"). The call's own connection is untouched.
+//!
+//! What it must never do: open a leg for an end-to-end encrypted call (the
+//! relay says `recording` only for standard calls, and this checks the mode
+//! too), or send before its own person agreed.
+
+use js_sys::{Array, Object, Reflect};
+use shieldcall_proto::{CallId, CallMode, ClientMsg};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::RtcPeerConnection;
+
+use crate::app::Shared;
+use crate::render::render;
+use crate::rtc;
+
+/// A recording of the current call.
+#[derive(Debug)]
+pub(crate) struct Recording {
+    /// The call recorded.
+    pub call_id: CallId,
+    /// Who asked for it.
+    pub by: String,
+    /// This person agreed: their media goes to the server.
+    pub agreed: bool,
+    /// The media leg, once made.
+    pub pc: Option<RtcPeerConnection>,
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(pc) = &self.pc {
+            pc.close();
+        }
+    }
+}
+
+/// "Record" (or "Stop recording") in the features menu.
+pub(crate) fn toggle(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let on = a.recording.is_none();
+    if let Some(call_id) = a.call.as_ref().and_then(|c| c.id().cloned()) {
+        a.send(ClientMsg::Record { call_id, on });
+    }
+}
+
+/// `recording`: the call is recorded (asked by `by`) or no longer is.
+pub(crate) fn changed(app: &Shared, call_id: CallId, on: bool, by: Option<String>) {
+    let agree = {
+        let mut a = app.borrow_mut();
+        let standard = a
+            .call
+            .as_ref()
+            .is_some_and(|c| c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard));
+        if !on || !standard {
+            a.recording = None; // closes the leg
+            drop(a);
+            reload_later(app);
+            render(app);
+            return;
+        }
+        let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+        let by = by.unwrap_or_default();
+        // Who asked agreed by asking; the other person is asked on screen.
+        let mine = by == me;
+        if a.recording.as_ref().is_none_or(|r| r.call_id != call_id) {
+            a.recording = Some(Recording {
+                call_id,
+                by,
+                agreed: false,
+                pc: None,
+            });
+        }
+        mine
+    };
+    if agree {
+        allow(app);
+    }
+    render(app);
+}
+
+/// This person agrees: their camera and microphone go to the server.
+pub(crate) fn allow(app: &Shared) {
+    let stream = {
+        let mut a = app.borrow_mut();
+        let stream = a.peer.as_ref().and_then(rtc::Peer::local_stream);
+        let Some(r) = a.recording.as_mut().filter(|r| !r.agreed) else {
+            return;
+        };
+        r.agreed = true;
+        stream
+    };
+    let Some(stream) = stream else {
+        app.borrow()
+            .notice("The camera and microphone are not on, so nothing can be recorded.");
+        return;
+    };
+    let a = app.clone();
+    spawn_local(async move {
+        if let Err(e) = open_leg(&a, &stream).await {
+            a.borrow().notice(&format!(
+                "The recording could not start: {}",
+                crate::calling::js_text(&e)
+            ));
+        }
+        render(&a);
+    });
+}
+
+/// Makes the send-only connection and sends its offer whole.
+async fn open_leg(app: &Shared, stream: &web_sys::MediaStream) -> Result<(), JsValue> {
+    let pc = RtcPeerConnection::new()?;
+    let add = Reflect::get(&pc, &"addTransceiver".into())?.dyn_into::<js_sys::Function>()?;
+    for track in stream.get_tracks().iter() {
+        let init = Object::new();
+        Reflect::set(&init, &"direction".into(), &"sendonly".into())?;
+        Reflect::set(&init, &"streams".into(), &Array::of1(stream))?;
+        add.call2(&pc, &track, &init)?;
+    }
+    let sdp = rtc::create_offer(&pc).await?;
+    let mut a = app.borrow_mut();
+    let Some(r) = a.recording.as_mut().filter(|r| r.agreed && r.pc.is_none()) else {
+        pc.close(); // stopped meanwhile
+        return Ok(());
+    };
+    r.pc = Some(pc);
+    let call_id = r.call_id.clone();
+    a.send(ClientMsg::MediaOffer { call_id, sdp });
+    Ok(())
+}
+
+/// `media-answer`: the server's side of the leg.
+pub(crate) fn answered(app: &Shared, call_id: CallId, sdp: String) {
+    let pc = app
+        .borrow()
+        .recording
+        .as_ref()
+        .filter(|r| r.call_id == call_id)
+        .and_then(|r| r.pc.clone());
+    if let Some(pc) = pc {
+        let a = app.clone();
+        spawn_local(async move {
+            if rtc::set_answer(&pc, &sdp).await.is_err() {
+                a.borrow()
+                    .notice("The server's answer for the recording was refused.");
+            }
+        });
+    }
+}
+
+/// The server finishes each file within a second or two of the stop: the list
+/// is fetched again then (the timer is kept on the app until it fires).
+pub(crate) fn reload_later(app: &Shared) {
+    let weak = std::rc::Rc::downgrade(app);
+    let timer = crate::listen::Timer::new(2_500, false, move || {
+        if let Some(a) = weak.upgrade() {
+            crate::app::load_recordings(&a);
+        }
+    });
+    if let Ok(t) = timer {
+        app.borrow_mut().recordings_reload = Some(t);
+    }
+}
+
+/// "Decline" or "Stop recording": the recording stops for both.
+pub(crate) fn stop(app: &Shared) {
+    let mut a = app.borrow_mut();
+    if let Some(call_id) = a.recording.as_ref().map(|r| r.call_id.clone()) {
+        a.send(ClientMsg::Record { call_id, on: false });
+    }
+}
