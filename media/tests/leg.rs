@@ -81,6 +81,17 @@ fn a_leg_records_what_a_webrtc_peer_sends() {
         .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).expect("SDP"))
         .expect("the answer");
 
+    // Someone else throws datagrams at the server's socket all along: STUN-like,
+    // DTLS-like and random bytes. The leg takes none of them and goes on.
+    let (stranger, _) = socket();
+    let junk: [&[u8]; 4] = [
+        &[
+            0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ],
+        &[22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1],
+        &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4, 0xde, 0xad],
+        b"garbage",
+    ];
     let start = Instant::now();
     let mut peer_connected = false;
     let mut sent = (0u32, 0u32);
@@ -90,7 +101,19 @@ fn a_leg_records_what_a_webrtc_peer_sends() {
     // each second, sent in real time once DTLS is up.
     while start.elapsed() < Duration::from_secs(10) {
         let now = Instant::now();
+        for j in junk {
+            let _ = stranger.send_to(j, server);
+        }
         while let Ok((n, from)) = server_sock.recv_from(&mut buf) {
+            if from == stranger.local_addr().expect("addr") {
+                assert!(
+                    !leg.accepts(now, from, &buf[..n]),
+                    "a stranger's datagram was taken"
+                );
+                // Even given to the leg, it neither panics nor ends it.
+                let _ = leg.handle_receive(now, from, &buf[..n]);
+                continue;
+            }
             if leg.accepts(now, from, &buf[..n]) {
                 leg.handle_receive(now, from, &buf[..n]).expect("leg input");
             }
