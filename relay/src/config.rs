@@ -68,6 +68,9 @@ pub struct Config {
     /// candidate, so it must be an address they reach (`127.0.0.1:0`: this
     /// machine only, any free port).
     pub media_address: std::net::SocketAddr,
+    /// Recordings are deleted this long after they started (30 days; like
+    /// Teams' expiration of call recordings, set by the admin).
+    pub recording_retention: Duration,
     /// How long a session lasts after sign-in (7 days).
     pub session_lifetime: Duration,
     /// WebSocket ping interval (20 s).
@@ -123,6 +126,7 @@ impl Config {
             reconnect_grace: Duration::from_secs(30),
             park_timeout: Duration::from_secs(300),
             media_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            recording_retention: Duration::from_secs(30 * 24 * 3600),
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(45),

@@ -437,7 +437,7 @@ impl Scheme {
 /// change watcher, the presence flush, the call history writer, the node guard
 /// and the hub's timers. The tasks stop when this is dropped.
 struct Running {
-    tasks: [tokio::task::JoinHandle<()>; 5],
+    tasks: [tokio::task::JoinHandle<()>; 6],
 }
 
 impl Running {
@@ -476,6 +476,23 @@ impl Running {
             }
         });
         let guard = tokio::spawn(guard_node(state.clone()));
+        let keeper = state.clone();
+        let retention = tokio::spawn(async move {
+            // Recordings past their retention go, checked hourly.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let config = keeper.config();
+                let (dir, keep) = (config.data_dir.clone(), config.recording_retention);
+                let gone =
+                    tokio::task::spawn_blocking(move || media::expire(&dir, unix_now(), keep))
+                        .await
+                        .unwrap_or(0);
+                if gone > 0 {
+                    tracing::info!(gone, "recordings past their retention deleted");
+                }
+            }
+        });
         let timers = tokio::spawn(drive_timers(state.hub().clone()));
         let stopping = state.clone();
         let shutdown = async move {
@@ -487,7 +504,7 @@ impl Running {
         };
         (
             Self {
-                tasks: [watcher, presence, history, guard, timers],
+                tasks: [watcher, presence, history, guard, timers, retention],
             },
             shutdown,
         )

@@ -316,6 +316,38 @@ pub fn recordings_of(data_dir: &Path, user: &str) -> Vec<RecordingInfo> {
     list
 }
 
+/// Deletes the recordings that started more than `retention` before `now`
+/// (Unix seconds), file and description; returns how many.
+pub fn expire(data_dir: &Path, now: i64, retention: Duration) -> usize {
+    let dir = data_dir.join(RECORDINGS_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let mut gone = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(info) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RecordingInfo>(&b).ok())
+        else {
+            continue;
+        };
+        if now.saturating_sub(info.started_at) > keep {
+            // The file first: a description without its file is listed by
+            // nobody's mistake, a file without one by nobody at all.
+            let _ = std::fs::remove_file(path.with_extension("webm"));
+            if std::fs::remove_file(&path).is_ok() {
+                gone += 1;
+            }
+        }
+    }
+    gone
+}
+
 /// The file of recording `id` if `user` is in it.
 pub fn recording_file(data_dir: &Path, user: &str, id: &str) -> Option<PathBuf> {
     let well_formed = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());

@@ -290,3 +290,38 @@ async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
     );
     relay.stop().await;
 }
+
+#[test]
+fn recordings_past_their_retention_are_deleted_with_their_description() {
+    use shieldcall_relay::media::{RecordingInfo, expire, recordings_of};
+    let dir = temp_dir();
+    let recs = dir.join("recordings");
+    std::fs::create_dir_all(&recs).expect("dir");
+    let day = 24 * 3600;
+    let now = 1_800_000_000;
+    for (id, age_days) in [("0".repeat(32), 31), ("1".repeat(32), 29)] {
+        let info = RecordingInfo {
+            id: id.clone(),
+            owner: "ann@a.test".into(),
+            peer: "bob@a.test".into(),
+            started_at: now - age_days * day,
+            duration_ms: 4000,
+        };
+        std::fs::write(recs.join(format!("{id}.webm")), b"webm").expect("file");
+        std::fs::write(
+            recs.join(format!("{id}.json")),
+            serde_json::to_vec(&info).expect("json"),
+        )
+        .expect("description");
+    }
+    let thirty = Duration::from_secs(30 * 24 * 3600);
+    assert_eq!(expire(&dir, now, thirty), 1);
+    assert!(!recs.join(format!("{}.webm", "0".repeat(32))).exists());
+    let left: Vec<String> = recordings_of(&dir, "bob@a.test")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, ["1".repeat(32)]);
+    assert_eq!(expire(&dir, now, thirty), 0, "nothing more to delete");
+    let _ = std::fs::remove_dir_all(&dir);
+}

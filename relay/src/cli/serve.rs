@@ -44,6 +44,8 @@ struct FileConfig {
     /// `127.0.0.1:0`; set the server's reachable address to record calls
     /// from other machines).
     media_address: Option<std::net::SocketAddr>,
+    /// Days a recording is kept (default 30, 1 to 3650).
+    recording_retention_days: Option<u64>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -156,6 +158,12 @@ fn build_config(
     }
     if let Some(secs) = file.park_timeout_secs.filter(|s| (10..=3600).contains(s)) {
         config.park_timeout = Duration::from_secs(secs);
+    }
+    if let Some(days) = file
+        .recording_retention_days
+        .filter(|d| (1..=3650).contains(d))
+    {
+        config.recording_retention = Duration::from_secs(days * 24 * 3600);
     }
     if let Some(addr) = file.media_address {
         anyhow::ensure!(
