@@ -365,6 +365,14 @@ pub enum ClientMsg {
         /// Record, or stop.
         on: bool,
     },
+    /// Leave a voicemail for `to` (after a call to them was not answered,
+    /// declined, or found them busy or offline): the relay answers `voicemail`
+    /// with an id for the message's media leg (`media-offer`); `record` with
+    /// `on: false` ends it (at most 120 s).
+    Voicemail {
+        /// Whom the message is for.
+        to: String,
+    },
     /// This device's send-only offer for its media leg to the server, while
     /// the call is recorded and its person agreed.
     MediaOffer {
@@ -626,6 +634,19 @@ pub enum RelayMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Record the voicemail for `to` now: send the media leg's offer
+    /// (`media-offer`) with this id.
+    Voicemail {
+        /// The message's id (as a call's).
+        call_id: CallId,
+        /// Whom it is for.
+        to: String,
+    },
+    /// `from` left this user a voicemail; it is in their recordings.
+    VoicemailLeft {
+        /// Who left it.
+        from: String,
+    },
     /// The server's answer for this device's media leg.
     MediaAnswer {
         /// The call.
@@ -732,6 +753,7 @@ impl ClientMsg {
             | Self::Ping { .. }
             | Self::SetE2ee { .. }
             | Self::Invite { .. }
+            | Self::Voicemail { .. }
             | Self::Pickup { .. } => None,
             Self::Ringing { call_id }
             | Self::Accept { call_id, .. }
@@ -789,6 +811,7 @@ impl RelayMsg {
             | Self::Replaced { call_id, .. }
             | Self::Leg { call_id, .. }
             | Self::Recording { call_id, .. }
+            | Self::Voicemail { call_id, .. }
             | Self::MediaAnswer { call_id, .. }
             | Self::Refer { call_id, .. } => Some(call_id),
             Self::Error { call_id, .. } => call_id.as_ref(),
@@ -796,6 +819,7 @@ impl RelayMsg {
             | Self::Pong { .. }
             | Self::Presence { .. }
             | Self::Group { .. }
+            | Self::VoicemailLeft { .. }
             | Self::Settings { .. } => None,
         }
     }

@@ -32,10 +32,11 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Merge { .. } => "merge",
         ClientMsg::Record { .. } => "record",
         ClientMsg::MediaOffer { .. } => "media-offer",
+        ClientMsg::Voicemail { .. } => "voicemail",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 26;
+const CLIENT_TAGS: usize = 27;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -67,10 +68,12 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Group { .. } => "group",
         RelayMsg::Recording { .. } => "recording",
         RelayMsg::MediaAnswer { .. } => "media-answer",
+        RelayMsg::Voicemail { .. } => "voicemail",
+        RelayMsg::VoicemailLeft { .. } => "voicemail-left",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 29;
+const RELAY_TAGS: usize = 31;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

@@ -259,6 +259,7 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Ping { .. }
         | ClientMsg::SetE2ee { .. }
         | ClientMsg::Invite { .. }
+        | ClientMsg::Voicemail { .. }
         | ClientMsg::Pickup { .. } => None,
     }
 }
@@ -478,6 +479,21 @@ impl Harness {
             ClientMsg::MediaOffer { call_id, .. } => {
                 self.hub.media_leg(dev, name, &call_id).map(|_| ())
             }
+            // `Conn::voicemail`: an account, the pair's decision, a new id.
+            ClientMsg::Voicemail { to } => match user_index(&to) {
+                Some(t) if t < USERS.len() && to != name => {
+                    let decision = self.decide(kind, name, &to);
+                    match self.hub.mint_call_id(name, &to, CallMode::Standard) {
+                        Ok(id) => {
+                            self.calls.push(id.clone());
+                            self.known[user].insert(id.0.clone());
+                            self.hub.voicemail(self.now, dev, name, &to, decision, id)
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+                _ => Ok(()),
+            },
             // `Conn::add`: a newcomer who is an account, a decision with each member.
             ClientMsg::Add { call_id, to } => match user_index(&to) {
                 Some(t) if t < USERS.len() && self.accounts.contains(&to) => {

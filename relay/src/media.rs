@@ -46,6 +46,9 @@ pub struct RecordingInfo {
     pub started_at: i64,
     /// How long it ran, milliseconds.
     pub duration_ms: u64,
+    /// A voicemail `owner` left for `peer`, not a recorded call.
+    #[serde(default)]
+    pub voicemail: bool,
 }
 
 /// A leg to open.
@@ -59,6 +62,8 @@ pub struct Open {
     pub peer: String,
     /// The browser's send-only offer.
     pub offer: String,
+    /// A voicemail, not a recorded call.
+    pub voicemail: bool,
 }
 
 enum Command {
@@ -250,6 +255,7 @@ fn open_leg(dir: &Path, local: SocketAddr, open: Open, count: usize) -> Result<(
         peer: open.peer,
         started_at: crate::store::unix_now(),
         duration_ms: 0,
+        voicemail: open.voicemail,
     };
     tracing::info!(call = %open.call_id, "media leg opened for a recording");
     let running = Running {

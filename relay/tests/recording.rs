@@ -306,6 +306,7 @@ fn recordings_past_their_retention_are_deleted_with_their_description() {
             peer: "bob@a.test".into(),
             started_at: now - age_days * day,
             duration_ms: 4000,
+            voicemail: false,
         };
         std::fs::write(recs.join(format!("{id}.webm")), b"webm").expect("file");
         std::fs::write(
@@ -324,4 +325,95 @@ fn recordings_past_their_retention_are_deleted_with_their_description() {
     assert_eq!(left, ["1".repeat(32)]);
     assert_eq!(expire(&dir, now, thirty), 0, "nothing more to delete");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_voicemail_after_a_decline_is_the_recipients() {
+    let relay = start().await;
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    let (mut bob, _) = relay.device("bob@a.test").await;
+    // Ann and Bob both on: their calls are E2EE, and so no voicemail.
+    ann.send(&ClientMsg::Voicemail {
+        to: "bob@a.test".into(),
+    })
+    .await;
+    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
+    for to in ["nobody@a.test", "ann@a.test"] {
+        ann.send(&ClientMsg::Voicemail { to: to.into() }).await;
+        assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState), "{to}");
+    }
+
+    ann.send(&ClientMsg::Voicemail {
+        to: "Bob@A.test".into(),
+    })
+    .await;
+    let RelayMsg::Voicemail { call_id: vm, to } = ann.recv().await else {
+        panic!("no voicemail id")
+    };
+    assert_eq!(to, "bob@a.test");
+    bob.expect_quiet(Duration::from_millis(100)).await;
+    let (browser, offer, pending) = Browser::offer();
+    ann.send(&ClientMsg::MediaOffer {
+        call_id: vm.clone(),
+        sdp: offer,
+    })
+    .await;
+    let RelayMsg::MediaAnswer { sdp, .. } = ann.recv().await else {
+        panic!("no media answer")
+    };
+    let mut browser = browser;
+    browser
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("SDP"))
+        .expect("answer");
+    // Bob cannot send into Ann's message.
+    let (_other, offer, _) = Browser::offer();
+    bob.send(&ClientMsg::MediaOffer {
+        call_id: vm.clone(),
+        sdp: offer,
+    })
+    .await;
+    assert_eq!(code(&bob.recv().await), Some(ErrorCode::NotYourCall));
+    tokio::task::spawn_blocking(move || browser.send(2))
+        .await
+        .expect("the browser");
+    ann.send(&record(&vm, false)).await;
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::Recording {
+            call_id: vm,
+            on: false,
+            by: None
+        }
+    );
+    assert_eq!(
+        bob.recv().await,
+        RelayMsg::VoicemailLeft {
+            from: "ann@a.test".into()
+        }
+    );
+    let media = relay.state.media_started().expect("media").clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while media.legs().await > 0 {
+        assert!(Instant::now() < deadline, "the leg did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cookie = relay.cookie_for("bob@a.test").await;
+    let r = relay
+        .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
+        .await;
+    let list = r.json()["recordings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["voicemail"], true);
+    assert_eq!(list[0]["owner"], "ann@a.test");
+    assert_eq!(list[0]["peer"], "bob@a.test");
+    relay.stop().await;
 }

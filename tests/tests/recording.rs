@@ -155,3 +155,48 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
     }
     result
 }
+
+#[tokio::test]
+async fn a_declined_caller_leaves_a_voicemail_the_callee_plays() -> anyhow::Result<()> {
+    let relay = Relay::start()?;
+    relay.add_user(ALICE, "alice-password-1", false)?;
+    relay.add_user(BOB, "bob-password-1", false)?;
+    let driver = Driver::start()?;
+    let alice = Browser::open(&driver, "alice").await?;
+    let bob = Browser::open(&driver, "bob").await?;
+    let result = with_artifacts("voicemail", &[&alice, &bob], || async {
+        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
+        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+        // Voicemail goes to the server: their calls must be standard.
+        alice.turn_e2ee_off().await?;
+        alice.click(&format!("call-{BOB}")).await?;
+        bob.click("incoming-decline").await?;
+        alice.click("voicemail-leave").await?;
+        alice.wait_visible("recording-stop").await?;
+        let line = alice.text("recording-text").await?;
+        anyhow::ensure!(line.contains("voicemail") && line.contains(BOB), "{line:?}");
+        // Speak for about 3 s (the fake microphone's tone), then stop.
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        alice.click("recording-stop").await?;
+        bob.wait_js(
+            "the voicemail notice",
+            "const e = document.querySelector('[data-testid=\"notice-text\"]'); return !!e && e.textContent.includes('left you a voicemail');",
+            vec![],
+        )
+        .await?;
+        let ids = listed(&bob, 1).await?;
+        let (duration, width, rms) = inspect(&bob, &ids[0]).await?;
+        anyhow::ensure!(
+            (2.5..10.0).contains(&duration),
+            "the message lasts {duration} s"
+        );
+        anyhow::ensure!(width > 0.0 && rms > 0.0, "picture {width}, sound {rms}");
+        anyhow::ensure!(listed(&alice, 1).await? == ids, "Alice lists her message");
+        Ok(())
+    })
+    .await;
+    for b in [alice, bob] {
+        b.close().await;
+    }
+    result
+}

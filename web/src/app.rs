@@ -494,6 +494,7 @@ fn clicked(a: &Shared, id: &str) {
         }
         "complete-transfer" => crate::calling::complete_transfer(a),
         "recording-allow" => crate::recording::allow(a),
+        "voicemail-leave" => crate::recording::leave_voicemail(a),
         "recording-decline" | "recording-stop" => crate::recording::stop(a),
         "merge-calls" => crate::calling::merge(a),
         _ => {}
@@ -963,6 +964,14 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         RelayMsg::Group { members } => crate::group::members(app, members),
         RelayMsg::Recording { call_id, on, by } => crate::recording::changed(app, call_id, on, by),
         RelayMsg::MediaAnswer { call_id, sdp } => crate::recording::answered(app, call_id, sdp),
+        RelayMsg::Voicemail { call_id, to } => crate::recording::voicemail(app, call_id, to),
+        RelayMsg::VoicemailLeft { from } => {
+            app.borrow().notice(&format!(
+                "{} left you a voicemail.",
+                app.borrow().shown(&from)
+            ));
+            crate::recording::reload_later(app);
+        }
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {

@@ -143,6 +143,13 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             on: req_bool(&v, "on")?,
             by: opt_str(&v, "by")?,
         },
+        "voicemail" => RelayMsg::Voicemail {
+            call_id: call_id()?,
+            to: req_str(&v, "to")?,
+        },
+        "voicemail-left" => RelayMsg::VoicemailLeft {
+            from: req_str(&v, "from")?,
+        },
         "media-answer" => RelayMsg::MediaAnswer {
             call_id: call_id()?,
             sdp: req_str(&v, "sdp")?,
@@ -398,6 +405,10 @@ pub fn encode_client(msg: &ClientMsg) -> Result<String, JsValue> {
         ClientMsg::SetE2ee { enabled } => {
             set("enabled", JsValue::from_bool(*enabled))?;
             "set-e2ee"
+        }
+        ClientMsg::Voicemail { to } => {
+            set("to", JsValue::from_str(to))?;
+            "voicemail"
         }
         ClientMsg::Invite { to, transfer } => {
             set("to", JsValue::from_str(to))?;

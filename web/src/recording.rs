@@ -29,6 +29,10 @@ pub(crate) struct Recording {
     pub agreed: bool,
     /// The media leg, once made.
     pub pc: Option<RtcPeerConnection>,
+    /// A voicemail for this person, not a recorded call.
+    pub voicemail_to: Option<String>,
+    /// A voicemail's own camera and microphone (a call's are the call's).
+    pub stream: Option<web_sys::MediaStream>,
 }
 
 impl Drop for Recording {
@@ -36,7 +40,59 @@ impl Drop for Recording {
         if let Some(pc) = &self.pc {
             pc.close();
         }
+        if let Some(s) = &self.stream {
+            rtc::stop(s);
+        }
     }
+}
+
+/// "Leave a voicemail" after a call that did not connect.
+pub(crate) fn leave_voicemail(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let to = a.call.as_ref().map(|c| c.view().peer.clone());
+    if let (Some(to), None) = (to, &a.recording) {
+        a.send(ClientMsg::Voicemail { to });
+    }
+}
+
+/// `voicemail`: the message may be recorded now, under `call_id`: this
+/// device's camera and microphone go to the server (the person asked).
+pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
+    {
+        let mut a = app.borrow_mut();
+        let by = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+        a.recording = Some(Recording {
+            call_id,
+            by,
+            agreed: true,
+            pc: None,
+            voicemail_to: Some(to),
+            stream: None,
+        });
+    }
+    let a = app.clone();
+    spawn_local(async move {
+        let opened = async {
+            let stream = rtc::local_media(rtc::start_local_media()).await?;
+            match a.borrow_mut().recording.as_mut() {
+                Some(r) => r.stream = Some(stream.clone()),
+                None => {
+                    rtc::stop(&stream);
+                    return Ok(());
+                }
+            }
+            open_leg(&a, &stream).await
+        };
+        if let Err(e) = opened.await {
+            a.borrow().notice(&format!(
+                "The voicemail could not be recorded: {}",
+                crate::calling::js_text(&e)
+            ));
+            stop(&a);
+        }
+        render(&a);
+    });
+    render(app);
 }
 
 /// "Record" (or "Stop recording") in the features menu.
@@ -73,6 +129,8 @@ pub(crate) fn changed(app: &Shared, call_id: CallId, on: bool, by: Option<String
                 by,
                 agreed: false,
                 pc: None,
+                voicemail_to: None,
+                stream: None,
             });
         }
         mine

@@ -2,7 +2,7 @@
 //! view with its shield and verification panel. Reads state, never changes it;
 //! writes to the DOM only where a value changed (see `dom`).
 
-use shieldcall_proto::{CallFeature, CallMode, Status};
+use shieldcall_proto::{CallFeature, CallMode, RefuseReason, Status};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
@@ -355,6 +355,18 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.mute, !ended);
     show(&ui.camera, !ended);
     show(&ui.call_close, ended);
+    // After a call that did not connect, the caller may leave a message.
+    let unanswered = matches!(
+        &v.phase,
+        Phase::Ended(
+            Ending::Declined
+                | Ending::Refused {
+                    reason: RefuseReason::NoAnswer | RefuseReason::Busy | RefuseReason::Offline,
+                    ..
+                }
+        )
+    ) && v.role == crate::call::Role::Caller;
+    show(&ui.voicemail_leave, unanswered && a.recording.is_none());
     show(&ui.videos, !ended);
     // A warning opens the panel; so does a standard call under a policy that
     // requires end-to-end encryption (the relay should never have set one up).
@@ -413,10 +425,18 @@ fn render_held(a: &App, v: &crate::call::View) {
 /// The recording banner: what the server receives, and this person's choice.
 fn render_recording(a: &App, ended: bool) {
     let ui = &a.ui;
-    let r = a.recording.as_ref().filter(|_| !ended);
+    let r = a
+        .recording
+        .as_ref()
+        .filter(|r| !ended || r.voicemail_to.is_some());
     show(&ui.recording_banner, r.is_some());
     let Some(r) = r else { return };
-    let line = if r.agreed {
+    let line = if let Some(to) = &r.voicemail_to {
+        format!(
+            "Recording a voicemail for {} (at most 2 minutes): your audio and video go to the Shieldcall server.",
+            a.shown(to)
+        )
+    } else if r.agreed {
         "Recording: your audio and video go to the Shieldcall server, and both of you can play the recording afterwards.".to_string()
     } else {
         format!(

@@ -506,6 +506,13 @@ impl Hub {
         };
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, &id);
         let mut g = self.lock_at(now);
+        // Stopping a voicemail being left (it is not a call).
+        if matches!(msg, ClientMsg::Record { on: false, .. })
+            && g.voicemail_of(&id, user, dev).is_some()
+        {
+            g.end_voicemail(&id);
+            return Ok(());
+        }
         let Some(call) = g.calls.get_mut(&id) else {
             return Err(not_yours());
         };
@@ -839,6 +846,10 @@ impl Hub {
                 ..
             } => Err(wrong("Recording is asked with record.")),
             ClientMsg::Feature {
+                feature: CallFeature::Voicemail,
+                ..
+            } => Err(super::voicemail::not_a_call_feature(&id)),
+            ClientMsg::Feature {
                 feature: CallFeature::Transfer,
                 ..
             } => Err(wrong(
@@ -869,6 +880,7 @@ impl Hub {
             | ClientMsg::Merge { .. }
             | ClientMsg::MediaOffer { .. }
             | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
+            ClientMsg::Voicemail { .. } => Ok(()),
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::SetE2ee { .. }

@@ -41,6 +41,7 @@ mod park;
 #[cfg(test)]
 mod tests;
 mod transfer;
+pub mod voicemail;
 
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
 pub use history::{CallRecord, Direction, Outcome};
@@ -241,6 +242,8 @@ enum Timer {
     Referral(String),
     /// The device a consult transfer handed a call to did not join it.
     Join(CallId),
+    /// A voicemail reached its time limit.
+    Voicemail(CallId),
 }
 
 /// A timer's place in the queue: its deadline, then the order it was set in.
@@ -316,6 +319,8 @@ struct Inner {
     next_park: u64,
     /// Transfers not yet carried out, by token (see `transfer.rs`).
     referrals: HashMap<String, Referral>,
+    /// Voicemails being left (see `voicemail.rs`), by id.
+    voicemails: HashMap<CallId, voicemail::Voicemail>,
     /// Group calls (see `group.rs`).
     groups: HashMap<group::GroupId, group::Group>,
     /// Numbers groups.
@@ -737,6 +742,7 @@ impl Hub {
                 g.referrals.remove(&token);
             }
             Timer::Join(call) => consult::join_expired(g, &call),
+            Timer::Voicemail(id) => g.end_voicemail(&id),
         }
     }
 
@@ -798,6 +804,16 @@ impl Hub {
         // which gives the held call back before it is left too.
         for id in g.calls_of(user) {
             self.depart(&mut g, &id, dev);
+        }
+        // A message being left is left as it is.
+        let left: Vec<CallId> = g
+            .voicemails
+            .iter()
+            .filter(|(_, v)| v.dev == dev)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in left {
+            g.end_voicemail(&id);
         }
         g.sync_presence(user);
     }
@@ -1037,17 +1053,24 @@ impl Hub {
     /// Whether call `id` is being recorded now (the media component ends the
     /// legs of a call that is not).
     pub fn recording(&self, id: &CallId) -> bool {
-        self.lock()
-            .calls
-            .get(id)
-            .is_some_and(|c| c.recording.is_some())
+        let g = self.lock();
+        g.voicemails.contains_key(id) || g.calls.get(id).is_some_and(|c| c.recording.is_some())
     }
 
     /// Whether device `dev` of `user` may open its media leg for call `id`:
-    /// an answered standard call it is bound to, being recorded. Returns the
-    /// other person.
-    pub fn media_leg(&self, dev: DeviceId, user: &str, id: &CallId) -> Result<String, WireError> {
+    /// an answered standard call it is bound to, being recorded, or a
+    /// voicemail it leaves. Returns the other person, and whether it is a
+    /// voicemail.
+    pub fn media_leg(
+        &self,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+    ) -> Result<(String, bool), WireError> {
         let g = self.lock();
+        if let Some(to) = g.voicemail_of(id, user, dev) {
+            return Ok((to, true));
+        }
         let call = g.own_standard_call(id, user, dev, CallFeature::Recording)?;
         if call.recording.is_none() {
             return Err(WireError::new(
@@ -1056,11 +1079,12 @@ impl Hub {
                 id,
             ));
         }
-        Ok(if call.caller == user {
+        let peer = if call.caller == user {
             call.callee.clone()
         } else {
             call.caller.clone()
-        })
+        };
+        Ok((peer, false))
     }
 
     /// The calls `user` is in now: the current one, a call held for a

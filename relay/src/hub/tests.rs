@@ -486,3 +486,33 @@ fn the_driver_is_woken_only_for_an_earlier_timer() {
     assert_eq!(hub.timers(), 2);
     assert!(hub.timer_changed().now_or_never().is_none());
 }
+
+#[test]
+fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
+    use super::voicemail::MAX_VOICEMAIL;
+    let hub = hub();
+    let (mut alice, mut bob) = (online(&hub, ALICE), online(&hub, BOB));
+    let t0 = Instant::now();
+    let id = hub
+        .mint_call_id(ALICE, BOB, CallMode::Standard)
+        .expect("id");
+    hub.voicemail(t0, alice.id, ALICE, BOB, Ok(CallMode::Standard), id.clone())
+        .expect("voicemail");
+    assert!(matches!(&alice.take()[..], [RelayMsg::Voicemail { .. }]));
+    assert!(hub.recording(&id), "the media leg may run");
+    assert_eq!(
+        hub.media_leg(alice.id, ALICE, &id).expect("Alice's leg"),
+        (BOB.to_string(), true)
+    );
+    assert!(hub.media_leg(bob.id, BOB, &id).is_err(), "not Bob's");
+    hub.handle_timeout(t0 + MAX_VOICEMAIL - MS);
+    assert!(bob.take().is_empty());
+    hub.handle_timeout(t0 + MAX_VOICEMAIL);
+    assert!(matches!(
+        &alice.take()[..],
+        [RelayMsg::Recording { on: false, .. }]
+    ));
+    assert_eq!(bob.take(), [RelayMsg::VoicemailLeft { from: ALICE.into() }]);
+    assert!(!hub.recording(&id));
+    assert_eq!(hub.timers(), 0);
+}

@@ -303,6 +303,7 @@ impl Conn {
                 self.consult_transfer(dev, &call_id, &consult, true).await
             }
             (Some(dev), ClientMsg::Add { call_id, to }) => self.add(dev, &call_id, &to).await,
+            (Some(dev), ClientMsg::Voicemail { to }) => self.voicemail(dev, &to).await,
             (Some(dev), ClientMsg::MediaOffer { call_id, sdp }) => {
                 self.media_offer(dev, call_id, sdp).await
             }
@@ -639,8 +640,8 @@ impl Conn {
         sdp: String,
     ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let user = self.user().to_string();
-        let peer = match self.state.hub().media_leg(dev, &user, &call_id) {
-            Ok(peer) => peer,
+        let (peer, voicemail) = match self.state.hub().media_leg(dev, &user, &call_id) {
+            Ok(leg) => leg,
             Err(e) => return Ok(vec![(e.into_msg(), Flow::Continue)]),
         };
         let open = crate::media::Open {
@@ -648,6 +649,7 @@ impl Conn {
             owner: user,
             peer,
             offer: sdp,
+            voicemail,
         };
         let answer = match self.state.media().await?.open(open).await {
             Ok(answer) => answer,
@@ -665,6 +667,33 @@ impl Conn {
             },
             Flow::Continue,
         )])
+    }
+
+    /// `voicemail`: the recipient is checked as for an invite (an account this
+    /// user may reach), and the pair decided now.
+    async fn voicemail(&mut self, dev: DeviceId, to: &str) -> crate::Result<Vec<(RelayMsg, Flow)>> {
+        let user = self.user().to_string();
+        let refuse = |m: String| {
+            Ok(vec![(
+                RelayMsg::error(ErrorCode::WrongState, m, None),
+                Flow::Continue,
+            )])
+        };
+        let Ok(to) = ops::normalize_user(to) else {
+            return refuse(format!("{to:?} is not a user name (name@domain)."));
+        };
+        if to == user || !self.reachable(&to) || self.state.store().user(&to).await?.is_none() {
+            return refuse(format!("No voicemail can be left for {to}."));
+        }
+        let decision = self.decide(&to).await?;
+        let hub = self.state.hub();
+        let id = hub.mint_call_id(&user, &to, CallMode::Standard)?;
+        Ok(
+            match hub.voicemail(Instant::now(), dev, &user, &to, decision, id) {
+                Ok(()) => Vec::new(),
+                Err(e) => vec![(e.into_msg(), Flow::Continue)],
+            },
+        )
     }
 
     /// `add`: the newcomer is checked as for an invite, and a call with each
