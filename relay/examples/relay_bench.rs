@@ -23,25 +23,20 @@
 //! twice in one run, first on the embedded SQLite store, then on PostgreSQL, and
 //! reports both side by side with their ratio.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench_support::*;
 use futures_util::{SinkExt, StreamExt};
 use shieldcall_proto::{CallId, ClientMsg, HangupReason, RelayMsg};
-use shieldcall_relay::auth::{self, PasswordCost};
-use shieldcall_relay::ops::Ops;
-use shieldcall_relay::store::{PostgresStore, Session, SqliteStore, Store, unix_now};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -90,156 +85,6 @@ fn parse_args() -> anyhow::Result<Args> {
         .max(a.sessions.div_ceil(per_user))
         .max(1);
     Ok(a)
-}
-
-/// Creates users `u<i>@bench.test` and one session cookie each, in SQLite in
-/// `dir` or in PostgreSQL at `database_url`.
-async fn prepare(
-    dir: &Path,
-    database_url: Option<&str>,
-    users: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let store: Box<dyn Store> = match database_url {
-        Some(url) => Box::new(PostgresStore::connect(url).await?),
-        None => Box::new(SqliteStore::open(dir).await?),
-    };
-    let store = store.as_ref();
-    let ops = Ops {
-        store,
-        actor: "bench",
-    };
-    let cost = PasswordCost {
-        memory_kib: 64,
-        iterations: 1,
-    };
-    let mut out = Vec::with_capacity(users);
-    for i in 0..users {
-        let name = format!("u{i}@bench.test");
-        let hash = auth::hash_password(cost, format!("bench-password-{i}")).await?;
-        ops.add_user(&name, hash, false).await?;
-        let (token, hash) = auth::new_token()?;
-        let session = Session {
-            token_hash: hash,
-            user: name.clone(),
-            expires_at: unix_now() + 86_400,
-        };
-        store.create_session(&session).await?;
-        out.push((name, format!("{}={token}", auth::COOKIE)));
-    }
-    Ok(out)
-}
-
-fn start_relay(
-    args: &Args,
-    dir: &Path,
-    database_url: Option<&str>,
-) -> anyhow::Result<(Child, u16)> {
-    let cfg = dir.join("bench.toml");
-    std::fs::write(
-        &cfg,
-        "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\nmax_connections_per_address = 100000\n",
-    )?;
-    let mut relay = Command::new(&args.relay);
-    match database_url {
-        Some(url) => relay.env("SHIELDCALL_DATABASE_URL", url),
-        None => relay.env_remove("SHIELDCALL_DATABASE_URL"),
-    };
-    let mut child = relay
-        .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("SHIELDCALL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("start {}", args.relay.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-    let port = loop {
-        let line = lines.next().context("relay exited")??;
-        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-            break rest.trim_end_matches('/').parse()?;
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok((child, port))
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
-}
-
-async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
-    let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
-    req.headers_mut().insert("Cookie", cookie.parse()?);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
-    send(&mut ws, &ClientMsg::Hello { version: 1 }).await?;
-    // welcome, then the contact list
-    for _ in 0..2 {
-        next(&mut ws).await?;
-    }
-    Ok(ws)
-}
-
-async fn next(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
-    loop {
-        match ws.next().await.context("closed")?? {
-            Message::Text(t) => return Ok(RelayMsg::decode(t.as_str())?),
-            Message::Close(_) => bail!("closed"),
-            _ => {}
-        }
-    }
-}
-
-/// The next message that is not presence.
-async fn next_call_msg(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
-    loop {
-        let m = next(ws).await?;
-        if !matches!(m, RelayMsg::Presence { .. }) {
-            return Ok(m);
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, m: &ClientMsg) -> anyhow::Result<()> {
-    ws.send(Message::Text(m.encode().into())).await?;
-    Ok(())
-}
-
-async fn call(caller: &mut Ws, callee: &mut Ws, to: &str) -> anyhow::Result<CallId> {
-    send(
-        caller,
-        &ClientMsg::Invite {
-            to: to.into(),
-            transfer: None,
-        },
-    )
-    .await?;
-    let RelayMsg::Calling { call_id, .. } = next_call_msg(caller).await? else {
-        bail!("no calling")
-    };
-    let RelayMsg::Incoming { .. } = next_call_msg(callee).await? else {
-        bail!("no incoming")
-    };
-    let commit = "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115".parse()?;
-    let accept = ClientMsg::Accept {
-        call_id: call_id.clone(),
-        commit: Some(commit),
-    };
-    send(callee, &accept).await?;
-    let RelayMsg::Accepted { .. } = next_call_msg(caller).await? else {
-        bail!("no accepted")
-    };
-    Ok(call_id)
 }
 
 async fn hangup(caller: &mut Ws, callee: &mut Ws, call_id: CallId) -> anyhow::Result<()> {
@@ -331,7 +176,7 @@ async fn measure(args: &Args, database_url: Option<&str>) -> anyhow::Result<Figu
     };
     eprintln!("{store}: preparing {} users", args.users);
     let users = prepare(&dir, database_url, args.users).await?;
-    let (mut relay, port) = start_relay(args, &dir, database_url)?;
+    let (mut relay, port) = start_relay(&args.relay, &dir, database_url)?;
     let pid = relay.id();
     let result = run(args, port, pid, &users).await;
     let _ = Command::new("kill")

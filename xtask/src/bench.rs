@@ -1,4 +1,4 @@
-//! `cargo xtask bench relay|call`: the benchmarks whose numbers go into
+//! `cargo xtask bench relay|call|media`: the benchmarks whose numbers go into
 //! `BENCHMARKS.md`. Each runs release builds; none is a timed unit test.
 
 use anyhow::{Result, bail};
@@ -10,7 +10,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("relay") => relay(&args[1..]),
         Some("call") => call(&args[1..]),
-        _ => bail!("usage: cargo xtask bench relay|call [ARGS]"),
+        Some("media") => media(&args[1..]),
+        _ => bail!("usage: cargo xtask bench relay|call|media [ARGS]"),
     }
 }
 
@@ -44,6 +45,26 @@ fn relay(extra: &[String]) -> Result<()> {
             .arg(server.create_database("bench")?);
     }
     check(&mut cmd, "relay benchmark")
+}
+
+/// The media benchmark: what recording costs the release relay per recorded
+/// call, against the same calls not recorded, in one run.
+fn media(extra: &[String]) -> Result<()> {
+    let relay = release_relay()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "shieldcall-relay",
+        "--example",
+        "media_bench",
+        "--",
+        "--relay",
+    ])
+    .arg(relay)
+    .args(extra);
+    check(&mut cmd, "media benchmark")
 }
 
 /// The call-setup benchmark: Shieldcall calls and a plain-WebRTC baseline in the

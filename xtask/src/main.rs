@@ -70,7 +70,8 @@ fn real_main() -> Result<()> {
                  e2e [FILTER]    only the end-to-end tests (keeps logs and screenshots of failures in target/e2e/)\n  \
                  bench relay [--postgres]  relay benchmark (idle session memory, forward latency, call setups);\n                  \
                  with --postgres also on PostgreSQL, side by side\n  \
-                 bench call      call-setup benchmark in headless Chromium against a plain WebRTC baseline"
+                 bench call      call-setup benchmark in headless Chromium against a plain WebRTC baseline\n  \
+                 bench media     what recording costs the relay per recorded call"
             );
             if task.is_empty() || task == "help" || task == "--help" {
                 Ok(())

@@ -1,0 +1,172 @@
+//! What the relay benchmarks share: users and sessions made straight in the
+//! store, the release relay started as its own process, and WebSocket clients.
+
+#![allow(dead_code)] // each benchmark uses its part
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
+use shieldcall_relay::auth::{self, PasswordCost};
+use shieldcall_relay::ops::Ops;
+use shieldcall_relay::store::{PostgresStore, Session, SqliteStore, Store, unix_now};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A client's WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Creates users `u<i>@bench.test` and one session cookie each, in SQLite in
+/// `dir` or in PostgreSQL at `database_url`.
+pub async fn prepare(
+    dir: &Path,
+    database_url: Option<&str>,
+    users: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let store: Box<dyn Store> = match database_url {
+        Some(url) => Box::new(PostgresStore::connect(url).await?),
+        None => Box::new(SqliteStore::open(dir).await?),
+    };
+    let store = store.as_ref();
+    let ops = Ops {
+        store,
+        actor: "bench",
+    };
+    let cost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    let mut out = Vec::with_capacity(users);
+    for i in 0..users {
+        let name = format!("u{i}@bench.test");
+        let hash = auth::hash_password(cost, format!("bench-password-{i}")).await?;
+        ops.add_user(&name, hash, false).await?;
+        let (token, hash) = auth::new_token()?;
+        let session = Session {
+            token_hash: hash,
+            user: name.clone(),
+            expires_at: unix_now() + 86_400,
+        };
+        store.create_session(&session).await?;
+        out.push((name, format!("{}={token}", auth::COOKIE)));
+    }
+    Ok(out)
+}
+
+pub fn start_relay(
+    relay: &Path,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<(Child, u16)> {
+    let cfg = dir.join("bench.toml");
+    std::fs::write(
+        &cfg,
+        "demo = false\nws_rate_per_sec = 1000000.0\nws_burst = 1000000.0\nmax_connections_per_address = 100000\n",
+    )?;
+    let mut cmd = Command::new(relay);
+    match database_url {
+        Some(url) => cmd.env("SHIELDCALL_DATABASE_URL", url),
+        None => cmd.env_remove("SHIELDCALL_DATABASE_URL"),
+    };
+    let mut child = cmd
+        .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SHIELDCALL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("start {}", relay.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let port = loop {
+        let line = lines.next().context("relay exited")??;
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            break rest.trim_end_matches('/').parse()?;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, port))
+}
+
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+}
+
+pub async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
+    let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
+    req.headers_mut().insert("Cookie", cookie.parse()?);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    send(&mut ws, &ClientMsg::Hello { version: 1 }).await?;
+    // welcome, then the contact list
+    for _ in 0..2 {
+        next(&mut ws).await?;
+    }
+    Ok(ws)
+}
+
+pub async fn next(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
+    loop {
+        match ws.next().await.context("closed")?? {
+            Message::Text(t) => return Ok(RelayMsg::decode(t.as_str())?),
+            Message::Close(_) => bail!("closed"),
+            _ => {}
+        }
+    }
+}
+
+/// The next message that is not presence.
+pub async fn next_call_msg(ws: &mut Ws) -> anyhow::Result<RelayMsg> {
+    loop {
+        let m = next(ws).await?;
+        if !matches!(m, RelayMsg::Presence { .. }) {
+            return Ok(m);
+        }
+    }
+}
+
+pub async fn send(ws: &mut Ws, m: &ClientMsg) -> anyhow::Result<()> {
+    ws.send(Message::Text(m.encode().into())).await?;
+    Ok(())
+}
+
+pub async fn call(caller: &mut Ws, callee: &mut Ws, to: &str) -> anyhow::Result<CallId> {
+    send(
+        caller,
+        &ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        },
+    )
+    .await?;
+    let RelayMsg::Calling { call_id, .. } = next_call_msg(caller).await? else {
+        bail!("no calling")
+    };
+    let RelayMsg::Incoming { .. } = next_call_msg(callee).await? else {
+        bail!("no incoming")
+    };
+    let commit = "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115".parse()?;
+    let accept = ClientMsg::Accept {
+        call_id: call_id.clone(),
+        commit: Some(commit),
+    };
+    send(callee, &accept).await?;
+    let RelayMsg::Accepted { .. } = next_call_msg(caller).await? else {
+        bail!("no accepted")
+    };
+    Ok(call_id)
+}
