@@ -7,6 +7,7 @@
 //!   they arrived, no re-encoding.
 //! - [`leg`]: one person's media leg, a receive-only WebRTC peer (str0m,
 //!   sans-IO) that feeds a recorder.
+//! - [`sender`]: a browser's side of a leg, for tests and benchmarks.
 //! - [`recorder`]: one person's recording: when the file starts, where each
 //!   frame goes in time.
 //!
@@ -15,4 +16,5 @@
 
 pub mod leg;
 pub mod recorder;
+pub mod sender;
 pub mod webm;

@@ -19,7 +19,6 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,12 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench_support::*;
+use shieldcall_media::sender::{Frames, Sender};
 use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Input, Output, Rtc, RtcConfig};
+use str0m::media::Direction;
 
 struct Args {
     relay: PathBuf,
@@ -57,112 +53,6 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// One side's sender: a send-only str0m peer on its own UDP socket.
-struct Sender {
-    rtc: Rtc,
-    socket: UdpSocket,
-    addr: SocketAddr,
-    audio: Mid,
-    video: Mid,
-    connected: Option<Instant>,
-    frames: (u64, u64),
-}
-
-impl Sender {
-    fn offer() -> anyhow::Result<(Self, String, SdpPendingOffer)> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_nonblocking(true)?;
-        let addr = socket.local_addr()?;
-        let mut rtc = RtcConfig::new()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .clear_codecs()
-            .enable_opus(true)
-            .enable_vp8(true)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(addr, "udp")?);
-        let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        let (offer, pending) = api.apply().context("an offer")?;
-        let s = Self {
-            rtc,
-            socket,
-            addr,
-            audio,
-            video,
-            connected: None,
-            frames: (0, 0),
-        };
-        Ok((s, offer.to_sdp_string(), pending))
-    }
-
-    /// One round: datagrams in, timers, datagrams out, frames that are due.
-    fn step(&mut self, buf: &mut [u8]) -> anyhow::Result<u64> {
-        let now = Instant::now();
-        while let Ok((n, from)) = self.socket.recv_from(buf) {
-            let r = Receive::new(Protocol::Udp, from, self.addr, &buf[..n])?;
-            self.rtc.handle_input(Input::Receive(now, r))?;
-        }
-        self.rtc.handle_input(Input::Timeout(now))?;
-        let mut sent = 0;
-        loop {
-            match self.rtc.poll_output()? {
-                Output::Transmit(t) => {
-                    sent += t.contents.len() as u64;
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
-                Output::Timeout(_) => break,
-                Output::Event(str0m::Event::Connected) => self.connected = Some(now),
-                Output::Event(_) => {}
-            }
-        }
-        let Some(at) = self.connected else {
-            return Ok(sent);
-        };
-        let ms = now.duration_since(at).as_millis() as u64;
-        let pt = |rtc: &mut Rtc, mid, codec| {
-            rtc.writer(mid).and_then(|w| {
-                w.payload_params()
-                    .find(|p| p.spec().codec == codec)
-                    .map(|p| p.pt())
-            })
-        };
-        let (Some(opus), Some(vp8)) = (
-            pt(&mut self.rtc, self.audio, Codec::Opus),
-            pt(&mut self.rtc, self.video, Codec::Vp8),
-        ) else {
-            return Ok(sent);
-        };
-        while self.frames.0 * 20 <= ms {
-            let a = self.frames.0;
-            let t = MediaTime::new(a * 960, Frequency::FORTY_EIGHT_KHZ);
-            let frame = vec![0xfc; 80];
-            if let Some(w) = self.rtc.writer(self.audio) {
-                w.write(opus, now, t, frame)?;
-            }
-            self.frames.0 += 1;
-        }
-        while self.frames.1 * 40 <= ms {
-            let v = self.frames.1;
-            let t = MediaTime::new(v * 3600, Frequency::NINETY_KHZ);
-            let frame = if v.is_multiple_of(50) {
-                let mut f = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
-                f.resize(8_000, v as u8);
-                f
-            } else {
-                let mut f = vec![0x31, 0x01, 0x00];
-                f.resize(1_400, v as u8);
-                f
-            };
-            if let Some(w) = self.rtc.writer(self.video) {
-                w.write(vp8, now, t, frame)?;
-            }
-            self.frames.1 += 1;
-        }
-        Ok(sent)
-    }
 }
 
 /// The relay's CPU time so far (user + system), from `/proc/<pid>/stat`.
@@ -273,7 +163,8 @@ async fn run(
             let RelayMsg::Recording { on: true, .. } = next_call_msg(ws).await? else {
                 bail!("not recording")
             };
-            let (mut s, offer, pending) = Sender::offer()?;
+            let (mut s, offer) =
+                Sender::offer(Direction::SendOnly, Direction::SendOnly, Frames::default())?;
             send(
                 ws,
                 &ClientMsg::MediaOffer {
@@ -285,9 +176,7 @@ async fn run(
             let RelayMsg::MediaAnswer { sdp, .. } = next_call_msg(ws).await? else {
                 bail!("no media answer")
             };
-            s.rtc
-                .sdp_api()
-                .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp)?)?;
+            s.answer(&sdp).map_err(anyhow::Error::msg)?;
             senders.push(s);
         }
     }
@@ -300,7 +189,7 @@ async fn run(
         let mut buf = vec![0u8; 2048];
         while !st.load(Ordering::Relaxed) {
             for s in &mut senders {
-                let n = s.step(&mut buf)?;
+                let n = s.step(&mut buf, u64::MAX).map_err(anyhow::Error::msg)?;
                 if cg.load(Ordering::Relaxed) {
                     co.fetch_add(n, Ordering::Relaxed);
                 }

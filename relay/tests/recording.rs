@@ -7,17 +7,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use shieldcall_media::sender::{Frames, Sender};
 use shieldcall_proto::{CallId, CallMode, ClientMsg, ErrorCode, RelayMsg};
-use str0m::change::SdpAnswer;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Input, Output, Rtc, RtcConfig};
+use str0m::media::Direction;
 
 fn code(m: &RelayMsg) -> Option<ErrorCode> {
     match m {
@@ -33,112 +28,38 @@ fn record(id: &CallId, on: bool) -> ClientMsg {
     }
 }
 
-/// A browser's media leg: a send-only str0m peer on its own UDP socket.
-struct Browser {
-    rtc: Rtc,
-    socket: UdpSocket,
-    addr: SocketAddr,
-    audio: Mid,
-    video: Mid,
+/// A browser's media leg: a send-only peer with the default frames.
+fn browser() -> (Sender, String) {
+    Sender::offer(Direction::SendOnly, Direction::SendOnly, Frames::default()).expect("a peer")
 }
 
-impl Browser {
-    fn offer() -> (Self, String, str0m::change::SdpPendingOffer) {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        socket.set_nonblocking(true).expect("nonblocking");
-        let addr = socket.local_addr().expect("addr");
-        let mut rtc = RtcConfig::new()
-            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
-            .clear_codecs()
-            .enable_opus(true)
-            .enable_vp8(true)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
-        let mut api = rtc.sdp_api();
-        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-        let (offer, pending) = api.apply().expect("an offer");
-        let b = Self {
-            rtc,
-            socket,
-            addr,
-            audio,
-            video,
-        };
-        (b, offer.to_sdp_string(), pending)
-    }
+/// `ws` offers a media leg for `id`; returns the peer, answered.
+async fn open_leg(ws: &mut Client, id: &CallId) -> Sender {
+    let (mut peer, offer) = browser();
+    ws.send(&ClientMsg::MediaOffer {
+        call_id: id.clone(),
+        sdp: offer,
+    })
+    .await;
+    let RelayMsg::MediaAnswer { sdp, .. } = ws.recv().await else {
+        panic!("no media answer")
+    };
+    peer.answer(&sdp).expect("the answer");
+    peer
+}
 
-    fn pt(&mut self, mid: Mid, codec: Codec) -> Pt {
-        let w = self.rtc.writer(mid).expect("a writer");
-        w.payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
-            .expect("negotiated")
-    }
-
-    /// Sends `secs` of media in real time once connected (a VP8 key frame of
-    /// 320×240 each second); returns how long it ran.
-    fn send(mut self, secs: u64) -> u64 {
-        let start = Instant::now();
-        let mut buf = [0u8; 2000];
-        let mut connected_at = None;
-        let (mut a, mut v) = (0u64, 0u64);
-        while start.elapsed() < Duration::from_secs(secs + 10) {
-            let now = Instant::now();
-            while let Ok((n, from)) = self.socket.recv_from(&mut buf) {
-                let r = Receive::new(Protocol::Udp, from, self.addr, &buf[..n]).expect("datagram");
-                self.rtc
-                    .handle_input(Input::Receive(now, r))
-                    .expect("input");
-            }
-            self.rtc.handle_input(Input::Timeout(now)).expect("timeout");
-            loop {
-                match self.rtc.poll_output().expect("output") {
-                    Output::Transmit(t) => {
-                        let _ = self.socket.send_to(&t.contents, t.destination);
-                    }
-                    Output::Timeout(_) => break,
-                    Output::Event(str0m::Event::Connected) => connected_at = Some(now),
-                    Output::Event(_) => {}
-                }
-            }
-            if let Some(at) = connected_at {
-                let ms = now.duration_since(at).as_millis() as u64;
-                if ms > secs * 1000 {
-                    return ms;
-                }
-                let (opus, vp8) = (
-                    self.pt(self.audio, Codec::Opus),
-                    self.pt(self.video, Codec::Vp8),
-                );
-                while a * 20 <= ms {
-                    let t = MediaTime::new(a * 960, Frequency::FORTY_EIGHT_KHZ);
-                    let w = self.rtc.writer(self.audio).expect("audio");
-                    w.write(opus, now, t, vec![0xfc, a as u8, 1])
-                        .expect("audio");
-                    a += 1;
-                }
-                while v * 40 <= ms {
-                    let t = MediaTime::new(v * 3600, Frequency::NINETY_KHZ);
-                    let frame = if v.is_multiple_of(25) {
-                        let mut f =
-                            vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
-                        f.extend(std::iter::repeat_n(v as u8, 200));
-                        f
-                    } else {
-                        let mut f = vec![0x31, 0x01, 0x00];
-                        f.extend(std::iter::repeat_n(v as u8, 80));
-                        f
-                    };
-                    let w = self.rtc.writer(self.video).expect("video");
-                    w.write(vp8, now, t, frame).expect("video");
-                    v += 1;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(2));
+/// Sends `secs` of media in real time once connected; returns how long.
+fn send_for(mut peer: Sender, secs: u64) -> u64 {
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs + 10) {
+        peer.step(&mut buf, secs * 1000).expect("a step");
+        if peer.sending_ms() > secs * 1000 {
+            return peer.sending_ms();
         }
-        panic!("the media leg never connected");
+        std::thread::sleep(Duration::from_millis(2));
     }
+    panic!("the media leg never connected");
 }
 
 #[tokio::test]
@@ -148,7 +69,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
     let (mut ann, mut bob, id) = answered_call_in(&relay, CallMode::Standard).await;
 
     // Before anyone asked, no leg.
-    let (_b, offer, _) = Browser::offer();
+    let (_b, offer) = browser();
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: offer,
@@ -173,28 +94,14 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
     .await;
     assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
 
-    let (browser, offer, pending) = Browser::offer();
-    ann.send(&ClientMsg::MediaOffer {
-        call_id: id.clone(),
-        sdp: offer,
-    })
-    .await;
-    let RelayMsg::MediaAnswer { sdp, .. } = ann.recv().await else {
-        panic!("no media answer")
-    };
-    let mut browser = browser;
-    browser
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("SDP"))
-        .expect("answer");
+    let peer = open_leg(&mut ann, &id).await;
     let media = relay
         .state
         .media_started()
         .expect("the media component")
         .clone();
     assert_eq!(media.legs().await, 1);
-    let ran = tokio::task::spawn_blocking(move || browser.send(2))
+    let ran = tokio::task::spawn_blocking(move || send_for(peer, 2))
         .await
         .expect("the browser");
     assert!(ran >= 2000);
@@ -276,7 +183,7 @@ async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
     let (mut ann, mut bob, id) = answered_call(&relay).await;
     ann.send(&record(&id, true)).await;
     assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
-    let (_b, offer, _) = Browser::offer();
+    let (_b, offer) = browser();
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: offer,
@@ -356,30 +263,16 @@ async fn a_voicemail_after_a_decline_is_the_recipients() {
     };
     assert_eq!(to, "bob@a.test");
     bob.expect_quiet(Duration::from_millis(100)).await;
-    let (browser, offer, pending) = Browser::offer();
-    ann.send(&ClientMsg::MediaOffer {
-        call_id: vm.clone(),
-        sdp: offer,
-    })
-    .await;
-    let RelayMsg::MediaAnswer { sdp, .. } = ann.recv().await else {
-        panic!("no media answer")
-    };
-    let mut browser = browser;
-    browser
-        .rtc
-        .sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).expect("SDP"))
-        .expect("answer");
+    let peer = open_leg(&mut ann, &vm).await;
     // Bob cannot send into Ann's message.
-    let (_other, offer, _) = Browser::offer();
+    let (_other, offer) = browser();
     bob.send(&ClientMsg::MediaOffer {
         call_id: vm.clone(),
         sdp: offer,
     })
     .await;
     assert_eq!(code(&bob.recv().await), Some(ErrorCode::NotYourCall));
-    tokio::task::spawn_blocking(move || browser.send(2))
+    tokio::task::spawn_blocking(move || send_for(peer, 2))
         .await
         .expect("the browser");
     ann.send(&record(&vm, false)).await;
