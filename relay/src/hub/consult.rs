@@ -149,23 +149,10 @@ impl Hub {
             Some(_) => Side::Callee,
             None => return Err(wrong("The call is over.")),
         };
-        match decision {
-            Some(Ok(CallMode::Standard)) => {}
-            Some(Ok(CallMode::E2ee)) => {
-                return Err(WireError::new(
-                    ErrorCode::UnavailableInE2ee,
-                    &format!(
-                        "Calls between {waiting} and {target} are end-to-end encrypted, and a transferred call is a standard call; transfer blind instead, so that they call each other."
-                    ),
-                    held,
-                ));
-            }
-            Some(Err(_)) | None => {
-                return Err(wrong(&format!(
-                    "The policies do not allow {waiting} a call with {target}."
-                )));
-            }
-        }
+        let e2ee = format!(
+            "Calls between {waiting} and {target} are end-to-end encrypted, and a transferred call is a standard call; transfer blind instead, so that they call each other."
+        );
+        super::standard_pair(decision.as_ref(), (&waiting, &target), &e2ee, Some(held))?;
         // The consultation ends for both; the consulted person's device is
         // about to join the held call instead.
         if let Some(c) = g.calls.get_mut(consult) {

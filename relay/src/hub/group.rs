@@ -213,23 +213,11 @@ impl Hub {
             )));
         }
         for m in &members {
-            match decisions.iter().find(|(u, _)| u == m).map(|(_, d)| d) {
-                Some(Ok(CallMode::Standard)) => {}
-                Some(Ok(CallMode::E2ee)) => {
-                    return Err(WireError::new(
-                        ErrorCode::UnavailableInE2ee,
-                        &format!(
-                            "Calls between {m} and {to} are end-to-end encrypted, and a group call is a standard call; call {to} on their own instead."
-                        ),
-                        id,
-                    ));
-                }
-                Some(Err(_)) | None => {
-                    return Err(wrong(&format!(
-                        "The policies do not allow {m} a call with {to}."
-                    )));
-                }
-            }
+            let e2ee = format!(
+                "Calls between {m} and {to} are end-to-end encrypted, and a group call is a standard call; call {to} on their own instead."
+            );
+            let decision = decisions.iter().find(|(u, _)| u == m).map(|(_, d)| d);
+            super::standard_pair(decision, (m, to), &e2ee, Some(id))?;
         }
         let beside = g.in_call.get(user).cloned();
         let (gid, new_group) = match call.group {
@@ -369,24 +357,10 @@ impl Hub {
         let mut g = self.lock_at(now);
         let (waiting, wdev, target, tdev) =
             super::consult::check_pair(&g, held, consult, user, dev, CallFeature::Merge)?;
-        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
-        match decision {
-            Some(Ok(CallMode::Standard)) => {}
-            Some(Ok(CallMode::E2ee)) => {
-                return Err(WireError::new(
-                    ErrorCode::UnavailableInE2ee,
-                    &format!(
-                        "Calls between {waiting} and {target} are end-to-end encrypted, and a group call is a standard call; they cannot be merged."
-                    ),
-                    held,
-                ));
-            }
-            Some(Err(_)) | None => {
-                return Err(wrong(&format!(
-                    "The policies do not allow {waiting} a call with {target}."
-                )));
-            }
-        }
+        let e2ee = format!(
+            "Calls between {waiting} and {target} are end-to-end encrypted, and a group call is a standard call; they cannot be merged."
+        );
+        super::standard_pair(decision.as_ref(), (&waiting, &target), &e2ee, Some(held))?;
         g.next_group += 1;
         let gid = g.next_group;
         g.groups.insert(

@@ -62,6 +62,32 @@ pub struct WireError {
     pub call_id: Option<CallId>,
 }
 
+/// What a feature that makes a new pair (a transfer, a merge, an added
+/// person, a voicemail) needs of the pair's call decision, made now: a
+/// standard call. A pair whose calls would be end-to-end encrypted gets
+/// `unavailable-in-e2ee` with `e2ee` (the sentence saying what to do instead);
+/// one the policies forbid, `wrong-state` naming `a` and `b`.
+fn standard_pair(
+    decision: Option<&Result<CallMode, crate::policy::Refusal>>,
+    (a, b): (&str, &str),
+    e2ee: &str,
+    call_id: Option<&CallId>,
+) -> Result<(), WireError> {
+    let error = |code, message: String| WireError {
+        code,
+        message,
+        call_id: call_id.cloned(),
+    };
+    match decision {
+        Some(Ok(CallMode::Standard)) => Ok(()),
+        Some(Ok(CallMode::E2ee)) => Err(error(ErrorCode::UnavailableInE2ee, e2ee.to_string())),
+        Some(Err(_)) | None => Err(error(
+            ErrorCode::WrongState,
+            format!("The policies do not allow {a} a call with {b}."),
+        )),
+    }
+}
+
 impl WireError {
     fn new(code: ErrorCode, message: &str, call_id: &CallId) -> Self {
         Self {

@@ -52,21 +52,12 @@ impl Hub {
             message: m.into(),
             call_id: None,
         };
-        match decision {
-            Ok(CallMode::Standard) => {}
-            Ok(CallMode::E2ee) => {
-                return Err(error(
-                    ErrorCode::UnavailableInE2ee,
-                    "Voicemail is off in end-to-end encrypted calls: calls between you two are end-to-end encrypted.",
-                ));
-            }
-            Err(_) => {
-                return Err(error(
-                    ErrorCode::WrongState,
-                    &format!("The policies do not allow you a call with {to}."),
-                ));
-            }
-        }
+        super::standard_pair(
+            Some(&decision),
+            ("you", to),
+            "Voicemail is off in end-to-end encrypted calls: calls between you two are end-to-end encrypted.",
+            None,
+        )?;
         if g.voicemails.values().any(|v| v.dev == dev) {
             return Err(error(
                 ErrorCode::WrongState,
