@@ -313,6 +313,17 @@ pub struct View {
     pub group: Vec<String>,
 }
 
+/// How the callee side of a leg commits to its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitWith {
+    /// `accept` (an incoming call).
+    Accept,
+    /// `move-here` (taking over a call another device of the user carries).
+    MoveHere,
+    /// `join` (a call a consult transfer or a group call handed this device).
+    Join,
+}
+
 /// One call from invite or incoming to its end.
 #[derive(Debug)]
 pub struct Call {
@@ -346,15 +357,13 @@ pub struct Call {
     held_ice: Vec<IceCandidate>,
     /// What this user's setting asked for when the call began.
     wish: Wish,
-    /// This device is taking over a call another device of the user carries:
-    /// it commits with `move-here` instead of `accept`.
-    takeover: bool,
+    /// The message this device commits with, as the callee side of a leg:
+    /// `accept`, or `move-here` (taking over a call another device of the user
+    /// carries) or `join` (a call a consult transfer or a group handed it).
+    commit_with: CommitWith,
     /// This device picks up the call parked under this code: it commits with
     /// `pickup` and learns the call from `picked-up`.
     pickup: Option<u8>,
-    /// This device joins a call a consult transfer handed it: it commits with
-    /// `join` instead of `accept`.
-    joining: bool,
     /// This outgoing call is a consultation about this held call (`consult`).
     consult_of: Option<CallId>,
     /// This outgoing call adds its callee to this call's group (`add`).
@@ -432,18 +441,9 @@ impl Call {
         wish: Wish,
         now_ms: u64,
     ) -> (Self, Vec<Output>) {
-        let mut call = Self::new(
-            peer,
-            Role::Callee,
-            Some(call_id),
-            Some(mode),
-            wish,
-            Phase::Connecting,
-            now_ms,
-        );
-        call.joining = true;
+        let (mut call, out) = Self::committing(CommitWith::Join, call_id, peer, mode, wish, now_ms);
         call.view.referred_by = by;
-        (call, vec![Output::Pc(PcCommand::Create)])
+        (call, out)
     }
 
     /// Whether this is a consultation or an add placed beside call `id` that
@@ -528,9 +528,8 @@ impl Call {
             offer_sent: false,
             held_ice: Vec::new(),
             wish,
-            takeover: false,
+            commit_with: CommitWith::Accept,
             pickup: None,
-            joining: false,
             consult_of: None,
             add_to: None,
         }
@@ -564,6 +563,20 @@ impl Call {
         wish: Wish,
         now_ms: u64,
     ) -> (Self, Vec<Output>) {
+        Self::committing(CommitWith::MoveHere, call_id, peer, mode, wish, now_ms)
+    }
+
+    /// The callee side of a leg of `call_id` with `peer` that this device
+    /// joins by committing with `with`: a fresh certificate and peer
+    /// connection first; the other side offers once the commitment is sent.
+    fn committing(
+        with: CommitWith,
+        call_id: CallId,
+        peer: &str,
+        mode: CallMode,
+        wish: Wish,
+        now_ms: u64,
+    ) -> (Self, Vec<Output>) {
         let mut call = Self::new(
             peer,
             Role::Callee,
@@ -573,7 +586,7 @@ impl Call {
             Phase::Connecting,
             now_ms,
         );
-        call.takeover = true;
+        call.commit_with = with;
         (call, vec![Output::Pc(PcCommand::Create)])
     }
 
@@ -985,13 +998,16 @@ impl Call {
             {
                 self.end(Ending::NotPlaced, now_ms)
             }
-            RelayMsg::Error { .. } if self.joining && !self.remote_set => {
-                self.end(Ending::NotJoined, now_ms)
-            }
-            RelayMsg::Error { .. } if self.takeover && !self.remote_set => {
-                // The relay refused `move-here` (the error is shown); the call
-                // stays where it was.
-                self.end(Ending::NotMoved, now_ms)
+            RelayMsg::Error { .. }
+                if self.commit_with != CommitWith::Accept && !self.remote_set =>
+            {
+                // The relay refused `join`, or `move-here` (the error is shown;
+                // a call that did not move stays where it was).
+                let ending = match self.commit_with {
+                    CommitWith::MoveHere => Ending::NotMoved,
+                    _ => Ending::NotJoined,
+                };
+                self.end(ending, now_ms)
             }
             RelayMsg::Error { .. } if self.view.hold_pending => {
                 // The relay refused the hold change (the error is shown).
@@ -1037,12 +1053,10 @@ impl Call {
             Role::Callee => {
                 // Step 1: commit before seeing the offer (in every mode).
                 let commit = Some(Commitment::to(&local));
-                let msg = if self.joining {
-                    ClientMsg::Join { call_id, commit }
-                } else if self.takeover {
-                    ClientMsg::MoveHere { call_id, commit }
-                } else {
-                    ClientMsg::Accept { call_id, commit }
+                let msg = match self.commit_with {
+                    CommitWith::Accept => ClientMsg::Accept { call_id, commit },
+                    CommitWith::MoveHere => ClientMsg::MoveHere { call_id, commit },
+                    CommitWith::Join => ClientMsg::Join { call_id, commit },
                 };
                 let mut out = vec![Output::Send(msg)];
                 if let Some(sdp) = self.pending_offer.take() {

@@ -1521,19 +1521,21 @@ fn a_consultation_is_an_outgoing_call_that_names_the_held_one() {
     );
 }
 
+/// Bob joined this call (`id()`) with his held call with Alice.
+fn replaced() -> RelayMsg {
+    RelayMsg::Replaced {
+        call_id: id(),
+        join: CallId("held".into()),
+        peer: ALICE.into(),
+        by: BOB.into(),
+        mode: CallMode::Standard,
+    }
+}
+
 #[test]
 fn a_replaced_call_ends_and_the_join_commits_before_the_fresh_offer() {
     let (mut carol, _) = callee_connected(CallMode::Standard, Wish::None);
-    let out = carol.handle(
-        relay(RelayMsg::Replaced {
-            call_id: id(),
-            join: CallId("held".into()),
-            peer: ALICE.into(),
-            by: BOB.into(),
-            mode: CallMode::Standard,
-        }),
-        10,
-    );
+    let out = carol.handle(relay(replaced()), 10);
     assert_eq!(out, vec![Output::Pc(PcCommand::Close)]);
     assert_eq!(
         carol.view().phase,
@@ -1605,16 +1607,7 @@ fn a_replaced_call_ends_and_the_join_commits_before_the_fresh_offer() {
 #[test]
 fn an_e2ee_call_ignores_a_replaced() {
     let (mut c, _) = callee_connected(CallMode::E2ee, Wish::Switch);
-    let out = c.handle(
-        relay(RelayMsg::Replaced {
-            call_id: id(),
-            join: CallId("held".into()),
-            peer: ALICE.into(),
-            by: BOB.into(),
-            mode: CallMode::Standard,
-        }),
-        10,
-    );
+    let out = c.handle(relay(replaced()), 10);
     assert!(out.is_empty());
     assert_eq!(c.view().phase, Phase::Connected);
 }
