@@ -202,7 +202,9 @@ pub async fn recordings(State(state): State<AppState>, authed: Authed) -> Result
 }
 
 /// `GET /api/recordings/{id}`: one recording's WebM file, for someone in it
-/// (`404` for anyone else, as for an id that does not exist).
+/// (`404` for anyone else, as for an id that does not exist). Streamed in
+/// 64 KiB pieces: an hour's recording is some 170 MB, not to be held in memory
+/// per request.
 pub async fn recording(
     State(state): State<AppState>,
     authed: Authed,
@@ -210,15 +212,33 @@ pub async fn recording(
 ) -> Result<Response> {
     let path = crate::media::recording_file(&state.config().data_dir, &authed.user.name, &id)
         .ok_or_else(|| Error::NotFound("no such recording".into()))?;
-    let body = tokio::fs::read(&path)
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| Error::NotFound("no such recording".into()))?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "video/webm"),
-            (axum::http::header::CACHE_CONTROL, "private, no-store"),
-        ],
-        body,
-    )
-        .into_response())
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let pieces = futures_util::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), Some(file)))
+            }
+            // The response ends with the error; nothing more is read.
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let mut response = axum::body::Body::from_stream(pieces).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Ok(response)
 }

@@ -167,6 +167,11 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
     // The file itself, read by an independent demuxer.
     let dir = relay.stop().await;
     let file = std::fs::read(dir.join("recordings").join(format!("{rec}.webm"))).expect("the file");
+    // All of it was served (streamed, with its length).
+    assert_eq!(
+        r.header("content-length"),
+        Some(file.len().to_string().as_str())
+    );
     let mut mkv = matroska_demuxer::MatroskaFile::open(std::io::Cursor::new(file)).expect("WebM");
     assert_eq!(mkv.tracks().len(), 2);
     let mut frame = matroska_demuxer::Frame::default();
