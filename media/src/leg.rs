@@ -1,7 +1,8 @@
 //! One person's media leg, sans-IO in str0m's shape: a WebRTC peer that only
 //! receives (the browser's offer is send-only), ICE-lite on the server's one
-//! UDP address, DTLS-SRTP with a certificate of its own, and a [`Recorder`]
-//! for what arrives. Time and datagrams go in ([`Leg::handle_receive`],
+//! UDP address, DTLS-SRTP with a certificate of its own, and a [`Sink`] for
+//! what arrives: a [`Recorder`], a [`Transcriber`] for live captions, or both
+//! (a voicemail with its transcript). Time and datagrams go in ([`Leg::handle_receive`],
 //! [`Leg::handle_timeout`]); datagrams to send and when to wake come out
 //! ([`Leg::poll_output`]).
 //!
@@ -20,6 +21,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::recorder::{Kind, Recorder};
+use crate::transcriber::Transcriber;
 
 /// How often a key frame is asked for while the recording waits for one.
 const KEY_FRAME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -54,14 +56,49 @@ pub enum LegOutput {
     Closed,
 }
 
+/// What a leg does with what it receives.
+#[derive(Debug)]
+pub struct Sink<W: Write + Seek> {
+    /// Writes the file, if recorded.
+    pub recorder: Option<Recorder<W>>,
+    /// Decodes the sound for captions, if captioned.
+    pub transcriber: Option<Transcriber>,
+}
+
+impl<W: Write + Seek> Sink<W> {
+    /// Recorded into `out`.
+    pub fn record(out: W) -> Self {
+        Self {
+            recorder: Some(Recorder::new(out)),
+            transcriber: None,
+        }
+    }
+
+    /// Captioned, not recorded.
+    pub fn transcribe() -> Self {
+        Self {
+            recorder: None,
+            transcriber: Some(Transcriber::new()),
+        }
+    }
+
+    /// Captioned as well.
+    pub fn and_transcribe(mut self) -> Self {
+        self.transcriber = Some(Transcriber::new());
+        self
+    }
+}
+
 /// One person's media leg.
 pub struct Leg<W: Write + Seek> {
     /// The WebRTC peer.
     rtc: Rtc,
     /// The server's address (the one candidate).
     local: SocketAddr,
-    /// What is recorded.
-    recorder: Recorder<W>,
+    /// Where what arrives goes.
+    sink: Sink<W>,
+    /// Frames received: (audio, video).
+    frames: (u64, u64),
     /// The video section, to ask it for key frames.
     video: Option<Mid>,
     /// When a key frame was last asked for.
@@ -81,12 +118,12 @@ impl<W: Write + Seek> std::fmt::Debug for Leg<W> {
 
 impl<W: Write + Seek> Leg<W> {
     /// Answers a browser's send-only `offer` at `now`, for a leg on the
-    /// server's UDP address `local`, recording into `out`. Returns the leg and
-    /// the SDP answer.
+    /// server's UDP address `local`, giving what arrives to `sink`. Returns the
+    /// leg and the SDP answer.
     pub fn accept(
         offer: &str,
         local: SocketAddr,
-        out: W,
+        sink: Sink<W>,
         now: Instant,
     ) -> Result<(Self, String), LegError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|e| LegError::Offer(e.to_string()))?;
@@ -124,7 +161,8 @@ impl<W: Write + Seek> Leg<W> {
         let leg = Self {
             rtc,
             local,
-            recorder: Recorder::new(out),
+            sink,
+            frames: (0, 0),
             video,
             key_asked: None,
             connected: false,
@@ -191,7 +229,16 @@ impl<W: Write + Seek> Leg<W> {
                         Kind::Audio
                     };
                     let rtp = (m.time.numer(), m.time.denom());
-                    self.recorder.push(kind, m.network_time, rtp, &m.data)?;
+                    match kind {
+                        Kind::Audio => self.frames.0 += 1,
+                        Kind::Video => self.frames.1 += 1,
+                    }
+                    if let Some(r) = &mut self.sink.recorder {
+                        r.push(kind, m.network_time, rtp, &m.data)?;
+                    }
+                    if let (Some(t), Kind::Audio) = (&mut self.sink.transcriber, kind) {
+                        t.push(rtp, &m.data);
+                    }
                 }
                 Output::Event(_) => {}
             }
@@ -203,9 +250,19 @@ impl<W: Write + Seek> Leg<W> {
         self.connected
     }
 
-    /// Frames recorded: (audio, video).
+    /// Frames received: (audio, video).
     pub fn frames(&self) -> (u64, u64) {
-        (self.recorder.frames[0], self.recorder.frames[1])
+        self.frames
+    }
+
+    /// The sound decoded for captions since the last call (16 kHz mono PCM;
+    /// empty if the leg is not captioned).
+    pub fn take_pcm(&mut self) -> Vec<i16> {
+        self.sink
+            .transcriber
+            .as_mut()
+            .map(Transcriber::take)
+            .unwrap_or_default()
     }
 
     /// While the recording waits for its first key frame, asks the browser
@@ -214,7 +271,12 @@ impl<W: Write + Seek> Leg<W> {
         let due = self
             .key_asked
             .is_none_or(|t| now.saturating_duration_since(t) >= KEY_FRAME_RETRY);
-        if !(self.connected && due && self.recorder.wants_key_frame()) {
+        let wants = self
+            .sink
+            .recorder
+            .as_ref()
+            .is_some_and(Recorder::wants_key_frame);
+        if !(self.connected && due && wants) {
             return;
         }
         if let Some(mut w) = self.video.and_then(|mid| self.rtc.writer(mid)) {
@@ -225,10 +287,13 @@ impl<W: Write + Seek> Leg<W> {
     }
 
     /// Ends the leg at `now`: the recording is finished (`None` if nothing
-    /// was received).
+    /// was received, or nothing recorded).
     pub fn finish(mut self, now: Instant) -> Result<Option<W>, LegError> {
         self.rtc.disconnect();
-        Ok(self.recorder.finish(now)?)
+        match self.sink.recorder {
+            Some(r) => Ok(r.finish(now)?),
+            None => Ok(None),
+        }
     }
 }
 

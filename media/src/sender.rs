@@ -1,7 +1,8 @@
 //! A browser's side of a media leg, for tests and benchmarks: a send-only
 //! WebRTC peer (str0m) on its own UDP socket that, once DTLS is up, sends
-//! Opus every 20 ms and VP8 at 25 fps in real time (a key frame of 320×240
-//! every `key_every` frames). Not used by the relay: it is what a browser
+//! Opus every 20 ms (filler, or real speech given with [`Sender::speak`]) and
+//! VP8 at 25 fps in real time (a key frame of 320×240 every `key_every`
+//! frames), each only if offered. Not used by the relay: it is what a browser
 //! does, made small enough to run many of in one thread.
 
 use std::net::{SocketAddr, UdpSocket};
@@ -49,6 +50,9 @@ pub struct Sender {
     pending: Option<SdpPendingOffer>,
     connected: Option<Instant>,
     shape: Frames,
+    /// Opus packets to send as the sound, in a loop, instead of filler (real
+    /// speech, for captions).
+    voice: Vec<Vec<u8>>,
     /// Frames sent: (audio, video).
     pub sent: (u64, u64),
 }
@@ -113,6 +117,7 @@ impl Sender {
             pending: Some(pending),
             connected: None,
             shape,
+            voice: Vec::new(),
             sent: (0, 0),
         };
         Ok((s, offer.to_sdp_string()))
@@ -126,6 +131,11 @@ impl Sender {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| e.to_string())
+    }
+
+    /// Sends these Opus packets (20 ms each, in a loop) as the sound.
+    pub fn speak(&mut self, packets: Vec<Vec<u8>>) {
+        self.voice = packets;
     }
 
     /// DTLS is up.
@@ -178,24 +188,31 @@ impl Sender {
         if self.connected.is_none() {
             return Ok(bytes);
         }
-        let (Some(opus), Some(vp8)) = (
+        let (opus, vp8) = (
             self.pt(self.audio, Codec::Opus),
             self.pt(self.video, Codec::Vp8),
-        ) else {
-            return Ok(bytes);
-        };
+        );
         let shape = self.shape;
-        while self.sent.0 * 20 <= ms {
+        while let Some(opus) = opus
+            && self.sent.0 * 20 <= ms
+        {
             let n = self.sent.0;
             let t = MediaTime::new(n * 960, Frequency::FORTY_EIGHT_KHZ);
-            let mut frame = vec![0xfc; shape.audio.max(2)];
-            frame[1] = n as u8;
+            let frame = if self.voice.is_empty() {
+                let mut f = vec![0xfc; shape.audio.max(2)];
+                f[1] = n as u8;
+                f
+            } else {
+                self.voice[(n as usize) % self.voice.len()].clone()
+            };
             if let Some(w) = self.rtc.writer(self.audio) {
                 w.write(opus, now, t, frame).map_err(|e| e.to_string())?;
             }
             self.sent.0 += 1;
         }
-        while self.sent.1 * 40 <= ms {
+        while let Some(vp8) = vp8
+            && self.sent.1 * 40 <= ms
+        {
             let n = self.sent.1;
             let t = MediaTime::new(n * 3600, Frequency::NINETY_KHZ);
             let frame = if n.is_multiple_of(shape.key_every.max(1)) {
@@ -210,4 +227,70 @@ impl Sender {
         }
         Ok(bytes)
     }
+}
+
+/// Real speech for a [`Sender`] (`speech` feature): the 16 kHz mono 16-bit
+/// PCM of a WAV file, encoded as 20 ms Opus packets as a browser would send
+/// them (VoIP, 24 kbit/s). The WAV must be in that format.
+#[cfg(feature = "speech")]
+pub fn speech(wav: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let pcm = wav_pcm(wav)?;
+    let mut enc =
+        opus_rs::OpusEncoder::new(16_000, 1, opus_rs::Application::Voip).map_err(str::to_string)?;
+    enc.bitrate_bps = 24_000;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    for chunk in pcm.chunks(320) {
+        let mut frame = [0i16; 320];
+        frame[..chunk.len()].copy_from_slice(chunk);
+        let n = enc
+            .encode_i16(&frame, 320, &mut buf)
+            .map_err(str::to_string)?;
+        out.push(buf[..n].to_vec());
+    }
+    Ok(out)
+}
+
+/// The samples of a 16 kHz mono 16-bit PCM WAV file.
+#[cfg(feature = "speech")]
+pub fn wav_pcm(wav: &[u8]) -> Result<Vec<i16>, String> {
+    let u16_at = |i: usize| wav.get(i..i + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |i: usize| {
+        wav.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if wav.get(..4) != Some(b"RIFF") || wav.get(8..12) != Some(b"WAVE") {
+        return Err("not a WAV file".into());
+    }
+    let mut at = 12;
+    let mut format = None;
+    while let (Some(id), Some(len)) = (wav.get(at..at + 4), u32_at(at + 4)) {
+        let body = at + 8;
+        let len = len as usize;
+        match id {
+            b"fmt " => {
+                format = Some((
+                    u16_at(body),
+                    u16_at(body + 2),
+                    u32_at(body + 4),
+                    u16_at(body + 14),
+                ));
+            }
+            b"data" => {
+                if format != Some((Some(1), Some(1), Some(16_000), Some(16))) {
+                    return Err(format!("not 16 kHz mono 16-bit PCM: {format:?}"));
+                }
+                let data = wav
+                    .get(body..(body + len).min(wav.len()))
+                    .unwrap_or_default();
+                return Ok(data
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect());
+            }
+            _ => {}
+        }
+        at = body + len + (len & 1);
+    }
+    Err("no data in the WAV file".into())
 }

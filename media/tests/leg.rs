@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use matroska_demuxer::{Frame, MatroskaFile, TrackType};
-use shieldcall_media::leg::{Leg, LegError, LegOutput};
+use shieldcall_media::leg::{Leg, LegError, LegOutput, Sink};
 use shieldcall_media::sender::{Frames, Sender, vp8_key};
 use str0m::media::Direction;
 
@@ -33,8 +33,13 @@ fn a_leg_records_what_a_webrtc_peer_sends() {
     let (server_sock, server) = socket();
     let (mut peer, offer) =
         Sender::offer(Direction::SendOnly, Direction::SendOnly, SHAPE).expect("a peer");
-    let (mut leg, answer) =
-        Leg::accept(&offer, server, Cursor::new(Vec::new()), Instant::now()).expect("accepted");
+    let (mut leg, answer) = Leg::accept(
+        &offer,
+        server,
+        Sink::record(Cursor::new(Vec::new())),
+        Instant::now(),
+    )
+    .expect("accepted");
     assert!(answer.contains("a=recvonly"), "{answer}");
     assert!(!answer.contains("a=sendonly") && !answer.contains("a=sendrecv"));
     peer.answer(&answer).expect("the answer");
@@ -145,11 +150,21 @@ fn an_offer_that_asks_the_server_to_send_is_refused() {
         (Direction::SendOnly, Direction::RecvOnly),
     ] {
         let (_peer, offer) = Sender::offer(a, v, SHAPE).expect("a peer");
-        let refused = Leg::accept(&offer, server, Cursor::new(Vec::new()), Instant::now());
+        let refused = Leg::accept(
+            &offer,
+            server,
+            Sink::record(Cursor::new(Vec::new())),
+            Instant::now(),
+        );
         assert!(matches!(refused, Err(LegError::Offer(_))), "{a:?} {v:?}");
     }
     for garbage in ["", "v=0\r\n", "not sdp at all"] {
-        let refused = Leg::accept(garbage, server, Cursor::new(Vec::new()), Instant::now());
+        let refused = Leg::accept(
+            garbage,
+            server,
+            Sink::record(Cursor::new(Vec::new())),
+            Instant::now(),
+        );
         assert!(matches!(refused, Err(LegError::Offer(_))), "{garbage:?}");
     }
 }

@@ -365,6 +365,16 @@ pub enum ClientMsg {
         /// Record, or stop.
         on: bool,
     },
+    /// Start (`on: true`) or stop live captions in the answered standard call:
+    /// the relay tells both people (`captions`); each browser sends its sound
+    /// to the server (`media-offer` with `captions`) only after its own person
+    /// agreed, and both get what was said as `caption`s.
+    Captions {
+        /// The call.
+        call_id: CallId,
+        /// Caption, or stop.
+        on: bool,
+    },
     /// Leave a voicemail for `to` (after a call to them was not answered,
     /// declined, or found them busy or offline): the relay answers `voicemail`
     /// with an id for the message's media leg (`media-offer`); `record` with
@@ -374,12 +384,15 @@ pub enum ClientMsg {
         to: String,
     },
     /// This device's send-only offer for its media leg to the server, while
-    /// the call is recorded and its person agreed.
+    /// the call is recorded (or captioned) and its person agreed.
     MediaOffer {
         /// The call.
         call_id: CallId,
-        /// The SDP offer (send-only audio and video).
+        /// The SDP offer (send-only audio and video; audio only for captions).
         sdp: String,
+        /// The leg for live captions, not the recording's.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        captions: bool,
     },
     /// Ask for a call feature (recording, transfer, ...).
     Feature {
@@ -634,6 +647,31 @@ pub enum RelayMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Live captions are on in the call (`on`, asked by `by`), or no longer
+    /// are. While they are, each browser shows a banner and, once its person
+    /// agreed, sends its sound to the server (`media-offer` with `captions`).
+    Captions {
+        /// The call.
+        call_id: CallId,
+        /// Captioned or not.
+        on: bool,
+        /// Who asked for it (absent when it stopped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// What `from` said, as the server's recogniser heard it: a partial
+    /// caption that the next one replaces, or (`final`) an utterance's last.
+    Caption {
+        /// The call.
+        call_id: CallId,
+        /// Who spoke.
+        from: String,
+        /// The words (plain text; never markup).
+        text: String,
+        /// The utterance ended: this caption stays.
+        #[serde(rename = "final")]
+        done: bool,
+    },
     /// Record the voicemail for `to` now: send the media leg's offer
     /// (`media-offer`) with this id.
     Voicemail {
@@ -653,6 +691,9 @@ pub enum RelayMsg {
         call_id: CallId,
         /// The SDP answer (receive-only, one host candidate).
         sdp: String,
+        /// The answer for the captions leg.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        captions: bool,
     },
     /// Something this device sent was refused.
     Error {
@@ -772,6 +813,7 @@ impl ClientMsg {
             | Self::ConsultTransfer { call_id, .. }
             | Self::Add { call_id, .. }
             | Self::Record { call_id, .. }
+            | Self::Captions { call_id, .. }
             | Self::MediaOffer { call_id, .. }
             | Self::Merge { call_id, .. }
             | Self::Join { call_id, .. }
@@ -811,6 +853,8 @@ impl RelayMsg {
             | Self::Replaced { call_id, .. }
             | Self::Leg { call_id, .. }
             | Self::Recording { call_id, .. }
+            | Self::Captions { call_id, .. }
+            | Self::Caption { call_id, .. }
             | Self::Voicemail { call_id, .. }
             | Self::MediaAnswer { call_id, .. }
             | Self::Refer { call_id, .. } => Some(call_id),

@@ -31,12 +31,13 @@ fn client_tag(m: &ClientMsg) -> &'static str {
         ClientMsg::Add { .. } => "add",
         ClientMsg::Merge { .. } => "merge",
         ClientMsg::Record { .. } => "record",
+        ClientMsg::Captions { .. } => "captions",
         ClientMsg::MediaOffer { .. } => "media-offer",
         ClientMsg::Voicemail { .. } => "voicemail",
         ClientMsg::Feature { .. } => "feature",
     }
 }
-const CLIENT_TAGS: usize = 27;
+const CLIENT_TAGS: usize = 28;
 
 fn relay_tag(m: &RelayMsg) -> &'static str {
     match m {
@@ -67,13 +68,15 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::Leg { .. } => "leg",
         RelayMsg::Group { .. } => "group",
         RelayMsg::Recording { .. } => "recording",
+        RelayMsg::Captions { .. } => "captions",
+        RelayMsg::Caption { .. } => "caption",
         RelayMsg::MediaAnswer { .. } => "media-answer",
         RelayMsg::Voicemail { .. } => "voicemail",
         RelayMsg::VoicemailLeft { .. } => "voicemail-left",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 31;
+const RELAY_TAGS: usize = 33;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

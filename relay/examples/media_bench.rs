@@ -170,6 +170,7 @@ async fn run(
                 &ClientMsg::MediaOffer {
                     call_id: id.clone(),
                     sdp: offer,
+                    captions: false,
                 },
             )
             .await?;

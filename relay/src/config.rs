@@ -68,6 +68,10 @@ pub struct Config {
     /// candidate, so it must be an address they reach (`127.0.0.1:0`: this
     /// machine only, any free port).
     pub media_address: std::net::SocketAddr,
+    /// A Python with PocketSphinx (PyPI `pocketsphinx` 5.1.1) that runs the
+    /// speech recogniser for live captions and voicemail transcripts; unset,
+    /// live captions are not deployed (`not-deployed`).
+    pub captions_python: Option<PathBuf>,
     /// Recordings are deleted this long after they started (30 days; like
     /// Teams' expiration of call recordings, set by the admin).
     pub recording_retention: Duration,
@@ -127,6 +131,7 @@ impl Config {
             park_timeout: Duration::from_secs(300),
             media_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             recording_retention: Duration::from_secs(30 * 24 * 3600),
+            captions_python: None,
             session_lifetime: Duration::from_secs(7 * 24 * 3600),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(45),

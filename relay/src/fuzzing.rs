@@ -248,6 +248,7 @@ fn call_id_mut(msg: &mut ClientMsg) -> Option<&mut CallId> {
         | ClientMsg::Consult { call_id, .. }
         | ClientMsg::Add { call_id, .. }
         | ClientMsg::Record { call_id, .. }
+        | ClientMsg::Captions { call_id, .. }
         | ClientMsg::MediaOffer { call_id, .. }
         | ClientMsg::Join { call_id, .. }
         | ClientMsg::Feature { call_id, .. } => Some(call_id),
@@ -476,9 +477,12 @@ impl Harness {
             }
             msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
             // `Conn::media_offer`: the hub's word, then the media component.
-            ClientMsg::MediaOffer { call_id, .. } => {
-                self.hub.media_leg(dev, name, &call_id).map(|_| ())
-            }
+            ClientMsg::MediaOffer {
+                call_id, captions, ..
+            } => self
+                .hub
+                .media_leg(dev, name, &call_id, captions)
+                .map(|_| ()),
             // `Conn::voicemail`: an account, the pair's decision, a new id.
             ClientMsg::Voicemail { to } => match user_index(&to) {
                 Some(t) if t < USERS.len() && to != name => {

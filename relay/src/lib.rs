@@ -26,6 +26,7 @@
 mod admin;
 mod api;
 pub mod auth;
+pub mod captions;
 pub mod cli;
 pub mod code_cmd;
 pub mod config;
@@ -142,6 +143,7 @@ impl AppState {
             config.park_timeout,
             key,
         );
+        hub.set_captions_deployed(config.captions_python.is_some());
         let limiter = auth::LoginLimiter::new(
             config.login_per_account,
             config.login_per_address,
@@ -209,6 +211,7 @@ impl AppState {
                     self.config().media_address,
                     &self.config().data_dir,
                     self.hub().clone(),
+                    self.config().captions_python.clone(),
                 )
             })
             .await

@@ -1,12 +1,18 @@
 //! The media component, in the relay's process (the embedded default): one UDP
-//! socket and the media legs on it (`shieldcall_media::leg`), each recording one
-//! person's side of a recorded standard call into `recordings/` in the data
-//! directory, with a JSON file beside it saying whose it is.
+//! socket and the media legs on it (`shieldcall_media::leg`). A recording leg
+//! records one person's side of a recorded standard call (or a voicemail)
+//! into `recordings/` in the data directory, with a JSON file beside it saying
+//! whose it is. A captions leg gives one person's sound to the speech
+//! recogniser (`captions`), whose captions go to both people through the hub
+//! and, when the leg ends, into a transcript kept like a recording. A
+//! voicemail is transcribed too when the relay has a recogniser.
 //!
 //! It starts with the first leg (no socket is bound for a relay that never
-//! records). A leg ends when its call is no longer recorded (checked every
-//! second against the hub: stopped, hung up, gone), when the browser goes away
-//! (ICE disconnects), or when the relay stops; its file is finished then.
+//! records or captions). A leg ends when its call is no longer recorded or
+//! captioned (checked every second against the hub: stopped, hung up, gone),
+//! when the browser goes away (ICE disconnects), or when the relay stops; its
+//! file is finished then, and its transcript written once the recogniser has
+//! said its last words (at most [`LAST_WORDS`] later).
 //!
 //! What it must never do: open a leg the hub did not allow (the connection
 //! asks the hub first), or let one leg's bad datagrams end another's.
@@ -18,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shieldcall_media::leg::{Leg, LegOutput};
+use shieldcall_media::leg::{Leg, LegOutput, Sink};
+
+use crate::captions::{Heard, Recogniser};
 use shieldcall_proto::CallId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +37,10 @@ use crate::hub::Hub;
 /// Legs at once on one relay: each is a WebRTC session and an open file, and a
 /// recorded call has two. Past it a new leg is refused, not an old one cut.
 pub const MAX_LEGS: usize = 200;
+
+/// How long a finished leg's transcript waits for the recogniser's last
+/// caption before it is written without it.
+pub const LAST_WORDS: Duration = Duration::from_secs(5);
 
 /// Where recordings go, inside the data directory.
 pub const RECORDINGS_DIR: &str = "recordings";
@@ -49,6 +61,13 @@ pub struct RecordingInfo {
     /// A voicemail `owner` left for `peer`, not a recorded call.
     #[serde(default)]
     pub voicemail: bool,
+    /// What `owner` said, as the recogniser heard it (the final captions, one
+    /// utterance a line), if the leg was transcribed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+    /// A transcript of live captions alone: there is no audio or video file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub captions: bool,
 }
 
 /// A leg to open.
@@ -64,6 +83,8 @@ pub struct Open {
     pub offer: String,
     /// A voicemail, not a recorded call.
     pub voicemail: bool,
+    /// The captions leg (sound for the recogniser, nothing recorded).
+    pub captions: bool,
 }
 
 enum Command {
@@ -91,11 +112,62 @@ struct Running {
     info: RecordingInfo,
     path: PathBuf,
     started: Instant,
+    /// The recogniser's stream for this leg's sound, if transcribed.
+    stream: Option<u32>,
+    /// The final captions so far.
+    transcript: Vec<String>,
+}
+
+/// A finished leg whose transcript waits for the recogniser's last words.
+struct Closing {
+    info: RecordingInfo,
+    path: PathBuf,
+    transcript: Vec<String>,
+    call_id: CallId,
+    until: Instant,
+}
+
+/// The recogniser, started with the first leg that needs it.
+struct Speech {
+    python: Option<PathBuf>,
+    running: Option<(Recogniser, mpsc::Receiver<Heard>)>,
+}
+
+impl Speech {
+    /// The running recogniser, started if need be.
+    fn get(&mut self) -> Result<&mut Recogniser> {
+        if self.running.is_none() {
+            let Some(python) = &self.python else {
+                return Err(Error::Invalid(
+                    "this server has no speech recogniser".into(),
+                ));
+            };
+            self.running = Some(Recogniser::start(python)?);
+        }
+        match &mut self.running {
+            Some((r, _)) => Ok(r),
+            None => Err(Error::Internal("no recogniser".into())),
+        }
+    }
+
+    /// What the recogniser said next (never, if it is not running).
+    async fn heard(&mut self) -> Heard {
+        match &mut self.running {
+            Some((_, rx)) => rx.recv().await.unwrap_or(Heard::Gone),
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl MediaServer {
-    /// Binds `address` and starts the task; legs record into `data_dir`.
-    pub async fn start(address: SocketAddr, data_dir: &Path, hub: Arc<Hub>) -> Result<Self> {
+    /// Binds `address` and starts the task; legs record into `data_dir`, and
+    /// `python` (one with PocketSphinx) runs the speech recogniser, if set.
+    pub async fn start(
+        address: SocketAddr,
+        data_dir: &Path,
+        hub: Arc<Hub>,
+        python: Option<PathBuf>,
+    ) -> Result<Self> {
         let socket = UdpSocket::bind(address)
             .await
             .map_err(|e| Error::Internal(format!("media socket {address}: {e}")))?;
@@ -106,7 +178,11 @@ impl MediaServer {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(run(socket, address, dir, hub, rx));
+        let speech = Speech {
+            python,
+            running: None,
+        };
+        tokio::spawn(run(socket, address, dir, hub, rx, speech));
         tracing::info!(%address, "media component started");
         Ok(Self {
             commands: tx,
@@ -141,8 +217,10 @@ async fn run(
     dir: PathBuf,
     hub: Arc<Hub>,
     mut commands: mpsc::Receiver<Command>,
+    mut speech: Speech,
 ) {
     let mut legs: HashMap<u64, Running> = HashMap::new();
+    let mut closing: HashMap<u32, Closing> = HashMap::new();
     let mut next = 0u64;
     let mut buf = vec![0u8; 2048];
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
@@ -153,13 +231,46 @@ async fn run(
                 None => break,
                 Some(Command::Count(reply)) => { let _ = reply.send(legs.len()); }
                 Some(Command::Open(open, reply)) => {
-                    let r = open_leg(&dir, local, open, legs.len());
+                    next += 1;
+                    let r = open_leg(&dir, local, open, legs.len(), &mut speech, next);
                     let r = r.map(|(running, answer)| {
-                        next += 1;
                         legs.insert(next, running);
                         answer
                     });
                     let _ = reply.send(r);
+                }
+            },
+            heard = speech.heard() => match heard {
+                Heard::Caption { stream, text, done } => {
+                    if let Some(r) = legs.values_mut().find(|r| r.stream == Some(stream)) {
+                        if r.info.captions {
+                            hub.caption(&r.call_id, &r.info.owner, &text, done);
+                        }
+                        if done {
+                            r.transcript.push(text);
+                        }
+                    } else if let Some(c) = closing.get_mut(&stream) {
+                        if c.info.captions {
+                            hub.caption(&c.call_id, &c.info.owner, &text, done);
+                        }
+                        if done {
+                            c.transcript.push(text);
+                        }
+                    }
+                }
+                Heard::Closed { stream } => {
+                    if let Some(c) = closing.remove(&stream) {
+                        describe(c.info, &c.path, c.transcript);
+                    }
+                }
+                Heard::Gone => {
+                    speech.running = None;
+                    for r in legs.values_mut() {
+                        r.stream = None;
+                    }
+                    for (_, c) in closing.drain() {
+                        describe(c.info, &c.path, c.transcript);
+                    }
                 }
             },
             got = socket.recv_from(&mut buf) => {
@@ -179,15 +290,27 @@ async fn run(
                 }
             }
             _ = sweep.tick() => {
-                // A leg whose call is no longer recorded ends.
+                // A leg whose call is no longer recorded (captioned) ends.
                 let over: Vec<u64> = legs
                     .iter()
-                    .filter(|(_, r)| !hub.recording(&r.call_id))
+                    .filter(|(_, r)| !hub.media_wanted(&r.call_id, r.info.captions))
                     .map(|(k, _)| *k)
                     .collect();
                 for k in over {
                     if let Some(r) = legs.remove(&k) {
-                        finish(r);
+                        finish(r, &mut speech, &mut closing);
+                    }
+                }
+                // Transcripts whose last words did not come.
+                let now = Instant::now();
+                let late: Vec<u32> = closing
+                    .iter()
+                    .filter(|(_, c)| c.until <= now)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in late {
+                    if let Some(c) = closing.remove(&k) {
+                        describe(c.info, &c.path, c.transcript);
                     }
                 }
             }
@@ -196,6 +319,9 @@ async fn run(
         wake = Instant::now() + Duration::from_secs(1);
         let mut closed = Vec::new();
         for (k, r) in &mut legs {
+            if let (Some(stream), Some((recogniser, _))) = (r.stream, &mut speech.running) {
+                recogniser.feed(stream, &r.leg.take_pcm());
+            }
             loop {
                 match r.leg.poll_output() {
                     Ok(LegOutput::Transmit { to, data }) => {
@@ -219,17 +345,31 @@ async fn run(
         }
         for k in closed {
             if let Some(r) = legs.remove(&k) {
-                finish(r);
+                finish(r, &mut speech, &mut closing);
             }
         }
     }
+    // The relay stops: nothing more will be heard.
+    speech.running = None;
     for (_, r) in legs.drain() {
-        finish(r);
+        finish(r, &mut speech, &mut closing);
+    }
+    for (_, c) in closing.drain() {
+        describe(c.info, &c.path, c.transcript);
     }
 }
 
-/// Makes a leg recording into a new file of `dir`.
-fn open_leg(dir: &Path, local: SocketAddr, open: Open, count: usize) -> Result<(Running, String)> {
+/// Makes a leg: recording into a new file of `dir`, or for captions giving
+/// its sound to the recogniser as stream `key` (a voicemail both, when there is
+/// a recogniser).
+fn open_leg(
+    dir: &Path,
+    local: SocketAddr,
+    open: Open,
+    count: usize,
+    speech: &mut Speech,
+    key: u64,
+) -> Result<(Running, String)> {
     if count >= MAX_LEGS {
         return Err(Error::Internal(format!(
             "{MAX_LEGS} media legs are open already"
@@ -239,13 +379,36 @@ fn open_leg(dir: &Path, local: SocketAddr, open: Open, count: usize) -> Result<(
     getrandom::getrandom(&mut raw).map_err(|e| Error::Internal(format!("getrandom: {e}")))?;
     let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(format!("{id}.webm"));
-    let file = std::fs::File::create(&path)
-        .map_err(|e| Error::Internal(format!("create {}: {e}", path.display())))?;
+    // The recogniser's stream: the leg's key (unique while the relay runs).
+    let stream = key as u32;
+    let transcribed = if open.captions {
+        speech.get().map_err(|e| match e {
+            Error::Invalid(why) => Error::Invalid(why),
+            other => Error::Invalid(format!("live captions could not start: {other}")),
+        })?;
+        true
+    } else {
+        open.voicemail && speech.python.is_some() && speech.get().is_ok()
+    };
+    let sink = if open.captions {
+        Sink::transcribe()
+    } else {
+        let file = std::fs::File::create(&path)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", path.display())))?;
+        let sink = Sink::record(file);
+        if transcribed {
+            sink.and_transcribe()
+        } else {
+            sink
+        }
+    };
     let now = Instant::now();
-    let (leg, answer) = match Leg::accept(&open.offer, local, file, now) {
+    let (leg, answer) = match Leg::accept(&open.offer, local, sink, now) {
         Ok(ok) => ok,
         Err(e) => {
-            let _ = std::fs::remove_file(&path);
+            if !open.captions {
+                let _ = std::fs::remove_file(&path);
+            }
             return Err(Error::Invalid(e.to_string()));
         }
     };
@@ -256,52 +419,97 @@ fn open_leg(dir: &Path, local: SocketAddr, open: Open, count: usize) -> Result<(
         started_at: crate::store::unix_now(),
         duration_ms: 0,
         voicemail: open.voicemail,
+        transcript: None,
+        captions: open.captions,
     };
-    tracing::info!(call = %open.call_id, "media leg opened for a recording");
+    tracing::info!(call = %open.call_id, captions = open.captions, "media leg opened");
     let running = Running {
         leg,
         call_id: open.call_id,
         info,
         path,
         started: now,
+        stream: transcribed.then_some(stream),
+        transcript: Vec::new(),
     };
     Ok((running, answer))
 }
 
-/// Finishes a leg's file and writes what is known of it beside it; a leg that
-/// received nothing leaves no file.
-fn finish(r: Running) {
+/// Finishes a leg's file; what is known of it is written beside it now, or,
+/// if the recogniser has still to say its last words, once it has (see
+/// [`Closing`]). A leg that received nothing leaves no file.
+fn finish(r: Running, speech: &mut Speech, closing: &mut HashMap<u32, Closing>) {
     let Running {
         leg,
         mut info,
         path,
         started,
-        ..
+        stream,
+        transcript,
+        call_id,
     } = r;
     let now = Instant::now();
-    match leg.finish(now) {
-        Ok(Some(_)) => {
-            info.duration_ms =
-                u64::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(0);
-            let meta = path.with_extension("json");
-            match serde_json::to_vec(&info) {
-                Ok(json) => {
-                    if let Err(e) = std::fs::write(&meta, json) {
-                        tracing::warn!(error = %e, "recording: its description was not written");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "recording: no description"),
-            }
-            tracing::info!(ms = info.duration_ms, "recording finished");
-        }
-        Ok(None) => {
-            let _ = std::fs::remove_file(&path);
-        }
+    info.duration_ms =
+        u64::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(0);
+    let kept = match leg.finish(now) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
         Err(e) => {
             tracing::warn!(error = %e, "recording failed");
-            let _ = std::fs::remove_file(&path);
+            false
+        }
+    };
+    if !kept {
+        let _ = std::fs::remove_file(&path);
+        if !info.captions {
+            // Nothing recorded: no transcript of it either.
+            if let (Some(stream), Some((recogniser, _))) = (stream, &mut speech.running) {
+                recogniser.close(stream);
+            }
+            return;
         }
     }
+    if let (Some(stream), Some((recogniser, _))) = (stream, &mut speech.running)
+        && recogniser.close(stream)
+    {
+        let until = now + LAST_WORDS;
+        let c = Closing {
+            info,
+            path,
+            transcript,
+            call_id,
+            until,
+        };
+        closing.insert(stream, c);
+        return;
+    }
+    describe(info, &path, transcript);
+}
+
+/// Writes what is known of a finished leg beside its file (`<id>.json`), with
+/// its transcript if it has one; a captions leg that heard nothing leaves
+/// nothing.
+fn describe(mut info: RecordingInfo, path: &Path, transcript: Vec<String>) {
+    if !transcript.is_empty() {
+        info.transcript = Some(transcript.join("\n"));
+    }
+    if info.captions && info.transcript.is_none() {
+        return;
+    }
+    let meta = path.with_extension("json");
+    match serde_json::to_vec(&info) {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(&meta, json) {
+                tracing::warn!(error = %e, "recording: its description was not written");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "recording: no description"),
+    }
+    tracing::info!(
+        ms = info.duration_ms,
+        captions = info.captions,
+        "media leg finished"
+    );
 }
 
 /// The recordings `user` is in (theirs and the other person's side), newest
@@ -344,7 +552,8 @@ pub fn expire(data_dir: &Path, now: i64, retention: Duration) -> usize {
         };
         if now.saturating_sub(info.started_at) > keep {
             // The file first: a description without its file is listed by
-            // nobody's mistake, a file without one by nobody at all.
+            // nobody's mistake, a file without one by nobody at all. (A
+            // transcript of captions alone has no file.)
             let _ = std::fs::remove_file(path.with_extension("webm"));
             if std::fs::remove_file(&path).is_ok() {
                 gone += 1;
@@ -362,6 +571,6 @@ pub fn recording_file(data_dir: &Path, user: &str, id: &str) -> Option<PathBuf> 
     }
     recordings_of(data_dir, user)
         .iter()
-        .any(|r| r.id == id)
+        .any(|r| r.id == id && !r.captions)
         .then(|| data_dir.join(RECORDINGS_DIR).join(format!("{id}.webm")))
 }

@@ -39,6 +39,7 @@ async fn open_leg(ws: &mut Client, id: &CallId) -> Sender {
     ws.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: offer,
+        captions: false,
     })
     .await;
     let RelayMsg::MediaAnswer { sdp, .. } = ws.recv().await else {
@@ -73,6 +74,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: offer,
+        captions: false,
     })
     .await;
     assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
@@ -90,6 +92,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: "v=0\r\nnot an offer".into(),
+        captions: false,
     })
     .await;
     assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
@@ -192,6 +195,7 @@ async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
         sdp: offer,
+        captions: false,
     })
     .await;
     assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
@@ -219,6 +223,8 @@ fn recordings_past_their_retention_are_deleted_with_their_description() {
             started_at: now - age_days * day,
             duration_ms: 4000,
             voicemail: false,
+            transcript: None,
+            captions: false,
         };
         std::fs::write(recs.join(format!("{id}.webm")), b"webm").expect("file");
         std::fs::write(
@@ -274,6 +280,7 @@ async fn a_voicemail_after_a_decline_is_the_recipients() {
     bob.send(&ClientMsg::MediaOffer {
         call_id: vm.clone(),
         sdp: offer,
+        captions: false,
     })
     .await;
     assert_eq!(code(&bob.recv().await), Some(ErrorCode::NotYourCall));

@@ -256,9 +256,11 @@ async fn standard_call_needs_a_commitment_too_and_reports_features_honestly() {
             commit: Some(commit())
         }
     );
-    ann.send(&ClientMsg::Feature {
+    // This relay has no speech recogniser: live captions are honestly "not
+    // here", not "not allowed".
+    ann.send(&ClientMsg::Captions {
         call_id: id.clone(),
-        feature: shieldcall_proto::CallFeature::Transcription,
+        on: true,
     })
     .await;
     assert!(matches!(

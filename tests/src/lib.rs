@@ -414,8 +414,15 @@ pub const WAIT: Duration = Duration::from_secs(30);
 impl Browser {
     /// Opens a new browser on `driver`.
     pub async fn open(driver: &Driver, name: &str) -> Result<Self> {
+        Self::open_with(driver, name, &[]).await
+    }
+
+    /// Opens a new browser on `driver` with `extra` Chromium flags (say, a
+    /// WAV file for the fake microphone to play).
+    pub async fn open_with(driver: &Driver, name: &str, extra: &[String]) -> Result<Self> {
         let profile = TempDir::new(&format!("profile-{name}"))?;
         let mut args: Vec<String> = chromium_args().map(str::to_string).collect();
+        args.extend(extra.iter().cloned());
         args.push(format!("--user-data-dir={}", profile.0.display()));
         let caps = json!({
             "goog:chromeOptions": {

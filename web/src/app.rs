@@ -96,7 +96,9 @@ pub struct App {
     /// The group call's members as the relay last said (empty: not in one).
     pub(crate) group: Vec<String>,
     /// The current call's recording, while it is recorded.
-    pub(crate) recording: Option<crate::recording::Recording>,
+    pub(crate) recording: Option<Box<crate::recording::Recording>>,
+    /// The current call's live captions, while they are on.
+    pub(crate) captions: Option<Box<crate::recording::Recording>>,
     /// The recordings this person is in, as last fetched, newest first.
     pub(crate) recordings: Vec<RecordingItem>,
     /// Fetches the recordings again once the server finished a new one.
@@ -217,6 +219,7 @@ impl App {
             legs: Vec::new(),
             group: Vec::new(),
             recording: None,
+            captions: None,
             recordings: Vec::new(),
             recordings_reload: None,
             pending_consult: None,
@@ -493,9 +496,11 @@ fn clicked(a: &Shared, id: &str) {
             }
         }
         "complete-transfer" => crate::calling::complete_transfer(a),
-        "recording-allow" => crate::recording::allow(a),
+        "recording-allow" => crate::recording::allow(a, false),
+        "captions-allow" => crate::recording::allow(a, true),
         "voicemail-leave" => crate::recording::leave_voicemail(a),
-        "recording-decline" | "recording-stop" => crate::recording::stop(a),
+        "recording-decline" | "recording-stop" => crate::recording::stop(a, false),
+        "captions-decline" | "captions-stop" => crate::recording::stop(a, true),
         "merge-calls" => crate::calling::merge(a),
         _ => {}
     }
@@ -537,7 +542,8 @@ fn feature(a: &Shared, f: &str) {
     let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
     match feature {
         Some(CallFeature::Merge) => crate::calling::merge(a),
-        Some(CallFeature::Recording) => crate::recording::toggle(a),
+        Some(CallFeature::Recording) => crate::recording::toggle(a, false),
+        Some(CallFeature::Transcription) => crate::recording::toggle(a, true),
         Some(CallFeature::Transfer | CallFeature::AddParticipant) => {
             let app = a.borrow();
             let open = app.ui.transfer_form.has_attribute("hidden");
@@ -661,6 +667,10 @@ pub(crate) struct RecordingItem {
     pub peer: String,
     /// How long, ms.
     pub duration_ms: u64,
+    /// What the owner said, if transcribed.
+    pub transcript: Option<String>,
+    /// A transcript of live captions alone (no file to play).
+    pub captions: bool,
 }
 
 /// Fetches the list of recordings and draws it (on sign-in and when one ends).
@@ -682,6 +692,8 @@ pub(crate) fn load_recordings(app: &Shared) {
                 duration_ms: codec::get(c, "duration_ms")
                     .as_f64()
                     .map_or(0, |d| d.max(0.0) as u64),
+                transcript: Some(codec::string(c, "transcript")).filter(|t| !t.is_empty()),
+                captions: codec::get(c, "captions").is_truthy(),
             })
             .collect();
         let Some(a) = weak.upgrade() else { return };
@@ -812,6 +824,7 @@ fn signed_out(app: &Shared) {
         a.peer = None;
         a.held = None;
         a.recording = None;
+        a.captions = None;
         a.recordings.clear();
         for l in a.legs.drain(..) {
             if let Some(v) = &l.video {
@@ -962,8 +975,23 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             mode,
         } => crate::group::leg(app, call_id, &peer, mode),
         RelayMsg::Group { members } => crate::group::members(app, members),
-        RelayMsg::Recording { call_id, on, by } => crate::recording::changed(app, call_id, on, by),
-        RelayMsg::MediaAnswer { call_id, sdp } => crate::recording::answered(app, call_id, sdp),
+        RelayMsg::Recording { call_id, on, by } => {
+            crate::recording::changed(app, false, call_id, on, by);
+        }
+        RelayMsg::Captions { call_id, on, by } => {
+            crate::recording::changed(app, true, call_id, on, by);
+        }
+        RelayMsg::Caption {
+            call_id,
+            from,
+            text,
+            done,
+        } => crate::recording::heard(app, &call_id, from, text, done),
+        RelayMsg::MediaAnswer {
+            call_id,
+            sdp,
+            captions,
+        } => crate::recording::answered(app, call_id, sdp, captions),
         RelayMsg::Voicemail { call_id, to } => crate::recording::voicemail(app, call_id, to),
         RelayMsg::VoicemailLeft { from } => {
             app.borrow().notice(&format!(

@@ -415,8 +415,11 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     carry_out(app, out);
     consult_when_held(app);
     if ended_now {
-        // A recording ends with its call (the relay stops it too).
-        let recorded = app.borrow_mut().recording.take().is_some();
+        // A recording (captions) ends with its call (the relay stops it too).
+        let recorded = {
+            let mut a = app.borrow_mut();
+            a.captions.take().is_some() | a.recording.take().is_some()
+        };
         if recorded {
             crate::recording::reload_later(app);
         }

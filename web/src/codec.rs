@@ -143,6 +143,17 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
             on: req_bool(&v, "on")?,
             by: opt_str(&v, "by")?,
         },
+        "captions" => RelayMsg::Captions {
+            call_id: call_id()?,
+            on: req_bool(&v, "on")?,
+            by: opt_str(&v, "by")?,
+        },
+        "caption" => RelayMsg::Caption {
+            call_id: call_id()?,
+            from: req_str(&v, "from")?,
+            text: req_str(&v, "text")?,
+            done: req_bool(&v, "final")?,
+        },
         "voicemail" => RelayMsg::Voicemail {
             call_id: call_id()?,
             to: req_str(&v, "to")?,
@@ -153,6 +164,7 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
         "media-answer" => RelayMsg::MediaAnswer {
             call_id: call_id()?,
             sdp: req_str(&v, "sdp")?,
+            captions: get(&v, "captions").is_truthy(),
         },
         "parked" => RelayMsg::Parked {
             call_id: call_id()?,
@@ -447,13 +459,19 @@ pub fn encode_client(msg: &ClientMsg) -> Result<String, JsValue> {
         }
         ClientMsg::Offer { call_id, sdp }
         | ClientMsg::Answer { call_id, sdp }
-        | ClientMsg::MediaOffer { call_id, sdp } => {
+        | ClientMsg::MediaOffer { call_id, sdp, .. } => {
             set("call_id", id(call_id))?;
             set("sdp", JsValue::from_str(sdp))?;
             match msg {
                 ClientMsg::Offer { .. } => "offer",
                 ClientMsg::Answer { .. } => "answer",
-                _ => "media-offer",
+                ClientMsg::MediaOffer { captions, .. } => {
+                    if *captions {
+                        set("captions", JsValue::TRUE)?;
+                    }
+                    "media-offer"
+                }
+                _ => "",
             }
         }
         ClientMsg::Transfer { call_id, to }
@@ -475,11 +493,14 @@ pub fn encode_client(msg: &ClientMsg) -> Result<String, JsValue> {
                 _ => "merge",
             }
         }
-        ClientMsg::Hold { call_id, on } | ClientMsg::Record { call_id, on } => {
+        ClientMsg::Hold { call_id, on }
+        | ClientMsg::Record { call_id, on }
+        | ClientMsg::Captions { call_id, on } => {
             set("call_id", id(call_id))?;
             set("on", JsValue::from_bool(*on))?;
             match msg {
                 ClientMsg::Hold { .. } => "hold",
+                ClientMsg::Captions { .. } => "captions",
                 _ => "record",
             }
         }

@@ -1,11 +1,14 @@
-//! Recording in the page: the banner that says what the server receives, the
-//! person's own agreement, and the media leg, a second send-only peer
-//! connection to the server made only after that agreement (see
-//! `docs/protocol.md`, "Recording"). The call's own connection is untouched.
+//! Recording and live captions in the page: the banner that says what the
+//! server receives, the person's own agreement, and the media leg, a second
+//! send-only peer connection to the server made only after that agreement
+//! (camera and microphone for a recording, the microphone alone for captions;
+//! see `docs/protocol.md`, "Recording" and "Live captions"). The call's own
+//! connection is untouched. Each use has its own leg: `App::recording` and
+//! `App::captions`.
 //!
 //! What it must never do: open a leg for an end-to-end encrypted call (the
-//! relay says `recording` only for standard calls, and this checks the mode
-//! too), or send before its own person agreed.
+//! relay says `recording` and `captions` only for standard calls, and this
+//! checks the mode too), or send before its own person agreed.
 
 use js_sys::{Array, Object, Reflect};
 use shieldcall_proto::{CallId, CallMode, ClientMsg};
@@ -18,9 +21,15 @@ use crate::app::Shared;
 use crate::render::render;
 use crate::rtc;
 
-/// A recording of the current call.
+/// Captions kept on screen: the last few utterances.
+const SHOWN: usize = 4;
+
+/// A recording (or live captions) of the current call.
 #[derive(Debug)]
 pub(crate) struct Recording {
+    /// What was said, oldest first: (who, words, the utterance ended); a
+    /// partial caption replaces the last partial one of the same person.
+    pub said: Vec<(String, String, bool)>,
     /// The call recorded.
     pub call_id: CallId,
     /// Who asked for it.
@@ -46,6 +55,15 @@ impl Drop for Recording {
     }
 }
 
+/// The app's recording, or with `captions` its captions.
+fn slot(a: &mut crate::app::App, captions: bool) -> &mut Option<Box<Recording>> {
+    if captions {
+        &mut a.captions
+    } else {
+        &mut a.recording
+    }
+}
+
 /// "Leave a voicemail" after a call that did not connect.
 pub(crate) fn leave_voicemail(app: &Shared) {
     let mut a = app.borrow_mut();
@@ -61,14 +79,15 @@ pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
     {
         let mut a = app.borrow_mut();
         let by = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
-        a.recording = Some(Recording {
+        a.recording = Some(Box::new(Recording {
+            said: Vec::new(),
             call_id,
             by,
             agreed: true,
             pc: None,
             voicemail_to: Some(to),
             stream: None,
-        });
+        }));
     }
     let a = app.clone();
     spawn_local(async move {
@@ -81,31 +100,37 @@ pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
                     return Ok(());
                 }
             }
-            open_leg(&a, &stream).await
+            open_leg(&a, &stream, false).await
         };
         if let Err(e) = opened.await {
             a.borrow().notice(&format!(
                 "The voicemail could not be recorded: {}",
                 crate::calling::js_text(&e)
             ));
-            stop(&a);
+            stop(&a, false);
         }
         render(&a);
     });
     render(app);
 }
 
-/// "Record" (or "Stop recording") in the features menu.
-pub(crate) fn toggle(app: &Shared) {
+/// "Record" (or "Stop recording"), "Live captions" (or "Stop captions") in
+/// the features menu.
+pub(crate) fn toggle(app: &Shared, captions: bool) {
     let mut a = app.borrow_mut();
-    let on = a.recording.is_none();
+    let on = slot(&mut a, captions).is_none();
     if let Some(call_id) = a.call.as_ref().and_then(|c| c.id().cloned()) {
-        a.send(ClientMsg::Record { call_id, on });
+        a.send(if captions {
+            ClientMsg::Captions { call_id, on }
+        } else {
+            ClientMsg::Record { call_id, on }
+        });
     }
 }
 
-/// `recording`: the call is recorded (asked by `by`) or no longer is.
-pub(crate) fn changed(app: &Shared, call_id: CallId, on: bool, by: Option<String>) {
+/// `recording` or `captions`: the call is recorded or captioned (asked by
+/// `by`) or no longer is.
+pub(crate) fn changed(app: &Shared, captions: bool, call_id: CallId, on: bool, by: Option<String>) {
     let agree = {
         let mut a = app.borrow_mut();
         let standard = a
@@ -113,7 +138,7 @@ pub(crate) fn changed(app: &Shared, call_id: CallId, on: bool, by: Option<String
             .as_ref()
             .is_some_and(|c| c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard));
         if !on || !standard {
-            a.recording = None; // closes the leg
+            *slot(&mut a, captions) = None; // closes the leg
             drop(a);
             reload_later(app);
             render(app);
@@ -123,30 +148,33 @@ pub(crate) fn changed(app: &Shared, call_id: CallId, on: bool, by: Option<String
         let by = by.unwrap_or_default();
         // Who asked agreed by asking; the other person is asked on screen.
         let mine = by == me;
-        if a.recording.as_ref().is_none_or(|r| r.call_id != call_id) {
-            a.recording = Some(Recording {
+        let s = slot(&mut a, captions);
+        if s.as_ref().is_none_or(|r| r.call_id != call_id) {
+            *s = Some(Box::new(Recording {
+                said: Vec::new(),
                 call_id,
                 by,
                 agreed: false,
                 pc: None,
                 voicemail_to: None,
                 stream: None,
-            });
+            }));
         }
         mine
     };
     if agree {
-        allow(app);
+        allow(app, captions);
     }
     render(app);
 }
 
-/// This person agrees: their camera and microphone go to the server.
-pub(crate) fn allow(app: &Shared) {
+/// This person agrees: their camera and microphone (for captions, the
+/// microphone) go to the server.
+pub(crate) fn allow(app: &Shared, captions: bool) {
     let stream = {
         let mut a = app.borrow_mut();
         let stream = a.peer.as_ref().and_then(rtc::Peer::local_stream);
-        let Some(r) = a.recording.as_mut().filter(|r| !r.agreed) else {
+        let Some(r) = slot(&mut a, captions).as_mut().filter(|r| !r.agreed) else {
             return;
         };
         r.agreed = true;
@@ -154,14 +182,14 @@ pub(crate) fn allow(app: &Shared) {
     };
     let Some(stream) = stream else {
         app.borrow()
-            .notice("The camera and microphone are not on, so nothing can be recorded.");
+            .notice("The camera and microphone are not on, so nothing can be sent.");
         return;
     };
     let a = app.clone();
     spawn_local(async move {
-        if let Err(e) = open_leg(&a, &stream).await {
+        if let Err(e) = open_leg(&a, &stream, captions).await {
             a.borrow().notice(&format!(
-                "The recording could not start: {}",
+                "It could not start: {}",
                 crate::calling::js_text(&e)
             ));
         }
@@ -169,11 +197,21 @@ pub(crate) fn allow(app: &Shared) {
     });
 }
 
-/// Makes the send-only connection and sends its offer whole.
-async fn open_leg(app: &Shared, stream: &web_sys::MediaStream) -> Result<(), JsValue> {
+/// Makes the send-only connection (audio only for captions) and sends its
+/// offer whole.
+async fn open_leg(
+    app: &Shared,
+    stream: &web_sys::MediaStream,
+    captions: bool,
+) -> Result<(), JsValue> {
     let pc = RtcPeerConnection::new()?;
     let add = Reflect::get(&pc, &"addTransceiver".into())?.dyn_into::<js_sys::Function>()?;
-    for track in stream.get_tracks().iter() {
+    let tracks = if captions {
+        stream.get_audio_tracks()
+    } else {
+        stream.get_tracks()
+    };
+    for track in tracks.iter() {
         let init = Object::new();
         Reflect::set(&init, &"direction".into(), &"sendonly".into())?;
         Reflect::set(&init, &"streams".into(), &Array::of1(stream))?;
@@ -181,21 +219,26 @@ async fn open_leg(app: &Shared, stream: &web_sys::MediaStream) -> Result<(), JsV
     }
     let sdp = rtc::create_offer(&pc).await?;
     let mut a = app.borrow_mut();
-    let Some(r) = a.recording.as_mut().filter(|r| r.agreed && r.pc.is_none()) else {
+    let Some(r) = slot(&mut a, captions)
+        .as_mut()
+        .filter(|r| r.agreed && r.pc.is_none())
+    else {
         pc.close(); // stopped meanwhile
         return Ok(());
     };
     r.pc = Some(pc);
     let call_id = r.call_id.clone();
-    a.send(ClientMsg::MediaOffer { call_id, sdp });
+    a.send(ClientMsg::MediaOffer {
+        call_id,
+        sdp,
+        captions,
+    });
     Ok(())
 }
 
 /// `media-answer`: the server's side of the leg.
-pub(crate) fn answered(app: &Shared, call_id: CallId, sdp: String) {
-    let pc = app
-        .borrow()
-        .recording
+pub(crate) fn answered(app: &Shared, call_id: CallId, sdp: String, captions: bool) {
+    let pc = slot(&mut app.borrow_mut(), captions)
         .as_ref()
         .filter(|r| r.call_id == call_id)
         .and_then(|r| r.pc.clone());
@@ -203,8 +246,7 @@ pub(crate) fn answered(app: &Shared, call_id: CallId, sdp: String) {
         let a = app.clone();
         spawn_local(async move {
             if rtc::set_answer(&pc, &sdp).await.is_err() {
-                a.borrow()
-                    .notice("The server's answer for the recording was refused.");
+                a.borrow().notice("The server's answer was refused.");
             }
         });
     }
@@ -224,10 +266,33 @@ pub(crate) fn reload_later(app: &Shared) {
     }
 }
 
-/// "Decline" or "Stop recording": the recording stops for both.
-pub(crate) fn stop(app: &Shared) {
+/// "Decline" or "Stop": the recording (captions) stops for both.
+pub(crate) fn stop(app: &Shared, captions: bool) {
     let mut a = app.borrow_mut();
-    if let Some(call_id) = a.recording.as_ref().map(|r| r.call_id.clone()) {
-        a.send(ClientMsg::Record { call_id, on: false });
+    if let Some(call_id) = slot(&mut a, captions).as_ref().map(|r| r.call_id.clone()) {
+        a.send(if captions {
+            ClientMsg::Captions { call_id, on: false }
+        } else {
+            ClientMsg::Record { call_id, on: false }
+        });
     }
+}
+
+/// `caption`: what `from` said, shown under the videos (as text, never
+/// markup). A partial caption replaces `from`'s last partial one.
+pub(crate) fn heard(app: &Shared, call_id: &CallId, from: String, text: String, done: bool) {
+    {
+        let mut a = app.borrow_mut();
+        let Some(c) = a.captions.as_mut().filter(|c| &c.call_id == call_id) else {
+            return;
+        };
+        if let Some(i) = c.said.iter().rposition(|(who, _, d)| *who == from && !d) {
+            c.said.remove(i);
+        }
+        c.said.push((from, text, done));
+        if c.said.len() > SHOWN {
+            c.said.remove(0);
+        }
+    }
+    crate::render::render_captions(&app.borrow());
 }

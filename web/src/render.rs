@@ -422,32 +422,99 @@ fn render_held(a: &App, v: &crate::call::View) {
     flag(&ui.merge, "disabled", !(up && standard));
 }
 
-/// The recording banner: what the server receives, and this person's choice.
+/// The recording and captions banners: what the server receives, and this
+/// person's choice.
 fn render_recording(a: &App, ended: bool) {
     let ui = &a.ui;
     let r = a
         .recording
         .as_ref()
         .filter(|r| !ended || r.voicemail_to.is_some());
-    show(&ui.recording_banner, r.is_some());
-    let Some(r) = r else { return };
-    let line = if let Some(to) = &r.voicemail_to {
-        format!(
-            "Recording a voicemail for {} (at most 2 minutes): your audio and video go to the Shieldcall server.",
-            a.shown(to)
-        )
-    } else if r.agreed {
-        "Recording: your audio and video go to the Shieldcall server, and both of you can play the recording afterwards.".to_string()
-    } else {
-        format!(
-            "{} wants to record this call: your audio and video would go to the Shieldcall server. Nothing of yours is sent unless you allow it.",
-            a.shown(&r.by)
-        )
-    };
-    text(&ui.recording_text, &line);
-    show(&ui.recording_allow, !r.agreed);
-    show(&ui.recording_decline, !r.agreed);
-    show(&ui.recording_stop, r.agreed);
+    let line = r.map(|r| {
+        if let Some(to) = &r.voicemail_to {
+            format!(
+                "Recording a voicemail for {} (at most 2 minutes): your audio and video go to the Shieldcall server.",
+                a.shown(to)
+            )
+        } else if r.agreed {
+            "Recording: your audio and video go to the Shieldcall server, and both of you can play the recording afterwards.".to_string()
+        } else {
+            format!(
+                "{} wants to record this call: your audio and video would go to the Shieldcall server. Nothing of yours is sent unless you allow it.",
+                a.shown(&r.by)
+            )
+        }
+    });
+    banner(
+        r.map(|r| r.agreed).zip(line),
+        [
+            &ui.recording_banner,
+            &ui.recording_text,
+            &ui.recording_allow,
+            &ui.recording_decline,
+            &ui.recording_stop,
+        ],
+    );
+    let c = a.captions.as_ref().filter(|_| !ended);
+    let line = c.map(|c| {
+        if c.agreed {
+            "Live captions: your voice goes to the Shieldcall server, which writes what you say for both of you and keeps it as a transcript.".to_string()
+        } else {
+            format!(
+                "{} wants live captions: your voice would go to the Shieldcall server, which writes what you say. Nothing of yours is sent unless you allow it.",
+                a.shown(&c.by)
+            )
+        }
+    });
+    banner(
+        c.map(|c| c.agreed).zip(line),
+        [
+            &ui.captions_banner,
+            &ui.captions_text,
+            &ui.captions_allow,
+            &ui.captions_decline,
+            &ui.captions_stop,
+        ],
+    );
+    render_captions(a);
+}
+
+/// A banner (root, sentence, allow, decline, stop) showing `line`, with the
+/// choice while not yet `agreed`; hidden for `None`.
+fn banner(
+    shown: Option<(bool, String)>,
+    [root, line, allow, decline, stop]: [&web_sys::Element; 5],
+) {
+    show(root, shown.is_some());
+    let Some((agreed, words)) = shown else { return };
+    text(line, &words);
+    show(allow, !agreed);
+    show(decline, !agreed);
+    show(stop, agreed);
+}
+
+/// The captions under the videos: the last few things said, each "Name: words"
+/// (as text: words come from a recogniser, never markup).
+pub(crate) fn render_captions(a: &App) {
+    let ui = &a.ui;
+    let said = a
+        .captions
+        .as_ref()
+        .map(|c| c.said.as_slice())
+        .unwrap_or_default();
+    show(&ui.captions, !said.is_empty());
+    ui.captions.set_text_content(None);
+    for (who, words, done) in said {
+        let who = if a.me.as_ref().is_some_and(|m| &m.user == who) {
+            "You".to_string()
+        } else {
+            a.shown(who)
+        };
+        let class = if *done { "said" } else { "said partial" };
+        if let Ok(p) = el("p", &[("class", class)], &format!("{who}: {words}")) {
+            let _ = ui.captions.append_child(&p);
+        }
+    }
 }
 
 /// The recordings this person is in, each with its file to play or keep.
@@ -461,26 +528,38 @@ pub(crate) fn render_recordings(a: &App) {
                 &[("data-testid", "recording-item"), ("data-id", &r.id)],
                 "",
             )?;
-            let whose = if a.me.as_ref().is_some_and(|m| m.user == r.owner) {
-                format!("Your side of a call with {}", a.shown(&r.peer))
-            } else {
-                format!("{}'s side of your call", a.shown(&r.owner))
+            let mine = a.me.as_ref().is_some_and(|m| m.user == r.owner);
+            let whose = match (mine, r.captions) {
+                (true, false) => format!("Your side of a call with {}", a.shown(&r.peer)),
+                (false, false) => format!("{}'s side of your call", a.shown(&r.owner)),
+                (true, true) => format!("What you said to {}", a.shown(&r.peer)),
+                (false, true) => format!("What {} said to you", a.shown(&r.owner)),
             };
             let what = el(
                 "span",
                 &[("class", "what")],
                 &format!("{whose}, {}", texts::duration(r.duration_ms)),
             )?;
-            let link = el(
-                "a",
-                &[
-                    ("href", &format!("/api/recordings/{}", r.id)),
-                    ("target", "_blank"),
-                    ("rel", "noopener"),
-                ],
-                "Play",
-            )?;
-            append(&li, &[&what, &link])?;
+            li.append_child(&what)?;
+            if !r.captions {
+                let link = el(
+                    "a",
+                    &[
+                        ("href", &format!("/api/recordings/{}", r.id)),
+                        ("target", "_blank"),
+                        ("rel", "noopener"),
+                    ],
+                    "Play",
+                )?;
+                li.append_child(&link)?;
+            }
+            if let Some(t) = &r.transcript {
+                let details = el("details", &[("data-testid", "transcript")], "")?;
+                let summary = el("summary", &[], "Transcript")?;
+                let words = el("p", &[], t)?;
+                append(&details, &[&summary, &words])?;
+                li.append_child(&details)?;
+            }
             ui.recordings.append_child(&li)?;
             Ok(())
         };
@@ -540,19 +619,23 @@ pub(crate) fn render_features(
     let ui = &a.ui;
     // Rebuilt only when what it shows changes, not on every signalling message.
     let recording = a.recording.is_some();
+    let captions = a.captions.is_some();
     let key = match (mode, ended) {
         (_, true) | (None, _) => "none",
         (Some(CallMode::E2ee), false) => "e2ee",
         (Some(CallMode::Standard), false) if hold_pending => "standard-pending",
-        (Some(CallMode::Standard), false) if hold.by_me && recording => "standard-held-rec",
         (Some(CallMode::Standard), false) if hold.by_me => "standard-held",
-        (Some(CallMode::Standard), false) if recording => "standard-rec",
         (Some(CallMode::Standard), false) => "standard",
     };
-    if ui.features.get_attribute("data-for").as_deref() == Some(key) {
+    let key = format!(
+        "{key}{}{}",
+        if recording { "-rec" } else { "" },
+        if captions { "-cc" } else { "" }
+    );
+    if ui.features.get_attribute("data-for").as_deref() == Some(key.as_str()) {
         return;
     }
-    dom::attr(&ui.features, "data-for", key);
+    dom::attr(&ui.features, "data-for", &key);
     ui.features.set_text_content(None);
     if ended {
         return;
@@ -564,6 +647,7 @@ pub(crate) fn render_features(
             CallFeature::Hold => "Hold",
             CallFeature::Recording if recording => "Stop recording",
             CallFeature::Recording => "Record",
+            CallFeature::Transcription if captions => "Stop captions",
             CallFeature::Transcription => "Live captions",
             CallFeature::Transfer => "Transfer",
             CallFeature::Park => "Park",

@@ -179,6 +179,18 @@ elements! {
     recording_decline = "recording-decline",
     /// "Stop recording".
     recording_stop = "recording-stop",
+    /// "Live captions — ...", while the call is captioned.
+    captions_banner = "captions-banner",
+    /// Its sentence.
+    captions_text = "captions-text",
+    /// "Allow" (this person agrees to be captioned).
+    captions_allow = "captions-allow",
+    /// "Decline" (the captions stop).
+    captions_decline = "captions-decline",
+    /// "Stop captions".
+    captions_stop = "captions-stop",
+    /// What was said, as captions.
+    captions = "captions",
     /// The recordings this person is in.
     recordings = "recordings",
     /// "Leave a voicemail", after a call that did not connect.
@@ -200,8 +212,10 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><ul class="codes" data-testid="group-codes" hidden></ul><p class="muted" data-testid="dtls-details"></p><p class="warn" data-testid="downgrade-warning" hidden></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
 <p class="hold" role="status" data-testid="hold-status" hidden></p>
 <div class="held recording" role="alert" data-testid="recording-banner" hidden><p data-testid="recording-text"></p><button type="button" data-testid="recording-allow">Allow</button><button type="button" data-testid="recording-decline">Decline</button><button type="button" data-testid="recording-stop">Stop recording</button></div>
+<div class="held recording" role="alert" data-testid="captions-banner" hidden><p data-testid="captions-text"></p><button type="button" data-testid="captions-allow">Allow</button><button type="button" data-testid="captions-decline">Decline</button><button type="button" data-testid="captions-stop">Stop captions</button></div>
 <div class="held" role="status" data-testid="held-call" hidden><p data-testid="held-text"></p><button type="button" data-testid="complete-transfer">Transfer</button><button type="button" data-testid="merge-calls">Merge</button></div>
 <div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
+<div class="captions" aria-live="polite" data-testid="captions" hidden></div>
 <div class="controls"><button type="button" data-testid="mute" aria-pressed="false"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="9" y="3" width="6" height="11" rx="3"/><path d="M6 11a6 6 0 0 0 12 0M12 17v4M9 21h6" fill="none" stroke="currentColor" stroke-width="2"/></svg><span>Mute</span></button><button type="button" data-testid="camera" aria-pressed="false"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="7" width="12" height="10" rx="2"/><path d="M15 11l6-3v8l-6-3z"/></svg><span>Camera off</span></button><button type="button" data-testid="hangup" class="decline"><svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M2 14.5C7 9.2 17 9.2 22 14.5l-2.6 2.6-3.9-1.9v-2.6a13 13 0 0 0-7 0v2.6l-3.9 1.9z"/></svg><span>Hang up</span></button><button type="button" data-testid="call-close">Close</button><button type="button" data-testid="voicemail-leave" hidden>Leave a voicemail</button></div>
 <details class="more" data-testid="call-more"><summary>More call features</summary><ul class="features" data-testid="call-features"></ul><form class="transfer" data-testid="transfer-form" hidden><label for="transfer-to">Transfer to</label><input id="transfer-to" data-testid="transfer-to" autocomplete="off" placeholder="name@domain" required><button type="submit" data-testid="transfer-submit">Transfer</button><button type="button" data-testid="transfer-consult">Consult first</button><button type="button" data-testid="transfer-add">Add to call</button></form></details></section>
 <div class="elsewhere" role="status" data-testid="elsewhere" hidden><p data-testid="elsewhere-text"></p><button type="button" data-testid="move-here">Move here</button><p class="muted" data-testid="move-here-why" hidden>Off in end-to-end encrypted calls: such a call stays on the device that answered it. Turn E2EE off in Settings → Privacy to move calls.</p></div>

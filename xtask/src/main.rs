@@ -113,6 +113,16 @@ fn run(args: &[String]) -> Result<()> {
     dist::dist()?;
     let args: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     let mut cmd = cargo();
+    // Live captions when PocketSphinx can be had; the relay runs without them
+    // (and says so to whoever asks) when it cannot.
+    if std::env::var_os("SHIELDCALL_CAPTIONS_PYTHON").is_none() {
+        match tools::ensure_captions() {
+            Ok(python) => {
+                cmd.env("SHIELDCALL_CAPTIONS_PYTHON", python);
+            }
+            Err(e) => eprintln!("xtask: live captions are off: {e:#}"),
+        }
+    }
     cmd.args([
         "run",
         "--release",
@@ -131,6 +141,9 @@ fn test() -> Result<()> {
     tools::ensure_wasm_target()?;
     let chromedriver = tools::ensure_chromium()?;
     let geckodriver = tools::ensure_firefox()?;
+    // The speech recogniser of live captions, for the relay's tests and the
+    // browser tests' relays.
+    let captions = tools::ensure_captions()?;
     check(
         cargo().args(["fmt", "--all", "--check"]),
         "cargo fmt --check",
@@ -180,7 +193,8 @@ fn test() -> Result<()> {
     check(
         cargo()
             .args(["test", "--workspace", "--exclude", "shieldcall-e2e"])
-            .env(pg::URL_VAR, &postgres.url),
+            .env(pg::URL_VAR, &postgres.url)
+            .env(CAPTIONS_VAR, &captions),
         "native tests",
     )?;
     // Every integration test once more with the relay on PostgreSQL (a database
@@ -197,6 +211,7 @@ fn test() -> Result<()> {
                 "*",
             ])
             .env(pg::URL_VAR, &postgres.url)
+            .env(CAPTIONS_VAR, &captions)
             .env("SHIELDCALL_TEST_STORE", "postgres"),
         "the relay's integration tests on PostgreSQL",
     )?;
@@ -211,6 +226,9 @@ fn test() -> Result<()> {
     eprintln!("xtask: all checks passed");
     Ok(())
 }
+
+/// The relay's tests find the speech recogniser's Python here.
+const CAPTIONS_VAR: &str = "SHIELDCALL_TEST_CAPTIONS_PYTHON";
 
 /// Builds the release relay and returns its path.
 pub fn release_relay() -> Result<PathBuf> {
@@ -247,7 +265,9 @@ fn e2e(
     cmd.arg("--test-threads=1")
         .env("SHIELDCALL_BIN", relay)
         .env("CHROMEDRIVER", chromedriver)
-        .env("GECKODRIVER", geckodriver);
+        .env("GECKODRIVER", geckodriver)
+        // The relays the browser tests start have live captions.
+        .env("SHIELDCALL_CAPTIONS_PYTHON", tools::ensure_captions()?);
     if let Some(url) = postgres {
         cmd.env(pg::URL_VAR, url);
     }

@@ -148,3 +148,70 @@ fn serde_json_caps() -> String {
         args.join(",")
     )
 }
+
+/// The PocketSphinx version the live captions use (PyPI; it ships its US
+/// English model).
+pub const POCKETSPHINX_VERSION: &str = "5.1.1";
+
+/// Makes sure a Python with PocketSphinx exists for the speech recogniser: a
+/// virtual environment in `target/tools/captions`, made with the machine's
+/// `python3` and `pip install pocketsphinx==5.1.1`; returns its `python`.
+pub fn ensure_captions() -> Result<PathBuf> {
+    let venv = crate::root().join("target/tools/captions");
+    let python = venv.join("bin/python");
+    let has = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                &format!(
+                    "import pocketsphinx, importlib.metadata as m; \
+                     assert m.version('pocketsphinx') == '{POCKETSPHINX_VERSION}'"
+                ),
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has(&python) {
+        return Ok(python);
+    }
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made && is_root() && is_debian() {
+            // Debian's python3 keeps venv in its own package.
+            let install = "apt-get update && apt-get install -y python3-venv";
+            check(
+                Command::new("sh")
+                    .args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {install}")]),
+                install,
+            )?;
+        }
+        if !python.exists() {
+            check(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "python3 -m venv target/tools/captions",
+            )?;
+        }
+    }
+    check(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("pocketsphinx=={POCKETSPHINX_VERSION}"),
+        ]),
+        &format!("pip install pocketsphinx=={POCKETSPHINX_VERSION}"),
+    )?;
+    if !has(&python) {
+        bail!(
+            "PocketSphinx {POCKETSPHINX_VERSION} did not install into {}",
+            venv.display()
+        );
+    }
+    Ok(python)
+}

@@ -121,6 +121,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// A Python with PocketSphinx (`pip install pocketsphinx==5.1.1`) for live
+    /// captions and voicemail transcripts; without it captions are off.
+    #[arg(long, env = "SHIELDCALL_CAPTIONS_PYTHON")]
+    captions_python: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

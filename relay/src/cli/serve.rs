@@ -46,6 +46,9 @@ struct FileConfig {
     media_address: Option<std::net::SocketAddr>,
     /// Days a recording is kept (default 30, 1 to 3650).
     recording_retention_days: Option<u64>,
+    /// A Python with PocketSphinx, for live captions (default: none, and
+    /// captions are off).
+    captions_python: Option<PathBuf>,
     /// Per-connection sustained messages per second (default 20).
     ws_rate_per_sec: Option<f64>,
     /// Per-connection burst (default 60).
@@ -165,6 +168,7 @@ fn build_config(
     {
         config.recording_retention = Duration::from_secs(days * 24 * 3600);
     }
+    config.captions_python = args.captions_python.clone().or(file.captions_python);
     if let Some(addr) = file.media_address {
         anyhow::ensure!(
             !addr.ip().is_unspecified(),

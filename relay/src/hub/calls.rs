@@ -713,6 +713,7 @@ impl Hub {
             | ClientMsg::Ice { .. }
             | ClientMsg::Hold { .. }
             | ClientMsg::Record { .. }
+            | ClientMsg::Captions { .. }
             | ClientMsg::Feature { .. }
                 if !answered || !bound =>
             {
@@ -750,12 +751,16 @@ impl Hub {
                     candidate,
                 },
             ),
-            ClientMsg::Hold { .. } | ClientMsg::Feature { .. } | ClientMsg::Record { .. }
+            ClientMsg::Hold { .. }
+            | ClientMsg::Feature { .. }
+            | ClientMsg::Record { .. }
+            | ClientMsg::Captions { .. }
                 if mode == CallMode::E2ee =>
             {
                 let feature = match &msg {
                     ClientMsg::Feature { feature, .. } => *feature,
                     ClientMsg::Record { .. } => CallFeature::Recording,
+                    ClientMsg::Captions { .. } => CallFeature::Transcription,
                     _ => CallFeature::Hold,
                 };
                 Err(WireError::unavailable_in_e2ee(feature, &id))
@@ -817,28 +822,42 @@ impl Hub {
             } => Err(wrong(
                 "Moving a call is asked with move-here, from the device that takes it.",
             )),
-            ClientMsg::Record { on, .. } => {
+            ClientMsg::Captions { on: true, .. } if !g.captions_deployed => Err(WireError::new(
+                ErrorCode::NotDeployed,
+                "Live captions need a speech recogniser, which this Shieldcall server does not run.",
+                &id,
+            )),
+            ClientMsg::Record { on, .. } | ClientMsg::Captions { on, .. } => {
+                let captions = matches!(msg, ClientMsg::Captions { .. });
                 let Some(call) = g.calls.get_mut(&id) else {
                     return Err(not_yours());
                 };
                 if call.group.is_some() || call.joining.is_some() {
-                    return Err(wrong("Only a call between two people is recorded here."));
+                    return Err(wrong(
+                        "Only a call between two people is recorded or captioned here.",
+                    ));
                 }
-                if on {
-                    call.recording.get_or_insert_with(|| user.to_string());
+                let slot = if captions {
+                    &mut call.captions
                 } else {
-                    call.recording = None;
+                    &mut call.recording
+                };
+                if on {
+                    slot.get_or_insert_with(|| user.to_string());
+                } else {
+                    *slot = None;
                 }
-                let by = call.recording.clone();
-                let msg = RelayMsg::Recording {
-                    call_id: id.clone(),
-                    on,
-                    by,
+                let by = slot.clone();
+                let call_id = id.clone();
+                let msg = if captions {
+                    RelayMsg::Captions { call_id, on, by }
+                } else {
+                    RelayMsg::Recording { call_id, on, by }
                 };
                 for d in [Some(dev), other].into_iter().flatten() {
                     g.send(d, &msg);
                 }
-                tracing::info!(call = %id, on, "recording changed");
+                tracing::info!(call = %id, on, captions, "server media use changed");
                 Ok(())
             }
             ClientMsg::Feature {
@@ -850,6 +869,10 @@ impl Hub {
                 ..
             } => Err(super::voicemail::not_a_call_feature(&id)),
             ClientMsg::Feature {
+                feature: CallFeature::Transcription,
+                ..
+            } => Err(wrong("Live captions are asked with captions.")),
+            ClientMsg::Feature {
                 feature: CallFeature::Transfer,
                 ..
             } => Err(wrong(
@@ -860,14 +883,6 @@ impl Hub {
                 ..
             } => Err(wrong(
                 "People are added with add, and calls merged with consult and merge.",
-            )),
-            ClientMsg::Feature { feature, .. } => Err(WireError::new(
-                ErrorCode::NotDeployed,
-                &format!(
-                    "{} needs a media server that this Shieldcall deployment does not run.",
-                    feature.label()
-                ),
-                &id,
             )),
             // Handled by `move_here`, `park` and `pickup` (the connection calls them).
             ClientMsg::MoveHere { .. }

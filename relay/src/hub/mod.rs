@@ -186,6 +186,8 @@ struct Call {
     /// The call is being recorded, as asked by this person (standard 1:1
     /// calls only; the media component's legs end when this is unset).
     recording: Option<String>,
+    /// Live captions are on, as asked by this person (as `recording`).
+    captions: Option<String>,
 }
 
 impl Call {
@@ -218,6 +220,7 @@ impl Call {
             joining: None,
             group: None,
             recording: None,
+            captions: None,
         }
     }
 }
@@ -351,6 +354,8 @@ struct Inner {
     groups: HashMap<group::GroupId, group::Group>,
     /// Numbers groups.
     next_group: group::GroupId,
+    /// This relay has a speech recogniser (`set_captions_deployed`).
+    captions_deployed: bool,
     /// History records not yet written (see `history.rs`), oldest first.
     history: std::collections::VecDeque<CallRecord>,
     /// The clock and the timers.
@@ -1076,34 +1081,49 @@ impl Hub {
         })
     }
 
-    /// Whether call `id` is being recorded now (the media component ends the
-    /// legs of a call that is not).
-    pub fn recording(&self, id: &CallId) -> bool {
+    /// Whether call `id` is being recorded now, or with `captions` captioned
+    /// (the media component ends the legs of a call that is not).
+    pub fn media_wanted(&self, id: &CallId, captions: bool) -> bool {
         let g = self.lock();
+        if captions {
+            return g.calls.get(id).is_some_and(|c| c.captions.is_some());
+        }
         g.voicemails.contains_key(id) || g.calls.get(id).is_some_and(|c| c.recording.is_some())
     }
 
     /// Whether device `dev` of `user` may open its media leg for call `id`:
-    /// an answered standard call it is bound to, being recorded, or a
-    /// voicemail it leaves. Returns the other person, and whether it is a
-    /// voicemail.
+    /// an answered standard call it is bound to, being recorded (or with
+    /// `captions`, captioned), or a voicemail it leaves. Returns the other
+    /// person, and whether it is a voicemail.
     pub fn media_leg(
         &self,
         dev: DeviceId,
         user: &str,
         id: &CallId,
+        captions: bool,
     ) -> Result<(String, bool), WireError> {
         let g = self.lock();
-        if let Some(to) = g.voicemail_of(id, user, dev) {
+        if !captions && let Some(to) = g.voicemail_of(id, user, dev) {
             return Ok((to, true));
         }
-        let call = g.own_standard_call(id, user, dev, CallFeature::Recording)?;
-        if call.recording.is_none() {
-            return Err(WireError::new(
-                ErrorCode::WrongState,
-                "The call is not being recorded.",
-                id,
-            ));
+        let feature = if captions {
+            CallFeature::Transcription
+        } else {
+            CallFeature::Recording
+        };
+        let call = g.own_standard_call(id, user, dev, feature)?;
+        let on = if captions {
+            call.captions.is_some()
+        } else {
+            call.recording.is_some()
+        };
+        if !on {
+            let m = if captions {
+                "The call is not being captioned."
+            } else {
+                "The call is not being recorded."
+            };
+            return Err(WireError::new(ErrorCode::WrongState, m, id));
         }
         let peer = if call.caller == user {
             call.callee.clone()
@@ -1111,6 +1131,31 @@ impl Hub {
             call.caller.clone()
         };
         Ok((peer, false))
+    }
+
+    /// What `from` said in call `id` (a caption from the recogniser), to both
+    /// people's devices while the call is captioned; dropped otherwise.
+    pub fn caption(&self, id: &CallId, from: &str, text: &str, done: bool) {
+        let g = self.lock();
+        let Some(call) = g.calls.get(id).filter(|c| c.captions.is_some()) else {
+            return;
+        };
+        let msg = RelayMsg::Caption {
+            call_id: id.clone(),
+            from: from.to_string(),
+            text: text.to_string(),
+            done,
+        };
+        for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+            g.send(d, &msg);
+        }
+    }
+
+    /// Whether this relay has a speech recogniser for live captions (set once
+    /// at start from the configuration); without one `captions` answers
+    /// `not-deployed`.
+    pub fn set_captions_deployed(&self, on: bool) {
+        self.lock().captions_deployed = on;
     }
 
     /// The calls `user` is in now: the current one, a call held for a

@@ -499,12 +499,13 @@ fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
     hub.voicemail(t0, alice.id, ALICE, BOB, Ok(CallMode::Standard), id.clone())
         .expect("voicemail");
     assert!(matches!(&alice.take()[..], [RelayMsg::Voicemail { .. }]));
-    assert!(hub.recording(&id), "the media leg may run");
+    assert!(hub.media_wanted(&id, false), "the media leg may run");
     assert_eq!(
-        hub.media_leg(alice.id, ALICE, &id).expect("Alice's leg"),
+        hub.media_leg(alice.id, ALICE, &id, false)
+            .expect("Alice's leg"),
         (BOB.to_string(), true)
     );
-    assert!(hub.media_leg(bob.id, BOB, &id).is_err(), "not Bob's");
+    assert!(hub.media_leg(bob.id, BOB, &id, false).is_err(), "not Bob's");
     hub.handle_timeout(t0 + MAX_VOICEMAIL - MS);
     assert!(bob.take().is_empty());
     hub.handle_timeout(t0 + MAX_VOICEMAIL);
@@ -513,6 +514,6 @@ fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
         [RelayMsg::Recording { on: false, .. }]
     ));
     assert_eq!(bob.take(), [RelayMsg::VoicemailLeft { from: ALICE.into() }]);
-    assert!(!hub.recording(&id));
+    assert!(!hub.media_wanted(&id, false));
     assert_eq!(hub.timers(), 0);
 }

@@ -304,9 +304,14 @@ impl Conn {
             }
             (Some(dev), ClientMsg::Add { call_id, to }) => self.add(dev, &call_id, &to).await,
             (Some(dev), ClientMsg::Voicemail { to }) => self.voicemail(dev, &to).await,
-            (Some(dev), ClientMsg::MediaOffer { call_id, sdp }) => {
-                self.media_offer(dev, call_id, sdp).await
-            }
+            (
+                Some(dev),
+                ClientMsg::MediaOffer {
+                    call_id,
+                    sdp,
+                    captions,
+                },
+            ) => self.media_offer(dev, call_id, sdp, captions).await,
             (Some(dev), msg @ ClientMsg::Join { .. }) => {
                 return match self
                     .state
@@ -631,16 +636,18 @@ impl Conn {
     }
 
     /// `media-offer`: the hub says whether this device may send its media to
-    /// the server now (a recorded standard call it is bound to); then the
-    /// media component answers. The SDP is never logged.
+    /// the server now (a recorded, or with `captions` captioned, standard call
+    /// it is bound to); then the media component answers. The SDP is never
+    /// logged.
     async fn media_offer(
         &mut self,
         dev: DeviceId,
         call_id: CallId,
         sdp: String,
+        captions: bool,
     ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let user = self.user().to_string();
-        let (peer, voicemail) = match self.state.hub().media_leg(dev, &user, &call_id) {
+        let (peer, voicemail) = match self.state.hub().media_leg(dev, &user, &call_id, captions) {
             Ok(leg) => leg,
             Err(e) => return Ok(vec![(e.into_msg(), Flow::Continue)]),
         };
@@ -650,6 +657,7 @@ impl Conn {
             peer,
             offer: sdp,
             voicemail,
+            captions,
         };
         let answer = match self.state.media().await?.open(open).await {
             Ok(answer) => answer,
@@ -664,6 +672,7 @@ impl Conn {
             RelayMsg::MediaAnswer {
                 call_id,
                 sdp: answer,
+                captions,
             },
             Flow::Continue,
         )])
