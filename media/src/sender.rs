@@ -138,6 +138,11 @@ impl Sender {
         self.voice = packets;
     }
 
+    /// When DTLS came up: frame `n` of the sound is sent `n` × 20 ms later.
+    pub fn connected_at(&self) -> Option<Instant> {
+        self.connected
+    }
+
     /// DTLS is up.
     pub fn connected(&self) -> bool {
         self.connected.is_some()

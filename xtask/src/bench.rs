@@ -1,4 +1,4 @@
-//! `cargo xtask bench relay|call|media`: the benchmarks whose numbers go into
+//! `cargo xtask bench relay|call|media|captions`: the benchmarks whose numbers go into
 //! `BENCHMARKS.md`. Each runs release builds; none is a timed unit test.
 
 use anyhow::{Result, bail};
@@ -11,7 +11,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         Some("relay") => relay(&args[1..]),
         Some("call") => call(&args[1..]),
         Some("media") => media(&args[1..]),
-        _ => bail!("usage: cargo xtask bench relay|call|media [ARGS]"),
+        Some("captions") => captions(&args[1..]),
+        _ => bail!("usage: cargo xtask bench relay|call|media|captions [ARGS]"),
     }
 }
 
@@ -65,6 +66,28 @@ fn media(extra: &[String]) -> Result<()> {
     .arg(relay)
     .args(extra);
     check(&mut cmd, "media benchmark")
+}
+
+/// The captions benchmark: caption latency after speech, and what captions
+/// cost the release relay and its recogniser per captioned call.
+fn captions(extra: &[String]) -> Result<()> {
+    let relay = release_relay()?;
+    let python = tools::ensure_captions()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "shieldcall-relay",
+        "--example",
+        "captions_bench",
+        "--",
+        "--relay",
+    ])
+    .arg(relay)
+    .args(extra)
+    .env("SHIELDCALL_CAPTIONS_PYTHON", python);
+    check(&mut cmd, "captions benchmark")
 }
 
 /// The call-setup benchmark: Shieldcall calls and a plain-WebRTC baseline in the
