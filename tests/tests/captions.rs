@@ -88,7 +88,7 @@ async fn bob_reads_what_alice_says_and_both_keep_the_transcript() -> anyhow::Res
         .await?;
         // Nothing of Bob's went to the server: he has not allowed it.
         anyhow::ensure!(bob.peer_connections().await? == bobs, "Bob's leg before he agreed");
-        bob.click("captions-decline").await?;
+        bob.click("captions-stop").await?;
         for b in [&alice, &bob] {
             b.wait_js(
                 "the banner gone",

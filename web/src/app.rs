@@ -11,13 +11,13 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use crate::dom::spawn as spawn_local;
 use shieldcall_proto::{
     CallFeature, CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, IceServer, Presence,
     RelayMsg, Status,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 use web_sys::{Event, HtmlInputElement};
 
 use crate::call::{Call, Input, PcCommand, UserAction, Wish};
@@ -327,7 +327,8 @@ fn on(
     app: &Shared,
     target: &web_sys::Element,
     event: &'static str,
-    f: impl Fn(&Shared, Event) + 'static,
+    // A function, not a closure: one copy of the listener's code for all.
+    f: fn(&Shared, Event),
 ) -> Result<(), JsValue> {
     let weak = Rc::downgrade(app);
     let l = Listener::new(target, event, move |e| {
@@ -499,8 +500,8 @@ fn clicked(a: &Shared, id: &str) {
         "recording-allow" => crate::recording::allow(a, false),
         "captions-allow" => crate::recording::allow(a, true),
         "voicemail-leave" => crate::recording::leave_voicemail(a),
-        "recording-decline" | "recording-stop" => crate::recording::stop(a, false),
-        "captions-decline" | "captions-stop" => crate::recording::stop(a, true),
+        "recording-stop" => crate::recording::stop(a, false),
+        "captions-stop" => crate::recording::stop(a, true),
         "merge-calls" => crate::calling::merge(a),
         _ => {}
     }
@@ -667,8 +668,8 @@ pub(crate) struct RecordingItem {
     pub peer: String,
     /// How long, ms.
     pub duration_ms: u64,
-    /// What the owner said, if transcribed.
-    pub transcript: Option<String>,
+    /// What the owner said, if transcribed (empty if not).
+    pub transcript: String,
     /// A transcript of live captions alone (no file to play).
     pub captions: bool,
 }
@@ -692,8 +693,8 @@ pub(crate) fn load_recordings(app: &Shared) {
                 duration_ms: codec::get(c, "duration_ms")
                     .as_f64()
                     .map_or(0, |d| d.max(0.0) as u64),
-                transcript: Some(codec::string(c, "transcript")).filter(|t| !t.is_empty()),
-                captions: codec::get(c, "captions").is_truthy(),
+                transcript: codec::string(c, "transcript"),
+                captions: codec::boolean(c, "captions"),
             })
             .collect();
         let Some(a) = weak.upgrade() else { return };

@@ -60,8 +60,15 @@ impl std::fmt::Debug for Timer {
 impl Timer {
     /// Calls `f` every `ms` milliseconds (`repeat`) or once after `ms`.
     pub fn new(ms: i32, repeat: bool, f: impl FnMut() + 'static) -> Result<Self, JsValue> {
+        Self::boxed(ms, repeat, Box::new(f))
+    }
+
+    /// [`Timer::new`] for a boxed `f`: one copy of this code in the bundle,
+    /// whatever the callers' closures.
+    #[inline(never)]
+    fn boxed(ms: i32, repeat: bool, f: Box<dyn FnMut()>) -> Result<Self, JsValue> {
         let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
-        let closure = Closure::<dyn FnMut()>::new(f);
+        let closure = Closure::<dyn FnMut()>::wrap(f);
         let cb = closure.as_ref().unchecked_ref();
         let id = if repeat {
             window.set_interval_with_callback_and_timeout_and_arguments_0(cb, ms)?

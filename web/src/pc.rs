@@ -7,8 +7,8 @@
 
 use std::rc::Rc;
 
+use crate::dom::spawn as spawn_local;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 
 use crate::app::{App, Shared};
 use crate::call::{CertCheck, Input, PcCommand};

@@ -10,25 +10,23 @@
 //! relay says `recording` and `captions` only for standard calls, and this
 //! checks the mode too), or send before its own person agreed.
 
+use crate::dom::spawn as spawn_local;
 use js_sys::{Array, Object, Reflect};
 use shieldcall_proto::{CallId, CallMode, ClientMsg};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::spawn_local;
 use web_sys::RtcPeerConnection;
 
 use crate::app::Shared;
 use crate::render::render;
 use crate::rtc;
 
-/// Captions kept on screen: the last few utterances.
-const SHOWN: usize = 4;
-
 /// A recording (or live captions) of the current call.
 #[derive(Debug)]
 pub(crate) struct Recording {
-    /// What was said, oldest first: (who, words, the utterance ended); a
-    /// partial caption replaces the last partial one of the same person.
+    /// What each person said last, in the order they first spoke: (who,
+    /// words, the utterance ended). The next caption of a person replaces
+    /// theirs (a call with captions has two people).
     pub said: Vec<(String, String, bool)>,
     /// The call recorded.
     pub call_id: CallId,
@@ -181,8 +179,7 @@ pub(crate) fn allow(app: &Shared, captions: bool) {
         stream
     };
     let Some(stream) = stream else {
-        app.borrow()
-            .notice("The camera and microphone are not on, so nothing can be sent.");
+        app.borrow().notice("The camera and microphone are off.");
         return;
     };
     let a = app.clone();
@@ -279,19 +276,16 @@ pub(crate) fn stop(app: &Shared, captions: bool) {
 }
 
 /// `caption`: what `from` said, shown under the videos (as text, never
-/// markup). A partial caption replaces `from`'s last partial one.
+/// markup) in place of what they said before.
 pub(crate) fn heard(app: &Shared, call_id: &CallId, from: String, text: String, done: bool) {
     {
         let mut a = app.borrow_mut();
         let Some(c) = a.captions.as_mut().filter(|c| &c.call_id == call_id) else {
             return;
         };
-        if let Some(i) = c.said.iter().rposition(|(who, _, d)| *who == from && !d) {
-            c.said.remove(i);
-        }
-        c.said.push((from, text, done));
-        if c.said.len() > SHOWN {
-            c.said.remove(0);
+        match c.said.iter_mut().find(|(who, ..)| *who == from) {
+            Some(line) => (line.1, line.2) = (text, done),
+            None => c.said.push((from, text, done)),
         }
     }
     crate::render::render_captions(&app.borrow());

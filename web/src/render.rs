@@ -437,10 +437,10 @@ fn render_recording(a: &App, ended: bool) {
                 a.shown(to)
             )
         } else if r.agreed {
-            "Recording: your audio and video go to the Shieldcall server, and both of you can play the recording afterwards.".to_string()
+            "Recording: your audio and video go to the Shieldcall server; both of you can play it later.".to_string()
         } else {
             format!(
-                "{} wants to record this call: your audio and video would go to the Shieldcall server. Nothing of yours is sent unless you allow it.",
+                "{} wants to record the call: your audio and video would go to the Shieldcall server, only if you allow it.",
                 a.shown(&r.by)
             )
         }
@@ -451,17 +451,17 @@ fn render_recording(a: &App, ended: bool) {
             &ui.recording_banner,
             &ui.recording_text,
             &ui.recording_allow,
-            &ui.recording_decline,
             &ui.recording_stop,
         ],
+        "Stop recording",
     );
     let c = a.captions.as_ref().filter(|_| !ended);
     let line = c.map(|c| {
         if c.agreed {
-            "Live captions: your voice goes to the Shieldcall server, which writes what you say for both of you and keeps it as a transcript.".to_string()
+            "Live captions: your voice goes to the Shieldcall server, which writes it down.".to_string()
         } else {
             format!(
-                "{} wants live captions: your voice would go to the Shieldcall server, which writes what you say. Nothing of yours is sent unless you allow it.",
+                "{} wants live captions: your voice would go to the Shieldcall server, only if you allow it.",
                 a.shown(&c.by)
             )
         }
@@ -472,28 +472,28 @@ fn render_recording(a: &App, ended: bool) {
             &ui.captions_banner,
             &ui.captions_text,
             &ui.captions_allow,
-            &ui.captions_decline,
             &ui.captions_stop,
         ],
+        "Stop captions",
     );
     render_captions(a);
 }
 
-/// A banner (root, sentence, allow, decline, stop) showing `line`, with the
-/// choice while not yet `agreed`; hidden for `None`.
+/// A banner (root, sentence, allow, stop) showing `line`: "Allow" and
+/// "Decline" while not yet `agreed`, then `stop` alone; hidden for `None`.
 fn banner(
     shown: Option<(bool, String)>,
-    [root, line, allow, decline, stop]: [&web_sys::Element; 5],
+    [root, line, allow, decline]: [&web_sys::Element; 4],
+    stop: &str,
 ) {
     show(root, shown.is_some());
     let Some((agreed, words)) = shown else { return };
     text(line, &words);
     show(allow, !agreed);
-    show(decline, !agreed);
-    show(stop, agreed);
+    text(decline, if agreed { stop } else { "Decline" });
 }
 
-/// The captions under the videos: the last few things said, each "Name: words"
+/// The captions under the videos: what each person said last, "Name: words"
 /// (as text: words come from a recogniser, never markup).
 pub(crate) fn render_captions(a: &App) {
     let ui = &a.ui;
@@ -505,13 +505,15 @@ pub(crate) fn render_captions(a: &App) {
     show(&ui.captions, !said.is_empty());
     ui.captions.set_text_content(None);
     for (who, words, done) in said {
-        let who = if a.me.as_ref().is_some_and(|m| &m.user == who) {
+        let mut line = if a.me.as_ref().is_some_and(|m| &m.user == who) {
             "You".to_string()
         } else {
             a.shown(who)
         };
+        line.push_str(": ");
+        line.push_str(words);
         let class = if *done { "said" } else { "said partial" };
-        if let Ok(p) = el("p", &[("class", class)], &format!("{who}: {words}")) {
+        if let Ok(p) = el("p", &[("class", class)], &line) {
             let _ = ui.captions.append_child(&p);
         }
     }
@@ -553,10 +555,10 @@ pub(crate) fn render_recordings(a: &App) {
                 )?;
                 li.append_child(&link)?;
             }
-            if let Some(t) = &r.transcript {
+            if !r.transcript.is_empty() {
                 let details = el("details", &[("data-testid", "transcript")], "")?;
                 let summary = el("summary", &[], "Transcript")?;
-                let words = el("p", &[], t)?;
+                let words = el("p", &[], &r.transcript)?;
                 append(&details, &[&summary, &words])?;
                 li.append_child(&details)?;
             }
@@ -620,22 +622,22 @@ pub(crate) fn render_features(
     // Rebuilt only when what it shows changes, not on every signalling message.
     let recording = a.recording.is_some();
     let captions = a.captions.is_some();
-    let key = match (mode, ended) {
-        (_, true) | (None, _) => "none",
-        (Some(CallMode::E2ee), false) => "e2ee",
-        (Some(CallMode::Standard), false) if hold_pending => "standard-pending",
-        (Some(CallMode::Standard), false) if hold.by_me => "standard-held",
-        (Some(CallMode::Standard), false) => "standard",
+    let key: u8 = match (mode, ended) {
+        (_, true) | (None, _) => 0,
+        (Some(CallMode::E2ee), false) => 1,
+        (Some(CallMode::Standard), false) if hold_pending => 2,
+        (Some(CallMode::Standard), false) if hold.by_me => 3,
+        (Some(CallMode::Standard), false) => 4,
     };
-    let key = format!(
-        "{key}{}{}",
-        if recording { "-rec" } else { "" },
-        if captions { "-cc" } else { "" }
-    );
-    if ui.features.get_attribute("data-for").as_deref() == Some(key.as_str()) {
+    // One character for what the menu shows: the call's state, and whether
+    // it is recorded and captioned.
+    let key = char::from(b'a' + key * 4 + u8::from(recording) * 2 + u8::from(captions));
+    let mut buf = [0u8; 4];
+    let key = key.encode_utf8(&mut buf);
+    if ui.features.get_attribute("data-for").as_deref() == Some(&*key) {
         return;
     }
-    dom::attr(&ui.features, "data-for", &key);
+    dom::attr(&ui.features, "data-for", key);
     ui.features.set_text_content(None);
     if ended {
         return;

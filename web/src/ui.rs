@@ -175,9 +175,7 @@ elements! {
     recording_text = "recording-text",
     /// "Allow" (this person agrees to be recorded).
     recording_allow = "recording-allow",
-    /// "Decline" (the recording stops).
-    recording_decline = "recording-decline",
-    /// "Stop recording".
+    /// "Decline", or once agreed "Stop recording": the recording stops.
     recording_stop = "recording-stop",
     /// "Live captions — ...", while the call is captioned.
     captions_banner = "captions-banner",
@@ -185,9 +183,7 @@ elements! {
     captions_text = "captions-text",
     /// "Allow" (this person agrees to be captioned).
     captions_allow = "captions-allow",
-    /// "Decline" (the captions stop).
-    captions_decline = "captions-decline",
-    /// "Stop captions".
+    /// "Decline", or once agreed "Stop captions": the captions stop.
     captions_stop = "captions-stop",
     /// What was said, as captions.
     captions = "captions",
@@ -211,8 +207,8 @@ const TEMPLATE: &str = r#"<header class="bar"><strong class="brand">Shieldcall</
 <section class="call" aria-label="Call" data-testid="call" hidden><div class="call-top"><button type="button" class="indicator" data-testid="e2ee-indicator" data-state="connecting" aria-expanded="false" aria-controls="e2ee-panel"><svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true"><path class="shield" d="M12 2 4 5v6c0 5 3.4 9.4 8 11 4.6-1.6 8-6 8-11V5z"/><g class="lock"><rect x="8.5" y="11" width="7" height="5.5" rx="1"/><path d="M10 11V9.5a2 2 0 0 1 4 0V11" fill="none" stroke-width="1.6"/></g><g class="warn"><path d="M12 7v6" stroke-width="2"/><circle cx="12" cy="16.5" r="1.2"/></g></svg><span data-testid="e2ee-label"></span></button><strong data-testid="call-peer"></strong><span data-testid="call-state" role="status"></span><span data-testid="call-duration" class="muted"></span></div>
 <div id="e2ee-panel" class="panel" data-testid="e2ee-panel" hidden><h3 data-testid="e2ee-panel-title"></h3><p class="code" data-testid="security-code"></p><ul class="codes" data-testid="group-codes" hidden></ul><p class="muted" data-testid="dtls-details"></p><p class="warn" data-testid="downgrade-warning" hidden></p><p data-testid="verified">Verified: you both read the same code.</p><button type="button" data-testid="codes-match">Codes match</button><button type="button" data-testid="codes-differ">Codes differ</button></div>
 <p class="hold" role="status" data-testid="hold-status" hidden></p>
-<div class="held recording" role="alert" data-testid="recording-banner" hidden><p data-testid="recording-text"></p><button type="button" data-testid="recording-allow">Allow</button><button type="button" data-testid="recording-decline">Decline</button><button type="button" data-testid="recording-stop">Stop recording</button></div>
-<div class="held recording" role="alert" data-testid="captions-banner" hidden><p data-testid="captions-text"></p><button type="button" data-testid="captions-allow">Allow</button><button type="button" data-testid="captions-decline">Decline</button><button type="button" data-testid="captions-stop">Stop captions</button></div>
+<div class="held recording" role="alert" data-testid="recording-banner" hidden><p data-testid="recording-text"></p><button type="button" data-testid="recording-allow">Allow</button><button type="button" data-testid="recording-stop">Stop recording</button></div>
+<div class="held recording" role="alert" data-testid="captions-banner" hidden><p data-testid="captions-text"></p><button type="button" data-testid="captions-allow">Allow</button><button type="button" data-testid="captions-stop">Stop captions</button></div>
 <div class="held" role="status" data-testid="held-call" hidden><p data-testid="held-text"></p><button type="button" data-testid="complete-transfer">Transfer</button><button type="button" data-testid="merge-calls">Merge</button></div>
 <div class="videos" data-testid="videos"><video autoplay playsinline data-testid="remote-video" class="remote"></video><video autoplay playsinline muted data-testid="local-video" class="local"></video></div>
 <div class="captions" aria-live="polite" data-testid="captions" hidden></div>

@@ -77,7 +77,7 @@ fn bundle(package: &str, stem: &str) -> Result<BundleSize> {
         size.gzipped += gzip_len(&bytes)?;
     }
     eprintln!(
-        "xtask: bundle {stem} in {}: {:.1} KB raw, {:.1} KB gzipped",
+        "xtask: bundle {stem} in {}: {:.1} KB raw, {:.2} KB gzipped",
         out.display(),
         size.raw as f64 / 1000.0,
         size.gzipped as f64 / 1000.0
