@@ -263,3 +263,89 @@ async fn no_captions_in_an_e2ee_call_nor_without_a_recogniser() {
     assert!(relay.state.media_started().is_none());
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_voicemail_is_kept_with_its_transcript() {
+    let py = python();
+    let relay = start_with(temp_dir(), |c| c.captions_python = Some(py)).await;
+    relay.add_user("ann@a.test", false).await;
+    relay.add_user("bob@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    let (mut bob, _) = relay.device("bob@a.test").await;
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
+    ann.send(&ClientMsg::Voicemail {
+        to: "bob@a.test".into(),
+    })
+    .await;
+    let RelayMsg::Voicemail { call_id: vm, .. } = ann.recv().await else {
+        panic!("no voicemail id")
+    };
+    // Ann's camera and microphone, as a browser sends a voicemail; she says
+    // the phrase once (6.8 s) and stops.
+    let (mut peer, offer) =
+        Sender::offer(Direction::SendOnly, Direction::SendOnly, Frames::default()).expect("a peer");
+    let voice = speech(SPEECH).expect("Opus");
+    let once = voice.len() as u64 * 20;
+    peer.speak(voice);
+    ann.send(&ClientMsg::MediaOffer {
+        call_id: vm.clone(),
+        sdp: offer,
+        captions: false,
+    })
+    .await;
+    let RelayMsg::MediaAnswer { sdp, .. } = ann.recv().await else {
+        panic!("no media answer")
+    };
+    peer.answer(&sdp).expect("the answer");
+    tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        while peer.sending_ms() < once {
+            assert!(start.elapsed() < Duration::from_secs(30), "never connected");
+            peer.step(&mut buf, once).expect("a step");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+    .await
+    .expect("the browser");
+    ann.send(&ClientMsg::Record {
+        call_id: vm,
+        on: false,
+    })
+    .await;
+    assert!(matches!(bob.recv().await, RelayMsg::VoicemailLeft { .. }));
+    // The recording is listed once its transcript is written (the
+    // recogniser's last words come within a few seconds).
+    let cookie = relay.cookie_for("bob@a.test").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let list = loop {
+        let r = relay
+            .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
+            .await;
+        let list = r.json()["recordings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !list.is_empty() || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["voicemail"], true);
+    assert!(list[0].get("captions").is_none(), "a file to play");
+    let transcript = list[0]["transcript"].as_str().expect("a transcript");
+    assert!(transcript.contains(WORD), "{transcript:?}");
+    let rec = list[0]["id"].as_str().expect("id");
+    let file = relay
+        .http(
+            "GET",
+            &format!("/api/recordings/{rec}"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+    assert_eq!(file.status, 200);
+    relay.stop().await;
+}
