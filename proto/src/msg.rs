@@ -166,6 +166,9 @@ pub enum ErrorCode {
     NotDeployed,
     /// The policy decides the switch; the user cannot change it.
     PolicyLocked,
+    /// A tenant's calling policy turns the feature off (recording, live
+    /// captions, voicemail): the admin's "not allowed", not "not here".
+    NotAllowed,
     /// The session expired or was signed out.
     SessionExpired,
     /// The user already has as many devices connected as the relay allows.

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/audit", get(audit))
         .route("/external-access", get(get_access).put(set_access))
+        .route("/calling-policy", get(get_calling).put(set_calling))
 }
 
 fn domain(a: &AdminAuthed) -> &str {
@@ -306,6 +307,28 @@ async fn get_access(State(state): State<AppState>, a: AdminAuthed) -> Result<Res
         .find(|t| t.domain == domain(&a))
         .ok_or_else(|| Error::NotFound("tenant".into()))?;
     Ok(Json(t.external_access).into_response())
+}
+
+async fn get_calling(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {
+    let t = state
+        .store()
+        .tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.domain == domain(&a))
+        .ok_or_else(|| Error::NotFound("tenant".into()))?;
+    Ok(Json(t.calling).into_response())
+}
+
+async fn set_calling(
+    State(state): State<AppState>,
+    a: AdminAuthed,
+    Json(policy): Json<crate::policy::CallingPolicy>,
+) -> Result<Response> {
+    ops(&state, &a)
+        .set_calling_policy(domain(&a), &policy)
+        .await?;
+    changed(&state).await
 }
 
 async fn set_access(

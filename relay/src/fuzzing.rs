@@ -136,7 +136,8 @@ struct Harness {
 /// - `10`: its outbox is read (a full outbox or a dropped sender closes it, as the
 ///   connection does); `11`: [`Hub::flush_presence`]; `12`: time goes forward by
 ///   the rest's first byte in seconds, running the ring and grace timers; `13`: a
-///   directory refresh ([`Hub::set_directory`], variant `op & 15`); `14`: sign-out
+///   directory refresh ([`Hub::set_directory`] and [`Hub::set_calling_policies`],
+///   variant `op & 15`); `14`: sign-out
 ///   of the device's user (only its session if the rest is not empty); `15`:
 ///   the read-only queries.
 ///
@@ -400,6 +401,19 @@ impl Harness {
         }
         self.accounts.clone_from(&accounts);
         self.hub.set_directory(access, accounts);
+        // Variant 8: the first tenant turns recording, captions and voicemail
+        // off (stopping what runs), the others keep the default; else all do.
+        let off = crate::policy::CallingPolicy {
+            allow_cloud_recording_for_calls: false,
+            allow_transcription_for_calling: false,
+            allow_voicemail: false,
+        };
+        let calling = if variant & 8 != 0 {
+            [(DOMAINS[0].to_string(), off)].into()
+        } else {
+            HashMap::new()
+        };
+        self.hub.set_calling_policies(calling);
     }
 
     /// The id a frame's `call_id` stands for: `c<n>` the n-th call invited, `r<n>`

@@ -314,6 +314,11 @@ impl AppState {
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
         let store = self.store();
         let tenants = store.tenants().await?;
+        let calling = tenants
+            .iter()
+            .map(|t| (t.domain.clone(), t.calling))
+            .collect();
+        self.hub().set_calling_policies(calling);
         let access = tenants
             .into_iter()
             .map(|t| (t.domain, t.external_access))

@@ -85,6 +85,8 @@ pub struct Open {
     pub voicemail: bool,
     /// The captions leg (sound for the recogniser, nothing recorded).
     pub captions: bool,
+    /// A voicemail may be transcribed (the calling policies allow it).
+    pub transcribe: bool,
 }
 
 enum Command {
@@ -388,7 +390,7 @@ fn open_leg(
         })?;
         true
     } else {
-        open.voicemail && speech.python.is_some() && speech.get().is_ok()
+        open.voicemail && open.transcribe && speech.python.is_some() && speech.get().is_ok()
     };
     let sink = if open.captions {
         Sink::transcribe()

@@ -7,7 +7,7 @@
 use shieldcall_proto::{E2eePolicyType, E2eeSetting, MAX_DISPLAY_NAME_CHARS};
 
 use crate::error::{Error, Result};
-use crate::policy::{self, DEFAULT_GLOBAL, ExternalAccess, GLOBAL, Policy, Target};
+use crate::policy::{self, CallingPolicy, DEFAULT_GLOBAL, ExternalAccess, GLOBAL, Policy, Target};
 use crate::store::{Audit, Store, User};
 
 /// How often a compare-and-set write is tried again after a concurrent change.
@@ -450,6 +450,31 @@ impl Ops<'_> {
             );
             self.store
                 .set_external_access(domain, access, &old.external_access, &audit)
+                .await
+        })
+    }
+
+    /// Sets the tenant's calling policy (what its people may have the server
+    /// do in their calls).
+    pub async fn set_calling_policy(&self, domain: &str, policy: &CallingPolicy) -> Result<()> {
+        let show = |p: &CallingPolicy| Some(serde_json::to_string(p).unwrap_or_default());
+        retry_changed!(async {
+            let old = self
+                .store
+                .tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.domain == domain)
+                .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            let audit = self.audit(
+                domain,
+                "calling-policy",
+                domain,
+                show(&old.calling),
+                show(policy),
+            );
+            self.store
+                .set_calling_policy(domain, policy, &old.calling, &audit)
                 .await
         })
     }

@@ -174,6 +174,52 @@ impl ExternalAccess {
     }
 }
 
+/// A tenant's calling policy: which features that send its people's media to
+/// the server they may use in standard calls. The names are those of Teams'
+/// `CsTeamsCallingPolicy` (`AllowCloudRecordingForCalls`,
+/// `AllowTranscriptionForCalling`, `AllowVoicemail`), as JSON keys too. Each
+/// person still agrees on screen before anything of theirs is sent (Teams'
+/// explicit recording consent, which here cannot be turned off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CallingPolicy {
+    /// Calls may be recorded.
+    pub allow_cloud_recording_for_calls: bool,
+    /// Calls may have live captions, and voicemails transcripts.
+    pub allow_transcription_for_calling: bool,
+    /// Voicemail may be left (by and for the tenant's people).
+    pub allow_voicemail: bool,
+}
+
+/// The calling policy of a new tenant, and of a domain the relay knows no
+/// tenant for: everything allowed (consent is still asked of each person).
+/// Teams starts with recording and transcription off; see `docs/policy.md`.
+pub const DEFAULT_CALLING_POLICY: CallingPolicy = CallingPolicy {
+    allow_cloud_recording_for_calls: true,
+    allow_transcription_for_calling: true,
+    allow_voicemail: true,
+};
+
+impl Default for CallingPolicy {
+    fn default() -> Self {
+        DEFAULT_CALLING_POLICY
+    }
+}
+
+impl CallingPolicy {
+    /// Whether the tenant's people may use `feature` (features that send
+    /// nothing to the server are not the calling policy's to decide).
+    pub fn allows(&self, feature: shieldcall_proto::CallFeature) -> bool {
+        use shieldcall_proto::CallFeature as F;
+        match feature {
+            F::Recording => self.allow_cloud_recording_for_calls,
+            F::Transcription => self.allow_transcription_for_calling,
+            F::Voicemail => self.allow_voicemail,
+            _ => true,
+        }
+    }
+}
+
 /// The external access of a new tenant, and so of a domain the relay knows no
 /// tenant for (it has no users; a call there is answered `unknown-user` only if
 /// the caller's own tenant allows reaching it at all).

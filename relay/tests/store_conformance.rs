@@ -11,7 +11,7 @@ mod common;
 use shieldcall_proto::{CallMode, E2eePolicyType};
 use shieldcall_relay::Error;
 use shieldcall_relay::hub::{CallRecord, Direction, Outcome};
-use shieldcall_relay::policy::{ExternalAccess, Policy, Target};
+use shieldcall_relay::policy::{CallingPolicy, ExternalAccess, Policy, Target};
 use shieldcall_relay::store::{
     Audit, HISTORY_PER_USER, MAX_SESSIONS_PER_USER, PostgresStore, Session, SqliteStore, Store,
     User, unix_now,
@@ -187,6 +187,40 @@ async fn users_and_tenants(store: &dyn Store) {
     assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
     let tenants = store.tenants().await.expect("tenants");
     assert_eq!(tenants[0].external_access, list);
+
+    // The calling policy: everything allowed for a new tenant; then
+    // compare-and-set, and each field round-trips on its own.
+    assert!(
+        tenants
+            .iter()
+            .all(|t| t.calling == CallingPolicy::default())
+    );
+    let c = audit("a.test", "calling-policy", "a.test");
+    let policy = CallingPolicy {
+        allow_cloud_recording_for_calls: false,
+        allow_transcription_for_calling: true,
+        allow_voicemail: false,
+    };
+    store
+        .set_calling_policy("a.test", &policy, &CallingPolicy::default(), &c)
+        .await
+        .expect("set");
+    let stale = store
+        .set_calling_policy(
+            "a.test",
+            &CallingPolicy::default(),
+            &CallingPolicy::default(),
+            &c,
+        )
+        .await;
+    assert!(matches!(stale, Err(Error::Changed(_))), "{stale:?}");
+    let missing = store
+        .set_calling_policy("x.test", &policy, &CallingPolicy::default(), &c)
+        .await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    let tenants = store.tenants().await.expect("tenants");
+    assert_eq!(tenants[0].calling, policy);
+    assert_eq!(tenants[1].calling, CallingPolicy::default());
 
     // The switch: compare-and-set on the value as read.
     let s = audit("a.test", "switch", "ann@a.test");

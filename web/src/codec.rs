@@ -232,6 +232,7 @@ pub const ERROR_CODES: &[(&str, ErrorCode)] = &[
     ("unavailable-in-e2ee", ErrorCode::UnavailableInE2ee),
     ("not-deployed", ErrorCode::NotDeployed),
     ("policy-locked", ErrorCode::PolicyLocked),
+    ("not-allowed", ErrorCode::NotAllowed),
     ("session-expired", ErrorCode::SessionExpired),
     ("too-many-devices", ErrorCode::TooManyDevices),
     ("internal", ErrorCode::Internal),

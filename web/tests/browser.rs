@@ -166,9 +166,10 @@ fn browser_codec_enum_names_are_the_serde_names() {
         | ErrorCode::UnavailableInE2ee
         | ErrorCode::NotDeployed
         | ErrorCode::PolicyLocked
+        | ErrorCode::NotAllowed
         | ErrorCode::SessionExpired
         | ErrorCode::TooManyDevices
-        | ErrorCode::Internal => 14,
+        | ErrorCode::Internal => 15,
     };
     let n_refuse = |r: RefuseReason| match r {
         RefuseReason::E2eeRequired

@@ -207,11 +207,38 @@ pub(super) async fn admin(
         Command::Tenant(TenantCmd::List) => {
             for t in store.tenants().await? {
                 println!(
-                    "{}\t{}",
+                    "{}\t{}\t{}",
                     t.domain,
-                    serde_json::to_string(&t.external_access)?
+                    serde_json::to_string(&t.external_access)?,
+                    serde_json::to_string(&t.calling)?
                 );
             }
+        }
+        Command::Tenant(TenantCmd::CallingPolicy {
+            domain,
+            allow_recording,
+            allow_transcription,
+            allow_voicemail,
+        }) => {
+            let domain = domain.to_ascii_lowercase();
+            let mut policy = store
+                .tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.domain == domain)
+                .map(|t| t.calling)
+                .ok_or_else(|| anyhow::anyhow!("no tenant {domain}"))?;
+            if let Some(v) = allow_recording {
+                policy.allow_cloud_recording_for_calls = v;
+            }
+            if let Some(v) = allow_transcription {
+                policy.allow_transcription_for_calling = v;
+            }
+            if let Some(v) = allow_voicemail {
+                policy.allow_voicemail = v;
+            }
+            ops.set_calling_policy(&domain, &policy).await?;
+            println!("{domain}: {}", serde_json::to_string(&policy)?);
         }
         Command::Tenant(TenantCmd::ExternalAccess {
             domain,

@@ -289,7 +289,7 @@ enum PolicyCmd {
 
 #[derive(Debug, Subcommand)]
 enum TenantCmd {
-    /// List tenants with their external access.
+    /// List tenants with their external access and calling policy.
     List,
     /// Set whom a tenant's users may reach in other tenants.
     ExternalAccess {
@@ -301,6 +301,21 @@ enum TenantCmd {
         /// With allow-list: an allowed domain (repeatable).
         #[arg(long = "allow")]
         allow: Vec<String>,
+    },
+    /// Set what a tenant's people may have the server do in their calls
+    /// (Teams' calling policy); what is not given stays as it is.
+    CallingPolicy {
+        /// The tenant's domain.
+        domain: String,
+        /// AllowCloudRecordingForCalls: calls may be recorded.
+        #[arg(long)]
+        allow_recording: Option<bool>,
+        /// AllowTranscriptionForCalling: live captions, voicemail transcripts.
+        #[arg(long)]
+        allow_transcription: Option<bool>,
+        /// AllowVoicemail: voicemail may be left by and for its people.
+        #[arg(long)]
+        allow_voicemail: Option<bool>,
     },
 }
 

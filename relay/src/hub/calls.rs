@@ -829,6 +829,22 @@ impl Hub {
             )),
             ClientMsg::Record { on, .. } | ClientMsg::Captions { on, .. } => {
                 let captions = matches!(msg, ClientMsg::Captions { .. });
+                let Some(call) = g.calls.get(&id) else {
+                    return Err(not_yours());
+                };
+                if on {
+                    let feature = if captions {
+                        CallFeature::Transcription
+                    } else {
+                        CallFeature::Recording
+                    };
+                    let other = if call.caller == user {
+                        &call.callee
+                    } else {
+                        &call.caller
+                    };
+                    g.calling_allows([user, other], feature, Some(&id))?;
+                }
                 let Some(call) = g.calls.get_mut(&id) else {
                     return Err(not_yours());
                 };

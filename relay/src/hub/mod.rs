@@ -46,7 +46,7 @@ pub mod voicemail;
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
 pub use history::{CallRecord, Direction, Outcome};
 
-use crate::policy::{ExternalAccess, access_in, domain_of, reachable};
+use crate::policy::{CallingPolicy, ExternalAccess, access_in, domain_of, reachable};
 
 /// A device's number for the life of its connection.
 pub type DeviceId = u64;
@@ -327,6 +327,8 @@ struct Inner {
     in_call: HashMap<String, CallId>,
     /// External access by tenant domain, refreshed from the store.
     access: HashMap<String, ExternalAccess>,
+    /// Each tenant's calling policy (a domain not here has the default).
+    calling: HashMap<String, CallingPolicy>,
     /// Every account, as of the last refresh (`None` before the first): what
     /// contact lists are drawn from, kept to tell clients how their lists change.
     accounts: Option<HashSet<String>>,
@@ -463,6 +465,41 @@ fn visible(map: &HashMap<String, ExternalAccess>, domain: &str, user: &str) -> b
 }
 
 impl Inner {
+    /// Whether the calling policies of both `people`'s tenants allow
+    /// `feature`; if not, the refusal, naming whose organisation turned it off.
+    fn calling_allows(
+        &self,
+        people: [&str; 2],
+        feature: CallFeature,
+        id: Option<&CallId>,
+    ) -> Result<(), WireError> {
+        for (i, who) in people.iter().enumerate() {
+            let domain = domain_of(who);
+            let allowed = self
+                .calling
+                .get(domain)
+                .copied()
+                .unwrap_or_default()
+                .allows(feature);
+            if !allowed {
+                let whose = if i == 0 {
+                    "your organisation".to_string()
+                } else {
+                    format!("the organisation of {who}")
+                };
+                return Err(WireError {
+                    code: ErrorCode::NotAllowed,
+                    message: format!(
+                        "{} is turned off by {whose}'s calling policy.",
+                        feature.label()
+                    ),
+                    call_id: id.cloned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The hub's time: the latest `now` it was given.
     fn now(&self) -> Instant {
         self.clock.now
@@ -967,6 +1004,66 @@ impl Hub {
     /// visible (a new account, or external access that now allows it) arrives with
     /// its presence, one who is gone arrives as `removed`. The first call, before
     /// the relay serves anyone, only records them.
+    /// Sets each tenant's calling policy (from the store, at every refresh).
+    /// A recording or captions that a changed policy no longer allows stop at
+    /// once, as if a person had stopped them; a voicemail being left ends.
+    pub fn set_calling_policies(&self, calling: HashMap<String, CallingPolicy>) {
+        let mut g = self.lock();
+        if g.calling == calling {
+            return;
+        }
+        g.calling = calling;
+        let mut stopped = Vec::new();
+        for (id, call) in &g.calls {
+            let people = [call.caller.as_str(), call.callee.as_str()];
+            for (on, feature) in [
+                (call.recording.is_some(), CallFeature::Recording),
+                (call.captions.is_some(), CallFeature::Transcription),
+            ] {
+                if on && g.calling_allows(people, feature, None).is_err() {
+                    stopped.push((id.clone(), feature));
+                }
+            }
+        }
+        for (id, feature) in stopped {
+            let Some(call) = g.calls.get_mut(&id) else {
+                continue;
+            };
+            let msg = if feature == CallFeature::Transcription {
+                call.captions = None;
+                RelayMsg::Captions {
+                    call_id: id.clone(),
+                    on: false,
+                    by: None,
+                }
+            } else {
+                call.recording = None;
+                RelayMsg::Recording {
+                    call_id: id.clone(),
+                    on: false,
+                    by: None,
+                }
+            };
+            let devs = [call.caller_dev, call.callee_dev];
+            for d in devs.into_iter().flatten() {
+                g.send(d, &msg);
+            }
+            tracing::info!(call = %id, ?feature, "stopped: the calling policy changed");
+        }
+        let ended: Vec<CallId> = g
+            .voicemails
+            .iter()
+            .filter(|(_, v)| {
+                g.calling_allows([&v.from, &v.to], CallFeature::Voicemail, None)
+                    .is_err()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            g.end_voicemail(&id);
+        }
+    }
+
     pub fn set_directory(&self, access: HashMap<String, ExternalAccess>, accounts: Vec<String>) {
         let named = accounts.into_iter().map(|u| (u, String::new())).collect();
         self.set_directory_named(access, named);
@@ -1094,17 +1191,21 @@ impl Hub {
     /// Whether device `dev` of `user` may open its media leg for call `id`:
     /// an answered standard call it is bound to, being recorded (or with
     /// `captions`, captioned), or a voicemail it leaves. Returns the other
-    /// person, and whether it is a voicemail.
+    /// person, whether it is a voicemail, and whether a voicemail may be
+    /// transcribed (both tenants' calling policies allow transcription).
     pub fn media_leg(
         &self,
         dev: DeviceId,
         user: &str,
         id: &CallId,
         captions: bool,
-    ) -> Result<(String, bool), WireError> {
+    ) -> Result<(String, bool, bool), WireError> {
         let g = self.lock();
         if !captions && let Some(to) = g.voicemail_of(id, user, dev) {
-            return Ok((to, true));
+            let transcribe = g
+                .calling_allows([user, &to], CallFeature::Transcription, None)
+                .is_ok();
+            return Ok((to, true, transcribe));
         }
         let feature = if captions {
             CallFeature::Transcription
@@ -1130,7 +1231,7 @@ impl Hub {
         } else {
             call.caller.clone()
         };
-        Ok((peer, false))
+        Ok((peer, false, false))
     }
 
     /// What `from` said in call `id` (a caption from the recogniser), to both

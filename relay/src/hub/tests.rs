@@ -503,7 +503,7 @@ fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
     assert_eq!(
         hub.media_leg(alice.id, ALICE, &id, false)
             .expect("Alice's leg"),
-        (BOB.to_string(), true)
+        (BOB.to_string(), true, true)
     );
     assert!(hub.media_leg(bob.id, BOB, &id, false).is_err(), "not Bob's");
     hub.handle_timeout(t0 + MAX_VOICEMAIL - MS);
@@ -516,4 +516,77 @@ fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
     assert_eq!(bob.take(), [RelayMsg::VoicemailLeft { from: ALICE.into() }]);
     assert!(!hub.media_wanted(&id, false));
     assert_eq!(hub.timers(), 0);
+}
+
+#[test]
+fn the_calling_policy_refuses_server_features_and_stops_one_under_way() {
+    use crate::policy::CallingPolicy;
+    use shieldcall_proto::ErrorCode;
+    let hub = hub();
+    let t0 = Instant::now();
+    let (mut alice, mut bob, mut carol) =
+        (online(&hub, ALICE), online(&hub, BOB), online(&hub, CAROL));
+    let id = up(&hub, t0, &mut alice, &mut bob);
+    let record = |on| ClientMsg::Record {
+        call_id: id.clone(),
+        on,
+    };
+    hub.call_msg(t0, alice.id, ALICE, record(true))
+        .expect("record");
+    alice.take();
+    bob.take();
+
+    // The admin turns recording off: the recording under way stops for both.
+    let policy = |recording, voicemail| CallingPolicy {
+        allow_cloud_recording_for_calls: recording,
+        allow_voicemail: voicemail,
+        ..CallingPolicy::default()
+    };
+    hub.set_calling_policies([("example.test".to_string(), policy(false, true))].into());
+    let stopped = RelayMsg::Recording {
+        call_id: id.clone(),
+        on: false,
+        by: None,
+    };
+    assert_eq!(alice.take(), std::slice::from_ref(&stopped));
+    assert_eq!(bob.take(), [stopped]);
+    assert!(!hub.media_wanted(&id, false), "its legs end");
+    // Nobody can start it again; the refusal says who decided.
+    let e = hub
+        .call_msg(t0, bob.id, BOB, record(true))
+        .expect_err("refused");
+    assert_eq!(e.code, ErrorCode::NotAllowed);
+    assert!(e.message.contains("your organisation"), "{}", e.message);
+    // What the policy still allows goes on.
+    hub.set_captions_deployed(true);
+    hub.call_msg(
+        t0,
+        bob.id,
+        BOB,
+        ClientMsg::Captions {
+            call_id: id.clone(),
+            on: true,
+        },
+    )
+    .expect("captions");
+    assert!(hub.media_wanted(&id, true));
+    // The same policy again changes nothing.
+    hub.set_calling_policies([("example.test".to_string(), policy(false, true))].into());
+    assert!(
+        alice
+            .take()
+            .iter()
+            .all(|m| matches!(m, RelayMsg::Captions { .. }))
+    );
+
+    // Voicemail off: refused before anything is recorded.
+    hub.set_calling_policies([("example.test".to_string(), policy(true, false))].into());
+    let vm = hub
+        .mint_call_id(CAROL, DAVE, CallMode::Standard)
+        .expect("id");
+    let e = hub
+        .voicemail(t0, carol.id, CAROL, DAVE, Ok(CallMode::Standard), vm)
+        .expect_err("refused");
+    assert_eq!(e.code, ErrorCode::NotAllowed);
+    assert!(carol.take().is_empty());
 }

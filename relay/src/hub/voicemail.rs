@@ -58,6 +58,7 @@ impl Hub {
             "Voicemail is off in end-to-end encrypted calls: calls between you two are end-to-end encrypted.",
             None,
         )?;
+        g.calling_allows([from, to], CallFeature::Voicemail, None)?;
         if g.voicemails.values().any(|v| v.dev == dev) {
             return Err(error(
                 ErrorCode::WrongState,

@@ -25,7 +25,7 @@ pub use sqlite::SqliteStore;
 
 use crate::error::{Error, Result};
 use crate::hub::CallRecord;
-use crate::policy::{Assignment, ExternalAccess, Policy, Target};
+use crate::policy::{Assignment, CallingPolicy, ExternalAccess, Policy, Target};
 
 /// What every store method returns: a boxed future, so `Store` is object safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -37,6 +37,8 @@ pub struct Tenant {
     pub domain: String,
     /// Whom the tenant's users may reach outside it.
     pub external_access: ExternalAccess,
+    /// What its people may have the server do in their calls.
+    pub calling: CallingPolicy,
 }
 
 /// A user account.
@@ -144,6 +146,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         domain: &'a str,
         access: &'a ExternalAccess,
         replacing: &'a ExternalAccess,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Sets a tenant's calling policy, if it is still `replacing` (as
+    /// [`Store::set_external_access`]).
+    fn set_calling_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        policy: &'a CallingPolicy,
+        replacing: &'a CallingPolicy,
         audit: &'a Audit,
     ) -> StoreFuture<'a, ()>;
 

@@ -33,13 +33,14 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::hub::{CallRecord, Direction, Outcome, history};
-use crate::policy::{Assignment, ExternalAccess, Policy, Target};
+use crate::policy::{Assignment, CallingPolicy, ExternalAccess, Policy, Target};
 use shieldcall_proto::E2eePolicyType;
 
 /// Schema versions in order; index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v1.sql"),
     include_str!("pg_schema_v2.sql"),
+    include_str!("pg_schema_v3.sql"),
 ];
 
 /// Advisory lock keys: one 64-bit space per database, shared with anything else
@@ -291,7 +292,8 @@ impl Store for PostgresStore {
     fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT domain, external_access, allowed_domains FROM tenants ORDER BY domain",
+                "SELECT domain, external_access, allowed_domains, allow_recording, \
+                 allow_transcription, allow_voicemail FROM tenants ORDER BY domain",
             )
             .fetch_all(&self.pool)
             .await?;
@@ -302,6 +304,7 @@ impl Store for PostgresStore {
                     Ok(Tenant {
                         domain: r.try_get("domain")?,
                         external_access: access_from(&mode, &domains),
+                        calling: calling_from(r)?,
                     })
                 })
                 .collect()
@@ -338,6 +341,40 @@ impl Store for PostgresStore {
             )
             .bind(access.mode_name())
             .bind(domains)
+            .bind(domain)
+            .execute(&mut *tx)
+            .await?;
+            need(done.rows_affected(), || format!("tenant {domain}"))?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn set_calling_policy<'a>(
+        &'a self,
+        domain: &'a str,
+        policy: &'a CallingPolicy,
+        replacing: &'a CallingPolicy,
+        audit: &'a Audit,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.audited(audit).await?;
+            let row = sqlx::query(
+                "SELECT allow_recording, allow_transcription, allow_voicemail FROM tenants WHERE domain = $1",
+            )
+            .bind(domain)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            if calling_from(&row)? != *replacing {
+                return Err(Error::Changed(format!("calling policy of {domain}")));
+            }
+            let done = sqlx::query(
+                "UPDATE tenants SET allow_recording = $1, allow_transcription = $2, allow_voicemail = $3 WHERE domain = $4",
+            )
+            .bind(policy.allow_cloud_recording_for_calls)
+            .bind(policy.allow_transcription_for_calling)
+            .bind(policy.allow_voicemail)
             .bind(domain)
             .execute(&mut *tx)
             .await?;
@@ -1014,4 +1051,13 @@ impl Store for PostgresStore {
                 .collect()
         })
     }
+}
+
+/// A tenant's calling policy from its row.
+fn calling_from(r: &sqlx::postgres::PgRow) -> Result<CallingPolicy> {
+    Ok(CallingPolicy {
+        allow_cloud_recording_for_calls: r.try_get("allow_recording")?,
+        allow_transcription_for_calling: r.try_get("allow_transcription")?,
+        allow_voicemail: r.try_get("allow_voicemail")?,
+    })
 }

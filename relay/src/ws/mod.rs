@@ -647,7 +647,8 @@ impl Conn {
         captions: bool,
     ) -> crate::Result<Vec<(RelayMsg, Flow)>> {
         let user = self.user().to_string();
-        let (peer, voicemail) = match self.state.hub().media_leg(dev, &user, &call_id, captions) {
+        let hub = self.state.hub();
+        let (peer, voicemail, transcribe) = match hub.media_leg(dev, &user, &call_id, captions) {
             Ok(leg) => leg,
             Err(e) => return Ok(vec![(e.into_msg(), Flow::Continue)]),
         };
@@ -658,6 +659,7 @@ impl Conn {
             offer: sdp,
             voicemail,
             captions,
+            transcribe,
         };
         let answer = match self.state.media().await?.open(open).await {
             Ok(answer) => answer,
