@@ -72,6 +72,29 @@ fn field(form: &Element, name: &str) -> String {
     shieldcall_web::dom::value(&e)
 }
 
+/// The calling policy's settings (Teams' names, also the JSON keys) and
+/// what each lets the tenant's people do.
+const CALLING: [(&str, &str); 3] = [
+    (
+        "AllowCloudRecordingForCalls",
+        "Record calls (each person still agrees on screen)",
+    ),
+    (
+        "AllowTranscriptionForCalling",
+        "Live captions, and transcripts of voicemail",
+    ),
+    ("AllowVoicemail", "Leave and receive voicemail"),
+];
+
+/// Whether the checkbox `name` of `form` is ticked.
+fn checked(form: &Element, name: &str) -> bool {
+    form.query_selector(&format!("[name=\"{name}\"]"))
+        .ok()
+        .flatten()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+        .is_some_and(|i| i.checked())
+}
+
 fn str_of(v: &Value, k: &str) -> String {
     codec::string(v, k)
 }
@@ -160,6 +183,11 @@ fn submit(root: &Element, form: &Element) {
                 encode(field(form, "user").trim())
             ),
             object(&[("name", field(form, "name").into())]),
+        ),
+        "calling-policy" => (
+            "PUT",
+            "/api/admin/calling-policy".to_string(),
+            object(&CALLING.map(|(key, _)| (key, JsValue::from_bool(checked(form, key))))),
         ),
         "new-group" => (
             "POST",
@@ -256,6 +284,7 @@ async fn load_then(root: &Element, message: String) {
     let users = get("/api/admin/users").await;
     let groups = get("/api/admin/groups").await;
     let audit = get("/api/admin/audit?limit=50").await;
+    let calling = get("/api/admin/calling-policy").await;
     if let Err(e) = draw(
         root,
         &message,
@@ -264,6 +293,7 @@ async fn load_then(root: &Element, message: String) {
         &users,
         &groups,
         &audit,
+        &calling,
     ) {
         let why = e
             .as_string()
@@ -318,6 +348,7 @@ fn draw(
     users: &Value,
     groups: &Value,
     audit: &Value,
+    calling: &Value,
 ) -> Result<(), JsValue> {
     root.set_text_content(None);
     add(root, el("h1", &[], "Encryption policies"))?;
@@ -729,6 +760,45 @@ fn draw(
         ],
     )?;
     append(root, &[&ng, &am])?;
+
+    // Calling policy: what the server may receive in this tenant's calls.
+    add(root, el("h2", &[], "Calling policy"))?;
+    add(
+        root,
+        el(
+            "p",
+            &[("class", "muted")],
+            "What people of this organisation may have the Shieldcall server do in their standard calls (both people's organisations must allow it).",
+        ),
+    )?;
+    let cp = el(
+        "form",
+        &[
+            ("data-form", "calling-policy"),
+            ("data-testid", "calling-policy"),
+        ],
+        "",
+    )?;
+    for (key, label) in CALLING {
+        let l = el("label", &[("class", "switch")], "")?;
+        let mut attrs = vec![("type", "checkbox"), ("name", key), ("data-testid", key)];
+        if codec::boolean(calling, key) {
+            attrs.push(("checked", ""));
+        }
+        let input = el("input", &attrs, "")?;
+        append(
+            &l,
+            &[&input, &el("span", &[], &format!("{label} ({key})"))?],
+        )?;
+        cp.append_child(&l)?;
+    }
+    let save = el(
+        "button",
+        &[("type", "submit"), ("data-testid", "calling-save")],
+        "Save calling policy",
+    )?;
+    cp.append_child(&save)?;
+    root.append_child(&cp)?;
 
     // Audit log.
     add(root, el("h2", &[], "Audit log"))?;

@@ -564,8 +564,20 @@ impl Browser {
                 .as_bool()
                 .unwrap_or(false);
             if ready {
-                self.client.find(Locator::Css(&sel)).await?.click().await?;
-                return Ok(());
+                // The page may redraw the element between the find and the
+                // click (a contact list after a presence change): then the
+                // new one is clicked.
+                let clicked = async { self.client.find(Locator::Css(&sel)).await?.click().await };
+                match clicked.await {
+                    Ok(()) => return Ok(()),
+                    Err(e)
+                        if e.to_string().contains("stale element") && Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             if Instant::now() > deadline {
                 bail!("{}: {testid} never became clickable", self.name);

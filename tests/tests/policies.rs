@@ -102,6 +102,31 @@ async fn policy_outcomes_in_the_browser() -> anyhow::Result<()> {
             .await?;
         admin.click("policy-save-Tag:NoE2ee").await?;
         carol.wait_testid_attr("settings-e2ee-toggle", "data-locked", "false").await?;
+
+        // The calling policy: recording off; the page shows it saved, the audit
+        // log has it, and the relay answers so (the API is the page's).
+        admin.click("AllowCloudRecordingForCalls").await?;
+        admin.click("calling-save").await?;
+        admin
+            .wait_js(
+                "the calling policy saved",
+                "const r = document.querySelector('[data-testid=\"AllowCloudRecordingForCalls\"]'); \
+                 const a = document.querySelector('[data-testid=\"audit\"]'); \
+                 return !!r && !r.checked && !!a && a.textContent.includes('calling-policy');",
+                vec![],
+            )
+            .await?;
+        let saved = admin
+            .client
+            .execute_async(
+                "const done = arguments[0]; fetch('/api/admin/calling-policy').then(r => r.json()).then(done);",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            saved,
+            serde_json::json!({"AllowCloudRecordingForCalls": false, "AllowTranscriptionForCalling": true, "AllowVoicemail": true})
+        );
         carol.wait_testid_attr("settings-e2ee-toggle", "aria-checked", "true").await?;
 
         // Now the call is end-to-end encrypted.

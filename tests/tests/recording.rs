@@ -144,6 +144,23 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
             anyhow::ensure!(width > 0.0, "{id}: no picture");
             anyhow::ensure!(rms > 0.0, "{id}: silence");
         }
+        // The organisation turns recording off (with the CLI, in another
+        // process): the next recording is refused, and Alice is told why.
+        relay.cli(
+            &["tenant", "calling-policy", "example.test", "--allow-recording", "false"],
+            None,
+        )?;
+        tokio::time::sleep(Duration::from_millis(600)).await; // the relay's poll: 250 ms
+        alice.click("feature-recording").await?;
+        alice
+            .wait_js(
+                "the refusal, with its reason",
+                "const n = document.querySelector('[data-testid=\"notice-text\"]'); \
+                 return !!n && n.textContent.includes('calling policy');",
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(bob.peer_connections().await? == before + 1, "a leg after the refusal");
         alice.click("hangup").await?;
         bob.wait_testid_attr("call-state", "data-state", "ended")
             .await?;
