@@ -29,7 +29,6 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,42 +43,6 @@ const SPEECH: &[u8] = include_bytes!("../tests/data/speech.wav");
 
 /// The final captions one person received, and when.
 type Finals = Arc<Mutex<Vec<(Instant, String)>>>;
-
-struct Args {
-    relay: PathBuf,
-    calls: usize,
-    seconds: u64,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        relay: PathBuf::from("target/release/shieldcall"),
-        calls: 2,
-        seconds: 30,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--relay" => a.relay = PathBuf::from(v),
-            "--calls" => a.calls = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
-}
-
-/// A process's CPU time so far (user + system), from `/proc/<pid>/stat`.
-fn cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
-        + fields.get(12).context("stime")?.parse::<u64>()?;
-    // Linux reports in clock ticks of 1/100 s on every platform we run on.
-    Ok(Duration::from_millis(ticks * 10))
-}
 
 /// The children of `pid` (the recogniser, once started).
 fn children(pid: u32) -> Vec<u32> {
@@ -98,24 +61,6 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-/// CPU share of one core and RSS (KiB) of `pids` together over `secs`.
-async fn measure(pids: &[u32], secs: u64) -> anyhow::Result<(f64, u64)> {
-    let total = |pids: &[u32]| -> anyhow::Result<Duration> {
-        pids.iter()
-            .map(|p| cpu(*p))
-            .sum::<anyhow::Result<Duration>>()
-    };
-    let (c0, t0) = (total(pids)?, Instant::now());
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let (c1, t1) = (total(pids)?, Instant::now());
-    let share = (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64();
-    let rss = pids
-        .iter()
-        .map(|p| rss_kib(*p))
-        .sum::<anyhow::Result<u64>>()?;
-    Ok((share, rss))
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -126,7 +71,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = call_args(2, 30)?;
     anyhow::ensure!(
         std::env::var_os("SHIELDCALL_CAPTIONS_PYTHON").is_some(),
         "set SHIELDCALL_CAPTIONS_PYTHON (cargo xtask bench captions does)"
@@ -194,7 +139,7 @@ struct Outcome {
 /// Places the calls, measures them idle, captions them and measures again,
 /// timing each final caption against the end of the phrase it follows.
 async fn run(
-    args: &Args,
+    args: &CallArgs,
     users: &[(String, String)],
     port: u16,
     pid: u32,

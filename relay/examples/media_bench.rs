@@ -19,65 +19,19 @@
 #[path = "bench_support/mod.rs"]
 mod bench_support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bench_support::*;
 use shieldcall_media::sender::{Frames, Sender};
 use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
 use str0m::media::Direction;
 
-struct Args {
-    relay: PathBuf,
-    calls: usize,
-    seconds: u64,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        relay: PathBuf::from("target/release/shieldcall"),
-        calls: 10,
-        seconds: 10,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--relay" => a.relay = PathBuf::from(v),
-            "--calls" => a.calls = v.parse()?,
-            "--seconds" => a.seconds = v.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(a)
-}
-
-/// The relay's CPU time so far (user + system), from `/proc/<pid>/stat`.
-fn cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
-        + fields.get(12).context("stime")?.parse::<u64>()?;
-    // Linux reports in clock ticks of 1/100 s on every platform we run on.
-    Ok(Duration::from_millis(ticks * 10))
-}
-
-/// The relay's CPU share of one core and its RSS over `secs`.
-async fn measure(pid: u32, secs: u64) -> anyhow::Result<(f64, u64)> {
-    let (c0, t0) = (cpu(pid)?, Instant::now());
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let (c1, t1) = (cpu(pid)?, Instant::now());
-    let share = (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64();
-    Ok((share, rss_kib(pid)?))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = call_args(10, 10)?;
     let dir = std::env::temp_dir().join(format!("shieldcall-media-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let users = prepare(&dir, None, 2 * args.calls).await?;
@@ -131,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
 /// Places the calls, measures them idle, records them and measures again.
 /// Returns the two measurements and the bytes the senders sent while measured.
 async fn run(
-    args: &Args,
+    args: &CallArgs,
     users: &[(String, String)],
     port: u16,
     pid: u32,
@@ -147,7 +101,7 @@ async fn run(
         let id = call(&mut a, &mut b, &users[2 * i + 1].0).await?;
         calls.push((a, b, id));
     }
-    let idle = measure(pid, args.seconds).await?;
+    let idle = measure(&[pid], args.seconds).await?;
 
     let mut senders = Vec::new();
     for (a, b, id) in &mut calls {
@@ -202,7 +156,7 @@ async fn run(
     // Let DTLS settle and the first key frames arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
     counting.store(true, Ordering::Relaxed);
-    let rec = measure(pid, args.seconds).await?;
+    let rec = measure(&[pid], args.seconds).await?;
     counting.store(false, Ordering::Relaxed);
     for (a, _, id) in &mut calls {
         send(

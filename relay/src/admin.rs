@@ -298,26 +298,23 @@ async fn audit(
     Ok(Json(state.store().audit_log(domain(&a), limit).await?).into_response())
 }
 
-async fn get_access(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {
-    let t = state
+/// The admin's own tenant, as stored.
+async fn tenant(state: &AppState, a: &AdminAuthed) -> Result<crate::store::Tenant> {
+    state
         .store()
         .tenants()
         .await?
         .into_iter()
-        .find(|t| t.domain == domain(&a))
-        .ok_or_else(|| Error::NotFound("tenant".into()))?;
-    Ok(Json(t.external_access).into_response())
+        .find(|t| t.domain == domain(a))
+        .ok_or_else(|| Error::NotFound("tenant".into()))
+}
+
+async fn get_access(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {
+    Ok(Json(tenant(&state, &a).await?.external_access).into_response())
 }
 
 async fn get_calling(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {
-    let t = state
-        .store()
-        .tenants()
-        .await?
-        .into_iter()
-        .find(|t| t.domain == domain(&a))
-        .ok_or_else(|| Error::NotFound("tenant".into()))?;
-    Ok(Json(t.calling).into_response())
+    Ok(Json(tenant(&state, &a).await?.calling).into_response())
 }
 
 async fn set_calling(

@@ -422,6 +422,16 @@ impl Ops<'_> {
         })
     }
 
+    /// The tenant of `domain`, as stored now.
+    async fn tenant(&self, domain: &str) -> Result<crate::store::Tenant> {
+        self.store
+            .tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.domain == domain)
+            .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))
+    }
+
     /// Sets the tenant's external access.
     pub async fn set_external_access(&self, domain: &str, access: &ExternalAccess) -> Result<()> {
         for d in match access {
@@ -434,13 +444,7 @@ impl Ops<'_> {
         }
         let show = |a: &ExternalAccess| Some(serde_json::to_string(a).unwrap_or_default());
         retry_changed!(async {
-            let old = self
-                .store
-                .tenants()
-                .await?
-                .into_iter()
-                .find(|t| t.domain == domain)
-                .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            let old = self.tenant(domain).await?;
             let audit = self.audit(
                 domain,
                 "external-access",
@@ -459,13 +463,7 @@ impl Ops<'_> {
     pub async fn set_calling_policy(&self, domain: &str, policy: &CallingPolicy) -> Result<()> {
         let show = |p: &CallingPolicy| Some(serde_json::to_string(p).unwrap_or_default());
         retry_changed!(async {
-            let old = self
-                .store
-                .tenants()
-                .await?
-                .into_iter()
-                .find(|t| t.domain == domain)
-                .ok_or_else(|| Error::NotFound(format!("tenant {domain}")))?;
+            let old = self.tenant(domain).await?;
             let audit = self.audit(
                 domain,
                 "calling-policy",

@@ -188,35 +188,16 @@ async fn captions_reach_both_people_and_leave_a_transcript() {
     }
 
     // The transcript, listed for both people and nobody else, has no file.
-    let list = |user: &'static str| {
-        let relay = &relay;
-        async move {
-            let cookie = relay.cookie_for(user).await;
-            let r = relay
-                .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
-                .await;
-            assert_eq!(r.status, 200);
-            r.json()["recordings"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        }
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let anns = loop {
-        let l = list("ann@a.test").await;
-        if !l.is_empty() || Instant::now() > deadline {
-            break l;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let anns = relay
+        .recordings_within("ann@a.test", Duration::from_secs(10))
+        .await;
     assert_eq!(anns.len(), 1, "{anns:?}");
     assert_eq!(anns[0]["captions"], true);
     assert_eq!(anns[0]["owner"], "ann@a.test");
     let transcript = anns[0]["transcript"].as_str().expect("a transcript");
     assert!(transcript.contains(WORD), "{transcript:?}");
-    assert_eq!(list("bob@a.test").await, anns);
-    assert!(list("cat@a.test").await.is_empty());
+    assert_eq!(relay.recordings("bob@a.test").await, anns);
+    assert!(relay.recordings("cat@a.test").await.is_empty());
     let cookie = relay.cookie_for("bob@a.test").await;
     let rec = anns[0]["id"].as_str().expect("id");
     let file = relay
@@ -317,27 +298,16 @@ async fn a_voicemail_is_kept_with_its_transcript() {
     assert!(matches!(bob.recv().await, RelayMsg::VoicemailLeft { .. }));
     // The recording is listed once its transcript is written (the
     // recogniser's last words come within a few seconds).
-    let cookie = relay.cookie_for("bob@a.test").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let list = loop {
-        let r = relay
-            .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
-            .await;
-        let list = r.json()["recordings"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !list.is_empty() || Instant::now() > deadline {
-            break list;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let list = relay
+        .recordings_within("bob@a.test", Duration::from_secs(15))
+        .await;
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["voicemail"], true);
     assert!(list[0].get("captions").is_none(), "a file to play");
     let transcript = list[0]["transcript"].as_str().expect("a transcript");
     assert!(transcript.contains(WORD), "{transcript:?}");
     let rec = list[0]["id"].as_str().expect("id");
+    let cookie = relay.cookie_for("bob@a.test").await;
     let file = relay
         .http(
             "GET",

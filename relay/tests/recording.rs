@@ -124,27 +124,13 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let list = |user: &'static str| {
-        let relay = &relay;
-        async move {
-            let cookie = relay.cookie_for(user).await;
-            let r = relay
-                .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
-                .await;
-            assert_eq!(r.status, 200);
-            r.json()["recordings"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        }
-    };
-    let anns = list("ann@a.test").await;
+    let anns = relay.recordings("ann@a.test").await;
     assert_eq!(anns.len(), 1, "{anns:?}");
     assert_eq!(anns[0]["owner"], "ann@a.test");
     assert_eq!(anns[0]["peer"], "bob@a.test");
     assert!(anns[0]["duration_ms"].as_u64().is_some_and(|d| d >= 2000));
-    assert_eq!(list("bob@a.test").await, anns);
-    assert!(list("cat@a.test").await.is_empty());
+    assert_eq!(relay.recordings("bob@a.test").await, anns);
+    assert!(relay.recordings("cat@a.test").await.is_empty());
     let rec = anns[0]["id"].as_str().expect("id").to_string();
     let get = |user: &'static str| {
         let (relay, rec) = (&relay, rec.clone());
@@ -308,14 +294,7 @@ async fn a_voicemail_after_a_decline_is_the_recipients() {
         assert!(Instant::now() < deadline, "the leg did not end");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cookie = relay.cookie_for("bob@a.test").await;
-    let r = relay
-        .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
-        .await;
-    let list = r.json()["recordings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let list = relay.recordings("bob@a.test").await;
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["voicemail"], true);
     assert_eq!(list[0]["owner"], "ann@a.test");

@@ -28,19 +28,8 @@ fn relay(extra: &[String]) -> Result<()> {
     } else {
         None
     };
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--package",
-        "shieldcall-relay",
-        "--example",
-        "relay_bench",
-        "--",
-        "--relay",
-    ])
-    .arg(relay)
-    .args(extra);
+    let mut cmd = relay_example("relay_bench", &relay);
+    cmd.args(extra);
     if let Some(server) = &server {
         cmd.arg("--database-url")
             .arg(server.create_database("bench")?);
@@ -48,10 +37,9 @@ fn relay(extra: &[String]) -> Result<()> {
     check(&mut cmd, "relay benchmark")
 }
 
-/// The media benchmark: what recording costs the release relay per recorded
-/// call, against the same calls not recorded, in one run.
-fn media(extra: &[String]) -> Result<()> {
-    let relay = release_relay()?;
+/// `cargo run --release` of the relay's example `name`, given the release
+/// relay to start (`--relay`); the caller adds its flags.
+fn relay_example(name: &str, relay: &std::path::Path) -> std::process::Command {
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -59,12 +47,20 @@ fn media(extra: &[String]) -> Result<()> {
         "--package",
         "shieldcall-relay",
         "--example",
-        "media_bench",
+        name,
         "--",
         "--relay",
     ])
-    .arg(relay)
-    .args(extra);
+    .arg(relay);
+    cmd
+}
+
+/// The media benchmark: what recording costs the release relay per recorded
+/// call, against the same calls not recorded, in one run.
+fn media(extra: &[String]) -> Result<()> {
+    let relay = release_relay()?;
+    let mut cmd = relay_example("media_bench", &relay);
+    cmd.args(extra);
     check(&mut cmd, "media benchmark")
 }
 
@@ -73,20 +69,8 @@ fn media(extra: &[String]) -> Result<()> {
 fn captions(extra: &[String]) -> Result<()> {
     let relay = release_relay()?;
     let python = tools::ensure_captions()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--package",
-        "shieldcall-relay",
-        "--example",
-        "captions_bench",
-        "--",
-        "--relay",
-    ])
-    .arg(relay)
-    .args(extra)
-    .env("SHIELDCALL_CAPTIONS_PYTHON", python);
+    let mut cmd = relay_example("captions_bench", &relay);
+    cmd.args(extra).env("SHIELDCALL_CAPTIONS_PYTHON", python);
     check(&mut cmd, "captions benchmark")
 }
 

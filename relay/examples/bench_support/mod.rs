@@ -3,8 +3,9 @@
 
 #![allow(dead_code)] // each benchmark uses its part
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
@@ -93,6 +94,63 @@ pub fn start_relay(
     };
     std::thread::spawn(move || lines.for_each(drop));
     Ok((child, port))
+}
+
+/// The flags of the media and captions benchmarks: the relay binary, how
+/// many calls, how long each measurement lasts.
+pub struct CallArgs {
+    pub relay: PathBuf,
+    pub calls: usize,
+    pub seconds: u64,
+}
+
+/// `--relay PATH --calls N --seconds S`, each optional.
+pub fn call_args(calls: usize, seconds: u64) -> anyhow::Result<CallArgs> {
+    let mut a = CallArgs {
+        relay: PathBuf::from("target/release/shieldcall"),
+        calls,
+        seconds,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--relay" => a.relay = PathBuf::from(v),
+            "--calls" => a.calls = v.parse()?,
+            "--seconds" => a.seconds = v.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// A process's CPU time so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    // Linux reports in clock ticks of 1/100 s on every platform we run on.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU share of one core and the RSS (KiB) of `pids` together over `secs`.
+pub async fn measure(pids: &[u32], secs: u64) -> anyhow::Result<(f64, u64)> {
+    let total = |pids: &[u32]| -> anyhow::Result<Duration> {
+        pids.iter()
+            .map(|p| cpu(*p))
+            .sum::<anyhow::Result<Duration>>()
+    };
+    let (c0, t0) = (total(pids)?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (c1, t1) = (total(pids)?, Instant::now());
+    let share = (c1 - c0).as_secs_f64() / (t1 - t0).as_secs_f64();
+    let rss = pids
+        .iter()
+        .map(|p| rss_kib(*p))
+        .sum::<anyhow::Result<u64>>()?;
+    Ok((share, rss))
 }
 
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {

@@ -277,6 +277,33 @@ impl Relay {
         .await
     }
 
+    /// What `GET /api/recordings` lists for `user` (recordings, voicemails,
+    /// transcripts), newest first.
+    pub async fn recordings(&self, user: &str) -> Vec<serde_json::Value> {
+        let cookie = self.cookie_for(user).await;
+        let r = self
+            .http("GET", "/api/recordings", &[("Cookie", &cookie)], "")
+            .await;
+        assert_eq!(r.status, 200);
+        r.json()["recordings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// [`Relay::recordings`] once it lists something, within `wait` (a
+    /// transcript is written once the recogniser has said its last words).
+    pub async fn recordings_within(&self, user: &str, wait: Duration) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let list = self.recordings(user).await;
+            if !list.is_empty() || tokio::time::Instant::now() > deadline {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Opens a WebSocket with `cookie` and `origin`; the HTTP status on refusal.
     pub async fn ws_raw(&self, cookie: Option<&str>, origin: Option<&str>) -> Result<Client, u16> {
         let mut req = format!("ws://{}/ws", self.addr)
