@@ -688,6 +688,13 @@ pub enum RelayMsg {
         /// Who left it.
         from: String,
     },
+    /// A recording, voicemail or transcript this user is in has been written
+    /// and is now in `GET /api/recordings` (sent to every device of both
+    /// people, a second or so after it stopped).
+    RecordingReady {
+        /// Its id in the list.
+        id: String,
+    },
     /// The server's answer for this device's media leg.
     MediaAnswer {
         /// The call.
@@ -867,6 +874,7 @@ impl RelayMsg {
             | Self::Presence { .. }
             | Self::Group { .. }
             | Self::VoicemailLeft { .. }
+            | Self::RecordingReady { .. }
             | Self::Settings { .. } => None,
         }
     }

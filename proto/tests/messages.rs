@@ -73,10 +73,11 @@ fn relay_tag(m: &RelayMsg) -> &'static str {
         RelayMsg::MediaAnswer { .. } => "media-answer",
         RelayMsg::Voicemail { .. } => "voicemail",
         RelayMsg::VoicemailLeft { .. } => "voicemail-left",
+        RelayMsg::RecordingReady { .. } => "recording-ready",
         RelayMsg::Error { .. } => "error",
     }
 }
-const RELAY_TAGS: usize = 33;
+const RELAY_TAGS: usize = 34;
 
 /// The fenced examples of the protocol doc, by info string.
 fn examples(kind: &str) -> Vec<String> {

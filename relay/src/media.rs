@@ -262,7 +262,7 @@ async fn run(
                 }
                 Heard::Closed { stream } => {
                     if let Some(c) = closing.remove(&stream) {
-                        describe(c.info, &c.path, c.transcript);
+                        describe(&hub, c.info, &c.path, c.transcript);
                     }
                 }
                 Heard::Gone => {
@@ -271,7 +271,7 @@ async fn run(
                         r.stream = None;
                     }
                     for (_, c) in closing.drain() {
-                        describe(c.info, &c.path, c.transcript);
+                        describe(&hub, c.info, &c.path, c.transcript);
                     }
                 }
             },
@@ -300,7 +300,7 @@ async fn run(
                     .collect();
                 for k in over {
                     if let Some(r) = legs.remove(&k) {
-                        finish(r, &mut speech, &mut closing);
+                        finish(&hub, r, &mut speech, &mut closing);
                     }
                 }
                 // Transcripts whose last words did not come.
@@ -312,7 +312,7 @@ async fn run(
                     .collect();
                 for k in late {
                     if let Some(c) = closing.remove(&k) {
-                        describe(c.info, &c.path, c.transcript);
+                        describe(&hub, c.info, &c.path, c.transcript);
                     }
                 }
             }
@@ -347,17 +347,17 @@ async fn run(
         }
         for k in closed {
             if let Some(r) = legs.remove(&k) {
-                finish(r, &mut speech, &mut closing);
+                finish(&hub, r, &mut speech, &mut closing);
             }
         }
     }
     // The relay stops: nothing more will be heard.
     speech.running = None;
     for (_, r) in legs.drain() {
-        finish(r, &mut speech, &mut closing);
+        finish(&hub, r, &mut speech, &mut closing);
     }
     for (_, c) in closing.drain() {
-        describe(c.info, &c.path, c.transcript);
+        describe(&hub, c.info, &c.path, c.transcript);
     }
 }
 
@@ -440,7 +440,7 @@ fn open_leg(
 /// Finishes a leg's file; what is known of it is written beside it now, or,
 /// if the recogniser has still to say its last words, once it has (see
 /// [`Closing`]). A leg that received nothing leaves no file.
-fn finish(r: Running, speech: &mut Speech, closing: &mut HashMap<u32, Closing>) {
+fn finish(hub: &Hub, r: Running, speech: &mut Speech, closing: &mut HashMap<u32, Closing>) {
     let Running {
         leg,
         mut info,
@@ -485,13 +485,13 @@ fn finish(r: Running, speech: &mut Speech, closing: &mut HashMap<u32, Closing>) 
         closing.insert(stream, c);
         return;
     }
-    describe(info, &path, transcript);
+    describe(hub, info, &path, transcript);
 }
 
 /// Writes what is known of a finished leg beside its file (`<id>.json`), with
-/// its transcript if it has one; a captions leg that heard nothing leaves
-/// nothing.
-fn describe(mut info: RecordingInfo, path: &Path, transcript: Vec<String>) {
+/// its transcript if it has one, and tells both people it is there; a
+/// captions leg that heard nothing leaves nothing.
+fn describe(hub: &Hub, mut info: RecordingInfo, path: &Path, transcript: Vec<String>) {
     if !transcript.is_empty() {
         info.transcript = Some(transcript.join("\n"));
     }
@@ -500,11 +500,10 @@ fn describe(mut info: RecordingInfo, path: &Path, transcript: Vec<String>) {
     }
     let meta = path.with_extension("json");
     match serde_json::to_vec(&info) {
-        Ok(json) => {
-            if let Err(e) = std::fs::write(&meta, json) {
-                tracing::warn!(error = %e, "recording: its description was not written");
-            }
-        }
+        Ok(json) => match std::fs::write(&meta, json) {
+            Ok(()) => hub.recording_ready(&info.owner, &info.peer, &info.id),
+            Err(e) => tracing::warn!(error = %e, "recording: its description was not written"),
+        },
         Err(e) => tracing::warn!(error = %e, "recording: no description"),
     }
     tracing::info!(

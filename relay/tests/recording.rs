@@ -124,7 +124,16 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // Both people's devices hear the file is there, with its id.
+    let RelayMsg::RecordingReady { id: ready } = ann.recv().await else {
+        panic!("no recording-ready")
+    };
+    assert_eq!(
+        bob.recv().await,
+        RelayMsg::RecordingReady { id: ready.clone() }
+    );
     let anns = relay.recordings("ann@a.test").await;
+    assert_eq!(anns[0]["id"], ready.as_str());
     assert_eq!(anns.len(), 1, "{anns:?}");
     assert_eq!(anns[0]["owner"], "ann@a.test");
     assert_eq!(anns[0]["peer"], "bob@a.test");

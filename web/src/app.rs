@@ -101,8 +101,6 @@ pub struct App {
     pub(crate) captions: Option<Box<crate::recording::Recording>>,
     /// The recordings this person is in, as last fetched, newest first.
     pub(crate) recordings: Vec<RecordingItem>,
-    /// Fetches the recordings again once the server finished a new one.
-    pub(crate) recordings_reload: Option<Timer>,
     /// "Consult first" was chosen before the call was held: whom to consult
     /// once the relay confirms the hold.
     pub(crate) pending_consult: Option<String>,
@@ -221,7 +219,6 @@ impl App {
             recording: None,
             captions: None,
             recordings: Vec::new(),
-            recordings_reload: None,
             pending_consult: None,
             prepared_cert: None,
             history: Vec::new(),
@@ -999,8 +996,10 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                 "{} left you a voicemail.",
                 app.borrow().shown(&from)
             ));
-            crate::recording::reload_later(app);
         }
+        // The server wrote a recording, voicemail or transcript of this
+        // person's: the list is fetched again.
+        RelayMsg::RecordingReady { .. } => load_recordings(app),
         RelayMsg::Presence { contacts } => {
             let mut a = app.borrow_mut();
             for p in contacts {

@@ -415,14 +415,11 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     carry_out(app, out);
     consult_when_held(app);
     if ended_now {
-        // A recording (captions) ends with its call (the relay stops it too).
-        let recorded = {
-            let mut a = app.borrow_mut();
-            a.captions.take().is_some() | a.recording.take().is_some()
-        };
-        if recorded {
-            crate::recording::reload_later(app);
-        }
+        // A recording (captions) ends with its call (the relay stops it too,
+        // and says `recording-ready` once the files are written).
+        let mut a = app.borrow_mut();
+        a.captions = None;
+        a.recording = None;
     }
     if ended_now && app.borrow().held.is_some() {
         // A consultation is over: the held call is current again.

@@ -161,6 +161,9 @@ pub fn decode_relay(text: &str) -> Result<RelayMsg, String> {
         "voicemail-left" => RelayMsg::VoicemailLeft {
             from: req_str(&v, "from")?,
         },
+        "recording-ready" => RelayMsg::RecordingReady {
+            id: req_str(&v, "id")?,
+        },
         "media-answer" => RelayMsg::MediaAnswer {
             call_id: call_id()?,
             sdp: req_str(&v, "sdp")?,

@@ -138,7 +138,6 @@ pub(crate) fn changed(app: &Shared, captions: bool, call_id: CallId, on: bool, b
         if !on || !standard {
             *slot(&mut a, captions) = None; // closes the leg
             drop(a);
-            reload_later(app);
             render(app);
             return;
         }
@@ -246,20 +245,6 @@ pub(crate) fn answered(app: &Shared, call_id: CallId, sdp: String, captions: boo
                 a.borrow().notice("The server's answer was refused.");
             }
         });
-    }
-}
-
-/// The server finishes each file within a second or two of the stop: the list
-/// is fetched again then (the timer is kept on the app until it fires).
-pub(crate) fn reload_later(app: &Shared) {
-    let weak = std::rc::Rc::downgrade(app);
-    let timer = crate::listen::Timer::new(2_500, false, move || {
-        if let Some(a) = weak.upgrade() {
-            crate::app::load_recordings(&a);
-        }
-    });
-    if let Ok(t) = timer {
-        app.borrow_mut().recordings_reload = Some(t);
     }
 }
 

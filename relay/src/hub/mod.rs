@@ -1252,6 +1252,15 @@ impl Hub {
         }
     }
 
+    /// Recording `id` of `owner` and `peer` is written: every device of both
+    /// hears it (`recording-ready`), to fetch their lists again.
+    pub fn recording_ready(&self, owner: &str, peer: &str, id: &str) {
+        let g = self.lock();
+        let msg = RelayMsg::RecordingReady { id: id.to_string() };
+        g.send_user(owner, &msg, None);
+        g.send_user(peer, &msg, None);
+    }
+
     /// Whether this relay has a speech recogniser for live captions (set once
     /// at start from the configuration); without one `captions` answers
     /// `not-deployed`.
