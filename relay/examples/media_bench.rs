@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::bail;
 use bench_support::*;
 use shieldcall_media::sender::{Frames, Sender};
-use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
+use shieldcall_proto::{ClientMsg, RelayMsg};
 use str0m::media::Direction;
 
 #[tokio::main]
@@ -90,17 +90,7 @@ async fn run(
     port: u16,
     pid: u32,
 ) -> anyhow::Result<((f64, u64), (f64, u64), u64)> {
-    let mut calls: Vec<(Ws, Ws, CallId)> = Vec::new();
-    for i in 0..args.calls {
-        let mut a = connect(port, &users[2 * i].1).await?;
-        let mut b = connect(port, &users[2 * i + 1].1).await?;
-        send(&mut a, &ClientMsg::SetE2ee { enabled: false }).await?;
-        let RelayMsg::Settings { .. } = next_call_msg(&mut a).await? else {
-            bail!("no settings")
-        };
-        let id = call(&mut a, &mut b, &users[2 * i + 1].0).await?;
-        calls.push((a, b, id));
-    }
+    let mut calls = standard_calls(port, users, args.calls).await?;
     let idle = measure(&[pid], args.seconds).await?;
 
     let mut senders = Vec::new();

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use shieldcall_proto::{CallMode, ClientMsg, ErrorCode, RelayMsg};
 
-fn code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn an_admin_turns_recording_off_and_it_stops_and_is_refused() {
     let relay = start().await;
@@ -89,7 +82,11 @@ async fn an_admin_turns_recording_off_and_it_stops_and_is_refused() {
     // And cannot start again.
     bob.send(&record(true)).await;
     let refusal = bob.recv().await;
-    assert_eq!(code(&refusal), Some(ErrorCode::NotAllowed), "{refusal:?}");
+    assert_eq!(
+        error_code(&refusal),
+        Some(ErrorCode::NotAllowed),
+        "{refusal:?}"
+    );
     // The change is in the audit log.
     let audit = relay
         .http("GET", "/api/admin/audit", &[("Cookie", &admin)], "")
@@ -142,7 +139,7 @@ async fn the_cli_turns_voicemail_off_for_a_running_relay() {
         })
         .await;
         match ann.recv().await {
-            m if code(&m) == Some(ErrorCode::NotAllowed) => break,
+            m if error_code(&m) == Some(ErrorCode::NotAllowed) => break,
             RelayMsg::Voicemail { call_id, .. } => {
                 assert!(Instant::now() < deadline, "voicemail still allowed");
                 ann.send(&ClientMsg::Record { call_id, on: false }).await;

@@ -34,13 +34,6 @@ fn python() -> PathBuf {
         )
 }
 
-fn code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn captions(id: &CallId, on: bool) -> ClientMsg {
     ClientMsg::Captions {
         call_id: id.clone(),
@@ -110,14 +103,14 @@ async fn captions_reach_both_people_and_leave_a_transcript() {
         captions: true,
     };
     ann.send(&offer_msg(offer)).await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
+    assert_eq!(error_code(&ann.recv().await), Some(ErrorCode::WrongState));
     // The generic feature message names the right one.
     bob.send(&ClientMsg::Feature {
         call_id: id.clone(),
         feature: shieldcall_proto::CallFeature::Transcription,
     })
     .await;
-    assert_eq!(code(&bob.recv().await), Some(ErrorCode::WrongState));
+    assert_eq!(error_code(&bob.recv().await), Some(ErrorCode::WrongState));
 
     ann.send(&captions(&id, true)).await;
     let on = RelayMsg::Captions {
@@ -218,7 +211,10 @@ async fn no_captions_in_an_e2ee_call_nor_without_a_recogniser() {
     let relay = start_with(temp_dir(), |c| c.captions_python = Some(py)).await;
     let (mut ann, mut bob, id) = answered_call(&relay).await;
     ann.send(&captions(&id, true)).await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
     let (_p, offer) =
         Sender::offer(Direction::SendOnly, Direction::Inactive, Frames::default()).expect("a peer");
     ann.send(&ClientMsg::MediaOffer {
@@ -227,7 +223,10 @@ async fn no_captions_in_an_e2ee_call_nor_without_a_recogniser() {
         captions: true,
     })
     .await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
     bob.expect_quiet(Duration::from_millis(150)).await;
     assert!(
         relay.state.media_started().is_none(),
@@ -239,7 +238,7 @@ async fn no_captions_in_an_e2ee_call_nor_without_a_recogniser() {
     let relay = start().await;
     let (mut ann, mut bob, id) = answered_call_in(&relay, CallMode::Standard).await;
     ann.send(&captions(&id, true)).await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::NotDeployed));
+    assert_eq!(error_code(&ann.recv().await), Some(ErrorCode::NotDeployed));
     bob.expect_quiet(Duration::from_millis(150)).await;
     assert!(relay.state.media_started().is_none());
     relay.stop().await;

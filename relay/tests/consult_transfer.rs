@@ -14,13 +14,6 @@ use shieldcall_proto::{CallId, CallMode, ClientMsg, ErrorCode, HangupReason, Rel
 
 const QUIET: Duration = Duration::from_millis(150);
 
-fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn hold(id: &CallId, on: bool) -> ClientMsg {
     ClientMsg::Hold {
         call_id: id.clone(),

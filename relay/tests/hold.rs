@@ -25,13 +25,6 @@ fn state(id: &CallId, by_me: bool, by_peer: bool) -> RelayMsg {
     }
 }
 
-fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn either_side_holds_and_the_call_stays_held_until_both_let_go() {
     let relay = start().await;

@@ -35,13 +35,6 @@ fn elsewhere(id: &CallId, peer: &str) -> RelayMsg {
     }
 }
 
-fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn offer(id: &CallId) -> ClientMsg {
     ClientMsg::Offer {
         call_id: id.clone(),

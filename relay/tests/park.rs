@@ -19,13 +19,6 @@ fn cat_commit() -> Commitment {
     "22".repeat(32).parse().expect("commitment")
 }
 
-fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn offer(id: &CallId) -> ClientMsg {
     ClientMsg::Offer {
         call_id: id.clone(),

@@ -14,13 +14,6 @@ use shieldcall_media::sender::{Frames, Sender};
 use shieldcall_proto::{CallId, CallMode, ClientMsg, ErrorCode, RelayMsg};
 use str0m::media::Direction;
 
-fn code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn record(id: &CallId, on: bool) -> ClientMsg {
     ClientMsg::Record {
         call_id: id.clone(),
@@ -77,7 +70,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
         captions: false,
     })
     .await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
+    assert_eq!(error_code(&ann.recv().await), Some(ErrorCode::WrongState));
 
     ann.send(&record(&id, true)).await;
     let on = RelayMsg::Recording {
@@ -95,7 +88,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
         captions: false,
     })
     .await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState));
+    assert_eq!(error_code(&ann.recv().await), Some(ErrorCode::WrongState));
 
     let peer = open_leg(&mut ann, &id).await;
     let media = relay
@@ -185,7 +178,10 @@ async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
     let relay = start().await;
     let (mut ann, mut bob, id) = answered_call(&relay).await;
     ann.send(&record(&id, true)).await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
     let (_b, offer) = browser();
     ann.send(&ClientMsg::MediaOffer {
         call_id: id.clone(),
@@ -193,7 +189,10 @@ async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
         captions: false,
     })
     .await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
     bob.expect_quiet(Duration::from_millis(150)).await;
     assert!(
         relay.state.media_started().is_none(),
@@ -252,12 +251,19 @@ async fn a_voicemail_after_a_decline_is_the_recipients() {
         to: "bob@a.test".into(),
     })
     .await;
-    assert_eq!(code(&ann.recv().await), Some(ErrorCode::UnavailableInE2ee));
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
     ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
     assert!(matches!(ann.recv().await, RelayMsg::Settings { .. }));
     for to in ["nobody@a.test", "ann@a.test"] {
         ann.send(&ClientMsg::Voicemail { to: to.into() }).await;
-        assert_eq!(code(&ann.recv().await), Some(ErrorCode::WrongState), "{to}");
+        assert_eq!(
+            error_code(&ann.recv().await),
+            Some(ErrorCode::WrongState),
+            "{to}"
+        );
     }
 
     ann.send(&ClientMsg::Voicemail {
@@ -278,7 +284,7 @@ async fn a_voicemail_after_a_decline_is_the_recipients() {
         captions: false,
     })
     .await;
-    assert_eq!(code(&bob.recv().await), Some(ErrorCode::NotYourCall));
+    assert_eq!(error_code(&bob.recv().await), Some(ErrorCode::NotYourCall));
     tokio::task::spawn_blocking(move || send_for(peer, 2))
         .await
         .expect("the browser");

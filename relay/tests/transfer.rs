@@ -13,13 +13,6 @@ use shieldcall_proto::{CallId, CallMode, ClientMsg, ErrorCode, HangupReason, Rel
 
 const QUIET: Duration = Duration::from_millis(120);
 
-fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
-    match m {
-        RelayMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
 fn transfer(id: &CallId, to: &str) -> ClientMsg {
     ClientMsg::Transfer {
         call_id: id.clone(),

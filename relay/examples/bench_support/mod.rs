@@ -202,6 +202,27 @@ pub async fn send(ws: &mut Ws, m: &ClientMsg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `n` answered standard calls between `users` 0 and 1, 2 and 3, ...: the
+/// caller's socket, the callee's, and the call.
+pub async fn standard_calls(
+    port: u16,
+    users: &[(String, String)],
+    n: usize,
+) -> anyhow::Result<Vec<(Ws, Ws, CallId)>> {
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let mut a = connect(port, &users[2 * i].1).await?;
+        let mut b = connect(port, &users[2 * i + 1].1).await?;
+        send(&mut a, &ClientMsg::SetE2ee { enabled: false }).await?;
+        let RelayMsg::Settings { .. } = next_call_msg(&mut a).await? else {
+            bail!("no settings")
+        };
+        let id = call(&mut a, &mut b, &users[2 * i + 1].0).await?;
+        calls.push((a, b, id));
+    }
+    Ok(calls)
+}
+
 pub async fn call(caller: &mut Ws, callee: &mut Ws, to: &str) -> anyhow::Result<CallId> {
     send(
         caller,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shieldcall_proto::{CallId, ClientMsg, RelayMsg};
+use shieldcall_proto::{CallId, ClientMsg, ErrorCode, RelayMsg};
 use shieldcall_relay::auth::{self, PasswordCost};
 use shieldcall_relay::ops::Ops;
 use shieldcall_relay::store::{Session, unix_now};
@@ -497,6 +497,14 @@ pub fn commit() -> shieldcall_proto::Commitment {
     "8539b5720e784316dae00fea08435fc10f6814c4074565541dfb06c0f5d58115"
         .parse()
         .expect("commitment")
+}
+
+/// The code of an `error`, or `None` for any other message.
+pub fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
+    match m {
+        RelayMsg::Error { code, .. } => Some(*code),
+        _ => None,
+    }
 }
 
 /// Users `ann@a.test` and `bob@a.test`, one device each, in an answered E2EE call
