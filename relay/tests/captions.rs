@@ -210,28 +210,7 @@ async fn no_captions_in_an_e2ee_call_nor_without_a_recogniser() {
     let py = python();
     let relay = start_with(temp_dir(), |c| c.captions_python = Some(py)).await;
     let (mut ann, mut bob, id) = answered_call(&relay).await;
-    ann.send(&captions(&id, true)).await;
-    assert_eq!(
-        error_code(&ann.recv().await),
-        Some(ErrorCode::UnavailableInE2ee)
-    );
-    let (_p, offer) =
-        Sender::offer(Direction::SendOnly, Direction::Inactive, Frames::default()).expect("a peer");
-    ann.send(&ClientMsg::MediaOffer {
-        call_id: id.clone(),
-        sdp: offer,
-        captions: true,
-    })
-    .await;
-    assert_eq!(
-        error_code(&ann.recv().await),
-        Some(ErrorCode::UnavailableInE2ee)
-    );
-    bob.expect_quiet(Duration::from_millis(150)).await;
-    assert!(
-        relay.state.media_started().is_none(),
-        "a media socket was opened"
-    );
+    refused_in_e2ee(&relay, (&mut ann, &mut bob), &id, captions(&id, true), true).await;
     relay.stop().await;
 
     // A relay without a recogniser says so, in a standard call.

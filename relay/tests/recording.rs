@@ -177,27 +177,7 @@ async fn a_recorded_call_leaves_a_webm_for_both_people_only() {
 async fn an_e2ee_call_is_never_recorded_and_no_leg_exists() {
     let relay = start().await;
     let (mut ann, mut bob, id) = answered_call(&relay).await;
-    ann.send(&record(&id, true)).await;
-    assert_eq!(
-        error_code(&ann.recv().await),
-        Some(ErrorCode::UnavailableInE2ee)
-    );
-    let (_b, offer) = browser();
-    ann.send(&ClientMsg::MediaOffer {
-        call_id: id.clone(),
-        sdp: offer,
-        captions: false,
-    })
-    .await;
-    assert_eq!(
-        error_code(&ann.recv().await),
-        Some(ErrorCode::UnavailableInE2ee)
-    );
-    bob.expect_quiet(Duration::from_millis(150)).await;
-    assert!(
-        relay.state.media_started().is_none(),
-        "a media socket was opened"
-    );
+    refused_in_e2ee(&relay, (&mut ann, &mut bob), &id, record(&id, true), false).await;
     relay.stop().await;
 }
 

@@ -408,6 +408,39 @@ fn wait_listening(port: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A standard call from `alice` (her switch turned off) to `bob` (`bob_user`),
+/// answered and connected; then `alice` asks for the server feature `feature`
+/// from the menu (`feature-<feature>`) and both see its banner (`<banner>-*`):
+/// she agreed by asking, he is asked, by a sentence naming her and the
+/// server. Returns how many peer connections Bob's page had made before she
+/// asked, to count a leg of his.
+pub async fn standard_call_asking(
+    alice: &Browser,
+    bob: &Browser,
+    (alice_user, bob_user): (&str, &str),
+    feature: &str,
+    banner: &str,
+) -> Result<u64> {
+    alice.turn_e2ee_off().await?;
+    alice.click(&format!("call-{bob_user}")).await?;
+    bob.click("incoming-accept").await?;
+    for b in [alice, bob] {
+        b.wait_testid_attr("call-state", "data-state", "connected")
+            .await?;
+    }
+    let before = bob.peer_connections().await?;
+    alice.click("call-more").await?;
+    alice.click(&format!("feature-{feature}")).await?;
+    alice.wait_visible(&format!("{banner}-stop")).await?;
+    bob.wait_visible(&format!("{banner}-allow")).await?;
+    let asked = bob.text(&format!("{banner}-text")).await?;
+    anyhow::ensure!(
+        asked.contains(alice_user) && asked.contains("server"),
+        "{asked:?}"
+    );
+    Ok(before)
+}
+
 /// How long any single wait may take before the test fails with a message.
 pub const WAIT: Duration = Duration::from_secs(30);
 

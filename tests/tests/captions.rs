@@ -9,7 +9,7 @@
 //! The relay's recogniser is the one `cargo xtask test` installs
 //! (`SHIELDCALL_CAPTIONS_PYTHON`).
 
-use shieldcall_e2e::{Browser, Driver, Relay, root, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, root, standard_call_asking, with_artifacts};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -63,20 +63,8 @@ async fn bob_reads_what_alice_says_and_both_keep_the_transcript() -> anyhow::Res
         bob.click("call-close").await?;
 
         // A standard call, captioned.
-        alice.turn_e2ee_off().await?;
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
-        for b in [&alice, &bob] {
-            b.wait_testid_attr("call-state", "data-state", "connected")
-                .await?;
-        }
-        let bobs = bob.peer_connections().await?;
-        alice.click("call-more").await?;
-        alice.click("feature-transcription").await?;
-        alice.wait_visible("captions-stop").await?;
-        bob.wait_visible("captions-allow").await?;
-        let asked = bob.text("captions-text").await?;
-        anyhow::ensure!(asked.contains(ALICE) && asked.contains("server"), "{asked:?}");
+        let bobs =
+            standard_call_asking(&alice, &bob, (ALICE, BOB), "transcription", "captions").await?;
 
         // Bob reads Alice's words (the phrase loops; one pass is 5.5 s).
         bob.wait_js(

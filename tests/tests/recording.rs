@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shieldcall_e2e::{Browser, Driver, Relay, with_artifacts};
+use shieldcall_e2e::{Browser, Driver, Relay, standard_call_asking, with_artifacts};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -100,20 +100,8 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
         bob.click("call-close").await?;
 
         // A standard call (Alice's switch off), recorded.
-        alice.turn_e2ee_off().await?;
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
-        for b in [&alice, &bob] {
-            b.wait_testid_attr("call-state", "data-state", "connected")
-                .await?;
-        }
-        let before = bob.peer_connections().await?;
-        alice.click("call-more").await?;
-        alice.click("feature-recording").await?;
-        alice.wait_visible("recording-stop").await?;
-        bob.wait_visible("recording-allow").await?;
-        let asked = bob.text("recording-text").await?;
-        anyhow::ensure!(asked.contains(ALICE) && asked.contains("server"), "{asked:?}");
+        let before =
+            standard_call_asking(&alice, &bob, (ALICE, BOB), "recording", "recording").await?;
         // Nothing of Bob's goes anywhere before he allows it.
         tokio::time::sleep(Duration::from_millis(500)).await;
         anyhow::ensure!(bob.peer_connections().await? == before, "Bob's leg before he agreed");

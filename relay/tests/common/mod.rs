@@ -507,6 +507,48 @@ pub fn error_code(m: &RelayMsg) -> Option<ErrorCode> {
     }
 }
 
+/// In the E2EE call `id`, `ann` asks with `ask` for what sends media to the
+/// server (`record` or `captions`) and then offers that leg anyway (with
+/// `captions`, the captions leg): both are refused `unavailable-in-e2ee`,
+/// `bob` hears nothing of it, and the relay never bound its media socket.
+pub async fn refused_in_e2ee(
+    relay: &Relay,
+    (ann, bob): (&mut Client, &mut Client),
+    id: &CallId,
+    ask: ClientMsg,
+    captions: bool,
+) {
+    use shieldcall_media::sender::{Frames, Sender};
+    use str0m::media::Direction;
+    ann.send(&ask).await;
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
+    let video = if captions {
+        Direction::Inactive
+    } else {
+        Direction::SendOnly
+    };
+    let (_peer, offer) =
+        Sender::offer(Direction::SendOnly, video, Frames::default()).expect("a peer");
+    ann.send(&ClientMsg::MediaOffer {
+        call_id: id.clone(),
+        sdp: offer,
+        captions,
+    })
+    .await;
+    assert_eq!(
+        error_code(&ann.recv().await),
+        Some(ErrorCode::UnavailableInE2ee)
+    );
+    bob.expect_quiet(Duration::from_millis(150)).await;
+    assert!(
+        relay.state.media_started().is_none(),
+        "a media socket was opened"
+    );
+}
+
 /// Users `ann@a.test` and `bob@a.test`, one device each, in an answered E2EE call
 /// (ann called, bob accepted with a commitment): the devices and the call id.
 pub async fn answered_call(relay: &Relay) -> (Client, Client, CallId) {
