@@ -408,6 +408,41 @@ fn wait_listening(port: u16, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// An end-to-end encrypted call from `alice` to `bob` (`bob_user`), answered:
+/// the server feature `feature` is greyed in her menu, no connection to the
+/// server is made, and the call is hung up and both screens closed.
+pub async fn e2ee_call_greys(
+    alice: &Browser,
+    bob: &Browser,
+    bob_user: &str,
+    feature: &str,
+) -> Result<()> {
+    alice.click(&format!("call-{bob_user}")).await?;
+    bob.click("incoming-accept").await?;
+    alice
+        .wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
+        .await?;
+    alice.click("call-more").await?;
+    alice
+        .wait_js(
+            &format!("{feature} greyed"),
+            "const b = document.querySelector(`[data-testid=\"feature-${arguments[0]}\"]`); return !!b && b.disabled;",
+            vec![json!(feature)],
+        )
+        .await?;
+    let before = alice.peer_connections().await?;
+    alice.click("hangup").await?;
+    bob.wait_testid_attr("call-state", "data-state", "ended")
+        .await?;
+    anyhow::ensure!(
+        alice.peer_connections().await? == before,
+        "a leg in an E2EE call"
+    );
+    alice.click("call-close").await?;
+    bob.click("call-close").await?;
+    Ok(())
+}
+
 /// A standard call from `alice` (her switch turned off) to `bob` (`bob_user`),
 /// answered and connected; then `alice` asks for the server feature `feature`
 /// from the menu (`feature-<feature>`) and both see its banner (`<banner>-*`):

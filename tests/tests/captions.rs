@@ -9,7 +9,9 @@
 //! The relay's recogniser is the one `cargo xtask test` installs
 //! (`SHIELDCALL_CAPTIONS_PYTHON`).
 
-use shieldcall_e2e::{Browser, Driver, Relay, root, standard_call_asking, with_artifacts};
+use shieldcall_e2e::{
+    Browser, Driver, Relay, e2ee_call_greys, root, standard_call_asking, with_artifacts,
+};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -41,26 +43,7 @@ async fn bob_reads_what_alice_says_and_both_keep_the_transcript() -> anyhow::Res
         bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
 
         // An E2EE call first: "Live captions" is greyed.
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
-        alice
-            .wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
-            .await?;
-        alice.click("call-more").await?;
-        alice
-            .wait_js(
-                "Live captions greyed",
-                "const b = document.querySelector('[data-testid=\"feature-transcription\"]'); return !!b && b.disabled;",
-                vec![],
-            )
-            .await?;
-        let before = alice.peer_connections().await?;
-        alice.click("hangup").await?;
-        bob.wait_testid_attr("call-state", "data-state", "ended")
-            .await?;
-        anyhow::ensure!(alice.peer_connections().await? == before, "a leg in an E2EE call");
-        alice.click("call-close").await?;
-        bob.click("call-close").await?;
+        e2ee_call_greys(&alice, &bob, BOB, "transcription").await?;
 
         // A standard call, captioned.
         let bobs =

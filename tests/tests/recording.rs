@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shieldcall_e2e::{Browser, Driver, Relay, standard_call_asking, with_artifacts};
+use shieldcall_e2e::{
+    Browser, Driver, Relay, e2ee_call_greys, standard_call_asking, with_artifacts,
+};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -80,24 +82,7 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
         bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
 
         // An E2EE call first: "Record" is greyed, with the reason.
-        alice.click(&format!("call-{BOB}")).await?;
-        bob.click("incoming-accept").await?;
-        alice
-            .wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
-            .await?;
-        alice.click("call-more").await?;
-        alice
-            .wait_js(
-                "Record greyed",
-                "const b = document.querySelector('[data-testid=\"feature-recording\"]'); return !!b && b.disabled;",
-                vec![],
-            )
-            .await?;
-        alice.click("hangup").await?;
-        bob.wait_testid_attr("call-state", "data-state", "ended")
-            .await?;
-        alice.click("call-close").await?;
-        bob.click("call-close").await?;
+        e2ee_call_greys(&alice, &bob, BOB, "recording").await?;
 
         // A standard call (Alice's switch off), recorded.
         let before =
