@@ -16,6 +16,25 @@ impl AppState {
     /// expired) and of users that were removed.
     pub async fn refresh(&self) -> Result<()> {
         let _serial = self.inner.settings_lock.lock().await;
+        self.refresh_locked().await
+    }
+
+    /// The watcher's refresh for change counter `n`: skipped when, by the time
+    /// the settings lock is ours, the relay has already accounted for `n`
+    /// itself (a switch change holds the lock from its write to
+    /// [`AppState::own_change`], and the watcher may read the new counter in
+    /// between).
+    async fn refresh_for(&self, n: i64) -> Result<()> {
+        let _serial = self.inner.settings_lock.lock().await;
+        if self.inner.seen_changes.load(Ordering::Acquire) == n {
+            return Ok(());
+        }
+        self.refresh_locked().await?;
+        self.inner.seen_changes.store(n, Ordering::Release);
+        Ok(())
+    }
+
+    async fn refresh_locked(&self) -> Result<()> {
         self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
         let store = self.store();
         let tenants = store.tenants().await?;
@@ -73,11 +92,9 @@ pub(crate) async fn watch_changes(state: AppState) {
         match state.store().changes().await {
             Ok(n) if n != state.inner.seen_changes.load(Ordering::Acquire) => {
                 // Read before the refresh: a change during it is seen next time.
-                if let Err(e) = state.refresh().await {
+                if let Err(e) = state.refresh_for(n).await {
                     tracing::warn!(error = %e, "refresh after store change failed");
-                    continue;
                 }
-                state.inner.seen_changes.store(n, Ordering::Release);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the change counter failed"),
