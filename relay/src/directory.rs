@@ -84,11 +84,30 @@ impl AppState {
 }
 
 /// Watches the store's change counter and refreshes signed-in users on a change,
-/// so the CLI (another process) reaches them within a poll interval.
+/// so the CLI (another process) reaches them: at once where the store signals
+/// its changes ([`crate::store::Store::change_events`], PostgreSQL), else within
+/// a poll interval. The poll runs in both cases, as the safety net.
 pub(crate) async fn watch_changes(state: AppState) {
+    let mut events = match state.store().change_events().await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(error = %e, "listening for store changes failed; polling only");
+            None
+        }
+    };
     let mut tick = tokio::time::interval(state.config().poll_interval);
     loop {
-        tick.tick().await;
+        if let Some(rx) = events.as_mut() {
+            let closed = tokio::select! {
+                _ = tick.tick() => false,
+                got = rx.recv() => got.is_none(),
+            };
+            if closed {
+                events = None;
+            }
+        } else {
+            tick.tick().await;
+        }
         match state.store().changes().await {
             Ok(n) if n != state.inner.seen_changes.load(Ordering::Acquire) => {
                 // Read before the refresh: a change during it is seen next time.

@@ -1,8 +1,9 @@
 //! A relay on PostgreSQL as the database's one node: a second relay on the same
 //! database is refused, nodes that start together migrate once, `kill -9` frees
 //! the database for the next relay at once, a relay whose claim went to another
-//! stops, and a database URL's password never reaches an error message. Always
-//! on PostgreSQL (the test server of `cargo xtask test`).
+//! stops, a database URL's password never reaches an error message, and a CLI
+//! change reaches a device through `NOTIFY` rather than the poll. Always on
+//! PostgreSQL (the test server of `cargo xtask test`).
 
 mod common;
 
@@ -68,7 +69,7 @@ async fn nodes_starting_together_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3], "each version applied exactly once");
+    assert_eq!(versions, [1, 2, 3, 4], "each version applied exactly once");
     let changes: i64 = sqlx::query_scalar("SELECT changes FROM meta")
         .fetch_one(&mut conn)
         .await
@@ -196,4 +197,50 @@ async fn a_database_password_never_reaches_an_error() {
     }
     let c = config(&format!("postgres://u:{secret}@127.0.0.1:1/db"));
     assert!(!format!("{c:?}").contains(secret));
+}
+
+/// A change the CLI makes reaches a signed-in device through PostgreSQL's
+/// `NOTIFY`, long before the relay's next poll of the change counter (set to
+/// a minute here, so only the notification can explain a quick arrival).
+#[tokio::test]
+async fn a_cli_change_arrives_through_notify_not_the_poll() {
+    let url = new_database();
+    let relay = common::start_with(temp_dir(), |c| {
+        c.database_url = Some(DatabaseUrl(url.clone()));
+        c.poll_interval = Duration::from_secs(60);
+    })
+    .await;
+    relay.add_user("ann@a.test", false).await;
+    let (mut ann, _) = relay.device("ann@a.test").await;
+    let cli = |args: &[&str]| {
+        let out = common::shieldcall(&relay.dir)
+            .env("SHIELDCALL_DATABASE_URL", &url)
+            .args(args)
+            .output()
+            .expect("run the CLI");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    cli(&[
+        "policy",
+        "new",
+        "--identity",
+        "Tag:Off",
+        "--calling-e2ee",
+        "Disabled",
+    ]);
+    // A policy no one holds yet changes nobody's setting.
+    ann.expect_quiet(Duration::from_millis(300)).await;
+    let before = relay.state.refreshes();
+    let t0 = Instant::now();
+    cli(&["policy", "grant", "--policy-name", "Tag:Off", "--global"]);
+    let got = tokio::time::timeout(Duration::from_secs(5), ann.recv())
+        .await
+        .expect("the change within 5 s, not at the next poll a minute away");
+    let shieldcall_proto::RelayMsg::Settings { e2ee } = got else {
+        panic!("expected settings, got {got:?}");
+    };
+    assert!(!e2ee.enabled, "{e2ee:?}");
+    eprintln!("CLI grant to settings on the device: {:?}", t0.elapsed());
+    assert!(relay.state.refreshes() > before);
+    relay.stop().await;
 }

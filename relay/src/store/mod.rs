@@ -133,6 +133,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// assignments, also when another process made it.
     fn changes(&self) -> StoreFuture<'_, i64>;
 
+    /// The database's own word that [`Store::changes`] moved, so the change
+    /// watcher reloads at once instead of at its next poll: a channel that gets
+    /// `()` after changes commit (several may arrive as one) and closes if the
+    /// engine stops listening. `None` where the engine has no such signal
+    /// (SQLite: the poll alone).
+    fn change_events(&self) -> StoreFuture<'_, Option<tokio::sync::mpsc::Receiver<()>>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// All tenants.
     fn tenants(&self) -> StoreFuture<'_, Vec<Tenant>>;
     /// Sets a tenant's external access. `NotFound` if there is no such tenant.

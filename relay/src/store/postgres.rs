@@ -18,14 +18,19 @@
 //!   relay started on the same database is refused at start instead of splitting
 //!   the calls between two switchboards that do not know each other. The CLI does
 //!   not take it: it runs beside the relay.
+//! - **Change notifications.** Every counted change also sends a `NOTIFY` on
+//!   [`CHANGES_CHANNEL`], delivered at commit; [`Store::change_events`] listens
+//!   on a connection of its own, so the relay reloads a CLI's change at once
+//!   rather than at its next poll.
 //! - **Durability** is PostgreSQL's: a transaction that returned is committed
 //!   (`synchronous_commit` as the server is configured; `on` by default).
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use tokio::sync::mpsc;
 
 use super::{
     Audit, AuditEntry, Group, HISTORY_PER_USER, Session, Store, StoreFuture, Tenant, User,
@@ -41,7 +46,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v1.sql"),
     include_str!("pg_schema_v2.sql"),
     include_str!("pg_schema_v3.sql"),
+    include_str!("pg_schema_v4.sql"),
 ];
+
+/// The channel every counted change notifies (schema version 4).
+const CHANGES_CHANNEL: &str = "shieldcall_changes";
+
+/// After the listening connection failed, how long before it is tried again
+/// (1 s): the poll of the counter covers the gap.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Advisory lock keys: one 64-bit space per database, shared with anything else
 /// that uses advisory locks there, hence values unlikely to collide
@@ -286,6 +299,32 @@ impl Store for PostgresStore {
             Ok(sqlx::query_scalar("SELECT changes FROM meta WHERE id = 1")
                 .fetch_one(&self.pool)
                 .await?)
+        })
+    }
+
+    fn change_events(&self) -> StoreFuture<'_, Option<mpsc::Receiver<()>>> {
+        Box::pin(async move {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            // One slot: signals that arrive while one waits are one refresh.
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tx.closed() => return,
+                        got = listener.recv() => {
+                            if let Err(e) = got {
+                                tracing::warn!(error = %e, "listening for store changes failed; polling meanwhile");
+                                tokio::time::sleep(LISTEN_RETRY).await;
+                            }
+                            // A failure too: what changed while the connection
+                            // was down was not notified, so look once more.
+                            let _ = tx.try_send(());
+                        }
+                    }
+                }
+            });
+            Ok(Some(rx))
         })
     }
 
