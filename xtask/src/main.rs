@@ -71,7 +71,8 @@ fn real_main() -> Result<()> {
                  bench relay [--postgres]  relay benchmark (idle session memory, forward latency, call setups);\n                  \
                  with --postgres also on PostgreSQL, side by side\n  \
                  bench call      call-setup benchmark in headless Chromium against a plain WebRTC baseline\n  \
-                 bench media     what recording costs the relay per recorded call"
+                 bench media     what recording costs the relay per recorded call\n  \
+                 bench captions  caption latency after speech, and what a captioned call costs the relay"
             );
             if task.is_empty() || task == "help" || task == "--help" {
                 Ok(())
