@@ -3,8 +3,13 @@
 //! and where it comes from; the audit log. It speaks the relay's `/api/admin` JSON
 //! API with Teams' parameter names.
 
-use shieldcall_proto::E2eePolicyType;
-use shieldcall_web::codec::{self, object};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shieldcall_proto::admin::{
+    Assignment, AuditEntry, CallingPolicy, DEFAULT_CALLING_POLICY, GrantForm, Group, NameForm,
+    Policy, PolicyForm, Target, UserForm, UserRow,
+};
+use shieldcall_proto::{CallFeature, E2eePolicyType, E2eeSetting, PolicySource};
 use shieldcall_web::dom::{add, append, el, text};
 use shieldcall_web::listen::Listener;
 use shieldcall_web::net;
@@ -12,9 +17,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{Element, HtmlSelectElement};
-
-/// A parsed JSON value from the relay (the browser's JSON.parse).
-type Value = JsValue;
 
 fn select(
     name: &str,
@@ -72,19 +74,14 @@ fn field(form: &Element, name: &str) -> String {
     shieldcall_web::dom::value(&e)
 }
 
-/// The calling policy's settings (Teams' names, also the JSON keys) and
-/// what each lets the tenant's people do.
-const CALLING: [(&str, &str); 3] = [
-    (
-        "AllowCloudRecordingForCalls",
-        "Record calls (each person still agrees on screen)",
-    ),
-    (
-        "AllowTranscriptionForCalling",
-        "Live captions, and transcripts of voicemail",
-    ),
-    ("AllowVoicemail", "Leave and receive voicemail"),
-];
+/// What a calling-policy setting lets the tenant's people do.
+fn calling_label(feature: CallFeature) -> &'static str {
+    match feature {
+        CallFeature::Recording => "Record calls (each person still agrees on screen)",
+        CallFeature::Transcription => "Live captions, and transcripts of voicemail",
+        _ => "Leave and receive voicemail",
+    }
+}
 
 /// Whether the checkbox `name` of `form` is ticked.
 fn checked(form: &Element, name: &str) -> bool {
@@ -93,10 +90,6 @@ fn checked(form: &Element, name: &str) -> bool {
         .flatten()
         .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
         .is_some_and(|i| i.checked())
-}
-
-fn str_of(v: &Value, k: &str) -> String {
-    codec::string(v, k)
 }
 
 /// Registers the page's two delegated listeners (clicks and form submits) on
@@ -134,47 +127,40 @@ fn submit(root: &Element, form: &Element) {
         "new-policy" => (
             "POST",
             "/api/admin/policies".to_string(),
-            object(&[
-                (
-                    "Identity",
-                    format!("Tag:{}", field(form, "name").trim()).into(),
-                ),
-                ("Description", field(form, "description").into()),
-                (
-                    "CallingEndtoEndEncryptionEnabledType",
-                    field(form, "type").into(),
-                ),
-            ]),
+            json(&PolicyForm {
+                identity: Some(format!("Tag:{}", field(form, "name").trim())),
+                description: Some(field(form, "description")),
+                calling_e2ee: policy_type(form),
+            }),
         ),
         "set-policy" => {
             let identity = form.get_attribute("data-identity").unwrap_or_default();
             (
                 "PUT",
                 format!("/api/admin/policies/{}", encode(&identity)),
-                object(&[
-                    ("Description", field(form, "description").into()),
-                    (
-                        "CallingEndtoEndEncryptionEnabledType",
-                        field(form, "type").into(),
-                    ),
-                ]),
+                json(&PolicyForm {
+                    identity: None,
+                    description: Some(field(form, "description")),
+                    calling_e2ee: policy_type(form),
+                }),
             )
         }
         "grant" => {
             let policy = field(form, "policy");
-            let target = field(form, "target");
             let who = field(form, "who").trim().to_string();
-            let rank = field(form, "rank").trim().parse::<u32>().ok();
-            let body = match target.as_str() {
-                "user" => object(&[("PolicyName", policy.into()), ("User", who.into())]),
-                "group" => object(&[
-                    ("PolicyName", policy.into()),
-                    ("Group", who.into()),
-                    ("Rank", rank.map_or(JsValue::NULL, JsValue::from)),
-                ]),
-                _ => object(&[("PolicyName", policy.into()), ("Global", JsValue::TRUE)]),
+            let target = match field(form, "target").as_str() {
+                "user" => Target::User { user: who },
+                "group" => Target::Group {
+                    group: who,
+                    rank: field(form, "rank").trim().parse::<u32>().ok(),
+                },
+                _ => Target::Global,
             };
-            ("POST", "/api/admin/grant".to_string(), body)
+            (
+                "POST",
+                "/api/admin/grant".to_string(),
+                json(&GrantForm::to(target, &policy)),
+            )
         }
         "set-name" => (
             "PUT",
@@ -182,17 +168,27 @@ fn submit(root: &Element, form: &Element) {
                 "/api/admin/users/{}/name",
                 encode(field(form, "user").trim())
             ),
-            object(&[("name", field(form, "name").into())]),
+            json(&NameForm {
+                name: field(form, "name"),
+            }),
         ),
         "calling-policy" => (
             "PUT",
             "/api/admin/calling-policy".to_string(),
-            object(&CALLING.map(|(key, _)| (key, JsValue::from_bool(checked(form, key))))),
+            json(
+                &CallingPolicy::SETTINGS
+                    .iter()
+                    .fold(DEFAULT_CALLING_POLICY, |p, &(key, feature)| {
+                        p.with(feature, checked(form, key))
+                    }),
+            ),
         ),
         "new-group" => (
             "POST",
             "/api/admin/groups".to_string(),
-            object(&[("name", field(form, "name").trim().into())]),
+            json(&NameForm {
+                name: field(form, "name").trim().to_string(),
+            }),
         ),
         "add-member" => (
             "POST",
@@ -200,7 +196,9 @@ fn submit(root: &Element, form: &Element) {
                 "/api/admin/groups/{}/members",
                 encode(field(form, "group").trim())
             ),
-            object(&[("user", field(form, "user").trim().into())]),
+            json(&UserForm {
+                user: field(form, "user").trim().to_string(),
+            }),
         ),
         "effective" => {
             let user = field(form, "user").trim().to_string();
@@ -213,7 +211,10 @@ fn submit(root: &Element, form: &Element) {
                 )
                 .await
                 {
-                    Ok(r) if r.ok() => describe_effective(&user, &r.body),
+                    Ok(r) if r.ok() => match decode::<E2eeSetting>(&r.body) {
+                        Some(setting) => describe_effective(&user, &setting),
+                        None => "The server's answer could not be read.".into(),
+                    },
                     Ok(r) => r.error_text(),
                     Err(_) => "The server cannot be reached.".into(),
                 };
@@ -228,32 +229,48 @@ fn submit(root: &Element, form: &Element) {
     change(root, method, url, Some(body));
 }
 
-fn describe_effective(user: &str, v: &Value) -> String {
-    let source = codec::get(v, "source");
-    let from = match str_of(&source, "kind").as_str() {
-        "direct" => "assigned directly".to_string(),
-        "group" => {
-            let g = str_of(&source, "group");
-            match codec::get(&source, "rank").as_f64().map(|r| r as u32) {
-                Some(r) => format!("from group {g}, rank {r}"),
-                None => format!("from group {g}, unranked"),
-            }
-        }
-        _ => "the tenant's global policy".to_string(),
+/// A request body: `v` as the JSON object `net::request` sends. (The call
+/// client's `net` speaks the browser's parsed JSON to keep serde_json out of
+/// its bundle; this page pays for one extra parse of small bodies instead.)
+fn json(v: &impl Serialize) -> JsValue {
+    // Serialising these plain structs cannot fail, nor parsing what was made.
+    serde_json::to_string(v)
+        .ok()
+        .and_then(|text| js_sys::JSON::parse(&text).ok())
+        .unwrap_or(JsValue::NULL)
+}
+
+/// An answer's body decoded as a `T` (the browser parsed it; serde reads its
+/// text again).
+fn decode<T: DeserializeOwned>(body: &JsValue) -> Option<T> {
+    let text = js_sys::JSON::stringify(body).ok()?.as_string()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The policy type chosen in `form`'s `type` control.
+fn policy_type(form: &Element) -> Option<E2eePolicyType> {
+    field(form, "type").parse().ok()
+}
+
+fn describe_effective(user: &str, e: &E2eeSetting) -> String {
+    let from = match &e.source {
+        PolicySource::Direct => "assigned directly".to_string(),
+        PolicySource::Group {
+            group,
+            rank: Some(r),
+        } => format!("from group {group}, rank {r}"),
+        PolicySource::Group { group, rank: None } => format!("from group {group}, unranked"),
+        PolicySource::Global => "the tenant's global policy".to_string(),
     };
-    let enabled = if codec::boolean(v, "enabled") {
-        "on"
-    } else {
-        "off"
-    };
+    let enabled = if e.enabled { "on" } else { "off" };
     format!(
         "{user}: {} ({}), {from}; end-to-end encryption is {enabled}.",
-        &str_of(v, "policy_identity"),
-        &str_of(v, "policy")
+        e.policy_identity,
+        e.policy.as_str()
     )
 }
 
-fn change(root: &Element, method: &'static str, url: String, body: Option<Value>) {
+fn change(root: &Element, method: &'static str, url: String, body: Option<JsValue>) {
     let root = root.clone();
     spawn_local(async move {
         let msg = match net::request(method, &url, body.as_ref()).await {
@@ -271,39 +288,60 @@ pub fn load(root: &Element) {
     spawn_local(async move { load_then(&root, String::new()).await });
 }
 
-async fn get(url: &str) -> Value {
+/// `GET url`, decoded; `None` if it failed or the answer was not a `T`.
+async fn get<T: DeserializeOwned>(url: &str) -> Option<T> {
     match net::request("GET", url, None).await {
-        Ok(r) if r.ok() => r.body,
-        _ => JsValue::NULL,
+        Ok(r) if r.ok() => decode(&r.body),
+        _ => None,
     }
 }
 
-async fn load_then(root: &Element, message: String) {
-    let policies = get("/api/admin/policies").await;
-    let assignments = get("/api/admin/assignments").await;
-    let users = get("/api/admin/users").await;
-    let groups = get("/api/admin/groups").await;
-    let audit = get("/api/admin/audit?limit=50").await;
-    let calling = get("/api/admin/calling-policy").await;
-    if let Err(e) = draw(
-        root,
-        &message,
-        &policies,
-        &assignments,
-        &users,
-        &groups,
-        &audit,
-        &calling,
-    ) {
+/// What the page shows, as the relay answered.
+#[derive(Debug, Default)]
+struct Data {
+    policies: Vec<Policy>,
+    assignments: Vec<Assignment>,
+    users: Vec<UserRow>,
+    groups: Vec<Group>,
+    audit: Vec<AuditEntry>,
+    calling: Option<CallingPolicy>,
+}
+
+async fn load_then(root: &Element, mut message: String) {
+    let (policies, assignments, users, groups, audit, calling) = (
+        get("/api/admin/policies").await,
+        get("/api/admin/assignments").await,
+        get("/api/admin/users").await,
+        get("/api/admin/groups").await,
+        get("/api/admin/audit?limit=50").await,
+        get("/api/admin/calling-policy").await,
+    );
+    let complete = policies.is_some()
+        && assignments.is_some()
+        && users.is_some()
+        && groups.is_some()
+        && audit.is_some()
+        && calling.is_some();
+    if !complete {
+        if !message.is_empty() {
+            message.push(' ');
+        }
+        message.push_str("Part of the page could not be loaded; reload to try again.");
+    }
+    let data = Data {
+        policies: policies.unwrap_or_default(),
+        assignments: assignments.unwrap_or_default(),
+        users: users.unwrap_or_default(),
+        groups: groups.unwrap_or_default(),
+        audit: audit.unwrap_or_default(),
+        calling,
+    };
+    if let Err(e) = draw(root, &message, &data) {
         let why = e
             .as_string()
             .unwrap_or_else(|| "a browser call failed".into());
         root.set_text_content(Some(&format!("The admin page could not be drawn: {why}")));
     }
-}
-
-fn arr(v: &Value) -> Vec<Value> {
-    codec::items(v)
 }
 
 fn table(headers: &[&str], testid: &str) -> Result<(Element, Element), JsValue> {
@@ -328,28 +366,19 @@ fn row(body: &Element, attrs: &[(&str, &str)], cells: &[&str]) -> Result<Element
     Ok(tr)
 }
 
-fn target_text(t: &Value) -> String {
-    match str_of(t, "kind").as_str() {
-        "user" => format!("user {}", &str_of(t, "user")),
-        "group" => match codec::get(t, "rank").as_f64().map(|r| r as u32) {
-            Some(r) => format!("group {} (rank {r})", &str_of(t, "group")),
-            None => format!("group {} (unranked)", &str_of(t, "group")),
-        },
-        _ => "everyone (tenant-wide)".to_string(),
+fn target_text(t: &Target) -> String {
+    match t {
+        Target::User { user } => format!("user {user}"),
+        Target::Group {
+            group,
+            rank: Some(r),
+        } => format!("group {group} (rank {r})"),
+        Target::Group { group, rank: None } => format!("group {group} (unranked)"),
+        Target::Global => "everyone (tenant-wide)".to_string(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn draw(
-    root: &Element,
-    message: &str,
-    policies: &Value,
-    assignments: &Value,
-    users: &Value,
-    groups: &Value,
-    audit: &Value,
-    calling: &Value,
-) -> Result<(), JsValue> {
+fn draw(root: &Element, message: &str, data: &Data) -> Result<(), JsValue> {
     root.set_text_content(None);
     add(root, el("h1", &[], "Encryption policies"))?;
     add(
@@ -376,12 +405,13 @@ fn draw(
         ],
         "policies",
     )?;
-    for p in &arr(policies) {
-        let identity = str_of(p, "Identity");
-        let assigned: Vec<String> = arr(assignments)
+    for p in &data.policies {
+        let identity = &p.identity;
+        let assigned: Vec<String> = data
+            .assignments
             .iter()
-            .filter(|a| str_of(a, "policy") == identity)
-            .map(|a| target_text(&codec::get(a, "target")))
+            .filter(|a| &a.policy == identity)
+            .map(|a| target_text(&a.target))
             .collect();
         let tr = el(
             "tr",
@@ -394,11 +424,11 @@ fn draw(
             &[
                 ("id", &form_id),
                 ("data-form", "set-policy"),
-                ("data-identity", &identity),
+                ("data-identity", identity),
             ],
             "",
         )?;
-        let id_cell = el("td", &[], &identity)?;
+        let id_cell = el("td", &[], identity)?;
         id_cell.append_child(&form)?;
         let desc = el(
             "input",
@@ -406,7 +436,7 @@ fn draw(
                 ("name", "description"),
                 ("form", &form_id),
                 ("aria-label", &format!("Description of {identity}")),
-                ("value", &str_of(p, "Description")),
+                ("value", &p.description),
             ],
             "",
         )?;
@@ -414,7 +444,7 @@ fn draw(
             "type",
             &format!("policy-type-{identity}"),
             &policy_types(),
-            &str_of(p, "CallingEndtoEndEncryptionEnabledType"),
+            p.calling_e2ee.as_str(),
         )?;
         ty.set_attribute("form", &form_id)?;
         let save = el(
@@ -446,7 +476,7 @@ fn draw(
                 "button",
                 &[
                     ("type", "button"),
-                    ("data-delete-policy", &identity),
+                    ("data-delete-policy", identity),
                     ("data-testid", &format!("policy-delete-{identity}")),
                 ],
                 "Delete",
@@ -510,9 +540,9 @@ fn draw(
     // Grant.
     let mut options: Vec<(String, String)> = vec![(String::new(), "(none: unassign)".into())];
     options.extend(
-        arr(policies)
+        data.policies
             .iter()
-            .map(|p| (str_of(p, "Identity"), str_of(p, "Identity"))),
+            .map(|p| (p.identity.clone(), p.identity.clone())),
     );
     let opts: Vec<(&str, &str)> = options
         .iter()
@@ -620,31 +650,22 @@ fn draw(
         ],
         "users",
     )?;
-    for u in &arr(users) {
-        let e = &codec::get(u, "effective");
-        let switch = match codec::get(u, "e2ee_switch").as_bool() {
+    for u in &data.users {
+        let switch = match u.e2ee_switch {
             Some(true) => "on",
             Some(false) => "off",
             None => "default",
         };
         row(
             &body,
-            &[("data-testid", &format!("user-row-{}", &str_of(u, "user")))],
+            &[("data-testid", &format!("user-row-{}", u.user))],
             &[
-                &str_of(u, "user"),
-                &str_of(u, "name"),
-                if codec::boolean(u, "admin") {
-                    "yes"
-                } else {
-                    ""
-                },
+                &u.user,
+                &u.name,
+                if u.admin { "yes" } else { "" },
                 switch,
-                &describe_effective(&str_of(u, "user"), e),
-                if codec::boolean(e, "enabled") {
-                    "on"
-                } else {
-                    "off"
-                },
+                &describe_effective(&u.user, &u.effective),
+                if u.effective.enabled { "on" } else { "off" },
             ],
         )?;
     }
@@ -695,15 +716,11 @@ fn draw(
     // Groups.
     add(root, el("h2", &[], "Groups"))?;
     let (t, body) = table(&["Group", "Members"], "groups")?;
-    for g in &arr(groups) {
-        let members: Vec<String> = arr(&codec::get(g, "members"))
-            .iter()
-            .filter_map(JsValue::as_string)
-            .collect();
+    for g in &data.groups {
         row(
             &body,
-            &[("data-testid", &format!("group-row-{}", &str_of(g, "name")))],
-            &[&str_of(g, "name"), &members.join(", ")],
+            &[("data-testid", &format!("group-row-{}", g.name))],
+            &[&g.name, &g.members.join(", ")],
         )?;
     }
     root.append_child(&t)?;
@@ -779,10 +796,11 @@ fn draw(
         ],
         "",
     )?;
-    for (key, label) in CALLING {
+    for (key, feature) in CallingPolicy::SETTINGS {
+        let label = calling_label(feature);
         let l = el("label", &[("class", "switch")], "")?;
         let mut attrs = vec![("type", "checkbox"), ("name", key), ("data-testid", key)];
-        if codec::boolean(calling, key) {
+        if data.calling.is_some_and(|c| c.allows(feature)) {
             attrs.push(("checked", ""));
         }
         let input = el("input", &attrs, "")?;
@@ -803,32 +821,21 @@ fn draw(
     // Audit log.
     add(root, el("h2", &[], "Audit log"))?;
     let (t, body) = table(&["When (UTC)", "Who", "What", "Target", "Change"], "audit")?;
-    for e in &arr(audit) {
-        let when = codec::get(e, "at").as_f64().map(|s| {
-            js_sys::Date::new(&JsValue::from_f64(s * 1000.0))
-                .to_iso_string()
-                .as_string()
-                .unwrap_or_default()
-        });
+    for e in &data.audit {
+        let when = js_sys::Date::new(&JsValue::from_f64(e.at as f64 * 1000.0))
+            .to_iso_string()
+            .as_string()
+            .unwrap_or_default();
+        let a = &e.audit;
         let change = format!(
             "{} → {}",
-            codec::get(e, "old")
-                .as_string()
-                .unwrap_or_else(|| "—".into()),
-            codec::get(e, "new")
-                .as_string()
-                .unwrap_or_else(|| "—".into())
+            a.old.as_deref().unwrap_or("—"),
+            a.new.as_deref().unwrap_or("—")
         );
         row(
             &body,
             &[],
-            &[
-                &when.unwrap_or_default(),
-                &str_of(e, "actor"),
-                &str_of(e, "action"),
-                &str_of(e, "target"),
-                &change,
-            ],
+            &[&when, &a.actor, &a.action, &a.target, &change],
         )?;
     }
     root.append_child(&t)?;

@@ -19,6 +19,7 @@
 //! None on any input. Malformed SDP, fingerprints, commitments or frames from a
 //! peer are errors, never panics; a panic here is a bug.
 
+pub mod admin;
 mod code;
 mod fingerprint;
 mod msg;

@@ -11,13 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shieldcall_proto::E2eePolicyType;
+use shieldcall_proto::admin::{
+    CallingPolicy, DisplayName, GrantForm, NameForm, PolicyForm, UserForm, UserRow,
+};
 
 use crate::AppState;
 use crate::auth::AdminAuthed;
 use crate::error::{Error, Result};
 use crate::ops::{self, Ops};
-use crate::policy::{ExternalAccess, Target, domain_of};
+use crate::policy::{ExternalAccess, domain_of};
 
 /// The routes, nested under `/api/admin`.
 pub fn routes() -> Router<AppState> {
@@ -75,18 +77,6 @@ async fn get_policy(
     Ok(Json(p.into_iter().next()).into_response())
 }
 
-/// `New-` / `Set-CsTeamsEnhancedEncryptionPolicy` parameters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyForm {
-    #[serde(rename = "Identity")]
-    identity: Option<String>,
-    #[serde(rename = "Description")]
-    description: Option<String>,
-    #[serde(rename = "CallingEndtoEndEncryptionEnabledType")]
-    calling_e2ee: Option<E2eePolicyType>,
-}
-
 async fn new_policy(
     State(state): State<AppState>,
     a: AdminAuthed,
@@ -139,42 +129,12 @@ async fn remove_policy(
     changed(&state).await
 }
 
-/// `Grant-CsTeamsEnhancedEncryptionPolicy` parameters: exactly one of `User`,
-/// `Group` (with optional `Rank`) or `Global: true`; `PolicyName` null or empty
-/// unassigns.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrantForm {
-    #[serde(rename = "PolicyName")]
-    policy_name: Option<String>,
-    #[serde(rename = "User")]
-    user: Option<String>,
-    #[serde(rename = "Group")]
-    group: Option<String>,
-    #[serde(rename = "Rank")]
-    rank: Option<u32>,
-    #[serde(rename = "Global", default)]
-    global: bool,
-}
-
 async fn grant(
     State(state): State<AppState>,
     a: AdminAuthed,
     Json(f): Json<GrantForm>,
 ) -> Result<Response> {
-    let target = match (f.user, f.group, f.global) {
-        (Some(user), None, false) if f.rank.is_none() => Target::User { user },
-        (None, Some(group), false) => Target::Group {
-            group,
-            rank: f.rank,
-        },
-        (None, None, true) if f.rank.is_none() => Target::Global,
-        _ => {
-            return Err(Error::Invalid(
-                "give exactly one of User, Group (with Rank) or Global".into(),
-            ));
-        }
-    };
+    let target = f.target().map_err(|why| Error::Invalid(why.into()))?;
     ops(&state, &a)
         .grant(domain(&a), &target, f.policy_name.as_deref())
         .await?;
@@ -190,10 +150,13 @@ async fn users(State(state): State<AppState>, a: AdminAuthed) -> Result<Response
     let mut out = Vec::new();
     for u in store.users(Some(domain(&a))).await? {
         let effective = ops::effective_setting(store, &u.name).await?;
-        out.push(serde_json::json!({
-            "user": u.name, "name": u.display_name, "admin": u.admin,
-            "e2ee_switch": u.e2ee_switch, "effective": effective,
-        }));
+        out.push(UserRow {
+            user: u.name,
+            name: u.display_name,
+            admin: u.admin,
+            e2ee_switch: u.e2ee_switch,
+            effective,
+        });
     }
     Ok(Json(out).into_response())
 }
@@ -224,23 +187,11 @@ async fn set_name(
     }
     let stored = ops(&state, &a).set_display_name(&user, &form.name).await?;
     state.refresh().await?;
-    Ok(Json(serde_json::json!({ "user": user, "name": stored })).into_response())
+    Ok(Json(DisplayName { user, name: stored }).into_response())
 }
 
 async fn groups(State(state): State<AppState>, a: AdminAuthed) -> Result<Response> {
     Ok(Json(state.store().groups(domain(&a)).await?).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NameForm {
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserForm {
-    user: String,
 }
 
 async fn add_group(
@@ -320,7 +271,7 @@ async fn get_calling(State(state): State<AppState>, a: AdminAuthed) -> Result<Re
 async fn set_calling(
     State(state): State<AppState>,
     a: AdminAuthed,
-    Json(policy): Json<crate::policy::CallingPolicy>,
+    Json(policy): Json<CallingPolicy>,
 ) -> Result<Response> {
     ops(&state, &a)
         .set_calling_policy(domain(&a), &policy)

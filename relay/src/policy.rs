@@ -11,6 +11,9 @@
 //! (`--global`) assignment; then the tenant's `Global` policy.
 
 use serde::{Deserialize, Serialize};
+pub use shieldcall_proto::admin::{
+    Assignment, CallingPolicy, DEFAULT_CALLING_POLICY, Policy, Target,
+};
 use shieldcall_proto::{CallMode, E2eePolicyType, E2eeSetting, PolicySource, RefuseReason};
 
 /// The identity of every tenant's built-in policy.
@@ -18,49 +21,6 @@ pub const GLOBAL: &str = "Global";
 
 /// What a tenant's `Global` policy is when the tenant is created (Teams: `Disabled`).
 pub const DEFAULT_GLOBAL: E2eePolicyType = E2eePolicyType::EnabledUserOverride;
-
-/// One enhanced-encryption policy, with Teams' field names on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Policy {
-    /// `Global` or `Tag:<name>`.
-    #[serde(rename = "Identity")]
-    pub identity: String,
-    /// Free text for admins.
-    #[serde(rename = "Description", default)]
-    pub description: String,
-    /// What the policy lets its users do.
-    #[serde(rename = "CallingEndtoEndEncryptionEnabledType")]
-    pub calling_e2ee: E2eePolicyType,
-}
-
-/// Whom an assignment applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Target {
-    /// One user, by full name.
-    User {
-        /// `name@domain`.
-        user: String,
-    },
-    /// The members of a group.
-    Group {
-        /// The group's name.
-        group: String,
-        /// 1 is the highest; `None` ranks after every ranked assignment.
-        rank: Option<u32>,
-    },
-    /// Everyone in the tenant (Teams' `-Global`): replaces `Global` as the fallback.
-    Global,
-}
-
-/// A policy granted to a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// Who.
-    pub target: Target,
-    /// The policy's identity.
-    pub policy: String,
-}
 
 /// Checks a policy identity: `Global` or `Tag:<name>` with a short plain name.
 pub fn valid_identity(identity: &str) -> bool {
@@ -170,52 +130,6 @@ impl ExternalAccess {
             Self::AllowAll => "allow-all",
             Self::AllowList { .. } => "allow-list",
             Self::Block => "block",
-        }
-    }
-}
-
-/// A tenant's calling policy: which features that send its people's media to
-/// the server they may use in standard calls. The names are those of Teams'
-/// `CsTeamsCallingPolicy` (`AllowCloudRecordingForCalls`,
-/// `AllowTranscriptionForCalling`, `AllowVoicemail`), as JSON keys too. Each
-/// person still agrees on screen before anything of theirs is sent (Teams'
-/// explicit recording consent, which here cannot be turned off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", deny_unknown_fields)]
-pub struct CallingPolicy {
-    /// Calls may be recorded.
-    pub allow_cloud_recording_for_calls: bool,
-    /// Calls may have live captions, and voicemails transcripts.
-    pub allow_transcription_for_calling: bool,
-    /// Voicemail may be left (by and for the tenant's people).
-    pub allow_voicemail: bool,
-}
-
-/// The calling policy of a new tenant, and of a domain the relay knows no
-/// tenant for: everything allowed (consent is still asked of each person).
-/// Teams starts with recording and transcription off; see `docs/policy.md`.
-pub const DEFAULT_CALLING_POLICY: CallingPolicy = CallingPolicy {
-    allow_cloud_recording_for_calls: true,
-    allow_transcription_for_calling: true,
-    allow_voicemail: true,
-};
-
-impl Default for CallingPolicy {
-    fn default() -> Self {
-        DEFAULT_CALLING_POLICY
-    }
-}
-
-impl CallingPolicy {
-    /// Whether the tenant's people may use `feature` (features that send
-    /// nothing to the server are not the calling policy's to decide).
-    pub fn allows(&self, feature: shieldcall_proto::CallFeature) -> bool {
-        use shieldcall_proto::CallFeature as F;
-        match feature {
-            F::Recording => self.allow_cloud_recording_for_calls,
-            F::Transcription => self.allow_transcription_for_calling,
-            F::Voicemail => self.allow_voicemail,
-            _ => true,
         }
     }
 }

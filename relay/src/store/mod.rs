@@ -21,6 +21,7 @@ use std::pin::Pin;
 use serde::Serialize;
 
 pub use postgres::{NodeLock, PostgresStore};
+pub use shieldcall_proto::admin::{Audit, AuditEntry, Group};
 pub use sqlite::SqliteStore;
 
 use crate::error::{Error, Result};
@@ -74,15 +75,6 @@ impl fmt::Debug for User {
     }
 }
 
-/// A group and its members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Group {
-    /// Unique within the tenant.
-    pub name: String,
-    /// Full user names.
-    pub members: Vec<String>,
-}
-
 /// Sessions one user may hold at once (20: every browser and device they sign in
 /// on); a new sign-in beyond it ends the oldest.
 pub const MAX_SESSIONS_PER_USER: usize = 20;
@@ -96,35 +88,6 @@ pub struct Session {
     pub user: String,
     /// Unix seconds after which the session is void.
     pub expires_at: i64,
-}
-
-/// What an audit entry records about one change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Audit {
-    /// The tenant the change belongs to.
-    pub domain: String,
-    /// Who: a user name, or `cli` for the command line.
-    pub actor: String,
-    /// What, e.g. `policy.set`, `grant`, `user.add`.
-    pub action: String,
-    /// What it was done to: a policy identity, a user, a group.
-    pub target: String,
-    /// The value before, if any.
-    pub old: Option<String>,
-    /// The value after, if any.
-    pub new: Option<String>,
-}
-
-/// One stored audit entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditEntry {
-    /// Increasing number.
-    pub id: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// The change.
-    #[serde(flatten)]
-    pub audit: Audit,
 }
 
 /// The relay's persistence. Mutations take the [`Audit`] entry to store with them.
