@@ -115,7 +115,7 @@ async fn with_argon2_slot<T: Send + 'static>(
 }
 
 /// Hashes a password with Argon2id on the blocking pool (bounded, see
-/// [`with_argon2_slot`]).
+/// `with_argon2_slot`).
 pub async fn hash_password(cost: PasswordCost, password: String) -> Result<String> {
     let salt = random_bytes::<16>()?;
     with_argon2_slot(move || {
@@ -132,7 +132,7 @@ pub async fn hash_password(cost: PasswordCost, password: String) -> Result<Strin
 }
 
 /// Checks a password against a stored hash on the blocking pool (bounded, see
-/// [`with_argon2_slot`]).
+/// `with_argon2_slot`).
 pub async fn verify_password(hash: String, password: String) -> Result<bool> {
     with_argon2_slot(move || {
         let parsed =

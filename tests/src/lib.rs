@@ -520,7 +520,7 @@ impl Browser {
     }
 
     /// Opens a headless Firefox ESR with its own geckodriver (one session each)
-    /// and profile, with fake media and loopback ICE ([`FIREFOX_PREFS`]).
+    /// and profile, with fake media and loopback ICE (`FIREFOX_PREFS`).
     pub async fn open_firefox(name: &str) -> Result<Self> {
         let profile = TempDir::new(&format!("profile-{name}"))?;
         let port = free_port()?;

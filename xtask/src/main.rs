@@ -66,7 +66,7 @@ fn real_main() -> Result<()> {
                  commands:\n  \
                  run [-- ARGS]   build the client and relay, run `shieldcall serve ARGS`\n  \
                  dist            build the browser bundle into www/pkg\n  \
-                 test            fmt, clippy, native tests, browser tests, end-to-end tests\n  \
+                 test            fmt, clippy, rustdoc, native tests, browser tests, end-to-end tests\n  \
                  e2e [FILTER]    only the end-to-end tests (keeps logs and screenshots of failures in target/e2e/)\n  \
                  bench relay [--postgres]  relay benchmark (idle session memory, forward latency, call setups);\n                  \
                  with --postgres also on PostgreSQL, side by side\n  \
@@ -188,6 +188,13 @@ fn test() -> Result<()> {
             "warnings",
         ]),
         "cargo clippy (wasm32, admin bundle) -- -D warnings",
+    )?;
+    // The API docs are part of the product: no broken or private links.
+    check(
+        cargo()
+            .args(["doc", "--no-deps", "--workspace"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+        "cargo doc --no-deps (RUSTDOCFLAGS=-D warnings)",
     )?;
     // One PostgreSQL server for the run, stopped when `test` returns.
     let postgres = pg::TestPostgres::start()?;

@@ -111,7 +111,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// Compare-and-set, like every audited write that records an old value: the
     /// write happens only if the stored value is still `replacing` (as the caller
-    /// read it), else [`Error::Changed`](crate::Error::Changed) and nothing is
+    /// read it), else [`Error::Changed`] and nothing is
     /// written, so the audit's old value is the value really replaced.
     fn set_external_access<'a>(
         &'a self,
@@ -219,7 +219,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// policy as the caller read it: the update then happens only if the stored
     /// policy is still exactly that (compare-and-set, in the write's transaction),
     /// so the audit entry's old value is the value really replaced; otherwise
-    /// [`Error::Changed`](crate::Error::Changed) and nothing is written.
+    /// [`Error::Changed`] and nothing is written.
     fn put_policy<'a>(
         &'a self,
         domain: &'a str,
