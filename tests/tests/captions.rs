@@ -49,11 +49,14 @@ async fn bob_reads_what_alice_says_and_both_keep_the_transcript() -> anyhow::Res
         let bobs =
             standard_call_asking(&alice, &bob, (ALICE, BOB), "transcription", "captions").await?;
 
-        // Bob reads Alice's words (the phrase loops; one pass is 5.5 s).
+        // Bob reads Alice's words (the phrase loops; one pass is 5.5 s), in a
+        // final caption: the transcript keeps finals only, and a partial
+        // hypothesis may lose the word when the recogniser settles.
         bob.wait_js(
-            "Alice's words in Bob's captions",
+            "Alice's words in Bob's captions, final",
             "const e = document.querySelector('[data-testid=\"captions\"]'); \
-             return !!e && !e.hidden && e.textContent.includes(arguments[0]) && e.textContent.includes(arguments[1]);",
+             return !!e && !e.hidden && [...e.querySelectorAll('p.said:not(.partial)')] \
+               .some(p => p.textContent.includes(arguments[0]) && p.textContent.includes(arguments[1]));",
             vec![serde_json::json!(ALICE), serde_json::json!(WORD)],
         )
         .await?;
