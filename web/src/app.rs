@@ -67,25 +67,13 @@ pub struct App {
     pub(crate) e2ee: Option<E2eeSetting>,
     /// STUN/TURN servers from `welcome`.
     pub(crate) ice_servers: Vec<IceServer>,
-    /// The current (or just ended) call.
-    pub(crate) call: Option<Call>,
+    /// The current (or just ended) call, with its connection.
+    pub(crate) current: Option<Line>,
     /// The ring tone and notification of the call ringing here, if any.
     pub(crate) alert: Option<crate::alert::Alert>,
     /// The call history as last fetched, newest first.
     pub(crate) history: Vec<HistoryItem>,
-    /// Its peer connection, once created.
-    pub(crate) peer: Option<Peer>,
-    /// Settles when the peer's local media is attached (`true`) or failed.
-    pub(crate) media_attached: Option<js_sys::Promise>,
-    /// Peer-connection commands not yet carried out, in order.
-    pub(crate) pc_queue: VecDeque<PcCommand>,
-    /// A command is running.
-    pub(crate) pc_busy: bool,
-    /// The current call's number, so late async results of another call are
-    /// dropped. Every call gets a new one ([`App::new_generation`]); a held call
-    /// keeps its own and has it back when it is current again.
-    pub(crate) generation: u32,
-    /// The highest generation given out.
+    /// The highest generation given out (see [`Line::generation`]).
     pub(crate) generations: u32,
     /// The call this user holds while the current one consults about it
     /// (consult transfer), with its peer connection: current again when the
@@ -107,8 +95,6 @@ pub struct App {
     /// A certificate made while an incoming call rings, for that call only (its
     /// generation): accepting then commits without waiting for one.
     pub(crate) prepared_cert: Option<(u32, web_sys::RtcCertificate)>,
-    /// DTLS details for the panel.
-    pub(crate) dtls: Option<DtlsInfo>,
     /// The settings view is open.
     pub(crate) settings_open: bool,
     /// Listeners on the static UI, for the page's life.
@@ -128,15 +114,17 @@ pub struct App {
     pub(crate) ring_back: Option<String>,
 }
 
-/// A call beside the current one (held for a consultation, or another leg of a
-/// group call), with what belongs to it.
+/// A call and what belongs to it: the current call, one held for a
+/// consultation, or another leg of a group call.
 #[derive(Debug)]
 pub(crate) struct Line {
     /// Its machine.
     pub call: Call,
-    /// Its peer connection.
+    /// Its peer connection, once created.
     pub peer: Option<Peer>,
-    /// Its generation (see [`App::generation`]).
+    /// Its number, so that late async results and events of another call are
+    /// dropped: every call gets one no call had before
+    /// ([`App::next_generation`]), and keeps it while held or a leg.
     pub generation: u32,
     /// Its DTLS details.
     pub dtls: Option<DtlsInfo>,
@@ -146,7 +134,8 @@ pub(crate) struct Line {
     pub queue: VecDeque<PcCommand>,
     /// One of them is running.
     pub busy: bool,
-    /// Where its remote media shows (a leg's own video; none while held).
+    /// Where its remote media shows (a leg's own video; none while held or
+    /// current: the current call shows in the page's main video).
     pub video: Option<web_sys::HtmlMediaElement>,
 }
 
@@ -207,11 +196,7 @@ impl App {
             contacts: Vec::new(),
             e2ee: None,
             ice_servers: Vec::new(),
-            call: None,
-            peer: None,
-            pc_queue: VecDeque::new(),
-            pc_busy: false,
-            generation: 0,
+            current: None,
             generations: 0,
             held: None,
             legs: Vec::new(),
@@ -223,8 +208,6 @@ impl App {
             prepared_cert: None,
             history: Vec::new(),
             alert: None,
-            media_attached: None,
-            dtls: None,
             settings_open: false,
             listeners: Vec::new(),
             ticker: None,
@@ -247,33 +230,47 @@ impl App {
         show(&self.ui.notice, !message.is_empty());
     }
 
-    /// Gives the current call a generation no call had before, with an empty
-    /// command queue: a command of the call before may still be running, but
-    /// it acts on that call only (by generation), so it does not hold this
-    /// one's queue up.
-    pub(crate) fn new_generation(&mut self) {
-        self.generation = self.next_generation();
-        self.pc_queue.clear();
-        self.pc_busy = false;
-    }
-
-    /// A generation no call had before, for a call beside the current one.
+    /// A generation no call had before (see [`Line::generation`]).
     pub(crate) fn next_generation(&mut self) -> u32 {
         self.generations += 1;
         self.generations
     }
 
+    /// Makes `call` the current call, with a generation no call had before and
+    /// an empty command queue: a command of the call before may still be
+    /// running, but it acts on that call only (by generation). The call
+    /// before, with its connection (and camera), goes.
+    pub(crate) fn set_current(&mut self, call: Call) {
+        let generation = self.next_generation();
+        self.current = Some(Line::new(call, generation, None));
+    }
+
     /// Makes `line` the current call (a held call back after a consultation, a
     /// leg of a group call after the current one ended); the current call's
     /// connection, if any, closes.
-    pub(crate) fn install(&mut self, line: Line) {
-        self.call = Some(line.call);
-        self.peer = line.peer;
-        self.generation = line.generation;
-        self.dtls = line.dtls;
-        self.media_attached = line.media_attached;
-        self.pc_queue = line.queue;
-        self.pc_busy = line.busy;
+    pub(crate) fn install(&mut self, mut line: Line) {
+        line.video = None;
+        self.current = Some(line);
+    }
+
+    /// The current (or just ended) call.
+    pub(crate) fn call(&self) -> Option<&Call> {
+        self.current.as_ref().map(|l| &l.call)
+    }
+
+    /// The current call, to feed.
+    pub(crate) fn call_mut(&mut self) -> Option<&mut Call> {
+        self.current.as_mut().map(|l| &mut l.call)
+    }
+
+    /// The current call's peer connection, once created.
+    pub(crate) fn peer(&self) -> Option<&Peer> {
+        self.current.as_ref().and_then(|l| l.peer.as_ref())
+    }
+
+    /// The current call's generation; `None` without a call.
+    pub(crate) fn generation(&self) -> Option<u32> {
+        self.current.as_ref().map(|l| l.generation)
     }
 
     /// Whether `msg` is about the held call.
@@ -282,7 +279,7 @@ impl App {
     }
 
     pub(crate) fn call_active(&self) -> bool {
-        self.call.as_ref().is_some_and(|c| !c.is_ended())
+        self.call().is_some_and(|c| !c.is_ended())
     }
 
     /// What this user's setting, as last pushed, asks of a new call's mode.
@@ -467,7 +464,7 @@ fn clicked(a: &Shared, id: &str) {
             {
                 let mut app = a.borrow_mut();
                 if !app.call_active() {
-                    app.call = None;
+                    app.current = None;
                 }
             }
             render(a);
@@ -475,11 +472,7 @@ fn clicked(a: &Shared, id: &str) {
         "move-here" => crate::calling::move_here(a),
         "transfer-consult" => {
             let Some(to) = take_person(a) else { return };
-            let held = a
-                .borrow()
-                .call
-                .as_ref()
-                .is_some_and(|c| c.view().hold.by_me);
+            let held = a.borrow().call().is_some_and(|c| c.view().hold.by_me);
             if held {
                 crate::calling::consult(a, &to);
             } else {
@@ -518,7 +511,7 @@ fn take_person(a: &Shared) -> Option<String> {
 
 /// Mute or camera off (and back) on the current call.
 fn toggle_media(app: &App, audio: bool) {
-    let Some(peer) = &app.peer else { return };
+    let Some(peer) = app.peer() else { return };
     let button = if audio { &app.ui.mute } else { &app.ui.camera };
     let on = peer.toggle(audio);
     let label = match (audio, on) {
@@ -550,11 +543,7 @@ fn feature(a: &Shared, f: &str) {
         Some(CallFeature::Park) => feed(a, Input::User(UserAction::Park)),
         Some(CallFeature::Hold) => {
             // Hold goes through the call machine, which knows the state.
-            let held = a
-                .borrow()
-                .call
-                .as_ref()
-                .is_some_and(|c| c.view().hold.by_me);
+            let held = a.borrow().call().is_some_and(|c| c.view().hold.by_me);
             let action = if held {
                 UserAction::Unhold
             } else {
@@ -564,7 +553,7 @@ fn feature(a: &Shared, f: &str) {
         }
         Some(feature) => {
             let mut app = a.borrow_mut();
-            if let Some(call_id) = app.call.as_ref().and_then(|c| c.id().cloned()) {
+            if let Some(call_id) = app.call().and_then(|c| c.id().cloned()) {
                 app.send(ClientMsg::Feature { call_id, feature });
             }
         }
@@ -640,8 +629,7 @@ fn signed_in(app: &Shared, me: &JsValue) {
 pub(crate) fn sync_alert(app: &Shared) {
     let mut a = app.borrow_mut();
     let ringing = a
-        .call
-        .as_ref()
+        .call()
         .filter(|c| c.view().phase == crate::call::Phase::Incoming)
         .map(|c| c.view().peer.clone());
     match (ringing, a.alert.is_some()) {
@@ -761,7 +749,7 @@ fn prepare_certificate(app: &Shared, generation: u32) {
         };
         if let Some(a) = weak.upgrade() {
             let mut a = a.borrow_mut();
-            if a.generation == generation && a.peer.is_none() {
+            if a.generation() == Some(generation) && a.peer().is_none() {
                 a.prepared_cert = Some((generation, cert));
             }
         }
@@ -787,8 +775,7 @@ fn sign_out(app: &Shared) {
     {
         let mut a = app.borrow_mut();
         if let Some(call_id) = a
-            .call
-            .as_ref()
+            .call()
             .filter(|c| !c.is_ended())
             .and_then(|c| c.id().cloned())
         {
@@ -818,8 +805,7 @@ fn signed_out(app: &Shared) {
         a.socket = None;
         a.reconnect = None;
         a.outbox.clear();
-        a.call = None;
-        a.peer = None;
+        a.current = None;
         a.held = None;
         a.recording = None;
         a.captions = None;
@@ -830,8 +816,6 @@ fn signed_out(app: &Shared) {
             }
         }
         a.group.clear();
-        a.pc_queue.clear();
-        a.new_generation();
         a.contacts.clear();
         a.history.clear();
         a.alert = None;
@@ -1032,11 +1016,9 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             let wish = a.wish();
             let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
             let call = call.referred_by(referred_by).in_group(group);
-            a.call = Some(call);
-            a.new_generation();
-            a.dtls = None;
+            a.set_current(call);
             a.prepared_cert = None;
-            let generation = a.generation;
+            let generation = a.generations;
             drop(a);
             carry_out(app, out);
             prepare_certificate(app, generation);
@@ -1044,11 +1026,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         }
         msg @ RelayMsg::Error { .. } => on_error(app, msg),
         other => {
-            let concerns = app
-                .borrow()
-                .call
-                .as_ref()
-                .is_some_and(|c| c.concerns(&other));
+            let concerns = app.borrow().call().is_some_and(|c| c.concerns(&other));
             if concerns {
                 feed(app, Input::Relay(other));
                 return;
@@ -1106,10 +1084,10 @@ fn on_error(app: &Shared, msg: RelayMsg) {
         let about = |c: &Call| c.id() == call_id.as_ref();
         let held = call_id.is_some() && a.held.as_ref().is_some_and(|l| about(&l.call));
         let leg = call_id.is_some() && a.legs.iter().any(|l| about(&l.call));
-        let current = a.call.as_ref().is_some_and(|c| !c.is_ended() && about(c));
+        let current = a.call().is_some_and(|c| !c.is_ended() && about(c));
         let placing = call_id.as_ref().is_some_and(|id| {
             a.legs.iter().any(|l| l.call.awaits_placing(id))
-                || a.call.as_ref().is_some_and(|c| c.awaits_placing(id))
+                || a.call().is_some_and(|c| c.awaits_placing(id))
         });
         let stale = call_id.is_some() && !held && !leg && !current && !placing;
         if stale {
@@ -1119,7 +1097,7 @@ fn on_error(app: &Shared, msg: RelayMsg) {
         }
         // A pickup not yet answered learns of its refusal from an error that
         // names no call (the device only knew the code).
-        let pickup_pending = call_id.is_none() && a.call.as_ref().is_some_and(Call::awaits_pickup);
+        let pickup_pending = call_id.is_none() && a.call().is_some_and(Call::awaits_pickup);
         (held, leg, stale, pickup_pending)
     };
     let named = call_id.is_some();

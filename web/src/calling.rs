@@ -7,7 +7,7 @@ use shieldcall_proto::{CallId, CallMode, Commitment};
 
 use wasm_bindgen::prelude::*;
 
-use crate::app::{Line, Shared};
+use crate::app::Shared;
 use crate::call::{Call, Ending, Input, Output, Phase, UserAction};
 use crate::dom;
 use crate::render::{render, render_call};
@@ -26,9 +26,7 @@ fn place_call_keeping_notice(app: &Shared, to: &str) {
             return;
         }
         let (call, out) = Call::outgoing(to, a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
-        a.dtls = None;
+        a.set_current(call);
         a.ring_back = None;
         drop(a);
         carry_out(app, out);
@@ -42,8 +40,7 @@ fn place_call_keeping_notice(app: &Shared, to: &str) {
 pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, token: String) {
     let current = app
         .borrow()
-        .call
-        .as_ref()
+        .call()
         .is_some_and(|c| !c.is_ended() && c.id() == Some(&call_id));
     if !current {
         return;
@@ -63,9 +60,7 @@ pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, to
             return;
         }
         let (call, out) = Call::outgoing_transfer(&to, token, a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
-        a.dtls = None;
+        a.set_current(call);
         a.ring_back = Some(by);
         drop(a);
         carry_out(app, out);
@@ -79,7 +74,7 @@ pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, to
 pub(crate) fn consult(app: &Shared, to: &str) {
     {
         let mut a = app.borrow_mut();
-        let held_id = a.call.as_ref().and_then(|c| {
+        let held_id = a.call().and_then(|c| {
             let v = c.view();
             let fits = v.phase == Phase::Connected
                 && v.mode == Some(CallMode::Standard)
@@ -95,21 +90,12 @@ pub(crate) fn consult(app: &Shared, to: &str) {
             a.notice("Put the call on hold first; then you can consult someone.");
             return;
         };
-        let Some(call) = a.call.take() else { return };
         // Its connection and its commands go with it (a `SetSending(false)`
         // from the hold may still be queued or running).
-        let line = Line {
-            peer: a.peer.take(),
-            dtls: a.dtls.take(),
-            media_attached: a.media_attached.take(),
-            queue: std::mem::take(&mut a.pc_queue),
-            busy: std::mem::take(&mut a.pc_busy),
-            ..Line::new(call, a.generation, None)
-        };
+        let Some(line) = a.current.take() else { return };
         a.held = Some(line);
         let (call, out) = Call::outgoing_consult(to, held_id, a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
+        a.set_current(call);
         a.ring_back = None;
         a.notice("");
         drop(a);
@@ -126,7 +112,7 @@ fn consult_when_held(app: &Shared) {
         let Some(to) = a.pending_consult.clone() else {
             return;
         };
-        let state = a.call.as_ref().map(|c| {
+        let state = a.call().map(|c| {
             let v = c.view();
             (v.phase == Phase::Connected, v.hold.by_me, v.hold_pending)
         });
@@ -170,8 +156,7 @@ fn consultation(app: &Shared) -> Option<(CallId, CallId)> {
     let a = app.borrow();
     let held = a.held.as_ref().and_then(|l| l.call.id().cloned())?;
     let consult = a
-        .call
-        .as_ref()
+        .call()
         .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == Some(&held))
         .and_then(|c| c.id().cloned())?;
     Some((held, consult))
@@ -187,7 +172,7 @@ fn restore_held(app: &Shared) {
     }
     a.install(line);
     let a = &*a;
-    if let Some(peer) = &a.peer {
+    if let Some(peer) = a.peer() {
         peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
     }
 }
@@ -239,8 +224,7 @@ pub(crate) fn replaced(app: &Shared, msg: shieldcall_proto::RelayMsg) {
     };
     let current = app
         .borrow()
-        .call
-        .as_ref()
+        .call()
         .is_some_and(|c| !c.is_ended() && c.id() == Some(call_id));
     if !current {
         return;
@@ -253,11 +237,7 @@ pub(crate) fn replaced(app: &Shared, msg: shieldcall_proto::RelayMsg) {
             return;
         }
         let (call, out) = Call::join(join, &peer, mode, Some(by), a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
-        a.peer = None;
-        a.pc_queue.clear();
-        a.dtls = None;
+        a.set_current(call);
         drop(a);
         carry_out(app, out);
     }
@@ -276,10 +256,7 @@ pub(crate) fn move_here(app: &Shared) {
             return;
         }
         let (call, out) = Call::take_over(e.call_id, &e.peer, e.mode, a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
-        a.pc_queue.clear();
-        a.dtls = None;
+        a.set_current(call);
         a.notice("");
         drop(a);
         carry_out(app, out);
@@ -296,10 +273,7 @@ pub(crate) fn pick_up(app: &Shared, code: u8) {
             return;
         }
         let (call, out) = Call::pick_up(code, a.wish(), dom::now_ms());
-        a.call = Some(call);
-        a.new_generation();
-        a.pc_queue.clear();
-        a.dtls = None;
+        a.set_current(call);
         a.notice("");
         drop(a);
         carry_out(app, out);
@@ -312,7 +286,7 @@ pub(crate) fn pick_up(app: &Shared, code: u8) {
 pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitment) {
     let out = {
         let mut a = app.borrow_mut();
-        let current = a.call.as_ref().filter(|c| {
+        let current = a.call().filter(|c| {
             !c.is_ended() && c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard)
         });
         let Some(mode) = current.and_then(|c| c.view().mode) else {
@@ -326,13 +300,9 @@ pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitm
         };
         let before = current.map(|c| c.view().peer.clone()).unwrap_or_default();
         let (call, out) = Call::new_leg(call_id, peer, mode, commit, a.wish(), dom::now_ms());
-        a.call = Some(call);
         // Late results of the old leg are dropped by generation; its connection
         // closes (and its camera stops) as the peer is dropped.
-        a.new_generation();
-        a.peer = None;
-        a.pc_queue.clear();
-        a.dtls = None;
+        a.set_current(call);
         a.notice(&if before == peer {
             format!("{peer} moved the call to another device: connecting afresh.")
         } else {
@@ -365,7 +335,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     let out = {
         let mut a = app.borrow_mut();
         let now = dom::now_ms();
-        let Some(call) = a.call.as_mut() else { return };
+        let Some(call) = a.call_mut() else { return };
         let was_ended = call.is_ended();
         let out = call.handle(input, now);
         if !was_ended && call.is_ended() {
@@ -383,23 +353,15 @@ pub(crate) fn feed(app: &Shared, input: Input) {
                 a.elsewhere = None;
             }
             let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
-            if let Some(Phase::Ended(e)) = a.call.as_ref().map(|c| &c.view().phase) {
-                let peer = a
-                    .call
-                    .as_ref()
-                    .map(|c| c.view().peer.clone())
-                    .unwrap_or_default();
+            if let Some(Phase::Ended(e)) = a.call().map(|c| &c.view().phase) {
+                let peer = a.call().map(|c| c.view().peer.clone()).unwrap_or_default();
                 let t = texts::ending(e, &peer, &me);
                 a.notice(&t);
             }
             // A transfer's call is over: if it failed, the transferor is called back.
             let back = a.ring_back.take().filter(|_| failed);
             if let Some(by) = back {
-                let peer = a
-                    .call
-                    .as_ref()
-                    .map(|c| c.view().peer.clone())
-                    .unwrap_or_default();
+                let peer = a.call().map(|c| c.view().peer.clone()).unwrap_or_default();
                 a.notice(&format!(
                     "The transfer to {peer} did not go through; calling {by} back."
                 ));
@@ -441,9 +403,10 @@ pub(crate) fn feed(app: &Shared, input: Input) {
     }
 }
 
-/// Carries out what the current call's machine said.
+/// Carries out what the current call's machine said (without a current call,
+/// only its messages: generation 0 is no call's).
 pub(crate) fn carry_out(app: &Shared, out: Vec<Output>) {
-    let generation = app.borrow().generation;
+    let generation = app.borrow().generation().unwrap_or(0);
     carry_out_gen(app, generation, out);
 }
 
@@ -468,7 +431,7 @@ pub(crate) fn feed_gen(app: &Shared, generation: u32, input: Input) {
     let (current, held) = {
         let a = app.borrow();
         (
-            a.generation == generation && a.call.is_some(),
+            a.generation() == Some(generation),
             a.held.as_ref().is_some_and(|l| l.generation == generation),
         )
     };

@@ -72,8 +72,7 @@ pub(crate) fn new_member(app: &Shared, call_id: CallId, peer: &str, commit: Comm
 pub(crate) fn add(app: &Shared, to: &str) {
     let id = {
         let a = app.borrow();
-        a.call
-            .as_ref()
+        a.call()
             .filter(|c| {
                 c.view().phase == Phase::Connected && c.view().mode == Some(CallMode::Standard)
             })
@@ -190,7 +189,7 @@ pub(crate) fn promote(app: &Shared) -> bool {
     }
     a.install(line);
     let a = &*a;
-    if let Some(peer) = &a.peer {
+    if let Some(peer) = a.peer() {
         peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
     }
     true
@@ -216,11 +215,7 @@ pub(crate) fn refused_before_placed(app: &Shared, msg: RelayMsg) -> Result<(), R
         feed_leg(app, g, Input::Relay(msg));
         return Ok(());
     }
-    let current = app
-        .borrow()
-        .call
-        .as_ref()
-        .is_some_and(|c| c.awaits_placing(id));
+    let current = app.borrow().call().is_some_and(|c| c.awaits_placing(id));
     if !current {
         return Err(msg);
     }

@@ -2,7 +2,7 @@
 //! current one, a call held for a consultation, the other legs of a group
 //! call), one at a time per call and in order, and turns each connection's
 //! events into inputs for its own machine. A call is known by its generation
-//! ([`App::generation`]); a command, an event or a late result of a call that
+//! ([`crate::app::Line::generation`]); a command, an event or a late result of a call that
 //! is gone is dropped, and never touches another call's connection.
 
 use std::rc::Rc;
@@ -36,30 +36,28 @@ pub(crate) struct Slot<'a> {
 impl App {
     /// The connection of the call numbered `generation`, if that call is here.
     pub(crate) fn slot(&mut self, generation: u32) -> Option<Slot<'_>> {
-        if self.generation == generation && self.call.is_some() {
-            return Some(Slot {
-                peer: &mut self.peer,
-                media: &mut self.media_attached,
-                queue: &mut self.pc_queue,
-                busy: &mut self.pc_busy,
-                dtls: &mut self.dtls,
-                video: Some(self.ui.remote_video.clone()),
-                current: true,
-            });
-        }
-        let line = self
-            .legs
-            .iter_mut()
-            .chain(self.held.as_mut())
-            .find(|l| l.generation == generation)?;
+        let current = self.generation() == Some(generation);
+        let main = self.ui.remote_video.clone();
+        let line = match self.current.as_mut() {
+            Some(line) if current => line,
+            _ => self
+                .legs
+                .iter_mut()
+                .chain(self.held.as_mut())
+                .find(|l| l.generation == generation)?,
+        };
         Some(Slot {
+            video: if current {
+                Some(main)
+            } else {
+                line.video.clone()
+            },
             peer: &mut line.peer,
             media: &mut line.media_attached,
             queue: &mut line.queue,
             busy: &mut line.busy,
             dtls: &mut line.dtls,
-            video: line.video.clone(),
-            current: false,
+            current,
         })
     }
 

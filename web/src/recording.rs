@@ -65,7 +65,7 @@ fn slot(a: &mut crate::app::App, captions: bool) -> &mut Option<Box<Recording>> 
 /// "Leave a voicemail" after a call that did not connect.
 pub(crate) fn leave_voicemail(app: &Shared) {
     let mut a = app.borrow_mut();
-    let to = a.call.as_ref().map(|c| c.view().peer.clone());
+    let to = a.call().map(|c| c.view().peer.clone());
     if let (Some(to), None) = (to, &a.recording) {
         a.send(ClientMsg::Voicemail { to });
     }
@@ -117,7 +117,7 @@ pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
 pub(crate) fn toggle(app: &Shared, captions: bool) {
     let mut a = app.borrow_mut();
     let on = slot(&mut a, captions).is_none();
-    if let Some(call_id) = a.call.as_ref().and_then(|c| c.id().cloned()) {
+    if let Some(call_id) = a.call().and_then(|c| c.id().cloned()) {
         a.send(if captions {
             ClientMsg::Captions { call_id, on }
         } else {
@@ -132,8 +132,7 @@ pub(crate) fn changed(app: &Shared, captions: bool, call_id: CallId, on: bool, b
     let agree = {
         let mut a = app.borrow_mut();
         let standard = a
-            .call
-            .as_ref()
+            .call()
             .is_some_and(|c| c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard));
         if !on || !standard {
             *slot(&mut a, captions) = None; // closes the leg
@@ -170,7 +169,7 @@ pub(crate) fn changed(app: &Shared, captions: bool, call_id: CallId, on: bool, b
 pub(crate) fn allow(app: &Shared, captions: bool) {
     let stream = {
         let mut a = app.borrow_mut();
-        let stream = a.peer.as_ref().and_then(rtc::Peer::local_stream);
+        let stream = a.peer().and_then(rtc::Peer::local_stream);
         let Some(r) = slot(&mut a, captions).as_mut().filter(|r| !r.agreed) else {
             return;
         };

@@ -216,7 +216,7 @@ pub(crate) fn render_notify(a: &App) {
 
 pub(crate) fn render_call(a: &App) {
     let ui = &a.ui;
-    let Some(call) = &a.call else {
+    let Some(call) = a.call() else {
         show(&ui.incoming, false);
         show(&ui.call, false);
         return;
@@ -326,7 +326,7 @@ pub(crate) fn render_call(a: &App) {
         .unwrap_or_default();
     text(&ui.downgrade, downgrade);
     show(&ui.downgrade, !downgrade.is_empty() && !ended);
-    let dtls = a.dtls.as_ref().map(|d| {
+    let dtls = a.current.as_ref().and_then(|l| l.dtls.as_ref()).map(|d| {
         let check = v.cert_check.map(texts::cert_check_line).unwrap_or_default();
         if d.tls_version.is_empty() {
             return check.to_string();
@@ -578,11 +578,7 @@ fn render_group_codes(a: &App) {
     if a.legs.is_empty() {
         return;
     }
-    let views = a
-        .call
-        .iter()
-        .map(|c| c.view())
-        .chain(a.legs.iter().map(|l| l.call.view()));
+    let views = a.current.iter().chain(&a.legs).map(|l| l.call.view());
     for v in views {
         let build = || -> Result<(), JsValue> {
             let li = el(
