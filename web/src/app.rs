@@ -12,10 +12,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::dom::spawn as spawn_local;
-use shieldcall_proto::{
-    CallFeature, CallId, CallMode, ClientMsg, E2eePolicyType, E2eeSetting, IceServer, Presence,
-    RelayMsg, Status,
-};
+use shieldcall_proto::{CallFeature, ClientMsg, RelayMsg};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Event, HtmlInputElement};
@@ -28,6 +25,7 @@ use crate::listen::{Listener, Timer};
 use crate::net::{self, Socket, SocketEvent};
 use crate::render::{render, render_settings};
 use crate::rtc::{DtlsInfo, Peer};
+use crate::session::{Effect, Me, Session};
 use crate::texts;
 use crate::ui::Ui;
 
@@ -39,34 +37,19 @@ thread_local! {
 /// The shared app, as callbacks see it.
 pub type Shared = Rc<RefCell<App>>;
 
-/// The signed-in user.
-#[derive(Debug, Clone)]
-pub struct Me {
-    /// Full user name.
-    pub user: String,
-    /// Administers their tenant.
-    pub admin: bool,
-}
-
 /// Everything the client holds.
 #[derive(Debug)]
 pub struct App {
     /// The page's elements.
     pub ui: Ui,
-    /// Who is signed in.
-    pub me: Option<Me>,
+    /// Who is signed in, contacts, settings, ICE servers, a call elsewhere.
+    pub(crate) session: Session,
     /// The relay connection, while open or opening.
     pub(crate) socket: Option<Socket>,
     /// Messages waiting for the socket to open.
     pub(crate) outbox: VecDeque<ClientMsg>,
     /// Failed connection attempts in a row, for the backoff.
     pub(crate) attempts: u32,
-    /// Contacts and presence.
-    pub(crate) contacts: Vec<Presence>,
-    /// The user's E2EE setting as the relay last pushed it.
-    pub(crate) e2ee: Option<E2eeSetting>,
-    /// STUN/TURN servers from `welcome`.
-    pub(crate) ice_servers: Vec<IceServer>,
     /// The current (or just ended) call, with its connection.
     pub(crate) current: Option<Line>,
     /// The ring tone and notification of the call ringing here, if any.
@@ -106,9 +89,6 @@ pub struct App {
     /// The relay refused this tab (`too-many-devices`): reconnecting would be
     /// refused again, so the tab stays closed until it is reloaded.
     pub(crate) stay_closed: bool,
-    /// An answered call of this user on another device (`elsewhere-call`), which
-    /// this one may take over.
-    pub(crate) elsewhere: Option<Elsewhere>,
     /// The current call carries out a transfer by this user: if it fails (refused,
     /// declined, unanswered), they are called back.
     pub(crate) ring_back: Option<String>,
@@ -159,43 +139,19 @@ impl Line {
     }
 }
 
-/// A call this user has on another device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Elsewhere {
-    /// The call.
-    pub call_id: CallId,
-    /// The other person.
-    pub peer: String,
-    /// Its mode: only a standard call can move.
-    pub mode: CallMode,
-}
-
 impl App {
-    /// How `user` is shown: "Alice Example (alice@example.test)" when an admin
-    /// gave the account a display name, else the address alone. The address is
-    /// always there: a name is only a label, and two people may share one.
+    /// How `user` is shown (see [`Session::shown`]).
     pub(crate) fn shown(&self, user: &str) -> String {
-        match self
-            .contacts
-            .iter()
-            .find(|c| c.user == user)
-            .and_then(|c| c.name.as_deref())
-        {
-            Some(name) => format!("{name} ({user})"),
-            None => user.to_string(),
-        }
+        self.session.shown(user)
     }
 
     fn new(ui: Ui) -> Self {
         Self {
             ui,
-            me: None,
+            session: Session::default(),
             socket: None,
             outbox: VecDeque::new(),
             attempts: 0,
-            contacts: Vec::new(),
-            e2ee: None,
-            ice_servers: Vec::new(),
             current: None,
             generations: 0,
             held: None,
@@ -213,7 +169,6 @@ impl App {
             ticker: None,
             reconnect: None,
             stay_closed: false,
-            elsewhere: None,
             ring_back: None,
         }
     }
@@ -284,11 +239,7 @@ impl App {
 
     /// What this user's setting, as last pushed, asks of a new call's mode.
     pub(crate) fn wish(&self) -> Wish {
-        match &self.e2ee {
-            Some(s) if s.policy == E2eePolicyType::Required => Wish::Required,
-            Some(s) if s.enabled => Wish::Switch,
-            _ => Wish::None,
-        }
+        self.session.wish()
     }
 }
 
@@ -613,7 +564,7 @@ fn signed_in(app: &Shared, me: &JsValue) {
     let admin = codec::boolean(me, "admin");
     {
         let mut a = app.borrow_mut();
-        a.me = Some(Me { user, admin });
+        a.session.me = Some(Me { user, admin });
         text(&a.ui.login_error, "");
     }
     connect(app);
@@ -684,7 +635,7 @@ pub(crate) fn load_recordings(app: &Shared) {
             .collect();
         let Some(a) = weak.upgrade() else { return };
         let mut app = a.borrow_mut();
-        if app.me.is_none() {
+        if app.session.me.is_none() {
             return;
         }
         app.recordings = items;
@@ -731,7 +682,7 @@ pub(crate) fn load_history(app: &Shared) {
             .collect();
         let Some(a) = weak.upgrade() else { return };
         let mut app = a.borrow_mut();
-        if app.me.is_none() {
+        if app.session.me.is_none() {
             return; // signed out meanwhile
         }
         app.history = items;
@@ -801,7 +752,8 @@ fn sign_out(app: &Shared) {
 fn signed_out(app: &Shared) {
     {
         let mut a = app.borrow_mut();
-        a.me = None;
+        // Who was signed in, their contacts, setting and ICE servers go.
+        a.session = Session::default();
         a.socket = None;
         a.reconnect = None;
         a.outbox.clear();
@@ -816,10 +768,8 @@ fn signed_out(app: &Shared) {
             }
         }
         a.group.clear();
-        a.contacts.clear();
         a.history.clear();
         a.alert = None;
-        a.e2ee = None;
         // What the admin bundle drew is not left in the page for the next person.
         let _ = a.ui.admin.remove_attribute(crate::ADMIN_OPEN);
         a.ui.admin.set_text_content(None);
@@ -863,7 +813,7 @@ fn on_socket(app: &Shared, ev: SocketEvent) {
             {
                 let mut a = app.borrow_mut();
                 a.socket = None;
-                if a.me.is_none() || a.stay_closed {
+                if a.session.me.is_none() || a.stay_closed {
                     return;
                 }
                 show(&a.ui.relay_banner, true);
@@ -902,43 +852,21 @@ fn schedule_reconnect(app: &Shared) {
 }
 
 fn on_relay(app: &Shared, msg: RelayMsg) {
-    match msg {
-        RelayMsg::Welcome {
-            user,
-            admin,
-            e2ee,
-            ice_servers,
-            ..
-        } => {
-            let mut a = app.borrow_mut();
-            a.me = Some(Me { user, admin });
-            a.e2ee = Some(e2ee);
-            a.ice_servers = ice_servers;
-            // The relay says again after `welcome` if a call is on another device.
-            a.elsewhere = None;
-        }
-        RelayMsg::ElsewhereCall {
-            call_id,
-            peer,
-            mode,
-        } => {
-            app.borrow_mut().elsewhere = Some(Elsewhere {
-                call_id,
-                peer,
-                mode,
-            });
-        }
-        RelayMsg::ElsewhereEnded { call_id } => {
-            {
-                let mut a = app.borrow_mut();
-                if a.elsewhere.as_ref().is_some_and(|e| e.call_id == call_id) {
-                    a.elsewhere = None;
-                }
-            }
-            // A call of this user's on another device is over: it is in the
-            // history now.
+    // The session's own messages first; what is about calls comes back.
+    let handled = app.borrow_mut().session.handle(msg);
+    let msg = match handled {
+        Effect::NotMine(msg) => msg,
+        Effect::LoadHistory => {
             load_history(app);
+            render(app);
+            return;
         }
+        Effect::None => {
+            render(app);
+            return;
+        }
+    };
+    match msg {
         RelayMsg::NewLeg {
             call_id,
             peer,
@@ -984,22 +912,6 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         // The server wrote a recording, voicemail or transcript of this
         // person's: the list is fetched again.
         RelayMsg::RecordingReady { .. } => load_recordings(app),
-        RelayMsg::Presence { contacts } => {
-            let mut a = app.borrow_mut();
-            for p in contacts {
-                if p.status == Status::Removed {
-                    a.contacts.retain(|c| c.user != p.user);
-                    continue;
-                }
-                match a.contacts.iter_mut().find(|c| c.user == p.user) {
-                    // Every entry carries the current display name.
-                    Some(c) => *c = p,
-                    None => a.contacts.push(p),
-                }
-            }
-            a.contacts.sort_by(|x, y| x.user.cmp(&y.user));
-        }
-        RelayMsg::Settings { e2ee } => app.borrow_mut().e2ee = Some(e2ee),
         RelayMsg::Pong { .. } => {}
         RelayMsg::Incoming {
             call_id,
@@ -1052,7 +964,7 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                     ..
                 } => {
                     let a = app.borrow();
-                    let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+                    let me = a.session.user();
                     let what = texts::refusal(reason, &peer, required_by.as_deref(), &me);
                     a.notice(&format!("{peer} tried to call you. {what}"));
                 }

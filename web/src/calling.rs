@@ -189,7 +189,7 @@ pub(crate) fn feed_held(app: &Shared, input: Input) {
         let out = line.call.handle(input, now);
         if !was_ended && line.call.is_ended() {
             let peer = line.call.view().peer.clone();
-            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            let me = a.session.user();
             if let Some(Phase::Ended(e)) = a.held.as_ref().map(|l| l.call.view().phase.clone()) {
                 a.notice(&format!("Held call: {}", texts::ending(&e, &peer, &me)));
             }
@@ -251,7 +251,9 @@ pub(crate) fn move_here(app: &Shared) {
         if a.call_active() {
             return;
         }
-        let Some(e) = a.elsewhere.clone() else { return };
+        let Some(e) = a.session.elsewhere.clone() else {
+            return;
+        };
         if e.mode != CallMode::Standard {
             return;
         }
@@ -349,10 +351,10 @@ pub(crate) fn feed(app: &Shared, input: Input) {
             // A call this device carried is over here: any "move here" for it is
             // stale (the relay tells only the other devices). A refused move
             // leaves the call where it was, still movable.
-            if !not_moved && a.elsewhere.as_ref().map(|e| &e.call_id) == id.as_ref() {
-                a.elsewhere = None;
+            if !not_moved && a.session.elsewhere.as_ref().map(|e| &e.call_id) == id.as_ref() {
+                a.session.elsewhere = None;
             }
-            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            let me = a.session.user();
             if let Some(Phase::Ended(e)) = a.call().map(|c| &c.view().phase) {
                 let peer = a.call().map(|c| c.view().peer.clone()).unwrap_or_default();
                 let t = texts::ending(e, &peer, &me);

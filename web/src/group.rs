@@ -154,7 +154,7 @@ pub(crate) fn feed_leg(app: &Shared, generation: u32, input: Input) {
         }
         if let Phase::Ended(e) = &line.call.view().phase {
             let a = app.borrow();
-            let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+            let me = a.session.user();
             a.notice(&texts::ending(e, &line.call.view().peer, &me));
         }
         crate::app::load_history(app);

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`call`]: the call as a pure state machine, tested natively.
+//! - [`session`]: who is signed in, contacts and presence, the E2EE setting, the
+//!   ICE servers: the relay's word about the session, as plain data, tested natively.
 //! - [`texts`]: every sentence shown about calls and settings, tested natively.
 //! - `app`, `calling`, `render` (wasm only): the controller (session, relay
 //!   socket), the call as the page runs it, and drawing the state; `group`: the
@@ -24,6 +26,7 @@
 pub mod call;
 #[cfg(target_arch = "wasm32")]
 pub mod codec;
+pub mod session;
 pub mod texts;
 
 #[cfg(all(target_arch = "wasm32", feature = "app"))]

@@ -164,7 +164,7 @@ async fn create(app: &Shared, generation: u32) -> Option<Input> {
             .take()
             .filter(|(g, _)| *g == generation)
             .map(|(_, c)| c);
-        let servers = a.ice_servers.clone();
+        let servers = a.session.ice_servers.clone();
         let video = a.slot(generation).and_then(|s| s.video);
         (servers, video, cert)
     };

@@ -76,7 +76,7 @@ pub(crate) fn leave_voicemail(app: &Shared) {
 pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
     {
         let mut a = app.borrow_mut();
-        let by = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+        let by = a.session.user();
         a.recording = Some(Box::new(Recording {
             said: Vec::new(),
             call_id,
@@ -140,7 +140,7 @@ pub(crate) fn changed(app: &Shared, captions: bool, call_id: CallId, on: bool, b
             render(app);
             return;
         }
-        let me = a.me.as_ref().map(|m| m.user.clone()).unwrap_or_default();
+        let me = a.session.user();
         let by = by.unwrap_or_default();
         // Who asked agreed by asking; the other person is asked on screen.
         let mine = by == me;

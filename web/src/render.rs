@@ -16,7 +16,7 @@ use crate::texts;
 pub fn render(app: &Shared) {
     let a = app.borrow();
     let ui = &a.ui;
-    let signed_in = a.me.is_some();
+    let signed_in = a.session.me.is_some();
     let on_admin = dom::path() == "/admin";
     show(&ui.login, !signed_in);
     for e in [&ui.me, &ui.signout, &ui.settings_button] {
@@ -24,11 +24,15 @@ pub fn render(app: &Shared) {
     }
     show(
         &ui.admin_link,
-        a.me.as_ref().is_some_and(|m| m.admin) && !on_admin,
+        a.session.me.as_ref().is_some_and(|m| m.admin) && !on_admin,
     );
     text(
         &ui.me,
-        a.me.as_ref().map(|m| m.user.as_str()).unwrap_or_default(),
+        a.session
+            .me
+            .as_ref()
+            .map(|m| m.user.as_str())
+            .unwrap_or_default(),
     );
     show(&ui.home, signed_in && !on_admin);
     show(&ui.settings, signed_in && a.settings_open && !on_admin);
@@ -46,7 +50,11 @@ pub fn render(app: &Shared) {
 /// The bar for a call this user has on another device, with "Move here".
 pub(crate) fn render_elsewhere(a: &App, visible: bool) {
     let ui = &a.ui;
-    let e = a.elsewhere.as_ref().filter(|_| visible && !a.call_active());
+    let e = a
+        .session
+        .elsewhere
+        .as_ref()
+        .filter(|_| visible && !a.call_active());
     show(&ui.elsewhere, e.is_some());
     let Some(e) = e else { return };
     text(
@@ -61,9 +69,14 @@ pub(crate) fn render_elsewhere(a: &App, visible: bool) {
 pub(crate) fn render_contacts(a: &App) {
     let ui = &a.ui;
     ui.contacts.set_text_content(None);
-    let me = a.me.as_ref().map(|m| m.user.as_str()).unwrap_or_default();
+    let me = a
+        .session
+        .me
+        .as_ref()
+        .map(|m| m.user.as_str())
+        .unwrap_or_default();
     let busy = a.call_active();
-    for c in a.contacts.iter().filter(|c| c.user != me) {
+    for c in a.session.contacts.iter().filter(|c| c.user != me) {
         let status = match c.status {
             Status::Online => "online",
             Status::Busy => "busy",
@@ -177,7 +190,7 @@ fn sync_history_buttons(a: &App) {
 
 pub(crate) fn render_settings(a: &App) {
     let ui = &a.ui;
-    let Some(s) = &a.e2ee else { return };
+    let Some(s) = &a.session.e2ee else { return };
     if let Some(i) = ui.e2ee_toggle.dyn_ref::<HtmlInputElement>() {
         i.set_checked(s.enabled);
         i.set_disabled(!s.can_change);
@@ -505,7 +518,7 @@ pub(crate) fn render_captions(a: &App) {
     show(&ui.captions, !said.is_empty());
     ui.captions.set_text_content(None);
     for (who, words, done) in said {
-        let mut line = if a.me.as_ref().is_some_and(|m| &m.user == who) {
+        let mut line = if a.session.me.as_ref().is_some_and(|m| &m.user == who) {
             "You".to_string()
         } else {
             a.shown(who)
@@ -530,7 +543,7 @@ pub(crate) fn render_recordings(a: &App) {
                 &[("data-testid", "recording-item"), ("data-id", &r.id)],
                 "",
             )?;
-            let mine = a.me.as_ref().is_some_and(|m| m.user == r.owner);
+            let mine = a.session.me.as_ref().is_some_and(|m| m.user == r.owner);
             let whose = match (mine, r.captions) {
                 (true, false) => format!("Your side of a call with {}", a.shown(&r.peer)),
                 (false, false) => format!("{}'s side of your call", a.shown(&r.owner)),

@@ -1,0 +1,301 @@
+//! The signed-in session as plain data: who is signed in, their contacts with
+//! presence and display names, their E2EE setting, the ICE servers, and a call
+//! of theirs on another device. Only the relay's messages change it, through
+//! [`Session::handle`], which also says what the page must do beyond drawing
+//! the new state. No browser types: tested natively.
+
+use shieldcall_proto::{
+    CallId, CallMode, E2eePolicyType, E2eeSetting, IceServer, Presence, RelayMsg, Status,
+};
+
+use crate::call::Wish;
+
+/// The signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// Full user name.
+    pub user: String,
+    /// Administers their tenant.
+    pub admin: bool,
+}
+
+/// A call this user has on another device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elsewhere {
+    /// The call.
+    pub call_id: CallId,
+    /// The other person.
+    pub peer: String,
+    /// Its mode: only a standard call can move.
+    pub mode: CallMode,
+}
+
+/// The session's state (see the module docs).
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Who is signed in, once the relay said `welcome`.
+    pub me: Option<Me>,
+    /// Contacts and presence, sorted by address.
+    pub contacts: Vec<Presence>,
+    /// The user's E2EE setting as the relay last pushed it.
+    pub e2ee: Option<E2eeSetting>,
+    /// STUN/TURN servers from `welcome`.
+    pub ice_servers: Vec<IceServer>,
+    /// An answered call of this user on another device (`elsewhere-call`),
+    /// which this one may take over.
+    pub elsewhere: Option<Elsewhere>,
+}
+
+/// What a message asks of the page beyond drawing the new state.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    /// Nothing more.
+    None,
+    /// A call of this user's ended: the call history has a new entry.
+    LoadHistory,
+    /// Not the session's: the message is about calls, given back.
+    NotMine(RelayMsg),
+}
+
+impl Session {
+    /// Takes the relay's word about the session: `welcome`, `presence`,
+    /// `settings`, `elsewhere-call`, `elsewhere-ended`. Gives every other
+    /// message back.
+    pub fn handle(&mut self, msg: RelayMsg) -> Effect {
+        match msg {
+            RelayMsg::Welcome {
+                user,
+                admin,
+                e2ee,
+                ice_servers,
+                ..
+            } => {
+                self.me = Some(Me { user, admin });
+                self.e2ee = Some(e2ee);
+                self.ice_servers = ice_servers;
+                // The relay says again after `welcome` if a call is on
+                // another device.
+                self.elsewhere = None;
+            }
+            RelayMsg::Presence { contacts } => self.merge(contacts),
+            RelayMsg::Settings { e2ee } => self.e2ee = Some(e2ee),
+            RelayMsg::ElsewhereCall {
+                call_id,
+                peer,
+                mode,
+            } => {
+                self.elsewhere = Some(Elsewhere {
+                    call_id,
+                    peer,
+                    mode,
+                });
+            }
+            RelayMsg::ElsewhereEnded { call_id } => {
+                if self
+                    .elsewhere
+                    .as_ref()
+                    .is_some_and(|e| e.call_id == call_id)
+                {
+                    self.elsewhere = None;
+                }
+                return Effect::LoadHistory;
+            }
+            other => return Effect::NotMine(other),
+        }
+        Effect::None
+    }
+
+    /// A `presence` message: the full list after `welcome` (in chunks), then
+    /// only what changed. Every entry carries the current display name; a
+    /// contact marked removed leaves the list.
+    fn merge(&mut self, changes: Vec<Presence>) {
+        for p in changes {
+            if p.status == Status::Removed {
+                self.contacts.retain(|c| c.user != p.user);
+                continue;
+            }
+            match self.contacts.iter_mut().find(|c| c.user == p.user) {
+                Some(c) => *c = p,
+                None => self.contacts.push(p),
+            }
+        }
+        self.contacts.sort_by(|x, y| x.user.cmp(&y.user));
+    }
+
+    /// How `user` is shown: "Alice Example (alice@example.test)" when an admin
+    /// gave them a display name, else the address alone.
+    pub fn shown(&self, user: &str) -> String {
+        match self
+            .contacts
+            .iter()
+            .find(|c| c.user == user)
+            .and_then(|c| c.name.as_deref())
+        {
+            Some(name) => format!("{name} ({user})"),
+            None => user.to_string(),
+        }
+    }
+
+    /// What this user's setting, as last pushed, asks of a new call's mode.
+    pub fn wish(&self) -> Wish {
+        match &self.e2ee {
+            Some(s) if s.policy == E2eePolicyType::Required => Wish::Required,
+            Some(s) if s.enabled => Wish::Switch,
+            _ => Wish::None,
+        }
+    }
+
+    /// The signed-in user's name ("" before `welcome`).
+    pub fn user(&self) -> String {
+        self.me.as_ref().map(|m| m.user.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shieldcall_proto::PolicySource;
+
+    fn setting(policy: E2eePolicyType, enabled: bool) -> E2eeSetting {
+        E2eeSetting {
+            enabled,
+            can_change: true,
+            policy,
+            policy_identity: "Global".into(),
+            source: PolicySource::Global,
+        }
+    }
+
+    fn presence(user: &str, status: Status, name: Option<&str>) -> Presence {
+        Presence {
+            user: user.into(),
+            status,
+            name: name.map(str::to_string),
+        }
+    }
+
+    fn welcome(user: &str) -> RelayMsg {
+        RelayMsg::Welcome {
+            version: shieldcall_proto::PROTOCOL_VERSION,
+            user: user.into(),
+            device: "d-1".into(),
+            admin: true,
+            e2ee: setting(E2eePolicyType::EnabledUserOverride, true),
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:stun.example.test".into()],
+                username: None,
+                credential: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn welcome_sets_who_and_forgets_a_call_elsewhere() {
+        let mut s = Session {
+            elsewhere: Some(Elsewhere {
+                call_id: CallId("c1".into()),
+                peer: "bob@b.test".into(),
+                mode: CallMode::Standard,
+            }),
+            ..Session::default()
+        };
+        assert_eq!(s.handle(welcome("ann@a.test")), Effect::None);
+        assert_eq!(
+            s.me,
+            Some(Me {
+                user: "ann@a.test".into(),
+                admin: true
+            })
+        );
+        assert_eq!(s.user(), "ann@a.test");
+        assert_eq!(s.ice_servers.len(), 1);
+        assert_eq!(s.elsewhere, None);
+        assert_eq!(s.wish(), Wish::Switch);
+    }
+
+    #[test]
+    fn presence_merges_updates_removes_and_sorts() {
+        let mut s = Session::default();
+        s.handle(RelayMsg::Presence {
+            contacts: vec![
+                presence("cat@a.test", Status::Online, None),
+                presence("bob@a.test", Status::Offline, None),
+            ],
+        });
+        assert_eq!(
+            s.contacts
+                .iter()
+                .map(|c| c.user.as_str())
+                .collect::<Vec<_>>(),
+            ["bob@a.test", "cat@a.test"]
+        );
+        // A change carries the current name; a removed contact goes.
+        s.handle(RelayMsg::Presence {
+            contacts: vec![
+                presence("bob@a.test", Status::Busy, Some("Bob Builder")),
+                presence("cat@a.test", Status::Removed, None),
+                presence("abe@a.test", Status::Online, None),
+            ],
+        });
+        assert_eq!(
+            s.contacts,
+            [
+                presence("abe@a.test", Status::Online, None),
+                presence("bob@a.test", Status::Busy, Some("Bob Builder")),
+            ]
+        );
+        assert_eq!(s.shown("bob@a.test"), "Bob Builder (bob@a.test)");
+        assert_eq!(s.shown("abe@a.test"), "abe@a.test");
+        assert_eq!(s.shown("zed@z.test"), "zed@z.test");
+        // A name taken away is gone from how they are shown.
+        s.handle(RelayMsg::Presence {
+            contacts: vec![presence("bob@a.test", Status::Busy, None)],
+        });
+        assert_eq!(s.shown("bob@a.test"), "bob@a.test");
+    }
+
+    #[test]
+    fn settings_decide_the_wish() {
+        let mut s = Session::default();
+        assert_eq!(s.wish(), Wish::None);
+        for (policy, enabled, wish) in [
+            (E2eePolicyType::Required, true, Wish::Required),
+            (E2eePolicyType::EnabledUserOverride, true, Wish::Switch),
+            (E2eePolicyType::EnabledUserOverride, false, Wish::None),
+            (E2eePolicyType::DisabledUserOverride, true, Wish::Switch),
+            (E2eePolicyType::Disabled, false, Wish::None),
+        ] {
+            let e2ee = setting(policy, enabled);
+            assert_eq!(s.handle(RelayMsg::Settings { e2ee }), Effect::None);
+            assert_eq!(s.wish(), wish, "{policy:?} {enabled}");
+        }
+    }
+
+    #[test]
+    fn only_the_call_elsewhere_that_ended_is_forgotten() {
+        let mut s = Session::default();
+        s.handle(RelayMsg::ElsewhereCall {
+            call_id: CallId("c1".into()),
+            peer: "bob@a.test".into(),
+            mode: CallMode::Standard,
+        });
+        assert!(s.elsewhere.is_some());
+        let other = RelayMsg::ElsewhereEnded {
+            call_id: CallId("c2".into()),
+        };
+        assert_eq!(s.handle(other), Effect::LoadHistory);
+        assert!(s.elsewhere.is_some());
+        let this = RelayMsg::ElsewhereEnded {
+            call_id: CallId("c1".into()),
+        };
+        assert_eq!(s.handle(this), Effect::LoadHistory);
+        assert_eq!(s.elsewhere, None);
+    }
+
+    #[test]
+    fn call_messages_are_given_back() {
+        let mut s = Session::default();
+        let msg = RelayMsg::Pong { id: 7 };
+        assert_eq!(s.handle(msg.clone()), Effect::NotMine(msg));
+    }
+}
