@@ -25,7 +25,7 @@ use crate::listen::{Listener, Timer};
 use crate::net::{self, Socket, SocketEvent};
 use crate::render::{render, render_settings};
 use crate::rtc::{DtlsInfo, Peer};
-use crate::session::{Effect, Me, Session};
+use crate::session::{Effect, ErrorFor, Me, Session, error_for};
 use crate::texts;
 use crate::ui::Ui;
 
@@ -988,41 +988,33 @@ fn on_error(app: &Shared, msg: RelayMsg) {
     else {
         return;
     };
-    let (held, leg, stale, pickup_pending) = {
+    let (target, leg) = {
         let mut a = app.borrow_mut();
         if *code == shieldcall_proto::ErrorCode::TooManyDevices {
             a.stay_closed = true;
         }
-        let about = |c: &Call| c.id() == call_id.as_ref();
-        let held = call_id.is_some() && a.held.as_ref().is_some_and(|l| about(&l.call));
-        let leg = call_id.is_some() && a.legs.iter().any(|l| about(&l.call));
-        let current = a.call().is_some_and(|c| !c.is_ended() && about(c));
-        let placing = call_id.as_ref().is_some_and(|id| {
-            a.legs.iter().any(|l| l.call.awaits_placing(id))
-                || a.call().is_some_and(|c| c.awaits_placing(id))
-        });
-        let stale = call_id.is_some() && !held && !leg && !current && !placing;
-        if stale {
+        let legs: Vec<&Call> = a.legs.iter().map(|l| &l.call).collect();
+        let held = a.held.as_ref().map(|l| &l.call);
+        let target = error_for(call_id.as_ref(), a.call(), held, &legs);
+        if target == ErrorFor::Stale {
             web_sys::console::warn_1(&JsValue::from_str(&format!("after the call: {message}")));
         } else {
             a.notice(&format!("{} {message}", texts::error_prefix(*code)));
         }
-        // A pickup not yet answered learns of its refusal from an error that
-        // names no call (the device only knew the code).
-        let pickup_pending = call_id.is_none() && a.call().is_some_and(Call::awaits_pickup);
-        (held, leg, stale, pickup_pending)
+        let leg = match target {
+            ErrorFor::Leg(i) => a.legs.get(i).map(|l| l.generation),
+            _ => None,
+        };
+        (target, leg)
     };
-    let named = call_id.is_some();
-    // An add or a consultation refused before it was placed ends.
-    let Err(msg) = crate::group::refused_before_placed(app, msg) else {
-        return;
-    };
-    if leg {
-        let _ = crate::group::route(app, msg);
-    } else if held {
-        crate::calling::feed_held(app, Input::Relay(msg));
-    } else if !stale && (named || pickup_pending) {
-        // The call learns that what it asked was refused (a pending hold).
-        feed(app, Input::Relay(msg));
+    // The call learns that what it asked was refused (a pending hold; an add,
+    // a consultation or a pickup refused before it was placed ends).
+    match (target, leg) {
+        (ErrorFor::Leg(_), Some(generation)) => {
+            crate::group::feed_leg(app, generation, Input::Relay(msg));
+        }
+        (ErrorFor::Held, _) => crate::calling::feed_held(app, Input::Relay(msg)),
+        (ErrorFor::Current, _) => feed(app, Input::Relay(msg)),
+        _ => {}
     }
 }

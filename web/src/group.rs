@@ -194,31 +194,3 @@ pub(crate) fn promote(app: &Shared) -> bool {
     }
     true
 }
-
-/// A relay error about the call an add or a consultation was placed beside,
-/// while that call is not placed yet: it was refused, and it ends. Gives the
-/// message back if it is not such an error.
-pub(crate) fn refused_before_placed(app: &Shared, msg: RelayMsg) -> Result<(), RelayMsg> {
-    let RelayMsg::Error {
-        call_id: Some(id), ..
-    } = &msg
-    else {
-        return Err(msg);
-    };
-    let generation = app
-        .borrow()
-        .legs
-        .iter()
-        .find(|l| l.call.awaits_placing(id))
-        .map(|l| l.generation);
-    if let Some(g) = generation {
-        feed_leg(app, g, Input::Relay(msg));
-        return Ok(());
-    }
-    let current = app.borrow().call().is_some_and(|c| c.awaits_placing(id));
-    if !current {
-        return Err(msg);
-    }
-    crate::calling::feed(app, Input::Relay(msg));
-    Ok(())
-}

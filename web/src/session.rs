@@ -8,7 +8,7 @@ use shieldcall_proto::{
     CallId, CallMode, E2eePolicyType, E2eeSetting, IceServer, Presence, RelayMsg, Status,
 };
 
-use crate::call::Wish;
+use crate::call::{Call, Wish};
 
 /// The signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +151,57 @@ impl Session {
     }
 }
 
+/// Which call a relay `error` belongs to, among the calls the page keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFor {
+    /// The current call: it is about that call and the call is not over, or it
+    /// refuses the consultation or add the current call is waiting to place,
+    /// or (naming no call) it refuses the pickup the current call waits for.
+    Current,
+    /// The call held for a consultation.
+    Held,
+    /// The group leg at this index: about it, or refusing it before it was placed.
+    Leg(usize),
+    /// A call that is over or unknown here (candidates still in flight when a
+    /// call ended): it must not replace how that call ended.
+    Stale,
+    /// No call: the session's, shown and nothing more.
+    Nobody,
+}
+
+/// Where an `error` naming `call_id` (or none) goes. A consultation or an add
+/// not yet placed is known by the call it waits beside, since the relay
+/// refuses it under that call's id; a pickup not yet answered learns of its
+/// refusal from an error that names no call.
+pub fn error_for(
+    call_id: Option<&CallId>,
+    current: Option<&Call>,
+    held: Option<&Call>,
+    legs: &[&Call],
+) -> ErrorFor {
+    let Some(id) = call_id else {
+        return if current.is_some_and(Call::awaits_pickup) {
+            ErrorFor::Current
+        } else {
+            ErrorFor::Nobody
+        };
+    };
+    let about = |c: &Call| c.id() == Some(id);
+    if let Some(i) = legs.iter().position(|l| l.awaits_placing(id)) {
+        ErrorFor::Leg(i)
+    } else if current.is_some_and(|c| c.awaits_placing(id)) {
+        ErrorFor::Current
+    } else if let Some(i) = legs.iter().position(|l| about(l)) {
+        ErrorFor::Leg(i)
+    } else if held.is_some_and(about) {
+        ErrorFor::Held
+    } else if current.is_some_and(|c| !c.is_ended() && about(c)) {
+        ErrorFor::Current
+    } else {
+        ErrorFor::Stale
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +341,77 @@ mod tests {
         };
         assert_eq!(s.handle(this), Effect::LoadHistory);
         assert_eq!(s.elsewhere, None);
+    }
+
+    fn hung_up(mut call: Call) -> Call {
+        let id = call.id().cloned().expect("an incoming call has its id");
+        let _ = call.handle(
+            crate::call::Input::Relay(RelayMsg::Hangup {
+                call_id: id,
+                reason: shieldcall_proto::HangupReason::Normal,
+            }),
+            1,
+        );
+        assert!(call.is_ended());
+        call
+    }
+
+    #[test]
+    fn errors_go_to_the_call_they_are_about_or_nowhere() {
+        let c1 = CallId("c1".into());
+        let c2 = CallId("c2".into());
+        let ringing = |id: &CallId| {
+            Call::incoming(id.clone(), "bob@a.test", CallMode::Standard, Wish::None, 0).0
+        };
+        let current = ringing(&c1);
+        let held = ringing(&c2);
+        assert_eq!(
+            error_for(Some(&c1), Some(&current), None, &[]),
+            ErrorFor::Current
+        );
+        assert_eq!(
+            error_for(Some(&c2), Some(&current), Some(&held), &[]),
+            ErrorFor::Held
+        );
+        assert_eq!(
+            error_for(Some(&c2), Some(&current), None, &[&held]),
+            ErrorFor::Leg(0)
+        );
+        // Unknown here, or about a call that is over: stale.
+        assert_eq!(
+            error_for(Some(&c2), Some(&current), None, &[]),
+            ErrorFor::Stale
+        );
+        let over = hung_up(ringing(&c1));
+        assert_eq!(
+            error_for(Some(&c1), Some(&over), None, &[]),
+            ErrorFor::Stale
+        );
+        // Naming no call: the session's.
+        assert_eq!(error_for(None, Some(&current), None, &[]), ErrorFor::Nobody);
+        assert_eq!(error_for(None, None, None, &[]), ErrorFor::Nobody);
+    }
+
+    #[test]
+    fn refusals_before_placing_reach_the_waiting_call() {
+        let c1 = CallId("c1".into());
+        let current = Call::incoming(c1.clone(), "bob@a.test", CallMode::Standard, Wish::None, 0).0;
+        // "Add to call" placed beside c1, not yet placed: the relay refuses it
+        // under c1's id, and it is the leg's, not the current call's.
+        let (add, _) = Call::outgoing_add("cat@a.test", c1.clone(), Wish::None, 0);
+        assert_eq!(
+            error_for(Some(&c1), Some(&current), None, &[&add]),
+            ErrorFor::Leg(0)
+        );
+        // A consultation about c1 (held), not yet placed, is the current call.
+        let (consult, _) = Call::outgoing_consult("cat@a.test", c1.clone(), Wish::None, 0);
+        assert_eq!(
+            error_for(Some(&c1), Some(&consult), Some(&current), &[]),
+            ErrorFor::Current
+        );
+        // A pickup not yet answered hears of its refusal with no call named.
+        let (pickup, _) = Call::pick_up(7, Wish::None, 0);
+        assert_eq!(error_for(None, Some(&pickup), None, &[]), ErrorFor::Current);
     }
 
     #[test]
