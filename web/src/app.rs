@@ -25,7 +25,7 @@ use crate::listen::{Listener, Timer};
 use crate::net::{self, Socket, SocketEvent};
 use crate::render::{render, render_settings};
 use crate::rtc::{DtlsInfo, Peer};
-use crate::session::{Effect, ErrorFor, Me, Session, error_for};
+use crate::session::{Effect, ErrorFor, Me, Route, Session, error_for, route};
 use crate::texts;
 use crate::ui::Ui;
 
@@ -195,9 +195,10 @@ impl App {
     /// an empty command queue: a command of the call before may still be
     /// running, but it acts on that call only (by generation). The call
     /// before, with its connection (and camera), goes.
-    pub(crate) fn set_current(&mut self, call: Call) {
+    pub(crate) fn set_current(&mut self, call: Call) -> u32 {
         let generation = self.next_generation();
         self.current = Some(Line::new(call, generation, None));
+        generation
     }
 
     /// Makes `line` the current call (a held call back after a consultation, a
@@ -226,11 +227,6 @@ impl App {
     /// The current call's generation; `None` without a call.
     pub(crate) fn generation(&self) -> Option<u32> {
         self.current.as_ref().map(|l| l.generation)
-    }
-
-    /// Whether `msg` is about the held call.
-    pub(crate) fn concerns_held(&self, msg: &RelayMsg) -> bool {
-        self.held.as_ref().is_some_and(|l| l.call.concerns(msg))
     }
 
     pub(crate) fn call_active(&self) -> bool {
@@ -913,66 +909,87 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
         // person's: the list is fetched again.
         RelayMsg::RecordingReady { .. } => load_recordings(app),
         RelayMsg::Pong { .. } => {}
-        RelayMsg::Incoming {
-            call_id,
-            from,
-            mode,
-            referred_by,
-            group,
-        } => {
-            let mut a = app.borrow_mut();
-            if a.call_active() {
-                // The relay marks us busy; a second ring is ignored.
-                return;
-            }
-            let wish = a.wish();
-            let (call, out) = Call::incoming(call_id, &from, mode, wish, dom::now_ms());
-            let call = call.referred_by(referred_by).in_group(group);
-            a.set_current(call);
-            a.prepared_cert = None;
-            let generation = a.generations;
-            drop(a);
-            carry_out(app, out);
-            prepare_certificate(app, generation);
-            sync_alert(app);
-        }
         msg @ RelayMsg::Error { .. } => on_error(app, msg),
-        other => {
-            let concerns = app.borrow().call().is_some_and(|c| c.concerns(&other));
-            if concerns {
-                feed(app, Input::Relay(other));
-                return;
-            }
-            if app.borrow().concerns_held(&other) {
-                crate::calling::feed_held(app, Input::Relay(other));
-                render(app);
-                return;
-            }
-            let Err(other) = crate::group::route(app, other) else {
-                return;
+        msg => {
+            let (to, leg) = {
+                let a = app.borrow();
+                let legs: Vec<&Call> = a.legs.iter().map(|l| &l.call).collect();
+                let to = route(&msg, a.call(), a.held.as_ref().map(|l| &l.call), &legs);
+                let leg = match to {
+                    Route::Leg(i) => a.legs.get(i).map(|l| l.generation),
+                    _ => None,
+                };
+                (to, leg)
             };
-            match other {
+            match (to, msg) {
+                (Route::Current, msg) => {
+                    feed(app, Input::Relay(msg));
+                    return;
+                }
+                (Route::Held, msg) => crate::calling::feed_held(app, Input::Relay(msg)),
+                (Route::Leg(_), msg) => {
+                    if let Some(generation) = leg {
+                        crate::group::feed_leg(app, generation, Input::Relay(msg));
+                    }
+                    return;
+                }
+                (
+                    Route::Ring,
+                    RelayMsg::Incoming {
+                        call_id,
+                        from,
+                        mode,
+                        referred_by,
+                        group,
+                    },
+                ) => ring(app, call_id, &from, mode, referred_by, group),
                 // An invite we gave up on before the relay answered.
-                RelayMsg::Calling { call_id, .. } => {
+                (Route::Unknown, RelayMsg::Calling { call_id, .. }) => {
                     app.borrow_mut().send(ClientMsg::Cancel { call_id })
                 }
                 // A call to us that the relay refused (e2ee-required): say why.
-                RelayMsg::CallRefused {
-                    peer,
-                    reason,
-                    required_by,
-                    ..
-                } => {
+                (
+                    Route::Unknown,
+                    RelayMsg::CallRefused {
+                        peer,
+                        reason,
+                        required_by,
+                        ..
+                    },
+                ) => {
                     let a = app.borrow();
                     let me = a.session.user();
                     let what = texts::refusal(reason, &peer, required_by.as_deref(), &me);
                     a.notice(&format!("{peer} tried to call you. {what}"));
                 }
+                // Busy: the relay marks us busy; a second ring is ignored.
                 _ => {}
             }
         }
     }
     render(app);
+}
+
+/// An incoming call rings here (no call is up): the certificate is made while
+/// it rings, and the ring tone starts.
+fn ring(
+    app: &Shared,
+    call_id: shieldcall_proto::CallId,
+    from: &str,
+    mode: shieldcall_proto::CallMode,
+    referred_by: Option<String>,
+    group: Vec<String>,
+) {
+    let (out, generation) = {
+        let mut a = app.borrow_mut();
+        let (call, out) = Call::incoming(call_id, from, mode, a.wish(), dom::now_ms());
+        let call = call.referred_by(referred_by).in_group(group);
+        a.prepared_cert = None;
+        (out, a.set_current(call))
+    };
+    carry_out(app, out);
+    prepare_certificate(app, generation);
+    sync_alert(app);
 }
 
 /// An `error` from the relay: shown, and given to the call it is about (a

@@ -3,7 +3,7 @@
 //! The current call is one leg like the others; when it ends and others remain,
 //! one of them takes its place.
 
-use shieldcall_proto::{CallId, CallMode, Commitment, RelayMsg};
+use shieldcall_proto::{CallId, CallMode, Commitment};
 use wasm_bindgen::JsCast;
 
 use crate::app::{Line, Shared};
@@ -109,23 +109,6 @@ pub(crate) fn members(app: &Shared, members: Vec<String>) {
         app.borrow_mut().legs.push(line);
     }
     render(app);
-}
-
-/// Feeds a relay message to the leg it is about; gives it back if none is.
-pub(crate) fn route(app: &Shared, msg: RelayMsg) -> Result<(), RelayMsg> {
-    let generation = app
-        .borrow()
-        .legs
-        .iter()
-        .find(|l| l.call.concerns(&msg))
-        .map(|l| l.generation);
-    match generation {
-        Some(g) => {
-            feed_leg(app, g, Input::Relay(msg));
-            Ok(())
-        }
-        None => Err(msg),
-    }
 }
 
 /// Feeds leg `generation` and carries out what it says; a leg that ended is

@@ -151,6 +151,46 @@ impl Session {
     }
 }
 
+/// Where a relay message about calls goes, among the calls the page keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The current call's machine (also once it is over: it ignores what
+    /// comes late).
+    Current,
+    /// The call held for a consultation.
+    Held,
+    /// The group leg at this index.
+    Leg(usize),
+    /// An incoming call, and no call is up here: it rings.
+    Ring,
+    /// An incoming call while a call is up here: ignored (the relay marks this
+    /// user busy, so this is a second ring that crossed with that).
+    Busy,
+    /// About no call kept here (an invite given up before the relay answered,
+    /// a call to this user the relay refused).
+    Unknown,
+}
+
+/// Where `msg` goes (an `error` goes by [`error_for`]).
+pub fn route(msg: &RelayMsg, current: Option<&Call>, held: Option<&Call>, legs: &[&Call]) -> Route {
+    if let RelayMsg::Incoming { .. } = msg {
+        return if current.is_some_and(|c| !c.is_ended()) {
+            Route::Busy
+        } else {
+            Route::Ring
+        };
+    }
+    if current.is_some_and(|c| c.concerns(msg)) {
+        Route::Current
+    } else if held.is_some_and(|c| c.concerns(msg)) {
+        Route::Held
+    } else {
+        legs.iter()
+            .position(|l| l.concerns(msg))
+            .map_or(Route::Unknown, Route::Leg)
+    }
+}
+
 /// Which call a relay `error` belongs to, among the calls the page keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorFor {
@@ -412,6 +452,48 @@ mod tests {
         // A pickup not yet answered hears of its refusal with no call named.
         let (pickup, _) = Call::pick_up(7, Wish::None, 0);
         assert_eq!(error_for(None, Some(&pickup), None, &[]), ErrorFor::Current);
+    }
+
+    #[test]
+    fn messages_go_to_their_call_and_a_second_ring_is_busy() {
+        let c1 = CallId("c1".into());
+        let c2 = CallId("c2".into());
+        let c3 = CallId("c3".into());
+        let ringing = |id: &CallId| {
+            Call::incoming(id.clone(), "bob@a.test", CallMode::Standard, Wish::None, 0).0
+        };
+        let (current, held, leg) = (ringing(&c1), ringing(&c2), ringing(&c3));
+        let hangup = |id: &CallId| RelayMsg::Hangup {
+            call_id: id.clone(),
+            reason: shieldcall_proto::HangupReason::Normal,
+        };
+        let all = |msg: &RelayMsg| route(msg, Some(&current), Some(&held), &[&leg]);
+        assert_eq!(all(&hangup(&c1)), Route::Current);
+        assert_eq!(all(&hangup(&c2)), Route::Held);
+        assert_eq!(all(&hangup(&c3)), Route::Leg(0));
+        assert_eq!(all(&hangup(&CallId("c9".into()))), Route::Unknown);
+        let incoming = RelayMsg::Incoming {
+            call_id: CallId("c4".into()),
+            from: "dee@a.test".into(),
+            mode: CallMode::Standard,
+            referred_by: None,
+            group: Vec::new(),
+        };
+        assert_eq!(all(&incoming), Route::Busy);
+        assert_eq!(route(&incoming, None, None, &[]), Route::Ring);
+        let over = hung_up(ringing(&c1));
+        assert_eq!(route(&incoming, Some(&over), None, &[]), Route::Ring);
+        // The machine of a call that is over still gets what comes late.
+        assert_eq!(route(&hangup(&c1), Some(&over), None, &[]), Route::Current);
+        // An invite not yet answered is known by whom it calls.
+        let (outgoing, _) = Call::outgoing("dee@a.test", Wish::None, 0);
+        let calling = RelayMsg::Calling {
+            call_id: CallId("c5".into()),
+            to: "dee@a.test".into(),
+            mode: CallMode::Standard,
+        };
+        assert_eq!(route(&calling, Some(&outgoing), None, &[]), Route::Current);
+        assert_eq!(route(&calling, None, None, &[]), Route::Unknown);
     }
 
     #[test]
