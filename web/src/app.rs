@@ -827,21 +827,25 @@ fn schedule_reconnect(app: &Shared) {
         a.attempts
     };
     let weak = Rc::downgrade(app);
-    let timer = Timer::new(net::backoff_ms(attempts), false, move || {
-        let Some(a) = weak.upgrade() else { return };
-        spawn_local(async move {
-            // A relay that refuses the upgrade may mean the session ended.
-            match net::request("GET", "/api/me", None).await {
-                Ok(r) if r.status == 401 => {
-                    signed_out(&a);
-                    a.borrow().notice(texts::error_prefix(
-                        shieldcall_proto::ErrorCode::SessionExpired,
-                    ));
+    let timer = Timer::new(
+        net::backoff_ms(attempts, js_sys::Math::random()),
+        false,
+        move || {
+            let Some(a) = weak.upgrade() else { return };
+            spawn_local(async move {
+                // A relay that refuses the upgrade may mean the session ended.
+                match net::request("GET", "/api/me", None).await {
+                    Ok(r) if r.status == 401 => {
+                        signed_out(&a);
+                        a.borrow().notice(texts::error_prefix(
+                            shieldcall_proto::ErrorCode::SessionExpired,
+                        ));
+                    }
+                    _ => connect(&a),
                 }
-                _ => connect(&a),
-            }
-        });
-    });
+            });
+        },
+    );
     if let Ok(t) = timer {
         app.borrow_mut().reconnect = Some(t);
     }

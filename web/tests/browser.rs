@@ -203,3 +203,34 @@ fn browser_codec_enum_names_are_the_serde_names() {
     check(STATUSES, n_status(Status::Busy));
     check(MODES, n_mode(CallMode::E2ee));
 }
+
+/// The reconnect delay doubles from 0.5 s to at most 15 s, and each tab waits
+/// a random share of it between half and all, so tabs cut off together spread
+/// out.
+#[wasm_bindgen_test]
+fn reconnect_delays_double_with_jitter() {
+    use shieldcall_web::net::backoff_ms;
+    for (attempt, ceiling) in [(0, 500), (1, 1000), (3, 4000), (5, 15_000), (40, 15_000)] {
+        assert_eq!(backoff_ms(attempt, 0.0), ceiling / 2, "attempt {attempt}");
+        assert_eq!(
+            backoff_ms(attempt, 0.999_999),
+            ceiling - 1,
+            "attempt {attempt}"
+        );
+    }
+    // Not a random number: the shortest wait, never a longer or negative one.
+    for odd in [f64::NAN, -1.0, 1.0, f64::INFINITY] {
+        assert_eq!(backoff_ms(2, odd), 1000);
+    }
+    // A hundred tabs cut off at once come back spread over the window (the
+    // chance that all draw in one third of it is (2/3)^100, about 2e-18).
+    let delays: Vec<i32> = (0..100)
+        .map(|_| backoff_ms(5, js_sys::Math::random()))
+        .collect();
+    let (min, max) = (
+        *delays.iter().min().expect("delays"),
+        *delays.iter().max().expect("delays"),
+    );
+    assert!((7500..10_000).contains(&min), "{min}");
+    assert!((12_500..15_000).contains(&max), "{max}");
+}
