@@ -699,6 +699,27 @@ impl Browser {
         }
     }
 
+    /// Waits until keyboard focus is on the element with `data-testid`.
+    pub async fn wait_focus(&self, testid: &str) -> Result<()> {
+        self.wait_js(
+            &format!("keyboard focus on {testid}"),
+            "const e = document.activeElement; return !!e && e.getAttribute('data-testid') === arguments[0];",
+            vec![json!(testid)],
+        )
+        .await
+    }
+
+    /// Presses Enter where keyboard focus is, as a keyboard user would.
+    pub async fn press_enter(&self) -> Result<()> {
+        // U+E007 is WebDriver's Enter key.
+        self.client
+            .active_element()
+            .await?
+            .send_keys("\u{E007}")
+            .await?;
+        Ok(())
+    }
+
     /// The text of the element with `data-testid` (empty if absent).
     pub async fn text(&self, testid: &str) -> Result<String> {
         let v = self

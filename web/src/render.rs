@@ -227,6 +227,13 @@ pub(crate) fn render_notify(a: &App) {
     text(&a.ui.notify_state, line);
 }
 
+/// Moves keyboard focus to `e` (a button).
+fn focus(e: &web_sys::Element) {
+    if let Some(e) = e.dyn_ref::<web_sys::HtmlElement>() {
+        let _ = e.focus();
+    }
+}
+
 pub(crate) fn render_call(a: &App) {
     let ui = &a.ui;
     let Some(call) = a.call() else {
@@ -240,13 +247,17 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.incoming, incoming);
     if appears {
         // Keyboard and screen-reader users land on "Accept" (Tab: "Decline").
-        if let Ok(Some(accept)) = ui.incoming.query_selector("[data-testid=incoming-accept]")
-            && let Ok(accept) = accept.dyn_into::<web_sys::HtmlElement>()
-        {
-            let _ = accept.focus();
+        if let Ok(Some(accept)) = ui.incoming.query_selector("[data-testid=incoming-accept]") {
+            focus(&accept);
         }
     }
+    // The call screen appears (placed, or accepted): they land on "Hang up",
+    // the one thing to do next, instead of a button that just went away.
+    let screen_appears = !incoming && ui.call.has_attribute("hidden");
     show(&ui.call, !incoming);
+    if screen_appears {
+        focus(&ui.hangup);
+    }
     if incoming {
         let mode = v
             .mode
@@ -364,10 +375,20 @@ pub(crate) fn render_call(a: &App) {
     show(&ui.codes_match, has_code && !v.verified);
     show(&ui.codes_differ, has_code);
     show(&ui.verified, has_code && v.verified);
+    // When the call ends, "Hang up" goes: focus that was on it (or nowhere)
+    // moves to "Close".
+    let close_appears = ended && ui.call_close.has_attribute("hidden");
     show(&ui.hangup, !ended);
     show(&ui.mute, !ended);
     show(&ui.camera, !ended);
     show(&ui.call_close, ended);
+    if close_appears {
+        let active = dom::document().ok().and_then(|d| d.active_element());
+        let lost = active.is_none_or(|e| e == ui.hangup || e.tag_name() == "BODY");
+        if lost {
+            focus(&ui.call_close);
+        }
+    }
     // After a call that did not connect, the caller may leave a message.
     let unanswered = matches!(
         &v.phase,
