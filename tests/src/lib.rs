@@ -1021,6 +1021,33 @@ pub fn is_code(s: &str) -> bool {
             .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Alice (`alice@example.test`, password `alice-password-1`) and Bob
+/// (`bob@example.test`, `bob-password-1`): users of a fresh relay, each signed
+/// in in a browser of their own. Runs `scenario` under [`with_artifacts`]
+/// named `test`, then closes both browsers, whatever it returned.
+pub async fn with_alice_and_bob(
+    test: &str,
+    scenario: impl AsyncFnOnce(&Relay, &Browser, &Browser) -> Result<()>,
+) -> Result<()> {
+    const ALICE: (&str, &str) = ("alice@example.test", "alice-password-1");
+    const BOB: (&str, &str) = ("bob@example.test", "bob-password-1");
+    let relay = Relay::start()?;
+    relay.add_user(ALICE.0, ALICE.1, false)?;
+    relay.add_user(BOB.0, BOB.1, false)?;
+    let driver = Driver::start()?;
+    let alice = Browser::open(&driver, "alice").await?;
+    let bob = Browser::open(&driver, "bob").await?;
+    let result = with_artifacts(test, &[&alice, &bob], || async {
+        alice.sign_in(&relay.url, ALICE.0, ALICE.1).await?;
+        bob.sign_in(&relay.url, BOB.0, BOB.1).await?;
+        scenario(&relay, &alice, &bob).await
+    })
+    .await;
+    alice.close().await;
+    bob.close().await;
+    result
+}
+
 /// Runs `f` with browsers; on failure saves their artifacts when asked to.
 pub async fn with_artifacts<F, Fut>(test: &str, browsers: &[&Browser], f: F) -> Result<()>
 where

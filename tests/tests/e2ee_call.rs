@@ -4,25 +4,13 @@
 //! reason; "Codes match" marks the call verified; hang-up ends it
 //! on both sides.
 
-use shieldcall_e2e::{Browser, Driver, Relay, connect_verified, hang_up, with_artifacts};
+use shieldcall_e2e::{connect_verified, hang_up, with_alice_and_bob};
 
 #[tokio::test]
 async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user("alice@example.test", "alice-password-1", false)?;
-    relay.add_user("bob@example.test", "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
+    with_alice_and_bob("e2ee_call", async |relay, alice, bob| {
 
-    let result = with_artifacts("e2ee_call", &[&alice, &bob], || async {
-        alice
-            .sign_in(&relay.url, "alice@example.test", "alice-password-1")
-            .await?;
-        bob.sign_in(&relay.url, "bob@example.test", "bob-password-1")
-            .await?;
-
-        connect_verified(&relay, &alice, &bob, "bob@example.test").await?;
+        connect_verified(relay, alice, bob, "bob@example.test").await?;
         // Chromium reports the certificates DTLS used: the panel shows the DTLS
         // version, cipher and SRTP profile from certificate-checked statistics.
         for b in [&alice, &bob] {
@@ -57,7 +45,7 @@ async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
         alice.click("e2ee-indicator").await?;
         alice.click("codes-match").await?;
         alice.wait_visible("verified").await?;
-        hang_up(&alice, &bob).await?;
+        hang_up(alice, bob).await?;
         // The panel Alice pinned open closes with the call.
         alice
             .wait_js(
@@ -67,8 +55,5 @@ async fn both_switches_on_shows_lock_and_the_same_code() -> anyhow::Result<()> {
             )
             .await
     })
-    .await;
-    alice.close().await;
-    bob.close().await;
-    result
+    .await
 }

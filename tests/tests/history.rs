@@ -6,7 +6,7 @@
 //! "Accept" (Enter answers), both gone once it is answered or given up.
 
 use serde_json::{Value, json};
-use shieldcall_e2e::{Browser, Driver, Relay, hang_up, with_artifacts};
+use shieldcall_e2e::{Browser, hang_up, with_alice_and_bob};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -43,24 +43,15 @@ async fn wait_newest(b: &Browser, want: &str) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn missed_call_then_call_back() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user(ALICE, "alice-password-1", false)?;
-    relay.add_user(BOB, "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-
-    let result = with_artifacts("history", &[&alice, &bob], || async {
-        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
-        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
-        anyhow::ensure!(entries(&bob).await?.is_empty());
+    with_alice_and_bob("history", async |relay, alice, bob| {
+        anyhow::ensure!(entries(bob).await?.is_empty());
 
         // Alice gives up while it rings: missed for Bob.
         alice.click(&format!("call-{BOB}")).await?;
         bob.wait_visible("incoming-accept").await?;
-        hang_up(&alice, &bob).await?;
-        wait_newest(&bob, &format!("incoming missed {ALICE}")).await?;
-        wait_newest(&alice, &format!("outgoing not-answered {BOB}")).await?;
+        hang_up(alice, bob).await?;
+        wait_newest(bob, &format!("incoming missed {ALICE}")).await?;
+        wait_newest(alice, &format!("outgoing not-answered {BOB}")).await?;
         let heading = bob.text("history-heading").await?;
         anyhow::ensure!(heading == "Recent calls (1 missed)", "{heading}");
         let line = bob
@@ -88,14 +79,14 @@ async fn missed_call_then_call_back() -> anyhow::Result<()> {
             b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
                 .await?;
         }
-        hang_up(&bob, &alice).await?;
-        wait_newest(&bob, &format!("outgoing answered {ALICE}")).await?;
-        wait_newest(&alice, &format!("incoming answered {BOB}")).await?;
+        hang_up(bob, alice).await?;
+        wait_newest(bob, &format!("outgoing answered {ALICE}")).await?;
+        wait_newest(alice, &format!("incoming answered {BOB}")).await?;
 
         // The list is the relay's: a reload shows the same.
         bob.goto(&relay.url).await?;
-        wait_newest(&bob, &format!("outgoing answered {ALICE}")).await?;
-        let all = entries(&bob).await?;
+        wait_newest(bob, &format!("outgoing answered {ALICE}")).await?;
+        let all = entries(bob).await?;
         anyhow::ensure!(
             all == [
                 format!("outgoing answered {ALICE}"),
@@ -105,10 +96,7 @@ async fn missed_call_then_call_back() -> anyhow::Result<()> {
         );
         Ok(())
     })
-    .await;
-    alice.close().await;
-    bob.close().await;
-    result
+    .await
 }
 
 /// The incoming dialog's alert hooks: `data-ring` (the tone's audio state) and
@@ -122,16 +110,7 @@ async fn alert_hooks(b: &Browser) -> anyhow::Result<(Option<String>, Option<Stri
 
 #[tokio::test]
 async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user(ALICE, "alice-password-1", false)?;
-    relay.add_user(BOB, "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-
-    let result = with_artifacts("alert", &[&alice, &bob], || async {
-        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
-        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+    with_alice_and_bob("alert", async |_relay, alice, bob| {
         // Settings says notifications are on (the browser allows them here).
         bob.click("open-settings").await?;
         let line = bob.text("settings-notify-state").await?;
@@ -141,7 +120,7 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
         // Foreground: it rings, no notification.
         alice.click(&format!("call-{BOB}")).await?;
         bob.wait_visible("incoming-accept").await?;
-        let (ring, notified) = alert_hooks(&bob).await?;
+        let (ring, notified) = alert_hooks(bob).await?;
         anyhow::ensure!(
             matches!(ring.as_deref(), Some("running" | "suspended")),
             "no ring tone: {ring:?}"
@@ -159,9 +138,9 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
             focused.as_str() == Some("incoming-accept"),
             "focus on {focused}"
         );
-        hang_up(&alice, &bob).await?;
+        hang_up(alice, bob).await?;
         anyhow::ensure!(
-            alert_hooks(&bob).await? == (None, None),
+            alert_hooks(bob).await? == (None, None),
             "still ringing after the cancel"
         );
 
@@ -176,7 +155,7 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
             .await?;
         bob.client.switch_to_window(shieldcall).await?;
         bob.wait_visible("incoming-accept").await?;
-        let (ring, notified) = alert_hooks(&bob).await?;
+        let (ring, notified) = alert_hooks(bob).await?;
         anyhow::ensure!(ring.is_some(), "no ring tone");
         anyhow::ensure!(
             notified.as_deref() == Some("true"),
@@ -193,14 +172,11 @@ async fn a_call_rings_and_notifies_a_background_tab() -> anyhow::Result<()> {
                 .await?;
         }
         anyhow::ensure!(
-            alert_hooks(&bob).await? == (None, None),
+            alert_hooks(bob).await? == (None, None),
             "still ringing after the accept"
         );
-        hang_up(&alice, &bob).await?;
+        hang_up(alice, bob).await?;
         Ok(())
     })
-    .await;
-    alice.close().await;
-    bob.close().await;
-    result
+    .await
 }

@@ -3,24 +3,11 @@
 //! ends, on "Close". Enter does each step, as it would for someone who does not
 //! use a mouse or who hears the page through a screen reader.
 
-use shieldcall_e2e::{Browser, Driver, Relay, with_artifacts};
+use shieldcall_e2e::with_alice_and_bob;
 
 #[tokio::test]
 async fn a_call_answered_hung_up_and_closed_with_the_keyboard() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user("alice@example.test", "alice-password-1", false)?;
-    relay.add_user("bob@example.test", "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-
-    let result = with_artifacts("keyboard", &[&alice, &bob], || async {
-        alice
-            .sign_in(&relay.url, "alice@example.test", "alice-password-1")
-            .await?;
-        bob.sign_in(&relay.url, "bob@example.test", "bob-password-1")
-            .await?;
-
+    with_alice_and_bob("keyboard", async |_relay, alice, bob| {
         alice.click("call-bob@example.test").await?;
         // The caller's call screen shows: focus on "Hang up".
         alice.wait_focus("hangup").await?;
@@ -49,9 +36,5 @@ async fn a_call_answered_hung_up_and_closed_with_the_keyboard() -> anyhow::Resul
         .await?;
         Ok(())
     })
-    .await;
-    for b in [alice, bob] {
-        b.close().await;
-    }
-    result
+    .await
 }

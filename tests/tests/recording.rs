@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shieldcall_e2e::{
-    Browser, Driver, Relay, e2ee_call_greys, standard_call_asking, with_artifacts,
-};
+use shieldcall_e2e::{Browser, e2ee_call_greys, standard_call_asking, with_alice_and_bob};
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
@@ -71,22 +69,14 @@ async fn listed(b: &Browser, n: usize) -> anyhow::Result<Vec<String>> {
 
 #[tokio::test]
 async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user(ALICE, "alice-password-1", false)?;
-    relay.add_user(BOB, "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-    let result = with_artifacts("recording", &[&alice, &bob], || async {
-        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
-        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+    with_alice_and_bob("recording", async |relay, alice, bob| {
 
         // An E2EE call first: "Record" is greyed, with the reason.
-        e2ee_call_greys(&alice, &bob, BOB, "recording").await?;
+        e2ee_call_greys(alice, bob, BOB, "recording").await?;
 
         // A standard call (Alice's switch off), recorded.
         let before =
-            standard_call_asking(&alice, &bob, (ALICE, BOB), "recording", "recording").await?;
+            standard_call_asking(alice, bob, (ALICE, BOB), "recording", "recording").await?;
         // Nothing of Bob's goes anywhere before he allows it.
         tokio::time::sleep(Duration::from_millis(500)).await;
         anyhow::ensure!(bob.peer_connections().await? == before, "Bob's leg before he agreed");
@@ -105,14 +95,14 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
         }
 
         // Both sides listed for both, each playable with picture and sound.
-        let ids = listed(&alice, 2).await?;
-        let mut theirs = listed(&bob, 2).await?;
+        let ids = listed(alice, 2).await?;
+        let mut theirs = listed(bob, 2).await?;
         let mut mine = ids.clone();
         mine.sort();
         theirs.sort();
         anyhow::ensure!(mine == theirs, "{mine:?} {theirs:?}");
         for id in &ids {
-            let (duration, width, rms) = inspect(&alice, id).await?;
+            let (duration, width, rms) = inspect(alice, id).await?;
             anyhow::ensure!(duration >= 3.0 && duration.is_finite(), "{id}: {duration} s");
             anyhow::ensure!(width > 0.0, "{id}: no picture");
             anyhow::ensure!(rms > 0.0, "{id}: silence");
@@ -139,24 +129,12 @@ async fn a_recorded_call_plays_back_for_both_with_picture_and_sound() -> anyhow:
             .await?;
         Ok(())
     })
-    .await;
-    for b in [alice, bob] {
-        b.close().await;
-    }
-    result
+    .await
 }
 
 #[tokio::test]
 async fn a_declined_caller_leaves_a_voicemail_the_callee_plays() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user(ALICE, "alice-password-1", false)?;
-    relay.add_user(BOB, "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-    let result = with_artifacts("voicemail", &[&alice, &bob], || async {
-        alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
-        bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
+    with_alice_and_bob("voicemail", async |_relay, alice, bob| {
         // Voicemail goes to the server: their calls must be standard.
         alice.turn_e2ee_off().await?;
         alice.click(&format!("call-{BOB}")).await?;
@@ -174,19 +152,15 @@ async fn a_declined_caller_leaves_a_voicemail_the_callee_plays() -> anyhow::Resu
             vec![],
         )
         .await?;
-        let ids = listed(&bob, 1).await?;
-        let (duration, width, rms) = inspect(&bob, &ids[0]).await?;
+        let ids = listed(bob, 1).await?;
+        let (duration, width, rms) = inspect(bob, &ids[0]).await?;
         anyhow::ensure!(
             (2.5..10.0).contains(&duration),
             "the message lasts {duration} s"
         );
         anyhow::ensure!(width > 0.0 && rms > 0.0, "picture {width}, sound {rms}");
-        anyhow::ensure!(listed(&alice, 1).await? == ids, "Alice lists her message");
+        anyhow::ensure!(listed(alice, 1).await? == ids, "Alice lists her message");
         Ok(())
     })
-    .await;
-    for b in [alice, bob] {
-        b.close().await;
-    }
-    result
+    .await
 }

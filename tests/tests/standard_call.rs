@@ -5,24 +5,11 @@
 //! Bob puts the call on hold: both see it and RTP stops both ways; he resumes and
 //! media flows again.
 
-use shieldcall_e2e::{Browser, Driver, Relay, connected_with_code, is_code, with_artifacts};
+use shieldcall_e2e::{connected_with_code, is_code, with_alice_and_bob};
 
 #[tokio::test]
 async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow::Result<()> {
-    let relay = Relay::start()?;
-    relay.add_user("alice@example.test", "alice-password-1", false)?;
-    relay.add_user("bob@example.test", "bob-password-1", false)?;
-    let driver = Driver::start()?;
-    let alice = Browser::open(&driver, "alice").await?;
-    let bob = Browser::open(&driver, "bob").await?;
-
-    let result = with_artifacts("standard_call", &[&alice, &bob], || async {
-        alice
-            .sign_in(&relay.url, "alice@example.test", "alice-password-1")
-            .await?;
-        bob.sign_in(&relay.url, "bob@example.test", "bob-password-1")
-            .await?;
-
+    with_alice_and_bob("standard_call", async |_relay, alice, bob| {
         // Bob turns end-to-end encryption off in Settings → Privacy.
         bob.turn_e2ee_off().await?;
 
@@ -85,8 +72,5 @@ async fn one_switch_off_gives_a_standard_call_with_a_code_to_compare() -> anyhow
             .await?;
         Ok(())
     })
-    .await;
-    alice.close().await;
-    bob.close().await;
-    result
+    .await
 }
