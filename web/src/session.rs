@@ -123,7 +123,8 @@ impl Session {
     }
 
     /// How `user` is shown: "Alice Example (alice@example.test)" when an admin
-    /// gave them a display name, else the address alone.
+    /// gave them a display name, else the address alone. The address is always
+    /// there: a name is only a label, and two people may share one.
     pub fn shown(&self, user: &str) -> String {
         match self
             .contacts
