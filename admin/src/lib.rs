@@ -6,11 +6,14 @@
 //! in it marks the admin section ([`shieldcall_web::ADMIN_SECTION`]) with
 //! [`shieldcall_web::ADMIN_OPEN`] and fires [`shieldcall_web::ADMIN_EVENT`] on the
 //! document. This bundle listens for that event (and looks for the mark, in case
-//! it started last) and then draws `page` into the section. The relay's admin
+//! it started last) and then draws the page into the section (`page` wires it,
+//! `views` draws it). The relay's admin
 //! API checks the session on every request; the hand-off only says when to draw.
 
 #[cfg(target_arch = "wasm32")]
 mod page;
+#[cfg(target_arch = "wasm32")]
+mod views;
 
 #[cfg(target_arch = "wasm32")]
 mod start {
