@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{self, Authed};
+use crate::auth::{self, Authed, NotCrossSite};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::store::{Session, unix_now};
@@ -54,23 +54,6 @@ impl FromRequestParts<AppState> for ClientAddr {
             Some(p) if state.config().trusted_proxies.contains(&p) => forwarded().or(peer),
             _ => peer,
         }))
-    }
-}
-
-/// Refuses a request whose `Origin` header names a foreign site. A request without
-/// one (not from a browser) passes: it cannot carry a victim's cookie.
-#[derive(Debug, Clone, Copy)]
-pub struct NotCrossSite;
-
-impl FromRequestParts<AppState> for NotCrossSite {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        match parts.headers.get(header::ORIGIN) {
-            None => Ok(Self),
-            Some(_) if auth::same_origin(parts, state) => Ok(Self),
-            Some(_) => Err(Error::Forbidden("cross-origin request")),
-        }
     }
 }
 

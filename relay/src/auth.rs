@@ -208,6 +208,23 @@ pub fn same_origin(parts: &Parts, state: &AppState) -> bool {
         .is_some_and(|o| state.origin_allowed(o))
 }
 
+/// Refuses a request whose `Origin` header names a foreign site. A request without
+/// one (not from a browser) passes: it cannot carry a victim's cookie.
+#[derive(Debug, Clone, Copy)]
+pub struct NotCrossSite;
+
+impl FromRequestParts<AppState> for NotCrossSite {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        match parts.headers.get(header::ORIGIN) {
+            None => Ok(Self),
+            Some(_) if same_origin(parts, state) => Ok(Self),
+            Some(_) => Err(Error::Forbidden("cross-origin request")),
+        }
+    }
+}
+
 /// A request by an admin of their tenant; state-changing methods must be same-origin.
 #[derive(Debug, Clone)]
 pub struct AdminAuthed(pub Authed);
