@@ -75,9 +75,6 @@ pub struct App {
     /// "Consult first" was chosen before the call was held: whom to consult
     /// once the relay confirms the hold.
     pub(crate) pending_consult: Option<String>,
-    /// A certificate made while an incoming call rings, for that call only (its
-    /// generation): accepting then commits without waiting for one.
-    pub(crate) prepared_cert: Option<(u32, web_sys::RtcCertificate)>,
     /// The settings view is open.
     pub(crate) settings_open: bool,
     /// Listeners on the static UI, for the page's life.
@@ -114,6 +111,9 @@ pub(crate) struct Line {
     pub queue: VecDeque<PcCommand>,
     /// One of them is running.
     pub busy: bool,
+    /// A certificate made while it rang here (an incoming call): accepting
+    /// then commits without waiting for one.
+    pub cert: Option<web_sys::RtcCertificate>,
     /// Where its remote media shows (a leg's own video; none while held or
     /// current: the current call shows in the page's main video).
     pub video: Option<web_sys::HtmlMediaElement>,
@@ -134,6 +134,7 @@ impl Line {
             media_attached: None,
             queue: VecDeque::new(),
             busy: false,
+            cert: None,
             video,
         }
     }
@@ -161,7 +162,6 @@ impl App {
             captions: None,
             recordings: Vec::new(),
             pending_consult: None,
-            prepared_cert: None,
             history: Vec::new(),
             alert: None,
             settings_open: false,
@@ -696,8 +696,11 @@ fn prepare_certificate(app: &Shared, generation: u32) {
         };
         if let Some(a) = weak.upgrade() {
             let mut a = a.borrow_mut();
-            if a.generation() == Some(generation) && a.peer().is_none() {
-                a.prepared_cert = Some((generation, cert));
+            if let Some(line) = a.current.as_mut()
+                && line.generation == generation
+                && line.peer.is_none()
+            {
+                line.cert = Some(cert);
             }
         }
     });
@@ -988,7 +991,6 @@ fn ring(
         let mut a = app.borrow_mut();
         let (call, out) = Call::incoming(call_id, from, mode, a.wish(), dom::now_ms());
         let call = call.referred_by(referred_by).in_group(group);
-        a.prepared_cert = None;
         (out, a.set_current(call))
     };
     carry_out(app, out);

@@ -160,10 +160,10 @@ async fn create(app: &Shared, generation: u32) -> Option<Input> {
     let (servers, video, cert) = {
         let mut a = app.borrow_mut();
         let cert = a
-            .prepared_cert
-            .take()
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, c)| c);
+            .current
+            .as_mut()
+            .filter(|l| l.generation == generation)
+            .and_then(|l| l.cert.take());
         let servers = a.session.ice_servers.clone();
         let video = a.slot(generation).and_then(|s| s.video);
         (servers, video, cert)
