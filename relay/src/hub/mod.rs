@@ -1,11 +1,13 @@
 //! The in-memory switchboard: which devices are signed in, presence, and the calls
 //! between them.
 //!
-//! Every method takes the lock, changes state, queues messages on the devices'
-//! outboxes and returns; nothing here awaits, touches a socket or the store. The
-//! WebSocket task (`crate::ws`) feeds it decoded messages and writes the outbox to
-//! the socket; the store-facing parts (settings, the call-mode decision) are done
-//! by the caller before it calls in.
+//! Every method takes the lock, changes state, queues what is to be sent as
+//! [`Output`]s and returns; nothing in the state awaits, touches a socket or the
+//! store, or encodes a message. When the lock is let go, [`Hub`] (the driver)
+//! drains the outputs in order and hands each to its device's outbox: encoded
+//! there, outside the state's lock. The WebSocket task (`crate::ws`) feeds the hub
+//! decoded messages and writes its outbox to the socket; the store-facing parts
+//! (settings, the call-mode decision) are done by the caller before it calls in.
 //!
 //! Time is an input too, as in str0m: a method that may start a timer, end a
 //! call or time one takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
@@ -17,7 +19,8 @@
 //! A message for a call is authorised here (`calls`): only the call's parties may
 //! touch it, and after `accept` only the two bound devices.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +53,24 @@ use crate::policy::{CallingPolicy, ExternalAccess, access_in, domain_of, reachab
 
 /// A device's number for the life of its connection.
 pub type DeviceId = u64;
+
+/// What the hub's state asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Write `msg` to `device`'s connection.
+    Deliver {
+        /// The device.
+        device: DeviceId,
+        /// The message.
+        msg: RelayMsg,
+    },
+    /// End `device`'s connection after what was delivered to it before (its
+    /// session was signed out); the connection then unregisters the device.
+    Close {
+        /// The device.
+        device: DeviceId,
+    },
+}
 
 /// An error for the device that sent the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +144,12 @@ struct Device {
     user: String,
     /// The session it signed in with (to end it on sign-out).
     session: String,
-    /// Its outbox; dropping the sender ends the connection.
+}
+
+/// A device's outbox, kept by the driver (not the state).
+#[derive(Debug)]
+struct Outbox {
+    /// Encoded messages for the connection; dropping the sender ends it.
     tx: mpsc::Sender<String>,
     /// Set when the outbox overflowed: the connection closes instead of
     /// silently losing signalling messages.
@@ -362,6 +388,9 @@ struct Inner {
     history: std::collections::VecDeque<CallRecord>,
     /// The clock and the timers.
     clock: Clock,
+    /// What is to be sent, oldest first (see [`Inner::poll_output`]). A cell, so
+    /// a message can be queued while the state it is computed from is borrowed.
+    out: RefCell<VecDeque<Output>>,
 }
 
 /// A `refer` sent and not yet carried out by an `invite`.
@@ -399,11 +428,16 @@ struct Restore {
     timer: Option<TimerKey>,
 }
 
-/// The switchboard.
+/// The switchboard: the state behind one short-held lock, and the driver that
+/// hands the state's outputs to the devices' outboxes.
 #[derive(Debug)]
 pub struct Hub {
     /// All mutable state, behind one short-held lock.
     inner: Mutex<Inner>,
+    /// The outboxes of registered devices. Taken while the state's lock is
+    /// still held and kept while its outputs are delivered, so two callers'
+    /// outputs reach an outbox in the order the state made them.
+    outboxes: Mutex<HashMap<DeviceId, Outbox>>,
     /// How long a call rings before `no-answer`.
     ring_timeout: Duration,
     /// How long a call survives a bound device's disconnect.
@@ -416,31 +450,69 @@ pub struct Hub {
     wake: Notify,
 }
 
-/// The locked state. Dropping it wakes the timer driver if a new earliest timer
-/// was set meanwhile.
+/// The locked state. Dropping it delivers the outputs queued meanwhile, after
+/// letting the state go, and wakes the timer driver if a new earliest timer was
+/// set.
 struct Locked<'a> {
-    g: MutexGuard<'a, Inner>,
-    wake: &'a Notify,
+    /// `Some` until dropped.
+    g: Option<MutexGuard<'a, Inner>>,
+    hub: &'a Hub,
 }
 
 impl Deref for Locked<'_> {
     type Target = Inner;
     fn deref(&self) -> &Inner {
-        &self.g
+        self.g.as_ref().expect("held until dropped")
     }
 }
 
 impl DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Inner {
-        &mut self.g
+        self.g.as_mut().expect("held until dropped")
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        if std::mem::take(&mut self.g.clock.rearm) {
+        let Some(mut g) = self.g.take() else { return };
+        if std::mem::take(&mut g.clock.rearm) {
             // A permit is kept if the driver is not waiting yet.
-            self.wake.notify_one();
+            self.hub.wake.notify_one();
+        }
+        if g.out.get_mut().is_empty() {
+            return;
+        }
+        let mut outboxes = lock(&self.hub.outboxes);
+        let out: Vec<Output> = std::iter::from_fn(|| g.poll_output()).collect();
+        drop(g);
+        for o in out {
+            deliver(&mut outboxes, o);
+        }
+    }
+}
+
+/// Locks `m`. A panic while holding one of the hub's locks is a bug; the relay
+/// keeps serving with the state as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Carries out one output on the outboxes. Never blocks: a device whose outbox
+/// is full is marked, and its connection closes.
+fn deliver(outboxes: &mut HashMap<DeviceId, Outbox>, output: Output) {
+    match output {
+        Output::Deliver { device, msg } => {
+            if let Some(b) = outboxes.get(&device)
+                && let Err(mpsc::error::TrySendError::Full(_)) = b.tx.try_send(msg.encode())
+                && !b.overflow.swap(true, Ordering::Relaxed)
+            {
+                // A closed outbox means the connection is closing anyway.
+                tracing::warn!(device, "outbox full; closing the connection");
+            }
+        }
+        // Dropping the sender ends the connection after the queued frames.
+        Output::Close { device } => {
+            outboxes.remove(&device);
         }
     }
 }
@@ -530,15 +602,19 @@ impl Inner {
         }
     }
 
+    /// Queues `msg` for device `dev`, if it is signed in.
     fn send(&self, dev: DeviceId, msg: &RelayMsg) {
-        if let Some(d) = self.devices.get(&dev)
-            && let Err(mpsc::error::TrySendError::Full(_)) = d.tx.try_send(msg.encode())
-            && !d.overflow.swap(true, Ordering::Relaxed)
-        {
-            // The device does not keep up; we never block here. Its connection
-            // sees the flag and closes (a closed outbox means it is closing anyway).
-            tracing::warn!(device = dev, "outbox full; closing the connection");
+        if self.devices.contains_key(&dev) {
+            self.out.borrow_mut().push_back(Output::Deliver {
+                device: dev,
+                msg: msg.clone(),
+            });
         }
+    }
+
+    /// The next output, oldest first; `None` when all were taken.
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.get_mut().pop_front()
     }
 
     fn send_user(&self, user: &str, msg: &RelayMsg, except: Option<DeviceId>) {
@@ -741,6 +817,7 @@ impl Hub {
     ) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
+            outboxes: Mutex::new(HashMap::new()),
             ring_timeout,
             grace,
             park_timeout,
@@ -751,10 +828,8 @@ impl Hub {
 
     fn lock(&self) -> Locked<'_> {
         Locked {
-            // A panic while holding the lock is a bug; keep serving with the
-            // state as is.
-            g: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
-            wake: &self.wake,
+            g: Some(lock(&self.inner)),
+            hub: self,
         }
     }
 
@@ -838,10 +913,10 @@ impl Hub {
             Device {
                 user: user.into(),
                 session: session.into(),
-                tx,
-                overflow,
             },
         );
+        // Under the state's lock, as every delivery is (see `outboxes`).
+        lock(&self.outboxes).insert(id, Outbox { tx, overflow });
         let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
             devices: Vec::new(),
             setting: setting.clone(),
@@ -858,6 +933,7 @@ impl Hub {
     pub fn unregister(&self, now: Instant, dev: DeviceId, user: &str) {
         let mut g = self.lock_at(now);
         g.devices.remove(&dev);
+        lock(&self.outboxes).remove(&dev);
         let gone = match g.users.get_mut(user) {
             Some(o) => {
                 o.devices.retain(|&d| d != dev);
@@ -1311,8 +1387,7 @@ impl Hub {
             .collect();
         for id in devs {
             g.send(id, &msg);
-            // Dropping the sender ends the connection after the queued frames;
-            // the connection then unregisters the device.
+            g.out.get_mut().push_back(Output::Close { device: id });
             g.devices.remove(&id);
         }
     }
