@@ -138,7 +138,7 @@ impl Hub {
             Call {
                 consult_of: beside.filter(|_| consult),
                 group: group.as_ref().map(|(gid, _)| *gid),
-                ..Call::new(mode, (caller, Some(dev)), (callee, None), None)
+                ..Call::ringing(mode, (caller, dev), callee)
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -323,12 +323,7 @@ impl Hub {
                 let now = g.now();
                 // What the relay lost in its restart: the call is recorded
                 // from its restore.
-                let restored = Call::new(
-                    mode,
-                    (&caller, Some(caller_dev)),
-                    (&callee, Some(callee_dev)),
-                    Some(now),
-                );
+                let restored = Call::up(mode, (&caller, caller_dev), (&callee, callee_dev), now);
                 g.calls.insert(id.clone(), restored);
                 g.in_call.insert(first.user.clone(), id.clone());
                 g.in_call.insert(user.into(), id.clone());
@@ -391,7 +386,7 @@ impl Hub {
         } else {
             return Err(not_yours());
         };
-        if !call.answered {
+        if !call.answered() {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
@@ -405,10 +400,7 @@ impl Hub {
                 "The call is part of a consultation; complete the transfer or hang up the consultation first.",
             ));
         }
-        let (mine, other) = match side {
-            Side::Caller => (call.caller_dev, call.callee_dev),
-            Side::Callee => (call.callee_dev, call.caller_dev),
-        };
+        let (mine, other) = (call.dev(side), call.dev(side.other()));
         if mine == Some(dev) {
             return Err(wrong("The call is already on this device."));
         }
@@ -441,10 +433,7 @@ impl Hub {
                 id,
             ));
         };
-        match side {
-            Side::Caller => call.caller_dev = Some(dev),
-            Side::Callee => call.callee_dev = Some(dev),
-        }
+        call.bind(side, Some(dev));
         // A new leg starts unheld on both sides.
         call.held_by_caller = false;
         call.held_by_callee = false;
@@ -486,7 +475,9 @@ impl Hub {
         self.lock().restoring.len()
     }
 
-    /// Handles a message about an existing call from device `dev` of `user`.
+    /// Handles a message about an existing call from device `dev` of `user`:
+    /// [`authorise`] decides whether they may send it, where the call is, then
+    /// one function per message carries it out.
     pub fn call_msg(
         &self,
         now: Instant,
@@ -497,14 +488,6 @@ impl Hub {
         let Some(id) = msg.call_id().cloned() else {
             return Ok(());
         };
-        let not_yours = || {
-            WireError::new(
-                ErrorCode::NotYourCall,
-                "You are not part of this call.",
-                &id,
-            )
-        };
-        let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, &id);
         let mut g = self.lock_at(now);
         // Stopping a voicemail being left (it is not a call).
         if matches!(msg, ClientMsg::Record { on: false, .. })
@@ -513,410 +496,103 @@ impl Hub {
             g.end_voicemail(&id);
             return Ok(());
         }
-        let Some(call) = g.calls.get_mut(&id) else {
-            return Err(not_yours());
+        let Some(p) = authorise(&mut g, id, user, dev, &msg)? else {
+            return Ok(());
         };
-        let side = if call.caller == user {
-            Side::Caller
-        } else if call.callee == user {
-            Side::Callee
-        } else {
-            return Err(not_yours());
-        };
-        // The parker's side of a parked call belongs to nobody until a pickup: no
-        // device of the parker may rebind to it (only a ring-back answers it).
-        if call.park.as_ref().is_some_and(|p| p.side == side) {
-            return Self::parker_msg(&mut g, &id, user, dev, &msg);
-        }
-        // A side a consult transfer handed over takes part once its new device
-        // joined; until then the other side's leftovers of the old leg are
-        // dropped, and either may hang up.
-        if let Some(j) = call.joining {
-            match (&msg, side == j.side) {
-                (ClientMsg::Hangup { .. } | ClientMsg::Resume { .. }, _) => {}
-                (
-                    ClientMsg::Offer { .. } | ClientMsg::Answer { .. } | ClientMsg::Ice { .. },
-                    false,
-                ) => {
-                    return Ok(());
-                }
-                _ => return Err(wrong("The call is being transferred; wait a moment.")),
-            }
-        }
-        // Rebinding: a device of the same user takes over a bound side whose device
-        // went away (see docs/protocol.md, "Reconnecting").
-        if call.answered {
-            let slot = match side {
-                Side::Caller => &mut call.caller_dev,
-                Side::Callee => &mut call.callee_dev,
-            };
-            if slot.is_none() {
-                *slot = Some(dev);
-                tracing::info!(call = %id, device = dev, "device rebound to call");
-            }
-        }
-        let bound = match side {
-            Side::Caller => call.caller_dev == Some(dev),
-            Side::Callee => call.callee_dev == Some(dev),
-        };
-        let other = match side {
-            Side::Caller => call.callee_dev,
-            Side::Callee => call.caller_dev,
-        };
-        let (answered, mode, caller_dev) = (call.answered, call.mode, call.caller_dev);
-        let callee = call.callee.clone();
+        let call_id = p.id.clone();
         match msg {
             ClientMsg::Ringing { .. } => {
-                if side != Side::Callee {
-                    return Err(not_yours());
-                }
-                if answered {
-                    return Err(wrong("The call was already answered."));
-                }
-                if let Some(d) = caller_dev {
-                    g.send(d, &RelayMsg::Ringing { call_id: id });
+                if let Some(d) = p.caller_dev {
+                    g.send(d, &RelayMsg::Ringing { call_id });
                 }
                 Ok(())
             }
-            ClientMsg::Accept { commit, .. } => {
-                if side != Side::Callee {
-                    return Err(not_yours());
-                }
-                if answered {
-                    return Err(wrong("The call was already answered."));
-                }
-                // Every call commits, whatever its mode: the mode decides
-                // features, never whether the two people can verify.
-                if commit.is_none() {
-                    return Err(WireError::new(
-                        ErrorCode::BadCommitment,
-                        "accept needs a commitment to the callee's certificate.",
-                        &id,
-                    ));
-                }
-                let at = g.now();
-                let ring = g.calls.get_mut(&id).and_then(|call| {
-                    call.answered = true;
-                    call.answered_at = Some(at);
-                    call.callee_dev = Some(dev);
-                    call.ring_timer.take()
-                });
-                g.cancel(ring);
-                if let Some(d) = caller_dev {
-                    g.send(
-                        d,
-                        &RelayMsg::Accepted {
-                            call_id: id.clone(),
-                            commit,
-                        },
-                    );
-                }
-                g.send_user(
-                    &callee,
-                    &RelayMsg::AnsweredElsewhere {
-                        call_id: id.clone(),
-                    },
-                    Some(dev),
-                );
-                g.announce_elsewhere(&id);
-                tracing::info!(call = %id, "call accepted");
-                // An add to a group call: the newcomer meets everyone else.
-                if let Some(gid) = g.calls.get(&id).and_then(|c| c.group) {
-                    self.grow(&mut g, gid, &id, &callee, dev);
-                }
-                Ok(())
-            }
+            ClientMsg::Accept { commit, .. } => self.accept(&mut g, &p, commit),
             ClientMsg::Decline { .. } => {
-                if side != Side::Callee {
-                    return Err(not_yours());
-                }
-                if answered {
-                    return Err(wrong("The call was already answered; hang up instead."));
-                }
-                Self::decline(&mut g, &id, caller_dev, &callee, dev);
+                Self::decline(&mut g, &p.id, p.caller_dev, &p.callee, dev);
                 Ok(())
             }
             ClientMsg::Cancel { .. } => {
-                if side != Side::Caller || !bound {
-                    return Err(not_yours());
-                }
-                if answered {
-                    return Err(wrong("The call was already answered; hang up instead."));
-                }
-                g.send_user(
-                    &callee,
-                    &RelayMsg::Cancelled {
-                        call_id: id.clone(),
-                    },
-                    None,
-                );
-                g.end_call(&id);
+                cancel(&mut g, &p.id, &p.callee);
                 Ok(())
             }
             ClientMsg::Hangup { reason, .. } => {
-                if !answered {
-                    // Before an answer, hanging up is cancelling (caller) or
-                    // declining (callee).
-                    return match side {
-                        Side::Caller if bound => {
-                            g.send_user(
-                                &callee,
-                                &RelayMsg::Cancelled {
-                                    call_id: id.clone(),
-                                },
-                                None,
-                            );
-                            g.end_call(&id);
-                            Ok(())
-                        }
-                        Side::Caller => Err(not_yours()),
-                        Side::Callee => {
-                            Self::decline(&mut g, &id, caller_dev, &callee, dev);
-                            Ok(())
-                        }
-                    };
-                }
-                if !bound {
-                    return Err(not_yours());
-                }
-                if let Some(d) = other {
-                    g.send(
-                        d,
-                        &RelayMsg::Hangup {
-                            call_id: id.clone(),
-                            reason,
-                        },
-                    );
-                }
-                tracing::info!(call = %id, ?reason, "call ended");
-                g.end_call(&id);
+                hang_up(&mut g, &p, reason);
                 Ok(())
             }
-            ClientMsg::Resume { .. } if answered && bound => {
-                // A device that comes back to a held call learns the hold state.
-                let held = (call_held(&g, &id, side)).filter(|&(m, t)| m || t);
-                if let Some((by_me, by_peer)) = held {
-                    g.send(
-                        dev,
-                        &RelayMsg::Hold {
-                            call_id: id.clone(),
-                            by_me,
-                            by_peer,
-                        },
-                    );
-                }
+            ClientMsg::Resume { .. } => {
+                resume_bound(&g, &p);
                 Ok(())
             }
-            ClientMsg::Resume { .. } => Err(not_yours()),
-            ClientMsg::Offer { .. }
-            | ClientMsg::Answer { .. }
-            | ClientMsg::Ice { .. }
-            | ClientMsg::Hold { .. }
-            | ClientMsg::Record { .. }
-            | ClientMsg::Captions { .. }
-            | ClientMsg::Feature { .. }
-                if !answered || !bound =>
-            {
-                // The caller's own device before the answer is early, not foreign.
-                Err(if !answered && bound {
-                    wrong("The call has not been accepted yet.")
-                } else {
-                    not_yours()
-                })
-            }
-            ClientMsg::Offer { sdp, .. } => Self::forward(
-                &g,
-                other,
-                &id,
-                RelayMsg::Offer {
-                    call_id: id.clone(),
-                    sdp,
-                },
-            ),
-            ClientMsg::Answer { sdp, .. } => Self::forward(
-                &g,
-                other,
-                &id,
-                RelayMsg::Answer {
-                    call_id: id.clone(),
-                    sdp,
-                },
-            ),
-            ClientMsg::Ice { candidate, .. } => Self::forward(
-                &g,
-                other,
-                &id,
-                RelayMsg::Ice {
-                    call_id: id.clone(),
-                    candidate,
-                },
-            ),
-            ClientMsg::Hold { .. }
-            | ClientMsg::Feature { .. }
-            | ClientMsg::Record { .. }
-            | ClientMsg::Captions { .. }
-                if mode == CallMode::E2ee =>
-            {
-                let feature = match &msg {
-                    ClientMsg::Feature { feature, .. } => *feature,
-                    ClientMsg::Record { .. } => CallFeature::Recording,
-                    ClientMsg::Captions { .. } => CallFeature::Transcription,
-                    _ => CallFeature::Hold,
-                };
-                Err(WireError::unavailable_in_e2ee(feature, &id))
-            }
-            ClientMsg::Hold { .. } if g.calls.get(&id).is_some_and(|c| c.group.is_some()) => Err(
-                wrong("A group call is not held; leave it, or mute yourself."),
-            ),
-            ClientMsg::Hold { .. } if g.consultation_of(&id).is_some_and(|(_, by)| by == user) => {
-                Err(wrong(
-                    "The call waits for your consultation; end that call or complete the transfer first.",
-                ))
+            ClientMsg::Offer { sdp, .. } => forward(&g, &p, RelayMsg::Offer { call_id, sdp }),
+            ClientMsg::Answer { sdp, .. } => forward(&g, &p, RelayMsg::Answer { call_id, sdp }),
+            ClientMsg::Ice { candidate, .. } => {
+                forward(&g, &p, RelayMsg::Ice { call_id, candidate })
             }
             ClientMsg::Hold { on, .. } => {
-                let Some(call) = g.calls.get_mut(&id) else {
-                    return Err(not_yours());
-                };
-                let held = match side {
-                    Side::Caller => &mut call.held_by_caller,
-                    Side::Callee => &mut call.held_by_callee,
-                };
-                *held = on;
-                let (by_caller, by_callee) = (call.held_by_caller, call.held_by_callee);
-                let (mine, theirs) = match side {
-                    Side::Caller => (by_caller, by_callee),
-                    Side::Callee => (by_callee, by_caller),
-                };
-                g.send(
-                    dev,
-                    &RelayMsg::Hold {
-                        call_id: id.clone(),
-                        by_me: mine,
-                        by_peer: theirs,
-                    },
-                );
-                if let Some(d) = other {
-                    g.send(
-                        d,
-                        &RelayMsg::Hold {
-                            call_id: id.clone(),
-                            by_me: theirs,
-                            by_peer: mine,
-                        },
-                    );
-                }
-                tracing::info!(call = %id, ?side, on, "hold changed");
+                hold(&mut g, &p, on);
                 Ok(())
             }
-            ClientMsg::Feature {
-                feature: CallFeature::Hold,
-                ..
-            } => Err(wrong("Hold is asked with a hold message.")),
-            ClientMsg::Feature {
-                feature: CallFeature::Park,
-                ..
-            } => Err(wrong("Park is asked with a park message.")),
-            ClientMsg::Feature {
-                feature: CallFeature::MoveToDevice,
-                ..
-            } => Err(wrong(
-                "Moving a call is asked with move-here, from the device that takes it.",
-            )),
-            ClientMsg::Captions { on: true, .. } if !g.captions_deployed => Err(WireError::new(
-                ErrorCode::NotDeployed,
-                "Live captions need a speech recogniser, which this Shieldcall server does not run.",
-                &id,
-            )),
-            ClientMsg::Record { on, .. } | ClientMsg::Captions { on, .. } => {
-                let captions = matches!(msg, ClientMsg::Captions { .. });
-                let Some(call) = g.calls.get(&id) else {
-                    return Err(not_yours());
-                };
-                if on {
-                    let feature = if captions {
-                        CallFeature::Transcription
-                    } else {
-                        CallFeature::Recording
-                    };
-                    let other = if call.caller == user {
-                        &call.callee
-                    } else {
-                        &call.caller
-                    };
-                    g.calling_allows([user, other], feature, Some(&id))?;
-                }
-                let Some(call) = g.calls.get_mut(&id) else {
-                    return Err(not_yours());
-                };
-                if call.group.is_some() || call.joining.is_some() {
-                    return Err(wrong(
-                        "Only a call between two people is recorded or captioned here.",
-                    ));
-                }
-                let slot = if captions {
-                    &mut call.captions
-                } else {
-                    &mut call.recording
-                };
-                if on {
-                    slot.get_or_insert_with(|| user.to_string());
-                } else {
-                    *slot = None;
-                }
-                let by = slot.clone();
-                let call_id = id.clone();
-                let msg = if captions {
-                    RelayMsg::Captions { call_id, on, by }
-                } else {
-                    RelayMsg::Recording { call_id, on, by }
-                };
-                for d in [Some(dev), other].into_iter().flatten() {
-                    g.send(d, &msg);
-                }
-                tracing::info!(call = %id, on, captions, "server media use changed");
+            ClientMsg::Record { on, .. } => {
+                media_use(&mut g, &p, on, false);
                 Ok(())
             }
-            ClientMsg::Feature {
-                feature: CallFeature::Recording,
-                ..
-            } => Err(wrong("Recording is asked with record.")),
-            ClientMsg::Feature {
-                feature: CallFeature::Voicemail,
-                ..
-            } => Err(super::voicemail::not_a_call_feature(&id)),
-            ClientMsg::Feature {
-                feature: CallFeature::Transcription,
-                ..
-            } => Err(wrong("Live captions are asked with captions.")),
-            ClientMsg::Feature {
-                feature: CallFeature::Transfer,
-                ..
-            } => Err(wrong(
-                "Transfer is asked with transfer (blind), or consult and consult-transfer.",
-            )),
-            ClientMsg::Feature {
-                feature: CallFeature::AddParticipant | CallFeature::Merge,
-                ..
-            } => Err(wrong(
-                "People are added with add, and calls merged with consult and merge.",
-            )),
-            // Handled by `move_here`, `park` and `pickup` (the connection calls them).
-            ClientMsg::MoveHere { .. }
-            | ClientMsg::Park { .. }
-            | ClientMsg::Pickup { .. }
-            | ClientMsg::Transfer { .. }
-            | ClientMsg::Consult { .. }
-            | ClientMsg::ConsultTransfer { .. }
-            | ClientMsg::Add { .. }
-            | ClientMsg::Merge { .. }
-            | ClientMsg::MediaOffer { .. }
-            | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
-            ClientMsg::Voicemail { .. } => Ok(()),
-            ClientMsg::Hello { .. }
-            | ClientMsg::Ping { .. }
-            | ClientMsg::SetE2ee { .. }
-            | ClientMsg::Invite { .. } => Ok(()),
+            ClientMsg::Captions { on, .. } => {
+                media_use(&mut g, &p, on, true);
+                Ok(())
+            }
+            // `authorise` lets through only the messages handled above.
+            _ => Ok(()),
         }
+    }
+
+    /// The callee's device accepts the ringing call with its commitment.
+    fn accept(
+        &self,
+        g: &mut Inner,
+        p: &Party<'_>,
+        commit: Option<shieldcall_proto::Commitment>,
+    ) -> Result<(), WireError> {
+        let id = &p.id;
+        // Every call commits, whatever its mode: the mode decides features,
+        // never whether the two people can verify.
+        if commit.is_none() {
+            return Err(WireError::new(
+                ErrorCode::BadCommitment,
+                "accept needs a commitment to the callee's certificate.",
+                id,
+            ));
+        }
+        let at = g.now();
+        let ring = g.calls.get_mut(id).and_then(|call| {
+            call.answer(p.dev);
+            call.answered_at = Some(at);
+            call.ring_timer.take()
+        });
+        g.cancel(ring);
+        if let Some(d) = p.caller_dev {
+            g.send(
+                d,
+                &RelayMsg::Accepted {
+                    call_id: id.clone(),
+                    commit,
+                },
+            );
+        }
+        g.send_user(
+            &p.callee,
+            &RelayMsg::AnsweredElsewhere {
+                call_id: id.clone(),
+            },
+            Some(p.dev),
+        );
+        g.announce_elsewhere(id);
+        tracing::info!(call = %id, "call accepted");
+        // An add to a group call: the newcomer meets everyone else.
+        if let Some(gid) = g.calls.get(id).and_then(|c| c.group) {
+            self.grow(g, gid, id, &p.callee, p.dev);
+        }
+        Ok(())
     }
 
     fn decline(
@@ -949,25 +625,364 @@ impl Hub {
         );
         g.end_call(id);
     }
+}
 
-    fn forward(
-        g: &Inner,
-        other: Option<DeviceId>,
-        id: &CallId,
-        msg: RelayMsg,
-    ) -> Result<(), WireError> {
-        match other {
-            Some(d) => {
-                g.send(d, &msg);
-                Ok(())
+/// The sender of a message about a call, as the call sees them once
+/// [`authorise`] let the message through.
+#[derive(Debug)]
+struct Party<'a> {
+    /// The call.
+    id: CallId,
+    /// Who sent it.
+    user: &'a str,
+    /// From which device (bound to `side`, except a callee's ringing device).
+    dev: DeviceId,
+    /// Their side of the call.
+    side: Side,
+    /// The other side's bound device, if it has one now.
+    other: Option<DeviceId>,
+    /// The caller's device.
+    caller_dev: Option<DeviceId>,
+    /// The callee.
+    callee: String,
+    /// The call was answered.
+    answered: bool,
+}
+
+/// The one authorisation of `msg` about call `id` from device `dev` of `user`:
+/// whether they may send it, where the call is. Returns the sender as the call
+/// sees them; `None` when nothing more is to be done (a message on a parked
+/// side, handled as the parker's; a leftover of a leg being handed over,
+/// dropped; a message with nothing to do for a call); or the refusal.
+///
+/// A device of the same user that comes back takes over its side's empty
+/// binding here (see docs/protocol.md, "Reconnecting").
+fn authorise<'a>(
+    g: &mut Inner,
+    id: CallId,
+    user: &'a str,
+    dev: DeviceId,
+    msg: &ClientMsg,
+) -> Result<Option<Party<'a>>, WireError> {
+    let not_yours = || {
+        WireError::new(
+            ErrorCode::NotYourCall,
+            "You are not part of this call.",
+            &id,
+        )
+    };
+    let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, &id);
+    let Some(call) = g.calls.get_mut(&id) else {
+        return Err(not_yours());
+    };
+    let side = if call.caller == user {
+        Side::Caller
+    } else if call.callee == user {
+        Side::Callee
+    } else {
+        return Err(not_yours());
+    };
+    // The parker's side of a parked call belongs to nobody until a pickup: no
+    // device of the parker may rebind to it (only a ring-back answers it).
+    if call.park.as_ref().is_some_and(|p| p.side == side) {
+        return Hub::parker_msg(g, &id, user, dev, msg).map(|()| None);
+    }
+    // A side a consult transfer handed over takes part once its new device
+    // joined; until then the other side's leftovers of the old leg are
+    // dropped, and either may hang up.
+    if let Some(j) = call.joining {
+        match (msg, side == j.side) {
+            (ClientMsg::Hangup { .. } | ClientMsg::Resume { .. }, _) => {}
+            (ClientMsg::Offer { .. } | ClientMsg::Answer { .. } | ClientMsg::Ice { .. }, false) => {
+                return Ok(None);
             }
-            None => Err(WireError::new(
-                ErrorCode::WrongState,
-                "The other device is reconnecting; try again shortly.",
-                id,
-            )),
+            _ => return Err(wrong("The call is being transferred; wait a moment.")),
         }
     }
+    if call.answered() && call.dev(side).is_none() {
+        call.bind(side, Some(dev));
+        tracing::info!(call = %id, device = dev, "device rebound to call");
+    }
+    let bound = call.dev(side) == Some(dev);
+    let answered = call.answered();
+    let (mode, in_group, joining) = (call.mode, call.group.is_some(), call.joining.is_some());
+    let party = Party {
+        user,
+        dev,
+        side,
+        other: call.dev(side.other()),
+        caller_dev: call.caller_dev(),
+        callee: call.callee.clone(),
+        answered,
+        id: id.clone(),
+    };
+    let peer = match side {
+        Side::Caller => &call.callee,
+        Side::Callee => &call.caller,
+    }
+    .clone();
+    let callee_only = side == Side::Callee;
+    match msg {
+        ClientMsg::Ringing { .. } | ClientMsg::Accept { .. } | ClientMsg::Decline { .. }
+            if !callee_only =>
+        {
+            Err(not_yours())
+        }
+        ClientMsg::Ringing { .. } | ClientMsg::Accept { .. } if answered => {
+            Err(wrong("The call was already answered."))
+        }
+        ClientMsg::Decline { .. } if answered => {
+            Err(wrong("The call was already answered; hang up instead."))
+        }
+        ClientMsg::Cancel { .. } if side != Side::Caller || !bound => Err(not_yours()),
+        ClientMsg::Cancel { .. } if answered => {
+            Err(wrong("The call was already answered; hang up instead."))
+        }
+        // Before an answer, hanging up is cancelling (the caller's device) or
+        // declining (the callee's).
+        ClientMsg::Hangup { .. } if !answered && side == Side::Caller && !bound => Err(not_yours()),
+        ClientMsg::Hangup { .. } if answered && !bound => Err(not_yours()),
+        ClientMsg::Resume { .. } if !answered || !bound => Err(not_yours()),
+        ClientMsg::Offer { .. }
+        | ClientMsg::Answer { .. }
+        | ClientMsg::Ice { .. }
+        | ClientMsg::Hold { .. }
+        | ClientMsg::Record { .. }
+        | ClientMsg::Captions { .. }
+        | ClientMsg::Feature { .. }
+            if !answered || !bound =>
+        {
+            // The caller's own device before the answer is early, not foreign.
+            Err(if !answered && bound {
+                wrong("The call has not been accepted yet.")
+            } else {
+                not_yours()
+            })
+        }
+        ClientMsg::Hold { .. }
+        | ClientMsg::Feature { .. }
+        | ClientMsg::Record { .. }
+        | ClientMsg::Captions { .. }
+            if mode == CallMode::E2ee =>
+        {
+            let feature = match msg {
+                ClientMsg::Feature { feature, .. } => *feature,
+                ClientMsg::Record { .. } => CallFeature::Recording,
+                ClientMsg::Captions { .. } => CallFeature::Transcription,
+                _ => CallFeature::Hold,
+            };
+            Err(WireError::unavailable_in_e2ee(feature, &id))
+        }
+        ClientMsg::Hold { .. } if in_group => Err(wrong(
+            "A group call is not held; leave it, or mute yourself.",
+        )),
+        ClientMsg::Hold { .. } if g.consultation_of(&id).is_some_and(|(_, by)| by == user) => {
+            Err(wrong(
+                "The call waits for your consultation; end that call or complete the transfer first.",
+            ))
+        }
+        ClientMsg::Feature { feature, .. } => Err(feature_refusal(*feature, &id)),
+        ClientMsg::Captions { on: true, .. } if !g.captions_deployed => Err(WireError::new(
+            ErrorCode::NotDeployed,
+            "Live captions need a speech recogniser, which this Shieldcall server does not run.",
+            &id,
+        )),
+        ClientMsg::Record { on, .. } | ClientMsg::Captions { on, .. } => {
+            if *on {
+                let feature = if matches!(msg, ClientMsg::Captions { .. }) {
+                    CallFeature::Transcription
+                } else {
+                    CallFeature::Recording
+                };
+                g.calling_allows([user, &peer], feature, Some(&id))?;
+            }
+            if in_group || joining {
+                return Err(wrong(
+                    "Only a call between two people is recorded or captioned here.",
+                ));
+            }
+            Ok(Some(party))
+        }
+        ClientMsg::Ringing { .. }
+        | ClientMsg::Accept { .. }
+        | ClientMsg::Decline { .. }
+        | ClientMsg::Cancel { .. }
+        | ClientMsg::Hangup { .. }
+        | ClientMsg::Resume { .. }
+        | ClientMsg::Offer { .. }
+        | ClientMsg::Answer { .. }
+        | ClientMsg::Ice { .. }
+        | ClientMsg::Hold { .. } => Ok(Some(party)),
+        // Handled by their own methods (the connection calls them).
+        ClientMsg::MoveHere { .. }
+        | ClientMsg::Park { .. }
+        | ClientMsg::Pickup { .. }
+        | ClientMsg::Transfer { .. }
+        | ClientMsg::Consult { .. }
+        | ClientMsg::ConsultTransfer { .. }
+        | ClientMsg::Add { .. }
+        | ClientMsg::Merge { .. }
+        | ClientMsg::MediaOffer { .. }
+        | ClientMsg::Join { .. } => Err(wrong("This message is handled on its own.")),
+        ClientMsg::Voicemail { .. }
+        | ClientMsg::Hello { .. }
+        | ClientMsg::Ping { .. }
+        | ClientMsg::SetE2ee { .. }
+        | ClientMsg::Invite { .. } => Ok(None),
+    }
+}
+
+/// Why a `feature` message is refused in an answered standard call: every
+/// feature is asked with its own message.
+fn feature_refusal(feature: CallFeature, id: &CallId) -> WireError {
+    let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
+    match feature {
+        CallFeature::Hold => wrong("Hold is asked with a hold message."),
+        CallFeature::Park => wrong("Park is asked with a park message."),
+        CallFeature::MoveToDevice => {
+            wrong("Moving a call is asked with move-here, from the device that takes it.")
+        }
+        CallFeature::Recording => wrong("Recording is asked with record."),
+        CallFeature::Voicemail => super::voicemail::not_a_call_feature(id),
+        CallFeature::Transcription => wrong("Live captions are asked with captions."),
+        CallFeature::Transfer => {
+            wrong("Transfer is asked with transfer (blind), or consult and consult-transfer.")
+        }
+        CallFeature::AddParticipant | CallFeature::Merge => {
+            wrong("People are added with add, and calls merged with consult and merge.")
+        }
+    }
+}
+
+/// The caller's device gives up the ringing call.
+fn cancel(g: &mut Inner, id: &CallId, callee: &str) {
+    g.send_user(
+        callee,
+        &RelayMsg::Cancelled {
+            call_id: id.clone(),
+        },
+        None,
+    );
+    g.end_call(id);
+}
+
+/// A bound device hangs up; before an answer, the caller's cancels and the
+/// callee's declines.
+fn hang_up(g: &mut Inner, p: &Party<'_>, reason: HangupReason) {
+    if !p.answered {
+        match p.side {
+            Side::Caller => cancel(g, &p.id, &p.callee),
+            Side::Callee => Hub::decline(g, &p.id, p.caller_dev, &p.callee, p.dev),
+        }
+        return;
+    }
+    if let Some(d) = p.other {
+        g.send(
+            d,
+            &RelayMsg::Hangup {
+                call_id: p.id.clone(),
+                reason,
+            },
+        );
+    }
+    tracing::info!(call = %p.id, ?reason, "call ended");
+    g.end_call(&p.id);
+}
+
+/// A device that comes back to a held call learns the hold state.
+fn resume_bound(g: &Inner, p: &Party<'_>) {
+    let held = call_held(g, &p.id, p.side).filter(|&(m, t)| m || t);
+    if let Some((by_me, by_peer)) = held {
+        g.send(
+            p.dev,
+            &RelayMsg::Hold {
+                call_id: p.id.clone(),
+                by_me,
+                by_peer,
+            },
+        );
+    }
+}
+
+/// Passes an offer, an answer or a candidate to the other side's device.
+fn forward(g: &Inner, p: &Party<'_>, msg: RelayMsg) -> Result<(), WireError> {
+    match p.other {
+        Some(d) => {
+            g.send(d, &msg);
+            Ok(())
+        }
+        None => Err(WireError::new(
+            ErrorCode::WrongState,
+            "The other device is reconnecting; try again shortly.",
+            &p.id,
+        )),
+    }
+}
+
+/// The sender's side holds the call (`on`) or takes its hold off; both
+/// devices learn who holds it now.
+fn hold(g: &mut Inner, p: &Party<'_>, on: bool) {
+    let Some(call) = g.calls.get_mut(&p.id) else {
+        return;
+    };
+    match p.side {
+        Side::Caller => call.held_by_caller = on,
+        Side::Callee => call.held_by_callee = on,
+    }
+    let (by_caller, by_callee) = (call.held_by_caller, call.held_by_callee);
+    let (mine, theirs) = match p.side {
+        Side::Caller => (by_caller, by_callee),
+        Side::Callee => (by_callee, by_caller),
+    };
+    let call_id = p.id.clone();
+    g.send(
+        p.dev,
+        &RelayMsg::Hold {
+            call_id: call_id.clone(),
+            by_me: mine,
+            by_peer: theirs,
+        },
+    );
+    if let Some(d) = p.other {
+        g.send(
+            d,
+            &RelayMsg::Hold {
+                call_id,
+                by_me: theirs,
+                by_peer: mine,
+            },
+        );
+    }
+    tracing::info!(call = %p.id, side = ?p.side, on, "hold changed");
+}
+
+/// The sender turns the recording (or, with `captions`, live captions) on or
+/// off; both devices learn whether it runs and at whose request.
+fn media_use(g: &mut Inner, p: &Party<'_>, on: bool, captions: bool) {
+    let Some(call) = g.calls.get_mut(&p.id) else {
+        return;
+    };
+    let slot = if captions {
+        &mut call.captions
+    } else {
+        &mut call.recording
+    };
+    if on {
+        slot.get_or_insert_with(|| p.user.to_string());
+    } else {
+        *slot = None;
+    }
+    let by = slot.clone();
+    let call_id = p.id.clone();
+    let msg = if captions {
+        RelayMsg::Captions { call_id, on, by }
+    } else {
+        RelayMsg::Recording { call_id, on, by }
+    };
+    for d in [Some(p.dev), p.other].into_iter().flatten() {
+        g.send(d, &msg);
+    }
+    tracing::info!(call = %p.id, on, captions, "server media use changed");
 }
 
 /// The hold state of call `id` from `side`'s view: (this side holds, the other
@@ -984,10 +999,10 @@ fn call_held(g: &Inner, id: &CallId, side: Side) -> Option<(bool, bool)> {
 /// ringing.
 pub(super) fn ring_expired(g: &mut Inner, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
-    if call.answered {
+    if call.answered() {
         return;
     }
-    if let Some(d) = call.caller_dev {
+    if let Some(d) = call.caller_dev() {
         g.send(
             d,
             &RelayMsg::CallRefused {

@@ -196,15 +196,10 @@ impl Hub {
         h.held_by_caller = false;
         h.held_by_callee = false;
         match side {
-            Side::Caller => {
-                h.caller = target.clone();
-                h.caller_dev = Some(target_dev);
-            }
-            Side::Callee => {
-                h.callee = target.clone();
-                h.callee_dev = Some(target_dev);
-            }
+            Side::Caller => h.caller = target.clone(),
+            Side::Callee => h.callee = target.clone(),
         }
+        h.bind(side, Some(target_dev));
         h.joining = Some(Joining { side, timer });
         g.record_leg(&leg);
         g.in_call.insert(target.clone(), held.clone());
@@ -257,13 +252,14 @@ impl Hub {
         let Some(j) = call.joining else {
             return Err(not_yours());
         };
-        let (who, slot, other) = match j.side {
-            Side::Caller => (&call.caller, &mut call.caller_dev, call.callee_dev),
-            Side::Callee => (&call.callee, &mut call.callee_dev, call.caller_dev),
+        let who = match j.side {
+            Side::Caller => &call.caller,
+            Side::Callee => &call.callee,
         };
+        let other = call.dev(j.side.other());
         // The device it was handed to, or another of the user's after a
-        // reconnect (the slot is then empty).
-        if who != user || slot.is_some_and(|d| d != dev) {
+        // reconnect (the side is then unbound).
+        if who != user || call.dev(j.side).is_some_and(|d| d != dev) {
             return Err(not_yours());
         }
         let Some(commit) = *commit else {
@@ -280,7 +276,7 @@ impl Hub {
                 id,
             ));
         };
-        *slot = Some(dev);
+        call.bind(j.side, Some(dev));
         call.joining = None;
         g.cancel(j.timer);
         g.send(
@@ -343,28 +339,28 @@ pub(super) fn check_pair(
             consult,
         ));
     };
-    if c.caller != user || c.caller_dev != Some(dev) || c.consult_of.as_ref() != Some(held) {
+    if c.caller != user || c.caller_dev() != Some(dev) || c.consult_of.as_ref() != Some(held) {
         return Err(WireError::new(
             ErrorCode::NotYourCall,
             "That call is not your consultation about this one.",
             consult,
         ));
     }
-    if !c.answered {
+    if !c.answered() {
         return Err(wrong("The person you consult has not answered yet."));
     }
     if c.mode == CallMode::E2ee {
         return Err(WireError::unavailable_in_e2ee(feature, consult));
     }
-    let (target, target_dev) = (c.callee.clone(), c.callee_dev);
+    let (target, target_dev) = (c.callee.clone(), c.callee_dev());
     let h = g
         .calls
         .get(held)
         .ok_or_else(|| wrong("The call is over."))?;
     let (waiting, waiting_dev) = if h.caller == user {
-        (h.callee.clone(), h.callee_dev)
+        (h.callee.clone(), h.callee_dev())
     } else {
-        (h.caller.clone(), h.caller_dev)
+        (h.caller.clone(), h.caller_dev())
     };
     match (waiting_dev, target_dev) {
         (Some(w), Some(t)) => Ok((waiting, w, target, t)),
@@ -390,10 +386,7 @@ fn held_state(g: &Inner, id: &CallId, user: &str) -> (bool, bool) {
 pub(super) fn join_expired(g: &mut Inner, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
     let Some(j) = call.joining else { return };
-    let (joining, waiting) = match j.side {
-        Side::Caller => (call.caller_dev, call.callee_dev),
-        Side::Callee => (call.callee_dev, call.caller_dev),
-    };
+    let (joining, waiting) = (call.dev(j.side), call.dev(j.side.other()));
     if let Some(d) = waiting {
         g.send(
             d,

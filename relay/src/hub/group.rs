@@ -82,11 +82,11 @@ impl Inner {
     /// their answered legs), if it is connected.
     fn member_device(&self, gid: GroupId, user: &str) -> Option<DeviceId> {
         self.legs_of(user, gid).iter().find_map(|l| {
-            let c = self.calls.get(l).filter(|c| c.answered)?;
+            let c = self.calls.get(l).filter(|c| c.answered())?;
             if c.caller == user {
-                c.caller_dev
+                c.caller_dev()
             } else {
-                c.callee_dev
+                c.callee_dev()
             }
         })
     }
@@ -123,7 +123,7 @@ impl Inner {
                 && g.legs.iter().all(|l| {
                     self.calls
                         .get(l)
-                        .is_some_and(|c| c.answered && c.joining.is_none())
+                        .is_some_and(|c| c.answered() && c.joining.is_none())
                 })
         });
         if dissolve && let Some(group) = self.groups.remove(&gid) {
@@ -194,7 +194,7 @@ impl Hub {
                 let ringing = group
                     .legs
                     .iter()
-                    .any(|l| g.calls.get(l).is_some_and(|c| !c.answered));
+                    .any(|l| g.calls.get(l).is_some_and(|c| !c.answered()));
                 if ringing {
                     return Err(wrong(
                         "Someone is being added already; wait until they answer.",
@@ -321,12 +321,7 @@ impl Hub {
                     timer,
                 }),
                 group: Some(gid),
-                ..Call::new(
-                    CallMode::Standard,
-                    (offerer, Some(odev)),
-                    (joiner, Some(jdev)),
-                    Some(now),
-                )
+                ..Call::up(CallMode::Standard, (offerer, odev), (joiner, jdev), now)
             },
         );
         if let Some(group) = g.groups.get_mut(&gid) {
@@ -382,9 +377,9 @@ impl Hub {
         let side_of = |c: &Call, u: &str| c.caller == u;
         if let Some(h) = g.calls.get(held) {
             let (mine, theirs) = if side_of(h, user) {
-                (h.caller_dev, h.callee_dev)
+                (h.caller_dev(), h.callee_dev())
             } else {
-                (h.callee_dev, h.caller_dev)
+                (h.callee_dev(), h.caller_dev())
             };
             for d in [mine, theirs].into_iter().flatten() {
                 g.send(

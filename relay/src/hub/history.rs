@@ -159,7 +159,7 @@ impl Inner {
     /// Records the end of `call` for both people.
     pub(super) fn record_end(&mut self, call: &Call) {
         let duration_secs = seconds_between(call.answered_at, self.now());
-        let outcomes = if call.answered {
+        let outcomes = if call.answered() {
             (Outcome::Answered, Outcome::Answered)
         } else if call.declined {
             (Outcome::Declined, Outcome::Declined)

@@ -174,16 +174,10 @@ struct Call {
     mode: CallMode,
     /// The caller.
     caller: String,
-    /// The caller's device; `None` while it is gone and may come back.
-    caller_dev: Option<DeviceId>,
     /// The callee.
     callee: String,
-    /// The accepting device, once accepted; `None` before, or while gone.
-    callee_dev: Option<DeviceId>,
-    /// Accepted.
-    answered: bool,
-    /// Counts bound devices leaving, so only the latest grace timer may end the call.
-    departures: u64,
+    /// Ringing or up, with the devices bound to it.
+    state: State,
     /// The caller holds the call (standard calls only).
     held_by_caller: bool,
     /// The callee holds the call.
@@ -216,24 +210,64 @@ struct Call {
     captions: Option<String>,
 }
 
+/// Where a call is, with the devices bound to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// It rings on the callee's devices. `caller` is the device that placed
+    /// it: when that device leaves, the call is cancelled, so there always is one.
+    Ringing {
+        /// The caller's device.
+        caller: DeviceId,
+    },
+    /// Answered (or restored after a relay restart, or a leg of a group call).
+    Up {
+        /// The caller's bound device; `None` while it is gone and may come
+        /// back within the grace, or while the caller parked the call.
+        caller: Option<DeviceId>,
+        /// The callee's, likewise.
+        callee: Option<DeviceId>,
+        /// Counts bound devices leaving, so only the latest grace timer may
+        /// end the call.
+        departures: u64,
+    },
+}
+
 impl Call {
-    /// A call in `mode` between `caller` and `callee` on these devices, answered
-    /// at `answered_at` if given (a restored call, a leg of a group call), with
-    /// nothing else set: no hold, park, timers, consultation or group.
+    /// A call in `mode` from `caller` on device `dev` to `callee`, ringing,
+    /// with nothing else set: no timers, consultation or group.
+    fn ringing(mode: CallMode, (caller, dev): (&str, DeviceId), callee: &str) -> Self {
+        Self::new(mode, caller, callee, State::Ringing { caller: dev }, None)
+    }
+
+    /// A call in `mode` between `caller` and `callee` on these devices, up
+    /// since `now` (a restored call, a leg of a group call), with nothing else
+    /// set: no hold, park, timers, consultation or group.
+    fn up(
+        mode: CallMode,
+        (caller, caller_dev): (&str, DeviceId),
+        (callee, callee_dev): (&str, DeviceId),
+        now: Instant,
+    ) -> Self {
+        let state = State::Up {
+            caller: Some(caller_dev),
+            callee: Some(callee_dev),
+            departures: 0,
+        };
+        Self::new(mode, caller, callee, state, Some(now))
+    }
+
     fn new(
         mode: CallMode,
-        (caller, caller_dev): (&str, Option<DeviceId>),
-        (callee, callee_dev): (&str, Option<DeviceId>),
+        caller: &str,
+        callee: &str,
+        state: State,
         answered_at: Option<Instant>,
     ) -> Self {
         Self {
             mode,
             caller: caller.into(),
-            caller_dev,
             callee: callee.into(),
-            callee_dev,
-            answered: answered_at.is_some(),
-            departures: 0,
+            state,
             held_by_caller: false,
             held_by_callee: false,
             park: None,
@@ -247,6 +281,94 @@ impl Call {
             group: None,
             recording: None,
             captions: None,
+        }
+    }
+
+    /// Accepted (or restored, or a group's leg).
+    fn answered(&self) -> bool {
+        matches!(self.state, State::Up { .. })
+    }
+
+    /// The device bound to `side`, if any (a ringing call's callee has none).
+    fn dev(&self, side: Side) -> Option<DeviceId> {
+        match (self.state, side) {
+            (State::Ringing { caller }, Side::Caller) => Some(caller),
+            (State::Ringing { .. }, Side::Callee) => None,
+            (State::Up { caller, .. }, Side::Caller) => caller,
+            (State::Up { callee, .. }, Side::Callee) => callee,
+        }
+    }
+
+    fn caller_dev(&self) -> Option<DeviceId> {
+        self.dev(Side::Caller)
+    }
+
+    fn callee_dev(&self) -> Option<DeviceId> {
+        self.dev(Side::Callee)
+    }
+
+    /// Binds `side` of an answered call to `dev` (a device took it over, picked
+    /// it up or joined it), or unbinds it (`None`: that side parked it). A
+    /// ringing call has only its caller's device, and is left as it is.
+    fn bind(&mut self, side: Side, dev: Option<DeviceId>) {
+        if let State::Up { caller, callee, .. } = &mut self.state {
+            match side {
+                Side::Caller => *caller = dev,
+                Side::Callee => *callee = dev,
+            }
+        }
+    }
+
+    /// The callee's device `dev` accepts the ringing call; `false` if it was
+    /// not ringing.
+    fn answer(&mut self, dev: DeviceId) -> bool {
+        let State::Ringing { caller } = self.state else {
+            return false;
+        };
+        self.state = State::Up {
+            caller: Some(caller),
+            callee: Some(dev),
+            departures: 0,
+        };
+        true
+    }
+
+    /// `side`'s bound device of an answered call left: it is unbound and the
+    /// departure counted. Returns the count, for the grace timer (`None` for a
+    /// ringing call, which a leaving caller cancels instead).
+    fn depart(&mut self, side: Side) -> Option<u64> {
+        let State::Up {
+            caller,
+            callee,
+            departures,
+        } = &mut self.state
+        else {
+            return None;
+        };
+        match side {
+            Side::Caller => *caller = None,
+            Side::Callee => *callee = None,
+        }
+        *departures += 1;
+        Some(*departures)
+    }
+
+    /// How many bound devices have left the answered call (0 while it rings).
+    fn departures(&self) -> u64 {
+        match self.state {
+            State::Ringing { .. } => 0,
+            State::Up { departures, .. } => departures,
+        }
+    }
+
+    /// The side `user` is on with their bound device `dev`, if it is.
+    fn side_of(&self, user: &str, dev: DeviceId) -> Option<Side> {
+        if self.caller == user && self.caller_dev() == Some(dev) {
+            Some(Side::Caller)
+        } else if self.callee == user && self.callee_dev() == Some(dev) {
+            Some(Side::Callee)
+        } else {
+            None
         }
     }
 }
@@ -337,6 +459,16 @@ pub const PARK_CODES: std::ops::RangeInclusive<u8> = 10..=99;
 enum Side {
     Caller,
     Callee,
+}
+
+impl Side {
+    /// The other side of the call.
+    fn other(self) -> Self {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -682,8 +814,8 @@ impl Inner {
             return;
         };
         for (user, bound, peer) in [
-            (&call.caller, call.caller_dev, &call.callee),
-            (&call.callee, call.callee_dev, &call.caller),
+            (&call.caller, call.caller_dev(), &call.callee),
+            (&call.callee, call.callee_dev(), &call.caller),
         ] {
             let msg = RelayMsg::ElsewhereCall {
                 call_id: id.clone(),
@@ -704,7 +836,7 @@ impl Inner {
                 self.parked.remove(&p.code);
                 self.cancel(p.timer);
             }
-            if call.answered {
+            if call.answered() {
                 // The other devices that were told of the call learn it is over
                 // (a parker's were told when it was parked).
                 let ended = RelayMsg::ElsewhereEnded {
@@ -712,10 +844,10 @@ impl Inner {
                 };
                 let parked = call.park.as_ref().map(|p| p.side);
                 if parked != Some(Side::Caller) {
-                    self.send_user(&call.caller, &ended, call.caller_dev);
+                    self.send_user(&call.caller, &ended, call.caller_dev());
                 }
                 if parked != Some(Side::Callee) {
-                    self.send_user(&call.callee, &ended, call.callee_dev);
+                    self.send_user(&call.callee, &ended, call.callee_dev());
                 }
             }
             for u in [&call.caller, &call.callee] {
@@ -762,12 +894,10 @@ impl Inner {
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
         let call = self.calls.get(id).ok_or_else(not_yours)?;
-        let mine = (call.caller == user && call.caller_dev == Some(dev))
-            || (call.callee == user && call.callee_dev == Some(dev));
-        if !mine || call.park.is_some() {
+        if call.side_of(user, dev).is_none() || call.park.is_some() {
             return Err(not_yours());
         }
-        if !call.answered {
+        if !call.answered() {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
@@ -969,18 +1099,13 @@ impl Hub {
         let mut cancel = false;
         let mut wait = None;
         if let Some(call) = g.calls.get_mut(id) {
-            if call.caller_dev == Some(dev) {
-                call.caller_dev = None;
-                if call.answered {
-                    call.departures += 1;
-                    wait = Some(call.departures);
-                } else {
-                    cancel = true;
-                }
-            } else if call.callee_dev == Some(dev) {
-                call.callee_dev = None;
-                call.departures += 1;
-                wait = Some(call.departures);
+            let side = [Side::Caller, Side::Callee]
+                .into_iter()
+                .find(|&s| call.dev(s) == Some(dev));
+            match (side, call.answered()) {
+                (Some(side), true) => wait = call.depart(side),
+                (Some(Side::Caller), false) => cancel = true,
+                _ => {}
             }
         }
         if cancel {
@@ -1120,7 +1245,7 @@ impl Hub {
                     by: None,
                 }
             };
-            let devs = [call.caller_dev, call.callee_dev];
+            let devs = [call.caller_dev(), call.callee_dev()];
             for d in devs.into_iter().flatten() {
                 g.send(d, &msg);
             }
@@ -1241,11 +1366,11 @@ impl Hub {
     pub fn elsewhere_of(&self, user: &str, dev: DeviceId) -> Option<RelayMsg> {
         let g = self.lock();
         let id = g.in_call.get(user)?;
-        let call = g.calls.get(id).filter(|c| c.answered)?;
+        let call = g.calls.get(id).filter(|c| c.answered())?;
         let (bound, peer) = if call.caller == user {
-            (call.caller_dev, &call.callee)
+            (call.caller_dev(), &call.callee)
         } else {
-            (call.callee_dev, &call.caller)
+            (call.callee_dev(), &call.caller)
         };
         (bound != Some(dev)).then(|| RelayMsg::ElsewhereCall {
             call_id: id.clone(),
@@ -1323,7 +1448,7 @@ impl Hub {
             text: text.to_string(),
             done,
         };
-        for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+        for d in [call.caller_dev(), call.callee_dev()].into_iter().flatten() {
             g.send(d, &msg);
         }
     }
@@ -1399,18 +1524,17 @@ fn grace_expired(g: &mut Inner, id: &CallId, epoch: u64) {
     let Some(call) = g.calls.get(id) else { return };
     // A parked call has no device on the parker's side by design.
     let missing = match &call.park {
-        Some(p) if p.side == Side::Caller => call.callee_dev.is_none(),
-        Some(_) => call.caller_dev.is_none(),
-        None => call.caller_dev.is_none() || call.callee_dev.is_none(),
+        Some(p) => call.dev(p.side.other()).is_none(),
+        None => call.caller_dev().is_none() || call.callee_dev().is_none(),
     };
-    if !missing || call.departures != epoch {
+    if !missing || call.departures() != epoch {
         return;
     }
     let msg = RelayMsg::Hangup {
         call_id: id.clone(),
         reason: HangupReason::PeerGone,
     };
-    for d in [call.caller_dev, call.callee_dev].into_iter().flatten() {
+    for d in [call.caller_dev(), call.callee_dev()].into_iter().flatten() {
         g.send(d, &msg);
     }
     tracing::info!(call = %id, "call ended: device did not come back");

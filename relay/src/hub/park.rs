@@ -43,14 +43,10 @@ impl Hub {
         let Some(call) = g.calls.get_mut(id) else {
             return Err(not_yours());
         };
-        let side = if call.caller == user && call.caller_dev == Some(dev) {
-            Side::Caller
-        } else if call.callee == user && call.callee_dev == Some(dev) {
-            Side::Callee
-        } else {
+        let Some(side) = call.side_of(user, dev) else {
             return Err(not_yours());
         };
-        if !call.answered {
+        if !call.answered() {
             return Err(wrong("The call has not been answered yet."));
         }
         if consulting || call.joining.is_some() || call.group.is_some() {
@@ -64,11 +60,7 @@ impl Hub {
         if call.park.is_some() {
             return Err(wrong("The call is parked already."));
         }
-        let other = match side {
-            Side::Caller => call.callee_dev,
-            Side::Callee => call.caller_dev,
-        };
-        let Some(other) = other else {
+        let Some(other) = call.dev(side.other()) else {
             return Err(wrong(
                 "The other person's device is reconnecting; try again in a moment.",
             ));
@@ -78,10 +70,7 @@ impl Hub {
                 "Every pickup code (10–99) is in use; pick up a parked call first.",
             ));
         };
-        match side {
-            Side::Caller => call.caller_dev = None,
-            Side::Callee => call.callee_dev = None,
-        }
+        call.bind(side, None);
         call.held_by_caller = false;
         call.held_by_callee = false;
         call.park = Some(Park {
@@ -352,11 +341,7 @@ fn free_code(taken: &[u8]) -> Option<u8> {
 fn not_picked_up(g: &mut Inner, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
     let Some(p) = call.park.clone() else { return };
-    let waiting = match p.side {
-        Side::Caller => call.callee_dev,
-        Side::Callee => call.caller_dev,
-    };
-    if let Some(d) = waiting {
+    if let Some(d) = call.dev(p.side.other()) {
         g.send(
             d,
             &RelayMsg::Hangup {
@@ -395,11 +380,7 @@ fn take_parked(
     let Some(p) = call.park.take() else {
         return Err("The call is no longer parked.");
     };
-    let waiting = match p.side {
-        Side::Caller => call.callee_dev,
-        Side::Callee => call.caller_dev,
-    };
-    let Some(waiting) = waiting else {
+    let Some(waiting) = call.dev(p.side.other()) else {
         call.park = Some(p);
         return Err("The person waiting is reconnecting; try again in a moment.");
     };
@@ -420,15 +401,10 @@ fn take_parked(
         leg
     });
     match p.side {
-        Side::Caller => {
-            call.caller = user.into();
-            call.caller_dev = Some(dev);
-        }
-        Side::Callee => {
-            call.callee = user.into();
-            call.callee_dev = Some(dev);
-        }
+        Side::Caller => call.caller = user.into(),
+        Side::Callee => call.callee = user.into(),
     }
+    call.bind(p.side, Some(dev));
     g.parked.remove(&p.code);
     g.cancel(p.timer);
     if let Some(leg) = first_leg {

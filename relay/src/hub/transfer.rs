@@ -39,16 +39,16 @@ impl Hub {
             return Err(not_yours());
         };
         let (mine, other, peer) = if call.caller == user {
-            (call.caller_dev, call.callee_dev, call.callee.clone())
+            (call.caller_dev(), call.callee_dev(), call.callee.clone())
         } else if call.callee == user {
-            (call.callee_dev, call.caller_dev, call.caller.clone())
+            (call.callee_dev(), call.caller_dev(), call.caller.clone())
         } else {
             return Err(not_yours());
         };
         if mine != Some(dev) || call.park.is_some() {
             return Err(not_yours());
         }
-        if !call.answered {
+        if !call.answered() {
             return Err(wrong("The call has not been answered yet."));
         }
         if call.mode == CallMode::E2ee {
