@@ -476,8 +476,8 @@ impl Hub {
     }
 
     /// Handles a message about an existing call from device `dev` of `user`:
-    /// [`authorise`] decides whether they may send it, where the call is, then
-    /// one function per message carries it out.
+    /// one authorisation (`authorise`) decides whether they may send it, where
+    /// the call is, then one function per message carries it out.
     pub fn call_msg(
         &self,
         now: Instant,
