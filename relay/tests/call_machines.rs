@@ -8,7 +8,10 @@
 //! What the browser tests show with real media, this shows for every step of
 //! the signalling at once, in milliseconds: one E2EE call with the same code on
 //! both machines, a relay that swaps the answer's fingerprint caught by the
-//! commitment, a call that rings out on both, and hold in a standard call.
+//! commitment, a call that rings out on both, hold in a standard call, a
+//! second device of the callee that stops ringing when the first accepts, a
+//! device that drops and resumes its call within the grace, a relay restart
+//! that both machines resume through, and a caller who finds the callee busy.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,7 +30,9 @@ use tokio::sync::mpsc;
 
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
+const CAROL: &str = "carol@example.test";
 const RING: Duration = Duration::from_secs(45);
+const GRACE: Duration = Duration::from_secs(30);
 
 fn sdp(fp: &Fingerprint) -> String {
     format!(
@@ -73,13 +78,17 @@ struct Device {
     seen: Vec<RelayMsg>,
 }
 
-/// The hub, two devices, one clock, and what the relay does to the answer.
+/// The hub, its devices (Alice's is 0, Bob's 1), one clock, and what the
+/// relay does to the answer.
 struct World {
     hub: Arc<Hub>,
+    /// The key call ids are minted with, kept across a restart as the relay
+    /// keeps its key file.
+    key: CallKey,
     t0: Instant,
     ms: u64,
     mode: CallMode,
-    devices: [Device; 2],
+    devices: Vec<Device>,
     /// A relay in the middle: the answer Alice gets announces this certificate.
     swap_answer: Option<Fingerprint>,
 }
@@ -94,45 +103,94 @@ fn setting(enabled: bool) -> E2eeSetting {
     }
 }
 
+/// A relay's hub with these people in its directory, minting with `key`.
+fn hub(key: &CallKey) -> Arc<Hub> {
+    let hub = Hub::new(RING, GRACE, Duration::from_secs(300), key.clone());
+    hub.set_directory(
+        Default::default(),
+        vec![ALICE.into(), BOB.into(), CAROL.into()],
+    );
+    hub
+}
+
 impl World {
     fn new(mode: CallMode) -> Self {
-        let hub = Hub::new(
-            RING,
-            Duration::from_secs(30),
-            Duration::from_secs(300),
-            CallKey::random().expect("key"),
-        );
-        hub.set_directory(Default::default(), vec![ALICE.into(), BOB.into()]);
-        let device = |user: &'static str, cert: u8| {
-            let (tx, rx) = mpsc::channel(256);
-            let dev = hub
-                .register(
-                    user,
-                    "session",
-                    setting(mode == CallMode::E2ee),
-                    tx,
-                    Arc::new(AtomicBool::new(false)),
-                )
-                .expect("register");
-            Device {
-                user,
-                dev,
-                rx,
-                call: None,
-                cert: Fingerprint::from_bytes([cert; 32]),
-                pc: Pc::default(),
-                inputs: VecDeque::new(),
-                seen: Vec::new(),
-            }
-        };
-        let devices = [device(ALICE, 0xa1), device(BOB, 0xb2)];
-        Self {
-            hub,
+        let key = CallKey::random().expect("key");
+        let mut w = Self {
+            hub: hub(&key),
+            key,
             t0: Instant::now(),
             ms: 0,
             mode,
-            devices,
+            devices: Vec::new(),
             swap_answer: None,
+        };
+        w.add_device(ALICE, 0xa1);
+        w.add_device(BOB, 0xb2);
+        w
+    }
+
+    /// Signs a new device of `user` in (its certificates will be `cert`);
+    /// returns its index.
+    fn add_device(&mut self, user: &'static str, cert: u8) -> usize {
+        let (dev, rx) = self.register(user);
+        self.devices.push(Device {
+            user,
+            dev,
+            rx,
+            call: None,
+            cert: Fingerprint::from_bytes([cert; 32]),
+            pc: Pc::default(),
+            inputs: VecDeque::new(),
+            seen: Vec::new(),
+        });
+        self.devices.len() - 1
+    }
+
+    fn register(&self, user: &str) -> (DeviceId, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(256);
+        let dev = self
+            .hub
+            .register(
+                user,
+                "session",
+                setting(self.mode == CallMode::E2ee),
+                tx,
+                Arc::new(AtomicBool::new(false)),
+            )
+            .expect("register");
+        (dev, rx)
+    }
+
+    /// Device `who`'s connection drops: the hub unregisters it and its
+    /// machine hears the relay is down (media goes on).
+    fn drop_connection(&mut self, who: usize) {
+        let (dev, user, now) = (self.devices[who].dev, self.devices[who].user, self.now());
+        self.hub.unregister(now, dev, user);
+        self.devices[who].inputs.push_back(Input::RelayDown);
+        self.settle();
+    }
+
+    /// Device `who` connects again (a new connection, a new device number)
+    /// and its machine hears the relay is back.
+    fn reconnect(&mut self, who: usize) {
+        let (dev, rx) = self.register(self.devices[who].user);
+        let d = &mut self.devices[who];
+        (d.dev, d.rx) = (dev, rx);
+        d.inputs.push_back(Input::RelayUp);
+        self.settle();
+    }
+
+    /// The relay restarts: a fresh hub with the same key, which knows no call;
+    /// every device's connection drops and comes back to it.
+    fn restart(&mut self) {
+        self.hub = hub(&self.key);
+        for who in 0..self.devices.len() {
+            self.devices[who].inputs.push_back(Input::RelayDown);
+        }
+        self.settle();
+        for who in 0..self.devices.len() {
+            self.reconnect(who);
         }
     }
 
@@ -149,9 +207,15 @@ impl World {
 
     /// Alice places the call.
     fn call_bob(&mut self) {
-        let (call, out) = Call::outgoing(BOB, self.wish(), self.ms);
-        self.devices[0].call = Some(call);
-        self.outputs(0, out);
+        self.call(0, BOB);
+    }
+
+    /// Device `who` calls `to`.
+    fn call(&mut self, who: usize, to: &str) {
+        let (call, out) = Call::outgoing(to, self.wish(), self.ms);
+        self.devices[who].call = Some(call);
+        self.devices[who].pc = Pc::default();
+        self.outputs(who, out);
         self.settle();
     }
 
@@ -176,7 +240,7 @@ impl World {
     fn settle(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
-            for who in 0..2 {
+            for who in 0..self.devices.len() {
                 while let Ok(text) = self.devices[who].rx.try_recv() {
                     moved = true;
                     self.deliver(who, &text);
@@ -191,21 +255,29 @@ impl World {
                     self.outputs(who, out);
                 }
             }
-            // DTLS connects once both sides hold a remote description and a
-            // candidate of the other: each sees the certificate its remote
-            // description named (a relay in the middle would terminate DTLS
-            // with the certificate it put there).
-            let ready = |pc: &Pc| {
+            // DTLS connects once both sides of a call hold a remote
+            // description and a candidate of the other: each sees the
+            // certificate its remote description named (a relay in the middle
+            // would terminate DTLS with the certificate it put there).
+            let ready = |d: &Device| {
+                let pc = &d.pc;
                 pc.created && pc.local_sdp && pc.remote.is_some() && pc.ice_added > 0 && !pc.dtls
             };
-            if ready(&self.devices[0].pc) && ready(&self.devices[1].pc) {
-                moved = true;
-                for d in &mut self.devices {
-                    d.pc.dtls = true;
-                    d.inputs.push_back(Input::DtlsConnected {
-                        local: Some(d.cert),
-                        remote: d.pc.remote,
-                    });
+            let call_id = |d: &Device| d.call.as_ref().and_then(|c| c.id().cloned());
+            for i in 0..self.devices.len() {
+                for j in i + 1..self.devices.len() {
+                    let (a, b) = (&self.devices[i], &self.devices[j]);
+                    if ready(a) && ready(b) && call_id(a).is_some() && call_id(a) == call_id(b) {
+                        moved = true;
+                        for k in [i, j] {
+                            let d = &mut self.devices[k];
+                            d.pc.dtls = true;
+                            d.inputs.push_back(Input::DtlsConnected {
+                                local: Some(d.cert),
+                                remote: d.pc.remote,
+                            });
+                        }
+                    }
                 }
             }
             if !moved {
@@ -258,7 +330,7 @@ impl World {
 
     fn pc(&mut self, who: usize, cmd: PcCommand) {
         let d = &mut self.devices[who];
-        let port = if who == 0 { 5000 } else { 6000 };
+        let port = 5000 + u16::try_from(who).expect("few devices");
         match cmd {
             PcCommand::Create => {
                 d.pc.created = true;
@@ -306,7 +378,17 @@ impl World {
                 self.hub.invite(now, dev, user, &to, Ok(self.mode), id);
                 Ok(())
             }
-            msg @ ClientMsg::Resume { .. } => self.hub.resume(now, dev, user, msg, None),
+            // A call this hub does not know (it restarted) comes with the
+            // pair's call decision, made again as the connection makes it.
+            msg @ ClientMsg::Resume { .. } => {
+                let decision = match &msg {
+                    ClientMsg::Resume { call_id, .. } if !self.hub.knows_call(call_id) => {
+                        Some(Ok(self.mode))
+                    }
+                    _ => None,
+                };
+                self.hub.resume(now, dev, user, msg, decision)
+            }
             ClientMsg::Park { call_id } => self.hub.park(now, dev, user, &call_id),
             other => self.hub.call_msg(now, dev, user, other),
         };
@@ -314,6 +396,15 @@ impl World {
             let text = e.into_msg().encode();
             self.deliver(who, &text);
         }
+    }
+
+    fn view(&self, who: usize) -> shieldcall_web::call::View {
+        self.devices[who]
+            .call
+            .as_ref()
+            .expect("a call")
+            .view()
+            .clone()
     }
 
     fn phase(&self, who: usize) -> Phase {
@@ -446,4 +537,144 @@ fn hold_in_a_standard_call_stops_and_restarts_sending_on_both_sides() {
     for who in 0..2 {
         assert_eq!(w.devices[who].pc.sending, Some(true), "device {who}");
     }
+}
+
+/// Alice and Bob in an answered call of `mode`; returns the world and the code
+/// both machines show.
+fn connected(mode: CallMode) -> (World, shieldcall_proto::SecurityCode) {
+    let mut w = World::new(mode);
+    w.call_bob();
+    w.user(1, UserAction::Accept);
+    let code = security_code(&w.devices[0].cert, &w.devices[1].cert).expect("code");
+    for who in 0..2 {
+        assert_eq!(w.phase(who), Phase::Connected, "device {who}");
+        assert_eq!(w.view(who).code, Some(code), "device {who}");
+    }
+    (w, code)
+}
+
+#[test]
+fn a_second_device_stops_ringing_when_the_first_accepts() {
+    let mut w = World::new(CallMode::E2ee);
+    let tablet = w.add_device(BOB, 0xb3);
+    w.call_bob();
+    assert_eq!(w.phase(1), Phase::Incoming);
+    assert_eq!(
+        w.phase(tablet),
+        Phase::Incoming,
+        "every device of Bob rings"
+    );
+
+    w.user(tablet, UserAction::Accept);
+    assert_eq!(w.phase(1), Phase::Ended(Ending::AnsweredElsewhere));
+    assert!(
+        !w.devices[1].pc.created,
+        "the other device made no connection"
+    );
+    let code = security_code(&w.devices[0].cert, &w.devices[tablet].cert).expect("code");
+    for who in [0, tablet] {
+        assert_eq!(w.phase(who), Phase::Connected, "device {who}");
+        assert_eq!(w.view(who).code, Some(code), "device {who}");
+    }
+    // The device that stopped ringing cannot take the call any more.
+    w.user(1, UserAction::Accept);
+    assert_eq!(w.phase(tablet), Phase::Connected);
+}
+
+#[test]
+fn a_device_that_drops_resumes_its_call_within_the_grace() {
+    let (mut w, code) = connected(CallMode::E2ee);
+    let before = w.devices[1].dev;
+    w.drop_connection(1);
+    assert!(w.view(1).relay_down);
+    // Media goes on: neither machine ends the call while the relay is away.
+    w.advance(GRACE - Duration::from_secs(1));
+    assert_eq!(w.phase(0), Phase::Connected);
+    assert_eq!(w.phase(1), Phase::Connected);
+
+    w.reconnect(1);
+    assert_ne!(w.devices[1].dev, before, "a new connection is a new device");
+    assert!(!w.view(1).relay_down);
+    // The hub bound the call to the new device: past the grace it is still up,
+    // with the same code (nothing was renegotiated), and a hang-up reaches it.
+    w.advance(GRACE);
+    for who in 0..2 {
+        assert_eq!(w.phase(who), Phase::Connected, "device {who}");
+        assert_eq!(w.view(who).code, Some(code), "device {who}");
+    }
+    w.user(0, UserAction::Hangup);
+    assert_eq!(w.phase(1), Phase::Ended(Ending::HungUp { by_me: false }));
+    assert_eq!(w.hub.timers(), 0);
+}
+
+#[test]
+fn a_device_that_never_comes_back_ends_the_call_after_the_grace() {
+    let (mut w, _) = connected(CallMode::Standard);
+    w.drop_connection(1);
+    w.advance(GRACE - Duration::from_millis(1));
+    assert_eq!(w.phase(0), Phase::Connected);
+    w.advance(Duration::from_millis(1));
+    assert!(
+        matches!(w.phase(0), Phase::Ended(Ending::HungUp { by_me: false })),
+        "{:?}",
+        w.phase(0)
+    );
+    assert!(w.devices[0].pc.closed);
+}
+
+#[test]
+fn both_machines_resume_their_call_through_a_restarted_relay() {
+    let (mut w, code) = connected(CallMode::E2ee);
+    // A minute on (the test's clock then runs ahead of the new hub's, which
+    // starts at the real time and never goes back).
+    w.ms += 60_000;
+    let seen_before = [w.devices[0].seen.len(), w.devices[1].seen.len()];
+    w.restart();
+    for who in 0..2 {
+        assert!(
+            !w.devices[who].seen[seen_before[who]..]
+                .iter()
+                .any(|m| matches!(m, RelayMsg::Offer { .. } | RelayMsg::Answer { .. })),
+            "device {who}: nothing is negotiated again"
+        );
+    }
+    // Both resumed naming each other with the call's id and mode: the new hub
+    // restored the call and bound it to the new devices.
+    let id = w.devices[0]
+        .call
+        .as_ref()
+        .and_then(|c| c.id())
+        .cloned()
+        .expect("call id");
+    assert!(w.hub.knows_call(&id), "{:?} {:?}", w.phase(0), w.phase(1));
+    assert_eq!(w.hub.restoring(), 0, "no claim is left waiting");
+    for who in 0..2 {
+        assert_eq!(w.phase(who), Phase::Connected, "device {who}");
+        assert_eq!(w.view(who).code, Some(code), "device {who}");
+    }
+    w.ms += 5_000;
+    w.user(1, UserAction::Hangup);
+    assert_eq!(w.phase(0), Phase::Ended(Ending::HungUp { by_me: false }));
+    // The new hub times the call from its restore.
+    let history = w.hub.take_history();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history.iter().all(|r| r.duration_secs == 5), "{history:?}");
+}
+
+#[test]
+fn a_caller_who_finds_the_callee_busy_sees_it_on_their_machine() {
+    let (mut w, code) = connected(CallMode::Standard);
+    let carol = w.add_device(CAROL, 0xc3);
+    w.call(carol, ALICE);
+    assert_eq!(
+        w.phase(carol),
+        Phase::Ended(Ending::Refused {
+            reason: RefuseReason::Busy,
+            required_by: None
+        })
+    );
+    assert!(!w.devices[carol].pc.created);
+    // Alice's call was not disturbed.
+    assert_eq!(w.view(0).code, Some(code));
+    assert_eq!(w.phase(1), Phase::Connected);
 }
