@@ -630,9 +630,9 @@ fn both_machines_resume_their_call_through_a_restarted_relay() {
     w.ms += 60_000;
     let seen_before = [w.devices[0].seen.len(), w.devices[1].seen.len()];
     w.restart();
-    for who in 0..2 {
+    for (who, before) in seen_before.into_iter().enumerate() {
         assert!(
-            !w.devices[who].seen[seen_before[who]..]
+            !w.devices[who].seen[before..]
                 .iter()
                 .any(|m| matches!(m, RelayMsg::Offer { .. } | RelayMsg::Answer { .. })),
             "device {who}: nothing is negotiated again"
