@@ -138,7 +138,7 @@ impl Hub {
             Call {
                 consult_of: beside.filter(|_| consult),
                 group: group.as_ref().map(|(gid, _)| *gid),
-                ..Call::ringing(mode, (caller, dev), callee)
+                ..Call::ringing(mode, (caller, dev), callee, g.unix_now())
             },
         );
         g.in_call.insert(caller.into(), call_id.clone());
@@ -323,7 +323,8 @@ impl Hub {
                 let now = g.now();
                 // What the relay lost in its restart: the call is recorded
                 // from its restore.
-                let restored = Call::up(mode, (&caller, caller_dev), (&callee, callee_dev), now);
+                let at = (now, g.unix_now());
+                let restored = Call::up(mode, (&caller, caller_dev), (&callee, callee_dev), at);
                 g.calls.insert(id.clone(), restored);
                 g.in_call.insert(first.user.clone(), id.clone());
                 g.in_call.insert(user.into(), id.clone());

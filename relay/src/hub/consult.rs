@@ -178,7 +178,7 @@ impl Hub {
         g.end_call(consult);
         // The transferor's part of the held call is over (both histories keep
         // it); the rest is the new pair's, from now.
-        let at = g.now();
+        let (at, unix) = (g.now(), g.unix_now());
         let timer = g.schedule(JOIN_TIMEOUT, Timer::Join(held.clone()));
         let Some(h) = g.calls.get_mut(held) else {
             return Ok(());
@@ -191,7 +191,7 @@ impl Hub {
             answered_at: h.answered_at,
             ended: at,
         };
-        h.started_at = crate::store::unix_now();
+        h.started_at = unix;
         h.answered_at = Some(at);
         h.held_by_caller = false;
         h.held_by_callee = false;

@@ -321,7 +321,12 @@ impl Hub {
                     timer,
                 }),
                 group: Some(gid),
-                ..Call::up(CallMode::Standard, (offerer, odev), (joiner, jdev), now)
+                ..Call::up(
+                    CallMode::Standard,
+                    (offerer, odev),
+                    (joiner, jdev),
+                    (now, g.unix_now()),
+                )
             },
         );
         if let Some(group) = g.groups.get_mut(&gid) {

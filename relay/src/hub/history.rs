@@ -206,7 +206,7 @@ impl Inner {
     /// Records an invite refused before it rang: `missed` says whether the callee
     /// learns of it (busy, offline) or not (a policy refusal).
     pub(super) fn record_refused(&mut self, caller: &str, callee: &str, missed: bool) {
-        let at = crate::store::unix_now();
+        let at = self.unix_now();
         self.push_record(CallRecord {
             user: caller.into(),
             peer: callee.into(),

@@ -235,25 +235,38 @@ enum State {
 impl Call {
     /// A call in `mode` from `caller` on device `dev` to `callee`, ringing,
     /// with nothing else set: no timers, consultation or group.
-    fn ringing(mode: CallMode, (caller, dev): (&str, DeviceId), callee: &str) -> Self {
-        Self::new(mode, caller, callee, State::Ringing { caller: dev }, None)
+    fn ringing(
+        mode: CallMode,
+        (caller, dev): (&str, DeviceId),
+        callee: &str,
+        started_at: i64,
+    ) -> Self {
+        Self::new(
+            mode,
+            caller,
+            callee,
+            State::Ringing { caller: dev },
+            started_at,
+            None,
+        )
     }
 
     /// A call in `mode` between `caller` and `callee` on these devices, up
-    /// since `now` (a restored call, a leg of a group call), with nothing else
-    /// set: no hold, park, timers, consultation or group.
+    /// since `now` (`started_at` on the wall clock: a restored call, a leg of a
+    /// group call), with nothing else set: no hold, park, timers, consultation
+    /// or group.
     fn up(
         mode: CallMode,
         (caller, caller_dev): (&str, DeviceId),
         (callee, callee_dev): (&str, DeviceId),
-        now: Instant,
+        (now, started_at): (Instant, i64),
     ) -> Self {
         let state = State::Up {
             caller: Some(caller_dev),
             callee: Some(callee_dev),
             departures: 0,
         };
-        Self::new(mode, caller, callee, state, Some(now))
+        Self::new(mode, caller, callee, state, started_at, Some(now))
     }
 
     fn new(
@@ -261,6 +274,7 @@ impl Call {
         caller: &str,
         callee: &str,
         state: State,
+        started_at: i64,
         answered_at: Option<Instant>,
     ) -> Self {
         Self {
@@ -271,7 +285,7 @@ impl Call {
             held_by_caller: false,
             held_by_callee: false,
             park: None,
-            started_at: crate::store::unix_now(),
+            started_at,
             answered_at,
             declined: false,
             ring_timer: None,
@@ -426,11 +440,17 @@ enum Timer {
 /// A timer's place in the queue: its deadline, then the order it was set in.
 type TimerKey = (Instant, u64);
 
-/// The hub's clock and timers.
+/// The hub's clock and timers. The state reads no clock: its time is what the
+/// driver gives it, and its wall-clock time (for the call history) is derived
+/// from the last time given and the wall clock the driver read with it.
 #[derive(Debug)]
 struct Clock {
     /// The latest time the hub was given (it never goes back).
     now: Instant,
+    /// An instant the driver gave, and the wall clock (Unix seconds) it read
+    /// then; read again with every time given, so a wall clock set right
+    /// after the relay started (NTP) is followed.
+    wall: (Instant, i64),
     /// Pending timers, earliest first.
     queue: BTreeMap<TimerKey, Timer>,
     /// Numbers timers, so two with one deadline keep their order.
@@ -441,8 +461,10 @@ struct Clock {
 
 impl Default for Clock {
     fn default() -> Self {
+        let now = Instant::now();
         Self {
-            now: Instant::now(),
+            now,
+            wall: (now, crate::store::unix_now()),
             queue: BTreeMap::new(),
             seq: 0,
             rearm: false,
@@ -709,6 +731,13 @@ impl Inner {
         self.clock.now
     }
 
+    /// The hub's time on the wall clock, in Unix seconds (for the history).
+    fn unix_now(&self) -> i64 {
+        let (at, unix) = self.clock.wall;
+        let since = self.clock.now.saturating_duration_since(at).as_secs();
+        unix.saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
+    }
+
     /// Sets `timer` for `after` from now. A deadline past the range of the
     /// clock never comes, and is not set.
     fn schedule(&mut self, after: Duration, timer: Timer) -> Option<TimerKey> {
@@ -969,6 +998,7 @@ impl Hub {
         if now > g.clock.now {
             g.clock.now = now;
         }
+        g.clock.wall = (now, crate::store::unix_now());
         g
     }
 

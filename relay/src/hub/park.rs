@@ -373,7 +373,7 @@ fn take_parked(
     dev: DeviceId,
     commit: Commitment,
 ) -> Result<(), &'static str> {
-    let g_now = g.now();
+    let (g_now, unix) = (g.now(), g.unix_now());
     let Some(call) = g.calls.get_mut(id) else {
         return Err("The call is over.");
     };
@@ -396,7 +396,7 @@ fn take_parked(
             answered_at: call.answered_at,
             ended: p.at,
         };
-        call.started_at = crate::store::unix_now();
+        call.started_at = unix;
         call.answered_at = Some(g_now);
         leg
     });
