@@ -183,6 +183,23 @@ fn users_groups_and_policies_like_the_teams_cmdlets() {
         ],
         "",
     );
+    // The admin API's rule: a rank goes with a group only, and a target is
+    // named (two targets at once are refused by the flags themselves).
+    for bad in [
+        &["--user", "adm@x.test", "--rank", "2"][..],
+        &["--global", "--rank", "2"],
+        &[],
+    ] {
+        let args: Vec<&str> = ["policy", "grant", "--policy-name", "Tag:Eng"]
+            .into_iter()
+            .chain(bad.iter().copied())
+            .collect();
+        let (done, _, err) = run(&d, &args, "");
+        assert!(
+            !done && err.contains("give exactly one of --user, --group [--rank N] or --global"),
+            "{bad:?}: {err}"
+        );
+    }
     let (no, _, err) = run(&d, &["policy", "remove", "--identity", "Global"], "");
     assert!(
         !no && err.contains("Global policy cannot be removed"),

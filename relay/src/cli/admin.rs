@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::ops::{self, Ops};
 use crate::policy::{ExternalAccess, Target};
 use crate::store::{PostgresStore, SqliteStore, Store};
+use shieldcall_proto::admin::GrantForm;
 
 fn read_password() -> Result<String> {
     let mut line = String::new();
@@ -178,18 +179,25 @@ pub(super) async fn admin(
             global,
             tenant,
         }) => {
-            let (target, tenant) = match (user, group, global) {
-                (Some(user), None, false) => {
-                    let user = ops::normalize_user(&user)?;
-                    let t = tenant.unwrap_or_else(|| crate::policy::domain_of(&user).to_string());
-                    (Target::User { user }, t)
+            // The API's one rule (`GrantForm::target`), so the CLI refuses
+            // what the admin page would (a rank beside a user, say).
+            let form = GrantForm {
+                policy_name: None,
+                user: user.map(|u| ops::normalize_user(&u)).transpose()?,
+                group,
+                rank,
+                global,
+            };
+            let Ok(target) = form.target() else {
+                anyhow::bail!(
+                    "give exactly one of --user, --group [--rank N] or --global (--rank goes with --group)"
+                );
+            };
+            let tenant = match &target {
+                Target::User { user } => {
+                    tenant.unwrap_or_else(|| crate::policy::domain_of(user).to_string())
                 }
-                (None, Some(group), false) => (
-                    Target::Group { group, rank },
-                    only_tenant(store, tenant).await?,
-                ),
-                (None, None, true) => (Target::Global, only_tenant(store, tenant).await?),
-                _ => anyhow::bail!("give exactly one of --user, --group [--rank N] or --global"),
+                Target::Group { .. } | Target::Global => only_tenant(store, tenant).await?,
             };
             ops.grant(&tenant, &target, Some(policy_name.as_str()))
                 .await?;
