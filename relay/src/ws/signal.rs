@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::Error;
-use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, PRESENCE_CHUNK};
+use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, PRESENCE_CHUNK, WireError};
 use crate::ops::{self, Ops};
 use crate::policy::{self, Party};
 use crate::store::unix_now;
@@ -52,6 +52,14 @@ enum Via {
     Transfer(String),
     /// The held call this one consults about.
     Consult(CallId),
+}
+
+/// The direct reply to a message the hub handled: nothing, or its error.
+fn replied(done: Result<(), WireError>) -> Vec<(RelayMsg, Flow)> {
+    done.err()
+        .map(|e| (e.into_msg(), Flow::Continue))
+        .into_iter()
+        .collect()
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> Vec<(RelayMsg, Flow)> {
@@ -118,14 +126,11 @@ impl Conn {
                 },
             ) => self.media_offer(dev, call_id, sdp, captions).await,
             (Some(dev), msg @ ClientMsg::Join { .. }) => {
-                return match self
-                    .state
-                    .hub()
-                    .join(Instant::now(), dev, self.user(), &msg)
-                {
-                    Ok(()) => Vec::new(),
-                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
-                };
+                return replied(
+                    self.state
+                        .hub()
+                        .join(Instant::now(), dev, self.user(), &msg),
+                );
             }
             (Some(dev), ClientMsg::Transfer { call_id, to }) => {
                 self.transfer(dev, &call_id, &to).await
@@ -134,25 +139,19 @@ impl Conn {
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
             (Some(dev), ClientMsg::Park { call_id }) => {
-                return match self
-                    .state
-                    .hub()
-                    .park(Instant::now(), dev, self.user(), &call_id)
-                {
-                    Ok(()) => Vec::new(),
-                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
-                };
+                return replied(
+                    self.state
+                        .hub()
+                        .park(Instant::now(), dev, self.user(), &call_id),
+                );
             }
             (Some(dev), other) => {
-                return match self.state.hub().call_msg(
+                return replied(self.state.hub().call_msg(
                     Instant::now(),
                     dev,
                     &self.authed.user.name,
                     other,
-                ) {
-                    Ok(()) => Vec::new(),
-                    Err(e) => vec![(e.into_msg(), Flow::Continue)],
-                };
+                ));
             }
         };
         match result {
@@ -311,20 +310,15 @@ impl Conn {
             None => None,
             Some(Via::Consult(held)) => {
                 let user = self.user().to_string();
-                return Ok(
-                    match hub.consult(
-                        Instant::now(),
-                        dev,
-                        &user,
-                        &held,
-                        &callee,
-                        decision,
-                        call_id,
-                    ) {
-                        Ok(()) => Vec::new(),
-                        Err(e) => vec![(e.into_msg(), Flow::Continue)],
-                    },
-                );
+                return Ok(replied(hub.consult(
+                    Instant::now(),
+                    dev,
+                    &user,
+                    &held,
+                    &callee,
+                    decision,
+                    call_id,
+                )));
             }
             Some(Via::Transfer(token)) => match hub.take_referral(&token, self.user(), &callee) {
                 Some(by) => Some(by),
@@ -398,19 +392,14 @@ impl Conn {
         }
         let decision = self.decide_between(&peer, &target).await?;
         let user = self.user().to_string();
-        Ok(
-            match hub.transfer(
-                Instant::now(),
-                dev,
-                &user,
-                call_id,
-                &target,
-                decision.is_ok(),
-            ) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(hub.transfer(
+            Instant::now(),
+            dev,
+            &user,
+            call_id,
+            &target,
+            decision.is_ok(),
+        )))
     }
 
     /// `consult-transfer` (or `merge`): the pair it would connect is decided
@@ -434,10 +423,7 @@ impl Conn {
         } else {
             hub.consult_transfer(now, dev, &user, held, consult, decision)
         };
-        Ok(match done {
-            Ok(()) => Vec::new(),
-            Err(e) => vec![(e.into_msg(), Flow::Continue)],
-        })
+        Ok(replied(done))
     }
 
     /// `media-offer`: the hub says whether this device may send its media to
@@ -504,12 +490,14 @@ impl Conn {
         let decision = self.decide(&to).await?;
         let hub = self.state.hub();
         let id = hub.mint_call_id(&user, &to, CallMode::Standard)?;
-        Ok(
-            match hub.voicemail(Instant::now(), dev, &user, &to, decision, id) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(hub.voicemail(
+            Instant::now(),
+            dev,
+            &user,
+            &to,
+            decision,
+            id,
+        )))
     }
 
     /// `add`: the newcomer is checked as for an invite, and a call with each
@@ -553,20 +541,15 @@ impl Conn {
             decisions.push((m.clone(), self.decide_between(m, &newcomer).await?));
         }
         let call_id = hub.mint_call_id(&user, &newcomer, CallMode::Standard)?;
-        Ok(
-            match hub.add(
-                Instant::now(),
-                dev,
-                &user,
-                id,
-                &newcomer,
-                &decisions,
-                call_id,
-            ) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(hub.add(
+            Instant::now(),
+            dev,
+            &user,
+            id,
+            &newcomer,
+            &decisions,
+            call_id,
+        )))
     }
 
     /// Whether this user and `other` may reach each other under their tenants'
@@ -629,12 +612,9 @@ impl Conn {
             None => None,
         };
         let user = self.user().to_string();
-        Ok(
-            match self.state.hub().move_here(dev, &user, &msg, decision) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(
+            self.state.hub().move_here(dev, &user, &msg, decision),
+        ))
     }
 
     /// `pickup`: the decision for this user and the person waiting, made now.
@@ -653,16 +633,13 @@ impl Conn {
             _ => None,
         };
         let user = self.user().to_string();
-        Ok(
-            match self
-                .state
-                .hub()
-                .pickup(Instant::now(), dev, &user, &msg, decision)
-            {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(self.state.hub().pickup(
+            Instant::now(),
+            dev,
+            &user,
+            &msg,
+            decision,
+        )))
     }
 
     /// `resume`: for a call the relay does not know (it restarted), the call
@@ -683,15 +660,12 @@ impl Conn {
             _ => None,
         };
         let user = self.user().to_string();
-        Ok(
-            match self
-                .state
-                .hub()
-                .resume(Instant::now(), dev, &user, msg, decision)
-            {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![(e.into_msg(), Flow::Continue)],
-            },
-        )
+        Ok(replied(self.state.hub().resume(
+            Instant::now(),
+            dev,
+            &user,
+            msg,
+            decision,
+        )))
     }
 }
