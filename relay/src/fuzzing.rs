@@ -85,7 +85,7 @@ const MAX_LINES: usize = 256;
 /// One connected device of the harness: what the connection task holds.
 struct Device {
     id: DeviceId,
-    rx: mpsc::Receiver<String>,
+    rx: mpsc::Receiver<Arc<RelayMsg>>,
     overflow: Arc<AtomicBool>,
 }
 
@@ -335,12 +335,13 @@ impl Harness {
         let mut close = false;
         loop {
             match d.rx.try_recv() {
-                Ok(text) => {
+                Ok(msg) => {
                     if d.overflow.load(Ordering::Relaxed) {
                         close = true;
                         break;
                     }
-                    observe(&self.known[user], USERS[user].0, &text);
+                    // Encoded as the connection encodes it.
+                    observe(&self.known[user], USERS[user].0, &msg.encode());
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {

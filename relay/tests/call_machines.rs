@@ -68,7 +68,7 @@ struct Pc {
 struct Device {
     user: &'static str,
     dev: DeviceId,
-    rx: mpsc::Receiver<String>,
+    rx: mpsc::Receiver<Arc<RelayMsg>>,
     call: Option<Call>,
     /// The fresh certificate this device makes for the call.
     cert: Fingerprint,
@@ -147,7 +147,7 @@ impl World {
         self.devices.len() - 1
     }
 
-    fn register(&self, user: &str) -> (DeviceId, mpsc::Receiver<String>) {
+    fn register(&self, user: &str) -> (DeviceId, mpsc::Receiver<Arc<RelayMsg>>) {
         let (tx, rx) = mpsc::channel(256);
         let dev = self
             .hub
@@ -241,9 +241,9 @@ impl World {
         for _ in 0..10_000 {
             let mut moved = false;
             for who in 0..self.devices.len() {
-                while let Ok(text) = self.devices[who].rx.try_recv() {
+                while let Ok(msg) = self.devices[who].rx.try_recv() {
                     moved = true;
-                    self.deliver(who, &text);
+                    self.deliver(who, &msg.encode());
                 }
                 while let Some(input) = self.devices[who].inputs.pop_front() {
                     moved = true;

@@ -909,7 +909,8 @@ fn resume_bound(g: &Inner, p: &Party<'_>) {
 fn forward(g: &Inner, p: &Party<'_>, msg: RelayMsg) -> Result<(), WireError> {
     match p.other {
         Some(d) => {
-            g.send(d, &msg);
+            // Moved, not copied: an offer's SDP is kilobytes.
+            g.send_shared(d, &std::sync::Arc::new(msg));
             Ok(())
         }
         None => Err(WireError::new(

@@ -3,11 +3,13 @@
 //!
 //! Every method takes the lock, changes state, queues what is to be sent as
 //! [`Output`]s and returns; nothing in the state awaits, touches a socket or the
-//! store, or encodes a message. When the lock is let go, [`Hub`] (the driver)
-//! drains the outputs in order and hands each to its device's outbox: encoded
-//! there, outside the state's lock. The WebSocket task (`crate::ws`) feeds the hub
-//! decoded messages and writes its outbox to the socket; the store-facing parts
-//! (settings, the call-mode decision) are done by the caller before it calls in.
+//! store, or encodes a message. Before the lock is let go, [`Hub`] (the driver)
+//! drains the outputs in order and pushes each message onto its device's outbox,
+//! shared, not encoded (one message sent to many devices is one allocation).
+//! The WebSocket task (`crate::ws`) feeds the hub decoded messages, and encodes
+//! and writes what its outbox holds, in its own task, outside every lock; the
+//! store-facing parts (settings, the call-mode decision) are done by the caller
+//! before it calls in.
 //!
 //! Time is an input too, as in str0m: a method that may start a timer, end a
 //! call or time one takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
@@ -61,8 +63,8 @@ pub enum Output {
     Deliver {
         /// The device.
         device: DeviceId,
-        /// The message.
-        msg: RelayMsg,
+        /// The message (shared by every device it goes to).
+        msg: Arc<RelayMsg>,
     },
     /// End `device`'s connection after what was delivered to it before (its
     /// session was signed out); the connection then unregisters the device.
@@ -146,11 +148,15 @@ struct Device {
     session: String,
 }
 
+/// Messages for one connection, in order; the connection encodes each as it
+/// writes it.
+pub type OutboxSender = mpsc::Sender<Arc<RelayMsg>>;
+
 /// A device's outbox, kept by the driver (not the state).
 #[derive(Debug)]
 struct Outbox {
-    /// Encoded messages for the connection; dropping the sender ends it.
-    tx: mpsc::Sender<String>,
+    /// Messages for the connection; dropping the sender ends it.
+    tx: OutboxSender,
     /// Set when the outbox overflowed: the connection closes instead of
     /// silently losing signalling messages.
     overflow: Arc<AtomicBool>,
@@ -586,12 +592,8 @@ struct Restore {
 /// hands the state's outputs to the devices' outboxes.
 #[derive(Debug)]
 pub struct Hub {
-    /// All mutable state, behind one short-held lock.
-    inner: Mutex<Inner>,
-    /// The outboxes of registered devices. Taken while the state's lock is
-    /// still held and kept while its outputs are delivered, so two callers'
-    /// outputs reach an outbox in the order the state made them.
-    outboxes: Mutex<HashMap<DeviceId, Outbox>>,
+    /// All mutable state and the outboxes, behind one short-held lock.
+    inner: Mutex<Guarded>,
     /// How long a call rings before `no-answer`.
     ring_timeout: Duration,
     /// How long a call survives a bound device's disconnect.
@@ -604,43 +606,44 @@ pub struct Hub {
     wake: Notify,
 }
 
-/// The locked state. Dropping it delivers the outputs queued meanwhile, after
-/// letting the state go, and wakes the timer driver if a new earliest timer was
-/// set.
+/// What the lock guards: the state, and beside it (out of the state's reach)
+/// the outboxes of registered devices. Outputs are pushed while the lock is
+/// held, so every outbox gets them in the order the state made them.
+#[derive(Debug, Default)]
+struct Guarded {
+    state: Inner,
+    outboxes: HashMap<DeviceId, Outbox>,
+}
+
+/// The locked state. Dropping it delivers the outputs queued meanwhile and
+/// wakes the timer driver if a new earliest timer was set.
 struct Locked<'a> {
-    /// `Some` until dropped.
-    g: Option<MutexGuard<'a, Inner>>,
-    hub: &'a Hub,
+    g: MutexGuard<'a, Guarded>,
+    wake: &'a Notify,
 }
 
 impl Deref for Locked<'_> {
     type Target = Inner;
     fn deref(&self) -> &Inner {
-        self.g.as_ref().expect("held until dropped")
+        &self.g.state
     }
 }
 
 impl DerefMut for Locked<'_> {
     fn deref_mut(&mut self) -> &mut Inner {
-        self.g.as_mut().expect("held until dropped")
+        &mut self.g.state
     }
 }
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        let Some(mut g) = self.g.take() else { return };
-        if std::mem::take(&mut g.clock.rearm) {
+        let Guarded { state, outboxes } = &mut *self.g;
+        if std::mem::take(&mut state.clock.rearm) {
             // A permit is kept if the driver is not waiting yet.
-            self.hub.wake.notify_one();
+            self.wake.notify_one();
         }
-        if g.out.get_mut().is_empty() {
-            return;
-        }
-        let mut outboxes = lock(&self.hub.outboxes);
-        let out: Vec<Output> = std::iter::from_fn(|| g.poll_output()).collect();
-        drop(g);
-        for o in out {
-            deliver(&mut outboxes, o);
+        while let Some(o) = state.poll_output() {
+            deliver(outboxes, o);
         }
     }
 }
@@ -651,13 +654,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Carries out one output on the outboxes. Never blocks: a device whose outbox
-/// is full is marked, and its connection closes.
+/// Carries out one output on the outboxes: a push, never a wait, and no
+/// encoding. A device whose outbox is full is marked, and its connection closes.
 fn deliver(outboxes: &mut HashMap<DeviceId, Outbox>, output: Output) {
     match output {
         Output::Deliver { device, msg } => {
             if let Some(b) = outboxes.get(&device)
-                && let Err(mpsc::error::TrySendError::Full(_)) = b.tx.try_send(msg.encode())
+                && let Err(mpsc::error::TrySendError::Full(_)) = b.tx.try_send(msg)
                 && !b.overflow.swap(true, Ordering::Relaxed)
             {
                 // A closed outbox means the connection is closing anyway.
@@ -763,12 +766,18 @@ impl Inner {
         }
     }
 
-    /// Queues `msg` for device `dev`, if it is signed in.
+    /// Queues a copy of `msg` for device `dev`, if it is signed in.
     fn send(&self, dev: DeviceId, msg: &RelayMsg) {
+        self.send_shared(dev, &Arc::new(msg.clone()));
+    }
+
+    /// Queues `msg` for device `dev`, if it is signed in, sharing it with
+    /// whatever other devices it goes to.
+    fn send_shared(&self, dev: DeviceId, msg: &Arc<RelayMsg>) {
         if self.devices.contains_key(&dev) {
             self.out.borrow_mut().push_back(Output::Deliver {
                 device: dev,
-                msg: msg.clone(),
+                msg: Arc::clone(msg),
             });
         }
     }
@@ -780,9 +789,10 @@ impl Inner {
 
     fn send_user(&self, user: &str, msg: &RelayMsg, except: Option<DeviceId>) {
         if let Some(o) = self.users.get(user) {
+            let msg = Arc::new(msg.clone());
             for &d in &o.devices {
                 if Some(d) != except {
-                    self.send(d, msg);
+                    self.send_shared(d, &msg);
                 }
             }
         }
@@ -803,11 +813,11 @@ impl Inner {
                 .cloned()
                 .collect();
             for chunk in contacts.chunks(PRESENCE_CHUNK) {
-                let msg = RelayMsg::Presence {
+                let msg = Arc::new(RelayMsg::Presence {
                     contacts: chunk.to_vec(),
-                };
+                });
                 for &d in &online.devices {
-                    self.send(d, &msg);
+                    self.send_shared(d, &msg);
                 }
             }
         }
@@ -975,8 +985,7 @@ impl Hub {
         key: CallKey,
     ) -> Arc<Self> {
         Arc::new(Self {
-            inner: Mutex::new(Inner::default()),
-            outboxes: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Guarded::default()),
             ring_timeout,
             grace,
             park_timeout,
@@ -987,8 +996,8 @@ impl Hub {
 
     fn lock(&self) -> Locked<'_> {
         Locked {
-            g: Some(lock(&self.inner)),
-            hub: self,
+            g: lock(&self.inner),
+            wake: &self.wake,
         }
     }
 
@@ -1056,7 +1065,7 @@ impl Hub {
         user: &str,
         session: &str,
         setting: E2eeSetting,
-        tx: mpsc::Sender<String>,
+        tx: OutboxSender,
         overflow: Arc<AtomicBool>,
     ) -> Option<DeviceId> {
         let mut g = self.lock();
@@ -1075,8 +1084,7 @@ impl Hub {
                 session: session.into(),
             },
         );
-        // Under the state's lock, as every delivery is (see `outboxes`).
-        lock(&self.outboxes).insert(id, Outbox { tx, overflow });
+        g.g.outboxes.insert(id, Outbox { tx, overflow });
         let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
             devices: Vec::new(),
             setting: setting.clone(),
@@ -1093,7 +1101,7 @@ impl Hub {
     pub fn unregister(&self, now: Instant, dev: DeviceId, user: &str) {
         let mut g = self.lock_at(now);
         g.devices.remove(&dev);
-        lock(&self.outboxes).remove(&dev);
+        g.g.outboxes.remove(&dev);
         let gone = match g.users.get_mut(user) {
             Some(o) => {
                 o.devices.retain(|&d| d != dev);

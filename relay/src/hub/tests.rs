@@ -30,15 +30,16 @@ pub(super) const DAVE: &str = "dave@example.test";
 /// A device: its number and its outbox, decoded.
 pub(super) struct Phone {
     pub(super) id: DeviceId,
-    rx: mpsc::Receiver<String>,
+    rx: mpsc::Receiver<Arc<RelayMsg>>,
 }
 
 impl Phone {
-    /// Everything queued for it since the last look.
+    /// Everything queued for it since the last look, through the wire
+    /// encoding as the connection writes it.
     pub(super) fn take(&mut self) -> Vec<RelayMsg> {
         let mut out = Vec::new();
-        while let Ok(text) = self.rx.try_recv() {
-            out.push(RelayMsg::decode(&text).expect("the hub sends what clients decode"));
+        while let Ok(msg) = self.rx.try_recv() {
+            out.push(RelayMsg::decode(&msg.encode()).expect("the hub sends what clients decode"));
         }
         out
     }

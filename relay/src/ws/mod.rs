@@ -92,7 +92,7 @@ async fn send(socket: &mut Ws, msg: &RelayMsg) -> bool {
 type Ending = Option<(u16, &'static str)>;
 
 async fn run(mut socket: Ws, state: AppState, authed: Authed) {
-    let (tx, mut rx) = mpsc::channel::<String>(OUTBOX);
+    let (tx, mut rx) = mpsc::channel(OUTBOX);
     let overflow = Arc::new(AtomicBool::new(false));
     // Only what the loop needs, not a copy of the whole configuration per connection.
     let (msg_rate, msg_burst, ping_interval, idle_timeout) = {
@@ -175,12 +175,13 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
             }
             out = rx.recv(), if conn.device.is_some() => {
                 match out {
-                    Some(text) => {
+                    Some(msg) => {
                         if overflow.load(Ordering::Relaxed) {
                             tracing::info!(user = %conn.authed.user.name, "device too slow; closing");
                             break Some((close_code::POLICY, "not reading"));
                         }
-                        if socket.send_text(&text).await.is_err() {
+                        // Encoded here, in this connection's task, outside every lock.
+                        if !send(&mut socket, &msg).await {
                             tracing::info!(user = %conn.authed.user.name, "write failed or timed out; closing");
                             break None;
                         }

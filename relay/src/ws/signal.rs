@@ -14,12 +14,11 @@ use std::time::Instant;
 use shieldcall_proto::{
     CallId, CallMode, ClientMsg, ErrorCode, PROTOCOL_VERSION, RefuseReason, RelayMsg,
 };
-use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::Error;
-use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, PRESENCE_CHUNK, WireError};
+use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, OutboxSender, PRESENCE_CHUNK, WireError};
 use crate::ops::{self, Ops};
 use crate::policy::{self, Party};
 use crate::store::unix_now;
@@ -40,7 +39,7 @@ pub(super) struct Conn {
     /// Set at `hello`.
     pub(super) device: Option<DeviceId>,
     /// The outbox sender until `hello` hands it to the hub.
-    pub(super) tx: Option<mpsc::Sender<String>>,
+    pub(super) tx: Option<OutboxSender>,
     /// Set by the hub when the outbox overflowed.
     pub(super) overflow: Arc<AtomicBool>,
 }
