@@ -717,15 +717,9 @@ fn authorise<'a>(
         answered,
         id: id.clone(),
     };
-    let peer = match side {
-        Side::Caller => &call.callee,
-        Side::Callee => &call.caller,
-    }
-    .clone();
-    let callee_only = side == Side::Callee;
     match msg {
         ClientMsg::Ringing { .. } | ClientMsg::Accept { .. } | ClientMsg::Decline { .. }
-            if !callee_only =>
+            if side != Side::Callee =>
         {
             Err(not_yours())
         }
@@ -795,7 +789,8 @@ fn authorise<'a>(
                 } else {
                     CallFeature::Recording
                 };
-                g.calling_allows([user, &peer], feature, Some(&id))?;
+                let peer = g.calls.get(&id).map_or("", |c| c.user(side.other()));
+                g.calling_allows([user, peer], feature, Some(&id))?;
             }
             if in_group || joining {
                 return Err(wrong(

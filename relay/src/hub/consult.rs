@@ -252,10 +252,7 @@ impl Hub {
         let Some(j) = call.joining else {
             return Err(not_yours());
         };
-        let who = match j.side {
-            Side::Caller => &call.caller,
-            Side::Callee => &call.callee,
-        };
+        let who = call.user(j.side);
         let other = call.dev(j.side.other());
         // The device it was handed to, or another of the user's after a
         // reconnect (the side is then unbound).

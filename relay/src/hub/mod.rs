@@ -319,6 +319,14 @@ impl Call {
         }
     }
 
+    /// Who is on `side`.
+    fn user(&self, side: Side) -> &str {
+        match side {
+            Side::Caller => &self.caller,
+            Side::Callee => &self.callee,
+        }
+    }
+
     fn caller_dev(&self) -> Option<DeviceId> {
         self.dev(Side::Caller)
     }
