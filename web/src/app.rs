@@ -1,14 +1,14 @@
-//! The client's controller: owns the UI, the relay socket, the current call's
-//! state machine and its peer connection, and moves inputs and outputs between
-//! them. Decisions about the call are the machine's (`crate::call`); this module
-//! only carries them out.
+//! The client's controller, the top of the glue: wires the page's events
+//! (clicks, forms, the one-second ticker), opens and reconnects the relay
+//! socket, signs in and out, and sends each relay message where it belongs
+//! (`calling`, `handover`, `group`, `recording`, `lists`). What the page holds
+//! is `page`'s; decisions about a call are its machine's (`crate::call`).
 //!
 //! Browser callbacks never change state inside the callback that fired: socket
 //! and peer events are re-posted with `spawn_local`, so an owner can drop the
 //! object (and its closures) that reported them.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::dom::spawn as spawn_local;
@@ -17,14 +17,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Event, HtmlInputElement};
 
-use crate::call::{Call, Input, PcCommand, UserAction, Wish};
-use crate::calling::{carry_out, feed, place_call};
+use crate::call::{Call, Input, UserAction};
+use crate::calling::{carry_out, feed, feed_held, feed_leg, place_call};
 use crate::codec;
 use crate::dom::{self, show, text};
 use crate::listen::{Listener, Timer};
+use crate::lists::{load_history, load_recordings};
 use crate::net::{self, Socket, SocketEvent};
-use crate::render::{render, render_settings};
-use crate::rtc::{DtlsInfo, Peer};
+use crate::page::{App, Shared};
+use crate::render::{render, render_settings, sync_alert};
 use crate::session::{Effect, ErrorFor, Me, Route, Session, error_for, route};
 use crate::texts;
 use crate::ui::Ui;
@@ -32,211 +33,6 @@ use crate::ui::Ui;
 thread_local! {
     /// The one app of the page.
     static APP: RefCell<Option<Shared>> = const { RefCell::new(None) };
-}
-
-/// The shared app, as callbacks see it.
-pub type Shared = Rc<RefCell<App>>;
-
-/// Everything the client holds.
-#[derive(Debug)]
-pub struct App {
-    /// The page's elements.
-    pub ui: Ui,
-    /// Who is signed in, contacts, settings, ICE servers, a call elsewhere.
-    pub(crate) session: Session,
-    /// The relay connection, while open or opening.
-    pub(crate) socket: Option<Socket>,
-    /// Messages waiting for the socket to open.
-    pub(crate) outbox: VecDeque<ClientMsg>,
-    /// Failed connection attempts in a row, for the backoff.
-    pub(crate) attempts: u32,
-    /// The current (or just ended) call, with its connection.
-    pub(crate) current: Option<Line>,
-    /// The ring tone and notification of the call ringing here, if any.
-    pub(crate) alert: Option<crate::alert::Alert>,
-    /// The call history as last fetched, newest first.
-    pub(crate) history: Vec<HistoryItem>,
-    /// The highest generation given out (see [`Line::generation`]).
-    pub(crate) generations: u32,
-    /// The call this user holds while the current one consults about it
-    /// (consult transfer), with its peer connection: current again when the
-    /// consultation ends.
-    pub(crate) held: Option<Line>,
-    /// The other legs of a group call, beside `call` (see `group`).
-    pub(crate) legs: Vec<Line>,
-    /// The group call's members as the relay last said (empty: not in one).
-    pub(crate) group: Vec<String>,
-    /// The current call's recording, while it is recorded.
-    pub(crate) recording: Option<Box<crate::recording::Recording>>,
-    /// The current call's live captions, while they are on.
-    pub(crate) captions: Option<Box<crate::recording::Recording>>,
-    /// The recordings this person is in, as last fetched, newest first.
-    pub(crate) recordings: Vec<RecordingItem>,
-    /// "Consult first" was chosen before the call was held: whom to consult
-    /// once the relay confirms the hold.
-    pub(crate) pending_consult: Option<String>,
-    /// The settings view is open.
-    pub(crate) settings_open: bool,
-    /// Listeners on the static UI, for the page's life.
-    pub(crate) listeners: Vec<Listener>,
-    /// The one-second ticker.
-    pub(crate) ticker: Option<Timer>,
-    /// The pending reconnect.
-    pub(crate) reconnect: Option<Timer>,
-    /// The relay refused this tab (`too-many-devices`): reconnecting would be
-    /// refused again, so the tab stays closed until it is reloaded.
-    pub(crate) stay_closed: bool,
-    /// The current call carries out a transfer by this user: if it fails (refused,
-    /// declined, unanswered), they are called back.
-    pub(crate) ring_back: Option<String>,
-}
-
-/// A call and what belongs to it: the current call, one held for a
-/// consultation, or another leg of a group call.
-#[derive(Debug)]
-pub(crate) struct Line {
-    /// Its machine.
-    pub call: Call,
-    /// Its peer connection, once created.
-    pub peer: Option<Peer>,
-    /// Its number, so that late async results and events of another call are
-    /// dropped: every call gets one no call had before
-    /// ([`App::next_generation`]), and keeps it while held or a leg.
-    pub generation: u32,
-    /// Its DTLS details.
-    pub dtls: Option<DtlsInfo>,
-    /// Its local media's promise.
-    pub media_attached: Option<js_sys::Promise>,
-    /// Its peer-connection commands not yet carried out.
-    pub queue: VecDeque<PcCommand>,
-    /// One of them is running.
-    pub busy: bool,
-    /// A certificate made while it rang here (an incoming call): accepting
-    /// then commits without waiting for one.
-    pub cert: Option<web_sys::RtcCertificate>,
-    /// Where its remote media shows (a leg's own video; none while held or
-    /// current: the current call shows in the page's main video).
-    pub video: Option<web_sys::HtmlMediaElement>,
-}
-
-impl Line {
-    /// A line for `call`, numbered `generation`, with no connection yet.
-    pub(crate) fn new(
-        call: Call,
-        generation: u32,
-        video: Option<web_sys::HtmlMediaElement>,
-    ) -> Self {
-        Self {
-            call,
-            peer: None,
-            generation,
-            dtls: None,
-            media_attached: None,
-            queue: VecDeque::new(),
-            busy: false,
-            cert: None,
-            video,
-        }
-    }
-}
-
-impl App {
-    /// How `user` is shown (see [`Session::shown`]).
-    pub(crate) fn shown(&self, user: &str) -> String {
-        self.session.shown(user)
-    }
-
-    fn new(ui: Ui) -> Self {
-        Self {
-            ui,
-            session: Session::default(),
-            socket: None,
-            outbox: VecDeque::new(),
-            attempts: 0,
-            current: None,
-            generations: 0,
-            held: None,
-            legs: Vec::new(),
-            group: Vec::new(),
-            recording: None,
-            captions: None,
-            recordings: Vec::new(),
-            pending_consult: None,
-            history: Vec::new(),
-            alert: None,
-            settings_open: false,
-            listeners: Vec::new(),
-            ticker: None,
-            reconnect: None,
-            stay_closed: false,
-            ring_back: None,
-        }
-    }
-
-    pub(crate) fn send(&mut self, msg: ClientMsg) {
-        let sent = self.socket.as_ref().is_some_and(|s| s.send(&msg));
-        if !sent && self.outbox.len() < 64 {
-            self.outbox.push_back(msg);
-        }
-    }
-
-    pub(crate) fn notice(&self, message: &str) {
-        text(&self.ui.notice_text, message);
-        show(&self.ui.notice, !message.is_empty());
-    }
-
-    /// A generation no call had before (see [`Line::generation`]).
-    pub(crate) fn next_generation(&mut self) -> u32 {
-        self.generations += 1;
-        self.generations
-    }
-
-    /// Makes `call` the current call, with a generation no call had before and
-    /// an empty command queue: a command of the call before may still be
-    /// running, but it acts on that call only (by generation). The call
-    /// before, with its connection (and camera), goes.
-    pub(crate) fn set_current(&mut self, call: Call) -> u32 {
-        let generation = self.next_generation();
-        self.current = Some(Line::new(call, generation, None));
-        generation
-    }
-
-    /// Makes `line` the current call (a held call back after a consultation, a
-    /// leg of a group call after the current one ended); the current call's
-    /// connection, if any, closes.
-    pub(crate) fn install(&mut self, mut line: Line) {
-        line.video = None;
-        self.current = Some(line);
-    }
-
-    /// The current (or just ended) call.
-    pub(crate) fn call(&self) -> Option<&Call> {
-        self.current.as_ref().map(|l| &l.call)
-    }
-
-    /// The current call, to feed.
-    pub(crate) fn call_mut(&mut self) -> Option<&mut Call> {
-        self.current.as_mut().map(|l| &mut l.call)
-    }
-
-    /// The current call's peer connection, once created.
-    pub(crate) fn peer(&self) -> Option<&Peer> {
-        self.current.as_ref().and_then(|l| l.peer.as_ref())
-    }
-
-    /// The current call's generation; `None` without a call.
-    pub(crate) fn generation(&self) -> Option<u32> {
-        self.current.as_ref().map(|l| l.generation)
-    }
-
-    pub(crate) fn call_active(&self) -> bool {
-        self.call().is_some_and(|c| !c.is_ended())
-    }
-
-    /// What this user's setting, as last pushed, asks of a new call's mode.
-    pub(crate) fn wish(&self) -> Wish {
-        self.session.wish()
-    }
 }
 
 /// Starts the client in `#app`.
@@ -332,7 +128,7 @@ fn wire(app: &Shared) -> Result<(), JsValue> {
         e.prevent_default();
         let code = dom::value(&a.borrow().ui.pickup_code);
         match code.trim().parse::<u8>() {
-            Ok(c) if (10..=99).contains(&c) => crate::calling::pick_up(a, c),
+            Ok(c) if (10..=99).contains(&c) => crate::handover::pick_up(a, c),
             _ => a
                 .borrow()
                 .notice("A pickup code is two digits, from 10 to 99."),
@@ -416,7 +212,7 @@ fn clicked(a: &Shared, id: &str) {
             }
             render(a);
         }
-        "move-here" => crate::calling::move_here(a),
+        "move-here" => crate::handover::move_here(a),
         "transfer-consult" => {
             let Some(to) = take_person(a) else { return };
             let held = a.borrow().call().is_some_and(|c| c.view().hold.by_me);
@@ -433,13 +229,13 @@ fn clicked(a: &Shared, id: &str) {
                 crate::group::add(a, &to);
             }
         }
-        "complete-transfer" => crate::calling::complete_transfer(a),
+        "complete-transfer" => crate::handover::complete_transfer(a),
         "recording-allow" => crate::recording::allow(a, false),
         "captions-allow" => crate::recording::allow(a, true),
         "voicemail-leave" => crate::recording::leave_voicemail(a),
         "recording-stop" => crate::recording::stop(a, false),
         "captions-stop" => crate::recording::stop(a, true),
-        "merge-calls" => crate::calling::merge(a),
+        "merge-calls" => crate::handover::merge(a),
         _ => {}
     }
 }
@@ -479,7 +275,7 @@ fn toggle_media(app: &App, audio: bool) {
 fn feature(a: &Shared, f: &str) {
     let feature = CallFeature::ALL.into_iter().find(|x| x.as_str() == f);
     match feature {
-        Some(CallFeature::Merge) => crate::calling::merge(a),
+        Some(CallFeature::Merge) => crate::handover::merge(a),
         Some(CallFeature::Recording) => crate::recording::toggle(a, false),
         Some(CallFeature::Transcription) => crate::recording::toggle(a, true),
         Some(CallFeature::Transfer | CallFeature::AddParticipant) => {
@@ -570,120 +366,6 @@ fn signed_in(app: &Shared, me: &JsValue) {
     if admin && dom::path() == "/admin" {
         open_admin(&app.borrow().ui.admin);
     }
-}
-
-/// Rings while an incoming call rings here, and only then.
-pub(crate) fn sync_alert(app: &Shared) {
-    let mut a = app.borrow_mut();
-    let ringing = a
-        .call()
-        .filter(|c| c.view().phase == crate::call::Phase::Incoming)
-        .map(|c| c.view().peer.clone());
-    match (ringing, a.alert.is_some()) {
-        (Some(peer), false) => {
-            let alert = crate::alert::Alert::start(&a.shown(&peer), &a.ui.incoming);
-            a.alert = Some(alert);
-        }
-        (None, true) => a.alert = None,
-        _ => {}
-    }
-}
-
-/// A recording, as `GET /api/recordings` gives it.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordingItem {
-    /// Its id (the file's name).
-    pub id: String,
-    /// Whose side.
-    pub owner: String,
-    /// The other person.
-    pub peer: String,
-    /// How long, ms.
-    pub duration_ms: u64,
-    /// What the owner said, if transcribed (empty if not).
-    pub transcript: String,
-    /// A transcript of live captions alone (no file to play).
-    pub captions: bool,
-}
-
-/// Fetches the list of recordings and draws it (on sign-in and when one ends).
-pub(crate) fn load_recordings(app: &Shared) {
-    let weak = Rc::downgrade(app);
-    spawn_local(async move {
-        let Ok(r) = net::request("GET", "/api/recordings", None).await else {
-            return;
-        };
-        if !r.ok() {
-            return;
-        }
-        let items = codec::items(&codec::get(&r.body, "recordings"))
-            .iter()
-            .map(|c| RecordingItem {
-                id: codec::string(c, "id"),
-                owner: codec::string(c, "owner"),
-                peer: codec::string(c, "peer"),
-                duration_ms: codec::get(c, "duration_ms")
-                    .as_f64()
-                    .map_or(0, |d| d.max(0.0) as u64),
-                transcript: codec::string(c, "transcript"),
-                captions: codec::boolean(c, "captions"),
-            })
-            .collect();
-        let Some(a) = weak.upgrade() else { return };
-        let mut app = a.borrow_mut();
-        if app.session.me.is_none() {
-            return;
-        }
-        app.recordings = items;
-        crate::render::render_recordings(&app);
-    });
-}
-
-/// One entry of the call history, as `GET /api/history` gives it.
-#[derive(Debug, Clone)]
-pub(crate) struct HistoryItem {
-    /// The other person.
-    pub peer: String,
-    /// `outgoing` or `incoming`.
-    pub direction: String,
-    /// `answered`, `missed`, `declined`, `not-answered` or `refused`.
-    pub outcome: String,
-    /// When the call began, Unix seconds.
-    pub at: f64,
-    /// How long it was up.
-    pub duration_secs: u64,
-}
-
-/// Fetches the call history and draws it (on sign-in and after each call).
-pub(crate) fn load_history(app: &Shared) {
-    let weak = Rc::downgrade(app);
-    spawn_local(async move {
-        let Ok(r) = net::request("GET", "/api/history", None).await else {
-            return; // the list stays as it was; the next call's end tries again
-        };
-        if !r.ok() {
-            return;
-        }
-        let items = codec::items(&codec::get(&r.body, "calls"))
-            .iter()
-            .map(|c| HistoryItem {
-                peer: codec::string(c, "peer"),
-                direction: codec::string(c, "direction"),
-                outcome: codec::string(c, "outcome"),
-                at: codec::get(c, "at").as_f64().unwrap_or(0.0),
-                duration_secs: codec::get(c, "duration_secs")
-                    .as_f64()
-                    .map_or(0, |d| d.max(0.0) as u64),
-            })
-            .collect();
-        let Some(a) = weak.upgrade() else { return };
-        let mut app = a.borrow_mut();
-        if app.session.me.is_none() {
-            return; // signed out meanwhile
-        }
-        app.history = items;
-        crate::render::render_history(&app);
-    });
 }
 
 /// Makes the certificate for the incoming call of `generation` while it rings
@@ -874,14 +556,14 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
             call_id,
             peer,
             commit,
-        } => crate::calling::new_leg(app, call_id, &peer, commit),
+        } => crate::handover::new_leg(app, call_id, &peer, commit),
         RelayMsg::Refer {
             call_id,
             to,
             by,
             token,
-        } => crate::calling::referred(app, call_id, to, by, token),
-        msg @ RelayMsg::Replaced { .. } => crate::calling::replaced(app, msg),
+        } => crate::handover::referred(app, call_id, to, by, token),
+        msg @ RelayMsg::Replaced { .. } => crate::handover::replaced(app, msg),
         RelayMsg::Leg {
             call_id,
             peer,
@@ -933,10 +615,10 @@ fn on_relay(app: &Shared, msg: RelayMsg) {
                     feed(app, Input::Relay(msg));
                     return;
                 }
-                (Route::Held, msg) => crate::calling::feed_held(app, Input::Relay(msg)),
+                (Route::Held, msg) => feed_held(app, Input::Relay(msg)),
                 (Route::Leg(_), msg) => {
                     if let Some(generation) = leg {
-                        crate::group::feed_leg(app, generation, Input::Relay(msg));
+                        feed_leg(app, generation, Input::Relay(msg));
                     }
                     return;
                 }
@@ -1034,9 +716,9 @@ fn on_error(app: &Shared, msg: RelayMsg) {
     // a consultation or a pickup refused before it was placed ends).
     match (target, leg) {
         (ErrorFor::Leg(_), Some(generation)) => {
-            crate::group::feed_leg(app, generation, Input::Relay(msg));
+            feed_leg(app, generation, Input::Relay(msg));
         }
-        (ErrorFor::Held, _) => crate::calling::feed_held(app, Input::Relay(msg)),
+        (ErrorFor::Held, _) => feed_held(app, Input::Relay(msg)),
         (ErrorFor::Current, _) => feed(app, Input::Relay(msg)),
         _ => {}
     }

@@ -3,14 +3,13 @@
 //! returns: frames to the relay, and peer-connection commands, run one at a time
 //! in order. Late results of an earlier call are dropped by generation.
 
-use shieldcall_proto::{CallId, CallMode, Commitment};
+use shieldcall_proto::CallMode;
 
-use wasm_bindgen::prelude::*;
-
-use crate::app::Shared;
 use crate::call::{Call, Ending, Input, Output, Phase, UserAction};
 use crate::dom;
-use crate::render::{render, render_call};
+use crate::lists::load_history;
+use crate::page::Shared;
+use crate::render::{render, render_call, sync_alert};
 use crate::texts;
 
 pub(crate) fn place_call(app: &Shared, to: &str) {
@@ -28,40 +27,6 @@ fn place_call_keeping_notice(app: &Shared, to: &str) {
         let (call, out) = Call::outgoing(to, a.wish(), dom::now_ms());
         a.set_current(call);
         a.ring_back = None;
-        drop(a);
-        carry_out(app, out);
-    }
-    render(app);
-}
-
-/// `refer`: the other person transferred this call to `to`. The call ends here
-/// and this device calls `to` with the token; if that call fails, `by` is called
-/// back.
-pub(crate) fn referred(app: &Shared, call_id: CallId, to: String, by: String, token: String) {
-    let current = app
-        .borrow()
-        .call()
-        .is_some_and(|c| !c.is_ended() && c.id() == Some(&call_id));
-    if !current {
-        return;
-    }
-    feed(
-        app,
-        Input::Relay(shieldcall_proto::RelayMsg::Refer {
-            call_id,
-            to: to.clone(),
-            by: by.clone(),
-            token: token.clone(),
-        }),
-    );
-    {
-        let mut a = app.borrow_mut();
-        if a.call_active() {
-            return;
-        }
-        let (call, out) = Call::outgoing_transfer(&to, token, a.wish(), dom::now_ms());
-        a.set_current(call);
-        a.ring_back = Some(by);
         drop(a);
         carry_out(app, out);
     }
@@ -133,35 +98,6 @@ fn consult_when_held(app: &Shared) {
     }
 }
 
-/// "Transfer" during a consultation: joins the person on hold with the one
-/// consulted (`consult-transfer`); the relay then ends both calls here.
-pub(crate) fn complete_transfer(app: &Shared) {
-    if let Some((call_id, consult)) = consultation(app) {
-        let msg = shieldcall_proto::ClientMsg::ConsultTransfer { call_id, consult };
-        app.borrow_mut().send(msg);
-    }
-}
-
-/// "Merge" during a consultation: the held call and this one become one group
-/// call (`merge`); the relay then says who is in it (`group`).
-pub(crate) fn merge(app: &Shared) {
-    if let Some((call_id, consult)) = consultation(app) {
-        let msg = shieldcall_proto::ClientMsg::Merge { call_id, consult };
-        app.borrow_mut().send(msg);
-    }
-}
-
-/// The held call and the connected consultation about it, if there are both.
-fn consultation(app: &Shared) -> Option<(CallId, CallId)> {
-    let a = app.borrow();
-    let held = a.held.as_ref().and_then(|l| l.call.id().cloned())?;
-    let consult = a
-        .call()
-        .filter(|c| c.view().phase == Phase::Connected && c.consult_of() == Some(&held))
-        .and_then(|c| c.id().cloned())?;
-    Some((held, consult))
-}
-
 /// The current call is over and a call was held for it: the held call is
 /// current again (still on hold: the person takes it off), its media shown.
 fn restore_held(app: &Shared) {
@@ -204,116 +140,8 @@ pub(crate) fn feed_held(app: &Shared, input: Input) {
         .is_some_and(|l| l.call.is_ended());
     if over {
         app.borrow_mut().held = None;
-        crate::app::load_history(app);
+        load_history(app);
     }
-}
-
-/// `replaced`: the person who called this user joined them with their held
-/// call (consult transfer). This call ends, and this device joins that one
-/// with a fresh certificate, committing with `join`.
-pub(crate) fn replaced(app: &Shared, msg: shieldcall_proto::RelayMsg) {
-    let shieldcall_proto::RelayMsg::Replaced {
-        call_id,
-        join,
-        peer,
-        by,
-        mode,
-    } = &msg
-    else {
-        return;
-    };
-    let current = app
-        .borrow()
-        .call()
-        .is_some_and(|c| !c.is_ended() && c.id() == Some(call_id));
-    if !current {
-        return;
-    }
-    let (join, peer, by, mode) = (join.clone(), peer.clone(), by.clone(), *mode);
-    feed(app, Input::Relay(msg));
-    {
-        let mut a = app.borrow_mut();
-        if a.call_active() {
-            return;
-        }
-        let (call, out) = Call::join(join, &peer, mode, Some(by), a.wish(), dom::now_ms());
-        a.set_current(call);
-        drop(a);
-        carry_out(app, out);
-    }
-    render(app);
-}
-
-/// "Move here": this device takes over the call the user has on another device.
-pub(crate) fn move_here(app: &Shared) {
-    {
-        let mut a = app.borrow_mut();
-        if a.call_active() {
-            return;
-        }
-        let Some(e) = a.session.elsewhere.clone() else {
-            return;
-        };
-        if e.mode != CallMode::Standard {
-            return;
-        }
-        let (call, out) = Call::take_over(e.call_id, &e.peer, e.mode, a.wish(), dom::now_ms());
-        a.set_current(call);
-        a.notice("");
-        drop(a);
-        carry_out(app, out);
-    }
-    render(app);
-}
-
-/// "Pick up": this device picks up the call parked under `code`.
-pub(crate) fn pick_up(app: &Shared, code: u8) {
-    {
-        let mut a = app.borrow_mut();
-        if a.call_active() {
-            a.notice("Hang up first to pick up a parked call.");
-            return;
-        }
-        let (call, out) = Call::pick_up(code, a.wish(), dom::now_ms());
-        a.set_current(call);
-        a.notice("");
-        drop(a);
-        carry_out(app, out);
-    }
-    render(app);
-}
-
-/// `new-leg`: the other person moved the call to another device. The old peer
-/// connection (and its certificate) goes; a fresh one offers to the new device.
-pub(crate) fn new_leg(app: &Shared, call_id: CallId, peer: &str, commit: Commitment) {
-    let out = {
-        let mut a = app.borrow_mut();
-        let current = a.call().filter(|c| {
-            !c.is_ended() && c.id() == Some(&call_id) && c.view().mode == Some(CallMode::Standard)
-        });
-        let Some(mode) = current.and_then(|c| c.view().mode) else {
-            // A member joined the group call: a leg of its own.
-            let known = a.legs.iter().any(|l| l.call.id() == Some(&call_id));
-            if !a.group.is_empty() && !known {
-                drop(a);
-                crate::group::new_member(app, call_id, peer, commit);
-            }
-            return;
-        };
-        let before = current.map(|c| c.view().peer.clone()).unwrap_or_default();
-        let (call, out) = Call::new_leg(call_id, peer, mode, commit, a.wish(), dom::now_ms());
-        // Late results of the old leg are dropped by generation; its connection
-        // closes (and its camera stops) as the peer is dropped.
-        a.set_current(call);
-        a.notice(&if before == peer {
-            format!("{peer} moved the call to another device: connecting afresh.")
-        } else {
-            format!("{before} transferred you to {peer}: connecting afresh.")
-        });
-        out
-    };
-    carry_out(app, out);
-    render(app);
 }
 
 /// Feeds the call machine and carries out what it says.
@@ -331,7 +159,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         if !matches!(input, Input::User(_)) {
             feed_held(app, make());
         }
-        crate::group::feed_all(app, make);
+        feed_all(app, make);
     }
     let mut ended_now = false;
     let out = {
@@ -370,7 +198,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
                 drop(a);
                 carry_out(app, out);
                 place_call_keeping_notice(app, &by);
-                crate::app::load_history(app);
+                load_history(app);
                 return;
             }
         }
@@ -390,7 +218,7 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         restore_held(app);
         render(app);
     } else if ended_now {
-        if crate::group::promote(app) {
+        if promote(app) {
             // The current leg of a group call is over; another takes its place.
         } else {
             app.borrow_mut().group.clear();
@@ -398,10 +226,10 @@ pub(crate) fn feed(app: &Shared, input: Input) {
         render(app);
     }
     render_call(&app.borrow());
-    crate::app::sync_alert(app);
+    sync_alert(app);
     if ended_now {
         // The relay recorded the call as it ended; the list shows it.
-        crate::app::load_history(app);
+        load_history(app);
     }
 }
 
@@ -425,7 +253,7 @@ pub(crate) fn carry_out_gen(app: &Shared, generation: u32, out: Vec<Output>) {
             }
         }
     }
-    crate::pc::run(app, generation);
+    crate::pc::run(app, generation, feed_gen);
 }
 
 /// Feeds call `generation`, wherever it is kept (current, held, a leg).
@@ -442,25 +270,73 @@ pub(crate) fn feed_gen(app: &Shared, generation: u32, input: Input) {
     } else if held {
         feed_held(app, input);
     } else {
-        crate::group::feed_leg(app, generation, input);
+        feed_leg(app, generation, input);
     }
 }
 
-pub(crate) fn js_text(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| {
-            js_sys::Reflect::get(e, &"message".into())
-                .ok()
-                .and_then(|m| m.as_string())
-        })
-        .unwrap_or_else(|| "unknown error".into())
+/// Feeds leg `generation` and carries out what it says; a leg that ended is
+/// let go (its connection closes, its video goes).
+pub(crate) fn feed_leg(app: &Shared, generation: u32, input: Input) {
+    let out = {
+        let mut a = app.borrow_mut();
+        let now = dom::now_ms();
+        let Some(line) = a.legs.iter_mut().find(|l| l.generation == generation) else {
+            return;
+        };
+        line.call.handle(input, now)
+    };
+    carry_out_gen(app, generation, out);
+    let ended = {
+        let mut a = app.borrow_mut();
+        let at = a
+            .legs
+            .iter()
+            .position(|l| l.generation == generation && l.call.is_ended());
+        at.map(|i| a.legs.remove(i))
+    };
+    if let Some(line) = ended {
+        if let Some(v) = &line.video {
+            v.remove();
+        }
+        if let Phase::Ended(e) = &line.call.view().phase {
+            let a = app.borrow();
+            let me = a.session.user();
+            a.notice(&texts::ending(e, &line.call.view().peer, &me));
+        }
+        load_history(app);
+    }
+    render(app);
 }
 
-pub(crate) async fn sleep(ms: i32) {
-    let p = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+/// Input for every leg (time, the relay connection, hanging up), made by
+/// `make` for each.
+fn feed_all(app: &Shared, make: fn() -> Input) {
+    let gens: Vec<u32> = app.borrow().legs.iter().map(|l| l.generation).collect();
+    for g in gens {
+        feed_leg(app, g, make());
+    }
+}
+
+/// The current call ended: a leg that is up takes its place (its media in the
+/// main video), so the person stays in the group call.
+fn promote(app: &Shared) -> bool {
+    let mut a = app.borrow_mut();
+    let Some(at) = a
+        .legs
+        .iter()
+        .position(|l| l.call.view().phase == Phase::Connected)
+        .or_else(|| (!a.legs.is_empty()).then_some(0))
+    else {
+        return false;
+    };
+    let line = a.legs.remove(at);
+    if let Some(v) = &line.video {
+        v.remove();
+    }
+    a.install(line);
+    let a = &*a;
+    if let Some(peer) = a.peer() {
+        peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
+    }
+    true
 }

@@ -6,12 +6,11 @@
 use shieldcall_proto::{CallId, CallMode, Commitment};
 use wasm_bindgen::JsCast;
 
-use crate::app::{Line, Shared};
-use crate::call::{Call, Input, Output, Phase};
+use crate::call::{Call, Output, Phase};
 use crate::calling::carry_out_gen;
 use crate::dom;
+use crate::page::{Line, Shared};
 use crate::render::render;
-use crate::texts;
 
 /// A video element for a leg's remote media, in the call's video area.
 fn leg_video(app: &Shared, peer: &str) -> Option<web_sys::HtmlMediaElement> {
@@ -109,71 +108,4 @@ pub(crate) fn members(app: &Shared, members: Vec<String>) {
         app.borrow_mut().legs.push(line);
     }
     render(app);
-}
-
-/// Feeds leg `generation` and carries out what it says; a leg that ended is
-/// let go (its connection closes, its video goes).
-pub(crate) fn feed_leg(app: &Shared, generation: u32, input: Input) {
-    let out = {
-        let mut a = app.borrow_mut();
-        let now = dom::now_ms();
-        let Some(line) = a.legs.iter_mut().find(|l| l.generation == generation) else {
-            return;
-        };
-        line.call.handle(input, now)
-    };
-    carry_out_gen(app, generation, out);
-    let ended = {
-        let mut a = app.borrow_mut();
-        let at = a
-            .legs
-            .iter()
-            .position(|l| l.generation == generation && l.call.is_ended());
-        at.map(|i| a.legs.remove(i))
-    };
-    if let Some(line) = ended {
-        if let Some(v) = &line.video {
-            v.remove();
-        }
-        if let Phase::Ended(e) = &line.call.view().phase {
-            let a = app.borrow();
-            let me = a.session.user();
-            a.notice(&texts::ending(e, &line.call.view().peer, &me));
-        }
-        crate::app::load_history(app);
-    }
-    render(app);
-}
-
-/// Input for every leg (time, the relay connection, hanging up), made by
-/// `make` for each.
-pub(crate) fn feed_all(app: &Shared, make: fn() -> Input) {
-    let gens: Vec<u32> = app.borrow().legs.iter().map(|l| l.generation).collect();
-    for g in gens {
-        feed_leg(app, g, make());
-    }
-}
-
-/// The current call ended: a leg that is up takes its place (its media in the
-/// main video), so the person stays in the group call.
-pub(crate) fn promote(app: &Shared) -> bool {
-    let mut a = app.borrow_mut();
-    let Some(at) = a
-        .legs
-        .iter()
-        .position(|l| l.call.view().phase == Phase::Connected)
-        .or_else(|| (!a.legs.is_empty()).then_some(0))
-    else {
-        return false;
-    };
-    let line = a.legs.remove(at);
-    if let Some(v) = &line.video {
-        v.remove();
-    }
-    a.install(line);
-    let a = &*a;
-    if let Some(peer) = a.peer() {
-        peer.show(&a.ui.remote_video, Some(&a.ui.local_video));
-    }
-    true
 }

@@ -5,10 +5,20 @@
 //! - [`session`]: who is signed in, contacts and presence, the E2EE setting, the
 //!   ICE servers: the relay's word about the session, as plain data, tested natively.
 //! - [`texts`]: every sentence shown about calls and settings, tested natively.
-//! - `app`, `calling`, `render` (wasm only): the controller (session, relay
-//!   socket), the call as the page runs it, and drawing the state; `group`: the
-//!   other legs of a group call; `pc`: every call's peer-connection commands and
-//!   events.
+//! - The page's glue (wasm only), in layers; a module uses only those above it
+//!   in this list, never one below, so no two import each other:
+//!   - `page`: what the page holds (the session, the relay socket, every call
+//!     as a `Line` with its connection, recordings, lists), data only;
+//!   - `render`: drawing it (and the ring tone following the call's state);
+//!     `lists`: the history and recordings fetched from the relay;
+//!   - `pc`: every call's peer-connection commands and events, handing what
+//!     they yield to the machine through a function it is given;
+//!   - `calling`: the call as the page runs it: feeding each call's machine
+//!     (current, held, group legs) and carrying out what it says;
+//!   - `group`, `handover`, `recording`: group calls, calls that change hands,
+//!     recordings and captions, each built on `calling`;
+//!   - `app`: the controller: the page's events, the relay socket, sign-in,
+//!     and where each relay message goes.
 //! - `cert`, `rtc` (wasm only): fresh per-call certificates, the peer connection,
 //!   and bindings for what `web-sys` lacks (`RTCCertificate.getFingerprints`).
 //! - `net` (wasm only): `fetch` and the signalling WebSocket with reconnect.
@@ -41,10 +51,16 @@ pub mod cert;
 pub mod dom;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod group;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod handover;
 #[cfg(target_arch = "wasm32")]
 pub mod listen;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod lists;
 #[cfg(target_arch = "wasm32")]
 pub mod net;
+#[cfg(all(target_arch = "wasm32", feature = "app"))]
+mod page;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]
 mod pc;
 #[cfg(all(target_arch = "wasm32", feature = "app"))]

@@ -2,74 +2,28 @@
 //! current one, a call held for a consultation, the other legs of a group
 //! call), one at a time per call and in order, and turns each connection's
 //! events into inputs for its own machine. A call is known by its generation
-//! ([`crate::app::Line::generation`]); a command, an event or a late result of a call that
+//! ([`crate::page::Line::generation`]); a command, an event or a late result of a call that
 //! is gone is dropped, and never touches another call's connection.
+//!
+//! What a command yields and what a connection reports go to the machine
+//! through the [`Feed`] the caller (`calling`) hands in: this module runs
+//! connections and knows nothing of how calls are fed.
 
 use std::rc::Rc;
 
 use crate::dom::spawn as spawn_local;
 use wasm_bindgen::prelude::*;
 
-use crate::app::{App, Shared};
 use crate::call::{CertCheck, Input, PcCommand};
-use crate::calling::{feed_gen, js_text, sleep};
-use crate::rtc::{self, DtlsInfo, Peer, PeerEvent};
+use crate::dom::{js_text, sleep};
+use crate::page::Shared;
+use crate::rtc::{self, Peer, PeerEvent};
 
-/// What belongs to one call's connection, wherever the call is kept.
-pub(crate) struct Slot<'a> {
-    /// Its peer connection, once made.
-    pub peer: &'a mut Option<Peer>,
-    /// Settles when its local media is attached (`true`) or failed.
-    pub media: &'a mut Option<js_sys::Promise>,
-    /// Its commands not yet carried out.
-    pub queue: &'a mut std::collections::VecDeque<PcCommand>,
-    /// A command is running.
-    pub busy: &'a mut bool,
-    /// Its DTLS details for the panel.
-    pub dtls: &'a mut Option<DtlsInfo>,
-    /// Where its remote media shows (`None`: not shown while held).
-    pub video: Option<web_sys::HtmlMediaElement>,
-    /// It is the current call (the preview and the panel are its).
-    pub current: bool,
-}
-
-impl App {
-    /// The connection of the call numbered `generation`, if that call is here.
-    pub(crate) fn slot(&mut self, generation: u32) -> Option<Slot<'_>> {
-        let current = self.generation() == Some(generation);
-        let main = self.ui.remote_video.clone();
-        let line = match self.current.as_mut() {
-            Some(line) if current => line,
-            _ => self
-                .legs
-                .iter_mut()
-                .chain(self.held.as_mut())
-                .find(|l| l.generation == generation)?,
-        };
-        Some(Slot {
-            video: if current {
-                Some(main)
-            } else {
-                line.video.clone()
-            },
-            peer: &mut line.peer,
-            media: &mut line.media_attached,
-            queue: &mut line.queue,
-            busy: &mut line.busy,
-            dtls: &mut line.dtls,
-            current,
-        })
-    }
-
-    /// The peer connection of call `generation`, as a handle.
-    fn pc_of(&mut self, generation: u32) -> Option<web_sys::RtcPeerConnection> {
-        self.slot(generation)
-            .and_then(|s| s.peer.as_ref().map(Peer::handle))
-    }
-}
+/// Feeds call `generation`'s machine with an input (`calling::feed_gen`).
+pub(crate) type Feed = fn(&Shared, u32, Input);
 
 /// Runs call `generation`'s queued commands one at a time, in order.
-pub(crate) fn run(app: &Shared, generation: u32) {
+pub(crate) fn run(app: &Shared, generation: u32, feed: Feed) {
     let cmd = {
         let mut a = app.borrow_mut();
         let Some(s) = a.slot(generation) else { return };
@@ -84,7 +38,7 @@ pub(crate) fn run(app: &Shared, generation: u32) {
     };
     let a = app.clone();
     spawn_local(async move {
-        let input = exec(&a, cmd, generation).await;
+        let input = exec(&a, cmd, generation, feed).await;
         let here = match a.borrow_mut().slot(generation) {
             Some(s) => {
                 *s.busy = false;
@@ -93,16 +47,16 @@ pub(crate) fn run(app: &Shared, generation: u32) {
             None => false,
         };
         if let (true, Some(input)) = (here, input) {
-            feed_gen(&a, generation, input);
+            feed(&a, generation, input);
         }
-        run(&a, generation);
+        run(&a, generation, feed);
     });
 }
 
-async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
+async fn exec(app: &Shared, cmd: PcCommand, generation: u32, feed: Feed) -> Option<Input> {
     let pc = app.borrow_mut().pc_of(generation);
     let result: Result<Option<Input>, JsValue> = match (cmd, pc) {
-        (PcCommand::Create, _) => return create(app, generation).await,
+        (PcCommand::Create, _) => return create(app, generation, feed).await,
         (PcCommand::Close, _) => {
             let mut a = app.borrow_mut();
             let current = match a.slot(generation) {
@@ -155,7 +109,7 @@ async fn exec(app: &Shared, cmd: PcCommand, generation: u32) -> Option<Input> {
 
 /// `Create`: the camera is asked for first, so that it opens while the
 /// certificate and the connection are made.
-async fn create(app: &Shared, generation: u32) -> Option<Input> {
+async fn create(app: &Shared, generation: u32, feed: Feed) -> Option<Input> {
     let media = rtc::start_local_media();
     let (servers, video, cert) = {
         let mut a = app.borrow_mut();
@@ -177,7 +131,7 @@ async fn create(app: &Shared, generation: u32) -> Option<Input> {
         let weak = weak.clone();
         spawn_local(async move {
             if let Some(a) = weak.upgrade() {
-                on_peer(&a, ev, generation);
+                on_peer(&a, ev, generation, feed);
             }
         });
     };
@@ -207,7 +161,7 @@ async fn create(app: &Shared, generation: u32) -> Option<Input> {
     }
     // The peer exists: the callee's commitment (or the caller's offer
     // command, held by the machine until the callee commits) goes out now.
-    feed_gen(app, generation, Input::PeerReady { local: fp });
+    feed(app, generation, Input::PeerReady { local: fp });
     let a = app.clone();
     spawn_local(async move {
         let ok = match rtc::local_media(media).await {
@@ -231,7 +185,7 @@ async fn create(app: &Shared, generation: u32) -> Option<Input> {
                         "Camera or microphone unavailable: {}",
                         js_text(&e)
                     ));
-                    feed_gen(&a, generation, Input::PcFailed);
+                    feed(&a, generation, Input::PcFailed);
                 }
                 false
             }
@@ -265,22 +219,22 @@ async fn media_attached(app: &Shared, generation: u32) -> Result<(), JsValue> {
     }
 }
 
-fn on_peer(app: &Shared, ev: PeerEvent, generation: u32) {
+fn on_peer(app: &Shared, ev: PeerEvent, generation: u32, feed: Feed) {
     if app.borrow_mut().slot(generation).is_none() {
         return;
     }
     match ev {
-        PeerEvent::Ice(c) => feed_gen(app, generation, Input::LocalIce(c)),
+        PeerEvent::Ice(c) => feed(app, generation, Input::LocalIce(c)),
         PeerEvent::Track => {}
-        PeerEvent::State(s) if s == "failed" => feed_gen(app, generation, Input::PcFailed),
-        PeerEvent::State(s) if s == "connected" => check_dtls(app, generation),
+        PeerEvent::State(s) if s == "failed" => feed(app, generation, Input::PcFailed),
+        PeerEvent::State(s) if s == "connected" => check_dtls(app, generation, feed),
         PeerEvent::State(_) => {}
     }
 }
 
 /// Waits for the DTLS transport to report `connected` in `getStats()` and feeds the
 /// fingerprints it used. Looks every 25 ms; gives up (connection failed) after 10 s.
-fn check_dtls(app: &Shared, generation: u32) {
+fn check_dtls(app: &Shared, generation: u32, feed: Feed) {
     let a = app.clone();
     spawn_local(async move {
         for _ in 0..400 {
@@ -302,16 +256,16 @@ fn check_dtls(app: &Shared, generation: u32) {
                     if let Some(s) = a.borrow_mut().slot(generation) {
                         *s.dtls = Some(info);
                     }
-                    feed_gen(&a, generation, input);
+                    feed(&a, generation, input);
                     return;
                 }
                 Ok(info) if info.state == "failed" => {
-                    feed_gen(&a, generation, Input::PcFailed);
+                    feed(&a, generation, Input::PcFailed);
                     return;
                 }
                 _ => sleep(25).await,
             }
         }
-        feed_gen(&a, generation, Input::PcFailed);
+        feed(&a, generation, Input::PcFailed);
     });
 }

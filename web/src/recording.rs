@@ -17,44 +17,12 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::RtcPeerConnection;
 
-use crate::app::Shared;
+use crate::page::{App, Recording, Shared};
 use crate::render::render;
 use crate::rtc;
 
-/// A recording (or live captions) of the current call.
-#[derive(Debug)]
-pub(crate) struct Recording {
-    /// What each person said last, in the order they first spoke: (who,
-    /// words, the utterance ended). The next caption of a person replaces
-    /// theirs (a call with captions has two people).
-    pub said: Vec<(String, String, bool)>,
-    /// The call recorded.
-    pub call_id: CallId,
-    /// Who asked for it.
-    pub by: String,
-    /// This person agreed: their media goes to the server.
-    pub agreed: bool,
-    /// The media leg, once made.
-    pub pc: Option<RtcPeerConnection>,
-    /// A voicemail for this person, not a recorded call.
-    pub voicemail_to: Option<String>,
-    /// A voicemail's own camera and microphone (a call's are the call's).
-    pub stream: Option<web_sys::MediaStream>,
-}
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        if let Some(pc) = &self.pc {
-            pc.close();
-        }
-        if let Some(s) = &self.stream {
-            rtc::stop(s);
-        }
-    }
-}
-
 /// The app's recording, or with `captions` its captions.
-fn slot(a: &mut crate::app::App, captions: bool) -> &mut Option<Box<Recording>> {
+fn slot(a: &mut App, captions: bool) -> &mut Option<Box<Recording>> {
     if captions {
         &mut a.captions
     } else {
@@ -103,7 +71,7 @@ pub(crate) fn voicemail(app: &Shared, call_id: CallId, to: String) {
         if let Err(e) = opened.await {
             a.borrow().notice(&format!(
                 "The voicemail could not be recorded: {}",
-                crate::calling::js_text(&e)
+                crate::dom::js_text(&e)
             ));
             stop(&a, false);
         }
@@ -183,10 +151,8 @@ pub(crate) fn allow(app: &Shared, captions: bool) {
     let a = app.clone();
     spawn_local(async move {
         if let Err(e) = open_leg(&a, &stream, captions).await {
-            a.borrow().notice(&format!(
-                "It could not start: {}",
-                crate::calling::js_text(&e)
-            ));
+            a.borrow()
+                .notice(&format!("It could not start: {}", crate::dom::js_text(&e)));
         }
         render(&a);
     });

@@ -7,9 +7,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlInputElement;
 
-use crate::app::{App, Shared};
 use crate::call::{Ending, HoldState, Phase, Wish};
 use crate::dom::{self, append, el, flag, show, text};
+use crate::page::{App, Shared};
 use crate::texts;
 
 /// Shows the views that fit the state.
@@ -725,5 +725,22 @@ pub(crate) fn render_features(
             Ok(())
         };
         let _ = build();
+    }
+}
+
+/// Rings while an incoming call rings here, and only then.
+pub(crate) fn sync_alert(app: &Shared) {
+    let mut a = app.borrow_mut();
+    let ringing = a
+        .call()
+        .filter(|c| c.view().phase == crate::call::Phase::Incoming)
+        .map(|c| c.view().peer.clone());
+    match (ringing, a.alert.is_some()) {
+        (Some(peer), false) => {
+            let alert = crate::alert::Alert::start(&a.shown(&peer), &a.ui.incoming);
+            a.alert = Some(alert);
+        }
+        (None, true) => a.alert = None,
+        _ => {}
     }
 }

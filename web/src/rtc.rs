@@ -1,5 +1,5 @@
-//! The peer connection: carries out the call machine's [`PcCommand`]s and turns the
-//! browser's callbacks into [`Input`]s. It decides nothing.
+//! The peer connection: carries out the call machine's [`PcCommand`](crate::call::PcCommand)s and turns the
+//! browser's callbacks into [`Input`](crate::call::Input)s. It decides nothing.
 //!
 //! DTLS is judged from `getStats()`: the transport's `dtlsState` must be
 //! `connected`, and the certificate stats it points at give the fingerprints DTLS
