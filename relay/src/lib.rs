@@ -20,6 +20,8 @@
 //! - [`media`]: the media component (recording, voicemail, the sound for live
 //!   captions) over `shieldcall-media`; [`captions`]: the speech recogniser.
 //! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
+//! - [`bus`]: the NATS client relay nodes will talk to each other through (the
+//!   cluster configuration is being built; a relay does not use it yet).
 //!
 //! # Panics
 //! None on client input. Bad frames, unknown users, foreign call ids and floods are
@@ -30,6 +32,7 @@
 mod admin;
 mod api;
 pub mod auth;
+pub mod bus;
 pub mod captions;
 pub mod cli;
 pub mod code_cmd;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench relay|call|media|captions`: the benchmarks whose numbers go into
+//! `cargo xtask bench relay|call|media|captions|bus`: the benchmarks whose numbers go into
 //! `BENCHMARKS.md`. Each runs release builds; none is a timed unit test.
 
 use anyhow::{Result, bail};
@@ -12,7 +12,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         Some("call") => call(&args[1..]),
         Some("media") => media(&args[1..]),
         Some("captions") => captions(&args[1..]),
-        _ => bail!("usage: cargo xtask bench relay|call|media|captions [ARGS]"),
+        Some("bus") => bus(&args[1..]),
+        _ => bail!("usage: cargo xtask bench relay|call|media|captions|bus [ARGS]"),
     }
 }
 
@@ -72,6 +73,26 @@ fn captions(extra: &[String]) -> Result<()> {
     let mut cmd = relay_example("captions_bench", &relay);
     cmd.args(extra).env("SHIELDCALL_CAPTIONS_PYTHON", python);
     check(&mut cmd, "captions benchmark")
+}
+
+/// The bus benchmark: one hop between relay nodes over NATS, against plain
+/// TCP on loopback, side by side.
+fn bus(extra: &[String]) -> Result<()> {
+    let nats = tools::ensure_nats()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--package",
+        "shieldcall-relay",
+        "--example",
+        "bus_bench",
+        "--",
+        "--nats",
+    ])
+    .arg(nats)
+    .args(extra);
+    check(&mut cmd, "bus benchmark")
 }
 
 /// The call-setup benchmark: Shieldcall calls and a plain-WebRTC baseline in the

@@ -6,13 +6,14 @@
 //! - `cargo xtask dist`: build the browser bundle into `www/pkg/` without serving.
 //! - `cargo xtask test`: formatting, clippy, native tests, the browser tests in
 //!   headless Chromium, and the end-to-end tests (Chromium and Firefox), with a
-//!   throwaway PostgreSQL server for the tests of the PostgreSQL store.
+//!   throwaway PostgreSQL server for the tests of the PostgreSQL store, and
+//!   `nats-server` for the tests of the bus between relay nodes.
 //! - `cargo xtask wasm-test-runner ...`: the `wasm-bindgen-test-runner`, used by
 //!   `cargo test --target wasm32-unknown-unknown` (set as the target's runner).
 //!
 //! Everything it needs is either a crate in `Cargo.lock` (wasm-bindgen's CLI code,
 //! so its version always equals the `wasm-bindgen` the client links) or a Debian
-//! package (Chromium, Firefox ESR, PostgreSQL) / rustup target that it installs when it runs as root, and otherwise
+//! package (Chromium, Firefox ESR, PostgreSQL, NATS) / rustup target that it installs when it runs as root, and otherwise
 //! names the exact command to run.
 
 mod bench;
@@ -198,11 +199,13 @@ fn test() -> Result<()> {
     )?;
     // One PostgreSQL server for the run, stopped when `test` returns.
     let postgres = pg::TestPostgres::start()?;
+    let nats = tools::ensure_nats()?;
     check(
         cargo()
             .args(["test", "--workspace", "--exclude", "shieldcall-e2e"])
             .env(pg::URL_VAR, &postgres.url)
-            .env(CAPTIONS_VAR, &captions),
+            .env(CAPTIONS_VAR, &captions)
+            .env(NATS_VAR, &nats),
         "native tests",
     )?;
     // Every integration test once more with the relay on PostgreSQL (a database
@@ -220,6 +223,7 @@ fn test() -> Result<()> {
             ])
             .env(pg::URL_VAR, &postgres.url)
             .env(CAPTIONS_VAR, &captions)
+            .env(NATS_VAR, &nats)
             .env("SHIELDCALL_TEST_STORE", "postgres"),
         "the relay's integration tests on PostgreSQL",
     )?;
@@ -237,6 +241,9 @@ fn test() -> Result<()> {
 
 /// The relay's tests find the speech recogniser's Python here.
 const CAPTIONS_VAR: &str = "SHIELDCALL_TEST_CAPTIONS_PYTHON";
+
+/// The relay's bus tests start their NATS servers from this binary.
+const NATS_VAR: &str = "SHIELDCALL_TEST_NATS_SERVER";
 
 /// Builds the release relay and returns its path.
 pub fn release_relay() -> Result<PathBuf> {

@@ -70,6 +70,26 @@ pub fn ensure_chromium() -> Result<PathBuf> {
     )
 }
 
+/// Makes sure NATS's server is installed (Debian's `nats-server`, for the
+/// tests of the bus between relay nodes); returns its path.
+pub fn ensure_nats() -> Result<PathBuf> {
+    let server = PathBuf::from("/usr/sbin/nats-server");
+    if server.exists() {
+        return Ok(server);
+    }
+    let install = "apt-get update && apt-get install -y nats-server";
+    if is_root() && is_debian() {
+        check(
+            Command::new("sh").args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {install}")]),
+            install,
+        )?;
+        if server.exists() {
+            return Ok(server);
+        }
+    }
+    bail!("nats-server is needed for the bus tests; install it with:\n    sudo sh -c '{install}'")
+}
+
 /// The geckodriver version the browser tests use (crates.io, built with its lock).
 pub const GECKODRIVER_VERSION: &str = "0.37.1";
 

@@ -1,0 +1,682 @@
+//! The message bus between relay nodes: a NATS core client with what the nodes
+//! need and nothing more: publish, subscribe, a round trip to the server
+//! ([`Bus::flush`]), and reconnecting with every subscription renewed. It speaks
+//! NATS's documented text protocol (`INFO`, `CONNECT`, `PUB`, `SUB`, `MSG`,
+//! `PING`/`PONG`) over one TCP connection, with no headers, queue groups or
+//! JetStream: the server (Debian's `nats-server`) does the distributing.
+//!
+//! Delivery is NATS core's: at most once, in order from one publisher on one
+//! subject. What is published while the connection is down waits in a bounded
+//! queue ([`QUEUE`] messages; beyond it [`Bus::publish`] says so and the message
+//! is dropped); what a subscriber does not take in time beyond its own bound
+//! ([`SUB_QUEUE`]) is dropped and counted. The relay treats what comes over the
+//! bus as hints that a periodic reconcile repairs, so a lost message costs a
+//! reconcile interval, never a wrong state.
+//!
+//! Limits, on purpose: no TLS to NATS (run it on loopback or a private network,
+//! or through a TLS tunnel); authentication by token (`nats://TOKEN@host:port`)
+//! or user and password (`nats://user:pass@host:port`); payloads up to the
+//! server's `max_payload` (1 MiB by default); subjects are the relay's own,
+//! never a client's text.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages waiting to be written (published while disconnected, or faster
+/// than the socket takes them).
+pub const QUEUE: usize = 65_536;
+/// Messages a subscription holds before its reader takes them.
+pub const SUB_QUEUE: usize = 65_536;
+/// How often the client pings the server; two pings unanswered and the
+/// connection is taken for dead and made again.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest line the server may send (an `INFO` with a long list of cluster
+/// URLs fits; a line longer is a broken stream).
+const MAX_LINE: usize = 64 * 1024;
+/// How long connecting (TCP, `INFO`, `CONNECT`, the first `PONG`) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between reconnect attempts: doubles from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// Why the bus could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The URL is not `nats://[credentials@]host[:port]`.
+    #[error("bus URL: {0}")]
+    Url(String),
+    /// The server could not be reached, or refused the connection.
+    #[error("NATS at {addr}: {reason}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The payload is larger than the server accepts.
+    #[error("message of {size} bytes is larger than the bus takes ({max})")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The server's `max_payload`.
+        max: usize,
+    },
+    /// The queue of messages to write is full (the bus has been down long).
+    #[error("the bus is unreachable and its queue is full")]
+    Full,
+    /// The client has stopped.
+    #[error("the bus client has stopped")]
+    Closed,
+}
+
+/// A message received on a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The subject it was published on.
+    pub subject: String,
+    /// What was published.
+    pub payload: Vec<u8>,
+}
+
+/// Where and how to connect, from a `nats://` URL.
+#[derive(Clone, PartialEq, Eq)]
+struct Target {
+    addr: String,
+    user: Option<String>,
+    pass: Option<String>,
+    token: Option<String>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials never reach a log.
+        write!(f, "nats://{}", self.addr)
+    }
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, BusError> {
+        let rest = url.strip_prefix("nats://").ok_or_else(|| {
+            BusError::Url("must start with nats:// (TLS to NATS is not supported)".into())
+        })?;
+        let rest = rest.trim_end_matches('/');
+        let (cred, host) = match rest.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, rest),
+        };
+        if host.is_empty() || host.contains('/') || host.contains('?') {
+            return Err(BusError::Url(
+                "expected nats://[credentials@]host[:port]".into(),
+            ));
+        }
+        let addr = if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            && !host.ends_with(']')
+        {
+            host.to_string()
+        } else {
+            format!("{host}:4222")
+        };
+        let (mut user, mut pass, mut token) = (None, None, None);
+        match cred.map(|c| c.split_once(':').map_or((c, None), |(u, p)| (u, Some(p)))) {
+            Some((u, Some(p))) => {
+                user = Some(u.to_string());
+                pass = Some(p.to_string());
+            }
+            Some((t, None)) if !t.is_empty() => token = Some(t.to_string()),
+            _ => {}
+        }
+        Ok(Self {
+            addr,
+            user,
+            pass,
+            token,
+        })
+    }
+
+    /// The `CONNECT` line: no echo (a node does not hear itself), no verbose
+    /// `+OK`s, no headers.
+    fn connect_line(&self, name: &str) -> String {
+        let mut o = serde_json::json!({
+            "verbose": false,
+            "pedantic": false,
+            "tls_required": false,
+            "name": name,
+            "lang": "rust",
+            "version": env!("CARGO_PKG_VERSION"),
+            "protocol": 1,
+            "echo": false,
+            "headers": false,
+            "no_responders": false,
+        });
+        if let Some(t) = &self.token {
+            o["auth_token"] = t.clone().into();
+        }
+        if let (Some(u), Some(p)) = (&self.user, &self.pass) {
+            o["user"] = u.clone().into();
+            o["pass"] = p.clone().into();
+        }
+        format!("CONNECT {o}\r\n")
+    }
+}
+
+/// The server's `INFO`, the part the client uses.
+#[derive(Debug, Deserialize)]
+struct Info {
+    #[serde(default = "default_max_payload")]
+    max_payload: usize,
+}
+
+fn default_max_payload() -> usize {
+    1024 * 1024
+}
+
+enum Cmd {
+    Pub { subject: String, payload: Vec<u8> },
+    Sub { sid: u64 },
+    Unsub { sid: u64 },
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the reader tells the writer.
+enum Ctl {
+    /// The server pinged: answer.
+    Ping,
+    /// The server answered a ping.
+    Pong,
+}
+
+#[derive(Debug)]
+struct Shared {
+    subs: Mutex<HashMap<u64, (String, mpsc::Sender<Message>)>>,
+    max_payload: AtomicUsize,
+    connected: AtomicBool,
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// A connection to NATS, shared by the node's tasks; reconnects by itself.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
+    next_sid: Arc<AtomicU64>,
+}
+
+/// A subscription: messages on its subject until dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Message>,
+    sid: u64,
+    bus: Bus,
+}
+
+impl Subscription {
+    /// The next message; `None` once the client has stopped.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.bus.shared.subs).remove(&self.sid);
+        let _ = self.bus.tx.try_send(Cmd::Unsub { sid: self.sid });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Bus {
+    /// Connects to the server at `url` as `name` (shown by the server's
+    /// monitoring); fails if the first connection cannot be made, so a node
+    /// with a wrong URL does not start. Later losses are repaired in the
+    /// background.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        let target = Target::parse(url)?;
+        let shared = Arc::new(Shared {
+            subs: Mutex::new(HashMap::new()),
+            max_payload: AtomicUsize::new(default_max_payload()),
+            connected: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+        });
+        let first = handshake(&target, name, &shared).await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(drive(target, name.to_string(), first, rx, shared.clone()));
+        Ok(Self {
+            tx,
+            shared,
+            next_sid: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// Publishes `payload` on `subject` (written in the background, in order).
+    pub fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), BusError> {
+        let max = self.shared.max_payload.load(Ordering::Relaxed);
+        if payload.len() > max {
+            return Err(BusError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        self.tx
+            .try_send(Cmd::Pub {
+                subject: subject.to_string(),
+                payload,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => BusError::Full,
+                mpsc::error::TrySendError::Closed(_) => BusError::Closed,
+            })
+    }
+
+    /// Subscribes to `subject` (NATS wildcards `*` and `>` allowed). Messages
+    /// flow once the server has the subscription: [`Bus::flush`] after it
+    /// waits for that.
+    pub async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
+        let sid = self.next_sid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SUB_QUEUE);
+        lock(&self.shared.subs).insert(sid, (subject.to_string(), tx));
+        self.tx
+            .send(Cmd::Sub { sid })
+            .await
+            .map_err(|_| BusError::Closed)?;
+        Ok(Subscription {
+            rx,
+            sid,
+            bus: self.clone(),
+        })
+    }
+
+    /// Completes when the server has processed everything sent before (a
+    /// `PING` answered by its `PONG`): subscriptions are in place and
+    /// publications have left.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Flush(tx))
+            .await
+            .map_err(|_| BusError::Closed)?;
+        rx.await.map_err(|_| BusError::Closed)
+    }
+
+    /// The connection is up now.
+    pub fn connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Messages dropped because a subscriber's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Connections made again after a loss.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+/// An established connection, after `INFO`, `CONNECT` and a `PING` answered.
+struct Conn {
+    reader: BufReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+}
+
+async fn handshake(target: &Target, name: &str, shared: &Shared) -> Result<Conn, BusError> {
+    let fail = |reason: String| BusError::Connect {
+        addr: target.addr.clone(),
+        reason,
+    };
+    let run = async {
+        let stream = TcpStream::connect(&target.addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        let mut reader = BufReader::new(r);
+        let mut writer = BufWriter::new(w);
+        let line = read_line(&mut reader).await.map_err(fail)?;
+        let info = line
+            .strip_prefix("INFO ")
+            .ok_or_else(|| fail(format!("not a NATS server (it said {:?})", clip(&line))))?;
+        let info: Info =
+            serde_json::from_str(info).map_err(|e| fail(format!("unreadable INFO: {e}")))?;
+        shared
+            .max_payload
+            .store(info.max_payload, Ordering::Relaxed);
+        let hello = format!("{}PING\r\n", target.connect_line(name));
+        writer
+            .write_all(hello.as_bytes())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        writer.flush().await.map_err(|e| fail(e.to_string()))?;
+        loop {
+            let line = read_line(&mut reader).await.map_err(fail)?;
+            match line.as_str() {
+                "PONG" => break,
+                "+OK" => {}
+                "PING" => {
+                    writer
+                        .write_all(b"PONG\r\n")
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                    writer.flush().await.map_err(|e| fail(e.to_string()))?;
+                }
+                l if l.starts_with("INFO ") => {}
+                l => return Err(fail(format!("refused: {}", clip(l)))),
+            }
+        }
+        Ok(Conn { reader, writer })
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, run)
+        .await
+        .map_err(|_| fail("no answer in time".into()))?
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+/// One protocol line, without its CRLF.
+async fn read_line(r: &mut BufReader<OwnedReadHalf>) -> Result<String, String> {
+    let mut buf = Vec::new();
+    let n = (&mut *r)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("connection closed".into());
+    }
+    if !buf.ends_with(b"\r\n") {
+        return Err("line too long or cut short".into());
+    }
+    buf.truncate(buf.len() - 2);
+    String::from_utf8(buf).map_err(|_| "line is not UTF-8".into())
+}
+
+/// The background task: runs a connection until it fails, then makes another,
+/// until every [`Bus`] handle is gone.
+async fn drive(
+    target: Target,
+    name: String,
+    first: Conn,
+    mut rx: mpsc::Receiver<Cmd>,
+    shared: Arc<Shared>,
+) {
+    let mut conn = Some(first);
+    let mut pause = BACKOFF.0;
+    loop {
+        if let Some(c) = conn.take() {
+            shared.connected.store(true, Ordering::Relaxed);
+            pause = BACKOFF.0;
+            let ended = session(c, &mut rx, &shared).await;
+            shared.connected.store(false, Ordering::Relaxed);
+            match ended {
+                Ended::Closed => return,
+                Ended::Lost(why) => {
+                    tracing::warn!(bus = ?target, %why, "bus connection lost; reconnecting")
+                }
+            }
+        }
+        // A little jitter, so that nodes cut off together do not come back in step.
+        let mut b = [0u8; 1];
+        let _ = getrandom::getrandom(&mut b);
+        let jitter = Duration::from_millis(u64::from(b[0] % 50));
+        tokio::time::sleep(pause + jitter).await;
+        pause = (pause * 2).min(BACKOFF.1);
+        if rx.is_closed() {
+            return;
+        }
+        match handshake(&target, &name, &shared).await {
+            Ok(c) => {
+                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(bus = ?target, "bus connection made again");
+                conn = Some(c);
+            }
+            Err(e) => tracing::debug!(error = %e, "bus reconnect failed"),
+        }
+    }
+}
+
+enum Ended {
+    /// Every handle is gone.
+    Closed,
+    /// The connection failed.
+    Lost(String),
+}
+
+/// Runs one connection: the reader in its own task, the writer here.
+async fn session(c: Conn, rx: &mut mpsc::Receiver<Cmd>, shared: &Arc<Shared>) -> Ended {
+    let Conn { reader, mut writer } = c;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(16);
+    let reading = tokio::spawn(read_loop(reader, shared.clone(), ctl_tx));
+    let ended = write_loop(&mut writer, rx, &mut ctl_rx, shared).await;
+    reading.abort();
+    // Anyone waiting on a flush of this connection hears nothing more from it:
+    // their senders were dropped with the loop (they see `Closed`).
+    ended
+}
+
+async fn write_loop(
+    w: &mut BufWriter<OwnedWriteHalf>,
+    rx: &mut mpsc::Receiver<Cmd>,
+    ctl: &mut mpsc::Receiver<Ctl>,
+    shared: &Shared,
+) -> Ended {
+    // Every subscription, renewed on this connection.
+    let mut subscribed = HashSet::new();
+    let subs: Vec<(u64, String)> = lock(&shared.subs)
+        .iter()
+        .map(|(sid, (s, _))| (*sid, s.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (sid, subject) in subs {
+        out.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes());
+        subscribed.insert(sid);
+    }
+    if let Err(e) = write(w, &out).await {
+        return Ended::Lost(e);
+    }
+    // Pings in flight, oldest first: a flush's answer, or a keepalive's.
+    let mut pings: VecDeque<Option<oneshot::Sender<()>>> = VecDeque::new();
+    let mut keepalive = tokio::time::interval(PING_INTERVAL);
+    keepalive.tick().await;
+    loop {
+        out.clear();
+        tokio::select! {
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return Ended::Closed };
+                encode(cmd, &mut out, &mut subscribed, &mut pings, shared);
+                // Whatever else is queued goes in the same write.
+                while out.len() < 256 * 1024 {
+                    match rx.try_recv() {
+                        Ok(cmd) => encode(cmd, &mut out, &mut subscribed, &mut pings, shared),
+                        Err(_) => break,
+                    }
+                }
+            }
+            c = ctl.recv() => match c {
+                Some(Ctl::Ping) => out.extend_from_slice(b"PONG\r\n"),
+                Some(Ctl::Pong) => {
+                    if let Some(Some(done)) = pings.pop_front() {
+                        let _ = done.send(());
+                    }
+                }
+                None => return Ended::Lost("the server closed the connection".into()),
+            },
+            _ = keepalive.tick() => {
+                if pings.iter().filter(|p| p.is_none()).count() >= 2 {
+                    return Ended::Lost("the server stopped answering pings".into());
+                }
+                pings.push_back(None);
+                out.extend_from_slice(b"PING\r\n");
+            }
+        }
+        if !out.is_empty()
+            && let Err(e) = write(w, &out).await
+        {
+            return Ended::Lost(e);
+        }
+    }
+}
+
+fn encode(
+    cmd: Cmd,
+    out: &mut Vec<u8>,
+    subscribed: &mut HashSet<u64>,
+    pings: &mut VecDeque<Option<oneshot::Sender<()>>>,
+    shared: &Shared,
+) {
+    match cmd {
+        Cmd::Pub { subject, payload } => {
+            out.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
+            out.extend_from_slice(&payload);
+            out.extend_from_slice(b"\r\n");
+        }
+        Cmd::Sub { sid } => {
+            let subject = lock(&shared.subs).get(&sid).map(|(s, _)| s.clone());
+            if let Some(subject) = subject
+                && subscribed.insert(sid)
+            {
+                out.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes());
+            }
+        }
+        Cmd::Unsub { sid } => {
+            if subscribed.remove(&sid) {
+                out.extend_from_slice(format!("UNSUB {sid}\r\n").as_bytes());
+            }
+        }
+        Cmd::Flush(done) => {
+            pings.push_back(Some(done));
+            out.extend_from_slice(b"PING\r\n");
+        }
+    }
+}
+
+async fn write(w: &mut BufWriter<OwnedWriteHalf>, bytes: &[u8]) -> Result<(), String> {
+    w.write_all(bytes).await.map_err(|e| e.to_string())?;
+    w.flush().await.map_err(|e| e.to_string())
+}
+
+/// Reads what the server sends: messages to their subscriptions, pings and
+/// pongs to the writer. Ends on the first error (the writer sees its channel
+/// close and the connection is made again).
+async fn read_loop(mut r: BufReader<OwnedReadHalf>, shared: Arc<Shared>, ctl: mpsc::Sender<Ctl>) {
+    loop {
+        let Ok(line) = read_line(&mut r).await else {
+            return;
+        };
+        let mut words = line.split_ascii_whitespace();
+        match words.next() {
+            Some("MSG") => {
+                let args: Vec<&str> = words.collect();
+                // MSG <subject> <sid> [reply-to] <#bytes>
+                let (subject, sid, len) = match args.as_slice() {
+                    [s, sid, len] | [s, sid, _, len] => {
+                        (*s, sid.parse::<u64>(), len.parse::<usize>())
+                    }
+                    _ => return,
+                };
+                let (Ok(sid), Ok(len)) = (sid, len) else {
+                    return;
+                };
+                if len > shared.max_payload.load(Ordering::Relaxed) {
+                    return;
+                }
+                let mut payload = vec![0; len + 2];
+                if r.read_exact(&mut payload).await.is_err() || !payload.ends_with(b"\r\n") {
+                    return;
+                }
+                payload.truncate(len);
+                let tx = lock(&shared.subs).get(&sid).map(|(_, tx)| tx.clone());
+                if let Some(tx) = tx {
+                    let msg = Message {
+                        subject: subject.to_string(),
+                        payload,
+                    };
+                    if tx.try_send(msg).is_err() {
+                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Some("PING") => {
+                if ctl.send(Ctl::Ping).await.is_err() {
+                    return;
+                }
+            }
+            Some("PONG") => {
+                if ctl.send(Ctl::Pong).await.is_err() {
+                    return;
+                }
+            }
+            Some("INFO") => {
+                let info = line.strip_prefix("INFO ").unwrap_or_default();
+                if let Ok(info) = serde_json::from_str::<Info>(info) {
+                    shared
+                        .max_payload
+                        .store(info.max_payload, Ordering::Relaxed);
+                }
+            }
+            Some("+OK") => {}
+            Some("-ERR") => {
+                // The server closes the connection after the serious ones;
+                // the others (a bad subject, a permission) are the relay's bug.
+                tracing::warn!(error = %clip(&line), "the bus server reported an error");
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = Target::parse("nats://127.0.0.1:4333").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:4333");
+        assert_eq!(t.token, None);
+        let t = Target::parse("nats://nats.internal").unwrap();
+        assert_eq!(t.addr, "nats.internal:4222");
+        let t = Target::parse("nats://s3cret@10.0.0.2:4222/").unwrap();
+        assert_eq!(t.token.as_deref(), Some("s3cret"));
+        assert_eq!(t.addr, "10.0.0.2:4222");
+        let t = Target::parse("nats://relay:pa:ss@[::1]:4222").unwrap();
+        assert_eq!(
+            (t.user.as_deref(), t.pass.as_deref()),
+            (Some("relay"), Some("pa:ss"))
+        );
+        assert_eq!(t.addr, "[::1]:4222");
+        assert_eq!(Target::parse("nats://[::1]").unwrap().addr, "[::1]:4222");
+        assert!(
+            format!("{t:?}").find("pa:ss").is_none(),
+            "credentials stay out of logs"
+        );
+        for bad in [
+            "tls://x:4222",
+            "http://x",
+            "nats://",
+            "nats://x/y",
+            "x:4222",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        let line = t.connect_line("node-1");
+        assert!(line.starts_with("CONNECT {") && line.ends_with("}\r\n"));
+        assert!(line.contains("\"echo\":false"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The bus client against a real `nats-server` (Debian's, which `cargo xtask
+//! test` installs and names in `SHIELDCALL_TEST_NATS_SERVER`): messages in
+//! order and intact, subscriptions in place after `flush`, the server's
+//! payload limit, refusals, and a server restart repaired by reconnecting
+//! with every subscription renewed.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shieldcall_relay::bus::{Bus, BusError, Message};
+
+/// A `nats-server` on a loopback port, killed on drop.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+}
+
+fn nats_binary() -> String {
+    std::env::var("SHIELDCALL_TEST_NATS_SERVER").expect(
+        "the bus tests need nats-server: run them with `cargo xtask test`, which installs it, \
+         or set SHIELDCALL_TEST_NATS_SERVER=/usr/sbin/nats-server",
+    )
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+impl Nats {
+    fn start(args: &[&str]) -> Self {
+        let mut n = Self {
+            child: None,
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        n.run();
+        n
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(nats_binary())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn next(sub: &mut shieldcall_relay::bus::Subscription) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a message in time")
+        .expect("the subscription is open")
+}
+
+#[tokio::test]
+async fn messages_arrive_in_order_and_intact() {
+    let nats = Nats::start(&[]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    let mut to_b = b.subscribe("sc.node.b").await.unwrap();
+    let mut users = b.subscribe("sc.user.*").await.unwrap();
+    b.flush().await.unwrap();
+    // Binary payloads, CRLF inside included, of 0 bytes to 4 KB.
+    let payloads: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| {
+            let mut p = format!("#{i}\r\n").into_bytes();
+            p.extend((0..(i * 4) % 4096).map(|j| (j % 251) as u8));
+            p
+        })
+        .collect();
+    for p in &payloads {
+        a.publish("sc.node.b", p.clone()).unwrap();
+    }
+    a.publish("sc.user.616c696365", b"hint".to_vec()).unwrap();
+    a.publish("sc.node.c", b"not for b".to_vec()).unwrap();
+    a.publish("sc.node.b", Vec::new()).unwrap();
+    for p in &payloads {
+        let m = next(&mut to_b).await;
+        assert_eq!(m.subject, "sc.node.b");
+        assert_eq!(&m.payload, p);
+    }
+    assert_eq!(next(&mut to_b).await.payload, b"");
+    let hint = next(&mut users).await;
+    assert_eq!(
+        (hint.subject.as_str(), hint.payload.as_slice()),
+        ("sc.user.616c696365", &b"hint"[..])
+    );
+    assert_eq!(b.dropped(), 0);
+}
+
+#[tokio::test]
+async fn a_node_does_not_hear_itself_and_unsubscribes_on_drop() {
+    let nats = Nats::start(&[]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    let mut mine = a.subscribe("sc.all").await.unwrap();
+    let theirs = b.subscribe("sc.all").await.unwrap();
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    a.publish("sc.all", b"from a".to_vec()).unwrap();
+    drop(theirs);
+    b.flush().await.unwrap();
+    b.publish("sc.all", b"from b".to_vec()).unwrap();
+    // `a` hears `b`, not itself; the first message it gets is b's.
+    assert_eq!(next(&mut mine).await.payload, b"from b");
+}
+
+#[tokio::test]
+async fn payloads_beyond_the_servers_limit_are_refused() {
+    let dir = tempdir();
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, "max_payload: 4096\n").unwrap();
+    let nats = Nats::start(&["-c", conf.to_str().unwrap()]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    let mut sub = b.subscribe("big").await.unwrap();
+    b.flush().await.unwrap();
+    match a.publish("big", vec![7; 4097]) {
+        Err(BusError::TooLarge {
+            size: 4097,
+            max: 4096,
+        }) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    a.publish("big", vec![7; 4096]).unwrap();
+    assert_eq!(next(&mut sub).await.payload.len(), 4096);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn wrong_servers_and_credentials_are_refused_at_once() {
+    // Nothing listening.
+    let port = free_port();
+    let e = Bus::connect(&format!("nats://127.0.0.1:{port}"), "n")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BusError::Connect { .. }), "{e}");
+    // Something that is not NATS.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        if let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let e = Bus::connect(&format!("nats://{addr}"), "n")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a NATS server"), "{e}");
+    // A server that wants a token.
+    let nats = Nats::start(&["--auth", "s3cret-token"]);
+    let e = Bus::connect(&format!("nats://wrong@127.0.0.1:{}", nats.port), "n")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("refused"), "{e}");
+    assert!(
+        !e.to_string().contains("wrong"),
+        "the token stays out of the error: {e}"
+    );
+    let ok = Bus::connect(&format!("nats://s3cret-token@127.0.0.1:{}", nats.port), "n").await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    // Not a nats:// URL.
+    assert!(matches!(
+        Bus::connect("tls://127.0.0.1:4222", "n").await,
+        Err(BusError::Url(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_restarted_server_is_reconnected_with_subscriptions_renewed() {
+    let mut nats = Nats::start(&[]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    let mut sub = b.subscribe("sc.node.b").await.unwrap();
+    b.flush().await.unwrap();
+    a.publish("sc.node.b", b"before".to_vec()).unwrap();
+    assert_eq!(next(&mut sub).await.payload, b"before");
+
+    nats.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.connected() || b.connected() {
+        assert!(Instant::now() < deadline, "the loss was not noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Published while down: queued, not an error.
+    a.publish("sc.node.b", b"while down".to_vec()).unwrap();
+
+    nats.run();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(a.connected() && b.connected()) {
+        assert!(Instant::now() < deadline, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(a.reconnects() >= 1 && b.reconnects() >= 1);
+    b.flush().await.unwrap();
+    a.publish("sc.node.b", b"after".to_vec()).unwrap();
+    // "while down" may be lost (at most once: it left before b resubscribed)
+    // or arrive first; "after" arrives either way.
+    let mut got = next(&mut sub).await.payload;
+    if got == b"while down" {
+        got = next(&mut sub).await.payload;
+    }
+    assert_eq!(got, b"after");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "shieldcall-bus-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&d).expect("a temporary directory");
+    d
+}
