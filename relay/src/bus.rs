@@ -72,6 +72,10 @@ pub enum BusError {
     /// The queue of messages to write is full (the bus has been down long).
     #[error("the bus is unreachable and its queue is full")]
     Full,
+    /// The connection was lost before the server answered (it is being made
+    /// again; what was asked may or may not have reached the server).
+    #[error("the bus connection was lost before the server answered")]
+    Lost,
     /// The client has stopped.
     #[error("the bus client has stopped")]
     Closed,
@@ -309,7 +313,7 @@ impl Bus {
             .send(Cmd::Flush(tx))
             .await
             .map_err(|_| BusError::Closed)?;
-        rx.await.map_err(|_| BusError::Closed)
+        rx.await.map_err(|_| BusError::Lost)
     }
 
     /// The connection is up now.
@@ -466,7 +470,7 @@ async fn session(c: Conn, rx: &mut mpsc::Receiver<Cmd>, shared: &Arc<Shared>) ->
     let ended = write_loop(&mut writer, rx, &mut ctl_rx, shared).await;
     reading.abort();
     // Anyone waiting on a flush of this connection hears nothing more from it:
-    // their senders were dropped with the loop (they see `Closed`).
+    // their senders were dropped with the loop (they see `Lost`).
     ended
 }
 

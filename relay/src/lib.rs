@@ -20,8 +20,9 @@
 //! - [`media`]: the media component (recording, voicemail, the sound for live
 //!   captions) over `shieldcall-media`; [`captions`]: the speech recogniser.
 //! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
-//! - [`bus`]: the NATS client relay nodes will talk to each other through (the
-//!   cluster configuration is being built; a relay does not use it yet).
+//! - [`bus`] and [`cluster`]: the NATS client relay nodes will talk to each
+//!   other through, and PostgreSQL as the arbiter of their races (the cluster
+//!   configuration is being built; a relay does not use them yet).
 //!
 //! # Panics
 //! None on client input. Bad frames, unknown users, foreign call ids and floods are
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod bus;
 pub mod captions;
 pub mod cli;
+pub mod cluster;
 pub mod code_cmd;
 pub mod config;
 mod directory;

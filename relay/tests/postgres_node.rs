@@ -69,7 +69,11 @@ async fn nodes_starting_together_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4], "each version applied exactly once");
+    assert_eq!(
+        versions,
+        [1, 2, 3, 4, 5],
+        "each version applied exactly once"
+    );
     let changes: i64 = sqlx::query_scalar("SELECT changes FROM meta")
         .fetch_one(&mut conn)
         .await

@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v2.sql"),
     include_str!("pg_schema_v3.sql"),
     include_str!("pg_schema_v4.sql"),
+    include_str!("pg_schema_v5.sql"),
 ];
 
 /// The channel every counted change notifies (schema version 4).

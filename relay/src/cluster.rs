@@ -1,0 +1,544 @@
+//! The cluster configuration's arbiter: what several relay nodes on one
+//! PostgreSQL database must agree on, decided by PostgreSQL, one conditional
+//! write per race (schema version 5, `store/pg_schema_v5.sql`).
+//!
+//! - **Nodes** hold a lease ([`Arbiter::renew`]); a node whose lease has run out
+//!   is dead: it can no longer renew, add a device or accept a call (it is
+//!   fenced), and the first live node to [`Arbiter::reap`] it cleans up after
+//!   it, exactly once: its devices go, the calls it placed that still ring are
+//!   cancelled, and the answered calls it carried wait for their people to
+//!   come back ([`Arbiter::rebind`]) until a grace deadline.
+//! - **Devices** are rows per node; presence is read from them
+//!   ([`Arbiter::statuses`]), counting only live nodes.
+//! - **A call** is placed by taking both people's busy rows in the order of
+//!   their names in one transaction ([`Arbiter::place`]): two people calling
+//!   each other at once make at most one call, neither waits on the other, and
+//!   a refused call leaves nothing behind. The first accept wins
+//!   ([`Arbiter::accept`]); decline, cancel and the ring timeout race for the
+//!   same transition ([`Arbiter::end_ringing`]), so exactly one of them and an
+//!   accept happens.
+//! - **Time** is the database's: every lease, ring and grace deadline is set and
+//!   compared with `clock_timestamp()`, so nodes whose clocks differ agree.
+//!
+//! The nodes learn of each other's decisions over the bus (`crate::bus`); what
+//! they learn is a hint, and the rows here are the truth they read.
+//!
+//! Status: the arbiter and its race tests (`relay/tests/cluster_races.rs`) are
+//! the first part of the cluster configuration; the relay does not use them yet.
+
+use std::time::Duration;
+
+use shieldcall_proto::Status;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::error::{Error, Result};
+
+/// Connections of an arbiter's own pool ([`Arbiter::connect`]).
+const POOL_SIZE: u32 = 4;
+
+/// A device on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeviceAt {
+    /// The node's id.
+    pub node: String,
+    /// The node's number for the device.
+    pub device: u64,
+}
+
+/// A call as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRow {
+    /// Its id.
+    pub id: String,
+    /// Who called.
+    pub caller: String,
+    /// Who was called.
+    pub callee: String,
+    /// Accepted.
+    pub answered: bool,
+    /// The caller's bound device; `None` while its node is gone.
+    pub caller_at: Option<DeviceAt>,
+    /// The callee's bound device; `None` until answered, or while its node is gone.
+    pub callee_at: Option<DeviceAt>,
+    /// Waiting for a side whose node died to come back.
+    pub in_grace: bool,
+}
+
+/// What [`Arbiter::place`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// The call rings; both people are busy in it.
+    Ringing,
+    /// This person is in another call (or placing one); nothing was written.
+    Busy(String),
+}
+
+/// What [`Arbiter::accept`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// This accept won; the call is answered on this device.
+    Won(CallRow),
+    /// Another device accepted first.
+    Taken,
+    /// The ring deadline has passed.
+    TooLate,
+    /// No such ringing call for this person (ended, declined, cancelled).
+    Gone,
+    /// This node's lease has run out: it may decide nothing more.
+    Fenced,
+}
+
+/// How a ringing call ends without being answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingEnd<'a> {
+    /// The callee (this user) declined.
+    Decline(&'a str),
+    /// The caller (this user) cancelled.
+    Cancel(&'a str),
+    /// Nobody answered by the ring deadline.
+    Timeout,
+}
+
+/// What [`Arbiter::end_ringing`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingEnded {
+    /// This ending won; the call and its busy rows are gone.
+    Ended(CallRow),
+    /// A timeout asked too early (the database's clock is behind the node's):
+    /// ask again after this long.
+    NotYet(Duration),
+    /// Not a ringing call (answered, or ended by something else first).
+    Gone,
+}
+
+/// What [`Arbiter::reap`] cleaned up after nodes whose leases ran out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The dead nodes.
+    pub nodes: Vec<String>,
+    /// The users who had devices on them (their presence may have changed).
+    pub users: Vec<String>,
+    /// Ringing calls they had placed: cancelled.
+    pub cancelled: Vec<CallRow>,
+    /// Answered calls they carried a side of: now waiting for that side.
+    pub waiting: Vec<CallRow>,
+}
+
+/// One node's view of the arbiter: its id and a pool on the database.
+#[derive(Debug, Clone)]
+pub struct Arbiter {
+    pool: PgPool,
+    node: String,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn device_id(device: u64) -> Result<i64> {
+    i64::try_from(device).map_err(|_| Error::Internal("device number out of range".into()))
+}
+
+const CALL_COLUMNS: &str = "id, caller, callee, state, caller_node, caller_device, callee_node, \
+                            callee_device, grace_until IS NOT NULL AS in_grace";
+
+fn call_row(r: &sqlx::postgres::PgRow) -> Result<CallRow> {
+    let at = |node: Option<String>, device: Option<i64>| match (node, device) {
+        (Some(node), Some(d)) => u64::try_from(d)
+            .ok()
+            .map(|device| DeviceAt { node, device }),
+        _ => None,
+    };
+    Ok(CallRow {
+        id: r.try_get("id")?,
+        caller: r.try_get("caller")?,
+        callee: r.try_get("callee")?,
+        answered: r.try_get::<String, _>("state")? == "answered",
+        caller_at: at(r.try_get("caller_node")?, r.try_get("caller_device")?),
+        callee_at: at(r.try_get("callee_node")?, r.try_get("callee_device")?),
+        in_grace: r.try_get("in_grace")?,
+    })
+}
+
+impl Arbiter {
+    /// Joins the cluster as a new node (a fresh random id) on `pool`, holding
+    /// a lease of `lease`.
+    pub async fn join(pool: PgPool, lease: Duration) -> Result<Self> {
+        let node = crate::auth::random_hex::<8>()?;
+        sqlx::query(
+            "INSERT INTO cluster_nodes (id, lease_until) \
+             VALUES ($1, clock_timestamp() + $2 * interval '1 millisecond')",
+        )
+        .bind(&node)
+        .bind(ms(lease))
+        .execute(&pool)
+        .await?;
+        Ok(Self { pool, node })
+    }
+
+    /// [`Arbiter::join`] on a small pool of its own on `url` (a database the
+    /// store has migrated).
+    pub async fn connect(url: &str, lease: Duration) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .connect(url)
+            .await?;
+        Self::join(pool, lease).await
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Extends this node's lease to `lease` from now. `false`: the lease had
+    /// run out (or the node was reaped); the node is dead to the others and
+    /// must stop serving.
+    pub async fn renew(&self, lease: Duration) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE cluster_nodes SET lease_until = clock_timestamp() + $2 * interval '1 millisecond' \
+             WHERE id = $1 AND lease_until > clock_timestamp()",
+        )
+        .bind(&self.node)
+        .bind(ms(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Leaves the cluster (a clean shutdown): the node's row and devices go.
+    /// Its calls are not touched: its people resume on another node.
+    pub async fn leave(&self) -> Result<()> {
+        sqlx::query("DELETE FROM cluster_nodes WHERE id = $1")
+            .bind(&self.node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records device `device` of `user` (session `session_hash`) on this node.
+    /// `false`: this node's lease has run out; nothing was written.
+    pub async fn add_device(&self, device: u64, user: &str, session_hash: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO cluster_devices (node, device, user_name, session_hash) \
+             SELECT id, $2, $3, $4 FROM cluster_nodes \
+             WHERE id = $1 AND lease_until > clock_timestamp()",
+        )
+        .bind(&self.node)
+        .bind(device_id(device)?)
+        .bind(user)
+        .bind(session_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Forgets device `device` of this node (its connection ended).
+    pub async fn remove_device(&self, device: u64) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM cluster_devices WHERE node = $1 AND device = $2")
+            .bind(&self.node)
+            .bind(device_id(device)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// `user`'s devices on live nodes.
+    pub async fn devices_of(&self, user: &str) -> Result<Vec<DeviceAt>> {
+        let rows = sqlx::query(
+            "SELECT d.node, d.device FROM cluster_devices d \
+             JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+             WHERE d.user_name = $1 ORDER BY d.node, d.device",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let device: i64 = r.try_get("device")?;
+                Ok(DeviceAt {
+                    node: r.try_get("node")?,
+                    device: u64::try_from(device).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The presence of each of `users` across the cluster: online with a
+    /// device on a live node, busy if also in a call.
+    pub async fn statuses(&self, users: &[String]) -> Result<Vec<(String, Status)>> {
+        let rows = sqlx::query(
+            "SELECT u.name, \
+               EXISTS (SELECT 1 FROM cluster_devices d \
+                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+                       WHERE d.user_name = u.name) AS online, \
+               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) AS busy \
+             FROM unnest($1::text[]) AS u(name)",
+        )
+        .bind(users)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status = match (r.try_get("online")?, r.try_get("busy")?) {
+                    (true, true) => Status::Busy,
+                    (true, false) => Status::Online,
+                    (false, _) => Status::Offline,
+                };
+                Ok((r.try_get("name")?, status))
+            })
+            .collect()
+    }
+
+    /// Places call `id` from `caller` (on this node's `device`) to `callee`,
+    /// ringing until `ring` from now.
+    pub async fn place(
+        &self,
+        id: &str,
+        caller: &str,
+        callee: &str,
+        device: u64,
+        ring: Duration,
+    ) -> Result<Placed> {
+        if caller == callee {
+            return Err(Error::Invalid("a call needs two people".into()));
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO cluster_calls (id, caller, callee, state, caller_node, caller_device, ring_until) \
+             VALUES ($1, $2, $3, 'ringing', $4, $5, clock_timestamp() + $6 * interval '1 millisecond')",
+        )
+        .bind(id)
+        .bind(caller)
+        .bind(callee)
+        .bind(&self.node)
+        .bind(device_id(device)?)
+        .bind(ms(ring))
+        .execute(&mut *tx)
+        .await?;
+        let (first, second) = if caller < callee {
+            (caller, callee)
+        } else {
+            (callee, caller)
+        };
+        for user in [first, second] {
+            if !take_busy(&mut tx, user, id).await? {
+                tx.rollback().await?;
+                return Ok(Placed::Busy(user.to_string()));
+            }
+        }
+        tx.commit().await?;
+        Ok(Placed::Ringing)
+    }
+
+    /// `callee` accepts ringing call `id` on this node's `device`.
+    pub async fn accept(&self, id: &str, callee: &str, device: u64) -> Result<Accepted> {
+        let sql = format!(
+            "UPDATE cluster_calls SET state = 'answered', callee_node = $3, callee_device = $4 \
+             WHERE id = $1 AND callee = $2 AND state = 'ringing' \
+               AND ring_until > clock_timestamp() \
+               AND EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) \
+             RETURNING {CALL_COLUMNS}"
+        );
+        let won = sqlx::query(&sql)
+            .bind(id)
+            .bind(callee)
+            .bind(&self.node)
+            .bind(device_id(device)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(r) = won {
+            return Ok(Accepted::Won(call_row(&r)?));
+        }
+        // Why not: read once more (the row may have changed meanwhile; any
+        // answer read here was true at some point after the update).
+        let why = sqlx::query(
+            "SELECT state, ring_until > clock_timestamp() AS ringing, \
+               EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) AS alive \
+             FROM cluster_calls WHERE id = $1 AND callee = $2",
+        )
+        .bind(id)
+        .bind(callee)
+        .bind(&self.node)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = why else {
+            return Ok(Accepted::Gone);
+        };
+        let (state, ringing, alive): (String, bool, bool) = (
+            r.try_get("state")?,
+            r.try_get("ringing")?,
+            r.try_get("alive")?,
+        );
+        Ok(if state == "answered" {
+            Accepted::Taken
+        } else if !alive {
+            Accepted::Fenced
+        } else if !ringing {
+            Accepted::TooLate
+        } else {
+            // Ringing, in time, this node alive, and yet not accepted: it
+            // changed between the two reads; the caller may try again.
+            Accepted::Gone
+        })
+    }
+
+    /// Ends ringing call `id` by `how`; exactly one of the endings and an
+    /// accept wins.
+    pub async fn end_ringing(&self, id: &str, how: RingEnd<'_>) -> Result<RingEnded> {
+        let (cond, who) = match how {
+            RingEnd::Decline(u) => ("callee = $2", Some(u)),
+            RingEnd::Cancel(u) => ("caller = $2", Some(u)),
+            RingEnd::Timeout => ("ring_until <= clock_timestamp()", None),
+        };
+        let sql = format!(
+            "DELETE FROM cluster_calls WHERE id = $1 AND state = 'ringing' AND {cond} \
+             RETURNING {CALL_COLUMNS}"
+        );
+        let mut q = sqlx::query(&sql).bind(id);
+        if let Some(who) = who {
+            q = q.bind(who);
+        }
+        let ended = q.fetch_optional(&self.pool).await?;
+        if let Some(r) = ended {
+            return Ok(RingEnded::Ended(call_row(&r)?));
+        }
+        if matches!(how, RingEnd::Timeout) {
+            let left: Option<f64> = sqlx::query_scalar(
+                "SELECT extract(epoch FROM ring_until - clock_timestamp())::float8 \
+                 FROM cluster_calls WHERE id = $1 AND state = 'ringing'",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(left) = left {
+                return Ok(RingEnded::NotYet(Duration::from_secs_f64(left.max(0.001))));
+            }
+        }
+        Ok(RingEnded::Gone)
+    }
+
+    /// `user` hangs up answered call `id`: it and its busy rows go.
+    pub async fn hang_up(&self, id: &str, user: &str) -> Result<Option<CallRow>> {
+        let sql = format!(
+            "DELETE FROM cluster_calls WHERE id = $1 AND (caller = $2 OR callee = $2) \
+             AND state = 'answered' RETURNING {CALL_COLUMNS}"
+        );
+        let r = sqlx::query(&sql)
+            .bind(id)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(call_row).transpose()
+    }
+
+    /// `user` comes back to answered call `id` on this node's `device` (after
+    /// their node died, or on another device of theirs); the grace ends once
+    /// both sides are bound. `None`: no such call of theirs (over, or its
+    /// grace ran out).
+    pub async fn rebind(&self, id: &str, user: &str, device: u64) -> Result<Option<CallRow>> {
+        let sql = format!(
+            "UPDATE cluster_calls SET \
+               caller_node = CASE WHEN caller = $2 THEN $3 ELSE caller_node END, \
+               caller_device = CASE WHEN caller = $2 THEN $4 ELSE caller_device END, \
+               callee_node = CASE WHEN callee = $2 THEN $3 ELSE callee_node END, \
+               callee_device = CASE WHEN callee = $2 THEN $4 ELSE callee_device END, \
+               grace_until = CASE \
+                 WHEN (caller = $2 AND callee_node IS NOT NULL) OR (callee = $2 AND caller_node IS NOT NULL) \
+                 THEN NULL ELSE grace_until END \
+             WHERE id = $1 AND (caller = $2 OR callee = $2) AND state = 'answered' \
+               AND (grace_until IS NULL OR grace_until > clock_timestamp()) \
+               AND EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) \
+             RETURNING {CALL_COLUMNS}"
+        );
+        let r = sqlx::query(&sql)
+            .bind(id)
+            .bind(user)
+            .bind(&self.node)
+            .bind(device_id(device)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(call_row).transpose()
+    }
+
+    /// Answered calls whose grace ran out with a side still gone: ended.
+    pub async fn expire_grace(&self) -> Result<Vec<CallRow>> {
+        let sql = format!(
+            "DELETE FROM cluster_calls WHERE grace_until <= clock_timestamp() RETURNING {CALL_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Cleans up after every node whose lease ran out, in one transaction.
+    /// Nodes reaping at once each take different dead nodes (or none), so
+    /// each dead node is reaped exactly once. Answered calls wait `grace` for
+    /// the side that was there.
+    pub async fn reap(&self, grace: Duration) -> Result<Reaped> {
+        let mut tx = self.pool.begin().await?;
+        let nodes: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM cluster_nodes WHERE lease_until <= clock_timestamp() \
+             ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if nodes.is_empty() {
+            tx.commit().await?;
+            return Ok(Reaped::default());
+        }
+        let mut users: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM cluster_devices WHERE node = ANY($1) RETURNING user_name",
+        )
+        .bind(&nodes)
+        .fetch_all(&mut *tx)
+        .await?;
+        users.sort();
+        users.dedup();
+        let sql = format!(
+            "DELETE FROM cluster_calls WHERE state = 'ringing' AND caller_node = ANY($1) \
+             RETURNING {CALL_COLUMNS}"
+        );
+        let cancelled = sqlx::query(&sql).bind(&nodes).fetch_all(&mut *tx).await?;
+        let sql = format!(
+            "UPDATE cluster_calls SET \
+               caller_node = CASE WHEN caller_node = ANY($1) THEN NULL ELSE caller_node END, \
+               caller_device = CASE WHEN caller_node = ANY($1) THEN NULL ELSE caller_device END, \
+               callee_node = CASE WHEN callee_node = ANY($1) THEN NULL ELSE callee_node END, \
+               callee_device = CASE WHEN callee_node = ANY($1) THEN NULL ELSE callee_device END, \
+               grace_until = clock_timestamp() + $2 * interval '1 millisecond' \
+             WHERE state = 'answered' AND (caller_node = ANY($1) OR callee_node = ANY($1)) \
+             RETURNING {CALL_COLUMNS}"
+        );
+        let waiting = sqlx::query(&sql)
+            .bind(&nodes)
+            .bind(ms(grace))
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM cluster_nodes WHERE id = ANY($1)")
+            .bind(&nodes)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Reaped {
+            nodes,
+            users,
+            cancelled: cancelled.iter().map(call_row).collect::<Result<_>>()?,
+            waiting: waiting.iter().map(call_row).collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// Takes `user`'s busy row for call `id`; `false` if another call holds it
+/// (after that call's transaction, if still open, has ended).
+async fn take_busy(tx: &mut Transaction<'_, Postgres>, user: &str, id: &str) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO cluster_busy (user_name, call_id) VALUES ($1, $2) \
+         ON CONFLICT (user_name) DO NOTHING",
+    )
+    .bind(user)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
