@@ -229,6 +229,11 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Message> {
         self.rx.recv().await
     }
+
+    /// A message already received, if any, without waiting.
+    pub fn try_next(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
 }
 
 impl Drop for Subscription {

@@ -20,9 +20,10 @@
 //! - [`media`]: the media component (recording, voicemail, the sound for live
 //!   captions) over `shieldcall-media`; [`captions`]: the speech recogniser.
 //! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
-//! - [`bus`] and [`cluster`]: the NATS client relay nodes will talk to each
-//!   other through, and PostgreSQL as the arbiter of their races (the cluster
-//!   configuration is being built; a relay does not use them yet).
+//! - [`bus`] and [`cluster`]: the NATS client relay nodes talk to each other
+//!   through, PostgreSQL as the arbiter of their races, and a node's runtime
+//!   (lease, reaping, presence across nodes). The cluster configuration is
+//!   being built; a relay cannot be configured as one yet.
 //!
 //! # Panics
 //! None on client input. Bad frames, unknown users, foreign call ids and floods are

@@ -4,75 +4,12 @@
 //! payload limit, refusals, and a server restart repaired by reconnecting
 //! with every subscription renewed.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::nats::{Nats, free_port};
 use shieldcall_relay::bus::{Bus, BusError, Message};
-
-/// A `nats-server` on a loopback port, killed on drop.
-struct Nats {
-    child: Option<Child>,
-    port: u16,
-    args: Vec<String>,
-}
-
-fn nats_binary() -> String {
-    std::env::var("SHIELDCALL_TEST_NATS_SERVER").expect(
-        "the bus tests need nats-server: run them with `cargo xtask test`, which installs it, \
-         or set SHIELDCALL_TEST_NATS_SERVER=/usr/sbin/nats-server",
-    )
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address").port()
-}
-
-impl Nats {
-    fn start(args: &[&str]) -> Self {
-        let mut n = Self {
-            child: None,
-            port: free_port(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        };
-        n.run();
-        n
-    }
-
-    fn run(&mut self) {
-        let child = Command::new(nats_binary())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 async fn next(sub: &mut shieldcall_relay::bus::Subscription) -> Message {
     tokio::time::timeout(Duration::from_secs(5), sub.next())

@@ -530,6 +530,11 @@ struct Inner {
     names: HashMap<String, String>,
     /// The presence last announced per user (absent: offline).
     shown: HashMap<String, Status>,
+    /// In the cluster configuration: users online through other relay nodes
+    /// (`Online` or `Busy`), as last read from the database (`crate::cluster`);
+    /// absent: not online elsewhere. A user's presence is the stronger of
+    /// this and what this hub sees.
+    remote: HashMap<String, Status>,
     /// Users whose presence may have changed since the last flush.
     dirty: HashSet<String>,
     /// `resume`s of calls this relay does not know (it restarted), waiting for the
@@ -836,16 +841,34 @@ impl Inner {
     }
 
     fn status(&self, user: &str) -> Status {
-        if !self.users.contains_key(user) {
+        let here = if !self.users.contains_key(user) {
             Status::Offline
         } else if self.in_call.contains_key(user) {
             Status::Busy
         } else {
             Status::Online
+        };
+        match (here, self.remote.get(user)) {
+            (Status::Busy, _) | (_, Some(Status::Busy)) => Status::Busy,
+            (Status::Online, _) | (_, Some(Status::Online)) => Status::Online,
+            _ => here,
         }
     }
 
-    /// Announces `user`'s presence to their online contacts if it changed.
+    /// Records `user`'s presence on other nodes; marks it for announcing if
+    /// it changed.
+    fn set_remote_one(&mut self, user: String, status: Status) {
+        let changed = match status {
+            Status::Online | Status::Busy => {
+                self.remote.insert(user.clone(), status) != Some(status)
+            }
+            Status::Offline | Status::Removed => self.remote.remove(&user).is_some(),
+        };
+        if changed {
+            self.sync_presence(&user);
+        }
+    }
+
     /// Notes that `user`'s presence may have changed; [`Hub::flush_presence`]
     /// announces it.
     fn sync_presence(&mut self, user: &str) {
@@ -1201,6 +1224,35 @@ impl Hub {
             .collect();
         list.sort_by(|a, b| a.user.cmp(&b.user));
         list
+    }
+
+    /// In the cluster configuration: what the database says of these users on
+    /// other relay nodes (`Offline`: not online elsewhere). Their presence is
+    /// announced at the next [`Hub::flush_presence`] if it changed.
+    pub fn set_remote(&self, statuses: Vec<(String, Status)>) {
+        let mut g = self.lock();
+        for (user, status) in statuses {
+            g.set_remote_one(user, status);
+        }
+    }
+
+    /// In the cluster configuration: everyone online on other relay nodes
+    /// (the periodic reconcile); whoever is not listed is not online elsewhere.
+    pub fn replace_remote(&self, online: Vec<(String, Status)>) {
+        let mut g = self.lock();
+        let listed: HashSet<&str> = online.iter().map(|(u, _)| u.as_str()).collect();
+        let gone: Vec<String> = g
+            .remote
+            .keys()
+            .filter(|u| !listed.contains(u.as_str()))
+            .cloned()
+            .collect();
+        for user in gone {
+            g.set_remote_one(user, Status::Offline);
+        }
+        for (user, status) in online {
+            g.set_remote_one(user, status);
+        }
     }
 
     /// Announces every presence change since the last call, batched: each online

@@ -1,6 +1,6 @@
-//! The cluster configuration's arbiter: what several relay nodes on one
-//! PostgreSQL database must agree on, decided by PostgreSQL, one conditional
-//! write per race (schema version 5, `store/pg_schema_v5.sql`).
+//! The arbiter: what several relay nodes on one PostgreSQL database must agree
+//! on, decided by PostgreSQL, one conditional write per race (schema version 5,
+//! `store/pg_schema_v5.sql`).
 //!
 //! - **Nodes** hold a lease ([`Arbiter::renew`]); a node whose lease has run out
 //!   is dead: it can no longer renew, add a device or accept a call (it is
@@ -21,10 +21,8 @@
 //!   compared with `clock_timestamp()`, so nodes whose clocks differ agree.
 //!
 //! The nodes learn of each other's decisions over the bus (`crate::bus`); what
-//! they learn is a hint, and the rows here are the truth they read.
-//!
-//! Status: the arbiter and its race tests (`relay/tests/cluster_races.rs`) are
-//! the first part of the cluster configuration; the relay does not use them yet.
+//! they learn is a hint, and the rows here are the truth they read. The race
+//! tests are `relay/tests/cluster_races.rs`.
 
 use std::time::Duration;
 
@@ -207,14 +205,24 @@ impl Arbiter {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Leaves the cluster (a clean shutdown): the node's row and devices go.
-    /// Its calls are not touched: its people resume on another node.
-    pub async fn leave(&self) -> Result<()> {
+    /// Leaves the cluster (a clean shutdown): the node's row and devices go;
+    /// returns the users those devices were of. Its calls are not touched:
+    /// its people resume on another node.
+    pub async fn leave(&self) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut users: Vec<String> =
+            sqlx::query_scalar("DELETE FROM cluster_devices WHERE node = $1 RETURNING user_name")
+                .bind(&self.node)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query("DELETE FROM cluster_nodes WHERE id = $1")
             .bind(&self.node)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        users.sort();
+        users.dedup();
+        Ok(users)
     }
 
     /// Records device `device` of `user` (session `session_hash`) on this node.
@@ -279,16 +287,42 @@ impl Arbiter {
         .bind(users)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let status = match (r.try_get("online")?, r.try_get("busy")?) {
-                    (true, true) => Status::Busy,
-                    (true, false) => Status::Online,
-                    (false, _) => Status::Offline,
-                };
-                Ok((r.try_get("name")?, status))
-            })
-            .collect()
+        rows.iter().map(status_row).collect()
+    }
+
+    /// The presence of each of `users` through the other live nodes: online
+    /// with a device there, busy if also in a call; `Offline` if not online
+    /// elsewhere (whatever this node's own devices say).
+    pub async fn statuses_elsewhere(&self, users: &[String]) -> Result<Vec<(String, Status)>> {
+        let rows = sqlx::query(
+            "SELECT u.name, \
+               EXISTS (SELECT 1 FROM cluster_devices d \
+                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+                       WHERE d.user_name = u.name AND d.node <> $2) AS online, \
+               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) AS busy \
+             FROM unnest($1::text[]) AS u(name)",
+        )
+        .bind(users)
+        .bind(&self.node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(status_row).collect()
+    }
+
+    /// Everyone online through the other live nodes, with their presence
+    /// (for the periodic reconcile).
+    pub async fn online_elsewhere(&self) -> Result<Vec<(String, Status)>> {
+        let rows = sqlx::query(
+            "SELECT d.user_name AS name, TRUE AS online, \
+               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = d.user_name) AS busy \
+             FROM cluster_devices d \
+             JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+             WHERE d.node <> $1 GROUP BY d.user_name",
+        )
+        .bind(&self.node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(status_row).collect()
     }
 
     /// Places call `id` from `caller` (on this node's `device`) to `callee`,
@@ -527,6 +561,16 @@ impl Arbiter {
             waiting: waiting.iter().map(call_row).collect::<Result<_>>()?,
         })
     }
+}
+
+/// A row of `name`, `online`, `busy` as a presence.
+fn status_row(r: &sqlx::postgres::PgRow) -> Result<(String, Status)> {
+    let status = match (r.try_get("online")?, r.try_get("busy")?) {
+        (true, true) => Status::Busy,
+        (true, false) => Status::Online,
+        (false, _) => Status::Offline,
+    };
+    Ok((r.try_get("name")?, status))
 }
 
 /// Takes `user`'s busy row for call `id`; `false` if another call holds it
