@@ -50,6 +50,9 @@ pub struct Config {
     /// PostgreSQL instead of SQLite (`postgres://user:password@host/db`); the
     /// relay is then the database's one node (see `store::NodeLock`).
     pub database_url: Option<DatabaseUrl>,
+    /// NATS between relay nodes (`nats://[credentials@]host:port`): with
+    /// `database_url`, this relay is one node of a cluster (`crate::cluster`).
+    pub bus_url: Option<DatabaseUrl>,
     /// Directory of the browser client.
     pub www: PathBuf,
     /// Origins the browser client is served from (e.g. `https://call.example.org`);
@@ -120,6 +123,7 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             database_url: None,
+            bus_url: None,
             www: PathBuf::from("www"),
             public_origins: Vec::new(),
             ice: IceConfig {

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) lost: AtomicBool,
     /// The media component (recording), started with the first media leg.
     pub(crate) media: tokio::sync::OnceCell<media::MediaServer>,
+    /// In the cluster configuration: this node's part (`crate::ws::Cluster`).
+    pub(crate) cluster: std::sync::OnceLock<Arc<crate::ws::Cluster>>,
 }
 
 impl AppState {
@@ -70,15 +72,36 @@ impl AppState {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| Error::Internal(format!("create {}: {e}", config.data_dir.display())))?;
         let key = hub::CallKey::load_or_create(&config.data_dir)?;
-        match &config.database_url {
-            Some(url) => {
+        match (&config.database_url, &config.bus_url) {
+            (None, Some(_)) => Err(Error::Invalid(
+                "bus_url (several relay nodes) needs a PostgreSQL database_url: SQLite is one relay's".into(),
+            )),
+            (Some(url), Some(bus_url)) => {
+                let store = PostgresStore::connect(&url.0).await?;
+                let timing = crate::cluster::Timing {
+                    grace: config.reconnect_grace,
+                    ..Default::default()
+                };
+                let arbiter = crate::cluster::Arbiter::join(store.pool(), timing.lease).await?;
+                let bus = crate::bus::Bus::connect(&bus_url.0, &format!("shieldcall-{}", arbiter.node()))
+                    .await
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let state = Self::with_store(config, Arc::new(store), key);
+                state.hub().set_cluster();
+                let node =
+                    crate::cluster::Node::start(arbiter, bus.clone(), state.hub().clone(), timing).await?;
+                let cluster = crate::ws::Cluster::start(&state, node, bus).await?;
+                let _ = state.inner.cluster.set(cluster);
+                Ok(state)
+            }
+            (Some(url), None) => {
                 let store = PostgresStore::connect(&url.0).await?;
                 let lock = store.claim_node().await?;
                 let state = Self::with_store(config, Arc::new(store), key);
                 *state.inner.node_lock.lock().await = Some(lock);
                 Ok(state)
             }
-            None => {
+            (None, None) => {
                 let store = SqliteStore::open(&config.data_dir).await?;
                 Ok(Self::with_store(config, Arc::new(store), key))
             }
@@ -117,6 +140,7 @@ impl AppState {
                 node_lost: tokio::sync::Notify::new(),
                 lost: AtomicBool::new(false),
                 media: tokio::sync::OnceCell::new(),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -135,6 +159,22 @@ impl AppState {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// In the cluster configuration: this node's part.
+    pub(crate) fn cluster(&self) -> Option<&Arc<crate::ws::Cluster>> {
+        self.inner.cluster.get()
+    }
+
+    /// A handle that does not keep the state alive (for background tasks the
+    /// state itself holds).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The state again, if it is still alive.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
     }
 
     /// The settings.

@@ -55,6 +55,8 @@ pub struct CallRow {
     pub callee: String,
     /// Accepted.
     pub answered: bool,
+    /// The node whose hub carries it.
+    pub home: String,
     /// The caller's bound device; `None` while its node is gone.
     pub caller_at: Option<DeviceAt>,
     /// The callee's bound device; `None` until answered, or while its node is gone.
@@ -138,8 +140,8 @@ fn device_id(device: u64) -> Result<i64> {
     i64::try_from(device).map_err(|_| Error::Internal("device number out of range".into()))
 }
 
-const CALL_COLUMNS: &str = "id, caller, callee, state, caller_node, caller_device, callee_node, \
-                            callee_device, grace_until IS NOT NULL AS in_grace";
+const CALL_COLUMNS: &str = "id, caller, callee, state, home_node, caller_node, caller_device, \
+                            callee_node, callee_device, grace_until IS NOT NULL AS in_grace";
 
 fn call_row(r: &sqlx::postgres::PgRow) -> Result<CallRow> {
     let at = |node: Option<String>, device: Option<i64>| match (node, device) {
@@ -153,6 +155,7 @@ fn call_row(r: &sqlx::postgres::PgRow) -> Result<CallRow> {
         caller: r.try_get("caller")?,
         callee: r.try_get("callee")?,
         answered: r.try_get::<String, _>("state")? == "answered",
+        home: r.try_get("home_node")?,
         caller_at: at(r.try_get("caller_node")?, r.try_get("caller_device")?),
         callee_at: at(r.try_get("callee_node")?, r.try_get("callee_device")?),
         in_grace: r.try_get("in_grace")?,
@@ -252,6 +255,19 @@ impl Arbiter {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The session of device `device` of `node`, while that node is live.
+    pub async fn session_of(&self, node: &str, device: u64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.session_hash FROM cluster_devices d \
+             JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+             WHERE d.node = $1 AND d.device = $2",
+        )
+        .bind(node)
+        .bind(device_id(device)?)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// `user`'s devices on live nodes.
     pub async fn devices_of(&self, user: &str) -> Result<Vec<DeviceAt>> {
         let rows = sqlx::query(
@@ -281,7 +297,10 @@ impl Arbiter {
                EXISTS (SELECT 1 FROM cluster_devices d \
                        JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
                        WHERE d.user_name = u.name) AS online, \
-               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) AS busy \
+               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) \
+               AND EXISTS (SELECT 1 FROM cluster_devices d \
+                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+                       WHERE d.user_name = u.name) AS busy \
              FROM unnest($1::text[]) AS u(name)",
         )
         .bind(users)
@@ -290,16 +309,20 @@ impl Arbiter {
         rows.iter().map(status_row).collect()
     }
 
-    /// The presence of each of `users` through the other live nodes: online
-    /// with a device there, busy if also in a call; `Offline` if not online
-    /// elsewhere (whatever this node's own devices say).
+    /// The presence of each of `users` as the other nodes know it: `Busy` in a
+    /// call while online on any live node (this one included: the call may be
+    /// carried by another node's hub), else `Online` with a device on another
+    /// live node, else `Offline` (whatever this node's own devices say).
     pub async fn statuses_elsewhere(&self, users: &[String]) -> Result<Vec<(String, Status)>> {
         let rows = sqlx::query(
             "SELECT u.name, \
                EXISTS (SELECT 1 FROM cluster_devices d \
                        JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
                        WHERE d.user_name = u.name AND d.node <> $2) AS online, \
-               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) AS busy \
+               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) \
+               AND EXISTS (SELECT 1 FROM cluster_devices d \
+                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
+                       WHERE d.user_name = u.name) AS busy \
              FROM unnest($1::text[]) AS u(name)",
         )
         .bind(users)
@@ -309,15 +332,17 @@ impl Arbiter {
         rows.iter().map(status_row).collect()
     }
 
-    /// Everyone online through the other live nodes, with their presence
-    /// (for the periodic reconcile).
+    /// Everyone [`Arbiter::statuses_elsewhere`] does not call `Offline`, with
+    /// their presence (for the periodic reconcile).
     pub async fn online_elsewhere(&self) -> Result<Vec<(String, Status)>> {
         let rows = sqlx::query(
-            "SELECT d.user_name AS name, TRUE AS online, \
+            "SELECT d.user_name AS name, bool_or(d.node <> $1) AS online, \
                EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = d.user_name) AS busy \
              FROM cluster_devices d \
              JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
-             WHERE d.node <> $1 GROUP BY d.user_name",
+             GROUP BY d.user_name \
+             HAVING bool_or(d.node <> $1) \
+                OR EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = d.user_name)",
         )
         .bind(&self.node)
         .fetch_all(&self.pool)
@@ -335,13 +360,29 @@ impl Arbiter {
         device: u64,
         ring: Duration,
     ) -> Result<Placed> {
+        self.place_beside(id, caller, callee, device, ring, None)
+            .await
+    }
+
+    /// [`Arbiter::place`] of a second call of `caller`'s beside call `beside`
+    /// (a consultation, a member added to a group call), which holds the
+    /// caller's busy row: only the callee's is taken.
+    pub async fn place_beside(
+        &self,
+        id: &str,
+        caller: &str,
+        callee: &str,
+        device: u64,
+        ring: Duration,
+        beside: Option<&str>,
+    ) -> Result<Placed> {
         if caller == callee {
             return Err(Error::Invalid("a call needs two people".into()));
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO cluster_calls (id, caller, callee, state, caller_node, caller_device, ring_until) \
-             VALUES ($1, $2, $3, 'ringing', $4, $5, clock_timestamp() + $6 * interval '1 millisecond')",
+            "INSERT INTO cluster_calls (id, caller, callee, state, home_node, caller_node, caller_device, ring_until) \
+             VALUES ($1, $2, $3, 'ringing', $4, $4, $5, clock_timestamp() + $6 * interval '1 millisecond')",
         )
         .bind(id)
         .bind(caller)
@@ -351,6 +392,24 @@ impl Arbiter {
         .bind(ms(ring))
         .execute(&mut *tx)
         .await?;
+        if let Some(beside) = beside {
+            let holds: Option<String> =
+                sqlx::query_scalar("SELECT call_id FROM cluster_busy WHERE user_name = $1")
+                    .bind(caller)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if holds.as_deref() != Some(beside) || !take_busy(&mut tx, callee, id).await? {
+                tx.rollback().await?;
+                let who = if holds.as_deref() == Some(beside) {
+                    callee
+                } else {
+                    caller
+                };
+                return Ok(Placed::Busy(who.to_string()));
+            }
+            tx.commit().await?;
+            return Ok(Placed::Ringing);
+        }
         let (first, second) = if caller < callee {
             (caller, callee)
         } else {
@@ -451,6 +510,34 @@ impl Arbiter {
             }
         }
         Ok(RingEnded::Gone)
+    }
+
+    /// Where call `id` is carried: its home node, and whether that node is live.
+    pub async fn home_of(&self, id: &str) -> Result<Option<(String, bool)>> {
+        let r = sqlx::query(
+            "SELECT c.home_node, EXISTS (SELECT 1 FROM cluster_nodes n \
+               WHERE n.id = c.home_node AND n.lease_until > clock_timestamp()) AS live \
+             FROM cluster_calls c WHERE c.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(|r| Ok((r.try_get("home_node")?, r.try_get("live")?)))
+            .transpose()
+    }
+
+    /// Call `id`, carried by this node's hub, is over (however it ended: the
+    /// hub decided): it and its busy rows go.
+    pub async fn end_call(&self, id: &str) -> Result<Option<CallRow>> {
+        let sql = format!(
+            "DELETE FROM cluster_calls WHERE id = $1 AND home_node = $2 RETURNING {CALL_COLUMNS}"
+        );
+        let r = sqlx::query(&sql)
+            .bind(id)
+            .bind(&self.node)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.as_ref().map(call_row).transpose()
     }
 
     /// `user` hangs up answered call `id`: it and its busy rows go.
@@ -566,9 +653,9 @@ impl Arbiter {
 /// A row of `name`, `online`, `busy` as a presence.
 fn status_row(r: &sqlx::postgres::PgRow) -> Result<(String, Status)> {
     let status = match (r.try_get("online")?, r.try_get("busy")?) {
-        (true, true) => Status::Busy,
+        (_, true) => Status::Busy,
         (true, false) => Status::Online,
-        (false, _) => Status::Offline,
+        (false, false) => Status::Offline,
     };
     Ok((r.try_get("name")?, status))
 }

@@ -164,7 +164,12 @@ impl Node {
         Ok(())
     }
 
-    /// Publishes a presence hint naming `users`.
+    /// Publishes a presence hint naming `users` (after a committed change
+    /// of their presence elsewhere: a call placed or ended).
+    pub fn hint_users(&self, users: &[&str]) {
+        publish_hint(&self.bus, users);
+    }
+
     fn hint(&self, users: &[&str]) {
         publish_hint(&self.bus, users);
     }

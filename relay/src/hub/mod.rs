@@ -530,6 +530,11 @@ struct Inner {
     names: HashMap<String, String>,
     /// The presence last announced per user (absent: offline).
     shown: HashMap<String, Status>,
+    /// In the cluster configuration: calls ended since the node last took
+    /// them ([`Hub::take_ended`]), so that their rows in the database go.
+    ended: Vec<CallId>,
+    /// This hub is a node of a cluster (see `ended`).
+    cluster: bool,
     /// In the cluster configuration: users online through other relay nodes
     /// (`Online` or `Busy`), as last read from the database (`crate::cluster`);
     /// absent: not online elsewhere. A user's presence is the stronger of
@@ -898,6 +903,9 @@ impl Inner {
 
     fn end_call(&mut self, id: &CallId) {
         if let Some(call) = self.calls.remove(id) {
+            if self.cluster {
+                self.ended.push(id.clone());
+            }
             self.record_end(&call);
             self.cancel(call.ring_timer);
             self.cancel(call.grace_timer);
@@ -1234,6 +1242,29 @@ impl Hub {
         for (user, status) in statuses {
             g.set_remote_one(user, status);
         }
+    }
+
+    /// Makes this hub a cluster node's: it keeps the ids of the calls that
+    /// end for [`Hub::take_ended`].
+    pub fn set_cluster(&self) {
+        self.lock().cluster = true;
+    }
+
+    /// The calls that ended since the last call (cluster nodes only).
+    pub fn take_ended(&self) -> Vec<CallId> {
+        std::mem::take(&mut self.lock().ended)
+    }
+
+    /// Puts `msg` on device `dev`'s outbox as if the hub had sent it (a
+    /// message of a call another node carries, for a device here). `false`:
+    /// no such device.
+    pub fn deliver_to(&self, dev: DeviceId, msg: Arc<RelayMsg>) -> bool {
+        let mut g = self.lock();
+        if !g.devices.contains_key(&dev) {
+            return false;
+        }
+        deliver(&mut g.g.outboxes, Output::Deliver { device: dev, msg });
+        true
     }
 
     /// In the cluster configuration: everyone online on other relay nodes

@@ -32,6 +32,9 @@ CREATE UNLOGGED TABLE cluster_calls (
     caller TEXT NOT NULL,
     callee TEXT NOT NULL CHECK (callee <> caller),
     state TEXT NOT NULL CHECK (state IN ('ringing', 'answered')),
+    -- The node whose hub carries the call (where it was placed): every
+    -- message of the call goes through it.
+    home_node TEXT NOT NULL,
     -- Where each side's bound device is; NULL while that side's node is gone
     -- and the call waits for it to come back (`grace_until`). The callee's is
     -- NULL until the call is answered.

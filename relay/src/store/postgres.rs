@@ -147,6 +147,11 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// The connection pool (shared with the cluster's arbiter).
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
     /// Claims the database for this relay as its one node. Refused (`Invalid`,
     /// naming the reason) while another relay holds it.
     pub async fn claim_node(&self) -> Result<NodeLock> {

@@ -18,8 +18,11 @@
 //! Never logs SDP, candidates, cookies or message bodies.
 
 pub(crate) mod frame;
+mod remote;
 mod signal;
 mod socket;
+
+pub(crate) use remote::Cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,6 +213,9 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
         state
             .hub()
             .unregister(Instant::now(), dev, &conn.authed.user.name);
+        if let Some(c) = state.cluster() {
+            c.device_gone(dev, &conn.authed.user.name).await;
+        }
         tracing::info!(user = %conn.authed.user.name, device = dev, "device disconnected");
     }
     drop(conn);

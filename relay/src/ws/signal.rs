@@ -83,6 +83,15 @@ impl Conn {
                 return vec![(RelayMsg::error(e.code(), e.to_string(), None), flow)];
             }
         };
+        if let (Some(dev), Some(c)) = (self.device, self.state.cluster())
+            && let Some(id) = msg.call_id()
+        {
+            let resume = matches!(msg, ClientMsg::Resume { .. });
+            if let Some(home) = c.home_for(&self.state, dev, id, resume).await {
+                c.forward(&home, dev, &self.authed, text);
+                return Vec::new();
+            }
+        }
         let result = match (self.device, msg) {
             (None, ClientMsg::Hello { version }) => {
                 if version != PROTOCOL_VERSION {
@@ -166,45 +175,26 @@ impl Conn {
     }
 
     async fn hello(&mut self) -> crate::Result<Vec<(RelayMsg, Flow)>> {
-        let store = self.state.store();
-        let _serial = self.state.settings_guard().await;
-        // The session may have ended since the upgrade (sign-out, password change):
-        // checked again under the lock the directory refresh holds, so a session
-        // ended after this check is caught by the next refresh.
-        if store
-            .session(&self.authed.session.token_hash, unix_now())
-            .await?
-            .is_none()
-        {
-            let m = RelayMsg::error(
-                ErrorCode::SessionExpired,
-                "Your session ended; sign in again.",
-                None,
-            );
-            return Ok(vec![(m, Flow::Close)]);
-        }
-        let setting = ops::effective_setting(store, self.user()).await?;
-        let tx = self
-            .tx
-            .take()
-            .ok_or_else(|| Error::Internal("outbox already taken".into()))?;
-        let hub = self.state.hub();
-        let Some(dev) = hub.register(
-            self.user(),
-            &self.authed.session.token_hash,
-            setting.clone(),
-            tx,
-            self.overflow.clone(),
-        ) else {
-            let m = format!(
-                "You have {MAX_DEVICES_PER_USER} devices connected already; close one and try again."
-            );
-            return Ok(vec![(
-                RelayMsg::error(ErrorCode::TooManyDevices, m, None),
-                Flow::Close,
-            )]);
+        let (dev, setting) = match self.register().await? {
+            Ok(registered) => registered,
+            Err(refused) => return Ok(vec![(refused, Flow::Close)]),
         };
-        self.device = Some(dev);
+        let hub = self.state.hub();
+        if let Some(c) = self.state.cluster() {
+            // Recorded before anyone is told: a node that lost its lease
+            // serves no one.
+            let session = &self.authed.session.token_hash;
+            if !c.node().device_up(dev, self.user(), session).await? {
+                hub.unregister(Instant::now(), dev, self.user());
+                self.device = None;
+                let m = RelayMsg::error(
+                    ErrorCode::Internal,
+                    "This relay node is stopping; connect again.",
+                    None,
+                );
+                return Ok(vec![(m, Flow::Close)]);
+            }
+        }
         tracing::info!(user = %self.user(), device = dev, "device connected");
         let welcome = RelayMsg::Welcome {
             version: PROTOCOL_VERSION,
@@ -233,6 +223,50 @@ impl Conn {
             replies.push((elsewhere, Flow::Continue));
         }
         Ok(replies)
+    }
+
+    /// Signs the device in with the hub (and, in a cluster, records it);
+    /// `Err` is the message that refuses it, after which the connection closes.
+    pub(super) async fn register(
+        &mut self,
+    ) -> crate::Result<Result<(DeviceId, shieldcall_proto::E2eeSetting), RelayMsg>> {
+        let store = self.state.store();
+        let _serial = self.state.settings_guard().await;
+        // The session may have ended since the upgrade (sign-out, password change):
+        // checked again under the lock the directory refresh holds, so a session
+        // ended after this check is caught by the next refresh.
+        if store
+            .session(&self.authed.session.token_hash, unix_now())
+            .await?
+            .is_none()
+        {
+            let m = RelayMsg::error(
+                ErrorCode::SessionExpired,
+                "Your session ended; sign in again.",
+                None,
+            );
+            return Ok(Err(m));
+        }
+        let setting = ops::effective_setting(store, self.user()).await?;
+        let tx = self
+            .tx
+            .take()
+            .ok_or_else(|| Error::Internal("outbox already taken".into()))?;
+        let hub = self.state.hub();
+        let Some(dev) = hub.register(
+            self.user(),
+            &self.authed.session.token_hash,
+            setting.clone(),
+            tx,
+            self.overflow.clone(),
+        ) else {
+            let m = format!(
+                "You have {MAX_DEVICES_PER_USER} devices connected already; close one and try again."
+            );
+            return Ok(Err(RelayMsg::error(ErrorCode::TooManyDevices, m, None)));
+        };
+        self.device = Some(dev);
+        Ok(Ok((dev, setting)))
     }
 
     async fn set_e2ee(&mut self, enabled: bool) -> crate::Result<Vec<(RelayMsg, Flow)>> {
@@ -309,15 +343,20 @@ impl Conn {
             None => None,
             Some(Via::Consult(held)) => {
                 let user = self.user().to_string();
-                return Ok(replied(hub.consult(
+                let decision = self
+                    .cluster_place(&call_id, &callee, dev, Some(&held), decision)
+                    .await?;
+                let done = hub.consult(
                     Instant::now(),
                     dev,
                     &user,
                     &held,
                     &callee,
                     decision,
-                    call_id,
-                )));
+                    call_id.clone(),
+                );
+                self.cluster_placed(&call_id).await;
+                return Ok(replied(done));
             }
             Some(Via::Transfer(token)) => match hub.take_referral(&token, self.user(), &callee) {
                 Some(by) => Some(by),
@@ -333,16 +372,48 @@ impl Conn {
                 }
             },
         };
+        let decision = self
+            .cluster_place(&call_id, &callee, dev, None, decision)
+            .await?;
         hub.invite_referred(
             Instant::now(),
             dev,
             self.user(),
             &callee,
             decision,
-            call_id,
+            call_id.clone(),
             referred_by,
         );
+        self.cluster_placed(&call_id).await;
         Ok(Vec::new())
+    }
+
+    /// In the cluster configuration, before the hub places call `id` to
+    /// `callee`: the busy rows and the callee's devices on other nodes (see
+    /// `remote`). Elsewhere, `decision` unchanged.
+    async fn cluster_place(
+        &self,
+        id: &CallId,
+        callee: &str,
+        dev: DeviceId,
+        beside: Option<&CallId>,
+        decision: Result<CallMode, policy::Refusal>,
+    ) -> crate::Result<Result<CallMode, policy::Refusal>> {
+        match self.state.cluster() {
+            Some(c) => {
+                c.place(&self.state, id, self.user(), callee, dev, beside, decision)
+                    .await
+            }
+            None => Ok(decision),
+        }
+    }
+
+    /// In the cluster configuration, after the hub was asked to place call
+    /// `id`: the rows of a call it refused go.
+    async fn cluster_placed(&self, id: &CallId) {
+        if let Some(c) = self.state.cluster() {
+            c.placed(&self.state, id).await;
+        }
     }
 
     /// `transfer`: the other person of `call_id` is to call `to`. The target must
@@ -540,15 +611,27 @@ impl Conn {
             decisions.push((m.clone(), self.decide_between(m, &newcomer).await?));
         }
         let call_id = hub.mint_call_id(&user, &newcomer, CallMode::Standard)?;
-        Ok(replied(hub.add(
+        if let Err(r) = self
+            .cluster_place(&call_id, &newcomer, dev, Some(id), Ok(CallMode::Standard))
+            .await?
+        {
+            let m = format!(
+                "{newcomer} cannot be added to this call now ({:?}).",
+                r.reason
+            );
+            return error(ErrorCode::WrongState, m);
+        }
+        let done = hub.add(
             Instant::now(),
             dev,
             &user,
             id,
             &newcomer,
             &decisions,
-            call_id,
-        )))
+            call_id.clone(),
+        );
+        self.cluster_placed(&call_id).await;
+        Ok(replied(done))
     }
 
     /// Whether this user and `other` may reach each other under their tenants'

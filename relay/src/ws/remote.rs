@@ -1,0 +1,581 @@
+//! Calls between relay nodes (the cluster configuration, `crate::cluster`).
+//!
+//! A call is carried by one hub: the one of the node it was placed on, its
+//! *home*. The home's hub rings, binds, forwards and ends it exactly as on a
+//! single relay; a device on another node takes part through a *stand-in*
+//! there: a device of the home's hub whose outbox goes over the bus to the
+//! device's node, and whose messages come from it. So every feature of a call
+//! (hold, transfer, park, recording, a group) works the same whichever nodes
+//! its people are on, and the races between them are decided where they are
+//! on one relay, in the home's hub.
+//!
+//! - **Placing.** Before its hub rings anyone, the home takes both people's
+//!   busy rows in the database ([`crate::cluster::Arbiter::place`]): two people
+//!   calling each other through two nodes make one call. It then makes a
+//!   stand-in for each of the callee's devices on other nodes, so that they
+//!   ring too. When its hub ends the call, the rows go.
+//! - **To a device** (`Deliver` on the device's node's subject): the node puts
+//!   the message on the device's outbox and remembers the call's home.
+//! - **From a device**: a message about a call whose home is another node
+//!   (remembered, or for a `resume`, read from the database) goes there
+//!   (`Input`) instead of to this hub. Its stand-in there handles it with the
+//!   same code a connection does (`signal::Conn`), and what it answers comes
+//!   back as `Deliver`.
+//! - **A device leaves**: its node tells every home it reached (`Gone`); the
+//!   stand-in goes, and the home's hub treats it as a dropped connection
+//!   (a ringing call rings on elsewhere, an answered one waits for `resume`).
+//!   A stand-in no call needs any more goes by itself.
+//!
+//! Not yet: a call whose home died is not taken over by another node (its
+//! people are told the call ended when their devices reconnect), and "move
+//! here" between devices on different nodes.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shieldcall_proto::{CallId, RelayMsg};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::OUTBOX;
+use super::signal::Conn;
+use crate::auth::Authed;
+use crate::bus::{Bus, Subscription};
+use crate::cluster::{Node, Placed};
+use crate::hub::DeviceId;
+use crate::policy::Refusal;
+use crate::state::{AppState, Inner as StateInner};
+use crate::store::unix_now;
+
+/// What nodes send each other on `sc.node.<id>`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum NodeMsg {
+    /// From a call's home: a message for `device` of the receiving node.
+    Deliver {
+        device: u64,
+        home: String,
+        /// The message as the relay writes it to a socket.
+        msg: String,
+    },
+    /// To a call's home: a message from `device` of `node`, as its client wrote it.
+    Input {
+        node: String,
+        device: u64,
+        user: String,
+        session: String,
+        text: String,
+    },
+    /// To a call's home: `device` of `node` disconnected.
+    Gone { node: String, device: u64 },
+}
+
+fn subject(node: &str) -> String {
+    format!("sc.node.{node}")
+}
+
+/// Calls remembered per device (the homes of calls another node carries).
+const ROUTES_PER_DEVICE: usize = 64;
+/// A stand-in no call of its user needs goes after this long.
+const STAND_IN_IDLE: Duration = Duration::from_secs(5);
+/// How often the home's hub is asked which calls ended.
+const ENDED_POLL: Duration = Duration::from_millis(20);
+
+/// A stand-in, as the home keeps it.
+#[derive(Debug)]
+struct StandIn {
+    inputs: mpsc::Sender<String>,
+    /// Tells this stand-in from a later one for the same device.
+    id: u64,
+}
+
+/// This node's part in calls between nodes.
+#[derive(Debug)]
+pub struct Cluster {
+    node: Node,
+    bus: Bus,
+    /// For each device here: the calls other nodes carry, and which.
+    routes: Mutex<HashMap<DeviceId, HashMap<CallId, String>>>,
+    /// Stand-ins of other nodes' devices, by (node, device).
+    stand_ins: Mutex<HashMap<(String, u64), StandIn>>,
+    next_stand_in: std::sync::atomic::AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in lock(&self.tasks).iter() {
+            t.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Cluster {
+    /// Starts this node's part: subscribes to its subject (before any device
+    /// connects) and keeps the database's calls in step with its hub.
+    pub(crate) async fn start(state: &AppState, node: Node, bus: Bus) -> crate::Result<Arc<Self>> {
+        let sub = bus
+            .subscribe(&subject(node.id()))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
+        bus.flush()
+            .await
+            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
+        let cluster = Arc::new(Self {
+            node,
+            bus,
+            routes: Mutex::new(HashMap::new()),
+            stand_ins: Mutex::new(HashMap::new()),
+            next_stand_in: std::sync::atomic::AtomicU64::new(1),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let weak = state.downgrade();
+        let tasks = vec![
+            tokio::spawn(receive(weak.clone(), sub)),
+            tokio::spawn(release_ended(weak)),
+        ];
+        *lock(&cluster.tasks) = tasks;
+        Ok(cluster)
+    }
+
+    /// The node.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    fn send(&self, node: &str, msg: &NodeMsg) {
+        match serde_json::to_vec(msg) {
+            Ok(payload) => {
+                if let Err(e) = self.bus.publish(&subject(node), payload) {
+                    tracing::warn!(error = %e, %node, "a message to another node was not sent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a message to another node was not encoded"),
+        }
+    }
+
+    /// Where a message of device `dev` about call `id` goes: `Some(home)` if
+    /// another node carries the call.
+    pub(super) async fn home_for(
+        &self,
+        state: &AppState,
+        dev: DeviceId,
+        id: &CallId,
+        resume: bool,
+    ) -> Option<String> {
+        if let Some(home) = lock(&self.routes)
+            .get(&dev)
+            .and_then(|r| r.get(id))
+            .cloned()
+        {
+            return Some(home);
+        }
+        // A device back after its connection dropped (here, or on a node that
+        // died) resumes a call it has no route for yet.
+        if !resume || state.hub().knows_call(id) {
+            return None;
+        }
+        match self.node.arbiter().home_of(&id.to_string()).await {
+            Ok(Some((home, true))) if home != self.node.id() => {
+                self.remember(dev, id.clone(), &home);
+                Some(home)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "the home of a call could not be read");
+                None
+            }
+        }
+    }
+
+    fn remember(&self, dev: DeviceId, id: CallId, home: &str) {
+        let mut routes = lock(&self.routes);
+        let r = routes.entry(dev).or_default();
+        if r.len() >= ROUTES_PER_DEVICE && !r.contains_key(&id) {
+            // The oldest calls are long over; any one goes.
+            if let Some(k) = r.keys().next().cloned() {
+                r.remove(&k);
+            }
+        }
+        r.insert(id, home.to_string());
+    }
+
+    /// Sends a message of device `dev` here to the call's `home`.
+    pub(super) fn forward(&self, home: &str, dev: DeviceId, authed: &Authed, text: &str) {
+        self.send(
+            home,
+            &NodeMsg::Input {
+                node: self.node.id().to_string(),
+                device: dev,
+                user: authed.user.name.clone(),
+                session: authed.session.token_hash.clone(),
+                text: text.to_string(),
+            },
+        );
+    }
+
+    /// Device `dev` of `user` here disconnected: the database forgets it, and
+    /// every home it reached drops its stand-in.
+    pub(super) async fn device_gone(&self, dev: DeviceId, user: &str) {
+        if let Err(e) = self.node.device_down(dev, user).await {
+            tracing::warn!(error = %e, "a device's row was not removed; the reap will");
+        }
+        let homes: Vec<String> = lock(&self.routes)
+            .remove(&dev)
+            .map(|r| {
+                let mut h: Vec<String> = r.into_values().collect();
+                h.sort();
+                h.dedup();
+                h
+            })
+            .unwrap_or_default();
+        for home in homes {
+            self.send(
+                &home,
+                &NodeMsg::Gone {
+                    node: self.node.id().to_string(),
+                    device: dev,
+                },
+            );
+        }
+    }
+
+    /// Before this node's hub places call `id` from `caller` (device `dev`) to
+    /// `callee`: takes both busy rows, and makes the callee's devices on other
+    /// nodes ring here. A refusal already decided is kept; busy elsewhere
+    /// becomes a `busy` refusal, which the hub records and sends as usual.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn place(
+        &self,
+        state: &AppState,
+        id: &CallId,
+        caller: &str,
+        callee: &str,
+        dev: DeviceId,
+        beside: Option<&CallId>,
+        decision: Result<shieldcall_proto::CallMode, Refusal>,
+    ) -> crate::Result<Result<shieldcall_proto::CallMode, Refusal>> {
+        let Ok(mode) = decision else {
+            return Ok(decision);
+        };
+        let arbiter = self.node.arbiter();
+        // The hub's ring timeout ends the call first; the database's deadline
+        // is for a home that died meanwhile.
+        let ring = state.config().ring_timeout + Duration::from_secs(5);
+        let beside = beside.map(|b| b.to_string());
+        let placed = arbiter
+            .place_beside(
+                &id.to_string(),
+                caller,
+                callee,
+                dev,
+                ring,
+                beside.as_deref(),
+            )
+            .await?;
+        match placed {
+            Placed::Busy(_) => {
+                return Ok(Err(Refusal {
+                    reason: shieldcall_proto::RefuseReason::Busy,
+                    required_by: None,
+                }));
+            }
+            Placed::Ringing => {}
+        }
+        for at in arbiter.devices_of(callee).await? {
+            if at.node != self.node.id() {
+                self.stand_in(state, &at.node, at.device, callee, None)
+                    .await;
+            }
+        }
+        self.node.hint_users(&[caller, callee]);
+        Ok(Ok(mode))
+    }
+
+    /// After the hub was asked to place call `id`: if it refused, the rows
+    /// taken for it go.
+    pub(super) async fn placed(&self, state: &AppState, id: &CallId) {
+        if !state.hub().knows_call(id) {
+            release(self, id).await;
+        }
+    }
+
+    /// Device `device` of `node` takes part in this hub's calls through a
+    /// stand-in (made now, unless there is one); waits until the hub has it.
+    /// `first` is a message to hand it at once.
+    async fn stand_in(
+        &self,
+        state: &AppState,
+        node: &str,
+        device: u64,
+        user: &str,
+        first: Option<(String, String)>,
+    ) {
+        let key = (node.to_string(), device);
+        let ready = {
+            let mut stand_ins = lock(&self.stand_ins);
+            if let Some(s) = stand_ins.get(&key) {
+                if let Some((_, text)) = first {
+                    let _ = s.inputs.try_send(text);
+                }
+                return;
+            }
+            let (tx, rx) = mpsc::channel(OUTBOX);
+            let id = self
+                .next_stand_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stand_ins.insert(
+                key.clone(),
+                StandIn {
+                    inputs: tx.clone(),
+                    id,
+                },
+            );
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let session = first.as_ref().map(|(s, _)| s.clone());
+            if let Some((_, text)) = first {
+                let _ = tx.try_send(text);
+            }
+            tokio::spawn(stand_in_task(StandInArgs {
+                weak: state.downgrade(),
+                key,
+                id,
+                user: user.to_string(),
+                session,
+                inputs: rx,
+                ready: ready_tx,
+            }));
+            ready_rx
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), ready).await;
+    }
+}
+
+/// Takes the ids of the calls this hub ended and removes their rows.
+async fn release_ended(weak: Weak<StateInner>) {
+    let mut tick = tokio::time::interval(ENDED_POLL);
+    loop {
+        tick.tick().await;
+        let Some(state) = AppState::upgrade(&weak) else {
+            return;
+        };
+        let Some(c) = state.cluster() else { return };
+        for id in state.hub().take_ended() {
+            release(c, &id).await;
+        }
+    }
+}
+
+async fn release(c: &Cluster, id: &CallId) {
+    match c.node.arbiter().end_call(&id.to_string()).await {
+        Ok(Some(row)) => c.node.hint_users(&[&row.caller, &row.callee]),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "an ended call's rows were not removed"),
+    }
+}
+
+/// Reads what other nodes send this one.
+async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
+    while let Some(m) = sub.next().await {
+        let Some(state) = AppState::upgrade(&weak) else {
+            return;
+        };
+        let Some(c) = state.cluster() else { return };
+        let msg = match serde_json::from_slice::<NodeMsg>(&m.payload) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(error = %e, "an unreadable message from another node; dropped");
+                continue;
+            }
+        };
+        match msg {
+            NodeMsg::Deliver { device, home, msg } => {
+                let Ok(relay) = RelayMsg::decode(&msg) else {
+                    tracing::warn!("an unreadable relay message from another node; dropped");
+                    continue;
+                };
+                if let Some(id) = relay.call_id() {
+                    c.remember(device, id.clone(), &home);
+                }
+                if !state.hub().deliver_to(device, Arc::new(relay)) {
+                    // The device left before this arrived.
+                    c.send(
+                        &home,
+                        &NodeMsg::Gone {
+                            node: c.node.id().to_string(),
+                            device,
+                        },
+                    );
+                }
+            }
+            NodeMsg::Input {
+                node,
+                device,
+                user,
+                session,
+                text,
+            } => {
+                c.stand_in(&state, &node, device, &user, Some((session, text)))
+                    .await;
+            }
+            NodeMsg::Gone { node, device } => {
+                // Dropping its inputs ends the stand-in, which leaves the hub.
+                lock(&c.stand_ins).remove(&(node, device));
+            }
+        }
+    }
+}
+
+/// What a stand-in's outbox passes on: everything but what the device's own
+/// node sends it itself (presence, settings).
+fn passed_on(msg: &RelayMsg) -> bool {
+    !matches!(
+        msg,
+        RelayMsg::Presence { .. }
+            | RelayMsg::Settings { .. }
+            | RelayMsg::Welcome { .. }
+            | RelayMsg::Pong { .. }
+    )
+}
+
+/// What a stand-in starts with.
+struct StandInArgs {
+    weak: Weak<StateInner>,
+    key: (String, u64),
+    id: u64,
+    user: String,
+    session: Option<String>,
+    inputs: mpsc::Receiver<String>,
+    ready: oneshot::Sender<()>,
+}
+
+/// [`run_stand_in`], boxed: a stand-in's handling may place a call, which
+/// starts stand-ins, so the future's type would otherwise contain itself.
+fn stand_in_task(
+    args: StandInArgs,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(run_stand_in(args))
+}
+
+/// A stand-in: signs the device in with this hub, handles its messages as its
+/// connection would, and sends what the hub and the handling say to its node.
+async fn run_stand_in(args: StandInArgs) {
+    let StandInArgs {
+        weak,
+        key,
+        id,
+        user,
+        session,
+        mut inputs,
+        ready,
+    } = args;
+    let Some(state) = AppState::upgrade(&weak) else {
+        return;
+    };
+    let (node, device) = key.clone();
+    let forget = |state: &AppState| {
+        if let Some(c) = state.cluster() {
+            let mut s = lock(&c.stand_ins);
+            if s.get(&key).is_some_and(|s| s.id == id) {
+                s.remove(&key);
+            }
+        }
+    };
+    let authed = match stand_in_authed(&state, &user, &node, device, session).await {
+        Some(a) => a,
+        None => {
+            forget(&state);
+            return;
+        }
+    };
+    let (tx, mut out) = mpsc::channel(OUTBOX);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let mut conn = Conn {
+        state: state.clone(),
+        authed,
+        device: None,
+        tx: Some(tx),
+        overflow,
+    };
+    let dev = match conn.register().await {
+        Ok(Ok((dev, _))) => dev,
+        _ => {
+            forget(&state);
+            return;
+        }
+    };
+    let _ = ready.send(());
+    let hub = state.hub().clone();
+    let deliver = |msg: &RelayMsg| {
+        if let Some(c) = state.cluster() {
+            c.send(
+                &node,
+                &NodeMsg::Deliver {
+                    device,
+                    home: c.node.id().to_string(),
+                    msg: msg.encode(),
+                },
+            );
+        }
+    };
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut needed = Instant::now();
+    loop {
+        tokio::select! {
+            text = inputs.recv() => {
+                let Some(text) = text else { break };
+                needed = Instant::now();
+                for (msg, _) in Box::pin(conn.handle(&text)).await {
+                    deliver(&msg);
+                }
+            }
+            msg = out.recv() => {
+                let Some(msg) = msg else { break };
+                if passed_on(&msg) {
+                    deliver(&msg);
+                }
+            }
+            _ = sweep.tick() => {
+                if !hub.calls_of_user(&user).is_empty() {
+                    needed = Instant::now();
+                } else if needed.elapsed() >= STAND_IN_IDLE {
+                    break;
+                }
+            }
+        }
+    }
+    hub.unregister(Instant::now(), dev, &user);
+    forget(&state);
+}
+
+/// The user and session of another node's device, as the store has them now.
+async fn stand_in_authed(
+    state: &AppState,
+    user: &str,
+    node: &str,
+    device: u64,
+    session: Option<String>,
+) -> Option<Authed> {
+    let session = match session {
+        Some(s) => s,
+        // Made for ringing: the device's row names its session.
+        None => state
+            .cluster()?
+            .node
+            .arbiter()
+            .session_of(node, device)
+            .await
+            .ok()??,
+    };
+    let store = state.store();
+    let user = store.user(user).await.ok()??;
+    let session = store.session(&session, unix_now()).await.ok()??;
+    (session.user == user.name).then_some(Authed { user, session })
+}

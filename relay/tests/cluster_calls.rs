@@ -1,0 +1,297 @@
+//! Calls between relay nodes: two relays on one PostgreSQL database with one
+//! `nats-server` between them (the cluster configuration), real WebSocket
+//! clients on each. A call placed on node A to a person on node B rings them
+//! there, and everything of it (accept, offer, answer, candidates, hold,
+//! hang-up) crosses; the first accept wins across nodes; two people calling
+//! each other through two nodes make one call; the database keeps no row of a
+//! call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats::Nats;
+use common::{Client, Relay, call_id, commit, new_database, start_with, temp_dir};
+use shieldcall_proto::{
+    CallMode, ClientMsg, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg, Status,
+};
+use sqlx::Connection;
+
+const ANN: &str = "ann@a.test";
+const BOB: &str = "bob@a.test";
+
+/// Two nodes on `db` and `nats`, with Ann and Bob in the directory of both.
+async fn two_nodes(db: &str, nats: &Nats) -> (Relay, Relay) {
+    let node = |db: String, bus: String| {
+        start_with(temp_dir(), move |c| {
+            c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
+            c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
+        })
+    };
+    let a = node(db.to_string(), nats.url()).await;
+    let b = node(db.to_string(), nats.url()).await;
+    a.add_user(ANN, false).await;
+    a.add_user(BOB, false).await;
+    b.state.refresh().await.expect("refresh");
+    (a, b)
+}
+
+/// Rows of a cluster table.
+async fn rows(db: &str, table: &str) -> i64 {
+    let mut c = sqlx::PgConnection::connect(db).await.expect("connect");
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut c)
+        .await
+        .expect("count")
+}
+
+/// Waits until no call row is left (the home removes it as its hub ends the call).
+async fn no_calls_left(db: &str) {
+    for _ in 0..200 {
+        if rows(db, "cluster_calls").await == 0 && rows(db, "cluster_busy").await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("call rows left behind");
+}
+
+/// What `client` hears (presence aside) until it is quiet for half a second.
+async fn quiet_or(client: &mut Client) -> Vec<RelayMsg> {
+    let mut got = Vec::new();
+    while let Some(m) = client.try_recv_any(Duration::from_millis(500)).await {
+        if !matches!(m, RelayMsg::Presence { .. }) {
+            got.push(m);
+        }
+    }
+    got
+}
+
+/// Reads messages until `want` says yes (presence and the like in between).
+async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
+    for _ in 0..50 {
+        let m = client.recv_any().await;
+        if want(&m) {
+            return m;
+        }
+    }
+    panic!("{what}: not received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_crosses_nodes_and_the_first_accept_wins() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    let (mut ann, _) = a.device(ANN).await;
+    // Bob has a tab on each node.
+    let (mut bob1, _) = a.device(BOB).await;
+    let (mut bob2, _) = b.device(BOB).await;
+    // Ann sees Bob online (he is on both nodes).
+    ann.send(&ClientMsg::Invite {
+        to: BOB.into(),
+        transfer: None,
+    })
+    .await;
+    let calling = ann.recv().await;
+    assert!(
+        matches!(
+            calling,
+            RelayMsg::Calling {
+                mode: CallMode::E2ee,
+                ..
+            }
+        ),
+        "{calling:?}"
+    );
+    let id = call_id(&calling);
+    // Both of Bob's tabs ring, the one on node B through its stand-in on A.
+    assert!(matches!(bob1.recv().await, RelayMsg::Incoming { .. }));
+    assert!(matches!(bob2.recv().await, RelayMsg::Incoming { .. }));
+    // Both accept at once: one wins.
+    let accept = ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    };
+    tokio::join!(bob1.send(&accept), bob2.send(&accept));
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::Accepted {
+            call_id: id.clone(),
+            commit: Some(commit())
+        }
+    );
+    // The winner hears nothing more; the other tab learns it lost.
+    let (r1, r2) = (quiet_or(&mut bob1).await, quiet_or(&mut bob2).await);
+    let lost = |got: &[RelayMsg]| {
+        got.iter().any(|m| {
+            matches!(m, RelayMsg::AnsweredElsewhere { .. })
+                || matches!(
+                    m,
+                    RelayMsg::Error {
+                        code: ErrorCode::WrongState,
+                        ..
+                    }
+                )
+        })
+    };
+    let mut winner = match (lost(&r1), lost(&r2), r1.is_empty(), r2.is_empty()) {
+        (false, true, true, _) => bob1,
+        (true, false, _, true) => bob2,
+        other => panic!("not exactly one winner: {other:?} {r1:?} {r2:?}"),
+    };
+
+    // Offer, answer and candidates cross, whichever tab won.
+    let sdp =
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\na=fingerprint:sha-256 AB:CD\r\n".to_string();
+    ann.send(&ClientMsg::Offer {
+        call_id: id.clone(),
+        sdp: sdp.clone(),
+    })
+    .await;
+    assert_eq!(
+        winner.recv().await,
+        RelayMsg::Offer {
+            call_id: id.clone(),
+            sdp: sdp.clone()
+        }
+    );
+    winner
+        .send(&ClientMsg::Answer {
+            call_id: id.clone(),
+            sdp: sdp.clone(),
+        })
+        .await;
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::Answer {
+            call_id: id.clone(),
+            sdp
+        }
+    );
+    let cand = IceCandidate {
+        candidate: "candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+        username_fragment: None,
+    };
+    winner
+        .send(&ClientMsg::Ice {
+            call_id: id.clone(),
+            candidate: cand.clone(),
+        })
+        .await;
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::Ice {
+            call_id: id.clone(),
+            candidate: cand
+        }
+    );
+    // E2EE turns features off across nodes as on one.
+    winner
+        .send(&ClientMsg::Feature {
+            call_id: id.clone(),
+            feature: shieldcall_proto::CallFeature::Transcription,
+        })
+        .await;
+    assert!(matches!(
+        winner.recv().await,
+        RelayMsg::Error {
+            code: ErrorCode::UnavailableInE2ee,
+            ..
+        }
+    ));
+    // Busy for everyone, on both nodes.
+    for _ in 0..100 {
+        let busy = [&a, &b].iter().all(|r| {
+            r.state
+                .hub()
+                .contacts_of(ANN)
+                .iter()
+                .any(|p| p.user == BOB && p.status == Status::Busy)
+        });
+        if busy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for r in [&a, &b] {
+        let seen = r.state.hub().contacts_of(ANN);
+        assert!(
+            seen.iter()
+                .any(|p| p.user == BOB && p.status == Status::Busy),
+            "{seen:?}"
+        );
+    }
+    winner
+        .send(&ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal,
+        })
+        .await;
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal
+        }
+    );
+    no_calls_left(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_calling_each_other_through_two_nodes_make_one_call() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    let (mut ann, _) = a.device(ANN).await;
+    let (mut bob, _) = b.device(BOB).await;
+    for round in 0..10 {
+        let (to_bob, to_ann) = (
+            ClientMsg::Invite {
+                to: BOB.into(),
+                transfer: None,
+            },
+            ClientMsg::Invite {
+                to: ANN.into(),
+                transfer: None,
+            },
+        );
+        tokio::join!(ann.send(&to_bob), bob.send(&to_ann));
+        // Each hears about its own invite and, at most, the other's.
+        let mut calls = Vec::new();
+        let mut refused = 0;
+        let mut incoming = Vec::new();
+        for (who, c) in [("ann", &mut ann), ("bob", &mut bob)] {
+            for m in quiet_or(c).await {
+                match m {
+                    RelayMsg::Calling { call_id, .. } => calls.push((who, call_id)),
+                    RelayMsg::CallRefused {
+                        reason: RefuseReason::Busy,
+                        ..
+                    } => refused += 1,
+                    RelayMsg::Incoming { call_id, .. } => incoming.push((who, call_id)),
+                    other => panic!("round {round}: {who}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(
+            (calls.len(), refused, incoming.len()),
+            (1, 1, 1),
+            "round {round}"
+        );
+        let (caller, id) = calls.remove(0);
+        assert_ne!(incoming[0].0, caller);
+        assert_eq!(incoming[0].1, id);
+        let c = if caller == "ann" { &mut ann } else { &mut bob };
+        c.send(&ClientMsg::Cancel {
+            call_id: id.clone(),
+        })
+        .await;
+        let other = if caller == "ann" { &mut bob } else { &mut ann };
+        until(other, "cancelled", |m| {
+            matches!(m, RelayMsg::Cancelled { .. })
+        })
+        .await;
+        no_calls_left(&db).await;
+    }
+}
