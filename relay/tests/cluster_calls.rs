@@ -295,3 +295,171 @@ async fn people_calling_each_other_through_two_nodes_make_one_call() {
         no_calls_left(&db).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_device_resumes_through_either_node() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    let (mut ann, _) = a.device(ANN).await;
+    let bob_cookie = b.cookie_for(BOB).await;
+    // Twice: Bob comes back through the other node (B, the call's home is
+    // A), then through the home itself.
+    for back_on in [&b, &a] {
+        let (mut bob, _) = b.device_with(&bob_cookie).await;
+        ann.send(&ClientMsg::Invite {
+            to: BOB.into(),
+            transfer: None,
+        })
+        .await;
+        let id = call_id(&ann.recv().await);
+        until(&mut bob, "incoming", |m| {
+            matches!(m, RelayMsg::Incoming { .. })
+        })
+        .await;
+        bob.send(&ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: Some(commit()),
+        })
+        .await;
+        assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
+        // Bob's connection drops; his browser comes back and resumes.
+        drop(bob);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (mut bob, _) = back_on.device_with(&bob_cookie).await;
+        bob.send(&ClientMsg::Resume {
+            call_id: id.clone(),
+            peer: ANN.into(),
+            mode: CallMode::E2ee,
+        })
+        .await;
+        // The call goes on: what Ann sends reaches Bob's new connection.
+        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD\r\n".to_string();
+        let offer = ClientMsg::Offer {
+            call_id: id.clone(),
+            sdp: sdp.clone(),
+        };
+        let mut got = None;
+        for _ in 0..20 {
+            ann.send(&offer).await;
+            if let Some(m) = bob.try_recv_any(Duration::from_millis(200)).await
+                && matches!(m, RelayMsg::Offer { .. })
+            {
+                got = Some(m);
+                break;
+            }
+        }
+        assert!(
+            got.is_some(),
+            "the resumed device does not get the call's messages"
+        );
+        ann.send(&ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal,
+        })
+        .await;
+        until(&mut bob, "hang-up", |m| {
+            matches!(m, RelayMsg::Hangup { .. })
+        })
+        .await;
+        no_calls_left(&db).await;
+        // Offers sent while the resume was on its way were refused to Ann.
+        while ann.try_recv_any(Duration::from_millis(100)).await.is_some() {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_a_blind_transfer_work_across_nodes() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    a.add_user("cat@a.test", false).await;
+    b.state.refresh().await.expect("refresh");
+    // Bob on A (the call's home), Ann and Cat on B; Ann's switch is off, so
+    // the call is a standard one.
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device("cat@a.test").await;
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    until(&mut ann, "settings", |m| {
+        matches!(m, RelayMsg::Settings { .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Invite {
+        to: ANN.into(),
+        transfer: None,
+    })
+    .await;
+    let calling = bob.recv().await;
+    assert!(
+        matches!(
+            calling,
+            RelayMsg::Calling {
+                mode: CallMode::Standard,
+                ..
+            }
+        ),
+        "{calling:?}"
+    );
+    let id = call_id(&calling);
+    until(&mut ann, "incoming", |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    ann.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    assert!(matches!(bob.recv().await, RelayMsg::Accepted { .. }));
+
+    // Ann (on B) holds: both sides hear it from the home's hub.
+    ann.send(&ClientMsg::Hold {
+        call_id: id.clone(),
+        on: true,
+    })
+    .await;
+    let held = |by_me, by_peer| RelayMsg::Hold {
+        call_id: id.clone(),
+        by_me,
+        by_peer,
+    };
+    assert_eq!(ann.recv().await, held(true, false));
+    assert_eq!(bob.recv().await, held(false, true));
+
+    // Bob transfers Ann to Cat: Ann's invite with the token goes to the node
+    // whose hub made it (A), and Cat (on B) rings, told who transferred her.
+    bob.send(&ClientMsg::Transfer {
+        call_id: id.clone(),
+        to: "cat@a.test".into(),
+    })
+    .await;
+    let refer = until(&mut ann, "refer", |m| matches!(m, RelayMsg::Refer { .. })).await;
+    let RelayMsg::Refer { token, by, .. } = refer else {
+        unreachable!()
+    };
+    assert_eq!(by, BOB);
+    ann.send(&ClientMsg::Invite {
+        to: "cat@a.test".into(),
+        transfer: Some(token),
+    })
+    .await;
+    let calling = until(&mut ann, "calling", |m| {
+        matches!(m, RelayMsg::Calling { .. })
+    })
+    .await;
+    let new = call_id(&calling);
+    let incoming = until(&mut cat, "incoming", |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    assert!(
+        matches!(&incoming, RelayMsg::Incoming { call_id, from, referred_by: Some(by), .. }
+            if *call_id == new && from == ANN && by == BOB),
+        "{incoming:?}"
+    );
+    cat.send(&ClientMsg::Decline { call_id: new }).await;
+    until(&mut ann, "declined", |m| {
+        matches!(m, RelayMsg::CallRefused { .. })
+    })
+    .await;
+    no_calls_left(&db).await;
+}

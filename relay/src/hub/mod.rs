@@ -860,6 +860,11 @@ impl Inner {
         }
     }
 
+    /// Whether `user` has a device here or, in a cluster, on another node.
+    fn signed_in(&self, user: &str) -> bool {
+        self.users.contains_key(user) || self.remote.contains_key(user)
+    }
+
     /// Records `user`'s presence on other nodes; marks it for announcing if
     /// it changed.
     fn set_remote_one(&mut self, user: String, status: Status) {

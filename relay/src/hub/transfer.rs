@@ -69,7 +69,7 @@ impl Hub {
                 "The policies do not allow {peer} a call with {target}."
             )));
         }
-        if !g.users.contains_key(target) {
+        if !g.signed_in(target) {
             return Err(wrong(&format!("{target} is not signed in.")));
         }
         // One pending transfer per transferee: a newer one replaces it.

@@ -97,8 +97,9 @@ struct StandIn {
 pub struct Cluster {
     node: Node,
     bus: Bus,
-    /// For each device here: the calls other nodes carry, and which.
-    routes: Mutex<HashMap<DeviceId, HashMap<CallId, String>>>,
+    /// For each device here: the calls other nodes carry (by call id, and a
+    /// blind transfer's token as `t:<token>`), and which node.
+    routes: Mutex<HashMap<DeviceId, HashMap<String, String>>>,
     /// Stand-ins of other nodes' devices, by (node, device).
     stand_ins: Mutex<HashMap<(String, u64), StandIn>>,
     next_stand_in: std::sync::atomic::AtomicU64,
@@ -170,11 +171,7 @@ impl Cluster {
         id: &CallId,
         resume: bool,
     ) -> Option<String> {
-        if let Some(home) = lock(&self.routes)
-            .get(&dev)
-            .and_then(|r| r.get(id))
-            .cloned()
-        {
+        if let Some(home) = self.route(dev, &id.0) {
             return Some(home);
         }
         // A device back after its connection dropped (here, or on a node that
@@ -184,7 +181,7 @@ impl Cluster {
         }
         match self.node.arbiter().home_of(&id.to_string()).await {
             Ok(Some((home, true))) if home != self.node.id() => {
-                self.remember(dev, id.clone(), &home);
+                self.remember(dev, id.0.clone(), &home);
                 Some(home)
             }
             Ok(_) => None,
@@ -195,7 +192,20 @@ impl Cluster {
         }
     }
 
-    fn remember(&self, dev: DeviceId, id: CallId, home: &str) {
+    /// The node a blind transfer's `token` came from, for the invite that
+    /// carries it out (the referral is that node's hub's).
+    pub(super) fn home_of_token(&self, dev: DeviceId, token: &str) -> Option<String> {
+        self.route(dev, &format!("t:{token}"))
+    }
+
+    fn route(&self, dev: DeviceId, key: &str) -> Option<String> {
+        lock(&self.routes)
+            .get(&dev)
+            .and_then(|r| r.get(key))
+            .cloned()
+    }
+
+    fn remember(&self, dev: DeviceId, id: String, home: &str) {
         let mut routes = lock(&self.routes);
         let r = routes.entry(dev).or_default();
         if r.len() >= ROUTES_PER_DEVICE && !r.contains_key(&id) {
@@ -265,6 +275,11 @@ impl Cluster {
         let Ok(mode) = decision else {
             return Ok(decision);
         };
+        // Calls this hub ended are released first: a transferred person's
+        // next call, or a redial, must not find the last one's rows.
+        for ended in state.hub().take_ended() {
+            release(self, &ended).await;
+        }
         let arbiter = self.node.arbiter();
         // The hub's ring timeout ends the call first; the database's deadline
         // is for a home that died meanwhile.
@@ -402,7 +417,10 @@ async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
                     continue;
                 };
                 if let Some(id) = relay.call_id() {
-                    c.remember(device, id.clone(), &home);
+                    c.remember(device, id.0.clone(), &home);
+                }
+                if let RelayMsg::Refer { token, .. } = &relay {
+                    c.remember(device, format!("t:{token}"), &home);
                 }
                 if !state.hub().deliver_to(device, Arc::new(relay)) {
                     // The device left before this arrived.

@@ -83,11 +83,22 @@ impl Conn {
                 return vec![(RelayMsg::error(e.code(), e.to_string(), None), flow)];
             }
         };
-        if let (Some(dev), Some(c)) = (self.device, self.state.cluster())
-            && let Some(id) = msg.call_id()
-        {
-            let resume = matches!(msg, ClientMsg::Resume { .. });
-            if let Some(home) = c.home_for(&self.state, dev, id, resume).await {
+        // In a cluster, a message of a call another node carries goes there.
+        if let (Some(dev), Some(c)) = (self.device, self.state.cluster()) {
+            let home = match &msg {
+                ClientMsg::Invite {
+                    transfer: Some(token),
+                    ..
+                } => c.home_of_token(dev, token),
+                m => match m.call_id() {
+                    Some(id) => {
+                        let resume = matches!(m, ClientMsg::Resume { .. });
+                        c.home_for(&self.state, dev, id, resume).await
+                    }
+                    None => None,
+                },
+            };
+            if let Some(home) = home {
                 c.forward(&home, dev, &self.authed, text);
                 return Vec::new();
             }
