@@ -31,8 +31,8 @@ impl fmt::Debug for IceConfig {
     }
 }
 
-/// A PostgreSQL URL. It may hold a password, so `Debug` shows only that it is
-/// set.
+/// A URL that may hold a password (PostgreSQL's, or the NATS bus's), so
+/// `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(pub String);
 

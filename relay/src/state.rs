@@ -83,6 +83,9 @@ impl AppState {
                     ..Default::default()
                 };
                 let arbiter = crate::cluster::Arbiter::join(store.pool(), timing.lease).await?;
+                // One key for every node: any node checks a resume of a call
+                // another made.
+                let key = hub::CallKey::from_bytes(arbiter.shared_key().await?);
                 let bus = crate::bus::Bus::connect(&bus_url.0, &format!("shieldcall-{}", arbiter.node()))
                     .await
                     .map_err(|e| Error::Invalid(e.to_string()))?;

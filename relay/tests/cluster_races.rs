@@ -1,7 +1,9 @@
 //! The cluster arbiter (`shieldcall_relay::cluster`) on a real PostgreSQL: each
-//! race between two nodes, run 200 times with each node on connections of its
-//! own, is decided exactly one way and leaves nothing behind; a node whose lease
-//! ran out is fenced and reaped exactly once; presence counts live nodes only.
+//! race between nodes, run 200 times with each node on connections of its
+//! own, is decided exactly one way and leaves nothing behind (calls placed
+//! crossing each other, in a circle, beside a held call; two nodes taking over
+//! a call whose home died); a node whose lease ran out is fenced and reaped
+//! exactly once; presence counts live nodes only; every node gets one key.
 //! Always on PostgreSQL (the test server of `cargo xtask test`).
 
 mod common;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use common::new_database;
 use shieldcall_proto::Status;
-use shieldcall_relay::cluster::{Accepted, Arbiter, Placed, RingEnd, RingEnded};
+use shieldcall_relay::cluster::{Arbiter, Placed};
 use shieldcall_relay::store::PostgresStore;
 use sqlx::Connection;
 
@@ -45,82 +47,6 @@ fn names(v: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simultaneous_accepts_on_two_nodes_one_wins() {
-    let (url, a, b) = two_nodes().await;
-    let mut wins = [0; 2];
-    for i in 0..ROUNDS {
-        let id = format!("acc{i}");
-        let placed = a.place(&id, "alice@x", "bob@x", 1, LONG).await.unwrap();
-        assert_eq!(placed, Placed::Ringing);
-        // Bob's two devices, one on each node, accept at once.
-        let (ra, rb) = tokio::join!(a.accept(&id, "bob@x", 10), b.accept(&id, "bob@x", 20));
-        let (ra, rb) = (ra.unwrap(), rb.unwrap());
-        match (&ra, &rb) {
-            (Accepted::Won(row), Accepted::Taken) => {
-                wins[0] += 1;
-                assert_eq!(
-                    row.callee_at.as_ref().map(|d| (d.node.as_str(), d.device)),
-                    Some((a.node(), 10))
-                );
-            }
-            (Accepted::Taken, Accepted::Won(row)) => {
-                wins[1] += 1;
-                assert_eq!(
-                    row.callee_at.as_ref().map(|d| (d.node.as_str(), d.device)),
-                    Some((b.node(), 20))
-                );
-            }
-            other => panic!("round {i}: not exactly one winner: {other:?}"),
-        }
-        // Accepting again, from either node, is refused.
-        assert_eq!(b.accept(&id, "bob@x", 21).await.unwrap(), Accepted::Taken);
-        let ended = a.hang_up(&id, "bob@x").await.unwrap().expect("hung up");
-        assert!(ended.answered);
-        assert_eq!(a.hang_up(&id, "alice@x").await.unwrap(), None, "ended once");
-    }
-    nothing_left(&url).await;
-    eprintln!("winners: node a {}, node b {}", wins[0], wins[1]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accept_at_the_ring_deadline_or_the_timeout_never_both() {
-    let (url, a, b) = two_nodes().await;
-    let ring = Duration::from_millis(20);
-    let mut accepted = 0;
-    let mut timed_out = 0;
-    for i in 0..ROUNDS {
-        let id = format!("dl{i}");
-        a.place(&id, "alice@x", "bob@x", 1, ring).await.unwrap();
-        // Land around the deadline: a little before, at, or after it.
-        tokio::time::sleep(Duration::from_millis(16 + (i as u64 % 9))).await;
-        let (acc, end) = tokio::join!(
-            b.accept(&id, "bob@x", 2),
-            a.end_ringing(&id, RingEnd::Timeout)
-        );
-        let (acc, mut end) = (acc.unwrap(), end.unwrap());
-        // A timeout asked before the deadline asks again, as the timer would.
-        while let RingEnded::NotYet(left) = end {
-            tokio::time::sleep(left).await;
-            end = a.end_ringing(&id, RingEnd::Timeout).await.unwrap();
-        }
-        match (&acc, &end) {
-            (Accepted::Won(_), RingEnded::Gone) => {
-                accepted += 1;
-                assert!(a.hang_up(&id, "alice@x").await.unwrap().is_some());
-            }
-            (Accepted::TooLate | Accepted::Gone, RingEnded::Ended(row)) => {
-                timed_out += 1;
-                assert!(!row.answered);
-            }
-            other => panic!("round {i}: the accept and the timeout disagree: {other:?}"),
-        }
-    }
-    nothing_left(&url).await;
-    assert_eq!(accepted + timed_out, ROUNDS);
-    eprintln!("accepted {accepted}, timed out {timed_out}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossing_invites_make_at_most_one_call() {
     let (url, a, b) = two_nodes().await;
     for i in 0..ROUNDS {
@@ -141,8 +67,11 @@ async fn crossing_invites_make_at_most_one_call() {
             "the refused call left nothing"
         );
         assert_eq!(count(&url, "cluster_busy").await, 2);
-        let cancelled = a.end_ringing(winner, RingEnd::Cancel(by)).await.unwrap();
-        assert!(matches!(cancelled, RingEnded::Ended(_)), "{cancelled:?}");
+        // Only the call's home ends it.
+        let home = if by == "alice@x" { &a } else { &b };
+        let other = if by == "alice@x" { &b } else { &a };
+        assert_eq!(other.end_call(winner).await.unwrap(), None);
+        assert!(home.end_call(winner).await.unwrap().is_some());
     }
     nothing_left(&url).await;
 }
@@ -171,10 +100,8 @@ async fn three_calls_in_a_circle_never_deadlock() {
         assert_eq!(count(&url, "cluster_busy").await, 2 * ringing as i64);
         for (k, p) in placed.iter().enumerate() {
             if *p == Placed::Ringing {
-                let caller = ["ann@x", "ben@x", "cat@x"][k];
-                a.end_ringing(&ids[k], RingEnd::Cancel(caller))
-                    .await
-                    .unwrap();
+                let home = [&a, &b, &c][k];
+                home.end_call(&ids[k]).await.unwrap().expect("ended");
             }
         }
     }
@@ -182,77 +109,66 @@ async fn three_calls_in_a_circle_never_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decline_cancel_and_accept_race_one_wins() {
+async fn a_second_call_beside_a_held_one_takes_only_the_callees_row() {
     let (url, a, b) = two_nodes().await;
-    for i in 0..ROUNDS {
-        let id = format!("r{i}");
-        a.place(&id, "alice@x", "bob@x", 1, LONG).await.unwrap();
-        let (acc, dec, can) = tokio::join!(
-            b.accept(&id, "bob@x", 2),
-            b.end_ringing(&id, RingEnd::Decline("bob@x")),
-            a.end_ringing(&id, RingEnd::Cancel("alice@x"))
-        );
-        let (acc, dec, can) = (acc.unwrap(), dec.unwrap(), can.unwrap());
-        let wins = usize::from(matches!(acc, Accepted::Won(_)))
-            + usize::from(matches!(dec, RingEnded::Ended(_)))
-            + usize::from(matches!(can, RingEnded::Ended(_)));
-        assert_eq!(wins, 1, "round {i}: {acc:?} {dec:?} {can:?}");
-        if matches!(acc, Accepted::Won(_)) {
-            a.hang_up(&id, "alice@x").await.unwrap().expect("hung up");
-        }
-    }
-    nothing_left(&url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_people_cannot_end_or_accept_a_call() {
-    let (url, a, b) = two_nodes().await;
-    a.place("w1", "alice@x", "bob@x", 1, LONG).await.unwrap();
     assert_eq!(
-        b.accept("w1", "mallory@x", 3).await.unwrap(),
-        Accepted::Gone
+        a.place("held", "ann@x", "ben@x", 1, LONG).await.unwrap(),
+        Placed::Ringing
     );
+    // Ann consults Cat about the held call: only Cat's row is taken.
     assert_eq!(
-        b.accept("w1", "alice@x", 3).await.unwrap(),
-        Accepted::Gone,
-        "the caller is not the callee"
-    );
-    assert_eq!(
-        b.end_ringing("w1", RingEnd::Decline("alice@x"))
+        a.place_beside("consult", "ann@x", "cat@x", 1, LONG, Some("held"))
             .await
             .unwrap(),
-        RingEnded::Gone
+        Placed::Ringing
+    );
+    assert_eq!(count(&url, "cluster_busy").await, 3);
+    // Not beside a call she is not in, nor to someone busy.
+    assert_eq!(
+        b.place_beside("x1", "dan@x", "eve@x", 1, LONG, Some("held"))
+            .await
+            .unwrap(),
+        Placed::Busy("dan@x".into())
     );
     assert_eq!(
-        b.end_ringing("w1", RingEnd::Cancel("bob@x")).await.unwrap(),
-        RingEnded::Gone
-    );
-    assert!(matches!(
-        a.end_ringing("w1", RingEnd::Timeout).await.unwrap(),
-        RingEnded::NotYet(_)
-    ));
-    assert_eq!(
-        a.hang_up("w1", "alice@x").await.unwrap(),
-        None,
-        "a ringing call is cancelled, not hung up"
-    );
-    assert!(
-        a.place("w2", "carol@x", "carol@x", 1, LONG).await.is_err(),
-        "no call to oneself"
+        b.place_beside("x2", "ann@x", "ben@x", 1, LONG, Some("held"))
+            .await
+            .unwrap(),
+        Placed::Busy("ben@x".into())
     );
     assert_eq!(
-        a.place("w3", "carol@x", "bob@x", 1, LONG).await.unwrap(),
-        Placed::Busy("bob@x".into())
+        count(&url, "cluster_calls").await,
+        2,
+        "refusals leave nothing"
     );
-    assert_eq!(count(&url, "cluster_calls").await, 1);
-    a.end_ringing("w1", RingEnd::Cancel("alice@x"))
-        .await
-        .unwrap();
+    assert!(a.place("self", "ann@x", "ann@x", 1, LONG).await.is_err());
+    a.end_call("consult").await.unwrap().expect("ended");
+    a.end_call("held").await.unwrap().expect("ended");
     nothing_left(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_node_is_fenced_reaped_once_and_its_calls_wait_or_end() {
+async fn every_node_gets_the_same_call_id_key() {
+    let (_, a, b) = two_nodes().await;
+    let (ka, kb) = tokio::join!(a.shared_key(), b.shared_key());
+    assert_eq!(ka.unwrap(), kb.unwrap());
+}
+
+/// A call placed by `home`, answered, whose home then stops renewing.
+async fn orphan(url: &str, id: &str, short: Duration) -> Arbiter {
+    let home = Arbiter::connect(url, short).await.expect("join");
+    assert_eq!(
+        home.place(id, "dave@x", "erin@x", 1, LONG)
+            .await
+            .expect("place"),
+        Placed::Ringing
+    );
+    assert!(home.mark_answered(id).await.expect("mark"));
+    home
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_fenced_reaped_once_and_its_calls_end_or_wait() {
     let url = new_database();
     PostgresStore::connect(&url).await.expect("migrate");
     let a = Arbiter::connect(&url, LONG).await.unwrap();
@@ -260,39 +176,53 @@ async fn a_dead_node_is_fenced_reaped_once_and_its_calls_wait_or_end() {
     let short = Duration::from_millis(400);
     let b = Arbiter::connect(&url, short).await.unwrap();
     assert!(a.add_device(1, "alice@x", "s-alice").await.unwrap());
-    assert!(a.add_device(2, "dave@x", "s-dave").await.unwrap());
     assert!(a.add_device(3, "carol@x", "s-carol").await.unwrap());
     assert!(b.add_device(1, "bob@x", "s-bob").await.unwrap());
     assert!(b.add_device(2, "erin@x", "s-erin").await.unwrap());
     assert!(b.add_device(3, "erin@x", "s-erin2").await.unwrap());
-    // Bob (on b) rings Carol; Dave (on a) and Erin (on b) talk.
+    assert_eq!(
+        b.session_of(a.node(), 3).await.unwrap().as_deref(),
+        Some("s-carol")
+    );
+    // B's hub carries a ringing call (Bob rings Carol) and an answered one
+    // (Erin and Dave).
     assert_eq!(
         b.place("ring", "bob@x", "carol@x", 1, LONG).await.unwrap(),
         Placed::Ringing
     );
     assert_eq!(
-        a.place("talk", "dave@x", "erin@x", 2, LONG).await.unwrap(),
+        b.place("talk", "erin@x", "dave@x", 2, LONG).await.unwrap(),
         Placed::Ringing
     );
-    assert!(matches!(
-        b.accept("talk", "erin@x", 2).await.unwrap(),
-        Accepted::Won(_)
-    ));
+    assert!(b.mark_answered("talk").await.unwrap());
+    assert!(
+        !a.mark_answered("ring").await.unwrap(),
+        "only the home marks its calls"
+    );
     let everyone = names(&["alice@x", "bob@x", "carol@x", "dave@x", "erin@x", "zoe@x"]);
     let st = a.statuses(&everyone).await.unwrap();
     let want = [
         Status::Online,
         Status::Busy,
         Status::Busy,
-        Status::Busy,
+        Status::Offline,
         Status::Busy,
         Status::Offline,
     ];
     assert_eq!(st.iter().map(|(_, s)| *s).collect::<Vec<_>>(), want);
     assert_eq!(a.devices_of("erin@x").await.unwrap().len(), 2);
+    assert_eq!(
+        a.home_of("talk").await.unwrap(),
+        Some((b.node().to_string(), true))
+    );
     assert!(b.renew(short).await.unwrap(), "a live node renews");
+    assert_eq!(
+        a.claim_home("talk").await.unwrap(),
+        None,
+        "a live home keeps its call"
+    );
 
-    // b stops renewing: past its lease it is offline to everyone and fenced,
+    // B stops renewing: past its lease it is offline to everyone and fenced,
     // before anyone has reaped it.
     tokio::time::sleep(short + Duration::from_millis(100)).await;
     let st = a.statuses(&names(&["bob@x", "erin@x"])).await.unwrap();
@@ -304,72 +234,99 @@ async fn a_dead_node_is_fenced_reaped_once_and_its_calls_wait_or_end() {
     );
     assert!(!b.add_device(9, "bob@x", "s").await.unwrap());
     assert_eq!(
-        b.rebind("talk", "erin@x", 3).await.unwrap(),
+        b.claim_home("talk").await.unwrap(),
         None,
-        "a fenced node decides nothing"
+        "a fenced node takes nothing over"
+    );
+    assert_eq!(
+        a.home_of("talk").await.unwrap(),
+        Some((b.node().to_string(), false))
     );
 
     // Two nodes reap at once: exactly one cleans up.
     let (r1, r2) = tokio::join!(a.reap(LONG), a2.reap(LONG));
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
-    let reaped = if r1.nodes.is_empty() {
-        r2.clone()
-    } else {
-        r1.clone()
-    };
     assert!(
         r1.nodes.is_empty() != r2.nodes.is_empty(),
         "reaped once: {r1:?} {r2:?}"
     );
+    let reaped = if r1.nodes.is_empty() { r2 } else { r1 };
     assert_eq!(reaped.nodes, [b.node().to_string()]);
     assert_eq!(reaped.users, names(&["bob@x", "erin@x"]));
-    assert_eq!(reaped.cancelled.len(), 1);
-    assert_eq!(reaped.cancelled[0].id, "ring");
-    assert_eq!(reaped.waiting.len(), 1);
-    let talk = &reaped.waiting[0];
-    assert!(talk.in_grace && talk.callee_at.is_none());
     assert_eq!(
-        talk.caller_at.as_ref().map(|d| d.node.as_str()),
-        Some(a.node())
+        reaped
+            .cancelled
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["ring"]
     );
+    assert_eq!(reaped.waiting.len(), 1);
+    assert!(reaped.waiting[0].in_grace && reaped.waiting[0].answered);
     assert_eq!(
         a.reap(LONG).await.unwrap().nodes.len(),
         0,
         "nothing left to reap"
     );
-    // Carol is free again; Bob's ring is gone with its busy rows.
-    let st = a.statuses(&names(&["carol@x", "dave@x"])).await.unwrap();
-    assert_eq!(st[0].1, Status::Online);
-    assert_eq!(st[1].1, Status::Busy, "Dave's call waits for Erin");
+    // Carol is free again: Bob's ring went with its busy rows.
+    assert_eq!(count(&url, "cluster_busy").await, 2);
 
-    // Erin comes back through node a: the call is whole again.
-    let back = a
-        .rebind("talk", "erin@x", 7)
-        .await
-        .unwrap()
-        .expect("rebound");
-    assert!(!back.in_grace);
+    // Erin comes back through node A: A takes the call over.
+    let row = a.claim_home("talk").await.unwrap().expect("taken over");
+    assert!(!row.in_grace);
+    assert_eq!(row.home, a.node());
     assert_eq!(
-        back.callee_at.map(|d| (d.node, d.device)),
-        Some((a.node().to_string(), 7))
+        a2.claim_home("talk").await.unwrap(),
+        None,
+        "taken over once"
     );
     assert!(a.expire_grace().await.unwrap().is_empty());
-    a.hang_up("talk", "dave@x").await.unwrap().expect("hung up");
+    a.end_call("talk")
+        .await
+        .unwrap()
+        .expect("ended by its new home");
     nothing_left(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_whose_side_never_comes_back_ends_after_the_grace() {
+async fn two_nodes_taking_over_an_orphaned_call_one_wins() {
+    let url = new_database();
+    PostgresStore::connect(&url).await.expect("migrate");
+    let a = Arbiter::connect(&url, LONG).await.unwrap();
+    let b = Arbiter::connect(&url, LONG).await.unwrap();
+    let short = Duration::from_millis(50);
+    let mut wins = [0; 2];
+    for i in 0..ROUNDS {
+        let id = format!("o{i}");
+        let _dead = orphan(&url, &id, short).await;
+        tokio::time::sleep(short + Duration::from_millis(10)).await;
+        a.reap(LONG).await.unwrap();
+        let (ra, rb) = tokio::join!(a.claim_home(&id), b.claim_home(&id));
+        match (ra.unwrap(), rb.unwrap()) {
+            (Some(r), None) => {
+                wins[0] += 1;
+                assert_eq!(r.home, a.node());
+                a.end_call(&id).await.unwrap().expect("ended");
+            }
+            (None, Some(r)) => {
+                wins[1] += 1;
+                assert_eq!(r.home, b.node());
+                b.end_call(&id).await.unwrap().expect("ended");
+            }
+            other => panic!("round {i}: not exactly one new home: {other:?}"),
+        }
+    }
+    nothing_left(&url).await;
+    eprintln!("taken over by node a {}, node b {}", wins[0], wins[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_nobody_resumes_ends_after_the_grace() {
     let url = new_database();
     PostgresStore::connect(&url).await.expect("migrate");
     let a = Arbiter::connect(&url, LONG).await.unwrap();
     let short = Duration::from_millis(300);
-    let b = Arbiter::connect(&url, short).await.unwrap();
-    a.place("g", "dave@x", "erin@x", 1, LONG).await.unwrap();
-    assert!(matches!(
-        b.accept("g", "erin@x", 1).await.unwrap(),
-        Accepted::Won(_)
-    ));
+    let _dead = orphan(&url, "g", short).await;
     tokio::time::sleep(short + Duration::from_millis(100)).await;
     let grace = Duration::from_millis(200);
     let reaped = a.reap(grace).await.unwrap();
@@ -379,7 +336,7 @@ async fn a_call_whose_side_never_comes_back_ends_after_the_grace() {
     let ended = a.expire_grace().await.unwrap();
     assert_eq!(ended.len(), 1);
     assert_eq!(
-        a.rebind("g", "erin@x", 2).await.unwrap(),
+        a.claim_home("g").await.unwrap(),
         None,
         "too late to come back"
     );

@@ -104,6 +104,11 @@ struct ServeArgs {
     /// A TOML config file.
     #[arg(long, env = "SHIELDCALL_CONFIG")]
     config: Option<PathBuf>,
+    /// NATS between relay nodes (nats://[token@]host:port): with
+    /// --database-url, this relay is one node of several behind a load
+    /// balancer (docs/operations.md, "Several relay nodes").
+    #[arg(long, env = "SHIELDCALL_BUS_URL", hide_env_values = true)]
+    bus_url: Option<String>,
     /// A STUN URL (repeatable).
     #[arg(long = "stun-url", env = "SHIELDCALL_STUN_URL", value_delimiter = ',')]
     stun_urls: Vec<String>,

@@ -21,6 +21,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     /// PostgreSQL instead of SQLite.
     database_url: Option<String>,
+    /// NATS between relay nodes (with `database_url`).
+    bus_url: Option<String>,
     www: Option<PathBuf>,
     #[serde(default)]
     public_origins: Vec<String>,
@@ -110,6 +112,11 @@ fn build_config(
     let mut config = Config::new(data_dir.or(file.data_dir).unwrap_or_else(|| "data".into()));
     config.database_url = database_url
         .or(file.database_url)
+        .map(crate::config::DatabaseUrl);
+    config.bus_url = args
+        .bus_url
+        .clone()
+        .or(file.bus_url)
         .map(crate::config::DatabaseUrl);
     config.www = args
         .www

@@ -3,20 +3,21 @@
 //! `store/pg_schema_v5.sql`).
 //!
 //! - **Nodes** hold a lease ([`Arbiter::renew`]); a node whose lease has run out
-//!   is dead: it can no longer renew, add a device or accept a call (it is
+//!   is dead: it can no longer renew, add a device or take over a call (it is
 //!   fenced), and the first live node to [`Arbiter::reap`] it cleans up after
-//!   it, exactly once: its devices go, the calls it placed that still ring are
-//!   cancelled, and the answered calls it carried wait for their people to
-//!   come back ([`Arbiter::rebind`]) until a grace deadline.
+//!   it, exactly once: its devices go, the ringing calls its hub carried end,
+//!   and the answered ones wait until a grace deadline for one of their people
+//!   to resume through a live node, which takes the call over
+//!   ([`Arbiter::claim_home`]: the first claim wins).
 //! - **Devices** are rows per node; presence is read from them
 //!   ([`Arbiter::statuses`]), counting only live nodes.
-//! - **A call** is placed by taking both people's busy rows in the order of
-//!   their names in one transaction ([`Arbiter::place`]): two people calling
-//!   each other at once make at most one call, neither waits on the other, and
-//!   a refused call leaves nothing behind. The first accept wins
-//!   ([`Arbiter::accept`]); decline, cancel and the ring timeout race for the
-//!   same transition ([`Arbiter::end_ringing`]), so exactly one of them and an
-//!   accept happens.
+//! - **A call** is carried by the hub of one node, its home, which decides
+//!   everything within it (who accepts first, a timeout against an accept) as
+//!   a single relay does. What nodes race for is the people: a call is placed
+//!   by taking both people's busy rows in the order of their names in one
+//!   transaction ([`Arbiter::place`]), so two people calling each other
+//!   through two nodes make at most one call, neither waits on the other, and
+//!   a refused call leaves nothing behind.
 //! - **Time** is the database's: every lease, ring and grace deadline is set and
 //!   compared with `clock_timestamp()`, so nodes whose clocks differ agree.
 //!
@@ -74,44 +75,6 @@ pub enum Placed {
     Busy(String),
 }
 
-/// What [`Arbiter::accept`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Accepted {
-    /// This accept won; the call is answered on this device.
-    Won(CallRow),
-    /// Another device accepted first.
-    Taken,
-    /// The ring deadline has passed.
-    TooLate,
-    /// No such ringing call for this person (ended, declined, cancelled).
-    Gone,
-    /// This node's lease has run out: it may decide nothing more.
-    Fenced,
-}
-
-/// How a ringing call ends without being answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RingEnd<'a> {
-    /// The callee (this user) declined.
-    Decline(&'a str),
-    /// The caller (this user) cancelled.
-    Cancel(&'a str),
-    /// Nobody answered by the ring deadline.
-    Timeout,
-}
-
-/// What [`Arbiter::end_ringing`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RingEnded {
-    /// This ending won; the call and its busy rows are gone.
-    Ended(CallRow),
-    /// A timeout asked too early (the database's clock is behind the node's):
-    /// ask again after this long.
-    NotYet(Duration),
-    /// Not a ringing call (answered, or ended by something else first).
-    Gone,
-}
-
 /// What [`Arbiter::reap`] cleaned up after nodes whose leases ran out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reaped {
@@ -119,9 +82,9 @@ pub struct Reaped {
     pub nodes: Vec<String>,
     /// The users who had devices on them (their presence may have changed).
     pub users: Vec<String>,
-    /// Ringing calls they had placed: cancelled.
+    /// Ringing calls their hubs carried: ended.
     pub cancelled: Vec<CallRow>,
-    /// Answered calls they carried a side of: now waiting for that side.
+    /// Answered calls their hubs carried: waiting to be resumed elsewhere.
     pub waiting: Vec<CallRow>,
 }
 
@@ -425,91 +388,18 @@ impl Arbiter {
         Ok(Placed::Ringing)
     }
 
-    /// `callee` accepts ringing call `id` on this node's `device`.
-    pub async fn accept(&self, id: &str, callee: &str, device: u64) -> Result<Accepted> {
-        let sql = format!(
-            "UPDATE cluster_calls SET state = 'answered', callee_node = $3, callee_device = $4 \
-             WHERE id = $1 AND callee = $2 AND state = 'ringing' \
-               AND ring_until > clock_timestamp() \
-               AND EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) \
-             RETURNING {CALL_COLUMNS}"
-        );
-        let won = sqlx::query(&sql)
-            .bind(id)
-            .bind(callee)
-            .bind(&self.node)
-            .bind(device_id(device)?)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(r) = won {
-            return Ok(Accepted::Won(call_row(&r)?));
-        }
-        // Why not: read once more (the row may have changed meanwhile; any
-        // answer read here was true at some point after the update).
-        let why = sqlx::query(
-            "SELECT state, ring_until > clock_timestamp() AS ringing, \
-               EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) AS alive \
-             FROM cluster_calls WHERE id = $1 AND callee = $2",
+    /// The home's hub answered call `id`: from now on, if the home dies, the
+    /// call waits for its people to resume it elsewhere instead of ending.
+    pub async fn mark_answered(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE cluster_calls SET state = 'answered' \
+             WHERE id = $1 AND home_node = $2 AND state = 'ringing'",
         )
         .bind(id)
-        .bind(callee)
         .bind(&self.node)
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await?;
-        let Some(r) = why else {
-            return Ok(Accepted::Gone);
-        };
-        let (state, ringing, alive): (String, bool, bool) = (
-            r.try_get("state")?,
-            r.try_get("ringing")?,
-            r.try_get("alive")?,
-        );
-        Ok(if state == "answered" {
-            Accepted::Taken
-        } else if !alive {
-            Accepted::Fenced
-        } else if !ringing {
-            Accepted::TooLate
-        } else {
-            // Ringing, in time, this node alive, and yet not accepted: it
-            // changed between the two reads; the caller may try again.
-            Accepted::Gone
-        })
-    }
-
-    /// Ends ringing call `id` by `how`; exactly one of the endings and an
-    /// accept wins.
-    pub async fn end_ringing(&self, id: &str, how: RingEnd<'_>) -> Result<RingEnded> {
-        let (cond, who) = match how {
-            RingEnd::Decline(u) => ("callee = $2", Some(u)),
-            RingEnd::Cancel(u) => ("caller = $2", Some(u)),
-            RingEnd::Timeout => ("ring_until <= clock_timestamp()", None),
-        };
-        let sql = format!(
-            "DELETE FROM cluster_calls WHERE id = $1 AND state = 'ringing' AND {cond} \
-             RETURNING {CALL_COLUMNS}"
-        );
-        let mut q = sqlx::query(&sql).bind(id);
-        if let Some(who) = who {
-            q = q.bind(who);
-        }
-        let ended = q.fetch_optional(&self.pool).await?;
-        if let Some(r) = ended {
-            return Ok(RingEnded::Ended(call_row(&r)?));
-        }
-        if matches!(how, RingEnd::Timeout) {
-            let left: Option<f64> = sqlx::query_scalar(
-                "SELECT extract(epoch FROM ring_until - clock_timestamp())::float8 \
-                 FROM cluster_calls WHERE id = $1 AND state = 'ringing'",
-            )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(left) = left {
-                return Ok(RingEnded::NotYet(Duration::from_secs_f64(left.max(0.001))));
-            }
-        }
-        Ok(RingEnded::Gone)
+        Ok(r.rows_affected() == 1)
     }
 
     /// Where call `id` is carried: its home node, and whether that node is live.
@@ -540,50 +430,60 @@ impl Arbiter {
         r.as_ref().map(call_row).transpose()
     }
 
-    /// `user` hangs up answered call `id`: it and its busy rows go.
-    pub async fn hang_up(&self, id: &str, user: &str) -> Result<Option<CallRow>> {
+    /// Takes over answered call `id`, whose home died, as this node's: the
+    /// first of its people to resume through a live node makes that node the
+    /// home; the others' resumes then go there. `None`: not such a call (its
+    /// home lives, it is not answered, its grace ran out, or another node
+    /// took it first), or this node is fenced.
+    pub async fn claim_home(&self, id: &str) -> Result<Option<CallRow>> {
         let sql = format!(
-            "DELETE FROM cluster_calls WHERE id = $1 AND (caller = $2 OR callee = $2) \
-             AND state = 'answered' RETURNING {CALL_COLUMNS}"
-        );
-        let r = sqlx::query(&sql)
-            .bind(id)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?;
-        r.as_ref().map(call_row).transpose()
-    }
-
-    /// `user` comes back to answered call `id` on this node's `device` (after
-    /// their node died, or on another device of theirs); the grace ends once
-    /// both sides are bound. `None`: no such call of theirs (over, or its
-    /// grace ran out).
-    pub async fn rebind(&self, id: &str, user: &str, device: u64) -> Result<Option<CallRow>> {
-        let sql = format!(
-            "UPDATE cluster_calls SET \
-               caller_node = CASE WHEN caller = $2 THEN $3 ELSE caller_node END, \
-               caller_device = CASE WHEN caller = $2 THEN $4 ELSE caller_device END, \
-               callee_node = CASE WHEN callee = $2 THEN $3 ELSE callee_node END, \
-               callee_device = CASE WHEN callee = $2 THEN $4 ELSE callee_device END, \
-               grace_until = CASE \
-                 WHEN (caller = $2 AND callee_node IS NOT NULL) OR (callee = $2 AND caller_node IS NOT NULL) \
-                 THEN NULL ELSE grace_until END \
-             WHERE id = $1 AND (caller = $2 OR callee = $2) AND state = 'answered' \
-               AND (grace_until IS NULL OR grace_until > clock_timestamp()) \
-               AND EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $3 AND lease_until > clock_timestamp()) \
+            "UPDATE cluster_calls c SET home_node = $2, grace_until = NULL \
+             WHERE c.id = $1 AND c.state = 'answered' \
+               AND NOT EXISTS (SELECT 1 FROM cluster_nodes n \
+                               WHERE n.id = c.home_node AND n.lease_until > clock_timestamp()) \
+               AND (c.grace_until IS NULL OR c.grace_until > clock_timestamp()) \
+               AND EXISTS (SELECT 1 FROM cluster_nodes n \
+                           WHERE n.id = $2 AND n.lease_until > clock_timestamp()) \
              RETURNING {CALL_COLUMNS}"
         );
         let r = sqlx::query(&sql)
             .bind(id)
-            .bind(user)
             .bind(&self.node)
-            .bind(device_id(device)?)
             .fetch_optional(&self.pool)
             .await?;
         r.as_ref().map(call_row).transpose()
     }
 
-    /// Answered calls whose grace ran out with a side still gone: ended.
+    /// Calls whose home is this node, placed more than `age` ago (to compare
+    /// with what its hub carries).
+    pub async fn calls_homed_here(&self, age: Duration) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM cluster_calls WHERE home_node = $1 \
+             AND placed_at < clock_timestamp() - $2 * interval '1 millisecond'",
+        )
+        .bind(&self.node)
+        .bind(ms(age))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The key every node makes call ids with: made by the first node, read
+    /// by the others.
+    pub async fn shared_key(&self) -> Result<[u8; 32]> {
+        let mut fresh = [0u8; 32];
+        getrandom::getrandom(&mut fresh).map_err(|e| Error::Internal(format!("getrandom: {e}")))?;
+        sqlx::query("INSERT INTO cluster_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+            .bind(fresh.as_slice())
+            .execute(&self.pool)
+            .await?;
+        let key: Vec<u8> = sqlx::query_scalar("SELECT key FROM cluster_key WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        key.try_into()
+            .map_err(|_| Error::Internal("the cluster's call-id key is not 32 bytes".into()))
+    }
+
+    /// Calls whose home died and that nobody resumed within the grace: ended.
     pub async fn expire_grace(&self) -> Result<Vec<CallRow>> {
         let sql = format!(
             "DELETE FROM cluster_calls WHERE grace_until <= clock_timestamp() RETURNING {CALL_COLUMNS}"
@@ -594,8 +494,9 @@ impl Arbiter {
 
     /// Cleans up after every node whose lease ran out, in one transaction.
     /// Nodes reaping at once each take different dead nodes (or none), so
-    /// each dead node is reaped exactly once. Answered calls wait `grace` for
-    /// the side that was there.
+    /// each dead node is reaped exactly once. Its devices go; the calls its
+    /// hub carried end if they were ringing, and wait `grace` for a resume
+    /// through another node (`claim_home`) if they were answered.
     pub async fn reap(&self, grace: Duration) -> Result<Reaped> {
         let mut tx = self.pool.begin().await?;
         let nodes: Vec<String> = sqlx::query_scalar(
@@ -617,18 +518,13 @@ impl Arbiter {
         users.sort();
         users.dedup();
         let sql = format!(
-            "DELETE FROM cluster_calls WHERE state = 'ringing' AND caller_node = ANY($1) \
+            "DELETE FROM cluster_calls WHERE state = 'ringing' AND home_node = ANY($1) \
              RETURNING {CALL_COLUMNS}"
         );
         let cancelled = sqlx::query(&sql).bind(&nodes).fetch_all(&mut *tx).await?;
         let sql = format!(
-            "UPDATE cluster_calls SET \
-               caller_node = CASE WHEN caller_node = ANY($1) THEN NULL ELSE caller_node END, \
-               caller_device = CASE WHEN caller_node = ANY($1) THEN NULL ELSE caller_device END, \
-               callee_node = CASE WHEN callee_node = ANY($1) THEN NULL ELSE callee_node END, \
-               callee_device = CASE WHEN callee_node = ANY($1) THEN NULL ELSE callee_device END, \
-               grace_until = clock_timestamp() + $2 * interval '1 millisecond' \
-             WHERE state = 'answered' AND (caller_node = ANY($1) OR callee_node = ANY($1)) \
+            "UPDATE cluster_calls SET grace_until = clock_timestamp() + $2 * interval '1 millisecond' \
+             WHERE state = 'answered' AND home_node = ANY($1) AND grace_until IS NULL \
              RETURNING {CALL_COLUMNS}"
         );
         let waiting = sqlx::query(&sql)

@@ -18,5 +18,5 @@
 pub mod arbiter;
 pub mod node;
 
-pub use arbiter::{Accepted, Arbiter, CallRow, DeviceAt, Placed, Reaped, RingEnd, RingEnded};
+pub use arbiter::{Arbiter, CallRow, DeviceAt, Placed, Reaped};
 pub use node::{Node, Timing};

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -32,6 +32,10 @@ use crate::hub::{DeviceId, Hub};
 
 /// The subject of presence hints: a JSON array of user names.
 pub const PRESENCE_SUBJECT: &str = "sc.presence";
+
+/// The subject on which the node that reaped dead nodes names them (a JSON
+/// array of node ids), so that every node lets go of what it held for them.
+pub const DEAD_SUBJECT: &str = "sc.dead";
 
 /// Most users read per presence query (hints that arrive together are read
 /// together, up to this many).
@@ -72,6 +76,7 @@ pub struct Node {
     arbiter: Arbiter,
     bus: Bus,
     fenced: watch::Receiver<bool>,
+    dead: broadcast::Sender<Vec<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -89,12 +94,21 @@ impl Node {
     /// background. Call before serving anyone.
     pub async fn start(arbiter: Arbiter, bus: Bus, hub: Arc<Hub>, timing: Timing) -> Result<Self> {
         let hints = bus.subscribe(PRESENCE_SUBJECT).await.map_err(bus_error)?;
+        let deaths = bus.subscribe(DEAD_SUBJECT).await.map_err(bus_error)?;
         bus.flush().await.map_err(bus_error)?;
+        let (dead, _) = broadcast::channel(64);
         hub.replace_remote(arbiter.online_elsewhere().await?);
         let (fence, fenced) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(hold_lease(arbiter.clone(), timing, fence)),
-            tokio::spawn(reap(arbiter.clone(), bus.clone(), hub.clone(), timing)),
+            tokio::spawn(reap(
+                arbiter.clone(),
+                bus.clone(),
+                hub.clone(),
+                timing,
+                dead.clone(),
+            )),
+            tokio::spawn(hear_deaths(deaths, dead.clone())),
             tokio::spawn(read_hints(arbiter.clone(), hub.clone(), hints)),
             tokio::spawn(reconcile(arbiter.clone(), hub, timing)),
         ];
@@ -103,6 +117,7 @@ impl Node {
             arbiter,
             bus,
             fenced,
+            dead,
             tasks,
         })
     }
@@ -138,6 +153,12 @@ impl Node {
             self.hint(&[user]);
         }
         Ok(())
+    }
+
+    /// Names the nodes found dead, as they are reaped (by this node or
+    /// another).
+    pub fn dead_nodes(&self) -> broadcast::Receiver<Vec<String>> {
+        self.dead.subscribe()
     }
 
     /// Completes when the node is fenced (see the module docs).
@@ -220,22 +241,65 @@ async fn hold_lease(arbiter: Arbiter, timing: Timing, fence: watch::Sender<bool>
 }
 
 /// Looks for dead nodes; after reaping one, this node's hub and every other
-/// node learn of its users at once.
-async fn reap(arbiter: Arbiter, bus: Bus, hub: Arc<Hub>, timing: Timing) {
+/// node learn of its users at once, and every node of its death. Ends the
+/// calls whose home died and that nobody resumed in time.
+async fn reap(
+    arbiter: Arbiter,
+    bus: Bus,
+    hub: Arc<Hub>,
+    timing: Timing,
+    dead: broadcast::Sender<Vec<String>>,
+) {
     let mut tick = tokio::time::interval(timing.reap);
     loop {
         tick.tick().await;
+        let mut users = Vec::new();
         match arbiter.reap(timing.grace).await {
             Ok(r) if !r.nodes.is_empty() => {
                 tracing::warn!(nodes = ?r.nodes, users = r.users.len(), "reaped dead relay nodes");
-                if let Ok(st) = arbiter.statuses_elsewhere(&r.users).await {
-                    hub.set_remote(st);
+                users.extend(r.users);
+                for c in &r.cancelled {
+                    users.extend([c.caller.clone(), c.callee.clone()]);
                 }
-                let users: Vec<&str> = r.users.iter().map(String::as_str).collect();
-                publish_hint(&bus, &users);
+                if let Ok(payload) = serde_json::to_vec(&r.nodes)
+                    && let Err(e) = bus.publish(DEAD_SUBJECT, payload)
+                {
+                    tracing::warn!(error = %e, "the dead nodes were not announced");
+                }
+                let _ = dead.send(r.nodes);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reaping failed"),
+        }
+        match arbiter.expire_grace().await {
+            Ok(ended) => {
+                for c in ended {
+                    tracing::info!(call = %c.id, "a call whose relay node died was not resumed in time");
+                    users.extend([c.caller, c.callee]);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ending orphaned calls failed"),
+        }
+        if !users.is_empty() {
+            users.sort();
+            users.dedup();
+            if let Ok(st) = arbiter.statuses_elsewhere(&users).await {
+                hub.set_remote(st);
+            }
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            publish_hint(&bus, &users);
+        }
+    }
+}
+
+/// Passes on the deaths other nodes announce.
+async fn hear_deaths(mut deaths: Subscription, dead: broadcast::Sender<Vec<String>>) {
+    while let Some(m) = deaths.next().await {
+        match serde_json::from_slice::<Vec<String>>(&m.payload) {
+            Ok(nodes) => {
+                let _ = dead.send(nodes);
+            }
+            Err(_) => tracing::warn!("an unreadable announcement of dead nodes; ignored"),
         }
     }
 }

@@ -571,6 +571,9 @@ impl Hub {
             call.ring_timer.take()
         });
         g.cancel(ring);
+        if g.cluster {
+            g.answered.push(id.clone());
+        }
         if let Some(d) = p.caller_dev {
             g.send(
                 d,

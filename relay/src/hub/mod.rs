@@ -533,6 +533,9 @@ struct Inner {
     /// In the cluster configuration: calls ended since the node last took
     /// them ([`Hub::take_ended`]), so that their rows in the database go.
     ended: Vec<CallId>,
+    /// In the cluster configuration: calls answered since the node last
+    /// took them ([`Hub::take_answered`]).
+    answered: Vec<CallId>,
     /// This hub is a node of a cluster (see `ended`).
     cluster: bool,
     /// In the cluster configuration: users online through other relay nodes
@@ -1258,6 +1261,17 @@ impl Hub {
     /// The calls that ended since the last call (cluster nodes only).
     pub fn take_ended(&self) -> Vec<CallId> {
         std::mem::take(&mut self.lock().ended)
+    }
+
+    /// The calls answered since the last call (cluster nodes only).
+    pub fn take_answered(&self) -> Vec<CallId> {
+        std::mem::take(&mut self.lock().answered)
+    }
+
+    /// Whether a `resume` of call `id` waits here for the other person's
+    /// (a call this hub lost, being restored).
+    pub fn is_restoring(&self, id: &CallId) -> bool {
+        self.lock().restoring.contains_key(id)
     }
 
     /// Puts `msg` on device `dev`'s outbox as if the hub had sent it (a

@@ -43,7 +43,10 @@ CREATE UNLOGGED TABLE cluster_calls (
     callee_node TEXT,
     callee_device BIGINT,
     ring_until TIMESTAMPTZ NOT NULL,
-    grace_until TIMESTAMPTZ
+    -- Set when the home died with the call answered: until then, the first
+    -- node one of its people resumes through takes it over (`home_node`).
+    grace_until TIMESTAMPTZ,
+    placed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
 -- A user is busy while a row names them: taken for both people of a call in
@@ -54,3 +57,11 @@ CREATE UNLOGGED TABLE cluster_busy (
     call_id TEXT NOT NULL REFERENCES cluster_calls (id) ON DELETE CASCADE
 );
 CREATE INDEX cluster_busy_call ON cluster_busy (call_id);
+
+-- The key call ids are made with (`hub::CallKey`), one for every node, so that
+-- any node can check a `resume` of a call another node set up. Logged: it
+-- must outlive a crash, or resumes after one fail.
+CREATE TABLE cluster_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    key BYTEA NOT NULL CHECK (length(key) = 32)
+);

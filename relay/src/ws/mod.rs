@@ -102,12 +102,14 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
         let c = state.config();
         (c.msg_rate, c.msg_burst, c.ping_interval, c.idle_timeout)
     };
+    let kick = Arc::new(tokio::sync::Notify::new());
     let mut conn = Conn {
         state: state.clone(),
         authed,
         device: None,
         tx: Some(tx),
         overflow: overflow.clone(),
+        kick: kick.clone(),
     };
     let mut shutdown = state.shutdown_rx();
     let mut bucket = Bucket {
@@ -206,6 +208,7 @@ async fn run(mut socket: Ws, state: AppState, authed: Authed) {
                 break Some((close_code::POLICY, "session expired"));
             }
             _ = shutdown.changed() => break Some((close_code::GOING_AWAY, "relay stopping")),
+            () = kick.notified() => break Some((close_code::GOING_AWAY, "connect again")),
         }
     };
     // Unregister first: the close below may wait a moment for the peer's answer.

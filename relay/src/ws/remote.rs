@@ -26,9 +26,17 @@
 //!   (a ringing call rings on elsewhere, an answered one waits for `resume`).
 //!   A stand-in no call needs any more goes by itself.
 //!
-//! Not yet: a call whose home died is not taken over by another node (its
-//! people are told the call ended when their devices reconnect), and "move
-//! here" between devices on different nodes.
+//! - **A home dies**: once it is reaped, every node drops its stand-ins of
+//!   the dead node's devices, and closes the connections of its own devices
+//!   that had a call there; their browsers connect again (through any node)
+//!   and resume. The first resume of an answered call takes it over for its
+//!   node ([`crate::cluster::Arbiter::claim_home`]), whose hub restores it
+//!   from the two people's resumes as after a restart (call ids are made
+//!   with one key for the whole cluster); the other's resume goes there. A
+//!   call not resumed within the reconnect grace ends. Media never stops.
+//!
+//! Not yet: "move here" between devices on different nodes, and picking up
+//! a parked call through another node than the one that parked it.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -102,6 +110,9 @@ pub struct Cluster {
     routes: Mutex<HashMap<DeviceId, HashMap<String, String>>>,
     /// Stand-ins of other nodes' devices, by (node, device).
     stand_ins: Mutex<HashMap<(String, u64), StandIn>>,
+    /// Each device here: what makes its connection close so that its browser
+    /// connects again and resumes (the home of one of its calls died).
+    kicks: Mutex<HashMap<DeviceId, Arc<tokio::sync::Notify>>>,
     next_stand_in: std::sync::atomic::AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -134,13 +145,15 @@ impl Cluster {
             bus,
             routes: Mutex::new(HashMap::new()),
             stand_ins: Mutex::new(HashMap::new()),
+            kicks: Mutex::new(HashMap::new()),
             next_stand_in: std::sync::atomic::AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
         });
         let weak = state.downgrade();
         let tasks = vec![
             tokio::spawn(receive(weak.clone(), sub)),
-            tokio::spawn(release_ended(weak)),
+            tokio::spawn(release_ended(weak.clone())),
+            tokio::spawn(bury(weak, cluster.node.dead_nodes())),
         ];
         *lock(&cluster.tasks) = tasks;
         Ok(cluster)
@@ -149,6 +162,33 @@ impl Cluster {
     /// The node.
     pub(crate) fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Device `dev` here connected; `kick` closes its connection.
+    pub(super) fn watch(&self, dev: DeviceId, kick: Arc<tokio::sync::Notify>) {
+        lock(&self.kicks).insert(dev, kick);
+    }
+
+    /// Nodes died: the stand-ins of their devices go (the calls here wait for
+    /// those people to resume), and every device here with a call one of them
+    /// carried connects again, so that its browser resumes the call through a
+    /// node that takes it over.
+    fn on_dead(&self, nodes: &[String]) {
+        lock(&self.stand_ins).retain(|(node, _), _| !nodes.contains(node));
+        let mut kicked = Vec::new();
+        for (dev, routes) in lock(&self.routes).iter_mut() {
+            let before = routes.len();
+            routes.retain(|_, home| !nodes.contains(home));
+            if routes.len() != before {
+                kicked.push(*dev);
+            }
+        }
+        let kicks = lock(&self.kicks);
+        for dev in kicked {
+            if let Some(k) = kicks.get(&dev) {
+                k.notify_one();
+            }
+        }
     }
 
     fn send(&self, node: &str, msg: &NodeMsg) {
@@ -179,7 +219,23 @@ impl Cluster {
         if !resume || state.hub().knows_call(id) {
             return None;
         }
-        match self.node.arbiter().home_of(&id.to_string()).await {
+        let arbiter = self.node.arbiter();
+        let id_text = id.to_string();
+        let home = match arbiter.home_of(&id_text).await {
+            Ok(Some((_, false))) => match arbiter.claim_home(&id_text).await {
+                // Its home died: this node carries it from now on; the hub
+                // restores it from the two people's resumes.
+                Ok(Some(_)) => {
+                    tracing::info!(call = %id, "took over a call whose relay node died");
+                    return None;
+                }
+                // Another node took it over first.
+                Ok(None) => arbiter.home_of(&id_text).await,
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        match home {
             Ok(Some((home, true))) if home != self.node.id() => {
                 self.remember(dev, id.0.clone(), &home);
                 Some(home)
@@ -237,6 +293,7 @@ impl Cluster {
         if let Err(e) = self.node.device_down(dev, user).await {
             tracing::warn!(error = %e, "a device's row was not removed; the reap will");
         }
+        lock(&self.kicks).remove(&dev);
         let homes: Vec<String> = lock(&self.routes)
             .remove(&dev)
             .map(|r| {
@@ -373,17 +430,64 @@ impl Cluster {
     }
 }
 
-/// Takes the ids of the calls this hub ended and removes their rows.
+/// How often the calls homed here are compared with the hub's.
+const SWEEP: Duration = Duration::from_secs(5);
+
+/// Keeps the database's calls in step with this hub: the rows of calls it
+/// ended go, the calls it answered are marked so, and now and then a row
+/// whose call the hub does not carry (a take-over whose restore never came)
+/// goes too.
 async fn release_ended(weak: Weak<StateInner>) {
     let mut tick = tokio::time::interval(ENDED_POLL);
+    let mut swept = Instant::now();
     loop {
         tick.tick().await;
         let Some(state) = AppState::upgrade(&weak) else {
             return;
         };
         let Some(c) = state.cluster() else { return };
-        for id in state.hub().take_ended() {
+        let hub = state.hub();
+        for id in hub.take_ended() {
             release(c, &id).await;
+        }
+        for id in hub.take_answered() {
+            if let Err(e) = c.node.arbiter().mark_answered(&id.to_string()).await {
+                tracing::warn!(error = %e, "an answered call was not marked so");
+            }
+        }
+        if swept.elapsed() >= SWEEP {
+            swept = Instant::now();
+            // Older than a ring: placed, and the hub had every chance to
+            // take it or restore it.
+            let age = state.config().ring_timeout + SWEEP;
+            match c.node.arbiter().calls_homed_here(age).await {
+                Ok(ids) => {
+                    for id in ids {
+                        let call = CallId(id);
+                        if !hub.knows_call(&call) && !hub.is_restoring(&call) {
+                            release(c, &call).await;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the calls homed here were not read"),
+            }
+        }
+    }
+}
+
+/// Lets go of what this node held for nodes that died.
+async fn bury(weak: Weak<StateInner>, mut dead: tokio::sync::broadcast::Receiver<Vec<String>>) {
+    loop {
+        let nodes = match dead.recv().await {
+            Ok(nodes) => nodes,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        let Some(state) = AppState::upgrade(&weak) else {
+            return;
+        };
+        if let Some(c) = state.cluster() {
+            c.on_dead(&nodes);
         }
     }
 }
@@ -521,6 +625,8 @@ async fn run_stand_in(args: StandInArgs) {
         device: None,
         tx: Some(tx),
         overflow,
+        // A stand-in has no socket to close.
+        kick: Arc::new(tokio::sync::Notify::new()),
     };
     let dev = match conn.register().await {
         Ok(Ok((dev, _))) => dev,

@@ -42,6 +42,9 @@ pub(super) struct Conn {
     pub(super) tx: Option<OutboxSender>,
     /// Set by the hub when the outbox overflowed.
     pub(super) overflow: Arc<AtomicBool>,
+    /// In a cluster: notified to close the connection so that the browser
+    /// connects again and resumes (see `remote`).
+    pub(super) kick: Arc<tokio::sync::Notify>,
 }
 
 /// What an outgoing call carries besides its callee.
@@ -195,6 +198,7 @@ impl Conn {
             // Recorded before anyone is told: a node that lost its lease
             // serves no one.
             let session = &self.authed.session.token_hash;
+            c.watch(dev, self.kick.clone());
             if !c.node().device_up(dev, self.user(), session).await? {
                 hub.unregister(Instant::now(), dev, self.user());
                 self.device = None;

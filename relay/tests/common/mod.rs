@@ -308,23 +308,7 @@ impl Relay {
 
     /// Opens a WebSocket with `cookie` and `origin`; the HTTP status on refusal.
     pub async fn ws_raw(&self, cookie: Option<&str>, origin: Option<&str>) -> Result<Client, u16> {
-        let mut req = format!("ws://{}/ws", self.addr)
-            .into_client_request()
-            .expect("request");
-        if let Some(c) = cookie {
-            req.headers_mut()
-                .insert("Cookie", c.parse().expect("header"));
-        }
-        if let Some(o) = origin {
-            req.headers_mut()
-                .insert("Origin", o.parse().expect("header"));
-        }
-        // TCP_NODELAY as browsers do; without it Nagle and delayed ACKs add 40 ms.
-        match tokio_tungstenite::connect_async_with_config(req, None, true).await {
-            Ok((ws, _)) => Ok(Client { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-            Err(e) => panic!("connect: {e}"),
-        }
+        ws_at(self.addr, cookie, origin).await
     }
 
     /// A signed-in device of `user` past `hello`; returns it and its `welcome`.
@@ -335,19 +319,51 @@ impl Relay {
 
     /// A device with an existing cookie, past `hello`.
     pub async fn device_with(&self, cookie: &str) -> (Client, RelayMsg) {
-        let mut c = self
-            .ws_raw(Some(cookie), Some(&self.origin()))
-            .await
-            .expect("upgrade");
-        c.send(&ClientMsg::Hello { version: 1 }).await;
-        let welcome = c.recv_any().await;
-        assert!(matches!(welcome, RelayMsg::Welcome { .. }), "{welcome:?}");
-        let presence = c.recv_any().await;
-        assert!(
-            matches!(presence, RelayMsg::Presence { .. }),
-            "{presence:?}"
-        );
-        (c, welcome)
+        device_at(self.addr, cookie).await
+    }
+}
+
+/// A device with `cookie` on the relay at `addr` (its own origin), past
+/// `hello` and the first contact list; returns it and its `welcome`.
+pub async fn device_at(addr: SocketAddr, cookie: &str) -> (Client, RelayMsg) {
+    let origin = format!("http://{addr}");
+    let mut c = ws_at(addr, Some(cookie), Some(&origin))
+        .await
+        .expect("upgrade");
+    c.send(&ClientMsg::Hello { version: 1 }).await;
+    let welcome = c.recv_any().await;
+    assert!(matches!(welcome, RelayMsg::Welcome { .. }), "{welcome:?}");
+    let presence = c.recv_any().await;
+    assert!(
+        matches!(presence, RelayMsg::Presence { .. }),
+        "{presence:?}"
+    );
+    (c, welcome)
+}
+
+/// Opens a WebSocket to the relay at `addr` with `cookie` and `origin`; the
+/// HTTP status on refusal.
+pub async fn ws_at(
+    addr: SocketAddr,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Client, u16> {
+    let mut req = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    if let Some(c) = cookie {
+        req.headers_mut()
+            .insert("Cookie", c.parse().expect("header"));
+    }
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", o.parse().expect("header"));
+    }
+    // TCP_NODELAY as browsers do; without it Nagle and delayed ACKs add 40 ms.
+    match tokio_tungstenite::connect_async_with_config(req, None, true).await {
+        Ok((ws, _)) => Ok(Client { ws }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("connect: {e}"),
     }
 }
 

@@ -1,0 +1,155 @@
+//! A relay node dies (`kill -9` of a real `shieldcall serve --bus-url` process)
+//! in the middle of a call it carries: within its lease the surviving node
+//! reaps it, the survivor's device is told to connect again, both people
+//! resume through the surviving node, which takes the call over, and a
+//! hang-up then reaches the other person. (In a browser the media never
+//! stops: it flows between the two browsers, not through a relay.) Always on
+//! PostgreSQL and NATS (`cargo xtask test`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::nats::Nats;
+use common::{Client, call_id, commit, device_at, new_database, start_with, temp_dir};
+use shieldcall_proto::{CallMode, ClientMsg, HangupReason, RelayMsg};
+
+const ANN: &str = "ann@a.test";
+const BOB: &str = "bob@a.test";
+
+/// `shieldcall serve` as a node of the cluster on `db` and `bus`; returns the
+/// process and its address once it listens.
+fn node_process(db: &str, bus: &str) -> (Child, SocketAddr) {
+    let dir = temp_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shieldcall"))
+        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("SHIELDCALL_DATABASE_URL", db)
+        .env("SHIELDCALL_BUS_URL", bus)
+        .env("SHIELDCALL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the relay exited before it listened")
+            .expect("utf-8");
+        if let Some(at) = line.split("running at http://").nth(1) {
+            let addr = at
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('/');
+            break addr.parse().expect("an address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Reads until `want` (other messages in between), within `limit`.
+async fn until(c: &mut Client, limit: Duration, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.try_recv_any(left).await {
+            Some(m) if want(&m) => return m,
+            Some(_) => {}
+            None => panic!("not received within {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_node_carrying_a_call_then_both_resume_through_the_other() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    // Node B in this process, node A a process of its own.
+    let b = start_with(temp_dir(), |c| {
+        c.database_url = Some(shieldcall_relay::DatabaseUrl(db.clone()));
+        c.bus_url = Some(shieldcall_relay::DatabaseUrl(nats.url()));
+    })
+    .await;
+    b.add_user(ANN, false).await;
+    b.add_user(BOB, false).await;
+    let (mut a, a_addr) = node_process(&db, &nats.url());
+    let (ann_cookie, bob_cookie) = (b.cookie_for(ANN).await, b.cookie_for(BOB).await);
+
+    // Ann on A calls Bob on B: A carries the call.
+    let (mut ann, _) = device_at(a_addr, &ann_cookie).await;
+    let (mut bob, _) = b.device_with(&bob_cookie).await;
+    ann.send(&ClientMsg::Invite {
+        to: BOB.into(),
+        transfer: None,
+    })
+    .await;
+    let calling = until(&mut ann, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Calling { .. })
+    })
+    .await;
+    let id = call_id(&calling);
+    until(&mut bob, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(&mut ann, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Accepted { .. })
+    })
+    .await;
+
+    // A dies without a word.
+    a.kill().expect("kill -9");
+    a.wait().expect("reap");
+    let killed = Instant::now();
+    drop(ann);
+    // B reaps A within its lease (10 s) and a reap interval (2 s), and tells
+    // Bob's browser to connect again.
+    assert!(
+        bob.closed_within(Duration::from_secs(15)).await,
+        "Bob's connection was not renewed"
+    );
+    let told = killed.elapsed();
+    // Both browsers come back through B (the load balancer's only node now)
+    // and resume; the first resume takes the call over for B.
+    let (mut bob, _) = b.device_with(&bob_cookie).await;
+    let (mut ann, _) = b.device_with(&ann_cookie).await;
+    let resume = |peer: &str| ClientMsg::Resume {
+        call_id: id.clone(),
+        peer: peer.into(),
+        mode: CallMode::E2ee,
+    };
+    bob.send(&resume(ANN)).await;
+    ann.send(&resume(BOB)).await;
+    // The call goes on: Ann's hang-up reaches Bob.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ann.send(&ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    let hangup = until(&mut bob, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Hangup { .. })
+    })
+    .await;
+    assert_eq!(
+        hangup,
+        RelayMsg::Hangup {
+            call_id: id,
+            reason: HangupReason::Normal
+        }
+    );
+    eprintln!(
+        "node killed; Bob told to reconnect after {told:?}; the call resumed and ended through the other node after {:?}",
+        killed.elapsed()
+    );
+}
