@@ -81,10 +81,11 @@ impl Scheme {
 }
 
 /// What `serve` and `serve_tls` run beside the listener: the bound origins, the
-/// change watcher, the presence flush, the call history writer, the node guard
-/// and the hub's timers. The tasks stop when this is dropped.
+/// change watcher, the presence flush, the call history writer, the node guard,
+/// the hub's timers and, in a cluster, the watch on the node's lease. The tasks
+/// stop when this is dropped.
 struct Running {
-    tasks: [tokio::task::JoinHandle<()>; 6],
+    tasks: [tokio::task::JoinHandle<()>; 7],
 }
 
 impl Running {
@@ -141,6 +142,17 @@ impl Running {
             }
         });
         let timers = tokio::spawn(drive_timers(state.hub().clone()));
+        // A cluster node whose lease ran out stops serving.
+        let fence = state.clone();
+        let fenced = tokio::spawn(async move {
+            match fence.cluster() {
+                Some(c) => {
+                    c.node().fenced().await;
+                    fence.inner.node_lost.notify_one();
+                }
+                None => std::future::pending().await,
+            }
+        });
         let stopping = state.clone();
         let shutdown = async move {
             tokio::select! {
@@ -151,7 +163,7 @@ impl Running {
         };
         (
             Self {
-                tasks: [watcher, presence, history, guard, timers, retention],
+                tasks: [watcher, presence, history, guard, timers, retention, fenced],
             },
             shutdown,
         )
@@ -261,6 +273,16 @@ async fn serve_with(
     drop(running);
     if let Some(lock) = lost.inner.node_lock.lock().await.take() {
         lock.release().await;
+    }
+    if let Some(c) = lost.cluster() {
+        if c.node().is_fenced() {
+            return Err(std::io::Error::other(
+                "this relay node's lease in the cluster ran out (the database was out of reach); it stopped serving",
+            ));
+        }
+        if let Err(e) = c.node().leave().await {
+            tracing::warn!(error = %e, "leaving the cluster failed; the other nodes reap this one when its lease runs out");
+        }
     }
     if lost.inner.lost.load(Ordering::SeqCst) {
         return Err(std::io::Error::other(

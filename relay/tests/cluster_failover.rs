@@ -153,3 +153,76 @@ async fn kill_9_of_the_node_carrying_a_call_then_both_resume_through_the_other()
         killed.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_cleanly_hands_its_calls_over_at_once() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let cluster = |db: String, bus: String| {
+        move |c: &mut shieldcall_relay::Config| {
+            c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
+            c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
+        }
+    };
+    let a = start_with(temp_dir(), cluster(db.clone(), nats.url())).await;
+    let b = start_with(temp_dir(), cluster(db.clone(), nats.url())).await;
+    a.add_user(ANN, false).await;
+    a.add_user(BOB, false).await;
+    b.state.refresh().await.expect("refresh");
+    let (ann_cookie, bob_cookie) = (a.cookie_for(ANN).await, a.cookie_for(BOB).await);
+    let (mut ann, _) = a.device_with(&ann_cookie).await;
+    let (mut bob, _) = b.device_with(&bob_cookie).await;
+    ann.send(&ClientMsg::Invite {
+        to: BOB.into(),
+        transfer: None,
+    })
+    .await;
+    let calling = until(&mut ann, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Calling { .. })
+    })
+    .await;
+    let id = call_id(&calling);
+    until(&mut bob, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(&mut ann, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Accepted { .. })
+    })
+    .await;
+
+    // A is stopped (an upgrade, say): its tabs are closed, and it leaves.
+    let stopped = Instant::now();
+    a.stop().await;
+    assert!(ann.closed_within(Duration::from_secs(2)).await);
+    assert!(
+        bob.closed_within(Duration::from_secs(2)).await,
+        "Bob was not told at once"
+    );
+    let told = stopped.elapsed();
+    let (mut bob, _) = b.device_with(&bob_cookie).await;
+    let (mut ann, _) = b.device_with(&ann_cookie).await;
+    for (c, peer) in [(&mut bob, ANN), (&mut ann, BOB)] {
+        c.send(&ClientMsg::Resume {
+            call_id: id.clone(),
+            peer: peer.into(),
+            mode: CallMode::E2ee,
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bob.send(&ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut ann, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Hangup { .. })
+    })
+    .await;
+    eprintln!("stopped; Bob told to reconnect after {told:?}");
+}

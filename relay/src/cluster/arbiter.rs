@@ -171,24 +171,15 @@ impl Arbiter {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Leaves the cluster (a clean shutdown): the node's row and devices go;
-    /// returns the users those devices were of. Its calls are not touched:
-    /// its people resume on another node.
-    pub async fn leave(&self) -> Result<Vec<String>> {
+    /// Leaves the cluster (a clean shutdown), as a reap of this node would:
+    /// its devices go, the ringing calls its hub carries end, and the
+    /// answered ones wait `grace` for a resume through another node.
+    pub async fn leave(&self, grace: Duration) -> Result<Reaped> {
         let mut tx = self.pool.begin().await?;
-        let mut users: Vec<String> =
-            sqlx::query_scalar("DELETE FROM cluster_devices WHERE node = $1 RETURNING user_name")
-                .bind(&self.node)
-                .fetch_all(&mut *tx)
-                .await?;
-        sqlx::query("DELETE FROM cluster_nodes WHERE id = $1")
-            .bind(&self.node)
-            .execute(&mut *tx)
-            .await?;
+        let nodes = vec![self.node.clone()];
+        let reaped = reap_nodes(&mut tx, nodes, grace).await?;
         tx.commit().await?;
-        users.sort();
-        users.dedup();
-        Ok(users)
+        Ok(reaped)
     }
 
     /// Records device `device` of `user` (session `session_hash`) on this node.
@@ -509,41 +500,50 @@ impl Arbiter {
             tx.commit().await?;
             return Ok(Reaped::default());
         }
-        let mut users: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM cluster_devices WHERE node = ANY($1) RETURNING user_name",
-        )
-        .bind(&nodes)
-        .fetch_all(&mut *tx)
-        .await?;
-        users.sort();
-        users.dedup();
-        let sql = format!(
-            "DELETE FROM cluster_calls WHERE state = 'ringing' AND home_node = ANY($1) \
-             RETURNING {CALL_COLUMNS}"
-        );
-        let cancelled = sqlx::query(&sql).bind(&nodes).fetch_all(&mut *tx).await?;
-        let sql = format!(
-            "UPDATE cluster_calls SET grace_until = clock_timestamp() + $2 * interval '1 millisecond' \
-             WHERE state = 'answered' AND home_node = ANY($1) AND grace_until IS NULL \
-             RETURNING {CALL_COLUMNS}"
-        );
-        let waiting = sqlx::query(&sql)
-            .bind(&nodes)
-            .bind(ms(grace))
-            .fetch_all(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM cluster_nodes WHERE id = ANY($1)")
-            .bind(&nodes)
-            .execute(&mut *tx)
-            .await?;
+        let reaped = reap_nodes(&mut tx, nodes, grace).await?;
         tx.commit().await?;
-        Ok(Reaped {
-            nodes,
-            users,
-            cancelled: cancelled.iter().map(call_row).collect::<Result<_>>()?,
-            waiting: waiting.iter().map(call_row).collect::<Result<_>>()?,
-        })
+        Ok(reaped)
     }
+}
+
+/// In `tx`: what [`Arbiter::reap`] and [`Arbiter::leave`] do for `nodes`.
+async fn reap_nodes(
+    tx: &mut Transaction<'_, Postgres>,
+    nodes: Vec<String>,
+    grace: Duration,
+) -> Result<Reaped> {
+    let mut users: Vec<String> =
+        sqlx::query_scalar("DELETE FROM cluster_devices WHERE node = ANY($1) RETURNING user_name")
+            .bind(&nodes)
+            .fetch_all(&mut **tx)
+            .await?;
+    users.sort();
+    users.dedup();
+    let sql = format!(
+        "DELETE FROM cluster_calls WHERE state = 'ringing' AND home_node = ANY($1) \
+         RETURNING {CALL_COLUMNS}"
+    );
+    let cancelled = sqlx::query(&sql).bind(&nodes).fetch_all(&mut **tx).await?;
+    let sql = format!(
+        "UPDATE cluster_calls SET grace_until = clock_timestamp() + $2 * interval '1 millisecond' \
+         WHERE state = 'answered' AND home_node = ANY($1) AND grace_until IS NULL \
+         RETURNING {CALL_COLUMNS}"
+    );
+    let waiting = sqlx::query(&sql)
+        .bind(&nodes)
+        .bind(ms(grace))
+        .fetch_all(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM cluster_nodes WHERE id = ANY($1)")
+        .bind(&nodes)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Reaped {
+        nodes,
+        users,
+        cancelled: cancelled.iter().map(call_row).collect::<Result<_>>()?,
+        waiting: waiting.iter().map(call_row).collect::<Result<_>>()?,
+    })
 }
 
 /// A row of `name`, `online`, `busy` as a presence.

@@ -77,6 +77,7 @@ pub struct Node {
     bus: Bus,
     fenced: watch::Receiver<bool>,
     dead: broadcast::Sender<Vec<String>>,
+    timing: Timing,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,6 +119,7 @@ impl Node {
             bus,
             fenced,
             dead,
+            timing,
             tasks,
         })
     }
@@ -172,16 +174,30 @@ impl Node {
         *self.fenced.borrow()
     }
 
-    /// Leaves the cluster (a clean shutdown): stops the background tasks and
-    /// removes the node and its devices, hinting their users.
-    pub async fn leave(mut self) -> Result<()> {
-        for t in self.tasks.drain(..) {
+    /// Leaves the cluster (a clean shutdown, after the node's connections
+    /// closed): its rows go as if it had been reaped, and the other nodes hear
+    /// of it at once, so that its people resume through them without waiting
+    /// for its lease to run out.
+    pub async fn leave(&self) -> Result<()> {
+        for t in &self.tasks {
             t.abort();
         }
-        let users = self.arbiter.leave().await?;
+        let r = self.arbiter.leave(self.timing.grace).await?;
+        let mut users = r.users;
+        for c in &r.cancelled {
+            users.extend([c.caller.clone(), c.callee.clone()]);
+        }
+        users.sort();
+        users.dedup();
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
         self.hint(&users);
+        if let Ok(payload) = serde_json::to_vec(&r.nodes)
+            && let Err(e) = self.bus.publish(DEAD_SUBJECT, payload)
+        {
+            tracing::warn!(error = %e, "leaving the cluster was not announced");
+        }
         self.bus.flush().await.map_err(bus_error)?;
+        tracing::info!(node = %self.id(), "left the cluster");
         Ok(())
     }
 
