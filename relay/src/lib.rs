@@ -9,7 +9,8 @@
 //!   media component; `state.rs`); `directory.rs` loads what the hub knows of
 //!   the store and watches the store for changes.
 //! - [`policy`]: the pure policy engine (effective setting, call mode).
-//! - [`store`]: persistence behind the [`store::Store`] trait; SQLite today.
+//! - [`store`]: persistence behind the [`store::Store`] trait: SQLite, or
+//!   PostgreSQL with a `database_url`.
 //! - [`ops`]: administrative changes with their audit entries, for CLI and API.
 //! - [`auth`]: passwords, sessions and the extractors guarding private routes.
 //! - `api`: sign-in, sign-out, `/api/me`; `admin`: `/api/admin/...`.
@@ -20,10 +21,10 @@
 //! - [`media`]: the media component (recording, voicemail, the sound for live
 //!   captions) over `shieldcall-media`; [`captions`]: the speech recogniser.
 //! - [`cli`]: the `shieldcall` command line; `static_files`: the browser client.
-//! - [`bus`] and [`cluster`]: the NATS client relay nodes talk to each other
-//!   through, PostgreSQL as the arbiter of their races, and a node's runtime
-//!   (lease, reaping, presence across nodes). The cluster configuration is
-//!   being built; a relay cannot be configured as one yet.
+//! - [`bus`] and [`cluster`]: several relay nodes (`--bus-url`): the NATS
+//!   client they talk through, PostgreSQL as the arbiter of their races, a
+//!   node's runtime (lease, reaping, presence across nodes); `ws`'s `remote`
+//!   carries calls between nodes.
 //!
 //! # Panics
 //! None on client input. Bad frames, unknown users, foreign call ids and floods are

@@ -1,6 +1,8 @@
 //! The cluster configuration: several relay nodes on one PostgreSQL database,
-//! with NATS between them (`crate::bus`), behind any load balancer. Being
-//! built; a relay cannot be configured this way yet.
+//! with NATS between them (`crate::bus`), behind any load balancer
+//! (`serve --database-url ... --bus-url nats://...`; `docs/operations.md`,
+//! "Several relay nodes"). How calls cross nodes is `crate::ws`'s `remote`
+//! module.
 //!
 //! - [`arbiter`]: PostgreSQL as the one arbiter of the nodes' races: node
 //!   leases (with fencing, and a reap done once), devices per node, busy rows,
@@ -11,9 +13,8 @@
 //!   hint names users, the database says their presence), and a periodic
 //!   reconcile that repairs what a lost hint left stale.
 //!
-//! Not built yet: routing calls between nodes (a call's messages to the node of
-//! each device), the busy rows taken for every call, resuming on another node
-//! after one died, the configuration itself (`bus_url`), and its benchmark.
+//! Not yet: "move here" and picking up a parked call between nodes, sign-in
+//! limits counted across nodes, and a benchmark of several nodes.
 
 pub mod arbiter;
 pub mod node;
