@@ -49,6 +49,8 @@ struct Args {
     seconds: u64,
     /// Also run on this PostgreSQL database, side by side with SQLite.
     database_url: Option<String>,
+    /// With `--nodes 2`: the `nats-server` to start for the cluster runs.
+    nats: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -61,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
         size: 4_096,
         seconds: 10,
         database_url: None,
+        nats: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--size" => a.size = v.parse()?,
             "--seconds" => a.seconds = v.parse()?,
             "--database-url" => a.database_url = Some(v),
+            "--nats" => a.nats = Some(PathBuf::from(v)),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -124,11 +128,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let embedded = measure(&args, None).await?;
-    let report = match &args.database_url {
-        None => report(&args, &[("embedded (SQLite)", &embedded)]),
-        Some(url) => {
-            let postgres = measure(&args, Some(url)).await?;
+    let embedded = measure(&args, None, Layout::One).await?;
+    let report = match (&args.database_url, &args.nats) {
+        (None, _) => report(&args, &[("embedded (SQLite)", &embedded)]),
+        (Some(url), None) => {
+            let postgres = measure(&args, Some(url), Layout::One).await?;
             report(
                 &args,
                 &[
@@ -137,9 +141,138 @@ async fn main() -> anyhow::Result<()> {
                 ],
             )
         }
+        (Some(url), Some(nats)) => {
+            let bus = NatsServer::start(nats)?;
+            let mut runs = Vec::new();
+            for (n, layout) in [Layout::ClusterOne, Layout::TwoInside, Layout::TwoAcross]
+                .into_iter()
+                .enumerate()
+            {
+                let db = fresh_database(url, n).await?;
+                runs.push(measure_cluster(&args, &db, &bus.url, layout).await?);
+            }
+            report(
+                &args,
+                &[
+                    ("embedded (SQLite)", &embedded),
+                    ("cluster, one node", &runs[0]),
+                    ("two nodes, calls inside one", &runs[1]),
+                    ("two nodes, every call across", &runs[2]),
+                ],
+            )
+        }
     };
     println!("{report}");
     Ok(())
+}
+
+/// Where the relays of a run are and where its calls go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    /// One relay, no bus.
+    One,
+    /// One relay with a bus (the cluster configuration, one node).
+    ClusterOne,
+    /// Two nodes; both people of every call on the first.
+    TwoInside,
+    /// Two nodes; every caller on the first, every callee on the second.
+    TwoAcross,
+}
+
+/// A `nats-server` for the cluster runs, on a port of its own choosing.
+struct NatsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NatsServer {
+    fn start(bin: &std::path::Path) -> anyhow::Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("shieldcall-bench-nats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let file = dir.join(format!("nats-server_{}.ports", child.id()));
+        let mut server = Self {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = v["nats"][0].as_str()
+            {
+                server.url = url.to_string();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        bail!("nats-server did not listen")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new, empty database beside `url`'s (each cluster run starts afresh).
+async fn fresh_database(url: &str, n: usize) -> anyhow::Result<String> {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let (base, name) = url.rsplit_once('/').context("a URL with a database")?;
+    let fresh = format!("{name}_cluster{n}");
+    conn.execute(format!("DROP DATABASE IF EXISTS {fresh}").as_str())
+        .await?;
+    conn.execute(format!("CREATE DATABASE {fresh}").as_str())
+        .await?;
+    Ok(format!("{base}/{fresh}"))
+}
+
+/// [`measure`] for the cluster layouts: the relays started with the bus,
+/// idle sessions measured on the first node.
+async fn measure_cluster(
+    args: &Args,
+    db: &str,
+    bus: &str,
+    layout: Layout,
+) -> anyhow::Result<Figures> {
+    let base = std::env::temp_dir().join(format!(
+        "shieldcall-bench-{}-{layout:?}",
+        std::process::id()
+    ));
+    eprintln!("{layout:?}: preparing {} users", args.users);
+    let users = prepare(&base, Some(db), args.users).await?;
+    let nodes = if layout == Layout::ClusterOne { 1 } else { 2 };
+    let mut relays = Vec::new();
+    for i in 0..nodes {
+        let dir = base.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)?;
+        relays.push(start_node(&args.relay, &dir, db, bus)?);
+    }
+    let ports = match layout {
+        Layout::TwoAcross => (relays[0].1, relays[1].1),
+        _ => (relays[0].1, relays[0].1),
+    };
+    let pid = relays[0].0.id();
+    let result = run(args, ports, pid, &users).await;
+    for (mut child, _) in relays {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    result
 }
 
 /// One configuration's figures.
@@ -158,7 +291,11 @@ struct Figures {
 }
 
 /// Prepares the users, starts a relay on the store and runs the four measures.
-async fn measure(args: &Args, database_url: Option<&str>) -> anyhow::Result<Figures> {
+async fn measure(
+    args: &Args,
+    database_url: Option<&str>,
+    _layout: Layout,
+) -> anyhow::Result<Figures> {
     let dir = std::env::temp_dir().join(format!(
         "shieldcall-bench-{}-{}",
         std::process::id(),
@@ -178,7 +315,7 @@ async fn measure(args: &Args, database_url: Option<&str>) -> anyhow::Result<Figu
     let users = prepare(&dir, database_url, args.users).await?;
     let (mut relay, port) = start_relay(&args.relay, &dir, database_url)?;
     let pid = relay.id();
-    let result = run(args, port, pid, &users).await;
+    let result = run(args, (port, port), pid, &users).await;
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
@@ -403,12 +540,15 @@ async fn setups(args: &Args, pairs: Vec<Pair>, users: &[(String, String)]) -> an
     Ok(count.load(Ordering::Relaxed) as f64 / t2.elapsed().as_secs_f64())
 }
 
+/// The four measures, with callers on `ports.0` and callees on `ports.1`;
+/// idle sessions on `ports.0`, whose process is `pid`.
 async fn run(
     args: &Args,
-    port: u16,
+    ports: (u16, u16),
     pid: u32,
     users: &[(String, String)],
 ) -> anyhow::Result<Figures> {
+    let (port, callee_port) = ports;
     eprintln!("1/4 idle sessions: {}", args.sessions);
     let (before, after, n) = idle_sessions(args, port, pid, users).await?;
     let per_session = after.saturating_sub(before) as f64 / n.max(1) as f64;
@@ -417,7 +557,7 @@ async fn run(
     let mut pairs = Vec::new();
     for p in 0..args.pairs {
         let mut a = connect(port, &users[2 * p].1).await?;
-        let mut b = connect(port, &users[2 * p + 1].1).await?;
+        let mut b = connect(callee_port, &users[2 * p + 1].1).await?;
         let id = call(&mut a, &mut b, &users[2 * p + 1].0).await?;
         pairs.push((a, b, id));
     }

@@ -88,7 +88,22 @@ pub async fn login(
     };
     // Counted before the password is checked, so parallel attempts cannot all
     // pass the limit.
-    let Some(attempt) = state.limiter().begin(&name, addr) else {
+    let limiter = state.limiter();
+    let attempt = match state.cluster() {
+        // Several nodes: counted in the database, for all of them together.
+        Some(c) => c
+            .node()
+            .arbiter()
+            .signin_begin(
+                &limiter.keys(&name, addr),
+                limiter.window(),
+                auth::LIMITER_FIRST_DELAY,
+            )
+            .await?
+            .map(Attempt::Shared),
+        None => limiter.begin(&name, addr).map(Attempt::Here),
+    };
+    let Some(attempt) = attempt else {
         tracing::warn!(user = %name, "sign-in rate limited");
         return Err(Error::RateLimited);
     };
@@ -106,7 +121,19 @@ pub async fn login(
         tracing::info!(user = %name, "sign-in failed");
         return Err(Error::BadCredentials);
     };
-    state.limiter().succeeded(&name, addr, attempt);
+    match (attempt, state.cluster()) {
+        (Attempt::Shared(n), Some(c)) => {
+            let cleared: Vec<String> = limiter
+                .keys(&name, addr)
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| !k.starts_with("a:"))
+                .collect();
+            c.node().arbiter().signin_succeeded(&cleared, n).await?;
+        }
+        (Attempt::Here(a), _) => limiter.succeeded(&name, addr, a),
+        (Attempt::Shared(_), None) => {}
+    }
     let (token, hash) = auth::new_token()?;
     let lifetime = state.config().session_lifetime.as_secs();
     let ended = state
@@ -127,6 +154,12 @@ pub async fn login(
     resp.headers_mut()
         .insert(header::SET_COOKIE, cookie(&state, &token, lifetime)?);
     Ok(resp)
+}
+
+/// A sign-in attempt, as counted: by this relay, or by the cluster's database.
+enum Attempt {
+    Here(auth::Attempt),
+    Shared(i64),
 }
 
 /// `POST /api/logout`.

@@ -263,7 +263,8 @@ impl FromRequestParts<AppState> for AdminAuthed {
 /// the check and be counted only afterwards. A successful sign-in takes its
 /// attempt back from the address and clears the account's counts. In memory: a
 /// restart forgets them. A poisoned lock is recovered, never turned into "refuse
-/// everyone".
+/// everyone". In a cluster the same counts are kept in PostgreSQL instead, for
+/// every node together (`cluster::Arbiter::signin_begin`).
 #[derive(Debug)]
 pub struct LoginLimiter {
     /// Attempts allowed per account and address within `window` before delays.
@@ -318,8 +319,15 @@ impl LoginLimiter {
         }
     }
 
-    /// The keys of an attempt and each key's allowance.
-    fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
+    /// The sliding window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The keys of an attempt and each key's allowance (`a:` keys are the
+    /// address's, which a success only takes its attempt back from; the
+    /// others a success clears).
+    pub fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(String, usize)> {
         let mut keys = vec![(format!("u:{user}"), self.per_account.saturating_mul(10))];
         if let Some(a) = addr {
             let net = address_key(a);

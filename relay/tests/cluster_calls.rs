@@ -463,3 +463,42 @@ async fn hold_and_a_blind_transfer_work_across_nodes() {
     .await;
     no_calls_left(&db).await;
 }
+
+/// A sign-in on node A or B; the HTTP status.
+async fn sign_in(relay: &Relay, user: &str, password: &str) -> u16 {
+    let body = serde_json::json!({"user": user, "password": password}).to_string();
+    relay
+        .http(
+            "POST",
+            "/api/login",
+            &[
+                ("Content-Type", "application/json"),
+                ("Origin", &relay.origin()),
+            ],
+            &body,
+        )
+        .await
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_limits_count_across_nodes() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    // Five wrong passwords for Ann through node A use up her allowance from
+    // this address...
+    for _ in 0..5 {
+        assert_eq!(sign_in(&a, ANN, "wrong").await, 401);
+    }
+    // ... so node B makes the next attempt wait too, right password or not.
+    assert_eq!(sign_in(&b, ANN, &format!("password-{ANN}")).await, 429);
+    assert_eq!(sign_in(&a, ANN, "wrong").await, 429);
+    // After the delay (1 s), the right password works on either node, and
+    // clears her counts everywhere.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sign_in(&b, ANN, &format!("password-{ANN}")).await, 200);
+    for _ in 0..4 {
+        assert_eq!(sign_in(&a, ANN, "wrong").await, 401);
+    }
+    assert_eq!(sign_in(&b, ANN, &format!("password-{ANN}")).await, 200);
+}

@@ -9,6 +9,7 @@
 //! `cargo xtask e2e` sets it), a failing test's browsers leave their page log and a
 //! screenshot under `target/e2e/<test>/`; with `=always`, every test's do.
 
+pub mod cluster;
 pub mod mitm;
 
 use std::io::{BufRead, BufReader, Write};
@@ -150,6 +151,28 @@ impl Relay {
     /// the command line); `data` holds only the call-id key.
     pub fn start_on_postgres(data: TempDir, url: &str) -> Result<Self> {
         Self::launch_on(data, Some(url.to_string()), "127.0.0.1:0", &[])
+    }
+
+    /// A node of a cluster: on the PostgreSQL database `url`, with the NATS
+    /// server at `bus`, accepting `origins` (the load balancers' addresses)
+    /// as its own.
+    pub fn start_node(data: TempDir, url: &str, bus: &str, origins: &[String]) -> Result<Self> {
+        let origins = origins.join(",");
+        Self::launch_on(
+            data,
+            Some(url.to_string()),
+            "127.0.0.1:0",
+            &["--bus-url", bus, "--public-origin", &origins],
+        )
+    }
+
+    /// Kills the relay with SIGKILL (`kill -9`): nothing of it runs after.
+    pub fn kill_9(mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
     }
 
     /// [`Relay::start_on_postgres`] on `bind` (a restart on the same address).

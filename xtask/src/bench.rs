@@ -19,11 +19,20 @@ pub fn bench(args: &[String]) -> Result<()> {
 
 /// The relay benchmark: real WebSocket clients against the release relay. With
 /// `--postgres`, a PostgreSQL server (fsync on) is started for the run and the
-/// benchmark compares the embedded store with it side by side.
+/// benchmark compares the embedded store with it side by side; with `--nodes
+/// 2`, also a nats-server, and it compares the embedded relay with the cluster
+/// configuration on one node, on two nodes with calls inside one, and on two
+/// nodes with every call across.
 fn relay(extra: &[String]) -> Result<()> {
     let relay = release_relay()?;
-    let postgres = extra.iter().any(|a| a == "--postgres");
-    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--postgres").collect();
+    // `--nodes 2`: the cluster configurations beside the embedded one, on a
+    // PostgreSQL server and a nats-server started for the run.
+    let nodes = extra.windows(2).any(|w| w[0] == "--nodes" && w[1] == "2");
+    let postgres = nodes || extra.iter().any(|a| a == "--postgres");
+    let mut extra: Vec<&String> = extra.iter().filter(|a| *a != "--postgres").collect();
+    if let Some(i) = extra.iter().position(|a| *a == "--nodes") {
+        extra.drain(i..(i + 2).min(extra.len()));
+    }
     let server = if postgres {
         Some(crate::pg::TestPostgres::start_with(true)?)
     } else {
@@ -34,6 +43,9 @@ fn relay(extra: &[String]) -> Result<()> {
     if let Some(server) = &server {
         cmd.arg("--database-url")
             .arg(server.create_database("bench")?);
+    }
+    if nodes {
+        cmd.arg("--nats").arg(tools::ensure_nats()?);
     }
     check(&mut cmd, "relay benchmark")
 }

@@ -282,7 +282,9 @@ fn e2e(
         .env("CHROMEDRIVER", chromedriver)
         .env("GECKODRIVER", geckodriver)
         // The relays the browser tests start have live captions.
-        .env("SHIELDCALL_CAPTIONS_PYTHON", tools::ensure_captions()?);
+        .env("SHIELDCALL_CAPTIONS_PYTHON", tools::ensure_captions()?)
+        // The cluster test runs its nodes over a NATS server of its own.
+        .env(NATS_VAR, tools::ensure_nats()?);
     if let Some(url) = postgres {
         cmd.env(pg::URL_VAR, url);
     }

@@ -59,10 +59,29 @@ pub async fn prepare(
     Ok(out)
 }
 
+/// [`start_relay`] as a node of a cluster on `database_url` and `bus`.
+pub fn start_node(
+    relay: &Path,
+    dir: &Path,
+    database_url: &str,
+    bus: &str,
+) -> anyhow::Result<(Child, u16)> {
+    start_relay_with(relay, dir, Some(database_url), Some(bus))
+}
+
 pub fn start_relay(
     relay: &Path,
     dir: &Path,
     database_url: Option<&str>,
+) -> anyhow::Result<(Child, u16)> {
+    start_relay_with(relay, dir, database_url, None)
+}
+
+fn start_relay_with(
+    relay: &Path,
+    dir: &Path,
+    database_url: Option<&str>,
+    bus: Option<&str>,
 ) -> anyhow::Result<(Child, u16)> {
     let cfg = dir.join("bench.toml");
     std::fs::write(
@@ -73,6 +92,10 @@ pub fn start_relay(
     match database_url {
         Some(url) => cmd.env("SHIELDCALL_DATABASE_URL", url),
         None => cmd.env_remove("SHIELDCALL_DATABASE_URL"),
+    };
+    match bus {
+        Some(url) => cmd.env("SHIELDCALL_BUS_URL", url),
+        None => cmd.env_remove("SHIELDCALL_BUS_URL"),
     };
     let mut child = cmd
         .args(["serve", "--bind", "127.0.0.1:0", "--no-demo", "--config"])

@@ -458,6 +458,78 @@ impl Arbiter {
         .await?)
     }
 
+    /// Records a sign-in attempt under each of `keys` (with its allowance
+    /// within `window`), as `auth::LoginLimiter::begin` does in memory, but
+    /// counted across every node: `None` (nothing recorded) while a key's
+    /// allowance is used up and its delay (`first_delay`, doubling with each
+    /// attempt beyond, at most `window`) has not passed since its last attempt.
+    /// Attempts on one key are serialised by a transaction-scoped lock, so
+    /// parallel ones on several nodes cannot all pass.
+    pub async fn signin_begin(
+        &self,
+        keys: &[(String, usize)],
+        window: Duration,
+        first_delay: Duration,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut sorted: Vec<&(String, usize)> = keys.iter().collect();
+        sorted.sort();
+        for (key, _) in &sorted {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM cluster_signins WHERE at <= clock_timestamp() - $1 * interval '1 millisecond'")
+            .bind(ms(window))
+            .execute(&mut *tx)
+            .await?;
+        for (key, allowance) in &sorted {
+            let r = sqlx::query(
+                "SELECT count(*) AS n, \
+                   extract(epoch FROM clock_timestamp() - max(at))::float8 AS since \
+                 FROM cluster_signins WHERE key = $1",
+            )
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+            let n = usize::try_from(r.try_get::<i64, _>("n")?).unwrap_or(usize::MAX);
+            if n >= *allowance {
+                let over = u32::try_from(n - allowance).unwrap_or(u32::MAX).min(20);
+                let delay = first_delay.saturating_mul(1 << over).min(window);
+                let since: Option<f64> = r.try_get("since")?;
+                if since.is_some_and(|s| s < delay.as_secs_f64()) {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        let attempt: i64 = sqlx::query_scalar("SELECT nextval('cluster_signin_attempts')")
+            .fetch_one(&mut *tx)
+            .await?;
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO cluster_signins (key, attempt) SELECT k, $2 FROM unnest($1::text[]) AS k",
+        )
+        .bind(&names)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(attempt))
+    }
+
+    /// A sign-in succeeded: the counts under `cleared` go, and the other keys
+    /// (the address) get this attempt back.
+    pub async fn signin_succeeded(&self, cleared: &[String], attempt: i64) -> Result<()> {
+        sqlx::query("DELETE FROM cluster_signins WHERE key = ANY($1) OR attempt = $2")
+            .bind(cleared)
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The key every node makes call ids with: made by the first node, read
     /// by the others.
     pub async fn shared_key(&self) -> Result<[u8; 32]> {

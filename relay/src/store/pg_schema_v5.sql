@@ -65,3 +65,15 @@ CREATE TABLE cluster_key (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     key BYTEA NOT NULL CHECK (length(key) = 32)
 );
+
+-- Sign-in attempts, counted across the nodes (each node counting its own would
+-- let a guesser spread over N nodes try N times as often). Keys as in
+-- auth::LoginLimiter; rows older than its window are deleted as attempts come.
+CREATE UNLOGGED TABLE cluster_signins (
+    key TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX cluster_signins_key ON cluster_signins (key, at);
+CREATE INDEX cluster_signins_at ON cluster_signins (at);
+CREATE SEQUENCE cluster_signin_attempts;
