@@ -26,6 +26,9 @@ async fn two_nodes(db: &str, nats: &Nats) -> (Relay, Relay) {
         start_with(temp_dir(), move |c| {
             c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
             c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
+            // The 200-round races send faster than a person does.
+            c.msg_rate = 1000.0;
+            c.msg_burst = 1000.0;
         })
     };
     let a = node(db.to_string(), nats.url()).await;
@@ -70,7 +73,9 @@ async fn quiet_or(client: &mut Client) -> Vec<RelayMsg> {
 /// Reads messages until `want` says yes (presence and the like in between).
 async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
     for _ in 0..50 {
-        let m = client.recv_any().await;
+        let Some(m) = client.try_recv_any(Duration::from_secs(5)).await else {
+            panic!("{what}: nothing more came");
+        };
         if want(&m) {
             return m;
         }
@@ -501,4 +506,205 @@ async fn sign_in_limits_count_across_nodes() {
         assert_eq!(sign_in(&a, ANN, "wrong").await, 401);
     }
     assert_eq!(sign_in(&b, ANN, &format!("password-{ANN}")).await, 200);
+}
+
+/// Two nodes with `ring` as the ring timeout.
+async fn two_nodes_ringing(db: &str, nats: &Nats, ring: Duration) -> (Relay, Relay) {
+    let node = |db: String, bus: String| {
+        start_with(temp_dir(), move |c| {
+            c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
+            c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
+            c.ring_timeout = ring;
+            c.msg_rate = 1000.0;
+            c.msg_burst = 1000.0;
+        })
+    };
+    let a = node(db.to_string(), nats.url()).await;
+    let b = node(db.to_string(), nats.url()).await;
+    a.add_user(ANN, false).await;
+    a.add_user(BOB, false).await;
+    b.state.refresh().await.expect("refresh");
+    (a, b)
+}
+
+/// Reads until `want`; fails on `forbid` before it.
+async fn first_of(
+    client: &mut Client,
+    what: &str,
+    want: impl Fn(&RelayMsg) -> bool,
+    forbid: impl Fn(&RelayMsg) -> bool,
+) -> RelayMsg {
+    for _ in 0..50 {
+        let m = client.recv_any().await;
+        assert!(!forbid(&m), "{what}: {m:?} came first");
+        if want(&m) {
+            return m;
+        }
+    }
+    panic!("{what}: not received");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_accepts_on_two_nodes_200_times() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    let (mut ann, _) = a.device(ANN).await;
+    let (mut bob_a, _) = a.device(BOB).await;
+    let (mut bob_b, _) = b.device(BOB).await;
+    let mut wins = [0; 2];
+    for round in 0..200 {
+        ann.send(&ClientMsg::Invite {
+            to: BOB.into(),
+            transfer: None,
+        })
+        .await;
+        let id = call_id(
+            &until(&mut ann, "calling", |m| {
+                matches!(m, RelayMsg::Calling { .. })
+            })
+            .await,
+        );
+        for bob in [&mut bob_a, &mut bob_b] {
+            until(bob, "incoming", |m| matches!(m, RelayMsg::Incoming { .. })).await;
+        }
+        // Bob's tabs on node A and node B accept at once.
+        let accept = ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: Some(commit()),
+        };
+        tokio::join!(bob_a.send(&accept), bob_b.send(&accept));
+        until(&mut ann, "accepted", |m| {
+            matches!(m, RelayMsg::Accepted { .. })
+        })
+        .await;
+        // Each tab offers: only the bound one's reaches Ann; the other is
+        // told it is not its call (or that it was answered elsewhere).
+        for (i, bob) in [&mut bob_a, &mut bob_b].into_iter().enumerate() {
+            bob.send(&ClientMsg::Offer {
+                call_id: id.clone(),
+                sdp: format!("v=0\r\ns={i}\r\n"),
+            })
+            .await;
+        }
+        let mut offer = None;
+        while let Some(m) = ann.try_recv_any(Duration::from_secs(3)).await {
+            if matches!(m, RelayMsg::Offer { .. }) {
+                offer = Some(m);
+                break;
+            }
+            eprintln!("round {round}: ann also got {m:?}");
+        }
+        let Some(offer) = offer else {
+            for (n, bob) in [("bob_a", &mut bob_a), ("bob_b", &mut bob_b)] {
+                while let Some(m) = bob.try_recv_any(Duration::from_millis(300)).await {
+                    eprintln!("round {round}: {n} got {m:?}");
+                }
+            }
+            panic!("round {round}: no offer reached Ann");
+        };
+        let RelayMsg::Offer { sdp, .. } = offer else {
+            unreachable!()
+        };
+        let winner = if sdp.contains("s=0") { 0 } else { 1 };
+        wins[winner] += 1;
+        ann.send(&ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal,
+        })
+        .await;
+        // The bound tab hears the hang-up; Ann hears no second offer first.
+        let bound = if winner == 0 { &mut bob_a } else { &mut bob_b };
+        until(bound, "hang-up", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+        let late = ann.try_recv_any(Duration::from_millis(30)).await;
+        assert!(
+            !matches!(late, Some(RelayMsg::Offer { .. })),
+            "round {round}: a second tab was bound: {late:?}"
+        );
+        no_calls_left(&db).await;
+    }
+    eprintln!(
+        "first accepts won by the tab on node A {}, on node B {}",
+        wins[0], wins[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_from_another_node_at_the_ring_deadline_or_the_timeout_never_both() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let ring = Duration::from_millis(60);
+    let (a, b) = two_nodes_ringing(&db, &nats, ring).await;
+    let (mut ann, _) = a.device(ANN).await;
+    let (mut bob, _) = b.device(BOB).await;
+    let (mut accepted, mut timed_out) = (0, 0);
+    let no_answer = |m: &RelayMsg| {
+        matches!(
+            m,
+            RelayMsg::CallRefused {
+                reason: RefuseReason::NoAnswer,
+                ..
+            }
+        )
+    };
+    for round in 0..200u64 {
+        ann.send(&ClientMsg::Invite {
+            to: BOB.into(),
+            transfer: None,
+        })
+        .await;
+        let id = call_id(
+            &until(&mut ann, "calling", |m| {
+                matches!(m, RelayMsg::Calling { .. })
+            })
+            .await,
+        );
+        until(&mut bob, "incoming", |m| {
+            matches!(m, RelayMsg::Incoming { .. })
+        })
+        .await;
+        // Around the deadline: a little before, at, or after it.
+        tokio::time::sleep(Duration::from_millis(30 + round % 50)).await;
+        bob.send(&ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: Some(commit()),
+        })
+        .await;
+        let outcome = until(&mut ann, "accepted or no answer", |m| {
+            matches!(m, RelayMsg::Accepted { .. }) || no_answer(m)
+        })
+        .await;
+        if matches!(outcome, RelayMsg::Accepted { .. }) {
+            accepted += 1;
+            ann.send(&ClientMsg::Hangup {
+                call_id: id.clone(),
+                reason: HangupReason::Normal,
+            })
+            .await;
+            // Bob's call was not also cancelled.
+            first_of(
+                &mut bob,
+                "hang-up",
+                |m| matches!(m, RelayMsg::Hangup { .. }),
+                |m| matches!(m, RelayMsg::Cancelled { .. }),
+            )
+            .await;
+        } else {
+            timed_out += 1;
+            until(&mut bob, "cancelled", |m| {
+                matches!(m, RelayMsg::Cancelled { .. })
+            })
+            .await;
+            // His late accept is refused, and Ann hears nothing more of it.
+            let late = ann.try_recv_any(Duration::from_millis(30)).await;
+            assert!(
+                !matches!(late, Some(RelayMsg::Accepted { .. })),
+                "round {round}: accepted after the timeout"
+            );
+        }
+        no_calls_left(&db).await;
+    }
+    eprintln!("accepted {accepted}, timed out {timed_out}");
+    assert!(
+        accepted > 0 && timed_out > 0,
+        "the deadline was not straddled"
+    );
 }

@@ -114,6 +114,9 @@ pub struct Cluster {
     /// connects again and resumes (the home of one of its calls died).
     kicks: Mutex<HashMap<DeviceId, Arc<tokio::sync::Notify>>>,
     next_stand_in: std::sync::atomic::AtomicU64,
+    /// Held while the rows of calls the hub ended are removed: a new call
+    /// waits for a removal under way (a redial right after a hang-up).
+    releasing: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -147,6 +150,7 @@ impl Cluster {
             stand_ins: Mutex::new(HashMap::new()),
             kicks: Mutex::new(HashMap::new()),
             next_stand_in: std::sync::atomic::AtomicU64::new(1),
+            releasing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
         });
         let weak = state.downgrade();
@@ -334,9 +338,7 @@ impl Cluster {
         };
         // Calls this hub ended are released first: a transferred person's
         // next call, or a redial, must not find the last one's rows.
-        for ended in state.hub().take_ended() {
-            release(self, &ended).await;
-        }
+        self.release_ended(state).await;
         let arbiter = self.node.arbiter();
         // The hub's ring timeout ends the call first; the database's deadline
         // is for a home that died meanwhile.
@@ -369,6 +371,15 @@ impl Cluster {
         }
         self.node.hint_users(&[caller, callee]);
         Ok(Ok(mode))
+    }
+
+    /// Removes the rows of the calls the hub ended, and waits for a removal
+    /// under way.
+    async fn release_ended(&self, state: &AppState) {
+        let _one = self.releasing.lock().await;
+        for id in state.hub().take_ended() {
+            release(self, &id).await;
+        }
     }
 
     /// After the hub was asked to place call `id`: if it refused, the rows
@@ -447,9 +458,7 @@ async fn release_ended(weak: Weak<StateInner>) {
         };
         let Some(c) = state.cluster() else { return };
         let hub = state.hub();
-        for id in hub.take_ended() {
-            release(c, &id).await;
-        }
+        c.release_ended(&state).await;
         for id in hub.take_answered() {
             if let Err(e) = c.node.arbiter().mark_answered(&id.to_string()).await {
                 tracing::warn!(error = %e, "an answered call was not marked so");
