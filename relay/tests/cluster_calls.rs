@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::nats::Nats;
-use common::{Client, Relay, call_id, commit, new_database, start_with, temp_dir};
+use common::{Client, Relay, call_answered, call_id, commit, new_database, start_with, temp_dir};
 use shieldcall_proto::{
     CallMode, ClientMsg, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg, Status,
 };
@@ -311,22 +311,7 @@ async fn a_dropped_device_resumes_through_either_node() {
     // A), then through the home itself.
     for back_on in [&b, &a] {
         let (mut bob, _) = b.device_with(&bob_cookie).await;
-        ann.send(&ClientMsg::Invite {
-            to: BOB.into(),
-            transfer: None,
-        })
-        .await;
-        let id = call_id(&ann.recv().await);
-        until(&mut bob, "incoming", |m| {
-            matches!(m, RelayMsg::Incoming { .. })
-        })
-        .await;
-        bob.send(&ClientMsg::Accept {
-            call_id: id.clone(),
-            commit: Some(commit()),
-        })
-        .await;
-        assert!(matches!(ann.recv().await, RelayMsg::Accepted { .. }));
+        let id = call_answered(&mut ann, &mut bob, BOB).await;
         // Bob's connection drops; his browser comes back and resumes.
         drop(bob);
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::nats::Nats;
-use common::{Client, call_id, commit, device_at, new_database, start_with, temp_dir};
+use common::{Client, call_answered, device_at, new_database, start_with, temp_dir};
 use shieldcall_proto::{CallMode, ClientMsg, HangupReason, RelayMsg};
 
 const ANN: &str = "ann@a.test";
@@ -83,29 +83,7 @@ async fn kill_9_of_the_node_carrying_a_call_then_both_resume_through_the_other()
     // Ann on A calls Bob on B: A carries the call.
     let (mut ann, _) = device_at(a_addr, &ann_cookie).await;
     let (mut bob, _) = b.device_with(&bob_cookie).await;
-    ann.send(&ClientMsg::Invite {
-        to: BOB.into(),
-        transfer: None,
-    })
-    .await;
-    let calling = until(&mut ann, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Calling { .. })
-    })
-    .await;
-    let id = call_id(&calling);
-    until(&mut bob, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Incoming { .. })
-    })
-    .await;
-    bob.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    until(&mut ann, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Accepted { .. })
-    })
-    .await;
+    let id = call_answered(&mut ann, &mut bob, BOB).await;
 
     // A dies without a word.
     a.kill().expect("kill -9");
@@ -171,29 +149,7 @@ async fn a_node_stopped_cleanly_hands_its_calls_over_at_once() {
     let (ann_cookie, bob_cookie) = (a.cookie_for(ANN).await, a.cookie_for(BOB).await);
     let (mut ann, _) = a.device_with(&ann_cookie).await;
     let (mut bob, _) = b.device_with(&bob_cookie).await;
-    ann.send(&ClientMsg::Invite {
-        to: BOB.into(),
-        transfer: None,
-    })
-    .await;
-    let calling = until(&mut ann, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Calling { .. })
-    })
-    .await;
-    let id = call_id(&calling);
-    until(&mut bob, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Incoming { .. })
-    })
-    .await;
-    bob.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    until(&mut ann, Duration::from_secs(5), |m| {
-        matches!(m, RelayMsg::Accepted { .. })
-    })
-    .await;
+    let id = call_answered(&mut ann, &mut bob, BOB).await;
 
     // A is stopped (an upgrade, say): its tabs are closed, and it leaves.
     let stopped = Instant::now();

@@ -246,21 +246,7 @@ impl Arbiter {
     /// The presence of each of `users` across the cluster: online with a
     /// device on a live node, busy if also in a call.
     pub async fn statuses(&self, users: &[String]) -> Result<Vec<(String, Status)>> {
-        let rows = sqlx::query(
-            "SELECT u.name, \
-               EXISTS (SELECT 1 FROM cluster_devices d \
-                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
-                       WHERE d.user_name = u.name) AS online, \
-               EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) \
-               AND EXISTS (SELECT 1 FROM cluster_devices d \
-                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
-                       WHERE d.user_name = u.name) AS busy \
-             FROM unnest($1::text[]) AS u(name)",
-        )
-        .bind(users)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(status_row).collect()
+        self.statuses_besides(users, None).await
     }
 
     /// The presence of each of `users` as the other nodes know it: `Busy` in a
@@ -268,19 +254,28 @@ impl Arbiter {
     /// carried by another node's hub), else `Online` with a device on another
     /// live node, else `Offline` (whatever this node's own devices say).
     pub async fn statuses_elsewhere(&self, users: &[String]) -> Result<Vec<(String, Status)>> {
+        self.statuses_besides(users, Some(&self.node)).await
+    }
+
+    /// [`Arbiter::statuses`] counting as online only devices of nodes other
+    /// than `besides` (busy counts wherever the person is online).
+    async fn statuses_besides(
+        &self,
+        users: &[String],
+        besides: Option<&str>,
+    ) -> Result<Vec<(String, Status)>> {
         let rows = sqlx::query(
-            "SELECT u.name, \
-               EXISTS (SELECT 1 FROM cluster_devices d \
-                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
-                       WHERE d.user_name = u.name AND d.node <> $2) AS online, \
+            "WITH live AS (SELECT d.user_name, d.node FROM cluster_devices d \
+                   JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp()) \
+             SELECT u.name, \
+               EXISTS (SELECT 1 FROM live WHERE user_name = u.name \
+                       AND node IS DISTINCT FROM $2) AS online, \
                EXISTS (SELECT 1 FROM cluster_busy b WHERE b.user_name = u.name) \
-               AND EXISTS (SELECT 1 FROM cluster_devices d \
-                       JOIN cluster_nodes n ON n.id = d.node AND n.lease_until > clock_timestamp() \
-                       WHERE d.user_name = u.name) AS busy \
+               AND EXISTS (SELECT 1 FROM live WHERE user_name = u.name) AS busy \
              FROM unnest($1::text[]) AS u(name)",
         )
         .bind(users)
-        .bind(&self.node)
+        .bind(besides)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(status_row).collect()

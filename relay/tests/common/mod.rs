@@ -367,6 +367,32 @@ pub async fn ws_at(
     }
 }
 
+/// `caller` calls `to`, and `callee` (a device of theirs) accepts; returns the
+/// call's id once the caller heard `accepted` (other messages in between are
+/// skipped).
+pub async fn call_answered(caller: &mut Client, callee: &mut Client, to: &str) -> CallId {
+    caller
+        .send(&ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        })
+        .await;
+    let id = loop {
+        if let m @ RelayMsg::Calling { .. } = caller.recv().await {
+            break call_id(&m);
+        }
+    };
+    while !matches!(callee.recv().await, RelayMsg::Incoming { .. }) {}
+    callee
+        .send(&ClientMsg::Accept {
+            call_id: id.clone(),
+            commit: Some(commit()),
+        })
+        .await;
+    while !matches!(caller.recv().await, RelayMsg::Accepted { .. }) {}
+    id
+}
+
 /// A response of the tiny HTTP client.
 /// Parses a raw HTTP/1.1 response (head and body).
 pub fn parse_response(raw: &[u8]) -> HttpResponse {
