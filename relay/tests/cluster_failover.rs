@@ -19,6 +19,7 @@ use shieldcall_proto::{CallMode, ClientMsg, HangupReason, RelayMsg};
 
 const ANN: &str = "ann@a.test";
 const BOB: &str = "bob@a.test";
+const CAT: &str = "cat@a.test";
 
 /// `shieldcall serve` as a node of the cluster on `db` and `bus`; returns the
 /// process and its address once it listens.
@@ -145,10 +146,23 @@ async fn a_node_stopped_cleanly_hands_its_calls_over_at_once() {
     let b = start_with(temp_dir(), cluster(db.clone(), nats.url())).await;
     a.add_user(ANN, false).await;
     a.add_user(BOB, false).await;
+    a.add_user(CAT, false).await;
     b.state.refresh().await.expect("refresh");
     let (ann_cookie, bob_cookie) = (a.cookie_for(ANN).await, a.cookie_for(BOB).await);
     let (mut ann, _) = a.device_with(&ann_cookie).await;
     let (mut bob, _) = b.device_with(&bob_cookie).await;
+    // Cat (on B) had a call with Ann, carried by A, and it is over.
+    let (mut cat, _) = b.device(CAT).await;
+    let done = call_answered(&mut ann, &mut cat, CAT).await;
+    ann.send(&ClientMsg::Hangup {
+        call_id: done,
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut cat, Duration::from_secs(5), |m| {
+        matches!(m, RelayMsg::Hangup { .. })
+    })
+    .await;
     let id = call_answered(&mut ann, &mut bob, BOB).await;
 
     // A is stopped (an upgrade, say): its tabs are closed, and it leaves.
@@ -160,6 +174,8 @@ async fn a_node_stopped_cleanly_hands_its_calls_over_at_once() {
         "Bob was not told at once"
     );
     let told = stopped.elapsed();
+    // Cat, whose call there is over, stays connected.
+    cat.assert_alive(1).await;
     let (mut bob, _) = b.device_with(&bob_cookie).await;
     let (mut ann, _) = b.device_with(&ann_cookie).await;
     for (c, peer) in [(&mut bob, ANN), (&mut ann, BOB)] {

@@ -265,6 +265,12 @@ impl Cluster {
             .cloned()
     }
 
+    fn forget(&self, dev: DeviceId, key: &str) {
+        if let Some(r) = lock(&self.routes).get_mut(&dev) {
+            r.remove(key);
+        }
+    }
+
     fn remember(&self, dev: DeviceId, id: String, home: &str) {
         let mut routes = lock(&self.routes);
         let r = routes.entry(dev).or_default();
@@ -364,9 +370,11 @@ impl Cluster {
             Placed::Ringing => {}
         }
         for at in arbiter.devices_of(callee).await? {
-            if at.node != self.node.id() {
-                self.stand_in(state, &at.node, at.device, callee, None)
-                    .await;
+            // Each rings once the hub has it.
+            if at.node != self.node.id()
+                && let Some(ready) = self.stand_in(state, &at.node, at.device, callee, None)
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(5), ready).await;
             }
         }
         self.node.hint_users(&[caller, callee]);
@@ -391,24 +399,28 @@ impl Cluster {
     }
 
     /// Device `device` of `node` takes part in this hub's calls through a
-    /// stand-in (made now, unless there is one); waits until the hub has it.
-    /// `first` is a message to hand it at once.
-    async fn stand_in(
+    /// stand-in (made now, unless there is one). `first` is a message to hand
+    /// it (with the device's session, for a stand-in made for it); it is
+    /// handled once the stand-in is signed in, in order. For a stand-in made
+    /// now, the receiver completes when the hub has it.
+    fn stand_in(
         &self,
         state: &AppState,
         node: &str,
         device: u64,
         user: &str,
         first: Option<(String, String)>,
-    ) {
+    ) -> Option<oneshot::Receiver<()>> {
         let key = (node.to_string(), device);
-        let ready = {
+        {
             let mut stand_ins = lock(&self.stand_ins);
             if let Some(s) = stand_ins.get(&key) {
-                if let Some((_, text)) = first {
-                    let _ = s.inputs.try_send(text);
+                if let Some((_, text)) = first
+                    && s.inputs.try_send(text).is_err()
+                {
+                    tracing::warn!(%node, device, "a stand-in is not keeping up; a message of its device was dropped");
                 }
-                return;
+                return None;
             }
             let (tx, rx) = mpsc::channel(OUTBOX);
             let id = self
@@ -435,9 +447,8 @@ impl Cluster {
                 inputs: rx,
                 ready: ready_tx,
             }));
-            ready_rx
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), ready).await;
+            Some(ready_rx)
+        }
     }
 }
 
@@ -529,8 +540,19 @@ async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
                     tracing::warn!("an unreadable relay message from another node; dropped");
                     continue;
                 };
-                if let Some(id) = relay.call_id() {
-                    c.remember(device, id.0.clone(), &home);
+                match (&relay, relay.call_id()) {
+                    // The call is over for this device: its route goes, so
+                    // that the home's death later concerns it no more.
+                    (
+                        RelayMsg::Hangup { .. }
+                        | RelayMsg::Cancelled { .. }
+                        | RelayMsg::CallRefused { .. }
+                        | RelayMsg::AnsweredElsewhere { .. }
+                        | RelayMsg::ElsewhereEnded { .. },
+                        Some(id),
+                    ) => c.forget(device, &id.0),
+                    (_, Some(id)) => c.remember(device, id.0.clone(), &home),
+                    (_, None) => {}
                 }
                 if let RelayMsg::Refer { token, .. } = &relay {
                     c.remember(device, format!("t:{token}"), &home);
@@ -553,8 +575,9 @@ async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
                 session,
                 text,
             } => {
-                c.stand_in(&state, &node, device, &user, Some((session, text)))
-                    .await;
+                // Not waited for: the stand-in handles it once signed in,
+                // and other nodes' messages go on meanwhile.
+                let _ = c.stand_in(&state, &node, device, &user, Some((session, text)));
             }
             NodeMsg::Gone { node, device } => {
                 // Dropping its inputs ends the stand-in, which leaves the hub.
