@@ -22,10 +22,16 @@ const BOB: &str = "bob@a.test";
 
 /// Two nodes on `db` and `nats`, with Ann and Bob in the directory of both.
 async fn two_nodes(db: &str, nats: &Nats) -> (Relay, Relay) {
+    two_nodes_ringing(db, nats, Duration::from_secs(45)).await
+}
+
+/// [`two_nodes`] with `ring` as the ring timeout.
+async fn two_nodes_ringing(db: &str, nats: &Nats, ring: Duration) -> (Relay, Relay) {
     let node = |db: String, bus: String| {
         start_with(temp_dir(), move |c| {
             c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
             c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
+            c.ring_timeout = ring;
             // The 200-round races send faster than a person does.
             c.msg_rate = 1000.0;
             c.msg_burst = 1000.0;
@@ -491,25 +497,6 @@ async fn sign_in_limits_count_across_nodes() {
         assert_eq!(sign_in(&a, ANN, "wrong").await, 401);
     }
     assert_eq!(sign_in(&b, ANN, &format!("password-{ANN}")).await, 200);
-}
-
-/// Two nodes with `ring` as the ring timeout.
-async fn two_nodes_ringing(db: &str, nats: &Nats, ring: Duration) -> (Relay, Relay) {
-    let node = |db: String, bus: String| {
-        start_with(temp_dir(), move |c| {
-            c.database_url = Some(shieldcall_relay::DatabaseUrl(db));
-            c.bus_url = Some(shieldcall_relay::DatabaseUrl(bus));
-            c.ring_timeout = ring;
-            c.msg_rate = 1000.0;
-            c.msg_burst = 1000.0;
-        })
-    };
-    let a = node(db.to_string(), nats.url()).await;
-    let b = node(db.to_string(), nats.url()).await;
-    a.add_user(ANN, false).await;
-    a.add_user(BOB, false).await;
-    b.state.refresh().await.expect("refresh");
-    (a, b)
 }
 
 /// Reads until `want`; fails on `forbid` before it.

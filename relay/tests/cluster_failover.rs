@@ -8,9 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::nats::Nats;
@@ -24,34 +23,7 @@ const CAT: &str = "cat@a.test";
 /// `shieldcall serve` as a node of the cluster on `db` and `bus`; returns the
 /// process and its address once it listens.
 fn node_process(db: &str, bus: &str) -> (Child, SocketAddr) {
-    let dir = temp_dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("SHIELDCALL_DATABASE_URL", db)
-        .env("SHIELDCALL_BUS_URL", bus)
-        .env("SHIELDCALL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the relay exited before it listened")
-            .expect("utf-8");
-        if let Some(at) = line.split("running at http://").nth(1) {
-            let addr = at
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('/');
-            break addr.parse().expect("an address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    common::serve_process(&[("SHIELDCALL_DATABASE_URL", db), ("SHIELDCALL_BUS_URL", bus)])
 }
 
 /// Reads until `want` (other messages in between), within `limit`.

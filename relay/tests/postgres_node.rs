@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{FAST, new_database, temp_dir};
@@ -97,28 +96,7 @@ async fn a_newer_schema_is_refused() {
 
 /// `shieldcall serve` on the database `url`; returns the child once it listens.
 fn serve(url: &str) -> Child {
-    let dir = temp_dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shieldcall"))
-        .args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("SHIELDCALL_DATABASE_URL", url)
-        .env("SHIELDCALL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the relay exited before it listened")
-            .expect("utf-8");
-        if line.contains("running at http://") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+    common::serve_process(&[("SHIELDCALL_DATABASE_URL", url)]).0
 }
 
 #[test]

@@ -53,6 +53,13 @@ fn relay(extra: &[String]) -> Result<()> {
 /// `cargo run --release` of the relay's example `name`, given the release
 /// relay to start (`--relay`); the caller adds its flags.
 fn relay_example(name: &str, relay: &std::path::Path) -> std::process::Command {
+    let mut cmd = example(name);
+    cmd.arg("--relay").arg(relay);
+    cmd
+}
+
+/// `cargo run --release` of the relay's example `name`, before its flags.
+fn example(name: &str) -> std::process::Command {
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -62,9 +69,7 @@ fn relay_example(name: &str, relay: &std::path::Path) -> std::process::Command {
         "--example",
         name,
         "--",
-        "--relay",
-    ])
-    .arg(relay);
+    ]);
     cmd
 }
 
@@ -90,20 +95,8 @@ fn captions(extra: &[String]) -> Result<()> {
 /// The bus benchmark: one hop between relay nodes over NATS, against plain
 /// TCP on loopback, side by side.
 fn bus(extra: &[String]) -> Result<()> {
-    let nats = tools::ensure_nats()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "--package",
-        "shieldcall-relay",
-        "--example",
-        "bus_bench",
-        "--",
-        "--nats",
-    ])
-    .arg(nats)
-    .args(extra);
+    let mut cmd = example("bus_bench");
+    cmd.arg("--nats").arg(tools::ensure_nats()?).args(extra);
     check(&mut cmd, "bus benchmark")
 }
 

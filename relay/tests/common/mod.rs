@@ -129,6 +129,35 @@ pub fn shieldcall(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// `shieldcall serve` as a process of its own on a fresh directory, on port 0,
+/// with `env` set; returns it and its address once it listens.
+pub fn serve_process(env: &[(&str, &str)]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shieldcall"));
+    cmd.args(["serve", "--no-demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(temp_dir())
+        .env("SHIELDCALL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the relay exited before it listened")
+            .expect("utf-8");
+        if let Some(at) = line.split("running at http://").nth(1) {
+            let at = at.split_whitespace().next().unwrap_or_default();
+            break at.trim_end_matches('/').parse().expect("an address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
 /// Starts a relay with a fresh directory.
 pub async fn start() -> Relay {
     start_with(temp_dir(), |_| {}).await
