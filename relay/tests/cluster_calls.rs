@@ -11,11 +11,12 @@ mod common;
 use std::time::Duration;
 
 use common::nats::Nats;
-use common::{Client, Relay, call_answered, call_id, commit, new_database, start_with, temp_dir};
+use common::{
+    Client, Relay, call_answered, call_id, commit, new_database, start_with, table_rows, temp_dir,
+};
 use shieldcall_proto::{
     CallMode, ClientMsg, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg, Status,
 };
-use sqlx::Connection;
 
 const ANN: &str = "ann@a.test";
 const BOB: &str = "bob@a.test";
@@ -45,19 +46,10 @@ async fn two_nodes_ringing(db: &str, nats: &Nats, ring: Duration) -> (Relay, Rel
     (a, b)
 }
 
-/// Rows of a cluster table.
-async fn rows(db: &str, table: &str) -> i64 {
-    let mut c = sqlx::PgConnection::connect(db).await.expect("connect");
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(&mut c)
-        .await
-        .expect("count")
-}
-
 /// Waits until no call row is left (the home removes it as its hub ends the call).
 async fn no_calls_left(db: &str) {
     for _ in 0..200 {
-        if rows(db, "cluster_calls").await == 0 && rows(db, "cluster_busy").await == 0 {
+        if table_rows(db, "cluster_calls").await == 0 && table_rows(db, "cluster_busy").await == 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -78,15 +70,7 @@ async fn quiet_or(client: &mut Client) -> Vec<RelayMsg> {
 
 /// Reads messages until `want` says yes (presence and the like in between).
 async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
-    for _ in 0..50 {
-        let Some(m) = client.try_recv_any(Duration::from_secs(5)).await else {
-            panic!("{what}: nothing more came");
-        };
-        if want(&m) {
-            return m;
-        }
-    }
-    panic!("{what}: not received");
+    first_of(client, what, want, |_| false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,7 +491,9 @@ async fn first_of(
     forbid: impl Fn(&RelayMsg) -> bool,
 ) -> RelayMsg {
     for _ in 0..50 {
-        let m = client.recv_any().await;
+        let Some(m) = client.try_recv_any(Duration::from_secs(5)).await else {
+            panic!("{what}: nothing more came");
+        };
         assert!(!forbid(&m), "{what}: {m:?} came first");
         if want(&m) {
             return m;

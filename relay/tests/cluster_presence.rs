@@ -250,11 +250,7 @@ async fn a_dead_node_is_reaped_and_its_people_go_offline() {
         a.sees("alice@x", "bob@x") == Status::Offline
     })
     .await;
-    let mut c = sqlx::PgConnection::connect(&db).await.expect("connect");
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM cluster_nodes")
-        .fetch_one(&mut c)
-        .await
-        .expect("count");
+    let left = common::table_rows(&db, "cluster_nodes").await;
     assert_eq!(left, 1, "B was reaped");
     eprintln!(
         "offline {t:?} after the node stopped (lease {:?})",

@@ -10,11 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::new_database;
+use common::{new_database, table_rows};
 use shieldcall_proto::Status;
 use shieldcall_relay::cluster::{Arbiter, Placed};
 use shieldcall_relay::store::PostgresStore;
-use sqlx::Connection;
 
 const ROUNDS: usize = 200;
 const LONG: Duration = Duration::from_secs(60);
@@ -28,18 +27,17 @@ async fn two_nodes() -> (String, Arbiter, Arbiter) {
     (url, a, b)
 }
 
-/// Rows left in a cluster table.
-async fn count(url: &str, table: &str) -> i64 {
-    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(&mut c)
-        .await
-        .expect("count")
-}
-
 async fn nothing_left(url: &str) {
-    assert_eq!(count(url, "cluster_calls").await, 0, "calls left behind");
-    assert_eq!(count(url, "cluster_busy").await, 0, "busy rows left behind");
+    assert_eq!(
+        table_rows(url, "cluster_calls").await,
+        0,
+        "calls left behind"
+    );
+    assert_eq!(
+        table_rows(url, "cluster_busy").await,
+        0,
+        "busy rows left behind"
+    );
 }
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -62,11 +60,11 @@ async fn crossing_invites_make_at_most_one_call() {
             other => panic!("round {i}: not exactly one call: {other:?}"),
         };
         assert_eq!(
-            count(&url, "cluster_calls").await,
+            table_rows(&url, "cluster_calls").await,
             1,
             "the refused call left nothing"
         );
-        assert_eq!(count(&url, "cluster_busy").await, 2);
+        assert_eq!(table_rows(&url, "cluster_busy").await, 2);
         // Only the call's home ends it.
         let home = if by == "alice@x" { &a } else { &b };
         let other = if by == "alice@x" { &b } else { &a };
@@ -96,8 +94,8 @@ async fn three_calls_in_a_circle_never_deadlock() {
         // Each pair shares a person: at most one call; the first to take its
         // lower name goes through unless a call already holds its higher one.
         assert!(ringing <= 1, "round {i}: {placed:?}");
-        assert_eq!(count(&url, "cluster_calls").await, ringing as i64);
-        assert_eq!(count(&url, "cluster_busy").await, 2 * ringing as i64);
+        assert_eq!(table_rows(&url, "cluster_calls").await, ringing as i64);
+        assert_eq!(table_rows(&url, "cluster_busy").await, 2 * ringing as i64);
         for (k, p) in placed.iter().enumerate() {
             if *p == Placed::Ringing {
                 let home = [&a, &b, &c][k];
@@ -122,7 +120,7 @@ async fn a_second_call_beside_a_held_one_takes_only_the_callees_row() {
             .unwrap(),
         Placed::Ringing
     );
-    assert_eq!(count(&url, "cluster_busy").await, 3);
+    assert_eq!(table_rows(&url, "cluster_busy").await, 3);
     // Not beside a call she is not in, nor to someone busy.
     assert_eq!(
         b.place_beside("x1", "dan@x", "eve@x", 1, LONG, Some("held"))
@@ -137,7 +135,7 @@ async fn a_second_call_beside_a_held_one_takes_only_the_callees_row() {
         Placed::Busy("ben@x".into())
     );
     assert_eq!(
-        count(&url, "cluster_calls").await,
+        table_rows(&url, "cluster_calls").await,
         2,
         "refusals leave nothing"
     );
@@ -269,7 +267,7 @@ async fn a_dead_node_is_fenced_reaped_once_and_its_calls_end_or_wait() {
         "nothing left to reap"
     );
     // Carol is free again: Bob's ring went with its busy rows.
-    assert_eq!(count(&url, "cluster_busy").await, 2);
+    assert_eq!(table_rows(&url, "cluster_busy").await, 2);
 
     // Erin comes back through node A: A takes the call over.
     let row = a.claim_home("talk").await.unwrap().expect("taken over");

@@ -129,6 +129,17 @@ pub fn shieldcall(dir: &std::path::Path) -> std::process::Command {
     cmd
 }
 
+/// Rows in `table` of the PostgreSQL database at `url` (the cluster tests'
+/// look at what the nodes left behind).
+pub async fn table_rows(url: &str, table: &str) -> i64 {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut c)
+        .await
+        .expect("count")
+}
+
 /// `shieldcall serve` as a process of its own on a fresh directory, on port 0,
 /// with `env` set; returns it and its address once it listens.
 pub fn serve_process(env: &[(&str, &str)]) -> (std::process::Child, SocketAddr) {
