@@ -22,6 +22,12 @@
 //! With `--database-url postgres://...` (an empty database) it runs everything
 //! twice in one run, first on the embedded SQLite store, then on PostgreSQL, and
 //! reports both side by side with their ratio.
+//!
+//! With `--nats PATH` as well (`cargo xtask bench relay --nodes 2`), it runs the
+//! four measures on the cluster configuration too (one node; two nodes with
+//! calls inside one; two with every call across), and then a node's death:
+//! `--failover-sessions` (5,000) sessions on one node killed with SIGKILL,
+//! timed until all have reconnected to the other and presence has converged.
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
@@ -35,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bench_support::*;
 use futures_util::{SinkExt, StreamExt};
-use shieldcall_proto::{CallId, ClientMsg, HangupReason, RelayMsg};
+use shieldcall_proto::{CallId, ClientMsg, HangupReason, RelayMsg, Status};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ struct Args {
     database_url: Option<String>,
     /// With `--nodes 2`: the `nats-server` to start for the cluster runs.
     nats: Option<PathBuf>,
+    /// With `--nodes 2`: the sessions on the node that is killed.
+    failover: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -64,6 +72,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 10,
         database_url: None,
         nats: None,
+        failover: 5_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +87,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = v.parse()?,
             "--database-url" => a.database_url = Some(v),
             "--nats" => a.nats = Some(PathBuf::from(v)),
+            "--failover-sessions" => a.failover = v.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -151,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
                 let db = fresh_database(url, n).await?;
                 runs.push(measure_cluster(&args, &db, &bus.url, layout).await?);
             }
+            let failover = measure_failover(&args, url, &bus.url).await?;
             report(
                 &args,
                 &[
@@ -159,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
                     ("two nodes, calls inside one", &runs[1]),
                     ("two nodes, every call across", &runs[2]),
                 ],
-            )
+            ) + &failover.report()
         }
     };
     println!("{report}");
@@ -273,6 +284,237 @@ async fn measure_cluster(
     }
     let _ = std::fs::remove_dir_all(&base);
     result
+}
+
+/// What the sudden death of a node costs, in seconds after its `kill -9`.
+#[derive(Debug)]
+struct Failover {
+    sessions: usize,
+    people: usize,
+    /// Sessions signed in again on the surviving node: the median one's time
+    /// and the last one's.
+    back_p50: f64,
+    back_all: f64,
+    /// The dead node's rows gone from the database: its lease ran out and the
+    /// survivor reaped it.
+    reaped: f64,
+    /// All of it done, the database counting every session on the survivor,
+    /// and a watcher there seeing every person online (and no change for 2 s
+    /// after).
+    converged: f64,
+}
+
+impl Failover {
+    fn report(&self) -> String {
+        format!(
+            "\n| after `kill -9` of a node holding {} sessions of {} people | seconds | target |\n\
+             |---|---|---|\n\
+             | sessions signed in again on the other node: median, last | {:.2}, {:.2} | |\n\
+             | the dead node reaped (its lease ran out) | {:.2} | |\n\
+             | presence converged (all back, reaped, a watcher sees everyone online) | {:.2} | at most 15 |\n",
+            self.sessions, self.people, self.back_p50, self.back_all, self.reaped, self.converged
+        )
+    }
+}
+
+/// Two nodes on a fresh database: node A holds `args.failover` sessions of
+/// `args.users` people, a watcher on node B follows their presence. A is killed
+/// with SIGKILL; each session then reconnects to B as a browser tab does (its
+/// backoff: 250 to 500 ms at first, doubling while B refuses), as a load
+/// balancer would send it. Measured until the cluster is right again.
+async fn measure_failover(args: &Args, url: &str, bus: &str) -> anyhow::Result<Failover> {
+    let db = fresh_database(url, 3).await?;
+    let base =
+        std::env::temp_dir().join(format!("shieldcall-bench-{}-failover", std::process::id()));
+    eprintln!("failover: preparing {} users", args.users + 1);
+    let users = prepare(&base, Some(&db), args.users + 1).await?;
+    let mut ports = Vec::new();
+    let mut children = Vec::new();
+    for i in 0..2 {
+        let dir = base.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let (child, port) = start_node(&args.relay, &dir, &db, bus)?;
+        children.push(child);
+        ports.push(port);
+    }
+    let mut b = children.pop().context("node B")?;
+    let mut a = children.pop().context("node A")?;
+    let result = failover(args, &db, &mut a, (ports[0], ports[1]), &users).await;
+    // Already dead after a run; `Child` knows, so no other process is signalled.
+    let _ = a.kill();
+    let _ = a.wait();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(b.id().to_string())
+        .status();
+    let _ = b.wait();
+    let _ = std::fs::remove_dir_all(&base);
+    result
+}
+
+async fn failover(
+    args: &Args,
+    db: &str,
+    a: &mut std::process::Child,
+    (a_port, b_port): (u16, u16),
+    users: &[(String, String)],
+) -> anyhow::Result<Failover> {
+    use sqlx::Connection;
+    let (watcher, people) = users.split_last().context("no users")?;
+    // The watcher on B: how many people B reports online, and when that last
+    // changed.
+    let mut ws = open(b_port, &watcher.1).await?;
+    let (seen_tx, mut seen) = tokio::sync::watch::channel((0usize, Instant::now()));
+    let watching = tokio::spawn(async move {
+        let mut status = std::collections::HashMap::new();
+        while let Ok(m) = next(&mut ws).await {
+            if let RelayMsg::Presence { contacts } = m {
+                let mut changed = false;
+                for p in contacts {
+                    changed |= status.insert(p.user, p.status) != Some(p.status);
+                }
+                if changed {
+                    let online = status.values().filter(|s| **s == Status::Online).count();
+                    let _ = seen_tx.send((online, Instant::now()));
+                }
+            }
+        }
+    });
+
+    let n = args.failover;
+    eprintln!("failover: {n} sessions on node A");
+    let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::with_capacity(n);
+    let all: Vec<usize> = (0..n).collect();
+    for chunk in all.chunks(250) {
+        let mut batch = Vec::new();
+        for &i in chunk {
+            let cookie = people[i % people.len()].1.clone();
+            batch.push(tokio::spawn(async move {
+                connect(a_port, &cookie).await.map(|ws| (ws, cookie))
+            }));
+        }
+        for (i, b) in chunk.iter().zip(batch) {
+            let (ws, cookie) = b.await??;
+            let seed = *i as u64;
+            let session = session(ws, cookie, b_port, seed, back_tx.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(session));
+        }
+    }
+    // Before the kill, B sees everyone online.
+    let ready = Instant::now() + Duration::from_secs(60);
+    while seen.borrow().0 != people.len() {
+        tokio::time::timeout_at(ready.into(), seen.changed())
+            .await
+            .with_context(|| format!("{} of {} online on B", seen.borrow().0, people.len()))??;
+    }
+
+    let mut pg = sqlx::PgConnection::connect(db).await?;
+    eprintln!("failover: kill -9 node A");
+    let t0 = Instant::now();
+    a.kill()?;
+    a.wait()?;
+    let count = async |pg: &mut sqlx::PgConnection, table: &str| -> anyhow::Result<usize> {
+        let (rows,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(pg)
+            .await?;
+        Ok(usize::try_from(rows)?)
+    };
+    let mut backs = Vec::with_capacity(n);
+    let mut reaped = None;
+    let deadline = t0 + Duration::from_secs(120);
+    let converged = loop {
+        while let Ok(t) = back_rx.try_recv() {
+            backs.push(t);
+        }
+        if reaped.is_none() && count(&mut pg, "cluster_nodes").await? == 1 {
+            reaped = Some(Instant::now());
+        }
+        let (online, changed) = *seen.borrow();
+        if let Some(r) = reaped
+            && backs.len() == n
+            && online == people.len()
+            && count(&mut pg, "cluster_devices").await? == n + 1
+        {
+            let last = backs.iter().max().copied().unwrap_or(t0);
+            break r.max(last).max(changed);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not converged 120 s after the kill: {} of {n} sessions back, reaped: {}, {online} of {} online",
+                backs.len(),
+                reaped.is_some(),
+                people.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // And it stays so.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (online, changed) = *seen.borrow();
+    if online != people.len() || changed > converged {
+        bail!(
+            "presence moved after converging: {online} of {} online",
+            people.len()
+        );
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    watching.abort();
+    backs.sort();
+    let secs = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
+    Ok(Failover {
+        sessions: n,
+        people: people.len(),
+        back_p50: secs(backs[backs.len() / 2]),
+        back_all: secs(backs[backs.len() - 1]),
+        reaped: secs(reaped.unwrap_or(t0)),
+        converged: secs(converged),
+    })
+}
+
+/// One session of [`failover`]: reads until its node dies, then reconnects
+/// to `b_port` with the browser's backoff and reports when it is back.
+async fn session(
+    mut ws: Ws,
+    cookie: String,
+    b_port: u16,
+    seed: u64,
+    back: tokio::sync::mpsc::UnboundedSender<Instant>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            m = ws.next() => if !matches!(m, Some(Ok(_))) { break },
+            _ = stop.changed() => return,
+        }
+    }
+    drop(ws);
+    // xorshift64: each session its own jitter, as each tab draws its own.
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut attempt = 0;
+    let mut ws = loop {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let unit = (rng >> 11) as f64 / (1u64 << 53) as f64;
+        let wait = shieldcall_web::session::backoff_ms(attempt, unit);
+        tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+        match connect(b_port, &cookie).await {
+            Ok(ws) => break ws,
+            Err(_) => attempt += 1,
+        }
+    };
+    let _ = back.send(Instant::now());
+    loop {
+        tokio::select! {
+            m = ws.next() => if m.is_none() { return },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// One configuration's figures.

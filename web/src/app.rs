@@ -26,7 +26,7 @@ use crate::lists::{load_history, load_recordings};
 use crate::net::{self, Socket, SocketEvent};
 use crate::page::{App, Shared};
 use crate::render::{render, render_settings, sync_alert};
-use crate::session::{Effect, ErrorFor, Me, Route, Session, error_for, route};
+use crate::session::{Effect, ErrorFor, Me, Route, Session, backoff_ms, error_for, route};
 use crate::texts;
 use crate::ui::Ui;
 
@@ -513,7 +513,7 @@ fn schedule_reconnect(app: &Shared) {
     };
     let weak = Rc::downgrade(app);
     let timer = Timer::new(
-        net::backoff_ms(attempts, js_sys::Math::random()),
+        backoff_ms(attempts, js_sys::Math::random()),
         false,
         move || {
             let Some(a) = weak.upgrade() else { return };

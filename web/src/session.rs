@@ -243,6 +243,22 @@ pub fn error_for(
     }
 }
 
+/// Reconnect delay after `attempt` failures: a ceiling of 0.5 s doubling to
+/// 15 s, of which the tab waits a random share between half and all of it
+/// ("equal jitter"), so that the tabs a relay restart cut off together do not
+/// all come back in the same instant. `unit` is a random number in [0, 1)
+/// (`Math.random()`; anything else counts as 0). Pure, so that the relay
+/// benchmark's clients reconnect after a node's death exactly as tabs do.
+pub fn backoff_ms(attempt: u32, unit: f64) -> i32 {
+    let ceiling = 500u64.saturating_mul(1u64 << attempt.min(5)).min(15_000) as f64;
+    let unit = if (0.0..1.0).contains(&unit) {
+        unit
+    } else {
+        0.0
+    };
+    (ceiling * (0.5 + unit / 2.0)) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,7 +209,7 @@ fn browser_codec_enum_names_are_the_serde_names() {
 /// out.
 #[wasm_bindgen_test]
 fn reconnect_delays_double_with_jitter() {
-    use shieldcall_web::net::backoff_ms;
+    use shieldcall_web::session::backoff_ms;
     for (attempt, ceiling) in [(0, 500), (1, 1000), (3, 4000), (5, 15_000), (40, 15_000)] {
         assert_eq!(backoff_ms(attempt, 0.0), ceiling / 2, "attempt {attempt}");
         assert_eq!(

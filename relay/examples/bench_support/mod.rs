@@ -185,7 +185,8 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
 }
 
-pub async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
+/// A signed-in WebSocket past `hello`, none of the relay's messages read yet.
+pub async fn open(port: u16, cookie: &str) -> anyhow::Result<Ws> {
     let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
     req.headers_mut().insert("Cookie", cookie.parse()?);
     let config = WebSocketConfig::default()
@@ -193,6 +194,12 @@ pub async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
         .write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
     send(&mut ws, &ClientMsg::Hello { version: 1 }).await?;
+    Ok(ws)
+}
+
+/// [`open`], then past `welcome` and the contact list.
+pub async fn connect(port: u16, cookie: &str) -> anyhow::Result<Ws> {
+    let mut ws = open(port, cookie).await?;
     // welcome, then the contact list
     for _ in 0..2 {
         next(&mut ws).await?;
