@@ -743,8 +743,9 @@ impl DecodeError {
 // form (`{"variant": {fields}}`) and `decode`/`encode` move the tag between the
 // two. Serde's own internally tagged derive buffers every message through its
 // generic `Content` type, which costs the browser bundle about 80 KB of code; this
-// conversion costs a few hundred bytes and one `Value` per message. Always go
-// through `decode`/`encode`: serialising the enums directly gives the inner form.
+// conversion costs a few hundred bytes, one `Value` per message decoded and a
+// copy of the text per message encoded. Always go through `decode`/`encode`:
+// serialising the enums directly gives the inner form.
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
     if text.len() > MAX_MESSAGE_BYTES {
@@ -768,22 +769,35 @@ fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> 
 
 fn encode<T: Serialize>(msg: &T) -> String {
     // Serialising these enums cannot fail: every map key is a string and no
-    // custom serialiser returns an error. The derived form is
-    // `{"variant": {fields}}`; the wire form is `{"type": "variant", fields}`.
-    match serde_json::to_value(msg) {
-        Ok(serde_json::Value::Object(outer)) if outer.len() == 1 => {
-            let Some((ty, inner)) = outer.into_iter().next() else {
-                return String::from("{}");
-            };
-            let mut fields = match inner {
-                serde_json::Value::Object(fields) => fields,
-                _ => serde_json::Map::new(),
-            };
-            fields.insert("type".into(), serde_json::Value::String(ty));
-            serde_json::Value::Object(fields).to_string()
-        }
-        _ => String::from("{}"),
+    // custom serialiser returns an error.
+    serde_json::to_string(msg).map_or_else(|_| String::from("{}"), |derived| retag(&derived))
+}
+
+/// The derived form `{"variant":{fields}}` as the wire form
+/// `{"type":"variant",fields}`, by moving text: every variant of the two
+/// enums has named fields (possibly none), no field is called `type`, and a
+/// variant's name is plain kebab-case, so the first `":` ends it. Going
+/// through a `serde_json::Value` instead would build a tree of the whole
+/// message (an allocation per string and per object) for every message the
+/// relay writes.
+fn retag(derived: &str) -> String {
+    let parts = derived
+        .strip_prefix("{\"")
+        .and_then(|rest| rest.split_once("\":{"))
+        .and_then(|(name, fields)| Some((name, fields.strip_suffix("}}")?)));
+    let Some((name, fields)) = parts else {
+        return String::from("{}");
+    };
+    let mut out = String::with_capacity(derived.len() + 8);
+    out.push_str("{\"type\":\"");
+    out.push_str(name);
+    out.push('"');
+    if !fields.is_empty() {
+        out.push(',');
+        out.push_str(fields);
     }
+    out.push('}');
+    out
 }
 
 impl ClientMsg {

@@ -76,6 +76,9 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--only-failover" {
+            continue;
+        }
         let v = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--relay" => a.relay = PathBuf::from(v),
@@ -138,6 +141,16 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // `--only-failover`: the node's death alone (it needs `--database-url`
+    // and `--nats`), for working on it.
+    if std::env::args().any(|a| a == "--only-failover") {
+        let (Some(url), Some(nats)) = (&args.database_url, &args.nats) else {
+            bail!("--only-failover needs --database-url and --nats");
+        };
+        let bus = NatsServer::start(nats)?;
+        println!("{}", measure_failover(&args, url, &bus.url).await?.report());
+        return Ok(());
+    }
     let embedded = measure(&args, None, Layout::One).await?;
     let report = match (&args.database_url, &args.nats) {
         (None, _) => report(&args, &[("embedded (SQLite)", &embedded)]),
@@ -302,6 +315,11 @@ struct Failover {
     /// and a watcher there seeing every person online (and no change for 2 s
     /// after).
     converged: f64,
+    /// CPU seconds from the kill until then: node B's, the clients'.
+    cpu_b: f64,
+    cpu_clients: f64,
+    /// Sessions whose first attempt to reconnect failed.
+    retried: usize,
 }
 
 impl Failover {
@@ -311,8 +329,18 @@ impl Failover {
              |---|---|---|\n\
              | sessions signed in again on the other node: median, last | {:.2}, {:.2} | |\n\
              | the dead node reaped (its lease ran out) | {:.2} | |\n\
-             | presence converged (all back, reaped, a watcher sees everyone online) | {:.2} | at most 15 |\n",
-            self.sessions, self.people, self.back_p50, self.back_all, self.reaped, self.converged
+             | presence converged (all back, reaped, a watcher sees everyone online) | {:.2} | at most 15 |\n\
+             | CPU seconds meanwhile: node B, the clients | {:.2}, {:.2} | |\n\
+             | sessions whose first reconnect failed | {} | |\n",
+            self.sessions,
+            self.people,
+            self.back_p50,
+            self.back_all,
+            self.reaped,
+            self.converged,
+            self.cpu_b,
+            self.cpu_clients,
+            self.retried
         )
     }
 }
@@ -339,7 +367,7 @@ async fn measure_failover(args: &Args, url: &str, bus: &str) -> anyhow::Result<F
     }
     let mut b = children.pop().context("node B")?;
     let mut a = children.pop().context("node A")?;
-    let result = failover(args, &db, &mut a, (ports[0], ports[1]), &users).await;
+    let result = failover(args, &db, &mut a, (ports[0], ports[1]), b.id(), &users).await;
     // Already dead after a run; `Child` knows, so no other process is signalled.
     let _ = a.kill();
     let _ = a.wait();
@@ -357,6 +385,7 @@ async fn failover(
     db: &str,
     a: &mut std::process::Child,
     (a_port, b_port): (u16, u16),
+    b_pid: u32,
     users: &[(String, String)],
 ) -> anyhow::Result<Failover> {
     use sqlx::Connection;
@@ -383,7 +412,7 @@ async fn failover(
 
     let n = args.failover;
     eprintln!("failover: {n} sessions on node A");
-    let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, u32)>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::with_capacity(n);
     let all: Vec<usize> = (0..n).collect();
@@ -411,6 +440,7 @@ async fn failover(
     }
 
     let mut pg = sqlx::PgConnection::connect(db).await?;
+    let cpu_before = (cpu(b_pid)?, cpu(std::process::id())?);
     eprintln!("failover: kill -9 node A");
     let t0 = Instant::now();
     a.kill()?;
@@ -422,11 +452,13 @@ async fn failover(
         Ok(usize::try_from(rows)?)
     };
     let mut backs = Vec::with_capacity(n);
+    let mut retried = 0;
     let mut reaped = None;
     let deadline = t0 + Duration::from_secs(120);
     let converged = loop {
-        while let Ok(t) = back_rx.try_recv() {
+        while let Ok((t, failed)) = back_rx.try_recv() {
             backs.push(t);
+            retried += usize::from(failed > 0);
         }
         if reaped.is_none() && count(&mut pg, "cluster_nodes").await? == 1 {
             reaped = Some(Instant::now());
@@ -450,6 +482,8 @@ async fn failover(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let cpu_b = (cpu(b_pid)? - cpu_before.0).as_secs_f64();
+    let cpu_clients = (cpu(std::process::id())? - cpu_before.1).as_secs_f64();
     // And it stays so.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (online, changed) = *seen.borrow();
@@ -473,6 +507,9 @@ async fn failover(
         back_all: secs(backs[backs.len() - 1]),
         reaped: secs(reaped.unwrap_or(t0)),
         converged: secs(converged),
+        cpu_b,
+        cpu_clients,
+        retried,
     })
 }
 
@@ -483,7 +520,7 @@ async fn session(
     cookie: String,
     b_port: u16,
     seed: u64,
-    back: tokio::sync::mpsc::UnboundedSender<Instant>,
+    back: tokio::sync::mpsc::UnboundedSender<(Instant, u32)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -505,10 +542,15 @@ async fn session(
         tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
         match connect(b_port, &cookie).await {
             Ok(ws) => break ws,
-            Err(_) => attempt += 1,
+            Err(e) => {
+                if attempt == 0 && seed % 500 == 0 {
+                    eprintln!("failover: a reconnect failed: {e:#}");
+                }
+                attempt += 1
+            }
         }
     };
-    let _ = back.send(Instant::now());
+    let _ = back.send((Instant::now(), attempt));
     loop {
         tokio::select! {
             m = ws.next() => if m.is_none() { return },

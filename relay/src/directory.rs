@@ -15,7 +15,7 @@ impl AppState {
     /// connections of sessions that no longer exist (signed out, password changed,
     /// expired) and of users that were removed.
     pub async fn refresh(&self) -> Result<()> {
-        let _serial = self.inner.settings_lock.lock().await;
+        let _serial = self.inner.settings_lock.write().await;
         self.refresh_locked().await
     }
 
@@ -25,7 +25,7 @@ impl AppState {
     /// [`AppState::own_change`], and the watcher may read the new counter in
     /// between).
     async fn refresh_for(&self, n: i64) -> Result<()> {
-        let _serial = self.inner.settings_lock.lock().await;
+        let _serial = self.inner.settings_lock.write().await;
         if self.inner.seen_changes.load(Ordering::Acquire) == n {
             return Ok(());
         }

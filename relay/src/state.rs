@@ -35,9 +35,13 @@ pub(crate) struct Inner {
     pub(crate) tls: AtomicBool,
     /// Flips to `true` when the server stops, so WebSockets close.
     pub(crate) shutdown: watch::Sender<bool>,
-    /// Held while settings are read from the store and pushed, so a slow refresh
-    /// never pushes a setting older than one a concurrent change just pushed.
-    pub(crate) settings_lock: tokio::sync::Mutex<()>,
+    /// Held (to write) while settings are read from the store and pushed, so
+    /// a slow refresh never pushes a setting older than one a concurrent
+    /// change just pushed; held to read while a device signs in with the
+    /// setting it read, so that it misses no push. Sign-ins share it: a
+    /// thousand browsers reconnecting after a restart are not served one
+    /// after another.
+    pub(crate) settings_lock: tokio::sync::RwLock<()>,
     /// A hash of a random password at the configured cost, checked against when
     /// the user name is unknown (made on first use).
     pub(crate) dummy_hash: tokio::sync::OnceCell<String>,
@@ -134,7 +138,7 @@ impl AppState {
                 bound_origins: RwLock::new(Vec::new()),
                 tls: AtomicBool::new(false),
                 shutdown: watch::channel(false).0,
-                settings_lock: tokio::sync::Mutex::new(()),
+                settings_lock: tokio::sync::RwLock::new(()),
                 dummy_hash: tokio::sync::OnceCell::new(),
                 seen_changes: std::sync::atomic::AtomicI64::new(-1),
                 refreshes: std::sync::atomic::AtomicU64::new(0),
@@ -251,8 +255,14 @@ impl AppState {
     }
 
     /// Serialises settings pushes (see `Inner::settings_lock`).
-    pub(crate) async fn settings_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.settings_lock.lock().await
+    pub(crate) async fn settings_guard(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.inner.settings_lock.write().await
+    }
+
+    /// Keeps settings pushes out while a device signs in (see
+    /// `Inner::settings_lock`); sign-ins share it.
+    pub(crate) async fn signin_guard(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.settings_lock.read().await
     }
 
     pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {

@@ -3,8 +3,10 @@
 //! clients on each. A call placed on node A to a person on node B rings them
 //! there, and everything of it (accept, offer, answer, candidates, hold,
 //! hang-up) crosses; the first accept wins across nodes; two people calling
-//! each other through two nodes make one call; the database keeps no row of a
-//! call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
+//! each other through two nodes make one call; a call moves between devices
+//! on different nodes, and is picked up through another node than the one
+//! it was parked on (the parker free again, whoever picks up busy, for the
+//! whole cluster); the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
 
 mod common;
 
@@ -12,10 +14,12 @@ use std::time::Duration;
 
 use common::nats::Nats;
 use common::{
-    Client, Relay, call_answered, call_id, commit, new_database, start_with, table_rows, temp_dir,
+    Client, Relay, call_answered, call_id, commit, error_code, new_database, start_with,
+    table_rows, temp_dir,
 };
 use shieldcall_proto::{
-    CallMode, ClientMsg, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg, Status,
+    CallMode, ClientMsg, Commitment, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg,
+    Status,
 };
 
 const ANN: &str = "ann@a.test";
@@ -442,6 +446,304 @@ async fn hold_and_a_blind_transfer_work_across_nodes() {
     })
     .await;
     no_calls_left(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_moves_between_devices_on_different_nodes() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    // Ann calls from node A, the call's home, and Bob answers there; each has
+    // a second device on node B.
+    let (mut ann, _) = a.device(ANN).await;
+    let (mut ann2, _) = b.device(ANN).await;
+    let (mut bob1, _) = a.device(BOB).await;
+    let (mut bob2, _) = b.device(BOB).await;
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    until(&mut ann, "settings", |m| {
+        matches!(m, RelayMsg::Settings { .. })
+    })
+    .await;
+    ann.send(&ClientMsg::Invite {
+        to: BOB.into(),
+        transfer: None,
+    })
+    .await;
+    let calling = until(&mut ann, "calling", |m| {
+        matches!(
+            m,
+            RelayMsg::Calling {
+                mode: CallMode::Standard,
+                ..
+            }
+        )
+    })
+    .await;
+    let id = call_id(&calling);
+    for bob in [&mut bob1, &mut bob2] {
+        until(bob, "incoming", |m| matches!(m, RelayMsg::Incoming { .. })).await;
+    }
+    bob1.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(&mut ann, "accepted", |m| {
+        matches!(m, RelayMsg::Accepted { .. })
+    })
+    .await;
+    let elsewhere = |peer: &str| RelayMsg::ElsewhereCall {
+        call_id: id.clone(),
+        peer: peer.into(),
+        mode: CallMode::Standard,
+    };
+    // Every other device of theirs on the other node hears of the call: the
+    // one that rang, the one that did not, and one that connects later.
+    until(&mut bob2, "elsewhere-call (rang)", |m| *m == elsewhere(ANN)).await;
+    until(&mut ann2, "elsewhere-call (caller's)", |m| {
+        *m == elsewhere(BOB)
+    })
+    .await;
+    let (mut bob3, _) = b.device(BOB).await;
+    until(&mut bob3, "elsewhere-call (connected later)", |m| {
+        *m == elsewhere(ANN)
+    })
+    .await;
+
+    // Bob moves the call to his device on B.
+    let other: Commitment = "11".repeat(32).parse().expect("commitment");
+    bob2.send(&ClientMsg::MoveHere {
+        call_id: id.clone(),
+        commit: Some(other),
+    })
+    .await;
+    let moved = RelayMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Moved,
+    };
+    assert_eq!(bob1.recv().await, moved);
+    assert_eq!(bob1.recv().await, elsewhere(ANN));
+    assert_eq!(
+        ann.recv().await,
+        RelayMsg::NewLeg {
+            call_id: id.clone(),
+            peer: BOB.into(),
+            commit: other,
+        }
+    );
+    // Ann's fresh offer reaches the device on B; the old one is unbound.
+    let offer = ClientMsg::Offer {
+        call_id: id.clone(),
+        sdp: "v=0\r\n".into(),
+    };
+    ann.send(&offer).await;
+    until(&mut bob2, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
+    bob1.send(&offer).await;
+    assert_eq!(error_code(&bob1.recv().await), Some(ErrorCode::NotYourCall));
+
+    // Ann moves her side to B too: both ends there, the call still A's.
+    ann2.send(&ClientMsg::MoveHere {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    assert_eq!(ann.recv().await, moved);
+    assert_eq!(ann.recv().await, elsewhere(BOB));
+    let leg = until(&mut bob2, "new-leg", |m| {
+        matches!(m, RelayMsg::NewLeg { .. })
+    })
+    .await;
+    assert_eq!(
+        leg,
+        RelayMsg::NewLeg {
+            call_id: id.clone(),
+            peer: ANN.into(),
+            commit: commit(),
+        }
+    );
+    bob2.send(&offer).await;
+    until(&mut ann2, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
+
+    // Bob hangs up on B: Ann's device there hears it; every other device
+    // that knew of the call, on either node, hears that it is over.
+    bob2.send(&ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut ann2, "hangup", |m| {
+        matches!(m, RelayMsg::Hangup { .. })
+    })
+    .await;
+    let over = RelayMsg::ElsewhereEnded {
+        call_id: id.clone(),
+    };
+    for d in [&mut bob1, &mut bob3, &mut ann] {
+        until(d, "elsewhere-ended", |m| *m == over).await;
+    }
+    no_calls_left(&db).await;
+}
+
+/// Waits until `user` has a busy row (`true`) or none.
+async fn busy_row(db: &str, user: &str, want: bool) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db).await.expect("connect");
+    for _ in 0..300 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM cluster_busy WHERE user_name = $1")
+            .bind(user)
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        if (n == 1) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{user}: busy row should be there: {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    const CAT: &str = "cat@a.test";
+    a.add_user(CAT, false).await;
+    b.state.refresh().await.expect("refresh");
+    // Bob on A (the call's home) calls Ann on B; a standard call.
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device(CAT).await;
+    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    until(&mut ann, "settings", |m| {
+        matches!(m, RelayMsg::Settings { .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Invite {
+        to: ANN.into(),
+        transfer: None,
+    })
+    .await;
+    let id = call_id(&bob.recv().await);
+    until(&mut ann, "incoming", |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    ann.send(&ClientMsg::Accept {
+        call_id: id.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    assert!(matches!(bob.recv().await, RelayMsg::Accepted { .. }));
+
+    // Bob parks it: he is free again for the whole cluster.
+    bob.send(&ClientMsg::Park {
+        call_id: id.clone(),
+    })
+    .await;
+    let RelayMsg::Parked { code, .. } = bob.recv().await else {
+        panic!("no parked")
+    };
+    let on_park = until(&mut ann, "on-park", |m| {
+        matches!(m, RelayMsg::OnPark { .. })
+    })
+    .await;
+    assert_eq!(
+        on_park,
+        RelayMsg::OnPark {
+            call_id: id.clone(),
+            code
+        }
+    );
+    assert_eq!(table_rows(&db, "cluster_parked").await, 1);
+    busy_row(&db, BOB, false).await;
+    // So he can call Cat on B (before, his old row made him busy).
+    bob.send(&ClientMsg::Invite {
+        to: CAT.into(),
+        transfer: None,
+    })
+    .await;
+    let other = call_id(&bob.recv().await);
+    until(
+        &mut cat,
+        "incoming",
+        |m| matches!(m, RelayMsg::Incoming { call_id, .. } if *call_id == other),
+    )
+    .await;
+    cat.send(&ClientMsg::Decline { call_id: other }).await;
+    until(&mut bob, "declined", |m| {
+        matches!(m, RelayMsg::CallRefused { .. })
+    })
+    .await;
+
+    // Cat picks it up through node B: the pickup goes to A, whose hub
+    // carries the call.
+    let cat_commit: Commitment = "22".repeat(32).parse().expect("commitment");
+    cat.send(&ClientMsg::Pickup {
+        code,
+        commit: Some(cat_commit),
+    })
+    .await;
+    let picked = until(&mut cat, "picked-up", |m| {
+        matches!(m, RelayMsg::PickedUp { .. })
+    })
+    .await;
+    assert_eq!(
+        picked,
+        RelayMsg::PickedUp {
+            call_id: id.clone(),
+            code,
+            peer: ANN.into(),
+            mode: CallMode::Standard,
+        }
+    );
+    let leg = until(&mut ann, "new-leg", |m| {
+        matches!(m, RelayMsg::NewLeg { .. })
+    })
+    .await;
+    assert_eq!(
+        leg,
+        RelayMsg::NewLeg {
+            call_id: id.clone(),
+            peer: CAT.into(),
+            commit: cat_commit,
+        }
+    );
+    // Cat is busy now; the code is given back.
+    busy_row(&db, CAT, true).await;
+    for _ in 0..300 {
+        if table_rows(&db, "cluster_parked").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        table_rows(&db, "cluster_parked").await,
+        0,
+        "code given back"
+    );
+    // Media messages follow: Ann's offer reaches Cat, both on B.
+    ann.send(&ClientMsg::Offer {
+        call_id: id.clone(),
+        sdp: "v=0\r\n".into(),
+    })
+    .await;
+    until(&mut cat, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
+    // A second pickup of the code, through B: nothing is parked under it.
+    bob.send(&ClientMsg::Pickup {
+        code,
+        commit: Some(commit()),
+    })
+    .await;
+    let got = bob.recv().await;
+    assert_eq!(error_code(&got), Some(ErrorCode::NotYourCall), "{got:?}");
+
+    cat.send(&ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    no_calls_left(&db).await;
+    busy_row(&db, CAT, false).await;
 }
 
 /// A sign-in on node A or B; the HTTP status.

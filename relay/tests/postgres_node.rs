@@ -70,7 +70,7 @@ async fn nodes_starting_together_migrate_once() {
             .expect("versions");
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5],
+        [1, 2, 3, 4, 5, 6],
         "each version applied exactly once"
     );
     let changes: i64 = sqlx::query_scalar("SELECT changes FROM meta")

@@ -36,6 +36,17 @@ use crate::error::{Error, Result};
 /// Connections of an arbiter's own pool ([`Arbiter::connect`]).
 const POOL_SIZE: u32 = 4;
 
+/// What [`Arbiter::reserve_park_code`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// This code, for the whole cluster.
+    Code(u8),
+    /// The call has no row carried by this node.
+    NoCall,
+    /// Every code is in use.
+    Full,
+}
+
 /// A device on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceAt {
@@ -146,6 +157,8 @@ impl Arbiter {
     pub async fn connect(url: &str, lease: Duration) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
+            // As the store's pool: tested when released, not again when taken.
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Self::join(pool, lease).await
@@ -376,16 +389,178 @@ impl Arbiter {
 
     /// The home's hub answered call `id`: from now on, if the home dies, the
     /// call waits for its people to resume it elsewhere instead of ending.
-    pub async fn mark_answered(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE cluster_calls SET state = 'answered' \
-             WHERE id = $1 AND home_node = $2 AND state = 'ringing'",
+    /// `None` if it was not a ringing call of this node; else the devices its
+    /// two people have on other live nodes (each is to hear of the call, so
+    /// that it can take it over: "move here"), in one statement.
+    pub async fn mark_answered(&self, id: &str) -> Result<Option<Vec<(String, DeviceAt)>>> {
+        let rows = sqlx::query(
+            "WITH c AS (UPDATE cluster_calls SET state = 'answered' \
+               WHERE id = $1 AND home_node = $2 AND state = 'ringing' \
+               RETURNING caller, callee) \
+             SELECT d.user_name, d.node, d.device FROM c \
+             LEFT JOIN (cluster_devices d JOIN cluster_nodes n \
+                 ON n.id = d.node AND n.lease_until > clock_timestamp()) \
+               ON d.user_name IN (c.caller, c.callee) AND d.node <> $2 \
+             ORDER BY d.node, d.device",
         )
         .bind(id)
         .bind(&self.node)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut elsewhere = Vec::new();
+        for r in &rows {
+            let Some(user) = r.try_get::<Option<String>, _>("user_name")? else {
+                continue;
+            };
+            let device: i64 = r.try_get("device")?;
+            elsewhere.push((
+                user,
+                DeviceAt {
+                    node: r.try_get("node")?,
+                    device: u64::try_from(device).unwrap_or_default(),
+                },
+            ));
+        }
+        Ok(Some(elsewhere))
+    }
+
+    /// Makes the busy rows follow this node's hub where a call changed hands
+    /// within it (a park frees the parker; whoever picks up, or is joined to a
+    /// call by a consult transfer, is busy). `users`: each with the call the
+    /// hub has them in now; `carried`: the calls it carries. A user in none of
+    /// them loses a row naming one of them; a user in one with no row gets
+    /// one. Rows of calls not yet carried (being placed, being taken over) and
+    /// of other nodes' calls are left alone, and no row changes its call.
+    /// Returns the users whose row went or came.
+    pub async fn sync_busy(
+        &self,
+        users: &[(String, Option<String>)],
+        carried: &[String],
+    ) -> Result<Vec<String>> {
+        let free: Vec<String> = users
+            .iter()
+            .filter(|(_, c)| c.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let (busy, calls): (Vec<String>, Vec<String>) = users
+            .iter()
+            .filter_map(|(u, c)| c.clone().map(|c| (u.clone(), c)))
+            .unzip();
+        let mut changed = Vec::new();
+        if !free.is_empty() && !carried.is_empty() {
+            let gone: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM cluster_busy WHERE user_name = ANY($1) AND call_id = ANY($2) \
+                 RETURNING user_name",
+            )
+            .bind(&free)
+            .bind(carried)
+            .fetch_all(&self.pool)
+            .await?;
+            changed.extend(gone);
+        }
+        if !busy.is_empty() {
+            let came: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO cluster_busy (user_name, call_id) \
+                 SELECT t.u, t.c FROM unnest($1::text[], $2::text[]) AS t(u, c) \
+                 WHERE EXISTS (SELECT 1 FROM cluster_calls WHERE id = t.c AND home_node = $3) \
+                 ON CONFLICT (user_name) DO NOTHING RETURNING user_name",
+            )
+            .bind(&busy)
+            .bind(&calls)
+            .bind(&self.node)
+            .fetch_all(&self.pool)
+            .await?;
+            changed.extend(came);
+        }
+        Ok(changed)
+    }
+
+    /// Takes a pickup code no node uses for call `id`, carried by this node,
+    /// before its hub parks the call under it.
+    pub async fn reserve_park_code(&self, id: &str) -> Result<Reserved> {
+        // Two nodes may draw one free code at once: the loser draws again.
+        for _ in 0..8 {
+            let code: Option<i16> = sqlx::query_scalar(
+                "INSERT INTO cluster_parked (code, call_id) \
+                 SELECT c, $1 FROM generate_series(10, 99) AS c \
+                 WHERE NOT EXISTS (SELECT 1 FROM cluster_parked p WHERE p.code = c) \
+                   AND EXISTS (SELECT 1 FROM cluster_calls WHERE id = $1 AND home_node = $2) \
+                 ORDER BY random() LIMIT 1 \
+                 ON CONFLICT (code) DO NOTHING RETURNING code",
+            )
+            .bind(id)
+            .bind(&self.node)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(code) = code {
+                return Ok(Reserved::Code(u8::try_from(code).unwrap_or_default()));
+            }
+            let (call, taken): (bool, i64) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM cluster_calls WHERE id = $1 AND home_node = $2), \
+                        (SELECT count(*) FROM cluster_parked)",
+            )
+            .bind(id)
+            .bind(&self.node)
+            .fetch_one(&self.pool)
+            .await?;
+            if !call {
+                return Ok(Reserved::NoCall);
+            }
+            if taken >= 90 {
+                return Ok(Reserved::Full);
+            }
+        }
+        Ok(Reserved::Full)
+    }
+
+    /// Gives pickup codes back: each `(code, call id)` as reserved.
+    pub async fn release_park_codes(&self, codes: &[(u8, String)]) -> Result<()> {
+        let (nums, ids): (Vec<i16>, Vec<String>) = codes
+            .iter()
+            .map(|(c, id)| (i16::from(*c), id.clone()))
+            .unzip();
+        sqlx::query(
+            "DELETE FROM cluster_parked p USING unnest($1::smallint[], $2::text[]) AS t(code, id) \
+             WHERE p.code = t.code AND p.call_id = t.id",
+        )
+        .bind(&nums)
+        .bind(&ids)
         .execute(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(())
+    }
+
+    /// The node carrying the call parked under `code`, if a live one does,
+    /// and the call.
+    pub async fn parked_at(&self, code: u8) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT c.home_node, c.id FROM cluster_parked p \
+             JOIN cluster_calls c ON c.id = p.call_id \
+             JOIN cluster_nodes n ON n.id = c.home_node AND n.lease_until > clock_timestamp() \
+             WHERE p.code = $1",
+        )
+        .bind(i16::from(code))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The nodes carrying `user`'s answered calls, other than this one (and
+    /// not waiting for a dead home to be replaced): a device of theirs that
+    /// connects here is to hear of those calls.
+    pub async fn homes_of_answered(&self, user: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT c.home_node FROM cluster_busy b \
+             JOIN cluster_calls c ON c.id = b.call_id \
+             WHERE b.user_name = $1 AND c.state = 'answered' \
+               AND c.grace_until IS NULL AND c.home_node <> $2",
+        )
+        .bind(user)
+        .bind(&self.node)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Where call `id` is carried: its home node, and whether that node is live.

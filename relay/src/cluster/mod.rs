@@ -6,18 +6,16 @@
 //!
 //! - [`arbiter`]: PostgreSQL as the one arbiter of the nodes' races: node
 //!   leases (with fencing, and a reap done once), devices per node, busy rows,
-//!   calls, every deadline on the database's clock.
+//!   calls, pickup codes, sign-in counts, every deadline on the database's
+//!   clock.
 //! - [`node`]: one node's runtime: it holds its lease, reaps dead nodes, records
 //!   its devices, and keeps its hub's view of who is online through the other
 //!   nodes: a hint over the bus after each change ("hint, then read": the
 //!   hint names users, the database says their presence), and a periodic
 //!   reconcile that repairs what a lost hint left stale.
-//!
-//! Not yet: "move here" and picking up a parked call between nodes, sign-in
-//! limits counted across nodes, and a benchmark of several nodes.
 
 pub mod arbiter;
 pub mod node;
 
-pub use arbiter::{Arbiter, CallRow, DeviceAt, Placed, Reaped};
+pub use arbiter::{Arbiter, CallRow, DeviceAt, Placed, Reaped, Reserved};
 pub use node::{Node, Timing};

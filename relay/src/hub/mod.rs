@@ -22,7 +22,7 @@
 //! touch it, and after `accept` only the two bound devices.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +55,21 @@ use crate::policy::{CallingPolicy, ExternalAccess, access_in, domain_of, reachab
 
 /// A device's number for the life of its connection.
 pub type DeviceId = u64;
+
+/// What a cluster node takes from its hub to keep the database's call rows
+/// in step ([`Hub::take_ended`]).
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// Calls that ended.
+    pub calls: Vec<CallId>,
+    /// Users whose call may have changed, each with the call this hub has
+    /// them in now (`None`: none of its calls).
+    pub users: Vec<(String, Option<CallId>)>,
+    /// The calls this hub carries (given when a user is in none).
+    pub carried: Vec<CallId>,
+    /// Pickup codes given back (picked up or taken back), with their calls.
+    pub unparked: Vec<(u8, CallId)>,
+}
 
 /// What the hub's state asks its driver to do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -525,7 +540,7 @@ struct Inner {
     calling: HashMap<String, CallingPolicy>,
     /// Every account, as of the last refresh (`None` before the first): what
     /// contact lists are drawn from, kept to tell clients how their lists change.
-    accounts: Option<HashSet<String>>,
+    accounts: Option<BTreeSet<String>>,
     /// Display names of the accounts that have one, as of the last refresh.
     names: HashMap<String, String>,
     /// The presence last announced per user (absent: offline).
@@ -536,6 +551,13 @@ struct Inner {
     /// In the cluster configuration: calls answered since the node last
     /// took them ([`Hub::take_answered`]).
     answered: Vec<CallId>,
+    /// In the cluster configuration: users whose call may have changed since
+    /// the node last took them ([`Hub::take_ended`]), so that their busy rows
+    /// follow (a parker is free, whoever picks up is busy).
+    busy_dirty: HashSet<String>,
+    /// In the cluster configuration: pickup codes given back (picked up or
+    /// taken back) since the node last took them ([`Hub::take_ended`]).
+    unparked: Vec<(u8, CallId)>,
     /// This hub is a node of a cluster (see `ended`).
     cluster: bool,
     /// In the cluster configuration: users online through other relay nodes
@@ -888,6 +910,10 @@ impl Inner {
         if !self.dirty.contains(user) {
             self.dirty.insert(user.to_string());
         }
+        // Every change of `in_call` comes with this call.
+        if self.cluster && !self.busy_dirty.contains(user) {
+            self.busy_dirty.insert(user.to_string());
+        }
     }
 
     /// Tells each side's other devices (not the bound one) that the user has this
@@ -1229,7 +1255,8 @@ impl Hub {
         let Some(accounts) = &g.accounts else {
             return Vec::new();
         };
-        let mut list: Vec<Presence> = accounts
+        // In order already: the accounts are a sorted set.
+        accounts
             .iter()
             .filter(|u| g.contacts(me, u))
             .map(|u| Presence {
@@ -1237,9 +1264,7 @@ impl Hub {
                 status: g.status(u),
                 name: g.names.get(u).cloned(),
             })
-            .collect();
-        list.sort_by(|a, b| a.user.cmp(&b.user));
-        list
+            .collect()
     }
 
     /// In the cluster configuration: what the database says of these users on
@@ -1258,9 +1283,34 @@ impl Hub {
         self.lock().cluster = true;
     }
 
-    /// The calls that ended since the last call (cluster nodes only).
-    pub fn take_ended(&self) -> Vec<CallId> {
-        std::mem::take(&mut self.lock().ended)
+    /// The calls that ended since the last call (cluster nodes only), and,
+    /// taken at the same moment, what the busy rows must follow: each user
+    /// whose call may have changed with the call they are in now, and the
+    /// calls this hub carries. Taken together, so that the rows of a call
+    /// that ended are removed before its people's rows are mended.
+    pub fn take_ended(&self) -> Ended {
+        let mut g = self.lock();
+        let calls = std::mem::take(&mut g.ended);
+        let dirty = std::mem::take(&mut g.busy_dirty);
+        let mut users: Vec<(String, Option<CallId>)> = dirty
+            .into_iter()
+            .map(|u| {
+                let call = g.in_call.get(&u).cloned();
+                (u, call)
+            })
+            .collect();
+        users.sort();
+        let carried = if users.iter().any(|(_, c)| c.is_none()) {
+            g.calls.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        Ended {
+            calls,
+            users,
+            carried,
+            unparked: std::mem::take(&mut g.unparked),
+        }
     }
 
     /// The calls answered since the last call (cluster nodes only).
@@ -1444,7 +1494,7 @@ impl Hub {
             return;
         }
         g.send_per_domain(|domain| {
-            let mut changes: Vec<Presence> = old_accounts
+            let changes: Vec<Presence> = old_accounts
                 .union(accounts)
                 .filter_map(|u| {
                     let was = old_accounts.contains(u) && visible(&old_access, domain, u);
@@ -1463,7 +1513,7 @@ impl Hub {
                     })
                 })
                 .collect();
-            changes.sort_by(|a, b| a.user.cmp(&b.user));
+            // In order already: a union of sorted sets.
             changes
         });
     }
@@ -1507,6 +1557,12 @@ impl Hub {
     /// The external access of `domain`'s tenant, as of the last refresh.
     pub fn external_access(&self, domain: &str) -> ExternalAccess {
         access_in(&self.lock().access, domain).clone()
+    }
+
+    /// Whether `user` is in a call or ringing, here or (in a cluster) as the
+    /// other nodes last said.
+    pub fn is_busy(&self, user: &str) -> bool {
+        self.lock().status(user) == Status::Busy
     }
 
     /// `elsewhere-call` for a device `dev` of `user` that just connected, if the

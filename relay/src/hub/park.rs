@@ -24,13 +24,39 @@ fn pickup_error(code: ErrorCode, message: &str) -> WireError {
 }
 
 impl Hub {
-    /// `park` from device `dev` of `user`.
+    /// `park` from device `dev` of `user`, under a code of the hub's choice.
     pub fn park(
         &self,
         now: Instant,
         dev: DeviceId,
         user: &str,
         id: &CallId,
+    ) -> Result<(), WireError> {
+        self.park_under(now, dev, user, id, None)
+    }
+
+    /// [`Hub::park`] under `code`, which a cluster node reserved for the whole
+    /// cluster (`None`: none was free). Without a code, or with one this hub
+    /// uses, it is refused as when every code is taken.
+    pub fn park_as(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+        code: Option<u8>,
+    ) -> Result<(), WireError> {
+        self.park_under(now, dev, user, id, Some(code))
+    }
+
+    /// `reserved`: `None` for a code of the hub's choice.
+    fn park_under(
+        &self,
+        now: Instant,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+        reserved: Option<Option<u8>>,
     ) -> Result<(), WireError> {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
@@ -65,7 +91,11 @@ impl Hub {
                 "The other person's device is reconnecting; try again in a moment.",
             ));
         };
-        let Some(code) = free_code(&taken) else {
+        let code = match reserved {
+            Some(c) => c.filter(|c| PARK_CODES.contains(c) && !taken.contains(c)),
+            None => free_code(&taken),
+        };
+        let Some(code) = code else {
             return Err(wrong(
                 "Every pickup code (10–99) is in use; pick up a parked call first.",
             ));
@@ -406,6 +436,9 @@ fn take_parked(
     }
     call.bind(p.side, Some(dev));
     g.parked.remove(&p.code);
+    if g.cluster {
+        g.unparked.push((p.code, id.clone()));
+    }
     g.cancel(p.timer);
     if let Some(leg) = first_leg {
         g.record_leg(&leg);

@@ -52,6 +52,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A file's connections do not go stale; sqlx tests each one as it
+            // is released anyway.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let store = Self { pool };

@@ -21,6 +21,12 @@
 //!   (`Input`) instead of to this hub. Its stand-in there handles it with the
 //!   same code a connection does (`signal::Conn`), and what it answers comes
 //!   back as `Deliver`.
+//! - **Other devices of the two people** hear of an answered call as on one
+//!   relay (`elsewhere-call`), through stand-ins: once the call is answered,
+//!   the home makes one for each of their devices on other nodes; a device
+//!   that connects later asks the homes of its user's answered calls
+//!   (`Attach`). So "move here" works from any node: the `move-here` goes
+//!   to the home like any message of the call.
 //! - **A device leaves**: its node tells every home it reached (`Gone`); the
 //!   stand-in goes, and the home's hub treats it as a dropped connection
 //!   (a ringing call rings on elsewhere, an answered one waits for `resume`).
@@ -35,8 +41,12 @@
 //!   with one key for the whole cluster); the other's resume goes there. A
 //!   call not resumed within the reconnect grace ends. Media never stops.
 //!
-//! Not yet: "move here" between devices on different nodes, and picking up
-//! a parked call through another node than the one that parked it.
+//! - **Park and pickup**: the home reserves the pickup code in the database
+//!   before its hub parks the call under it; a pickup through another node
+//!   looks the code up there and goes to the home.
+//! - **Busy rows follow the hub** where a call changes hands within it: the
+//!   people whose call changed are taken with the calls that ended, and
+//!   their rows mended after those calls' rows went.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -52,7 +62,7 @@ use super::OUTBOX;
 use super::signal::Conn;
 use crate::auth::Authed;
 use crate::bus::{Bus, Subscription};
-use crate::cluster::{Node, Placed};
+use crate::cluster::{Node, Placed, Reserved};
 use crate::hub::DeviceId;
 use crate::policy::Refusal;
 use crate::state::{AppState, Inner as StateInner};
@@ -79,6 +89,14 @@ enum NodeMsg {
     },
     /// To a call's home: `device` of `node` disconnected.
     Gone { node: String, device: u64 },
+    /// To the home of an answered call of `user`: their `device` connected on
+    /// `node`. The home makes it a stand-in, so that it hears of the call
+    /// (`elsewhere-call`) and can take it over ("move here").
+    Attach {
+        node: String,
+        device: u64,
+        user: String,
+    },
 }
 
 fn subject(node: &str) -> String {
@@ -252,6 +270,56 @@ impl Cluster {
         }
     }
 
+    /// Where a pickup of `code` by device `dev` goes: `Some(node)` if another
+    /// node carries the call parked under it (this hub has no such code).
+    pub(super) async fn home_of_code(
+        &self,
+        state: &AppState,
+        dev: DeviceId,
+        code: u8,
+    ) -> Option<String> {
+        if state.hub().parked_peer(code).is_some() {
+            return None;
+        }
+        match self.node.arbiter().parked_at(code).await {
+            Ok(Some((home, id))) if home != self.node.id() => {
+                self.remember(dev, id, &home);
+                Some(home)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "a pickup code could not be looked up");
+                None
+            }
+        }
+    }
+
+    /// Parks call `id` for device `dev` of `user` under a code reserved for
+    /// the whole cluster.
+    pub(super) async fn park(
+        &self,
+        state: &AppState,
+        dev: DeviceId,
+        user: &str,
+        id: &CallId,
+    ) -> crate::Result<Result<(), crate::hub::WireError>> {
+        let arbiter = self.node.arbiter();
+        let hub = state.hub();
+        let code = match arbiter.reserve_park_code(&id.to_string()).await? {
+            Reserved::Code(code) => Some(code),
+            // Not a call of this node's: the hub says why.
+            Reserved::NoCall => return Ok(hub.park(Instant::now(), dev, user, id)),
+            Reserved::Full => None,
+        };
+        let done = hub.park_as(Instant::now(), dev, user, id, code);
+        if let (Err(_), Some(code)) = (&done, code) {
+            arbiter
+                .release_park_codes(&[(code, id.to_string())])
+                .await?;
+        }
+        Ok(done)
+    }
+
     /// The node a blind transfer's `token` came from, for the invite that
     /// carries it out (the referral is that node's hub's).
     pub(super) fn home_of_token(&self, dev: DeviceId, token: &str) -> Option<String> {
@@ -281,6 +349,25 @@ impl Cluster {
             }
         }
         r.insert(id, home.to_string());
+    }
+
+    /// Device `dev` of `user` connected here: the homes of the user's
+    /// answered calls on other nodes make it a stand-in, so that it hears of
+    /// them and can take one over.
+    pub(super) async fn attach(&self, dev: DeviceId, user: &str) {
+        match self.node.arbiter().homes_of_answered(user).await {
+            Ok(homes) => {
+                for home in homes {
+                    let msg = NodeMsg::Attach {
+                        node: self.node.id().to_string(),
+                        device: dev,
+                        user: user.to_string(),
+                    };
+                    self.send(&home, &msg);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the user's calls on other nodes were not read"),
+        }
     }
 
     /// Sends a message of device `dev` here to the call's `home`.
@@ -381,12 +468,41 @@ impl Cluster {
         Ok(Ok(mode))
     }
 
-    /// Removes the rows of the calls the hub ended, and waits for a removal
-    /// under way.
+    /// Removes the rows of the calls the hub ended, then mends the busy rows
+    /// of the people whose call changed (see [`crate::hub::Ended`]); waits for
+    /// a removal under way.
     async fn release_ended(&self, state: &AppState) {
         let _one = self.releasing.lock().await;
-        for id in state.hub().take_ended() {
-            release(self, &id).await;
+        let ended = state.hub().take_ended();
+        for id in &ended.calls {
+            release(self, id).await;
+        }
+        if !ended.unparked.is_empty() {
+            let codes: Vec<(u8, String)> = ended
+                .unparked
+                .iter()
+                .map(|(code, id)| (*code, id.to_string()))
+                .collect();
+            if let Err(e) = self.node.arbiter().release_park_codes(&codes).await {
+                tracing::warn!(error = %e, "pickup codes were not given back");
+            }
+        }
+        if ended.users.is_empty() {
+            return;
+        }
+        let users: Vec<(String, Option<String>)> = ended
+            .users
+            .into_iter()
+            .map(|(u, c)| (u, c.map(|c| c.to_string())))
+            .collect();
+        let carried: Vec<String> = ended.carried.iter().map(ToString::to_string).collect();
+        match self.node.arbiter().sync_busy(&users, &carried).await {
+            Ok(changed) if !changed.is_empty() => {
+                let names: Vec<&str> = changed.iter().map(String::as_str).collect();
+                self.node.hint_users(&names);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the busy rows were not brought in step"),
         }
     }
 
@@ -471,8 +587,16 @@ async fn release_ended(weak: Weak<StateInner>) {
         let hub = state.hub();
         c.release_ended(&state).await;
         for id in hub.take_answered() {
-            if let Err(e) = c.node.arbiter().mark_answered(&id.to_string()).await {
-                tracing::warn!(error = %e, "an answered call was not marked so");
+            match c.node.arbiter().mark_answered(&id.to_string()).await {
+                // Their devices on other nodes hear of the call (a stand-in
+                // made now is told at once; one there already was, by the hub).
+                Ok(Some(elsewhere)) => {
+                    for (user, at) in elsewhere {
+                        let _ = c.stand_in(&state, &at.node, at.device, &user, None);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "an answered call was not marked so"),
             }
         }
         if swept.elapsed() >= SWEEP {
@@ -583,6 +707,9 @@ async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
                 // Dropping its inputs ends the stand-in, which leaves the hub.
                 lock(&c.stand_ins).remove(&(node, device));
             }
+            NodeMsg::Attach { node, device, user } => {
+                let _ = c.stand_in(&state, &node, device, &user, None);
+            }
         }
     }
 }
@@ -681,6 +808,10 @@ async fn run_stand_in(args: StandInArgs) {
             );
         }
     };
+    // As a device connecting here would: told of its user's answered call.
+    if let Some(elsewhere) = hub.elsewhere_of(&user, dev) {
+        deliver(&elsewhere);
+    }
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut needed = Instant::now();
     loop {

@@ -93,6 +93,7 @@ impl Conn {
                     transfer: Some(token),
                     ..
                 } => c.home_of_token(dev, token),
+                ClientMsg::Pickup { code, .. } => c.home_of_code(&self.state, dev, *code).await,
                 m => match m.call_id() {
                     Some(id) => {
                         let resume = matches!(m, ClientMsg::Resume { .. });
@@ -161,11 +162,19 @@ impl Conn {
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
             (Some(dev), ClientMsg::Park { call_id }) => {
-                return replied(
-                    self.state
-                        .hub()
-                        .park(Instant::now(), dev, self.user(), &call_id),
-                );
+                let user = self.user().to_string();
+                return match self.state.cluster() {
+                    // A code no other node gives out, so that the call can
+                    // be picked up through any node.
+                    Some(c) => match c.park(&self.state, dev, &user, &call_id).await {
+                        Ok(done) => replied(done),
+                        Err(e) => {
+                            tracing::error!(error = %e, "parking failed");
+                            err(ErrorCode::Internal, "The relay failed to park the call.")
+                        }
+                    },
+                    None => replied(self.state.hub().park(Instant::now(), dev, &user, &call_id)),
+                };
             }
             (Some(dev), other) => {
                 return replied(self.state.hub().call_msg(
@@ -210,6 +219,15 @@ impl Conn {
                 return Ok(vec![(m, Flow::Close)]);
             }
         }
+        if let Some(c) = self.state.cluster()
+            && hub.is_busy(self.user())
+        {
+            // Only someone busy can have an answered call on another node
+            // (the nodes said so when it was placed). What the homes answer
+            // reaches the outbox, which the socket loop reads only after
+            // writing these replies: after `welcome`.
+            c.attach(dev, self.user()).await;
+        }
         tracing::info!(user = %self.user(), device = dev, "device connected");
         let welcome = RelayMsg::Welcome {
             version: PROTOCOL_VERSION,
@@ -246,7 +264,7 @@ impl Conn {
         &mut self,
     ) -> crate::Result<Result<(DeviceId, shieldcall_proto::E2eeSetting), RelayMsg>> {
         let store = self.state.store();
-        let _serial = self.state.settings_guard().await;
+        let _serial = self.state.signin_guard().await;
         // The session may have ended since the upgrade (sign-out, password change):
         // checked again under the lock the directory refresh holds, so a session
         // ended after this check is caught by the next refresh.
