@@ -76,7 +76,7 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--only-failover" {
+        if flag == "--only-failover" || flag == "--only-across" {
             continue;
         }
         let v = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -143,6 +143,20 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     // `--only-failover`: the node's death alone (it needs `--database-url`
     // and `--nats`), for working on it.
+    // `--only-across`: two nodes with every call across, alone.
+    if std::env::args().any(|a| a == "--only-across") {
+        let (Some(url), Some(nats)) = (&args.database_url, &args.nats) else {
+            bail!("--only-across needs --database-url and --nats");
+        };
+        let bus = NatsServer::start(nats)?;
+        let db = fresh_database(url, 4).await?;
+        let across = measure_cluster(&args, &db, &bus.url, Layout::TwoAcross).await?;
+        println!(
+            "{}",
+            report(&args, &[("two nodes, every call across", &across)])
+        );
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--only-failover") {
         let (Some(url), Some(nats)) = (&args.database_url, &args.nats) else {
             bail!("--only-failover needs --database-url and --nats");

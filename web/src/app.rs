@@ -26,7 +26,9 @@ use crate::lists::{load_history, load_recordings};
 use crate::net::{self, Socket, SocketEvent};
 use crate::page::{App, Shared};
 use crate::render::{render, render_settings, sync_alert};
-use crate::session::{Effect, ErrorFor, Me, Route, Session, backoff_ms, error_for, route};
+use crate::session::{
+    Effect, ErrorFor, Liveness, Me, Route, Session, backoff_ms, error_for, liveness, route,
+};
 use crate::texts;
 use crate::ui::Ui;
 
@@ -53,11 +55,30 @@ pub fn start() -> Result<(), JsValue> {
         }
     });
     let a = app.clone();
-    let ticker = Timer::new(1000, true, move || feed(&a, Input::Tick))?;
+    let ticker = Timer::new(1000, true, move || tick(&a))?;
     app.borrow_mut().ticker = Some(ticker);
     // The app lives as long as the page; listeners and timers hold it weakly.
     APP.with(|slot| *slot.borrow_mut() = Some(app));
     Ok(())
+}
+
+/// Each second: whether the relay still answers, and the call machines' clock.
+fn tick(app: &Shared) {
+    let live = {
+        let mut a = app.borrow_mut();
+        a.quiet = a.quiet.saturating_add(1);
+        if a.socket.is_some() {
+            liveness(a.quiet)
+        } else {
+            Liveness::Wait
+        }
+    };
+    match live {
+        Liveness::Ping => app.borrow_mut().send(ClientMsg::Ping { id: 0 }),
+        Liveness::GiveUp => on_socket(app, SocketEvent::Closed),
+        Liveness::Wait => {}
+    }
+    feed(app, Input::Tick);
 }
 
 fn on(
@@ -471,12 +492,18 @@ fn connect(app: &Shared) {
         });
     });
     match socket {
-        Ok(s) => app.borrow_mut().socket = Some(s),
+        Ok(s) => {
+            let mut a = app.borrow_mut();
+            a.socket = Some(s);
+            // Quiet from here: an opening that hangs is given up too.
+            a.quiet = 0;
+        }
         Err(_) => schedule_reconnect(app),
     }
 }
 
 fn on_socket(app: &Shared, ev: SocketEvent) {
+    app.borrow_mut().quiet = 0;
     match ev {
         SocketEvent::Open => {
             let mut a = app.borrow_mut();

@@ -37,6 +37,9 @@ pub struct App {
     pub(crate) outbox: VecDeque<ClientMsg>,
     /// Failed connection attempts in a row, for the backoff.
     pub(crate) attempts: u32,
+    /// Seconds since the relay connection last brought anything (see
+    /// [`crate::session::liveness`]).
+    pub(crate) quiet: u32,
     /// The current (or just ended) call, with its connection.
     pub(crate) current: Option<Line>,
     /// The ring tone and notification of the call ringing here, if any.
@@ -140,6 +143,7 @@ impl App {
             socket: None,
             outbox: VecDeque::new(),
             attempts: 0,
+            quiet: 0,
             current: None,
             generations: 0,
             held: None,

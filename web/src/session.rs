@@ -243,6 +243,39 @@ pub fn error_for(
     }
 }
 
+/// What a tab does about a relay connection that has brought nothing for
+/// `quiet` seconds: at [`PING_AFTER_S`] it asks (`ping`, which the relay
+/// answers), and from [`GIVE_UP_AFTER_S`] it takes the connection for dead and
+/// connects again. The relay's own WebSocket pings never reach the page, and
+/// a relay whose machine vanished (rather than a process that died, whose
+/// connections close) would otherwise keep a tab waiting for TCP to give up,
+/// many minutes, past the 30 s in which a call waits for it to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Nothing to do.
+    Wait,
+    /// Send `ping`.
+    Ping,
+    /// Close the connection and connect again.
+    GiveUp,
+}
+
+/// Seconds of quiet after which a tab pings the relay.
+pub const PING_AFTER_S: u32 = 10;
+/// Seconds of quiet after which a tab connects again.
+pub const GIVE_UP_AFTER_S: u32 = 20;
+
+/// See [`Liveness`].
+pub fn liveness(quiet: u32) -> Liveness {
+    if quiet >= GIVE_UP_AFTER_S {
+        Liveness::GiveUp
+    } else if quiet == PING_AFTER_S {
+        Liveness::Ping
+    } else {
+        Liveness::Wait
+    }
+}
+
 /// Reconnect delay after `attempt` failures: a ceiling of 0.5 s doubling to
 /// 15 s, of which the tab waits a random share between half and all of it
 /// ("equal jitter"), so that the tabs a relay restart cut off together do not
@@ -518,5 +551,21 @@ mod tests {
         let mut s = Session::default();
         let msg = RelayMsg::Pong { id: 7 };
         assert_eq!(s.handle(msg.clone()), Effect::NotMine(msg));
+    }
+
+    /// A quiet relay is asked once, after 10 s, and given up on after 20 s,
+    /// then on every tick until the tab connects again.
+    #[test]
+    fn a_quiet_relay_is_pinged_then_given_up() {
+        let seen: Vec<Liveness> = (0..=22).map(liveness).collect();
+        for (quiet, live) in seen.iter().enumerate() {
+            let want = match quiet {
+                10 => Liveness::Ping,
+                20.. => Liveness::GiveUp,
+                _ => Liveness::Wait,
+            };
+            assert_eq!(*live, want, "{quiet} s");
+        }
+        assert_eq!(liveness(u32::MAX), Liveness::GiveUp);
     }
 }

@@ -312,10 +312,11 @@ impl Cluster {
             Reserved::Full => None,
         };
         let done = hub.park_as(Instant::now(), dev, user, id, code);
-        if let (Err(_), Some(code)) = (&done, code) {
-            arbiter
-                .release_park_codes(&[(code, id.to_string())])
-                .await?;
+        if let (Err(_), Some(code)) = (&done, code)
+            && let Err(e) = arbiter.release_park_codes(&[(code, id.to_string())]).await
+        {
+            // The hub's refusal still goes out; the code goes with the call.
+            tracing::warn!(error = %e, "a pickup code reserved for nothing was not given back");
         }
         Ok(done)
     }
