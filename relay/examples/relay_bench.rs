@@ -556,12 +556,7 @@ async fn session(
         tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
         match connect(b_port, &cookie).await {
             Ok(ws) => break ws,
-            Err(e) => {
-                if attempt == 0 && seed % 500 == 0 {
-                    eprintln!("failover: a reconnect failed: {e:#}");
-                }
-                attempt += 1
-            }
+            Err(_) => attempt += 1,
         }
     };
     let _ = back.send((Instant::now(), attempt));
