@@ -617,22 +617,7 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
         matches!(m, RelayMsg::Settings { .. })
     })
     .await;
-    bob.send(&ClientMsg::Invite {
-        to: ANN.into(),
-        transfer: None,
-    })
-    .await;
-    let id = call_id(&bob.recv().await);
-    until(&mut ann, "incoming", |m| {
-        matches!(m, RelayMsg::Incoming { .. })
-    })
-    .await;
-    ann.send(&ClientMsg::Accept {
-        call_id: id.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    assert!(matches!(bob.recv().await, RelayMsg::Accepted { .. }));
+    let id = call_answered(&mut bob, &mut ann, ANN).await;
 
     // Bob parks it: he is free again for the whole cluster.
     bob.send(&ClientMsg::Park {
