@@ -428,47 +428,40 @@ impl Arbiter {
     }
 
     /// Makes the busy rows follow this node's hub where a call changed hands
-    /// within it (a park frees the parker; whoever picks up, or is joined to a
-    /// call by a consult transfer, is busy). `users`: each with the call the
-    /// hub has them in now; `carried`: the calls it carries. A user in none of
-    /// them loses a row naming one of them; a user in one with no row gets
-    /// one. Rows of calls not yet carried (being placed, being taken over) and
-    /// of other nodes' calls are left alone, and no row changes its call.
-    /// Returns the users whose row went or came.
+    /// within it: each of `freed` (a parker, a transferor) loses the row that
+    /// names the call they let go of; each of `busy` (whoever picked up, or
+    /// was joined to a call) gets a row naming their call if they have none
+    /// and the call is this node's. No row changes its call. Returns the
+    /// users whose row went or came.
     pub async fn sync_busy(
         &self,
-        users: &[(String, Option<String>)],
-        carried: &[String],
+        busy: &[(String, String)],
+        freed: &[(String, String)],
     ) -> Result<Vec<String>> {
-        let free: Vec<String> = users
-            .iter()
-            .filter(|(_, c)| c.is_none())
-            .map(|(u, _)| u.clone())
-            .collect();
-        let (busy, calls): (Vec<String>, Vec<String>) = users
-            .iter()
-            .filter_map(|(u, c)| c.clone().map(|c| (u.clone(), c)))
-            .unzip();
         let mut changed = Vec::new();
-        if !free.is_empty() && !carried.is_empty() {
+        if !freed.is_empty() {
+            let (users, calls): (Vec<&str>, Vec<&str>) =
+                freed.iter().map(|(u, c)| (u.as_str(), c.as_str())).unzip();
             let gone: Vec<String> = sqlx::query_scalar(
-                "DELETE FROM cluster_busy WHERE user_name = ANY($1) AND call_id = ANY($2) \
-                 RETURNING user_name",
+                "DELETE FROM cluster_busy b USING unnest($1::text[], $2::text[]) AS t(u, c) \
+                 WHERE b.user_name = t.u AND b.call_id = t.c RETURNING b.user_name",
             )
-            .bind(&free)
-            .bind(carried)
+            .bind(&users)
+            .bind(&calls)
             .fetch_all(&self.pool)
             .await?;
             changed.extend(gone);
         }
         if !busy.is_empty() {
+            let (users, calls): (Vec<&str>, Vec<&str>) =
+                busy.iter().map(|(u, c)| (u.as_str(), c.as_str())).unzip();
             let came: Vec<String> = sqlx::query_scalar(
                 "INSERT INTO cluster_busy (user_name, call_id) \
                  SELECT t.u, t.c FROM unnest($1::text[], $2::text[]) AS t(u, c) \
                  WHERE EXISTS (SELECT 1 FROM cluster_calls WHERE id = t.c AND home_node = $3) \
                  ON CONFLICT (user_name) DO NOTHING RETURNING user_name",
             )
-            .bind(&busy)
+            .bind(&users)
             .bind(&calls)
             .bind(&self.node)
             .fetch_all(&self.pool)

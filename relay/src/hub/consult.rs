@@ -205,6 +205,9 @@ impl Hub {
         g.in_call.insert(target.clone(), held.clone());
         if g.in_call.get(user) == Some(held) {
             g.in_call.remove(user);
+            if g.cluster {
+                g.freed.push((user.to_string(), held.clone()));
+            }
         }
         g.sync_presence(user);
         g.sync_presence(&target);

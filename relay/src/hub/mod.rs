@@ -62,11 +62,12 @@ pub type DeviceId = u64;
 pub struct Ended {
     /// Calls that ended.
     pub calls: Vec<CallId>,
-    /// Users whose call may have changed, each with the call this hub has
-    /// them in now (`None`: none of its calls).
-    pub users: Vec<(String, Option<CallId>)>,
-    /// The calls this hub carries (given when a user is in none).
-    pub carried: Vec<CallId>,
+    /// Users whose call may have changed and who are in a call of this hub
+    /// now, with that call.
+    pub busy: Vec<(String, CallId)>,
+    /// Users who let go of a call that goes on without them (a parker, a
+    /// transferor), with that call.
+    pub freed: Vec<(String, CallId)>,
     /// Pickup codes given back (picked up or taken back), with their calls.
     pub unparked: Vec<(u8, CallId)>,
 }
@@ -553,8 +554,12 @@ struct Inner {
     answered: Vec<CallId>,
     /// In the cluster configuration: users whose call may have changed since
     /// the node last took them ([`Hub::take_ended`]), so that their busy rows
-    /// follow (a parker is free, whoever picks up is busy).
+    /// follow (whoever picks up or is joined to a call is busy).
     busy_dirty: HashSet<String>,
+    /// In the cluster configuration: users who let go of a call that goes on
+    /// (parked it, or left it by a consult transfer) since the node last took
+    /// them ([`Hub::take_ended`]): their busy rows go.
+    freed: Vec<(String, CallId)>,
     /// In the cluster configuration: pickup codes given back (picked up or
     /// taken back) since the node last took them ([`Hub::take_ended`]).
     unparked: Vec<(u8, CallId)>,
@@ -1284,31 +1289,24 @@ impl Hub {
     }
 
     /// The calls that ended since the last call (cluster nodes only), and,
-    /// taken at the same moment, what the busy rows must follow: each user
-    /// whose call may have changed with the call they are in now, and the
-    /// calls this hub carries. Taken together, so that the rows of a call
-    /// that ended are removed before its people's rows are mended.
+    /// taken at the same moment, what the busy rows must follow (see
+    /// [`Ended`]). Taken together, so that the rows of a call that ended are
+    /// removed before its people's rows are mended.
     pub fn take_ended(&self) -> Ended {
         let mut g = self.lock();
-        let calls = std::mem::take(&mut g.ended);
         let dirty = std::mem::take(&mut g.busy_dirty);
-        let mut users: Vec<(String, Option<CallId>)> = dirty
+        let mut busy: Vec<(String, CallId)> = dirty
             .into_iter()
-            .map(|u| {
-                let call = g.in_call.get(&u).cloned();
-                (u, call)
+            .filter_map(|u| {
+                let call = g.in_call.get(&u).cloned()?;
+                Some((u, call))
             })
             .collect();
-        users.sort();
-        let carried = if users.iter().any(|(_, c)| c.is_none()) {
-            g.calls.keys().cloned().collect()
-        } else {
-            Vec::new()
-        };
+        busy.sort();
         Ended {
-            calls,
-            users,
-            carried,
+            calls: std::mem::take(&mut g.ended),
+            busy,
+            freed: std::mem::take(&mut g.freed),
             unparked: std::mem::take(&mut g.unparked),
         }
     }

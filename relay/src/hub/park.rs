@@ -115,6 +115,9 @@ impl Hub {
         g.parked.insert(code, id.clone());
         // The parker is free for other calls; the call is no longer theirs.
         g.in_call.remove(user);
+        if g.cluster {
+            g.freed.push((user.to_string(), id.clone()));
+        }
         g.sync_presence(user);
         g.send(
             dev,

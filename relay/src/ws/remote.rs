@@ -488,16 +488,14 @@ impl Cluster {
                 tracing::warn!(error = %e, "pickup codes were not given back");
             }
         }
-        if ended.users.is_empty() {
+        if ended.busy.is_empty() && ended.freed.is_empty() {
             return;
         }
-        let users: Vec<(String, Option<String>)> = ended
-            .users
-            .into_iter()
-            .map(|(u, c)| (u, c.map(|c| c.to_string())))
-            .collect();
-        let carried: Vec<String> = ended.carried.iter().map(ToString::to_string).collect();
-        match self.node.arbiter().sync_busy(&users, &carried).await {
+        let text = |v: Vec<(String, CallId)>| -> Vec<(String, String)> {
+            v.into_iter().map(|(u, c)| (u, c.to_string())).collect()
+        };
+        let (busy, freed) = (text(ended.busy), text(ended.freed));
+        match self.node.arbiter().sync_busy(&busy, &freed).await {
             Ok(changed) if !changed.is_empty() => {
                 let names: Vec<&str> = changed.iter().map(String::as_str).collect();
                 self.node.hint_users(&names);
