@@ -72,6 +72,16 @@ async fn quiet_or(client: &mut Client) -> Vec<RelayMsg> {
     got
 }
 
+/// Turns the person's E2EE switch off, so that their calls are standard ones
+/// (the features E2EE turns off work in them), and waits for the settings.
+async fn switch_off(client: &mut Client) {
+    client.send(&ClientMsg::SetE2ee { enabled: false }).await;
+    until(client, "settings", |m| {
+        matches!(m, RelayMsg::Settings { .. })
+    })
+    .await;
+}
+
 /// Reads messages until `want` says yes (presence and the like in between).
 async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
     first_of(client, what, want, |_| false).await
@@ -362,11 +372,7 @@ async fn hold_and_a_blind_transfer_work_across_nodes() {
     let (mut bob, _) = a.device(BOB).await;
     let (mut ann, _) = b.device(ANN).await;
     let (mut cat, _) = b.device("cat@a.test").await;
-    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
-    until(&mut ann, "settings", |m| {
-        matches!(m, RelayMsg::Settings { .. })
-    })
-    .await;
+    switch_off(&mut ann).await;
     bob.send(&ClientMsg::Invite {
         to: ANN.into(),
         transfer: None,
@@ -458,11 +464,7 @@ async fn a_call_moves_between_devices_on_different_nodes() {
     let (mut ann2, _) = b.device(ANN).await;
     let (mut bob1, _) = a.device(BOB).await;
     let (mut bob2, _) = b.device(BOB).await;
-    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
-    until(&mut ann, "settings", |m| {
-        matches!(m, RelayMsg::Settings { .. })
-    })
-    .await;
+    switch_off(&mut ann).await;
     ann.send(&ClientMsg::Invite {
         to: BOB.into(),
         transfer: None,
@@ -612,11 +614,7 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     let (mut bob, _) = a.device(BOB).await;
     let (mut ann, _) = b.device(ANN).await;
     let (mut cat, _) = b.device(CAT).await;
-    ann.send(&ClientMsg::SetE2ee { enabled: false }).await;
-    until(&mut ann, "settings", |m| {
-        matches!(m, RelayMsg::Settings { .. })
-    })
-    .await;
+    switch_off(&mut ann).await;
     let id = call_answered(&mut bob, &mut ann, ANN).await;
 
     // Bob parks it: he is free again for the whole cluster.
