@@ -82,6 +82,17 @@ async fn switch_off(client: &mut Client) {
     .await;
 }
 
+/// `client` invites `to`; the `calling` that answers it.
+async fn invite(client: &mut Client, to: &str) -> RelayMsg {
+    client
+        .send(&ClientMsg::Invite {
+            to: to.into(),
+            transfer: None,
+        })
+        .await;
+    until(client, "calling", |m| matches!(m, RelayMsg::Calling { .. })).await
+}
+
 /// Reads messages until `want` says yes (presence and the like in between).
 async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
     first_of(client, what, want, |_| false).await
@@ -465,21 +476,17 @@ async fn a_call_moves_between_devices_on_different_nodes() {
     let (mut bob1, _) = a.device(BOB).await;
     let (mut bob2, _) = b.device(BOB).await;
     switch_off(&mut ann).await;
-    ann.send(&ClientMsg::Invite {
-        to: BOB.into(),
-        transfer: None,
-    })
-    .await;
-    let calling = until(&mut ann, "calling", |m| {
+    let calling = invite(&mut ann, BOB).await;
+    assert!(
         matches!(
-            m,
+            calling,
             RelayMsg::Calling {
                 mode: CallMode::Standard,
                 ..
             }
-        )
-    })
-    .await;
+        ),
+        "{calling:?}"
+    );
     let id = call_id(&calling);
     for bob in [&mut bob1, &mut bob2] {
         until(bob, "incoming", |m| matches!(m, RelayMsg::Incoming { .. })).await;
@@ -796,17 +803,7 @@ async fn simultaneous_accepts_on_two_nodes_200_times() {
     let (mut bob_b, _) = b.device(BOB).await;
     let mut wins = [0; 2];
     for round in 0..200 {
-        ann.send(&ClientMsg::Invite {
-            to: BOB.into(),
-            transfer: None,
-        })
-        .await;
-        let id = call_id(
-            &until(&mut ann, "calling", |m| {
-                matches!(m, RelayMsg::Calling { .. })
-            })
-            .await,
-        );
+        let id = call_id(&invite(&mut ann, BOB).await);
         for bob in [&mut bob_a, &mut bob_b] {
             until(bob, "incoming", |m| matches!(m, RelayMsg::Incoming { .. })).await;
         }
@@ -889,17 +886,7 @@ async fn an_accept_from_another_node_at_the_ring_deadline_or_the_timeout_never_b
         )
     };
     for round in 0..200u64 {
-        ann.send(&ClientMsg::Invite {
-            to: BOB.into(),
-            transfer: None,
-        })
-        .await;
-        let id = call_id(
-            &until(&mut ann, "calling", |m| {
-                matches!(m, RelayMsg::Calling { .. })
-            })
-            .await,
-        );
+        let id = call_id(&invite(&mut ann, BOB).await);
         until(&mut bob, "incoming", |m| {
             matches!(m, RelayMsg::Incoming { .. })
         })
