@@ -12,7 +12,7 @@ use shieldcall_proto::{
 };
 use tokio::sync::mpsc;
 
-use crate::hub::{CallKey, DeviceId, Hub};
+use crate::hub::{CallKey, DeviceId, Hub, Input};
 use crate::policy::{self, ExternalAccess, Party, Policy, Refusal};
 use crate::ws::OUTBOX;
 use crate::ws::frame::{Assembler, apply_mask, parse_header};
@@ -125,12 +125,12 @@ struct Harness {
 ///   relay minted before a restart (pair and mode n); any other id is used as is.
 ///   An `invite` (after the connection's checks) and a `resume` of an unknown call
 ///   take their decision from `op >> 4` (1: E2EE, 2: standard, 3: not allowed, 4:
-///   E2EE required; else [`policy::decide_call`]), and so does `move-here`
-///   ([`Hub::move_here`]), `consult` ([`Hub::consult`]) and `consult-transfer`
-///   ([`Hub::consult_transfer`], whose `consult` id resolves as `call_id` does);
-///   `resume` goes to
-///   [`Hub::resume`], `set-e2ee` to [`Hub::may_switch`] and
-///   [`Hub::push_settings`], call messages to [`Hub::call_msg`].
+///   E2EE required; else [`policy::decide_call`]), and so does `move-here`,
+///   `consult` and `consult-transfer` (whose `consult` id resolves as `call_id`
+///   does). Every message the hub handles goes to [`Hub::handle`] as the
+///   connection sends it (`resume` as [`Input::Resume`], call messages as
+///   [`Input::Call`]); `set-e2ee` goes to [`Hub::may_switch`] and
+///   [`Hub::push_settings`].
 /// - `8`: the device disconnects ([`Hub::unregister`]); `9`: it connects again
 ///   ([`Hub::register`], then [`Hub::contacts_of`] as `hello` does).
 /// - `10`: its outbox is read (a full outbox or a dropped sender closes it, as the
@@ -157,7 +157,12 @@ pub fn hub_messages(data: &[u8]) {
     };
     let mut h = Harness {
         now: Instant::now(),
-        hub: Hub::new(RING, GRACE, PARK, key),
+        hub: Hub::new(crate::hub::Config {
+            ring_timeout: RING,
+            grace: GRACE,
+            park_timeout: PARK,
+            key,
+        }),
         cap: if first & 1 == 0 { OUTBOX } else { 4 },
         devices: std::array::from_fn(|_| None),
         switch: [None; USERS.len()],
@@ -490,7 +495,7 @@ impl Harness {
             | ClientMsg::Merge { call_id, consult } => {
                 self.consult_transfer(dev, name, kind, &call_id, consult, merge)
             }
-            msg @ ClientMsg::Join { .. } => self.hub.join(self.now, dev, name, &msg),
+            msg @ ClientMsg::Join { .. } => self.hub.handle(self.now, dev, Input::Join(&msg)),
             // `Conn::media_offer`: the hub's word, then the media component.
             ClientMsg::MediaOffer {
                 call_id, captions, ..
@@ -506,7 +511,9 @@ impl Harness {
                         Ok(id) => {
                             self.calls.push(id.clone());
                             self.known[user].insert(id.0.clone());
-                            self.hub.voicemail(self.now, dev, name, &to, decision, id)
+                            let to = &to;
+                            let input = Input::Voicemail { to, decision, id };
+                            self.hub.handle(self.now, dev, input)
                         }
                         Err(_) => Ok(()),
                     }
@@ -527,8 +534,13 @@ impl Harness {
                             self.calls.push(id.clone());
                             self.known[user].insert(id.0.clone());
                             self.known[t].insert(id.0.clone());
-                            self.hub
-                                .add(self.now, dev, name, &call_id, &to, &decisions, id)
+                            let input = Input::Add {
+                                id: &call_id,
+                                to: &to,
+                                decisions: &decisions,
+                                call_id: id,
+                            };
+                            self.hub.handle(self.now, dev, input)
                         }
                         Err(_) => Ok(()),
                     }
@@ -546,9 +558,19 @@ impl Harness {
                 let decision = peer
                     .filter(|p| p != name)
                     .map(|p| self.decide(kind, name, &p));
-                self.hub.pickup(self.now, dev, name, &msg, decision)
+                let input = Input::Pickup {
+                    msg: &msg,
+                    decision,
+                };
+                self.hub.handle(self.now, dev, input)
             }
-            ClientMsg::Park { call_id } => self.hub.park(self.now, dev, name, &call_id),
+            ClientMsg::Park { call_id } => {
+                let input = Input::Park {
+                    id: &call_id,
+                    code: None,
+                };
+                self.hub.handle(self.now, dev, input)
+            }
             // `Conn::transfer`: a target that is an account other than the two,
             // reachable by both; the decision for the peer and the target.
             ClientMsg::Transfer { call_id, to } => {
@@ -556,8 +578,12 @@ impl Harness {
                 match (peer, user_index(&to)) {
                     (Some(peer), Some(t)) if t < USERS.len() && to != peer && to != name => {
                         let allowed = self.decide(kind, &peer, &to).is_ok();
-                        self.hub
-                            .transfer(self.now, dev, name, &call_id, &to, allowed)
+                        let input = Input::Transfer {
+                            id: &call_id,
+                            target: &to,
+                            allowed,
+                        };
+                        self.hub.handle(self.now, dev, input)
                     }
                     _ => Ok(()),
                 }
@@ -565,9 +591,13 @@ impl Harness {
             msg @ ClientMsg::MoveHere { .. } => {
                 let peer = msg.call_id().and_then(|id| self.hub.call_peer(id, name));
                 let decision = peer.map(|p| self.decide(kind, name, &p));
-                self.hub.move_here(dev, name, &msg, decision)
+                let input = Input::MoveHere {
+                    msg: &msg,
+                    decision,
+                };
+                self.hub.handle(self.now, dev, input)
             }
-            other => self.hub.call_msg(self.now, dev, name, other),
+            other => self.hub.handle(self.now, dev, Input::Call(other)),
         };
         // Legs of a group call are made by the relay (an answered add, a
         // merge): their people are named in them from then on.
@@ -650,20 +680,24 @@ impl Harness {
         if let Some(e) = user_index(&callee).filter(|&e| e < USERS.len()) {
             self.known[e].insert(id.0.clone());
         }
-        match consult {
+        let input = match &consult {
             // `Conn::invite` with `Via::Consult`.
-            Some(held) => {
-                let r = self
-                    .hub
-                    .consult(self.now, dev, caller, &held, &callee, decision, id);
-                if let Err(e) = r {
-                    let reply = e.into_msg().encode();
-                    assert!(RelayMsg::decode(&reply).is_ok(), "bad reply {reply}");
-                }
-            }
-            None => self
-                .hub
-                .invite(self.now, dev, caller, &callee, decision, id),
+            Some(held) => Input::Consult {
+                held,
+                callee: &callee,
+                decision,
+                call_id: id,
+            },
+            None => Input::Invite {
+                callee: &callee,
+                decision,
+                call_id: id,
+                referred_by: None,
+            },
+        };
+        if let Err(e) = self.hub.handle(self.now, dev, input) {
+            let reply = e.into_msg().encode();
+            assert!(RelayMsg::decode(&reply).is_ok(), "bad reply {reply}");
         }
     }
 
@@ -681,13 +715,21 @@ impl Harness {
         self.resolve(&mut consult);
         let pair = self.hub.consult_pair(held, &consult, name);
         let decision = pair.as_ref().map(|(w, t)| self.decide(kind, w, t));
-        if merge {
-            self.hub
-                .merge(self.now, dev, name, held, &consult, decision)
+        let consult = &consult;
+        let input = if merge {
+            Input::Merge {
+                held,
+                consult,
+                decision,
+            }
         } else {
-            self.hub
-                .consult_transfer(self.now, dev, name, held, &consult, decision)
-        }
+            Input::ConsultTransfer {
+                held,
+                consult,
+                decision,
+            }
+        };
+        self.hub.handle(self.now, dev, input)
     }
 
     /// `Conn::resume`: for a call the hub does not know, the decision made again.
@@ -708,7 +750,8 @@ impl Harness {
             }
             _ => None,
         };
-        self.hub.resume(self.now, dev, name, msg, decision)
+        self.hub
+            .handle(self.now, dev, Input::Resume { msg, decision })
     }
 
     fn queries(&self, slot: usize) {

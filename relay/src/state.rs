@@ -117,12 +117,12 @@ impl AppState {
 
     /// State over any store, minting call ids with `key`.
     pub fn with_store(config: Config, store: Arc<dyn Store>, key: hub::CallKey) -> Self {
-        let hub = Hub::new(
-            config.ring_timeout,
-            config.reconnect_grace,
-            config.park_timeout,
+        let hub = Hub::new(hub::Config {
+            ring_timeout: config.ring_timeout,
+            grace: config.reconnect_grace,
+            park_timeout: config.park_timeout,
             key,
-        );
+        });
         hub.set_captions_deployed(config.captions_python.is_some());
         let limiter = auth::LoginLimiter::new(
             config.login_per_account,

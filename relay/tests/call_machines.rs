@@ -22,7 +22,7 @@ use shieldcall_proto::{
     CallMode, ClientMsg, E2eePolicyType, E2eeSetting, Fingerprint, IceCandidate, PolicySource,
     RefuseReason, RelayMsg, extract_fingerprint, security_code,
 };
-use shieldcall_relay::hub::{CallKey, DeviceId, Hub};
+use shieldcall_relay::hub::{CallKey, Config, DeviceId, Hub, Input as HubInput};
 use shieldcall_web::call::{
     Call, Ending, Input, Output, PcCommand, Phase, UserAction, Warning, Wish,
 };
@@ -105,7 +105,12 @@ fn setting(enabled: bool) -> E2eeSetting {
 
 /// A relay's hub with these people in its directory, minting with `key`.
 fn hub(key: &CallKey) -> Arc<Hub> {
-    let hub = Hub::new(RING, GRACE, Duration::from_secs(300), key.clone());
+    let hub = Hub::new(Config {
+        ring_timeout: RING,
+        grace: GRACE,
+        park_timeout: Duration::from_secs(300),
+        key: key.clone(),
+    });
     hub.set_directory(
         Default::default(),
         vec![ALICE.into(), BOB.into(), CAROL.into()],
@@ -375,8 +380,16 @@ impl World {
                     .hub
                     .mint_call_id(user, &to, self.mode)
                     .expect("call id");
-                self.hub.invite(now, dev, user, &to, Ok(self.mode), id);
-                Ok(())
+                self.hub.handle(
+                    now,
+                    dev,
+                    HubInput::Invite {
+                        callee: &to,
+                        decision: Ok(self.mode),
+                        call_id: id,
+                        referred_by: None,
+                    },
+                )
             }
             // A call this hub does not know (it restarted) comes with the
             // pair's call decision, made again as the connection makes it.
@@ -387,10 +400,18 @@ impl World {
                     }
                     _ => None,
                 };
-                self.hub.resume(now, dev, user, msg, decision)
+                self.hub
+                    .handle(now, dev, HubInput::Resume { msg, decision })
             }
-            ClientMsg::Park { call_id } => self.hub.park(now, dev, user, &call_id),
-            other => self.hub.call_msg(now, dev, user, other),
+            ClientMsg::Park { call_id } => self.hub.handle(
+                now,
+                dev,
+                HubInput::Park {
+                    id: &call_id,
+                    code: None,
+                },
+            ),
+            other => self.hub.handle(now, dev, HubInput::Call(other)),
         };
         if let Err(e) = result {
             let text = e.into_msg().encode();

@@ -18,7 +18,7 @@ use common::new_database;
 use shieldcall_proto::{E2eePolicyType, E2eeSetting, PolicySource, RelayMsg, Status};
 use shieldcall_relay::bus::Bus;
 use shieldcall_relay::cluster::{Arbiter, Node, Timing};
-use shieldcall_relay::hub::{CallKey, DeviceId, Hub};
+use shieldcall_relay::hub::{CallKey, Config, DeviceId, Hub};
 use shieldcall_relay::store::PostgresStore;
 use sqlx::Connection;
 use tokio::sync::mpsc;
@@ -55,12 +55,12 @@ struct Relay {
 
 impl Relay {
     async fn start(db: &str, nats: &str, timing: Timing) -> Self {
-        let hub = Hub::new(
-            Duration::from_secs(45),
-            Duration::from_secs(30),
-            Duration::from_secs(300),
-            CallKey::random().expect("key"),
-        );
+        let hub = Hub::new(Config {
+            ring_timeout: Duration::from_secs(45),
+            grace: Duration::from_secs(30),
+            park_timeout: Duration::from_secs(300),
+            key: CallKey::random().expect("key"),
+        });
         hub.set_directory(
             Default::default(),
             USERS.iter().map(|u| u.to_string()).collect(),

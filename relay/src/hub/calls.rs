@@ -7,7 +7,7 @@ use shieldcall_proto::{
 
 use std::time::Instant;
 
-use super::{Call, DeviceId, Hub, Inner, MAX_RESTORING, Restore, Side, Timer, WireError};
+use super::{Call, Core, DeviceId, MAX_RESTORING, Restore, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 /// A call to place: who calls whom from which device, under which id.
@@ -33,25 +33,12 @@ pub(super) struct Placed<'a> {
     pub group: Option<(super::group::GroupId, Vec<String>)>,
 }
 
-impl Hub {
-    /// Places a call whose mode (or refusal) the caller already decided.
-    pub fn invite(
-        &self,
-        now: Instant,
-        dev: DeviceId,
-        caller: &str,
-        callee: &str,
-        decision: Result<CallMode, Refusal>,
-        call_id: CallId,
-    ) {
-        self.invite_referred(now, dev, caller, callee, decision, call_id, None);
-    }
-
-    /// [`Hub::invite`] for a call a transfer asked for: the callee is told who
-    /// transferred the caller (`referred_by`).
+impl Core {
+    /// Places a call whose mode (or refusal) the caller already decided;
+    /// `referred_by` names who transferred the caller (a transfer's call).
     #[allow(clippy::too_many_arguments)]
-    pub fn invite_referred(
-        &self,
+    pub(super) fn invite(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         caller: &str,
@@ -60,7 +47,7 @@ impl Hub {
         call_id: CallId,
         referred_by: Option<String>,
     ) {
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let placed = Placed {
             dev,
             caller,
@@ -71,11 +58,12 @@ impl Hub {
             consult: false,
             group: None,
         };
-        self.place(&mut g, placed, decision);
+        g.place(placed, decision);
     }
 
     /// Rings the callee of `p` (or refuses the call, telling the caller why).
-    pub(super) fn place(&self, g: &mut Inner, p: Placed<'_>, decision: Result<CallMode, Refusal>) {
+    pub(super) fn place(&mut self, p: Placed<'_>, decision: Result<CallMode, Refusal>) {
+        let g = self;
         let Placed {
             dev,
             caller,
@@ -86,7 +74,7 @@ impl Hub {
             consult,
             group,
         } = p;
-        let refuse = |g: &Inner, reason: RefuseReason, required_by: Option<String>| {
+        let refuse = |g: &Core, reason: RefuseReason, required_by: Option<String>| {
             g.send(
                 dev,
                 &RelayMsg::CallRefused {
@@ -165,7 +153,7 @@ impl Hub {
         g.sync_presence(caller);
         g.sync_presence(callee);
         tracing::info!(call = %call_id, ?mode, "call ringing");
-        let timer = g.schedule(self.ring_timeout, Timer::Ring(call_id.clone()));
+        let timer = g.schedule(g.cfg.ring_timeout, Timer::Ring(call_id.clone()));
         if let Some(call) = g.calls.get_mut(&call_id) {
             call.ring_timer = timer;
         }
@@ -173,7 +161,7 @@ impl Hub {
 
     /// Whether this relay knows the call (it may have lost it in a restart).
     pub fn knows_call(&self, id: &CallId) -> bool {
-        self.lock().calls.contains_key(id)
+        self.calls.contains_key(id)
     }
 
     /// A new, unforgeable call id (see `call_id`).
@@ -183,18 +171,18 @@ impl Hub {
         callee: &str,
         mode: CallMode,
     ) -> crate::Result<CallId> {
-        self.key.mint(caller, callee, mode)
+        self.cfg.key.mint(caller, callee, mode)
     }
 
-    /// Handles `resume`: rebinds a known call (see [`Hub::call_msg`]), or restores
+    /// Handles `resume`: rebinds a known call (see `call_msg`), or restores
     /// a call this relay lost in a restart once both people's devices resumed it
     /// naming each other (docs/protocol.md, "Reconnecting"). A restore needs a
     /// call id this relay minted for exactly those two people and the mode both
     /// name, and `decision`, the call decision for the pair made again now from
     /// the current policies (the caller computes it for an unknown call), must
     /// still give that mode.
-    pub fn resume(
-        &self,
+    pub(super) fn resume(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -211,10 +199,10 @@ impl Hub {
         };
         let id = call_id.clone();
         {
-            let mut g = self.lock_at(now);
+            let g = self.at(now);
             if !g.calls.contains_key(&id) {
-                let busy = |g: &Inner, u: &str| g.in_call.get(u).is_some_and(|c| *c != id);
-                if busy(&g, user) || peer == user {
+                let busy = |g: &Core, u: &str| g.in_call.get(u).is_some_and(|c| *c != id);
+                if busy(g, user) || peer == user {
                     return Err(WireError::new(
                         ErrorCode::NotYourCall,
                         "You are not part of this call.",
@@ -229,8 +217,8 @@ impl Hub {
                     // account that exists, is kept: a claim costs memory for the
                     // grace period.
                     let known_peer = g.accounts.as_ref().is_some_and(|a| a.contains(peer));
-                    let minted = self.key.verify(&id, user, peer, *mode)
-                        || self.key.verify(&id, peer, user, *mode);
+                    let minted = g.cfg.key.verify(&id, user, peer, *mode)
+                        || g.cfg.key.verify(&id, peer, user, *mode);
                     if !minted || !known_peer {
                         return Err(WireError::new(
                             ErrorCode::NotYourCall,
@@ -263,7 +251,7 @@ impl Hub {
                         g.next_claim += 1;
                         let epoch = g.next_claim;
                         let timer = g.schedule(
-                            self.grace,
+                            g.cfg.grace,
                             Timer::Restore {
                                 call: id.clone(),
                                 epoch,
@@ -288,7 +276,7 @@ impl Hub {
                     return Ok(());
                 };
                 g.cancel(first.timer);
-                if busy(&g, peer) {
+                if busy(g, peer) {
                     return Err(WireError::new(
                         ErrorCode::NotYourCall,
                         "You are not part of this call.",
@@ -297,12 +285,12 @@ impl Hub {
                 }
                 // Who called whom is in the id; the mode must be the one both
                 // name and the one the policies give the pair now.
-                let caller_first = self.key.verify(&id, &first.user, user, *mode);
+                let caller_first = g.cfg.key.verify(&id, &first.user, user, *mode);
                 let still_allowed = decision
                     .as_ref()
                     .is_some_and(|d| d.as_ref().ok() == Some(mode));
                 if first.mode != *mode
-                    || !(caller_first || self.key.verify(&id, user, &first.user, *mode))
+                    || !(caller_first || g.cfg.key.verify(&id, user, &first.user, *mode))
                     || !still_allowed
                 {
                     let end = RelayMsg::Hangup {
@@ -341,7 +329,7 @@ impl Hub {
     /// The other person in call `id` of `user`, if the call exists and `user` is
     /// in it (for the policy decision `move_here` needs).
     pub fn call_peer(&self, id: &CallId, user: &str) -> Option<String> {
-        let g = self.lock();
+        let g = self;
         let call = g.calls.get(id)?;
         if call.caller == user {
             Some(call.callee.clone())
@@ -358,8 +346,9 @@ impl Hub {
     /// with this device's commitment, so the two connect afresh. `decision` is the
     /// pair's call decision now: the call moves only if it still gives a standard
     /// call (a new leg follows today's policies, as a new call would).
-    pub fn move_here(
-        &self,
+    pub(super) fn move_here(
+        &mut self,
+        now: Instant,
         dev: DeviceId,
         user: &str,
         msg: &ClientMsg,
@@ -375,7 +364,7 @@ impl Hub {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        let mut g = self.lock();
+        let g = self.at(now);
         let consulting = g.consulting(id);
         let Some(call) = g.calls.get_mut(id) else {
             return Err(not_yours());
@@ -473,14 +462,14 @@ impl Hub {
 
     /// Restore claims held now (for tests and the operations docs' limits).
     pub fn restoring(&self) -> usize {
-        self.lock().restoring.len()
+        self.restoring.len()
     }
 
     /// Handles a message about an existing call from device `dev` of `user`:
     /// one authorisation (`authorise`) decides whether they may send it, where
     /// the call is, then one function per message carries it out.
-    pub fn call_msg(
-        &self,
+    pub(super) fn call_msg(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -489,7 +478,7 @@ impl Hub {
         let Some(id) = msg.call_id().cloned() else {
             return Ok(());
         };
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         // Stopping a voicemail being left (it is not a call).
         if matches!(msg, ClientMsg::Record { on: false, .. })
             && g.voicemail_of(&id, user, dev).is_some()
@@ -497,7 +486,7 @@ impl Hub {
             g.end_voicemail(&id);
             return Ok(());
         }
-        let Some(p) = authorise(&mut g, id, user, dev, &msg)? else {
+        let Some(p) = authorise(g, id, user, dev, &msg)? else {
             return Ok(());
         };
         let call_id = p.id.clone();
@@ -508,38 +497,38 @@ impl Hub {
                 }
                 Ok(())
             }
-            ClientMsg::Accept { commit, .. } => self.accept(&mut g, &p, commit),
+            ClientMsg::Accept { commit, .. } => g.accept(&p, commit),
             ClientMsg::Decline { .. } => {
-                Self::decline(&mut g, &p.id, p.caller_dev, &p.callee, dev);
+                Self::decline(g, &p.id, p.caller_dev, &p.callee, dev);
                 Ok(())
             }
             ClientMsg::Cancel { .. } => {
-                cancel(&mut g, &p.id, &p.callee);
+                cancel(g, &p.id, &p.callee);
                 Ok(())
             }
             ClientMsg::Hangup { reason, .. } => {
-                hang_up(&mut g, &p, reason);
+                hang_up(g, &p, reason);
                 Ok(())
             }
             ClientMsg::Resume { .. } => {
-                resume_bound(&g, &p);
+                resume_bound(g, &p);
                 Ok(())
             }
-            ClientMsg::Offer { sdp, .. } => forward(&g, &p, RelayMsg::Offer { call_id, sdp }),
-            ClientMsg::Answer { sdp, .. } => forward(&g, &p, RelayMsg::Answer { call_id, sdp }),
+            ClientMsg::Offer { sdp, .. } => forward(g, &p, RelayMsg::Offer { call_id, sdp }),
+            ClientMsg::Answer { sdp, .. } => forward(g, &p, RelayMsg::Answer { call_id, sdp }),
             ClientMsg::Ice { candidate, .. } => {
-                forward(&g, &p, RelayMsg::Ice { call_id, candidate })
+                forward(g, &p, RelayMsg::Ice { call_id, candidate })
             }
             ClientMsg::Hold { on, .. } => {
-                hold(&mut g, &p, on);
+                hold(g, &p, on);
                 Ok(())
             }
             ClientMsg::Record { on, .. } => {
-                media_use(&mut g, &p, on, false);
+                media_use(g, &p, on, false);
                 Ok(())
             }
             ClientMsg::Captions { on, .. } => {
-                media_use(&mut g, &p, on, true);
+                media_use(g, &p, on, true);
                 Ok(())
             }
             // `authorise` lets through only the messages handled above.
@@ -549,11 +538,11 @@ impl Hub {
 
     /// The callee's device accepts the ringing call with its commitment.
     fn accept(
-        &self,
-        g: &mut Inner,
+        &mut self,
         p: &Party<'_>,
         commit: Option<shieldcall_proto::Commitment>,
     ) -> Result<(), WireError> {
+        let g = self;
         let id = &p.id;
         // Every call commits, whatever its mode: the mode decides features,
         // never whether the two people can verify.
@@ -594,13 +583,13 @@ impl Hub {
         tracing::info!(call = %id, "call accepted");
         // An add to a group call: the newcomer meets everyone else.
         if let Some(gid) = g.calls.get(id).and_then(|c| c.group) {
-            self.grow(g, gid, id, &p.callee, p.dev);
+            g.grow(gid, id, &p.callee, p.dev);
         }
         Ok(())
     }
 
     fn decline(
-        g: &mut Inner,
+        g: &mut Core,
         id: &CallId,
         caller_dev: Option<DeviceId>,
         callee: &str,
@@ -662,7 +651,7 @@ struct Party<'a> {
 /// A device of the same user that comes back takes over its side's empty
 /// binding here (see docs/protocol.md, "Reconnecting").
 fn authorise<'a>(
-    g: &mut Inner,
+    g: &mut Core,
     id: CallId,
     user: &'a str,
     dev: DeviceId,
@@ -689,7 +678,7 @@ fn authorise<'a>(
     // The parker's side of a parked call belongs to nobody until a pickup: no
     // device of the parker may rebind to it (only a ring-back answers it).
     if call.park.as_ref().is_some_and(|p| p.side == side) {
-        return Hub::parker_msg(g, &id, user, dev, msg).map(|()| None);
+        return Core::parker_msg(g, &id, user, dev, msg).map(|()| None);
     }
     // A side a consult transfer handed over takes part once its new device
     // joined; until then the other side's leftovers of the old leg are
@@ -854,7 +843,7 @@ fn feature_refusal(feature: CallFeature, id: &CallId) -> WireError {
 }
 
 /// The caller's device gives up the ringing call.
-fn cancel(g: &mut Inner, id: &CallId, callee: &str) {
+fn cancel(g: &mut Core, id: &CallId, callee: &str) {
     g.send_user(
         callee,
         &RelayMsg::Cancelled {
@@ -867,11 +856,11 @@ fn cancel(g: &mut Inner, id: &CallId, callee: &str) {
 
 /// A bound device hangs up; before an answer, the caller's cancels and the
 /// callee's declines.
-fn hang_up(g: &mut Inner, p: &Party<'_>, reason: HangupReason) {
+fn hang_up(g: &mut Core, p: &Party<'_>, reason: HangupReason) {
     if !p.answered {
         match p.side {
             Side::Caller => cancel(g, &p.id, &p.callee),
-            Side::Callee => Hub::decline(g, &p.id, p.caller_dev, &p.callee, p.dev),
+            Side::Callee => Core::decline(g, &p.id, p.caller_dev, &p.callee, p.dev),
         }
         return;
     }
@@ -889,7 +878,7 @@ fn hang_up(g: &mut Inner, p: &Party<'_>, reason: HangupReason) {
 }
 
 /// A device that comes back to a held call learns the hold state.
-fn resume_bound(g: &Inner, p: &Party<'_>) {
+fn resume_bound(g: &Core, p: &Party<'_>) {
     let held = call_held(g, &p.id, p.side).filter(|&(m, t)| m || t);
     if let Some((by_me, by_peer)) = held {
         g.send(
@@ -904,7 +893,7 @@ fn resume_bound(g: &Inner, p: &Party<'_>) {
 }
 
 /// Passes an offer, an answer or a candidate to the other side's device.
-fn forward(g: &Inner, p: &Party<'_>, msg: RelayMsg) -> Result<(), WireError> {
+fn forward(g: &Core, p: &Party<'_>, msg: RelayMsg) -> Result<(), WireError> {
     match p.other {
         Some(d) => {
             // Moved, not copied: an offer's SDP is kilobytes.
@@ -921,7 +910,7 @@ fn forward(g: &Inner, p: &Party<'_>, msg: RelayMsg) -> Result<(), WireError> {
 
 /// The sender's side holds the call (`on`) or takes its hold off; both
 /// devices learn who holds it now.
-fn hold(g: &mut Inner, p: &Party<'_>, on: bool) {
+fn hold(g: &mut Core, p: &Party<'_>, on: bool) {
     let Some(call) = g.calls.get_mut(&p.id) else {
         return;
     };
@@ -958,7 +947,7 @@ fn hold(g: &mut Inner, p: &Party<'_>, on: bool) {
 
 /// The sender turns the recording (or, with `captions`, live captions) on or
 /// off; both devices learn whether it runs and at whose request.
-fn media_use(g: &mut Inner, p: &Party<'_>, on: bool, captions: bool) {
+fn media_use(g: &mut Core, p: &Party<'_>, on: bool, captions: bool) {
     let Some(call) = g.calls.get_mut(&p.id) else {
         return;
     };
@@ -987,7 +976,7 @@ fn media_use(g: &mut Inner, p: &Party<'_>, on: bool, captions: bool) {
 
 /// The hold state of call `id` from `side`'s view: (this side holds, the other
 /// side holds).
-fn call_held(g: &Inner, id: &CallId, side: Side) -> Option<(bool, bool)> {
+fn call_held(g: &Core, id: &CallId, side: Side) -> Option<(bool, bool)> {
     let call = g.calls.get(id)?;
     Some(match side {
         Side::Caller => (call.held_by_caller, call.held_by_callee),
@@ -997,7 +986,7 @@ fn call_held(g: &Inner, id: &CallId, side: Side) -> Option<(bool, bool)> {
 
 /// Call `id` rang out: the caller hears `no-answer`, the callee's devices stop
 /// ringing.
-pub(super) fn ring_expired(g: &mut Inner, id: &CallId) {
+pub(super) fn ring_expired(g: &mut Core, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
     if call.answered() {
         return;

@@ -20,7 +20,7 @@ use shieldcall_proto::{
 
 use super::calls::Placed;
 use super::history::Leg;
-use super::{DeviceId, Hub, Inner, Joining, Side, Timer, WireError};
+use super::{Core, DeviceId, Joining, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 /// How long the device a call was handed to may take to `join` it (it makes a
@@ -28,7 +28,7 @@ use crate::policy::Refusal;
 /// waiting hears `peer-gone`.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-impl Inner {
+impl Core {
     /// The live consultation of the held call `held`, and who placed it.
     pub(super) fn consultation_of(&self, held: &CallId) -> Option<(CallId, String)> {
         let call = self.calls.get(held)?;
@@ -56,15 +56,15 @@ impl Inner {
     }
 }
 
-impl Hub {
+impl Core {
     /// `consult` from device `dev` of `user`: call `callee` while the held call
     /// `held` waits. `decision` is the call decision for the new pair; the
     /// consultation is an ordinary call in every other respect (its own mode,
     /// id and code). A held call that does not fit gets `call-refused` with
     /// `busy` (the caller is in a call that cannot wait).
     #[allow(clippy::too_many_arguments)]
-    pub fn consult(
-        &self,
+    pub(super) fn consult(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -73,8 +73,8 @@ impl Hub {
         decision: Result<CallMode, Refusal>,
         call_id: CallId,
     ) -> Result<(), WireError> {
-        let mut g = self.lock_at(now);
-        check_held(&g, held, user, dev, CallFeature::Transfer)?;
+        let g = self.at(now);
+        check_held(g, held, user, dev, CallFeature::Transfer)?;
         if g.consultation_of(held).is_some() {
             return Err(WireError::new(
                 ErrorCode::WrongState,
@@ -82,7 +82,7 @@ impl Hub {
                 held,
             ));
         }
-        let (by_me, _) = held_state(&g, held, user);
+        let (by_me, _) = held_state(g, held, user);
         if !by_me {
             return Err(WireError::new(
                 ErrorCode::WrongState,
@@ -100,7 +100,7 @@ impl Hub {
             consult: true,
             group: None,
         };
-        self.place(&mut g, placed, decision);
+        g.place(placed, decision);
         Ok(())
     }
 
@@ -113,7 +113,7 @@ impl Hub {
         consult: &CallId,
         user: &str,
     ) -> Option<(String, String)> {
-        let g = self.lock();
+        let g = self;
         let h = g.calls.get(held)?;
         let c = g.calls.get(consult)?;
         let waiting = if h.caller == user {
@@ -131,8 +131,8 @@ impl Hub {
     /// `held` and the person consulted in `consult` are connected. `decision`
     /// is the call decision for those two, made now: they must be allowed a
     /// standard call (the joined call keeps the held call's id and mode).
-    pub fn consult_transfer(
-        &self,
+    pub(super) fn consult_transfer(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -140,9 +140,9 @@ impl Hub {
         consult: &CallId,
         decision: Option<Result<CallMode, Refusal>>,
     ) -> Result<(), WireError> {
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let (waiting, _, target, target_dev) =
-            check_pair(&g, held, consult, user, dev, CallFeature::Transfer)?;
+            check_pair(g, held, consult, user, dev, CallFeature::Transfer)?;
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
         let side = match g.calls.get(held) {
             Some(h) if h.caller == user => Side::Caller,
@@ -232,8 +232,8 @@ impl Hub {
     /// `join` from device `dev` of `user`: the device a consult transfer handed
     /// the call to commits to its fresh certificate; the person waiting gets
     /// `new-leg` and offers to it.
-    pub fn join(
-        &self,
+    pub(super) fn join(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -246,7 +246,7 @@ impl Hub {
         else {
             return Ok(());
         };
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let Some(call) = g.calls.get_mut(id) else {
@@ -297,7 +297,7 @@ impl Hub {
 /// `dev`, not parked, not handed over, not itself a consultation, and without
 /// a consultation already.
 fn check_held(
-    g: &Inner,
+    g: &Core,
     held: &CallId,
     user: &str,
     dev: DeviceId,
@@ -323,7 +323,7 @@ fn check_held(
 /// it, and both other people's devices are there. Returns the person waiting
 /// and their device, then the person consulted and theirs.
 pub(super) fn check_pair(
-    g: &Inner,
+    g: &Core,
     held: &CallId,
     consult: &CallId,
     user: &str,
@@ -371,7 +371,7 @@ pub(super) fn check_pair(
 }
 
 /// (this side holds, the other side holds) for `user` in call `id`.
-fn held_state(g: &Inner, id: &CallId, user: &str) -> (bool, bool) {
+fn held_state(g: &Core, id: &CallId, user: &str) -> (bool, bool) {
     g.calls.get(id).map_or((false, false), |c| {
         if c.caller == user {
             (c.held_by_caller, c.held_by_callee)
@@ -383,7 +383,7 @@ fn held_state(g: &Inner, id: &CallId, user: &str) -> (bool, bool) {
 
 /// The device a consult transfer handed call `id` to never joined: the person
 /// waiting hears `peer-gone`, and the call ends.
-pub(super) fn join_expired(g: &mut Inner, id: &CallId) {
+pub(super) fn join_expired(g: &mut Core, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
     let Some(j) = call.joining else { return };
     let (joining, waiting) = (call.dev(j.side), call.dev(j.side.other()));

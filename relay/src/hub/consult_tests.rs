@@ -8,7 +8,7 @@ use shieldcall_proto::{CallId, CallMode, ClientMsg, HangupReason, RelayMsg, Stat
 
 use super::consult::JOIN_TIMEOUT;
 use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, MS, Phone, commit, hangup, online, three, up};
-use super::{Hub, Outcome};
+use super::{Hub, Input, Outcome};
 
 /// Alice and Bob in an answered standard call that Bob holds, and Bob's
 /// consultation with Carol, answered unless `answer` is false: the two ids.
@@ -19,14 +19,13 @@ pub(super) fn consulting(
     answer: bool,
 ) -> (CallId, CallId) {
     let held = up(hub, now, alice, bob);
-    hub.call_msg(
+    hub.handle(
         now,
         bob.id,
-        BOB,
-        ClientMsg::Hold {
+        Input::Call(ClientMsg::Hold {
             call_id: held.clone(),
             on: true,
-        },
+        }),
     )
     .expect("hold");
     alice.take();
@@ -34,14 +33,15 @@ pub(super) fn consulting(
     let consult = hub
         .mint_call_id(BOB, CAROL, CallMode::Standard)
         .expect("id");
-    hub.consult(
+    hub.handle(
         now,
         bob.id,
-        BOB,
-        &held,
-        CAROL,
-        Ok(CallMode::Standard),
-        consult.clone(),
+        Input::Consult {
+            held: &held,
+            callee: CAROL,
+            decision: Ok(CallMode::Standard),
+            call_id: consult.clone(),
+        },
     )
     .expect("consult");
     assert!(matches!(&bob.take()[..], [RelayMsg::Calling { call_id, .. }] if *call_id == consult));
@@ -49,14 +49,13 @@ pub(super) fn consulting(
         matches!(&carol.take()[..], [RelayMsg::Incoming { call_id, .. }] if *call_id == consult)
     );
     if answer {
-        hub.call_msg(
+        hub.handle(
             now,
             carol.id,
-            CAROL,
-            ClientMsg::Accept {
+            Input::Call(ClientMsg::Accept {
                 call_id: consult.clone(),
                 commit: commit(),
-            },
+            }),
         )
         .expect("accept");
         assert!(matches!(&bob.take()[..], [RelayMsg::Accepted { .. }]));
@@ -74,17 +73,18 @@ pub(super) fn status(hub: &Hub, user: &str) -> Status {
 
 #[test]
 fn a_consult_transfer_hands_the_call_to_the_one_consulted() {
-    let (hub, mut alice, mut bob, mut carol, _dave) = three();
+    let (hub, mut alice, mut bob, mut carol, dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], true);
     let t1 = t0 + Duration::from_secs(60);
-    hub.consult_transfer(
+    hub.handle(
         t1,
         bob.id,
-        BOB,
-        &held,
-        &consult,
-        Some(Ok(CallMode::Standard)),
+        Input::ConsultTransfer {
+            held: &held,
+            consult: &consult,
+            decision: Some(Ok(CallMode::Standard)),
+        },
     )
     .expect("consult transfer");
     assert_eq!(
@@ -127,21 +127,22 @@ fn a_consult_transfer_hands_the_call_to_the_one_consulted() {
             username_fragment: None,
         },
     };
-    hub.call_msg(t1, alice.id, ALICE, ice).expect("dropped");
+    hub.handle(t1, alice.id, Input::Call(ice)).expect("dropped");
     assert!(carol.take().is_empty());
     // Bob is out of both calls; Dave was never in them.
-    hub.join(t1, bob.id, BOB, &join(&held))
+    hub.handle(t1, bob.id, Input::Join(&join(&held)))
         .expect_err("not Bob's");
-    hub.join(t1, DAVE_DEV, DAVE, &join(&held))
+    hub.handle(t1, dave.id, Input::Join(&join(&held)))
         .expect_err("not Dave's");
     let no_commit = ClientMsg::Join {
         call_id: held.clone(),
         commit: None,
     };
-    hub.join(t1, carol.id, CAROL, &no_commit)
+    hub.handle(t1, carol.id, Input::Join(&no_commit))
         .expect_err("a join commits");
 
-    hub.join(t1, carol.id, CAROL, &join(&held)).expect("join");
+    hub.handle(t1, carol.id, Input::Join(&join(&held)))
+        .expect("join");
     assert_eq!(
         alice.take(),
         [RelayMsg::NewLeg {
@@ -156,11 +157,11 @@ fn a_consult_transfer_hands_the_call_to_the_one_consulted() {
         call_id: held.clone(),
         sdp: "v=0\r\n".into(),
     };
-    hub.call_msg(t1, alice.id, ALICE, offer).expect("offer");
+    hub.handle(t1, alice.id, Input::Call(offer)).expect("offer");
     assert!(matches!(&carol.take()[..], [RelayMsg::Offer { .. }]));
 
     let t2 = t1 + Duration::from_secs(30);
-    hub.call_msg(t2, alice.id, ALICE, hangup(&held))
+    hub.handle(t2, alice.id, Input::Call(hangup(&held)))
         .expect("hangup");
     assert!(matches!(&carol.take()[..], [RelayMsg::Hangup { .. }]));
     // Each part of the call is in the history of the two people in it then.
@@ -187,9 +188,6 @@ fn a_consult_transfer_hands_the_call_to_the_one_consulted() {
     assert_eq!(status(&hub, ALICE), Status::Online);
 }
 
-/// A device number no phone has.
-const DAVE_DEV: super::DeviceId = 9_999;
-
 fn join(id: &CallId) -> ClientMsg {
     ClientMsg::Join {
         call_id: id.clone(),
@@ -202,13 +200,14 @@ fn a_call_handed_to_a_device_that_never_joins_ends_at_the_join_timeout() {
     let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t0 = Instant::now();
     let (held, consult) = consulting(&hub, t0, [&mut alice, &mut bob, &mut carol], true);
-    hub.consult_transfer(
+    hub.handle(
         t0,
         bob.id,
-        BOB,
-        &held,
-        &consult,
-        Some(Ok(CallMode::Standard)),
+        Input::ConsultTransfer {
+            held: &held,
+            consult: &consult,
+            decision: Some(Ok(CallMode::Standard)),
+        },
     )
     .expect("consult transfer");
     carol.take();
@@ -227,7 +226,7 @@ fn a_call_handed_to_a_device_that_never_joins_ends_at_the_join_timeout() {
     assert_eq!(hub.timers(), 0);
     assert_eq!(status(&hub, ALICE), Status::Online);
     assert_eq!(status(&hub, CAROL), Status::Online);
-    hub.join(t0 + JOIN_TIMEOUT, carol.id, CAROL, &join(&held))
+    hub.handle(t0 + JOIN_TIMEOUT, carol.id, Input::Join(&join(&held)))
         .expect_err("too late");
 }
 
@@ -241,30 +240,53 @@ fn the_held_call_is_the_callers_again_when_the_consultation_ends() {
         call_id: held.clone(),
         on: false,
     };
-    hub.call_msg(t0, bob.id, BOB, unhold.clone())
+    hub.handle(t0, bob.id, Input::Call(unhold.clone()))
         .expect_err("held while consulting");
-    hub.park(t0, bob.id, BOB, &held)
-        .expect_err("no park while consulting");
-    hub.transfer(t0, bob.id, BOB, &held, DAVE, true)
-        .expect_err("no blind transfer while consulting");
+    hub.handle(
+        t0,
+        bob.id,
+        Input::Park {
+            id: &held,
+            code: None,
+        },
+    )
+    .expect_err("no park while consulting");
+    hub.handle(
+        t0,
+        bob.id,
+        Input::Transfer {
+            id: &held,
+            target: DAVE,
+            allowed: true,
+        },
+    )
+    .expect_err("no blind transfer while consulting");
     let second = hub.mint_call_id(BOB, DAVE, CallMode::Standard).expect("id");
-    hub.consult(t0, bob.id, BOB, &held, DAVE, Ok(CallMode::Standard), second)
-        .expect_err("one consultation at a time");
+    hub.handle(
+        t0,
+        bob.id,
+        Input::Consult {
+            held: &held,
+            callee: DAVE,
+            decision: Ok(CallMode::Standard),
+            call_id: second,
+        },
+    )
+    .expect_err("one consultation at a time");
 
     // Carol declines: the held call is Bob's again, and he takes it back.
-    hub.call_msg(
+    hub.handle(
         t0,
         carol.id,
-        CAROL,
-        ClientMsg::Decline {
+        Input::Call(ClientMsg::Decline {
             call_id: consult.clone(),
-        },
+        }),
     )
     .expect("decline");
     assert!(matches!(&bob.take()[..], [RelayMsg::CallRefused { .. }]));
     assert_eq!(status(&hub, BOB), Status::Busy, "still in the held call");
     assert_eq!(status(&hub, CAROL), Status::Online);
-    hub.call_msg(t0, bob.id, BOB, unhold).expect("unhold");
+    hub.handle(t0, bob.id, Input::Call(unhold)).expect("unhold");
     assert!(matches!(
         &alice.take()[..],
         [RelayMsg::Hold { by_peer: false, .. }]
@@ -274,14 +296,15 @@ fn the_held_call_is_the_callers_again_when_the_consultation_ends() {
         .mint_call_id(BOB, CAROL, CallMode::Standard)
         .expect("id");
     let consult_again = |now| {
-        hub.consult(
+        hub.handle(
             now,
             bob.id,
-            BOB,
-            &held,
-            CAROL,
-            Ok(CallMode::Standard),
-            again.clone(),
+            Input::Consult {
+                held: &held,
+                callee: CAROL,
+                decision: Ok(CallMode::Standard),
+                call_id: again.clone(),
+            },
         )
     };
     consult_again(t0).expect_err("the call must be held first");
@@ -289,7 +312,7 @@ fn the_held_call_is_the_callers_again_when_the_consultation_ends() {
         call_id: held.clone(),
         on: true,
     };
-    hub.call_msg(t0, bob.id, BOB, hold).expect("hold");
+    hub.handle(t0, bob.id, Input::Call(hold)).expect("hold");
     consult_again(t0).expect("a second consultation");
     assert!(matches!(&carol.take()[..], [RelayMsg::Incoming { .. }]));
 }
@@ -303,16 +326,17 @@ fn a_device_lost_while_consulting_leaves_both_calls_to_the_grace() {
     assert!(alice.take().is_empty() && carol.take().is_empty());
     // Bob comes back on a new device within the grace and resumes the held call.
     let mut bob2 = online(&hub, BOB);
-    hub.resume(
+    hub.handle(
         t0 + GRACE - MS,
         bob2.id,
-        BOB,
-        ClientMsg::Resume {
-            call_id: held.clone(),
-            peer: ALICE.into(),
-            mode: CallMode::Standard,
+        Input::Resume {
+            msg: ClientMsg::Resume {
+                call_id: held.clone(),
+                peer: ALICE.into(),
+                mode: CallMode::Standard,
+            },
+            decision: None,
         },
-        None,
     )
     .expect("resume");
     assert!(matches!(
@@ -331,7 +355,7 @@ fn a_device_lost_while_consulting_leaves_both_calls_to_the_grace() {
     assert!(alice.take().is_empty());
     assert_eq!(status(&hub, BOB), Status::Busy);
     assert_eq!(status(&hub, CAROL), Status::Online);
-    hub.call_msg(t0 + GRACE, bob2.id, BOB, hangup(&held))
+    hub.handle(t0 + GRACE, bob2.id, Input::Call(hangup(&held)))
         .expect("hangup");
     assert!(matches!(&alice.take()[..], [RelayMsg::Hangup { .. }]));
     assert_eq!(hub.timers(), 0);

@@ -27,7 +27,7 @@ use shieldcall_proto::{CallFeature, CallId, CallMode, ErrorCode, RelayMsg};
 
 use super::calls::Placed;
 use super::consult::JOIN_TIMEOUT;
-use super::{Call, DeviceId, Hub, Inner, Joining, Side, Timer, WireError};
+use super::{Call, Core, DeviceId, Joining, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 /// People in one group call at most: a full mesh of 4 is 3 peer connections
@@ -47,7 +47,7 @@ pub(super) struct Group {
     pub legs: Vec<CallId>,
 }
 
-impl Inner {
+impl Core {
     /// A leg of `gid` that `user` is in, other than `except`.
     pub(super) fn other_leg(&self, gid: GroupId, user: &str, except: &CallId) -> Option<CallId> {
         let group = self.groups.get(&gid)?;
@@ -151,11 +151,11 @@ impl Inner {
     }
 }
 
-impl Hub {
+impl Core {
     /// The people already in the call `id` of `user` (its group's members, or
     /// the two of a 1:1 call), for the decisions `add` needs.
     pub fn call_members(&self, id: &CallId, user: &str) -> Option<Vec<String>> {
-        let g = self.lock();
+        let g = self;
         let call = g.calls.get(id)?;
         if call.caller != user && call.callee != user {
             return None;
@@ -170,8 +170,8 @@ impl Hub {
     /// call `id`. `decisions` are the call decisions for `to` with each member
     /// ([`Hub::call_members`]), made now: each must give a standard call.
     #[allow(clippy::too_many_arguments)]
-    pub fn add(
-        &self,
+    pub(super) fn add(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -180,9 +180,9 @@ impl Hub {
         decisions: &[(String, Result<CallMode, Refusal>)],
         call_id: CallId,
     ) -> Result<(), WireError> {
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        check_call(&g, id, user, dev, CallFeature::AddParticipant)?;
+        check_call(g, id, user, dev, CallFeature::AddParticipant)?;
         let Some(call) = g.calls.get(id) else {
             return Err(wrong("The call is over."));
         };
@@ -238,7 +238,7 @@ impl Hub {
             consult: false,
             group: Some((gid, others)),
         };
-        self.place(&mut g, placed, Ok(CallMode::Standard));
+        g.place(placed, Ok(CallMode::Standard));
         if !g.calls.contains_key(&call_id) {
             return Ok(()); // refused (busy, offline): the caller was told
         }
@@ -263,14 +263,8 @@ impl Hub {
     /// The add-call `id` of group `gid` was answered by device `dev` of
     /// `newcomer`: they are a member, and every other member gets a leg with
     /// them (the newcomer's device `leg`, then `join`; the member's `new-leg`).
-    pub(super) fn grow(
-        &self,
-        g: &mut Inner,
-        gid: GroupId,
-        id: &CallId,
-        newcomer: &str,
-        dev: DeviceId,
-    ) {
+    pub(super) fn grow(&mut self, gid: GroupId, id: &CallId, newcomer: &str, dev: DeviceId) {
+        let g = self;
         let Some(adder) = g.calls.get(id).map(|c| c.caller.clone()) else {
             return;
         };
@@ -287,7 +281,7 @@ impl Hub {
                 );
                 continue;
             };
-            self.make_leg(g, gid, (m, mdev), (newcomer, dev));
+            g.make_leg(gid, (m, mdev), (newcomer, dev));
         }
         if let Some(group) = g.groups.get_mut(&gid)
             && !group.members.iter().any(|m| m == newcomer)
@@ -301,13 +295,13 @@ impl Hub {
     /// their device): the joiner's device is asked to commit (`leg`); the
     /// offerer's gets `new-leg` when it does.
     fn make_leg(
-        &self,
-        g: &mut Inner,
+        &mut self,
         gid: GroupId,
         (offerer, odev): (&str, DeviceId),
         (joiner, jdev): (&str, DeviceId),
     ) {
-        let Ok(leg) = self.key.mint(offerer, joiner, CallMode::Standard) else {
+        let g = self;
+        let Ok(leg) = g.cfg.key.mint(offerer, joiner, CallMode::Standard) else {
             tracing::warn!(group = gid, "group: no call id for a leg");
             return;
         };
@@ -345,8 +339,8 @@ impl Hub {
     /// `merge` from device `dev` of `user`: the held call `held` and the
     /// consultation `consult` about it become one group call; `decision` is the
     /// call decision for the two others, made now (it must be standard).
-    pub fn merge(
-        &self,
+    pub(super) fn merge(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -354,9 +348,9 @@ impl Hub {
         consult: &CallId,
         decision: Option<Result<CallMode, Refusal>>,
     ) -> Result<(), WireError> {
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let (waiting, wdev, target, tdev) =
-            super::consult::check_pair(&g, held, consult, user, dev, CallFeature::Merge)?;
+            super::consult::check_pair(g, held, consult, user, dev, CallFeature::Merge)?;
         let e2ee = format!(
             "Calls between {waiting} and {target} are end-to-end encrypted, and a group call is a standard call; they cannot be merged."
         );
@@ -397,7 +391,7 @@ impl Hub {
                 );
             }
         }
-        self.make_leg(&mut g, gid, (&waiting, wdev), (&target, tdev));
+        g.make_leg(gid, (&waiting, wdev), (&target, tdev));
         g.announce_group(gid);
         tracing::info!(group = gid, "calls merged into a group call");
         Ok(())
@@ -408,7 +402,7 @@ impl Hub {
 /// free to grow: not parked, not being handed over, not part of a
 /// consultation.
 fn check_call(
-    g: &Inner,
+    g: &Core,
     id: &CallId,
     user: &str,
     dev: DeviceId,

@@ -8,7 +8,7 @@ use shieldcall_proto::{CallId, CallMode, ClientMsg, HangupReason, RelayMsg, Stat
 use super::consult_tests::{consulting, status};
 use super::group::MAX_GROUP;
 use super::tests::{ALICE, BOB, CAROL, DAVE, GRACE, Phone, commit, hangup, hub, online, three, up};
-use super::{Hub, WireError};
+use super::{Hub, Input, WireError};
 use crate::policy::Refusal;
 
 const ERIN: &str = "erin@example.test";
@@ -31,7 +31,16 @@ fn add(
     members: &[&str],
 ) -> Result<CallId, WireError> {
     let new = hub.mint_call_id(by, to, CallMode::Standard).expect("id");
-    hub.add(now, phone.id, by, id, to, &standard(members), new.clone())?;
+    hub.handle(
+        now,
+        phone.id,
+        Input::Add {
+            id,
+            to,
+            decisions: &standard(members),
+            call_id: new.clone(),
+        },
+    )?;
     Ok(new)
 }
 
@@ -52,28 +61,26 @@ fn group_of(msgs: &[RelayMsg]) -> Option<Vec<String>> {
     })
 }
 
-fn join(hub: &Hub, now: Instant, (user, phone): (&str, &Phone), leg: &CallId) {
-    hub.join(
+fn join(hub: &Hub, now: Instant, phone: &Phone, leg: &CallId) {
+    hub.handle(
         now,
         phone.id,
-        user,
-        &ClientMsg::Join {
+        Input::Join(&ClientMsg::Join {
             call_id: leg.clone(),
             commit: commit(),
-        },
+        }),
     )
     .expect("join");
 }
 
-fn accept(hub: &Hub, now: Instant, (user, phone): (&str, &Phone), id: &CallId) {
-    hub.call_msg(
+fn accept(hub: &Hub, now: Instant, phone: &Phone, id: &CallId) {
+    hub.handle(
         now,
         phone.id,
-        user,
-        ClientMsg::Accept {
+        Input::Call(ClientMsg::Accept {
             call_id: id.clone(),
             commit: commit(),
-        },
+        }),
     )
     .expect("accept");
 }
@@ -87,9 +94,9 @@ fn group_of_three(
 ) -> (CallId, CallId, CallId) {
     let ab = up(hub, t, alice, bob);
     let bc = add(hub, t, (BOB, &*bob), &ab, CAROL, &[ALICE, BOB]).expect("add");
-    accept(hub, t, (CAROL, &*carol), &bc);
+    accept(hub, t, &*carol, &bc);
     let ac = legs(&carol.take())[0].0.clone();
-    join(hub, t, (CAROL, &*carol), &ac);
+    join(hub, t, &*carol, &ac);
     alice.take();
     bob.take();
     (ab, bc, ac)
@@ -127,7 +134,7 @@ fn an_added_person_meets_every_member_and_a_fifth_is_refused() {
     );
     // One add at a time.
     add(&hub, t, (ALICE, &alice), &ab, DAVE, &[ALICE, BOB]).expect_err("one at a time");
-    accept(&hub, t, (CAROL, &carol), &bc);
+    accept(&hub, t, &carol, &bc);
     assert!(matches!(
         &bob.take()[..],
         [RelayMsg::Accepted { .. }, RelayMsg::Group { .. }]
@@ -140,7 +147,7 @@ fn an_added_person_meets_every_member_and_a_fifth_is_refused() {
     assert_eq!(group_of(&to_carol), Some(members.clone()));
     assert_eq!(group_of(&alice.take()), Some(members));
     let ac = carol_legs[0].0.clone();
-    join(&hub, t, (CAROL, &carol), &ac);
+    join(&hub, t, &carol, &ac);
     assert_eq!(
         alice.take(),
         [RelayMsg::NewLeg {
@@ -155,7 +162,7 @@ fn an_added_person_meets_every_member_and_a_fifth_is_refused() {
     let ad = add(&hub, t, (ALICE, &alice), &ac, DAVE, &[ALICE, BOB, CAROL]).expect("add");
     alice.take();
     assert!(matches!(&dave.take()[..], [RelayMsg::Incoming { group, .. }] if group.len() == 2));
-    accept(&hub, t, (DAVE, &dave), &ad);
+    accept(&hub, t, &dave, &ad);
     let mut peers: Vec<String> = legs(&dave.take()).into_iter().map(|(_, p)| p).collect();
     peers.sort();
     assert_eq!(peers, [BOB, CAROL]);
@@ -177,9 +184,9 @@ fn a_member_who_leaves_ends_only_their_legs() {
     let (ab, bc, ac) = group_of_three(&hub, t, [&mut alice, &mut bob, &mut carol]);
 
     // Carol leaves: she hangs up both her legs.
-    hub.call_msg(t, carol.id, CAROL, hangup(&bc))
+    hub.handle(t, carol.id, Input::Call(hangup(&bc)))
         .expect("hangup");
-    hub.call_msg(t, carol.id, CAROL, hangup(&ac))
+    hub.handle(t, carol.id, Input::Call(hangup(&ac)))
         .expect("hangup");
     let to_bob = bob.take();
     assert!(matches!(to_bob[0], RelayMsg::Hangup { .. }));
@@ -193,23 +200,23 @@ fn a_member_who_leaves_ends_only_their_legs() {
             call_id: ab.clone(),
             on,
         };
-        hub.call_msg(t, alice.id, ALICE, hold)
+        hub.handle(t, alice.id, Input::Call(hold))
             .expect("a 1:1 call holds");
     }
     alice.take();
     bob.take();
-    hub.call_msg(
+    hub.handle(
         t,
         alice.id,
-        ALICE,
-        ClientMsg::Offer {
+        Input::Call(ClientMsg::Offer {
             call_id: ab.clone(),
             sdp: "v=0\r\n".into(),
-        },
+        }),
     )
     .expect("offer");
     assert!(matches!(&bob.take()[..], [RelayMsg::Offer { .. }]));
-    hub.call_msg(t, bob.id, BOB, hangup(&ab)).expect("hangup");
+    hub.handle(t, bob.id, Input::Call(hangup(&ab)))
+        .expect("hangup");
     for u in [ALICE, BOB, CAROL] {
         assert_eq!(status(&hub, u), Status::Online, "{u}");
     }
@@ -231,7 +238,16 @@ fn a_group_is_refused_what_it_cannot_be() {
     let mut decisions = standard(&[ALICE]);
     decisions.push((BOB.into(), Ok(CallMode::E2ee)));
     let e = hub
-        .add(t, bob.id, BOB, &ab, CAROL, &decisions, id())
+        .handle(
+            t,
+            bob.id,
+            Input::Add {
+                id: &ab,
+                to: CAROL,
+                decisions: &decisions,
+                call_id: id(),
+            },
+        )
         .expect_err("E2EE pair");
     assert_eq!(e.code, shieldcall_proto::ErrorCode::UnavailableInE2ee);
     // Someone in it already; someone else's call.
@@ -239,38 +255,53 @@ fn a_group_is_refused_what_it_cannot_be() {
     add(&hub, t, (CAROL, &carol), &ab, DAVE, &[ALICE, BOB]).expect_err("not hers");
     assert!(carol.take().is_empty());
     // A held call is taken off hold first.
-    hub.call_msg(
+    hub.handle(
         t,
         bob.id,
-        BOB,
-        ClientMsg::Hold {
+        Input::Call(ClientMsg::Hold {
             call_id: ab.clone(),
             on: true,
-        },
+        }),
     )
     .expect("hold");
     add(&hub, t, (BOB, &bob), &ab, CAROL, &[ALICE, BOB]).expect_err("held");
-    hub.call_msg(
+    hub.handle(
         t,
         bob.id,
-        BOB,
-        ClientMsg::Hold {
+        Input::Call(ClientMsg::Hold {
             call_id: ab.clone(),
             on: false,
-        },
+        }),
     )
     .expect("unhold");
     // Once a group, its legs are not held, parked or transferred.
     let bc = add(&hub, t, (BOB, &bob), &ab, CAROL, &[ALICE, BOB]).expect("add");
-    accept(&hub, t, (CAROL, &carol), &bc);
+    accept(&hub, t, &carol, &bc);
     let hold = ClientMsg::Hold {
         call_id: ab.clone(),
         on: true,
     };
-    hub.call_msg(t, alice.id, ALICE, hold).expect_err("no hold");
-    hub.park(t, alice.id, ALICE, &ab).expect_err("no park");
-    hub.transfer(t, alice.id, ALICE, &ab, DAVE, true)
-        .expect_err("no transfer");
+    hub.handle(t, alice.id, Input::Call(hold))
+        .expect_err("no hold");
+    hub.handle(
+        t,
+        alice.id,
+        Input::Park {
+            id: &ab,
+            code: None,
+        },
+    )
+    .expect_err("no park");
+    hub.handle(
+        t,
+        alice.id,
+        Input::Transfer {
+            id: &ab,
+            target: DAVE,
+            allowed: true,
+        },
+    )
+    .expect_err("no transfer");
 }
 
 #[test]
@@ -278,24 +309,34 @@ fn a_merge_joins_the_held_call_and_the_consultation() {
     let (hub, mut alice, mut bob, mut carol, _dave) = three();
     let t = Instant::now();
     let (held, consult) = consulting(&hub, t, [&mut alice, &mut bob, &mut carol], true);
-    hub.merge(
+    hub.handle(
         t,
         carol.id,
-        CAROL,
-        &held,
-        &consult,
-        Some(Ok(CallMode::Standard)),
+        Input::Merge {
+            held: &held,
+            consult: &consult,
+            decision: Some(Ok(CallMode::Standard)),
+        },
     )
     .expect_err("only Bob merges");
-    hub.merge(t, bob.id, BOB, &held, &consult, Some(Ok(CallMode::E2ee)))
-        .expect_err("an E2EE pair");
-    hub.merge(
+    hub.handle(
         t,
         bob.id,
-        BOB,
-        &held,
-        &consult,
-        Some(Ok(CallMode::Standard)),
+        Input::Merge {
+            held: &held,
+            consult: &consult,
+            decision: Some(Ok(CallMode::E2ee)),
+        },
+    )
+    .expect_err("an E2EE pair");
+    hub.handle(
+        t,
+        bob.id,
+        Input::Merge {
+            held: &held,
+            consult: &consult,
+            decision: Some(Ok(CallMode::Standard)),
+        },
     )
     .expect("merge");
     let unheld = |id: &CallId| RelayMsg::Hold {
@@ -326,14 +367,14 @@ fn a_merge_joins_the_held_call_and_the_consultation() {
     let ac = legs(&to_carol);
     assert_eq!(ac.len(), 1);
     assert_eq!(group_of(&to_carol), Some(members));
-    join(&hub, t, (CAROL, &carol), &ac[0].0);
+    join(&hub, t, &carol, &ac[0].0);
     assert!(matches!(&alice.take()[..], [RelayMsg::NewLeg { peer, .. }] if peer == CAROL));
     // Bob may now hold neither call: both are legs.
     let hold = ClientMsg::Hold {
         call_id: held,
         on: true,
     };
-    hub.call_msg(t, bob.id, BOB, hold).expect_err("a leg");
+    hub.handle(t, bob.id, Input::Call(hold)).expect_err("a leg");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Serialize;
 use shieldcall_proto::CallMode;
 
-use super::{Call, Hub, Inner};
+use super::{Call, Core};
 
 /// Records made but not yet written, at most (a store that cannot keep up loses
 /// the oldest, with a warning, rather than the relay's memory).
@@ -132,7 +132,7 @@ pub struct CallRecord {
     pub duration_secs: i64,
 }
 
-impl Inner {
+impl Core {
     fn push_record(&mut self, r: CallRecord) {
         if self.history.len() >= MAX_PENDING {
             self.history.pop_front();
@@ -257,16 +257,16 @@ fn seconds_between(from: Option<Instant>, to: Instant) -> i64 {
     })
 }
 
-impl Hub {
+impl Core {
     /// Takes the records made since the last call, oldest first, to be written.
-    pub fn take_history(&self) -> VecDeque<CallRecord> {
-        std::mem::take(&mut self.lock().history)
+    pub fn take_history(&mut self) -> VecDeque<CallRecord> {
+        std::mem::take(&mut self.history)
     }
 
     /// Puts records that could not be written back in front of newer ones
     /// (within [`MAX_PENDING`]: the oldest go first).
-    pub fn requeue_history(&self, mut records: VecDeque<CallRecord>) {
-        let mut g = self.lock();
+    pub fn requeue_history(&mut self, mut records: VecDeque<CallRecord>) {
+        let g = self;
         records.append(&mut g.history);
         while records.len() > MAX_PENDING {
             records.pop_front();

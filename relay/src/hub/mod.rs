@@ -1,22 +1,29 @@
 //! The in-memory switchboard: which devices are signed in, presence, and the calls
 //! between them.
 //!
-//! Every method takes the lock, changes state, queues what is to be sent as
-//! [`Output`]s and returns; nothing in the state awaits, touches a socket or the
-//! store, or encodes a message. Before the lock is let go, [`Hub`] (the driver)
-//! drains the outputs in order and pushes each message onto its device's outbox,
-//! shared, not encoded (one message sent to many devices is one allocation).
-//! The WebSocket task (`crate::ws`) feeds the hub decoded messages, and encodes
-//! and writes what its outbox holds, in its own task, outside every lock; the
-//! store-facing parts (settings, the call-mode decision) are done by the caller
-//! before it calls in.
+//! [`Core`] is the state, a pure state machine in str0m's shape. Every
+//! message a device sends reaches it as one [`Input`] through
+//! [`Core::handle`]`(now, device, input)`; timers run through
+//! [`Core::handle_timeout`]`(now)`; what is to be sent comes out of
+//! [`Core::poll_output`] as [`Output`]s (deliver a message to a device, close
+//! a device's connection), and [`Core::poll_timeout`] says when the time is
+//! next needed. Nothing in it locks, awaits, reads a clock, touches a socket
+//! or the store, or encodes a message; the tests drive it with a clock of
+//! their own.
 //!
-//! Time is an input too, as in str0m: a method that may start a timer, end a
-//! call or time one takes `now`, timers (ring timeout, reconnect grace, park, ring-back,
-//! restore claims, transfer tokens) are entries in the hub's own queue, and the
-//! driver (`serve`) sleeps until [`Hub::poll_timeout`], calls
-//! [`Hub::handle_timeout`], and wakes early on [`Hub::timer_changed`]. Tests
-//! and the fuzz harness move a clock of their own instead of sleeping.
+//! [`Hub`] is its driver for the relay: the core behind one short-held lock,
+//! and beside it the devices' outboxes. Before the lock is let go it drains
+//! the outputs in order and pushes each message onto its device's outbox,
+//! shared, not encoded (one message sent to many devices is one allocation).
+//! The WebSocket task (`crate::ws`) does what needs the store first (the
+//! settings, the call-mode decision, a minted call id), calls
+//! [`Hub::handle`], and encodes and writes what its outbox holds in its own
+//! task, outside every lock. `serve` sleeps until [`Hub::poll_timeout`], calls
+//! [`Hub::handle_timeout`], and wakes early on [`Hub::timer_changed`].
+//!
+//! Timers (ring timeout, reconnect grace, park, ring-back, restore claims,
+//! transfer tokens, joins, voicemail limits) are entries in the core's own
+//! queue.
 //!
 //! A message for a call is authorised here (`calls`): only the call's parties may
 //! touch it, and after `accept` only the two bound devices.
@@ -29,7 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shieldcall_proto::{
-    CallFeature, CallId, CallMode, E2eeSetting, ErrorCode, HangupReason, Presence, RelayMsg, Status,
+    CallFeature, CallId, CallMode, ClientMsg, E2eeSetting, ErrorCode, HangupReason, Presence,
+    RelayMsg, Status,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -51,7 +59,7 @@ pub mod voicemail;
 pub use call_id::{CALL_ID_HEX, CallKey, KEY_FILE, well_formed};
 pub use history::{CallRecord, Direction, Outcome};
 
-use crate::policy::{CallingPolicy, ExternalAccess, access_in, domain_of, reachable};
+use crate::policy::{CallingPolicy, ExternalAccess, Refusal, access_in, domain_of, reachable};
 
 /// A device's number for the life of its connection.
 pub type DeviceId = u64;
@@ -489,12 +497,13 @@ struct Clock {
     rearm: bool,
 }
 
-impl Default for Clock {
-    fn default() -> Self {
-        let now = Instant::now();
+impl Clock {
+    /// A clock at `now`, with no wall-clock time read yet (the Unix epoch,
+    /// until [`Core::set_wall_clock`]).
+    fn new(now: Instant) -> Self {
         Self {
             now,
-            wall: (now, crate::store::unix_now()),
+            wall: (now, 0),
             queue: BTreeMap::new(),
             seq: 0,
             rearm: false,
@@ -523,8 +532,28 @@ impl Side {
     }
 }
 
-#[derive(Debug, Default)]
-struct Inner {
+/// The hub's settings, fixed for its life.
+#[derive(Debug)]
+pub struct Config {
+    /// How long a call rings before `no-answer`.
+    pub ring_timeout: Duration,
+    /// How long a call survives a bound device's disconnect.
+    pub grace: Duration,
+    /// How long a call stays parked before the parker is rung back.
+    pub park_timeout: Duration,
+    /// Makes and checks call ids.
+    pub key: CallKey,
+}
+
+/// The switchboard's state, a pure state machine in str0m's shape: it is
+/// given time and inputs ([`Core::handle`], [`Core::handle_timeout`]), queues
+/// what is to be sent ([`Core::poll_output`]) and says when it next needs the
+/// time ([`Core::poll_timeout`]). It holds no lock, reads no clock, starts no
+/// task and touches no socket; [`Hub`] drives it for the relay.
+#[derive(Debug)]
+pub struct Core {
+    /// The settings.
+    cfg: Config,
     /// Next device number.
     next_device: DeviceId,
     /// Connected devices.
@@ -596,7 +625,7 @@ struct Inner {
     history: std::collections::VecDeque<CallRecord>,
     /// The clock and the timers.
     clock: Clock,
-    /// What is to be sent, oldest first (see [`Inner::poll_output`]). A cell, so
+    /// What is to be sent, oldest first (see [`Core::poll_output`]). A cell, so
     /// a message can be queued while the state it is computed from is borrowed.
     out: RefCell<VecDeque<Output>>,
 }
@@ -630,26 +659,18 @@ struct Restore {
     peer: String,
     /// The mode they know.
     mode: CallMode,
-    /// This claim's number (see `Inner::next_claim`).
+    /// This claim's number (see `Core::next_claim`).
     epoch: u64,
     /// Its expiry.
     timer: Option<TimerKey>,
 }
 
-/// The switchboard: the state behind one short-held lock, and the driver that
-/// hands the state's outputs to the devices' outboxes.
+/// The switchboard's driver: the state ([`Core`]) behind one short-held lock,
+/// and the devices' outboxes, which get the state's outputs.
 #[derive(Debug)]
 pub struct Hub {
-    /// All mutable state and the outboxes, behind one short-held lock.
+    /// The state and the outboxes, behind one short-held lock.
     inner: Mutex<Guarded>,
-    /// How long a call rings before `no-answer`.
-    ring_timeout: Duration,
-    /// How long a call survives a bound device's disconnect.
-    grace: Duration,
-    /// How long a call stays parked before the parker is rung back.
-    park_timeout: Duration,
-    /// Makes and checks call ids.
-    key: CallKey,
     /// Woken when a timer is set earlier than every pending one.
     wake: Notify,
 }
@@ -657,9 +678,9 @@ pub struct Hub {
 /// What the lock guards: the state, and beside it (out of the state's reach)
 /// the outboxes of registered devices. Outputs are pushed while the lock is
 /// held, so every outbox gets them in the order the state made them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Guarded {
-    state: Inner,
+    state: Core,
     outboxes: HashMap<DeviceId, Outbox>,
 }
 
@@ -671,14 +692,14 @@ struct Locked<'a> {
 }
 
 impl Deref for Locked<'_> {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = Core;
+    fn deref(&self) -> &Core {
         &self.g.state
     }
 }
 
 impl DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut Inner {
+    fn deref_mut(&mut self) -> &mut Core {
         &mut self.g.state
     }
 }
@@ -741,7 +762,7 @@ fn visible(map: &HashMap<String, ExternalAccess>, domain: &str, user: &str) -> b
     reachable(domain, access_in(map, domain), d, access_in(map, d))
 }
 
-impl Inner {
+impl Core {
     /// Whether the calling policies of both `people`'s tenants allow
     /// `feature`; if not, the refusal, naming whose organisation turned it off.
     fn calling_allows(
@@ -831,7 +852,7 @@ impl Inner {
     }
 
     /// The next output, oldest first; `None` when all were taken.
-    fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<Output> {
         self.out.get_mut().pop_front()
     }
 
@@ -1054,70 +1075,82 @@ impl Inner {
     }
 }
 
-impl Hub {
-    /// A hub with these timeouts, minting call ids with `key`.
-    pub fn new(
-        ring_timeout: Duration,
-        grace: Duration,
-        park_timeout: Duration,
-        key: CallKey,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            inner: Mutex::new(Guarded::default()),
-            ring_timeout,
-            grace,
-            park_timeout,
-            key,
-            wake: Notify::new(),
-        })
-    }
-
-    fn lock(&self) -> Locked<'_> {
-        Locked {
-            g: lock(&self.inner),
-            wake: &self.wake,
+impl Core {
+    /// A state with no devices and no calls, its clock at `now`.
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        Self {
+            cfg,
+            clock: Clock::new(now),
+            next_device: Default::default(),
+            devices: Default::default(),
+            users: Default::default(),
+            calls: Default::default(),
+            in_call: Default::default(),
+            access: Default::default(),
+            calling: Default::default(),
+            accounts: Default::default(),
+            names: Default::default(),
+            shown: Default::default(),
+            ended: Default::default(),
+            answered: Default::default(),
+            busy_dirty: Default::default(),
+            freed: Default::default(),
+            unparked: Default::default(),
+            cluster: Default::default(),
+            remote: Default::default(),
+            dirty: Default::default(),
+            restoring: Default::default(),
+            next_claim: Default::default(),
+            parked: Default::default(),
+            next_park: Default::default(),
+            referrals: Default::default(),
+            voicemails: Default::default(),
+            groups: Default::default(),
+            next_group: Default::default(),
+            captions_deployed: Default::default(),
+            history: Default::default(),
+            out: Default::default(),
         }
     }
 
-    /// The state, with the clock moved on to `now` (never back).
-    fn lock_at(&self, now: Instant) -> Locked<'_> {
-        let mut g = self.lock();
-        if now > g.clock.now {
-            g.clock.now = now;
+    /// Moves the clock on to `now` (never back).
+    fn at(&mut self, now: Instant) -> &mut Self {
+        if now > self.clock.now {
+            self.clock.now = now;
         }
-        g.clock.wall = (now, crate::store::unix_now());
-        g
+        self
     }
 
-    /// When [`Hub::handle_timeout`] is next due; `None` with no timer set.
+    /// The wall clock (Unix seconds) the driver read at `now`: the call
+    /// history's times are derived from it.
+    pub fn set_wall_clock(&mut self, now: Instant, unix: i64) {
+        self.clock.wall = (now, unix);
+    }
+
+    /// When [`Core::handle_timeout`] is next due; `None` with no timer set.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.lock().clock.queue.first_key_value().map(|(k, _)| k.0)
-    }
-
-    /// Completes when a timer was set earlier than what [`Hub::poll_timeout`]
-    /// last answered (at once if that happened since the last wait).
-    pub async fn timer_changed(&self) {
-        self.wake.notified().await;
+        self.clock.queue.first_key_value().map(|(k, _)| k.0)
     }
 
     /// Runs every timer due at `now`, in deadline order.
-    pub fn handle_timeout(&self, now: Instant) {
-        let mut g = self.lock_at(now);
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let g = self.at(now);
         while let Some(entry) = g.clock.queue.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let timer = entry.remove();
-            self.fire(&mut g, timer);
+            g.fire(timer);
         }
     }
 
     /// Timers pending (tests, and a bound on what the hub holds).
     pub fn timers(&self) -> usize {
-        self.lock().clock.queue.len()
+        self.clock.queue.len()
     }
 
-    fn fire(&self, g: &mut Inner, timer: Timer) {
+    fn fire(&mut self, timer: Timer) {
+        let g = self;
         match timer {
             Timer::Ring(id) => calls::ring_expired(g, &id),
             Timer::Grace { call, epoch } => grace_expired(g, &call, epoch),
@@ -1126,7 +1159,7 @@ impl Hub {
                     g.restoring.remove(&call);
                 }
             }
-            Timer::Park { call, epoch } => self.park_expired(g, &call, epoch),
+            Timer::Park { call, epoch } => g.park_expired(&call, epoch),
             Timer::RingBack { call, epoch } => park::ring_back_expired(g, &call, epoch),
             Timer::Referral(token) => {
                 g.referrals.remove(&token);
@@ -1139,14 +1172,12 @@ impl Hub {
     /// Signs a device in; returns its number, or `None` when the user already has
     /// [`MAX_DEVICES_PER_USER`] devices.
     pub fn register(
-        &self,
+        &mut self,
         user: &str,
         session: &str,
         setting: E2eeSetting,
-        tx: OutboxSender,
-        overflow: Arc<AtomicBool>,
     ) -> Option<DeviceId> {
-        let mut g = self.lock();
+        let g = self;
         if g.users
             .get(user)
             .is_some_and(|o| o.devices.len() >= MAX_DEVICES_PER_USER)
@@ -1162,7 +1193,6 @@ impl Hub {
                 session: session.into(),
             },
         );
-        g.g.outboxes.insert(id, Outbox { tx, overflow });
         let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
             devices: Vec::new(),
             setting: setting.clone(),
@@ -1176,10 +1206,9 @@ impl Hub {
 
     /// Signs a device out (its connection ended). A ringing call it placed is
     /// cancelled; a call it is bound to waits `grace` for the user to come back.
-    pub fn unregister(&self, now: Instant, dev: DeviceId, user: &str) {
-        let mut g = self.lock_at(now);
+    pub fn unregister(&mut self, now: Instant, dev: DeviceId, user: &str) {
+        let g = self.at(now);
         g.devices.remove(&dev);
-        g.g.outboxes.remove(&dev);
         let gone = match g.users.get_mut(user) {
             Some(o) => {
                 o.devices.retain(|&d| d != dev);
@@ -1193,7 +1222,7 @@ impl Hub {
         // The current call first: a consultation that still rings is cancelled,
         // which gives the held call back before it is left too.
         for id in g.calls_of(user) {
-            self.depart(&mut g, &id, dev);
+            g.depart(&id, dev);
         }
         // A message being left is left as it is.
         let left: Vec<CallId> = g
@@ -1211,7 +1240,8 @@ impl Hub {
     /// Device `dev` is gone from call `id`: a call it placed that still rings is
     /// cancelled; an answered call it is bound to waits `grace` for a device of
     /// the user to come back.
-    fn depart(&self, g: &mut Inner, id: &CallId, dev: DeviceId) {
+    fn depart(&mut self, id: &CallId, dev: DeviceId) {
+        let g = self;
         let mut cancel = false;
         let mut wait = None;
         if let Some(call) = g.calls.get_mut(id) {
@@ -1238,7 +1268,7 @@ impl Hub {
         } else if let Some(epoch) = wait {
             // Only the latest departure's timer may end the call.
             let timer = g.schedule(
-                self.grace,
+                g.cfg.grace,
                 Timer::Grace {
                     call: id.clone(),
                     epoch,
@@ -1256,7 +1286,7 @@ impl Hub {
     /// directory of the last refresh, so that the changes [`Hub::set_directory`]
     /// sends later apply to exactly this list.
     pub fn contacts_of(&self, me: &str) -> Vec<Presence> {
-        let g = self.lock();
+        let g = self;
         let Some(accounts) = &g.accounts else {
             return Vec::new();
         };
@@ -1275,8 +1305,8 @@ impl Hub {
     /// In the cluster configuration: what the database says of these users on
     /// other relay nodes (`Offline`: not online elsewhere). Their presence is
     /// announced at the next [`Hub::flush_presence`] if it changed.
-    pub fn set_remote(&self, statuses: Vec<(String, Status)>) {
-        let mut g = self.lock();
+    pub fn set_remote(&mut self, statuses: Vec<(String, Status)>) {
+        let g = self;
         for (user, status) in statuses {
             g.set_remote_one(user, status);
         }
@@ -1284,16 +1314,16 @@ impl Hub {
 
     /// Makes this hub a cluster node's: it keeps the ids of the calls that
     /// end for [`Hub::take_ended`].
-    pub fn set_cluster(&self) {
-        self.lock().cluster = true;
+    pub fn set_cluster(&mut self) {
+        self.cluster = true;
     }
 
     /// The calls that ended since the last call (cluster nodes only), and,
     /// taken at the same moment, what the busy rows must follow (see
     /// [`Ended`]). Taken together, so that the rows of a call that ended are
     /// removed before its people's rows are mended.
-    pub fn take_ended(&self) -> Ended {
-        let mut g = self.lock();
+    pub fn take_ended(&mut self) -> Ended {
+        let g = self;
         let dirty = std::mem::take(&mut g.busy_dirty);
         let mut busy: Vec<(String, CallId)> = dirty
             .into_iter()
@@ -1312,32 +1342,20 @@ impl Hub {
     }
 
     /// The calls answered since the last call (cluster nodes only).
-    pub fn take_answered(&self) -> Vec<CallId> {
-        std::mem::take(&mut self.lock().answered)
+    pub fn take_answered(&mut self) -> Vec<CallId> {
+        std::mem::take(&mut self.answered)
     }
 
     /// Whether a `resume` of call `id` waits here for the other person's
     /// (a call this hub lost, being restored).
     pub fn is_restoring(&self, id: &CallId) -> bool {
-        self.lock().restoring.contains_key(id)
-    }
-
-    /// Puts `msg` on device `dev`'s outbox as if the hub had sent it (a
-    /// message of a call another node carries, for a device here). `false`:
-    /// no such device.
-    pub fn deliver_to(&self, dev: DeviceId, msg: Arc<RelayMsg>) -> bool {
-        let mut g = self.lock();
-        if !g.devices.contains_key(&dev) {
-            return false;
-        }
-        deliver(&mut g.g.outboxes, Output::Deliver { device: dev, msg });
-        true
+        self.restoring.contains_key(id)
     }
 
     /// In the cluster configuration: everyone online on other relay nodes
     /// (the periodic reconcile); whoever is not listed is not online elsewhere.
-    pub fn replace_remote(&self, online: Vec<(String, Status)>) {
-        let mut g = self.lock();
+    pub fn replace_remote(&mut self, online: Vec<(String, Status)>) {
+        let g = self;
         let listed: HashSet<&str> = online.iter().map(|(u, _)| u.as_str()).collect();
         let gone: Vec<String> = g
             .remote
@@ -1357,8 +1375,8 @@ impl Hub {
     /// device gets at most one `presence` message listing the changes it may see.
     /// Called every 200 ms by `serve`, so a busy relay sends one message per
     /// device per tick instead of one per change.
-    pub fn flush_presence(&self) {
-        let mut g = self.lock();
+    pub fn flush_presence(&mut self) {
+        let g = self;
         if g.dirty.is_empty() {
             return;
         }
@@ -1404,8 +1422,8 @@ impl Hub {
     /// Sets each tenant's calling policy (from the store, at every refresh).
     /// A recording or captions that a changed policy no longer allows stop at
     /// once, as if a person had stopped them; a voicemail being left ends.
-    pub fn set_calling_policies(&self, calling: HashMap<String, CallingPolicy>) {
-        let mut g = self.lock();
+    pub fn set_calling_policies(&mut self, calling: HashMap<String, CallingPolicy>) {
+        let g = self;
         if g.calling == calling {
             return;
         }
@@ -1461,7 +1479,11 @@ impl Hub {
         }
     }
 
-    pub fn set_directory(&self, access: HashMap<String, ExternalAccess>, accounts: Vec<String>) {
+    pub fn set_directory(
+        &mut self,
+        access: HashMap<String, ExternalAccess>,
+        accounts: Vec<String>,
+    ) {
         let named = accounts.into_iter().map(|u| (u, String::new())).collect();
         self.set_directory_named(access, named);
     }
@@ -1470,11 +1492,11 @@ impl Hub {
     /// none): a contact whose name changed arrives again with its presence and
     /// the new name.
     pub fn set_directory_named(
-        &self,
+        &mut self,
         access: HashMap<String, ExternalAccess>,
         accounts: Vec<(String, String)>,
     ) {
-        let mut g = self.lock();
+        let g = self;
         let old_access = std::mem::replace(&mut g.access, access);
         let names: HashMap<String, String> = accounts
             .iter()
@@ -1520,8 +1542,8 @@ impl Hub {
     /// [`SWITCH_INTERVAL`], across all their devices, since every change is a
     /// store write, an audit entry and a push to every device. Counts this one.
     /// A switch their policy locks (as last pushed) is not limited.
-    pub fn may_switch(&self, user: &str, now: std::time::Instant) -> bool {
-        let mut g = self.lock();
+    pub fn may_switch(&mut self, user: &str, now: std::time::Instant) -> bool {
+        let g = self;
         let Some(o) = g.users.get_mut(user) else {
             return false;
         };
@@ -1541,7 +1563,7 @@ impl Hub {
 
     /// Each distinct (user, session token hash) with a connected device.
     pub fn online_sessions(&self) -> Vec<(String, String)> {
-        let g = self.lock();
+        let g = self;
         let mut v: Vec<(String, String)> = g
             .devices
             .values()
@@ -1554,19 +1576,19 @@ impl Hub {
 
     /// The external access of `domain`'s tenant, as of the last refresh.
     pub fn external_access(&self, domain: &str) -> ExternalAccess {
-        access_in(&self.lock().access, domain).clone()
+        access_in(&self.access, domain).clone()
     }
 
     /// Whether `user` is in a call or ringing, here or (in a cluster) as the
     /// other nodes last said.
     pub fn is_busy(&self, user: &str) -> bool {
-        self.lock().status(user) == Status::Busy
+        self.status(user) == Status::Busy
     }
 
     /// `elsewhere-call` for a device `dev` of `user` that just connected, if the
     /// user has an answered call on another device.
     pub fn elsewhere_of(&self, user: &str, dev: DeviceId) -> Option<RelayMsg> {
-        let g = self.lock();
+        let g = self;
         let id = g.in_call.get(user)?;
         let call = g.calls.get(id).filter(|c| c.answered())?;
         let (bound, peer) = if call.caller == user {
@@ -1584,7 +1606,7 @@ impl Hub {
     /// Whether call `id` is being recorded now, or with `captions` captioned
     /// (the media component ends the legs of a call that is not).
     pub fn media_wanted(&self, id: &CallId, captions: bool) -> bool {
-        let g = self.lock();
+        let g = self;
         if captions {
             return g.calls.get(id).is_some_and(|c| c.captions.is_some());
         }
@@ -1603,7 +1625,7 @@ impl Hub {
         id: &CallId,
         captions: bool,
     ) -> Result<(String, bool, bool), WireError> {
-        let g = self.lock();
+        let g = self;
         if !captions && let Some(to) = g.voicemail_of(id, user, dev) {
             let transcribe = g
                 .calling_allows([user, &to], CallFeature::Transcription, None)
@@ -1640,7 +1662,7 @@ impl Hub {
     /// What `from` said in call `id` (a caption from the recogniser), to both
     /// people's devices while the call is captioned; dropped otherwise.
     pub fn caption(&self, id: &CallId, from: &str, text: &str, done: bool) {
-        let g = self.lock();
+        let g = self;
         let Some(call) = g.calls.get(id).filter(|c| c.captions.is_some()) else {
             return;
         };
@@ -1658,7 +1680,7 @@ impl Hub {
     /// Recording `id` of `owner` and `peer` is written: every device of both
     /// hears it (`recording-ready`), to fetch their lists again.
     pub fn recording_ready(&self, owner: &str, peer: &str, id: &str) {
-        let g = self.lock();
+        let g = self;
         let msg = RelayMsg::RecordingReady { id: id.to_string() };
         g.send_user(owner, &msg, None);
         g.send_user(peer, &msg, None);
@@ -1667,24 +1689,24 @@ impl Hub {
     /// Whether this relay has a speech recogniser for live captions (set once
     /// at start from the configuration); without one `captions` answers
     /// `not-deployed`.
-    pub fn set_captions_deployed(&self, on: bool) {
-        self.lock().captions_deployed = on;
+    pub fn set_captions_deployed(&mut self, on: bool) {
+        self.captions_deployed = on;
     }
 
     /// The calls `user` is in now: the current one, a call held for a
     /// consultation, and the legs of their group call.
     pub fn calls_of_user(&self, user: &str) -> Vec<CallId> {
-        self.lock().calls_of(user)
+        self.calls_of(user)
     }
 
     /// Users with at least one device.
     pub fn online_users(&self) -> Vec<String> {
-        self.lock().users.keys().cloned().collect()
+        self.users.keys().cloned().collect()
     }
 
     /// Sends `settings` to every device of `user` if it differs from what they have.
-    pub fn push_settings(&self, user: &str, setting: &E2eeSetting) {
-        let mut g = self.lock();
+    pub fn push_settings(&mut self, user: &str, setting: &E2eeSetting) {
+        let g = self;
         let Some(o) = g.users.get_mut(user) else {
             return;
         };
@@ -1703,8 +1725,8 @@ impl Hub {
 
     /// Ends every connection of `user` (or only those of one `session`) with
     /// `session-expired`.
-    pub fn sign_out(&self, user: &str, session: Option<&str>) {
-        let mut g = self.lock();
+    pub fn sign_out(&mut self, user: &str, session: Option<&str>) {
+        let g = self;
         let msg = RelayMsg::error(ErrorCode::SessionExpired, "You were signed out.", None);
         let devs: Vec<DeviceId> = g
             .devices
@@ -1720,9 +1742,325 @@ impl Hub {
     }
 }
 
+/// What a device asks of the hub, one variant per request. The connection has
+/// done what needs the store first (the call's mode or refusal from both
+/// people's policies, a minted call id); the hub decides the rest.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// `invite`: ring `callee` (or refuse the call, as `decision` says).
+    Invite {
+        /// Whom.
+        callee: &'a str,
+        /// The call's mode, or why it is refused.
+        decision: Result<CallMode, Refusal>,
+        /// The minted id.
+        call_id: CallId,
+        /// Who transferred the caller (a blind transfer's call).
+        referred_by: Option<String>,
+    },
+    /// A message about a call the device takes part in: `ringing`, `accept`,
+    /// `decline`, `cancel`, `hangup`, `offer`, `answer`, `ice`, `hold`,
+    /// `record`, `captions`.
+    Call(ClientMsg),
+    /// `resume`; `decision` is the pair's call decision made again now, which
+    /// restoring a call this relay lost needs.
+    Resume {
+        /// The `resume` message.
+        msg: ClientMsg,
+        /// The pair's call decision now.
+        decision: Option<Result<CallMode, Refusal>>,
+    },
+    /// `move-here`; the call moves only if `decision` still gives a standard call.
+    MoveHere {
+        /// The `move-here` message.
+        msg: &'a ClientMsg,
+        /// The pair's call decision now.
+        decision: Option<Result<CallMode, Refusal>>,
+    },
+    /// `consult`: call `callee` while `held` is held.
+    Consult {
+        /// The held call.
+        held: &'a CallId,
+        /// Whom.
+        callee: &'a str,
+        /// The consultation's mode, or why it is refused.
+        decision: Result<CallMode, Refusal>,
+        /// The minted id.
+        call_id: CallId,
+    },
+    /// `consult-transfer`: join the people of `held` and `consult`.
+    ConsultTransfer {
+        /// The held call.
+        held: &'a CallId,
+        /// The consultation.
+        consult: &'a CallId,
+        /// The call decision for the two who remain.
+        decision: Option<Result<CallMode, Refusal>>,
+    },
+    /// `join`: the device a call was handed to commits to it.
+    Join(&'a ClientMsg),
+    /// `add`: call `to` into the call `id`.
+    Add {
+        /// The call.
+        id: &'a CallId,
+        /// Whom.
+        to: &'a str,
+        /// The call decision for `to` with each member.
+        decisions: &'a [(String, Result<CallMode, Refusal>)],
+        /// The minted id of the call to `to`.
+        call_id: CallId,
+    },
+    /// `merge`: the held call and its consultation become one group call.
+    Merge {
+        /// The held call.
+        held: &'a CallId,
+        /// The consultation.
+        consult: &'a CallId,
+        /// The call decision for the two others.
+        decision: Option<Result<CallMode, Refusal>>,
+    },
+    /// `park` the call `id`, under `code` if a cluster reserved one for the
+    /// whole cluster (`Some(None)`: none was free), or else a code of the
+    /// hub's choice (`None`).
+    Park {
+        /// The call.
+        id: &'a CallId,
+        /// The reserved code.
+        code: Option<Option<u8>>,
+    },
+    /// `pickup`; `decision` is the call decision with the person waiting.
+    Pickup {
+        /// The `pickup` message.
+        msg: &'a ClientMsg,
+        /// The call decision now.
+        decision: Option<Result<CallMode, Refusal>>,
+    },
+    /// `refer`: transfer the call `id` to `target`.
+    Transfer {
+        /// The call.
+        id: &'a CallId,
+        /// Whom to.
+        target: &'a str,
+        /// Whether the policies allow the new call.
+        allowed: bool,
+    },
+    /// `voicemail`: leave a message for `to`.
+    Voicemail {
+        /// Whom.
+        to: &'a str,
+        /// Whether the pair may (a standard call), or why not.
+        decision: Result<CallMode, Refusal>,
+        /// The minted id.
+        id: CallId,
+    },
+}
+
+impl Core {
+    /// Handles `input` from device `dev` at `now`: every message a device
+    /// sends reaches the hub here. What is to be sent to devices is queued
+    /// ([`Core::poll_output`]); an error is for `dev` alone. A device that
+    /// is not signed in (its session was signed out) is ignored.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        dev: DeviceId,
+        input: Input<'_>,
+    ) -> Result<(), WireError> {
+        let Some(user) = self.devices.get(&dev).map(|d| d.user.clone()) else {
+            return Ok(());
+        };
+        let user = user.as_str();
+        match input {
+            Input::Invite {
+                callee,
+                decision,
+                call_id,
+                referred_by,
+            } => {
+                self.invite(now, dev, user, callee, decision, call_id, referred_by);
+                Ok(())
+            }
+            Input::Call(msg) => self.call_msg(now, dev, user, msg),
+            Input::Resume { msg, decision } => self.resume(now, dev, user, msg, decision),
+            Input::MoveHere { msg, decision } => self.move_here(now, dev, user, msg, decision),
+            Input::Consult {
+                held,
+                callee,
+                decision,
+                call_id,
+            } => self.consult(now, dev, user, held, callee, decision, call_id),
+            Input::ConsultTransfer {
+                held,
+                consult,
+                decision,
+            } => self.consult_transfer(now, dev, user, held, consult, decision),
+            Input::Join(msg) => self.join(now, dev, user, msg),
+            Input::Add {
+                id,
+                to,
+                decisions,
+                call_id,
+            } => self.add(now, dev, user, id, to, decisions, call_id),
+            Input::Merge {
+                held,
+                consult,
+                decision,
+            } => self.merge(now, dev, user, held, consult, decision),
+            Input::Park { id, code } => self.park(now, dev, user, id, code),
+            Input::Pickup { msg, decision } => self.pickup(now, dev, user, msg, decision),
+            Input::Transfer {
+                id,
+                target,
+                allowed,
+            } => self.transfer(now, dev, user, id, target, allowed),
+            Input::Voicemail { to, decision, id } => {
+                self.voicemail(now, dev, user, to, decision, id)
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A hub with these settings and no devices.
+    pub fn new(cfg: Config) -> Arc<Self> {
+        let now = Instant::now();
+        let mut state = Core::new(cfg, now);
+        state.set_wall_clock(now, crate::store::unix_now());
+        Arc::new(Self {
+            inner: Mutex::new(Guarded {
+                state,
+                outboxes: HashMap::new(),
+            }),
+            wake: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        Locked {
+            g: lock(&self.inner),
+            wake: &self.wake,
+        }
+    }
+
+    /// The state, with the clock moved on to `now` and the wall clock read.
+    fn lock_at(&self, now: Instant) -> Locked<'_> {
+        let mut g = self.lock();
+        g.at(now);
+        g.set_wall_clock(now, crate::store::unix_now());
+        g
+    }
+
+    /// See [`Core::handle`].
+    pub fn handle(&self, now: Instant, dev: DeviceId, input: Input<'_>) -> Result<(), WireError> {
+        self.lock_at(now).handle(now, dev, input)
+    }
+
+    /// Runs every timer due at `now` (see [`Core::handle_timeout`]).
+    pub fn handle_timeout(&self, now: Instant) {
+        self.lock_at(now).handle_timeout(now);
+    }
+
+    /// Completes when a timer was set earlier than what [`Hub::poll_timeout`]
+    /// last answered (at once if that happened since the last wait).
+    pub async fn timer_changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Signs a device in, with the outbox its connection writes from; returns
+    /// its number, or `None` when the user already has
+    /// [`MAX_DEVICES_PER_USER`] devices.
+    pub fn register(
+        &self,
+        user: &str,
+        session: &str,
+        setting: E2eeSetting,
+        tx: OutboxSender,
+        overflow: Arc<AtomicBool>,
+    ) -> Option<DeviceId> {
+        let mut g = self.lock();
+        let id = g.register(user, session, setting)?;
+        g.g.outboxes.insert(id, Outbox { tx, overflow });
+        Some(id)
+    }
+
+    /// Signs a device out (its connection ended; see [`Core::unregister`]).
+    pub fn unregister(&self, now: Instant, dev: DeviceId, user: &str) {
+        let mut g = self.lock_at(now);
+        g.g.outboxes.remove(&dev);
+        g.unregister(now, dev, user);
+    }
+
+    /// Puts `msg` on device `dev`'s outbox as if the hub had sent it (a
+    /// message of a call another node carries, for a device here). `false`:
+    /// no such device.
+    pub fn deliver_to(&self, dev: DeviceId, msg: Arc<RelayMsg>) -> bool {
+        let mut g = self.lock();
+        if !g.devices.contains_key(&dev) {
+            return false;
+        }
+        deliver(&mut g.g.outboxes, Output::Deliver { device: dev, msg });
+        true
+    }
+}
+
+/// The state's queries and the relay's own inputs (directory refreshes,
+/// captions, sign-outs), each under the lock.
+macro_rules! through_lock {
+    ($($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {
+        impl Hub {
+            $(
+                #[doc = concat!("See [`Core::", stringify!($name), "`].")]
+                pub fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                    self.lock().$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
+
+through_lock! {
+    poll_timeout() -> Option<Instant>;
+    timers() -> usize;
+    knows_call(id: &CallId) -> bool;
+    mint_call_id(caller: &str, callee: &str, mode: CallMode) -> crate::Result<CallId>;
+    call_peer(id: &CallId, user: &str) -> Option<String>;
+    restoring() -> usize;
+    consult_pair(held: &CallId, consult: &CallId, user: &str) -> Option<(String, String)>;
+    take_referral(token: &str, from: &str, to: &str) -> Option<String>;
+    call_members(id: &CallId, user: &str) -> Option<Vec<String>>;
+    parked_peer(code: u8) -> Option<String>;
+    contacts_of(me: &str) -> Vec<Presence>;
+    set_remote(statuses: Vec<(String, Status)>);
+    set_cluster();
+    take_ended() -> Ended;
+    take_answered() -> Vec<CallId>;
+    is_restoring(id: &CallId) -> bool;
+    replace_remote(online: Vec<(String, Status)>);
+    flush_presence();
+    set_calling_policies(calling: HashMap<String, CallingPolicy>);
+    set_directory(access: HashMap<String, ExternalAccess>, accounts: Vec<String>);
+    set_directory_named(access: HashMap<String, ExternalAccess>, accounts: Vec<(String, String)>);
+    may_switch(user: &str, now: Instant) -> bool;
+    online_sessions() -> Vec<(String, String)>;
+    external_access(domain: &str) -> ExternalAccess;
+    is_busy(user: &str) -> bool;
+    elsewhere_of(user: &str, dev: DeviceId) -> Option<RelayMsg>;
+    media_wanted(id: &CallId, captions: bool) -> bool;
+    media_leg(dev: DeviceId, user: &str, id: &CallId, captions: bool) -> Result<(String, bool, bool), WireError>;
+    caption(id: &CallId, from: &str, text: &str, done: bool);
+    recording_ready(owner: &str, peer: &str, id: &str);
+    set_captions_deployed(on: bool);
+    calls_of_user(user: &str) -> Vec<CallId>;
+    online_users() -> Vec<String>;
+    push_settings(user: &str, setting: &E2eeSetting);
+    sign_out(user: &str, session: Option<&str>);
+    take_history() -> VecDeque<CallRecord>;
+    requeue_history(records: VecDeque<CallRecord>);
+}
+
 /// A bound device left call `id` (its `departures` count was then `epoch`) and
 /// no device of that user came back within the grace: the call ends.
-fn grace_expired(g: &mut Inner, id: &CallId, epoch: u64) {
+fn grace_expired(g: &mut Core, id: &CallId, epoch: u64) {
     let Some(call) = g.calls.get(id) else { return };
     // A parked call has no device on the parker's side by design.
     let missing = match &call.park {

@@ -11,7 +11,7 @@ use shieldcall_proto::{
 use std::time::Instant;
 
 use super::history::Leg;
-use super::{DeviceId, Hub, Inner, PARK_CODES, Park, Side, Timer, WireError};
+use super::{Core, DeviceId, PARK_CODES, Park, Side, Timer, WireError};
 use crate::policy::Refusal;
 
 /// An error about a pickup, which names no call (the device only knows the code).
@@ -23,35 +23,13 @@ fn pickup_error(code: ErrorCode, message: &str) -> WireError {
     }
 }
 
-impl Hub {
-    /// `park` from device `dev` of `user`, under a code of the hub's choice.
-    pub fn park(
-        &self,
-        now: Instant,
-        dev: DeviceId,
-        user: &str,
-        id: &CallId,
-    ) -> Result<(), WireError> {
-        self.park_under(now, dev, user, id, None)
-    }
-
-    /// [`Hub::park`] under `code`, which a cluster node reserved for the whole
-    /// cluster (`None`: none was free). Without a code, or with one this hub
-    /// uses, it is refused as when every code is taken.
-    pub fn park_as(
-        &self,
-        now: Instant,
-        dev: DeviceId,
-        user: &str,
-        id: &CallId,
-        code: Option<u8>,
-    ) -> Result<(), WireError> {
-        self.park_under(now, dev, user, id, Some(code))
-    }
-
-    /// `reserved`: `None` for a code of the hub's choice.
-    fn park_under(
-        &self,
+impl Core {
+    /// `park` from device `dev` of `user`, under `reserved` when a cluster
+    /// node reserved a code for the whole cluster (`Some(None)`: none was
+    /// free, refused as when every code is taken, as is a code this hub
+    /// uses), or else (`None`) under a code of the hub's choice.
+    pub(super) fn park(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -61,7 +39,7 @@ impl Hub {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let taken: Vec<u8> = g.parked.keys().copied().collect();
         g.next_park += 1;
         let epoch = g.next_park;
@@ -142,7 +120,7 @@ impl Hub {
         );
         tracing::info!(call = %id, code, "call parked");
         let timer = g.schedule(
-            self.park_timeout,
+            g.cfg.park_timeout,
             Timer::Park {
                 call: id.clone(),
                 epoch,
@@ -157,7 +135,7 @@ impl Hub {
     /// The person waiting in the call parked under `code`, for the policy decision
     /// `pickup` needs.
     pub fn parked_peer(&self, code: u8) -> Option<String> {
-        let g = self.lock();
+        let g = self;
         let call = g.calls.get(g.parked.get(&code)?)?;
         let p = call.park.as_ref()?;
         Some(match p.side {
@@ -169,8 +147,8 @@ impl Hub {
     /// `pickup` from device `dev` of `user`. `decision` is the call decision for
     /// `user` and the person waiting ([`Hub::parked_peer`]), made now: the pickup
     /// is a new pair, so it must be allowed and give a standard call.
-    pub fn pickup(
-        &self,
+    pub(super) fn pickup(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -180,7 +158,7 @@ impl Hub {
         let ClientMsg::Pickup { code, commit } = msg else {
             return Ok(());
         };
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let unknown = || {
             pickup_error(
                 ErrorCode::NotYourCall,
@@ -233,7 +211,7 @@ impl Hub {
                 "pickup needs a commitment to this device's certificate.",
             ));
         };
-        take_parked(&mut g, &id, user, dev, commit)
+        take_parked(g, &id, user, dev, commit)
             .map_err(|m| pickup_error(ErrorCode::WrongState, m))?;
         g.send(
             dev,
@@ -251,7 +229,8 @@ impl Hub {
 
     /// The park timed out: the parker's devices ring ("ring back"); with none
     /// online, or when that ring times out too, the call ends.
-    pub(super) fn park_expired(&self, g: &mut Inner, id: &CallId, epoch: u64) {
+    pub(super) fn park_expired(&mut self, id: &CallId, epoch: u64) {
+        let g = self;
         let Some(call) = g.calls.get_mut(id) else {
             return;
         };
@@ -288,7 +267,7 @@ impl Hub {
         );
         tracing::info!(call = %id, "park timed out: ringing the parker back");
         let timer = g.schedule(
-            self.ring_timeout,
+            g.cfg.ring_timeout,
             Timer::RingBack {
                 call: id.clone(),
                 epoch,
@@ -303,7 +282,7 @@ impl Hub {
     /// while the parker is rung back, `accept` takes the call back and `decline`
     /// ends it; anything else is not theirs any more.
     pub(super) fn parker_msg(
-        g: &mut Inner,
+        g: &mut Core,
         id: &CallId,
         user: &str,
         dev: DeviceId,
@@ -371,7 +350,7 @@ fn free_code(taken: &[u8]) -> Option<u8> {
 
 /// Ends a parked call nobody took: the person waiting gets `hangup`
 /// (`not-picked-up`), the parker's ringing devices `cancelled`.
-fn not_picked_up(g: &mut Inner, id: &CallId) {
+fn not_picked_up(g: &mut Core, id: &CallId) {
     let Some(call) = g.calls.get(id) else { return };
     let Some(p) = call.park.clone() else { return };
     if let Some(d) = call.dev(p.side.other()) {
@@ -400,7 +379,7 @@ fn not_picked_up(g: &mut Inner, id: &CallId) {
 /// parker taking it back): the person waiting gets `new-leg` with `commit` and
 /// connects afresh. Errors are sentences for a `wrong-state`.
 fn take_parked(
-    g: &mut Inner,
+    g: &mut Core,
     id: &CallId,
     user: &str,
     dev: DeviceId,
@@ -471,7 +450,7 @@ fn take_parked(
 
 /// The parker did not take back the parked call `id` they were rung back for
 /// (park number `epoch`): it ends.
-pub(super) fn ring_back_expired(g: &mut Inner, id: &CallId, epoch: u64) {
+pub(super) fn ring_back_expired(g: &mut Core, id: &CallId, epoch: u64) {
     let still = g
         .calls
         .get(id)

@@ -15,7 +15,7 @@ use shieldcall_proto::{
 use tokio::sync::mpsc;
 
 use super::transfer::REFER_TTL;
-use super::{CallKey, DeviceId, Direction, Hub, Outcome};
+use super::{CallKey, Config, Core, DeviceId, Direction, Hub, Input, Outcome, Output};
 
 pub(super) const RING: Duration = Duration::from_secs(45);
 pub(super) const GRACE: Duration = Duration::from_secs(30);
@@ -46,7 +46,12 @@ impl Phone {
 }
 
 pub(super) fn hub() -> Arc<Hub> {
-    let hub = Hub::new(RING, GRACE, PARK, CallKey::random().expect("key"));
+    let hub = Hub::new(Config {
+        ring_timeout: RING,
+        grace: GRACE,
+        park_timeout: PARK,
+        key: CallKey::random().expect("key"),
+    });
     hub.set_directory(
         Default::default(),
         vec![ALICE.into(), BOB.into(), CAROL.into(), DAVE.into()],
@@ -54,20 +59,23 @@ pub(super) fn hub() -> Arc<Hub> {
     hub
 }
 
-pub(super) fn online(hub: &Hub, user: &str) -> Phone {
-    let (tx, rx) = mpsc::channel(256);
-    let setting = E2eeSetting {
+fn setting() -> E2eeSetting {
+    E2eeSetting {
         enabled: false,
         can_change: true,
         policy: E2eePolicyType::DisabledUserOverride,
         policy_identity: "Global".into(),
         source: PolicySource::Global,
-    };
+    }
+}
+
+pub(super) fn online(hub: &Hub, user: &str) -> Phone {
+    let (tx, rx) = mpsc::channel(256);
     let id = hub
         .register(
             user,
             "session",
-            setting,
+            setting(),
             tx,
             Arc::new(AtomicBool::new(false)),
         )
@@ -97,14 +105,17 @@ pub(super) fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) 
     let id = hub
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
-    hub.invite(
+    hub.handle(
         now,
         alice.id,
-        ALICE,
-        BOB,
-        Ok(CallMode::Standard),
-        id.clone(),
-    );
+        Input::Invite {
+            callee: BOB,
+            decision: Ok(CallMode::Standard),
+            call_id: id.clone(),
+            referred_by: None,
+        },
+    )
+    .expect("invite");
     assert!(matches!(alice.take()[..], [RelayMsg::Calling { .. }]));
     assert!(matches!(bob.take()[..], [RelayMsg::Incoming { .. }]));
     id
@@ -113,14 +124,13 @@ pub(super) fn ring(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) 
 /// Alice calls Bob at `now` and Bob accepts at once.
 pub(super) fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) -> CallId {
     let id = ring(hub, now, alice, bob);
-    hub.call_msg(
+    hub.handle(
         now,
         bob.id,
-        BOB,
-        ClientMsg::Accept {
+        Input::Call(ClientMsg::Accept {
             call_id: id.clone(),
             commit: commit(),
-        },
+        }),
     )
     .expect("accept");
     assert!(matches!(alice.take()[..], [RelayMsg::Accepted { .. }]));
@@ -139,7 +149,8 @@ fn resume(id: &CallId) -> ClientMsg {
 
 /// Alice parks `id` at `now`; the pickup code she is told.
 fn park(hub: &Hub, now: Instant, alice: &mut Phone, id: &CallId) -> u8 {
-    hub.park(now, alice.id, ALICE, id).expect("park");
+    hub.handle(now, alice.id, Input::Park { id, code: None })
+        .expect("park");
     alice
         .take()
         .iter()
@@ -198,8 +209,12 @@ fn an_answer_cancels_the_ring_timer_and_the_duration_is_the_clocks() {
     assert!(alice.take().is_empty() && bob.take().is_empty());
 
     // 95 s later by the hub's clock, whatever the wall clock says.
-    hub.call_msg(t0 + Duration::from_secs(95), alice.id, ALICE, hangup(&id))
-        .expect("hangup");
+    hub.handle(
+        t0 + Duration::from_secs(95),
+        alice.id,
+        Input::Call(hangup(&id)),
+    )
+    .expect("hangup");
     assert!(matches!(&bob.take()[..], [RelayMsg::Hangup { .. }]));
     let history = hub.take_history();
     assert!(!history.is_empty());
@@ -224,17 +239,18 @@ fn a_device_that_leaves_has_the_grace_to_come_back() {
 
     // Back on a new connection before the grace is over: the call is his again.
     let mut bob2 = online(&hub, BOB);
-    hub.resume(
+    hub.handle(
         t1 + Duration::from_secs(10),
         bob2.id,
-        BOB,
-        resume(&id),
-        None,
+        Input::Resume {
+            msg: resume(&id),
+            decision: None,
+        },
     )
     .expect("resume");
     hub.handle_timeout(t1 + GRACE);
     assert!(alice.take().is_empty(), "the call survived");
-    hub.call_msg(t1 + GRACE, alice.id, ALICE, hangup(&id))
+    hub.handle(t1 + GRACE, alice.id, Input::Call(hangup(&id)))
         .expect("hangup");
     assert!(
         bob2.take()
@@ -271,8 +287,15 @@ fn only_the_latest_departure_starts_the_grace() {
     // Leaves, comes back after 5 s, leaves again 20 s in.
     hub.unregister(t0, bob.id, BOB);
     let bob2 = online(&hub, BOB);
-    hub.resume(t0 + Duration::from_secs(5), bob2.id, BOB, resume(&id), None)
-        .expect("resume");
+    hub.handle(
+        t0 + Duration::from_secs(5),
+        bob2.id,
+        Input::Resume {
+            msg: resume(&id),
+            decision: None,
+        },
+    )
+    .expect("resume");
     let t2 = t0 + Duration::from_secs(20);
     hub.unregister(t2, bob2.id, BOB);
     assert_eq!(hub.timers(), 1, "the first grace was replaced");
@@ -337,8 +360,15 @@ fn a_picked_up_call_drops_its_park_timer() {
         code,
         commit: commit(),
     };
-    hub.pickup(t0, carol.id, CAROL, &pickup, Some(Ok(CallMode::Standard)))
-        .expect("pickup");
+    hub.handle(
+        t0,
+        carol.id,
+        Input::Pickup {
+            msg: &pickup,
+            decision: Some(Ok(CallMode::Standard)),
+        },
+    )
+    .expect("pickup");
     assert!(
         carol
             .take()
@@ -366,20 +396,20 @@ fn a_pickup_by_someone_else_keeps_the_parkers_part_in_the_history() {
         code,
         commit: commit(),
     };
-    hub.pickup(
+    hub.handle(
         picked,
         carol.id,
-        CAROL,
-        &pickup,
-        Some(Ok(CallMode::Standard)),
+        Input::Pickup {
+            msg: &pickup,
+            decision: Some(Ok(CallMode::Standard)),
+        },
     )
     .expect("pickup");
     carol.take();
-    hub.call_msg(
+    hub.handle(
         picked + Duration::from_secs(60),
         carol.id,
-        CAROL,
-        hangup(&id),
+        Input::Call(hangup(&id)),
     )
     .expect("hangup");
 
@@ -417,8 +447,15 @@ fn an_unmatched_restore_claim_expires_at_the_grace() {
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
     let t0 = Instant::now();
-    hub.resume(t0, bob.id, BOB, resume(&id), Some(Ok(CallMode::Standard)))
-        .expect("claim");
+    hub.handle(
+        t0,
+        bob.id,
+        Input::Resume {
+            msg: resume(&id),
+            decision: Some(Ok(CallMode::Standard)),
+        },
+    )
+    .expect("claim");
     assert_eq!((hub.restoring(), hub.timers()), (1, 1));
     hub.handle_timeout(t0 + GRACE - MS);
     assert_eq!(hub.restoring(), 1);
@@ -433,8 +470,16 @@ fn a_transfer_token_expires() {
     let _carol = online(&hub, CAROL);
     let t0 = Instant::now();
     let id = up(&hub, t0, &mut alice, &mut bob);
-    hub.transfer(t0, alice.id, ALICE, &id, CAROL, true)
-        .expect("transfer");
+    hub.handle(
+        t0,
+        alice.id,
+        Input::Transfer {
+            id: &id,
+            target: CAROL,
+            allowed: true,
+        },
+    )
+    .expect("transfer");
     let token = bob
         .take()
         .into_iter()
@@ -457,8 +502,12 @@ fn ended_calls_leave_no_timers_behind() {
     for i in 0..100 {
         let now = t0 + Duration::from_millis(i);
         let id = ring(&hub, now, &mut alice, &mut bob);
-        hub.call_msg(now, alice.id, ALICE, ClientMsg::Cancel { call_id: id })
-            .expect("cancel");
+        hub.handle(
+            now,
+            alice.id,
+            Input::Call(ClientMsg::Cancel { call_id: id }),
+        )
+        .expect("cancel");
         alice.take();
         bob.take();
     }
@@ -482,7 +531,17 @@ fn the_driver_is_woken_only_for_an_earlier_timer() {
     let id = hub
         .mint_call_id(CAROL, DAVE, CallMode::Standard)
         .expect("id");
-    hub.invite(t0 + MS, carol.id, CAROL, DAVE, Ok(CallMode::Standard), id);
+    hub.handle(
+        t0 + MS,
+        carol.id,
+        Input::Invite {
+            callee: DAVE,
+            decision: Ok(CallMode::Standard),
+            call_id: id,
+            referred_by: None,
+        },
+    )
+    .expect("invite");
     assert!(matches!(carol.take()[..], [RelayMsg::Calling { .. }]));
     assert_eq!(hub.timers(), 2);
     assert!(hub.timer_changed().now_or_never().is_none());
@@ -497,8 +556,16 @@ fn a_voicemail_ends_at_its_time_limit_and_the_recipient_hears_of_it() {
     let id = hub
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
-    hub.voicemail(t0, alice.id, ALICE, BOB, Ok(CallMode::Standard), id.clone())
-        .expect("voicemail");
+    hub.handle(
+        t0,
+        alice.id,
+        Input::Voicemail {
+            to: BOB,
+            decision: Ok(CallMode::Standard),
+            id: id.clone(),
+        },
+    )
+    .expect("voicemail");
     assert!(matches!(&alice.take()[..], [RelayMsg::Voicemail { .. }]));
     assert!(hub.media_wanted(&id, false), "the media leg may run");
     assert_eq!(
@@ -532,7 +599,7 @@ fn the_calling_policy_refuses_server_features_and_stops_one_under_way() {
         call_id: id.clone(),
         on,
     };
-    hub.call_msg(t0, alice.id, ALICE, record(true))
+    hub.handle(t0, alice.id, Input::Call(record(true)))
         .expect("record");
     alice.take();
     bob.take();
@@ -554,20 +621,19 @@ fn the_calling_policy_refuses_server_features_and_stops_one_under_way() {
     assert!(!hub.media_wanted(&id, false), "its legs end");
     // Nobody can start it again; the refusal says who decided.
     let e = hub
-        .call_msg(t0, bob.id, BOB, record(true))
+        .handle(t0, bob.id, Input::Call(record(true)))
         .expect_err("refused");
     assert_eq!(e.code, ErrorCode::NotAllowed);
     assert!(e.message.contains("your organisation"), "{}", e.message);
     // What the policy still allows goes on.
     hub.set_captions_deployed(true);
-    hub.call_msg(
+    hub.handle(
         t0,
         bob.id,
-        BOB,
-        ClientMsg::Captions {
+        Input::Call(ClientMsg::Captions {
             call_id: id.clone(),
             on: true,
-        },
+        }),
     )
     .expect("captions");
     assert!(hub.media_wanted(&id, true));
@@ -586,8 +652,101 @@ fn the_calling_policy_refuses_server_features_and_stops_one_under_way() {
         .mint_call_id(CAROL, DAVE, CallMode::Standard)
         .expect("id");
     let e = hub
-        .voicemail(t0, carol.id, CAROL, DAVE, Ok(CallMode::Standard), vm)
+        .handle(
+            t0,
+            carol.id,
+            Input::Voicemail {
+                to: DAVE,
+                decision: Ok(CallMode::Standard),
+                id: vm,
+            },
+        )
         .expect_err("refused");
     assert_eq!(e.code, ErrorCode::NotAllowed);
     assert!(carol.take().is_empty());
+}
+
+/// Takes every output the state queued, in order.
+fn outputs(core: &mut Core) -> Vec<Output> {
+    std::iter::from_fn(|| core.poll_output()).collect()
+}
+
+/// The messages among `outputs` for `device`.
+fn to(device: DeviceId, outputs: &[Output]) -> Vec<RelayMsg> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver { device: d, msg } if *d == device => Some((**msg).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The state alone, in str0m's shape: no lock, no outbox, no runtime and no
+/// clock but the test's. Inputs and time go in; outputs and the next
+/// deadline come out.
+#[test]
+fn the_core_alone_takes_inputs_and_time_and_gives_outputs() {
+    let t0 = Instant::now();
+    let mut core = Core::new(
+        Config {
+            ring_timeout: RING,
+            grace: GRACE,
+            park_timeout: PARK,
+            key: CallKey::random().expect("key"),
+        },
+        t0,
+    );
+    core.set_directory(Default::default(), vec![ALICE.into(), BOB.into()]);
+    let alice = core.register(ALICE, "a", setting()).expect("alice");
+    let bob = core.register(BOB, "b", setting()).expect("bob");
+    assert_eq!(core.poll_timeout(), None, "no timer before a call");
+    outputs(&mut core);
+
+    // A call rings: one output each, in order, and one timer.
+    let id = core
+        .mint_call_id(ALICE, BOB, CallMode::Standard)
+        .expect("id");
+    let invite = Input::Invite {
+        callee: BOB,
+        decision: Ok(CallMode::Standard),
+        call_id: id.clone(),
+        referred_by: None,
+    };
+    core.handle(t0, alice, invite).expect("invite");
+    let out = outputs(&mut core);
+    assert!(matches!(&to(alice, &out)[..], [RelayMsg::Calling { .. }]));
+    assert!(matches!(&to(bob, &out)[..], [RelayMsg::Incoming { .. }]));
+    assert_eq!(out.len(), 2);
+    assert_eq!(core.poll_timeout(), Some(t0 + RING));
+
+    // A device that is not signed in asks nothing of anyone.
+    let hangup = ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    };
+    core.handle(t0, 9_999, Input::Call(hangup))
+        .expect("ignored");
+    assert!(outputs(&mut core).is_empty());
+
+    // The ring timeout, driven by the test's clock alone.
+    core.handle_timeout(t0 + RING - MS);
+    assert!(outputs(&mut core).is_empty(), "not yet");
+    core.handle_timeout(t0 + RING);
+    let out = outputs(&mut core);
+    assert!(matches!(
+        &to(alice, &out)[..],
+        [RelayMsg::CallRefused {
+            reason: RefuseReason::NoAnswer,
+            ..
+        }]
+    ));
+    assert!(matches!(&to(bob, &out)[..], [RelayMsg::Cancelled { .. }]));
+    assert_eq!(core.poll_timeout(), None);
+
+    // A sign-out: the error, then the connection's close.
+    core.sign_out(BOB, None);
+    let out = outputs(&mut core);
+    assert!(matches!(&to(bob, &out)[..], [RelayMsg::Error { .. }]));
+    assert_eq!(out.last(), Some(&Output::Close { device: bob }));
 }

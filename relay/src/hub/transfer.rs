@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use shieldcall_proto::{CallFeature, CallId, CallMode, ErrorCode, HangupReason, RelayMsg};
 
-use super::{DeviceId, Hub, Referral, Timer, WireError};
+use super::{Core, DeviceId, Referral, Timer, WireError};
 
 /// How long a `refer` may wait for its `invite`.
 pub const REFER_TTL: Duration = Duration::from_secs(30);
 
-impl Hub {
+impl Core {
     /// `transfer` from device `dev` of `user`: the other person of `id` is to call
     /// `target`. `allowed` is whether the policies allow those two a call.
-    pub fn transfer(
-        &self,
+    pub(super) fn transfer(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         user: &str,
@@ -33,7 +33,7 @@ impl Hub {
         let token = random_token().ok_or_else(|| {
             WireError::new(ErrorCode::Internal, "The relay could not make a token.", id)
         })?;
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let consulting = g.consulting(id);
         let Some(call) = g.calls.get(id) else {
             return Err(not_yours());
@@ -116,8 +116,8 @@ impl Hub {
 
     /// Carries out a `refer`: the transferor's name, if `token` is a pending
     /// transfer of `from` to `to` (it is used up).
-    pub fn take_referral(&self, token: &str, from: &str, to: &str) -> Option<String> {
-        let mut g = self.lock();
+    pub fn take_referral(&mut self, token: &str, from: &str, to: &str) -> Option<String> {
+        let g = self;
         let fits = g
             .referrals
             .get(token)

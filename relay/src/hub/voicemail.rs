@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use shieldcall_proto::{CallFeature, CallId, CallMode, ErrorCode, RelayMsg};
 
-use super::{DeviceId, Hub, Inner, Timer, WireError};
+use super::{Core, DeviceId, Timer, WireError};
 use crate::policy::Refusal;
 
 /// The longest message.
@@ -34,11 +34,11 @@ pub(super) struct Voicemail {
     pub timer: Option<super::TimerKey>,
 }
 
-impl Hub {
+impl Core {
     /// `voicemail` from device `dev` of `from` for `to`, under the new id
     /// `id`. `decision` is the call decision for the two, made now.
-    pub fn voicemail(
-        &self,
+    pub(super) fn voicemail(
+        &mut self,
         now: Instant,
         dev: DeviceId,
         from: &str,
@@ -46,7 +46,7 @@ impl Hub {
         decision: Result<CallMode, Refusal>,
         id: CallId,
     ) -> Result<(), WireError> {
-        let mut g = self.lock_at(now);
+        let g = self.at(now);
         let error = |code, m: &str| WireError {
             code,
             message: m.into(),
@@ -86,7 +86,7 @@ impl Hub {
     }
 }
 
-impl Inner {
+impl Core {
     /// The message `id` is left (stopped, time up, or its device gone): the
     /// caller's device hears the recording stopped, the recipient that there
     /// is a message.

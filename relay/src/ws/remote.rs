@@ -63,7 +63,7 @@ use super::signal::Conn;
 use crate::auth::Authed;
 use crate::bus::{Bus, Subscription};
 use crate::cluster::{Node, Placed, Reserved};
-use crate::hub::DeviceId;
+use crate::hub::{DeviceId, Input};
 use crate::policy::Refusal;
 use crate::state::{AppState, Inner as StateInner};
 use crate::store::unix_now;
@@ -294,13 +294,12 @@ impl Cluster {
         }
     }
 
-    /// Parks call `id` for device `dev` of `user` under a code reserved for
+    /// Parks call `id` for device `dev` under a code reserved for
     /// the whole cluster.
     pub(super) async fn park(
         &self,
         state: &AppState,
         dev: DeviceId,
-        user: &str,
         id: &CallId,
     ) -> crate::Result<Result<(), crate::hub::WireError>> {
         let arbiter = self.node.arbiter();
@@ -308,10 +307,17 @@ impl Cluster {
         let code = match arbiter.reserve_park_code(&id.to_string()).await? {
             Reserved::Code(code) => Some(code),
             // Not a call of this node's: the hub says why.
-            Reserved::NoCall => return Ok(hub.park(Instant::now(), dev, user, id)),
+            Reserved::NoCall => {
+                let input = Input::Park { id, code: None };
+                return Ok(hub.handle(Instant::now(), dev, input));
+            }
             Reserved::Full => None,
         };
-        let done = hub.park_as(Instant::now(), dev, user, id, code);
+        let input = Input::Park {
+            id,
+            code: Some(code),
+        };
+        let done = hub.handle(Instant::now(), dev, input);
         if let (Err(_), Some(code)) = (&done, code)
             && let Err(e) = arbiter.release_park_codes(&[(code, id.to_string())]).await
         {

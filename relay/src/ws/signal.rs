@@ -18,7 +18,7 @@ use shieldcall_proto::{
 use crate::AppState;
 use crate::auth::Authed;
 use crate::error::Error;
-use crate::hub::{DeviceId, MAX_DEVICES_PER_USER, OutboxSender, PRESENCE_CHUNK, WireError};
+use crate::hub::{DeviceId, Input, MAX_DEVICES_PER_USER, OutboxSender, PRESENCE_CHUNK, WireError};
 use crate::ops::{self, Ops};
 use crate::policy::{self, Party};
 use crate::store::unix_now;
@@ -152,7 +152,7 @@ impl Conn {
                 return replied(
                     self.state
                         .hub()
-                        .join(Instant::now(), dev, self.user(), &msg),
+                        .handle(Instant::now(), dev, Input::Join(&msg)),
                 );
             }
             (Some(dev), ClientMsg::Transfer { call_id, to }) => {
@@ -162,27 +162,32 @@ impl Conn {
             (Some(dev), msg @ ClientMsg::MoveHere { .. }) => self.move_here(dev, msg).await,
             (Some(dev), msg @ ClientMsg::Pickup { .. }) => self.pickup(dev, msg).await,
             (Some(dev), ClientMsg::Park { call_id }) => {
-                let user = self.user().to_string();
                 return match self.state.cluster() {
                     // A code no other node gives out, so that the call can
                     // be picked up through any node.
-                    Some(c) => match c.park(&self.state, dev, &user, &call_id).await {
+                    Some(c) => match c.park(&self.state, dev, &call_id).await {
                         Ok(done) => replied(done),
                         Err(e) => {
                             tracing::error!(error = %e, "parking failed");
                             err(ErrorCode::Internal, "The relay failed to park the call.")
                         }
                     },
-                    None => replied(self.state.hub().park(Instant::now(), dev, &user, &call_id)),
+                    None => replied(self.state.hub().handle(
+                        Instant::now(),
+                        dev,
+                        Input::Park {
+                            id: &call_id,
+                            code: None,
+                        },
+                    )),
                 };
             }
             (Some(dev), other) => {
-                return replied(self.state.hub().call_msg(
-                    Instant::now(),
-                    dev,
-                    &self.authed.user.name,
-                    other,
-                ));
+                return replied(
+                    self.state
+                        .hub()
+                        .handle(Instant::now(), dev, Input::Call(other)),
+                );
             }
         };
         match result {
@@ -375,18 +380,18 @@ impl Conn {
         let referred_by = match via {
             None => None,
             Some(Via::Consult(held)) => {
-                let user = self.user().to_string();
                 let decision = self
                     .cluster_place(&call_id, &callee, dev, Some(&held), decision)
                     .await?;
-                let done = hub.consult(
+                let done = hub.handle(
                     Instant::now(),
                     dev,
-                    &user,
-                    &held,
-                    &callee,
-                    decision,
-                    call_id.clone(),
+                    Input::Consult {
+                        held: &held,
+                        callee: &callee,
+                        decision,
+                        call_id: call_id.clone(),
+                    },
                 );
                 self.cluster_placed(&call_id).await;
                 return Ok(replied(done));
@@ -408,17 +413,18 @@ impl Conn {
         let decision = self
             .cluster_place(&call_id, &callee, dev, None, decision)
             .await?;
-        hub.invite_referred(
+        let done = hub.handle(
             Instant::now(),
             dev,
-            self.user(),
-            &callee,
-            decision,
-            call_id.clone(),
-            referred_by,
+            Input::Invite {
+                callee: &callee,
+                decision,
+                call_id: call_id.clone(),
+                referred_by,
+            },
         );
         self.cluster_placed(&call_id).await;
-        Ok(Vec::new())
+        Ok(replied(done))
     }
 
     /// In the cluster configuration, before the hub places call `id` to
@@ -494,14 +500,14 @@ impl Conn {
             return wrong(format!("{peer} cannot be transferred to {target}."));
         }
         let decision = self.decide_between(&peer, &target).await?;
-        let user = self.user().to_string();
-        Ok(replied(hub.transfer(
+        Ok(replied(hub.handle(
             Instant::now(),
             dev,
-            &user,
-            call_id,
-            &target,
-            decision.is_ok(),
+            Input::Transfer {
+                id: call_id,
+                target: &target,
+                allowed: decision.is_ok(),
+            },
         )))
     }
 
@@ -520,13 +526,20 @@ impl Conn {
             Some((waiting, target)) => Some(self.decide_between(&waiting, &target).await?),
             None => None,
         };
-        let now = Instant::now();
-        let done = if merge {
-            hub.merge(now, dev, &user, held, consult, decision)
+        let input = if merge {
+            Input::Merge {
+                held,
+                consult,
+                decision,
+            }
         } else {
-            hub.consult_transfer(now, dev, &user, held, consult, decision)
+            Input::ConsultTransfer {
+                held,
+                consult,
+                decision,
+            }
         };
-        Ok(replied(done))
+        Ok(replied(hub.handle(Instant::now(), dev, input)))
     }
 
     /// `media-offer`: the hub says whether this device may send its media to
@@ -593,13 +606,14 @@ impl Conn {
         let decision = self.decide(&to).await?;
         let hub = self.state.hub();
         let id = hub.mint_call_id(&user, &to, CallMode::Standard)?;
-        Ok(replied(hub.voicemail(
+        Ok(replied(hub.handle(
             Instant::now(),
             dev,
-            &user,
-            &to,
-            decision,
-            id,
+            Input::Voicemail {
+                to: &to,
+                decision,
+                id,
+            },
         )))
     }
 
@@ -654,14 +668,15 @@ impl Conn {
             );
             return error(ErrorCode::WrongState, m);
         }
-        let done = hub.add(
+        let done = hub.handle(
             Instant::now(),
             dev,
-            &user,
-            id,
-            &newcomer,
-            &decisions,
-            call_id.clone(),
+            Input::Add {
+                id,
+                to: &newcomer,
+                decisions: &decisions,
+                call_id: call_id.clone(),
+            },
         );
         self.cluster_placed(&call_id).await;
         Ok(replied(done))
@@ -726,10 +741,14 @@ impl Conn {
             Some(peer) => Some(self.decide(&peer).await?),
             None => None,
         };
-        let user = self.user().to_string();
-        Ok(replied(
-            self.state.hub().move_here(dev, &user, &msg, decision),
-        ))
+        Ok(replied(self.state.hub().handle(
+            Instant::now(),
+            dev,
+            Input::MoveHere {
+                msg: &msg,
+                decision,
+            },
+        )))
     }
 
     /// `pickup`: the decision for this user and the person waiting, made now.
@@ -747,13 +766,13 @@ impl Conn {
             Some(peer) if peer != self.user() => Some(self.decide(&peer).await?),
             _ => None,
         };
-        let user = self.user().to_string();
-        Ok(replied(self.state.hub().pickup(
+        Ok(replied(self.state.hub().handle(
             Instant::now(),
             dev,
-            &user,
-            &msg,
-            decision,
+            Input::Pickup {
+                msg: &msg,
+                decision,
+            },
         )))
     }
 
@@ -774,13 +793,10 @@ impl Conn {
             }
             _ => None,
         };
-        let user = self.user().to_string();
-        Ok(replied(self.state.hub().resume(
+        Ok(replied(self.state.hub().handle(
             Instant::now(),
             dev,
-            &user,
-            msg,
-            decision,
+            Input::Resume { msg, decision },
         )))
     }
 }
