@@ -47,7 +47,7 @@ impl Core {
         call_id: CallId,
         referred_by: Option<String>,
     ) {
-        let g = self.at(now);
+        self.at(now);
         let placed = Placed {
             dev,
             caller,
@@ -58,7 +58,7 @@ impl Core {
             consult: false,
             group: None,
         };
-        g.place(placed, decision);
+        self.place(placed, decision);
     }
 
     /// Rings the callee of `p` (or refuses the call, telling the caller why).
@@ -199,7 +199,8 @@ impl Core {
         };
         let id = call_id.clone();
         {
-            let g = self.at(now);
+            self.at(now);
+            let g = &mut *self;
             if !g.calls.contains_key(&id) {
                 let busy = |g: &Core, u: &str| g.in_call.get(u).is_some_and(|c| *c != id);
                 if busy(g, user) || peer == user {
@@ -329,8 +330,7 @@ impl Core {
     /// The other person in call `id` of `user`, if the call exists and `user` is
     /// in it (for the policy decision `move_here` needs).
     pub fn call_peer(&self, id: &CallId, user: &str) -> Option<String> {
-        let g = self;
-        let call = g.calls.get(id)?;
+        let call = self.calls.get(id)?;
         if call.caller == user {
             Some(call.callee.clone())
         } else if call.callee == user {
@@ -364,9 +364,9 @@ impl Core {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        let g = self.at(now);
-        let consulting = g.consulting(id);
-        let Some(call) = g.calls.get_mut(id) else {
+        self.at(now);
+        let consulting = self.consulting(id);
+        let Some(call) = self.calls.get_mut(id) else {
             return Err(not_yours());
         };
         let side = if call.caller == user {
@@ -432,14 +432,14 @@ impl Core {
             Side::Callee => call.caller.clone(),
         };
         if let Some(old) = mine {
-            g.send(
+            self.send(
                 old,
                 &RelayMsg::Hangup {
                     call_id: id.clone(),
                     reason: HangupReason::Moved,
                 },
             );
-            g.send(
+            self.send(
                 old,
                 &RelayMsg::ElsewhereCall {
                     call_id: id.clone(),
@@ -448,7 +448,7 @@ impl Core {
                 },
             );
         }
-        g.send(
+        self.send(
             other,
             &RelayMsg::NewLeg {
                 call_id: id.clone(),
@@ -478,57 +478,57 @@ impl Core {
         let Some(id) = msg.call_id().cloned() else {
             return Ok(());
         };
-        let g = self.at(now);
+        self.at(now);
         // Stopping a voicemail being left (it is not a call).
         if matches!(msg, ClientMsg::Record { on: false, .. })
-            && g.voicemail_of(&id, user, dev).is_some()
+            && self.voicemail_of(&id, user, dev).is_some()
         {
-            g.end_voicemail(&id);
+            self.end_voicemail(&id);
             return Ok(());
         }
-        let Some(p) = authorise(g, id, user, dev, &msg)? else {
+        let Some(p) = authorise(self, id, user, dev, &msg)? else {
             return Ok(());
         };
         let call_id = p.id.clone();
         match msg {
             ClientMsg::Ringing { .. } => {
                 if let Some(d) = p.caller_dev {
-                    g.send(d, &RelayMsg::Ringing { call_id });
+                    self.send(d, &RelayMsg::Ringing { call_id });
                 }
                 Ok(())
             }
-            ClientMsg::Accept { commit, .. } => g.accept(&p, commit),
+            ClientMsg::Accept { commit, .. } => self.accept(&p, commit),
             ClientMsg::Decline { .. } => {
-                Self::decline(g, &p.id, p.caller_dev, &p.callee, dev);
+                Self::decline(self, &p.id, p.caller_dev, &p.callee, dev);
                 Ok(())
             }
             ClientMsg::Cancel { .. } => {
-                cancel(g, &p.id, &p.callee);
+                cancel(self, &p.id, &p.callee);
                 Ok(())
             }
             ClientMsg::Hangup { reason, .. } => {
-                hang_up(g, &p, reason);
+                hang_up(self, &p, reason);
                 Ok(())
             }
             ClientMsg::Resume { .. } => {
-                resume_bound(g, &p);
+                resume_bound(self, &p);
                 Ok(())
             }
-            ClientMsg::Offer { sdp, .. } => forward(g, &p, RelayMsg::Offer { call_id, sdp }),
-            ClientMsg::Answer { sdp, .. } => forward(g, &p, RelayMsg::Answer { call_id, sdp }),
+            ClientMsg::Offer { sdp, .. } => forward(self, &p, RelayMsg::Offer { call_id, sdp }),
+            ClientMsg::Answer { sdp, .. } => forward(self, &p, RelayMsg::Answer { call_id, sdp }),
             ClientMsg::Ice { candidate, .. } => {
-                forward(g, &p, RelayMsg::Ice { call_id, candidate })
+                forward(self, &p, RelayMsg::Ice { call_id, candidate })
             }
             ClientMsg::Hold { on, .. } => {
-                hold(g, &p, on);
+                hold(self, &p, on);
                 Ok(())
             }
             ClientMsg::Record { on, .. } => {
-                media_use(g, &p, on, false);
+                media_use(self, &p, on, false);
                 Ok(())
             }
             ClientMsg::Captions { on, .. } => {
-                media_use(g, &p, on, true);
+                media_use(self, &p, on, true);
                 Ok(())
             }
             // `authorise` lets through only the messages handled above.
@@ -542,7 +542,6 @@ impl Core {
         p: &Party<'_>,
         commit: Option<shieldcall_proto::Commitment>,
     ) -> Result<(), WireError> {
-        let g = self;
         let id = &p.id;
         // Every call commits, whatever its mode: the mode decides features,
         // never whether the two people can verify.
@@ -553,18 +552,18 @@ impl Core {
                 id,
             ));
         }
-        let at = g.now();
-        let ring = g.calls.get_mut(id).and_then(|call| {
+        let at = self.now();
+        let ring = self.calls.get_mut(id).and_then(|call| {
             call.answer(p.dev);
             call.answered_at = Some(at);
             call.ring_timer.take()
         });
-        g.cancel(ring);
-        if g.cluster {
-            g.answered.push(id.clone());
+        self.cancel(ring);
+        if self.cluster {
+            self.answered.push(id.clone());
         }
         if let Some(d) = p.caller_dev {
-            g.send(
+            self.send(
                 d,
                 &RelayMsg::Accepted {
                     call_id: id.clone(),
@@ -572,18 +571,18 @@ impl Core {
                 },
             );
         }
-        g.send_user(
+        self.send_user(
             &p.callee,
             &RelayMsg::AnsweredElsewhere {
                 call_id: id.clone(),
             },
             Some(p.dev),
         );
-        g.announce_elsewhere(id);
+        self.announce_elsewhere(id);
         tracing::info!(call = %id, "call accepted");
         // An add to a group call: the newcomer meets everyone else.
-        if let Some(gid) = g.calls.get(id).and_then(|c| c.group) {
-            g.grow(gid, id, &p.callee, p.dev);
+        if let Some(gid) = self.calls.get(id).and_then(|c| c.group) {
+            self.grow(gid, id, &p.callee, p.dev);
         }
         Ok(())
     }

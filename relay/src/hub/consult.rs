@@ -73,16 +73,16 @@ impl Core {
         decision: Result<CallMode, Refusal>,
         call_id: CallId,
     ) -> Result<(), WireError> {
-        let g = self.at(now);
-        check_held(g, held, user, dev, CallFeature::Transfer)?;
-        if g.consultation_of(held).is_some() {
+        self.at(now);
+        check_held(self, held, user, dev, CallFeature::Transfer)?;
+        if self.consultation_of(held).is_some() {
             return Err(WireError::new(
                 ErrorCode::WrongState,
                 "You are consulting someone already; hang that call up first.",
                 held,
             ));
         }
-        let (by_me, _) = held_state(g, held, user);
+        let (by_me, _) = held_state(self, held, user);
         if !by_me {
             return Err(WireError::new(
                 ErrorCode::WrongState,
@@ -100,7 +100,7 @@ impl Core {
             consult: true,
             group: None,
         };
-        g.place(placed, decision);
+        self.place(placed, decision);
         Ok(())
     }
 
@@ -113,9 +113,8 @@ impl Core {
         consult: &CallId,
         user: &str,
     ) -> Option<(String, String)> {
-        let g = self;
-        let h = g.calls.get(held)?;
-        let c = g.calls.get(consult)?;
+        let h = self.calls.get(held)?;
+        let c = self.calls.get(consult)?;
         let waiting = if h.caller == user {
             h.callee.clone()
         } else if h.callee == user {
@@ -140,11 +139,11 @@ impl Core {
         consult: &CallId,
         decision: Option<Result<CallMode, Refusal>>,
     ) -> Result<(), WireError> {
-        let g = self.at(now);
+        self.at(now);
         let (waiting, _, target, target_dev) =
-            check_pair(g, held, consult, user, dev, CallFeature::Transfer)?;
+            check_pair(self, held, consult, user, dev, CallFeature::Transfer)?;
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, held);
-        let side = match g.calls.get(held) {
+        let side = match self.calls.get(held) {
             Some(h) if h.caller == user => Side::Caller,
             Some(_) => Side::Callee,
             None => return Err(wrong("The call is over.")),
@@ -155,10 +154,10 @@ impl Core {
         super::standard_pair(decision.as_ref(), (&waiting, &target), &e2ee, Some(held))?;
         // The consultation ends for both; the consulted person's device is
         // about to join the held call instead.
-        if let Some(c) = g.calls.get_mut(consult) {
+        if let Some(c) = self.calls.get_mut(consult) {
             c.consult_of = None;
         }
-        g.send(
+        self.send(
             target_dev,
             &RelayMsg::Replaced {
                 call_id: consult.clone(),
@@ -168,19 +167,19 @@ impl Core {
                 mode: CallMode::Standard,
             },
         );
-        g.send(
+        self.send(
             dev,
             &RelayMsg::Hangup {
                 call_id: consult.clone(),
                 reason: HangupReason::Transferred,
             },
         );
-        g.end_call(consult);
+        self.end_call(consult);
         // The transferor's part of the held call is over (both histories keep
         // it); the rest is the new pair's, from now.
-        let (at, unix) = (g.now(), g.unix_now());
-        let timer = g.schedule(JOIN_TIMEOUT, Timer::Join(held.clone()));
-        let Some(h) = g.calls.get_mut(held) else {
+        let (at, unix) = (self.now(), self.unix_now());
+        let timer = self.schedule(JOIN_TIMEOUT, Timer::Join(held.clone()));
+        let Some(h) = self.calls.get_mut(held) else {
             return Ok(());
         };
         let leg = Leg {
@@ -201,24 +200,24 @@ impl Core {
         }
         h.bind(side, Some(target_dev));
         h.joining = Some(Joining { side, timer });
-        g.record_leg(&leg);
-        g.in_call.insert(target.clone(), held.clone());
-        if g.in_call.get(user) == Some(held) {
-            g.in_call.remove(user);
-            if g.cluster {
-                g.freed.push((user.to_string(), held.clone()));
+        self.record_leg(&leg);
+        self.in_call.insert(target.clone(), held.clone());
+        if self.in_call.get(user) == Some(held) {
+            self.in_call.remove(user);
+            if self.cluster {
+                self.freed.push((user.to_string(), held.clone()));
             }
         }
-        g.sync_presence(user);
-        g.sync_presence(&target);
-        g.send(
+        self.sync_presence(user);
+        self.sync_presence(&target);
+        self.send(
             dev,
             &RelayMsg::Hangup {
                 call_id: held.clone(),
                 reason: HangupReason::Transferred,
             },
         );
-        g.send_user(
+        self.send_user(
             user,
             &RelayMsg::ElsewhereEnded {
                 call_id: held.clone(),
@@ -246,10 +245,10 @@ impl Core {
         else {
             return Ok(());
         };
-        let g = self.at(now);
+        self.at(now);
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
-        let Some(call) = g.calls.get_mut(id) else {
+        let Some(call) = self.calls.get_mut(id) else {
             return Err(not_yours());
         };
         let Some(j) = call.joining else {
@@ -278,8 +277,8 @@ impl Core {
         };
         call.bind(j.side, Some(dev));
         call.joining = None;
-        g.cancel(j.timer);
-        g.send(
+        self.cancel(j.timer);
+        self.send(
             other,
             &RelayMsg::NewLeg {
                 call_id: id.clone(),
@@ -287,7 +286,7 @@ impl Core {
                 commit,
             },
         );
-        g.announce_elsewhere(id);
+        self.announce_elsewhere(id);
         tracing::info!(call = %id, device = dev, "consult transfer: joined");
         Ok(())
     }

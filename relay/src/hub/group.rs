@@ -155,12 +155,11 @@ impl Core {
     /// The people already in the call `id` of `user` (its group's members, or
     /// the two of a 1:1 call), for the decisions `add` needs.
     pub fn call_members(&self, id: &CallId, user: &str) -> Option<Vec<String>> {
-        let g = self;
-        let call = g.calls.get(id)?;
+        let call = self.calls.get(id)?;
         if call.caller != user && call.callee != user {
             return None;
         }
-        Some(match call.group.and_then(|gid| g.groups.get(&gid)) {
+        Some(match call.group.and_then(|gid| self.groups.get(&gid)) {
             Some(group) => group.members.clone(),
             None => vec![call.caller.clone(), call.callee.clone()],
         })
@@ -180,21 +179,21 @@ impl Core {
         decisions: &[(String, Result<CallMode, Refusal>)],
         call_id: CallId,
     ) -> Result<(), WireError> {
-        let g = self.at(now);
+        self.at(now);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        check_call(g, id, user, dev, CallFeature::AddParticipant)?;
-        let Some(call) = g.calls.get(id) else {
+        check_call(self, id, user, dev, CallFeature::AddParticipant)?;
+        let Some(call) = self.calls.get(id) else {
             return Err(wrong("The call is over."));
         };
         if call.held_by_caller || call.held_by_callee {
             return Err(wrong("Take the call off hold before you add someone."));
         }
-        let members = match call.group.and_then(|gid| g.groups.get(&gid)) {
+        let members = match call.group.and_then(|gid| self.groups.get(&gid)) {
             Some(group) => {
                 let ringing = group
                     .legs
                     .iter()
-                    .any(|l| g.calls.get(l).is_some_and(|c| !c.answered()));
+                    .any(|l| self.calls.get(l).is_some_and(|c| !c.answered()));
                 if ringing {
                     return Err(wrong(
                         "Someone is being added already; wait until they answer.",
@@ -219,12 +218,12 @@ impl Core {
             let decision = decisions.iter().find(|(u, _)| u == m).map(|(_, d)| d);
             super::standard_pair(decision, (m, to), &e2ee, Some(id))?;
         }
-        let beside = g.in_call.get(user).cloned();
+        let beside = self.in_call.get(user).cloned();
         let (gid, new_group) = match call.group {
             Some(gid) => (gid, false),
             None => {
-                g.next_group += 1;
-                (g.next_group, true)
+                self.next_group += 1;
+                (self.next_group, true)
             }
         };
         let others: Vec<String> = members.iter().filter(|m| *m != user).cloned().collect();
@@ -238,23 +237,23 @@ impl Core {
             consult: false,
             group: Some((gid, others)),
         };
-        g.place(placed, Ok(CallMode::Standard));
-        if !g.calls.contains_key(&call_id) {
+        self.place(placed, Ok(CallMode::Standard));
+        if !self.calls.contains_key(&call_id) {
             return Ok(()); // refused (busy, offline): the caller was told
         }
         if new_group {
-            g.groups.insert(
+            self.groups.insert(
                 gid,
                 Group {
                     members,
                     legs: vec![id.clone()],
                 },
             );
-            if let Some(c) = g.calls.get_mut(id) {
+            if let Some(c) = self.calls.get_mut(id) {
                 c.group = Some(gid);
             }
         }
-        if let Some(group) = g.groups.get_mut(&gid) {
+        if let Some(group) = self.groups.get_mut(&gid) {
             group.legs.push(call_id);
         }
         Ok(())
@@ -264,31 +263,30 @@ impl Core {
     /// `newcomer`: they are a member, and every other member gets a leg with
     /// them (the newcomer's device `leg`, then `join`; the member's `new-leg`).
     pub(super) fn grow(&mut self, gid: GroupId, id: &CallId, newcomer: &str, dev: DeviceId) {
-        let g = self;
-        let Some(adder) = g.calls.get(id).map(|c| c.caller.clone()) else {
+        let Some(adder) = self.calls.get(id).map(|c| c.caller.clone()) else {
             return;
         };
-        let Some(members) = g.groups.get(&gid).map(|gr| gr.members.clone()) else {
+        let Some(members) = self.groups.get(&gid).map(|gr| gr.members.clone()) else {
             return;
         };
         for m in members.iter().filter(|m| **m != adder && *m != newcomer) {
             // A member whose device is reconnecting is left out of this pair
             // (they see everyone else; the mesh is not complete).
-            let Some(mdev) = g.member_device(gid, m) else {
+            let Some(mdev) = self.member_device(gid, m) else {
                 tracing::info!(
                     group = gid,
                     "group: a member is reconnecting; no leg with them"
                 );
                 continue;
             };
-            g.make_leg(gid, (m, mdev), (newcomer, dev));
+            self.make_leg(gid, (m, mdev), (newcomer, dev));
         }
-        if let Some(group) = g.groups.get_mut(&gid)
+        if let Some(group) = self.groups.get_mut(&gid)
             && !group.members.iter().any(|m| m == newcomer)
         {
             group.members.push(newcomer.into());
         }
-        g.announce_group(gid);
+        self.announce_group(gid);
     }
 
     /// A new leg of group `gid` between `offerer` and `joiner` (each a user and
@@ -300,14 +298,13 @@ impl Core {
         (offerer, odev): (&str, DeviceId),
         (joiner, jdev): (&str, DeviceId),
     ) {
-        let g = self;
-        let Ok(leg) = g.cfg.key.mint(offerer, joiner, CallMode::Standard) else {
+        let Ok(leg) = self.cfg.key.mint(offerer, joiner, CallMode::Standard) else {
             tracing::warn!(group = gid, "group: no call id for a leg");
             return;
         };
-        let now = g.now();
-        let timer = g.schedule(JOIN_TIMEOUT, Timer::Join(leg.clone()));
-        g.calls.insert(
+        let now = self.now();
+        let timer = self.schedule(JOIN_TIMEOUT, Timer::Join(leg.clone()));
+        self.calls.insert(
             leg.clone(),
             Call {
                 joining: Some(Joining {
@@ -319,14 +316,14 @@ impl Core {
                     CallMode::Standard,
                     (offerer, odev),
                     (joiner, jdev),
-                    (now, g.unix_now()),
+                    (now, self.unix_now()),
                 )
             },
         );
-        if let Some(group) = g.groups.get_mut(&gid) {
+        if let Some(group) = self.groups.get_mut(&gid) {
             group.legs.push(leg.clone());
         }
-        g.send(
+        self.send(
             jdev,
             &RelayMsg::Leg {
                 call_id: leg,
@@ -348,16 +345,16 @@ impl Core {
         consult: &CallId,
         decision: Option<Result<CallMode, Refusal>>,
     ) -> Result<(), WireError> {
-        let g = self.at(now);
+        self.at(now);
         let (waiting, wdev, target, tdev) =
-            super::consult::check_pair(g, held, consult, user, dev, CallFeature::Merge)?;
+            super::consult::check_pair(self, held, consult, user, dev, CallFeature::Merge)?;
         let e2ee = format!(
             "Calls between {waiting} and {target} are end-to-end encrypted, and a group call is a standard call; they cannot be merged."
         );
         super::standard_pair(decision.as_ref(), (&waiting, &target), &e2ee, Some(held))?;
-        g.next_group += 1;
-        let gid = g.next_group;
-        g.groups.insert(
+        self.next_group += 1;
+        let gid = self.next_group;
+        self.groups.insert(
             gid,
             Group {
                 members: vec![waiting.clone(), user.into(), target.clone()],
@@ -365,7 +362,7 @@ impl Core {
             },
         );
         for id in [held, consult] {
-            if let Some(c) = g.calls.get_mut(id) {
+            if let Some(c) = self.calls.get_mut(id) {
                 c.group = Some(gid);
                 c.consult_of = None;
                 c.held_by_caller = false;
@@ -374,14 +371,14 @@ impl Core {
         }
         // The hold ends: both sides of the held call send again.
         let side_of = |c: &Call, u: &str| c.caller == u;
-        if let Some(h) = g.calls.get(held) {
+        if let Some(h) = self.calls.get(held) {
             let (mine, theirs) = if side_of(h, user) {
                 (h.caller_dev(), h.callee_dev())
             } else {
                 (h.callee_dev(), h.caller_dev())
             };
             for d in [mine, theirs].into_iter().flatten() {
-                g.send(
+                self.send(
                     d,
                     &RelayMsg::Hold {
                         call_id: held.clone(),
@@ -391,8 +388,8 @@ impl Core {
                 );
             }
         }
-        g.make_leg(gid, (&waiting, wdev), (&target, tdev));
-        g.announce_group(gid);
+        self.make_leg(gid, (&waiting, wdev), (&target, tdev));
+        self.announce_group(gid);
         tracing::info!(group = gid, "calls merged into a group call");
         Ok(())
     }

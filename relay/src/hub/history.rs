@@ -266,11 +266,10 @@ impl Core {
     /// Puts records that could not be written back in front of newer ones
     /// (within [`MAX_PENDING`]: the oldest go first).
     pub fn requeue_history(&mut self, mut records: VecDeque<CallRecord>) {
-        let g = self;
-        records.append(&mut g.history);
+        records.append(&mut self.history);
         while records.len() > MAX_PENDING {
             records.pop_front();
         }
-        g.history = records;
+        self.history = records;
     }
 }

@@ -1114,11 +1114,10 @@ impl Core {
     }
 
     /// Moves the clock on to `now` (never back).
-    fn at(&mut self, now: Instant) -> &mut Self {
+    fn at(&mut self, now: Instant) {
         if now > self.clock.now {
             self.clock.now = now;
         }
-        self
     }
 
     /// The wall clock (Unix seconds) the driver read at `now`: the call
@@ -1134,13 +1133,13 @@ impl Core {
 
     /// Runs every timer due at `now`, in deadline order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let g = self.at(now);
-        while let Some(entry) = g.clock.queue.first_entry() {
+        self.at(now);
+        while let Some(entry) = self.clock.queue.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let timer = entry.remove();
-            g.fire(timer);
+            self.fire(timer);
         }
     }
 
@@ -1150,22 +1149,21 @@ impl Core {
     }
 
     fn fire(&mut self, timer: Timer) {
-        let g = self;
         match timer {
-            Timer::Ring(id) => calls::ring_expired(g, &id),
-            Timer::Grace { call, epoch } => grace_expired(g, &call, epoch),
+            Timer::Ring(id) => calls::ring_expired(self, &id),
+            Timer::Grace { call, epoch } => grace_expired(self, &call, epoch),
             Timer::Restore { call, epoch } => {
-                if g.restoring.get(&call).is_some_and(|r| r.epoch == epoch) {
-                    g.restoring.remove(&call);
+                if self.restoring.get(&call).is_some_and(|r| r.epoch == epoch) {
+                    self.restoring.remove(&call);
                 }
             }
-            Timer::Park { call, epoch } => g.park_expired(&call, epoch),
-            Timer::RingBack { call, epoch } => park::ring_back_expired(g, &call, epoch),
+            Timer::Park { call, epoch } => self.park_expired(&call, epoch),
+            Timer::RingBack { call, epoch } => park::ring_back_expired(self, &call, epoch),
             Timer::Referral(token) => {
-                g.referrals.remove(&token);
+                self.referrals.remove(&token);
             }
-            Timer::Join(call) => consult::join_expired(g, &call),
-            Timer::Voicemail(id) => g.end_voicemail(&id),
+            Timer::Join(call) => consult::join_expired(self, &call),
+            Timer::Voicemail(id) => self.end_voicemail(&id),
         }
     }
 
@@ -1177,39 +1175,42 @@ impl Core {
         session: &str,
         setting: E2eeSetting,
     ) -> Option<DeviceId> {
-        let g = self;
-        if g.users
+        if self
+            .users
             .get(user)
             .is_some_and(|o| o.devices.len() >= MAX_DEVICES_PER_USER)
         {
             return None;
         }
-        g.next_device += 1;
-        let id = g.next_device;
-        g.devices.insert(
+        self.next_device += 1;
+        let id = self.next_device;
+        self.devices.insert(
             id,
             Device {
                 user: user.into(),
                 session: session.into(),
             },
         );
-        let online = g.users.entry(user.to_string()).or_insert_with(|| Online {
-            devices: Vec::new(),
-            setting: setting.clone(),
-            switched_at: None,
-        });
+        let online = self
+            .users
+            .entry(user.to_string())
+            .or_insert_with(|| Online {
+                devices: Vec::new(),
+                setting: setting.clone(),
+                switched_at: None,
+            });
         online.devices.push(id);
         online.setting = setting;
-        g.sync_presence(user);
+        self.sync_presence(user);
         Some(id)
     }
 
     /// Signs a device out (its connection ended). A ringing call it placed is
     /// cancelled; a call it is bound to waits `grace` for the user to come back.
     pub fn unregister(&mut self, now: Instant, dev: DeviceId, user: &str) {
-        let g = self.at(now);
-        g.devices.remove(&dev);
-        let gone = match g.users.get_mut(user) {
+        self.at(now);
+        self.devices.remove(&dev);
+        let gone = match self.users.get_mut(user) {
             Some(o) => {
                 o.devices.retain(|&d| d != dev);
                 o.devices.is_empty()
@@ -1217,34 +1218,33 @@ impl Core {
             None => false,
         };
         if gone {
-            g.users.remove(user);
+            self.users.remove(user);
         }
         // The current call first: a consultation that still rings is cancelled,
         // which gives the held call back before it is left too.
-        for id in g.calls_of(user) {
-            g.depart(&id, dev);
+        for id in self.calls_of(user) {
+            self.depart(&id, dev);
         }
         // A message being left is left as it is.
-        let left: Vec<CallId> = g
+        let left: Vec<CallId> = self
             .voicemails
             .iter()
             .filter(|(_, v)| v.dev == dev)
             .map(|(id, _)| id.clone())
             .collect();
         for id in left {
-            g.end_voicemail(&id);
+            self.end_voicemail(&id);
         }
-        g.sync_presence(user);
+        self.sync_presence(user);
     }
 
     /// Device `dev` is gone from call `id`: a call it placed that still rings is
     /// cancelled; an answered call it is bound to waits `grace` for a device of
     /// the user to come back.
     fn depart(&mut self, id: &CallId, dev: DeviceId) {
-        let g = self;
         let mut cancel = false;
         let mut wait = None;
-        if let Some(call) = g.calls.get_mut(id) {
+        if let Some(call) = self.calls.get_mut(id) {
             let side = [Side::Caller, Side::Callee]
                 .into_iter()
                 .find(|&s| call.dev(s) == Some(dev));
@@ -1255,8 +1255,8 @@ impl Core {
             }
         }
         if cancel {
-            if let Some(call) = g.calls.get(id) {
-                g.send_user(
+            if let Some(call) = self.calls.get(id) {
+                self.send_user(
                     &call.callee,
                     &RelayMsg::Cancelled {
                         call_id: id.clone(),
@@ -1264,21 +1264,21 @@ impl Core {
                     None,
                 );
             }
-            g.end_call(id);
+            self.end_call(id);
         } else if let Some(epoch) = wait {
             // Only the latest departure's timer may end the call.
-            let timer = g.schedule(
-                g.cfg.grace,
+            let timer = self.schedule(
+                self.cfg.grace,
                 Timer::Grace {
                     call: id.clone(),
                     epoch,
                 },
             );
-            let old = g
+            let old = self
                 .calls
                 .get_mut(id)
                 .and_then(|c| std::mem::replace(&mut c.grace_timer, timer));
-            g.cancel(old);
+            self.cancel(old);
         }
     }
 
@@ -1286,18 +1286,17 @@ impl Core {
     /// directory of the last refresh, so that the changes [`Hub::set_directory`]
     /// sends later apply to exactly this list.
     pub fn contacts_of(&self, me: &str) -> Vec<Presence> {
-        let g = self;
-        let Some(accounts) = &g.accounts else {
+        let Some(accounts) = &self.accounts else {
             return Vec::new();
         };
         // In order already: the accounts are a sorted set.
         accounts
             .iter()
-            .filter(|u| g.contacts(me, u))
+            .filter(|u| self.contacts(me, u))
             .map(|u| Presence {
                 user: u.clone(),
-                status: g.status(u),
-                name: g.names.get(u).cloned(),
+                status: self.status(u),
+                name: self.names.get(u).cloned(),
             })
             .collect()
     }
@@ -1306,9 +1305,8 @@ impl Core {
     /// other relay nodes (`Offline`: not online elsewhere). Their presence is
     /// announced at the next [`Hub::flush_presence`] if it changed.
     pub fn set_remote(&mut self, statuses: Vec<(String, Status)>) {
-        let g = self;
         for (user, status) in statuses {
-            g.set_remote_one(user, status);
+            self.set_remote_one(user, status);
         }
     }
 
@@ -1323,21 +1321,20 @@ impl Core {
     /// [`Ended`]). Taken together, so that the rows of a call that ended are
     /// removed before its people's rows are mended.
     pub fn take_ended(&mut self) -> Ended {
-        let g = self;
-        let dirty = std::mem::take(&mut g.busy_dirty);
+        let dirty = std::mem::take(&mut self.busy_dirty);
         let mut busy: Vec<(String, CallId)> = dirty
             .into_iter()
             .filter_map(|u| {
-                let call = g.in_call.get(&u).cloned()?;
+                let call = self.in_call.get(&u).cloned()?;
                 Some((u, call))
             })
             .collect();
         busy.sort();
         Ended {
-            calls: std::mem::take(&mut g.ended),
+            calls: std::mem::take(&mut self.ended),
             busy,
-            freed: std::mem::take(&mut g.freed),
-            unparked: std::mem::take(&mut g.unparked),
+            freed: std::mem::take(&mut self.freed),
+            unparked: std::mem::take(&mut self.unparked),
         }
     }
 
@@ -1355,19 +1352,18 @@ impl Core {
     /// In the cluster configuration: everyone online on other relay nodes
     /// (the periodic reconcile); whoever is not listed is not online elsewhere.
     pub fn replace_remote(&mut self, online: Vec<(String, Status)>) {
-        let g = self;
         let listed: HashSet<&str> = online.iter().map(|(u, _)| u.as_str()).collect();
-        let gone: Vec<String> = g
+        let gone: Vec<String> = self
             .remote
             .keys()
             .filter(|u| !listed.contains(u.as_str()))
             .cloned()
             .collect();
         for user in gone {
-            g.set_remote_one(user, Status::Offline);
+            self.set_remote_one(user, Status::Offline);
         }
         for (user, status) in online {
-            g.set_remote_one(user, status);
+            self.set_remote_one(user, status);
         }
     }
 
@@ -1423,25 +1419,24 @@ impl Core {
     /// A recording or captions that a changed policy no longer allows stop at
     /// once, as if a person had stopped them; a voicemail being left ends.
     pub fn set_calling_policies(&mut self, calling: HashMap<String, CallingPolicy>) {
-        let g = self;
-        if g.calling == calling {
+        if self.calling == calling {
             return;
         }
-        g.calling = calling;
+        self.calling = calling;
         let mut stopped = Vec::new();
-        for (id, call) in &g.calls {
+        for (id, call) in &self.calls {
             let people = [call.caller.as_str(), call.callee.as_str()];
             for (on, feature) in [
                 (call.recording.is_some(), CallFeature::Recording),
                 (call.captions.is_some(), CallFeature::Transcription),
             ] {
-                if on && g.calling_allows(people, feature, None).is_err() {
+                if on && self.calling_allows(people, feature, None).is_err() {
                     stopped.push((id.clone(), feature));
                 }
             }
         }
         for (id, feature) in stopped {
-            let Some(call) = g.calls.get_mut(&id) else {
+            let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
             let msg = if feature == CallFeature::Transcription {
@@ -1461,21 +1456,21 @@ impl Core {
             };
             let devs = [call.caller_dev(), call.callee_dev()];
             for d in devs.into_iter().flatten() {
-                g.send(d, &msg);
+                self.send(d, &msg);
             }
             tracing::info!(call = %id, ?feature, "stopped: the calling policy changed");
         }
-        let ended: Vec<CallId> = g
+        let ended: Vec<CallId> = self
             .voicemails
             .iter()
             .filter(|(_, v)| {
-                g.calling_allows([&v.from, &v.to], CallFeature::Voicemail, None)
+                self.calling_allows([&v.from, &v.to], CallFeature::Voicemail, None)
                     .is_err()
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in ended {
-            g.end_voicemail(&id);
+            self.end_voicemail(&id);
         }
     }
 
@@ -1543,8 +1538,7 @@ impl Core {
     /// store write, an audit entry and a push to every device. Counts this one.
     /// A switch their policy locks (as last pushed) is not limited.
     pub fn may_switch(&mut self, user: &str, now: std::time::Instant) -> bool {
-        let g = self;
-        let Some(o) = g.users.get_mut(user) else {
+        let Some(o) = self.users.get_mut(user) else {
             return false;
         };
         if !o.setting.can_change {
@@ -1563,8 +1557,7 @@ impl Core {
 
     /// Each distinct (user, session token hash) with a connected device.
     pub fn online_sessions(&self) -> Vec<(String, String)> {
-        let g = self;
-        let mut v: Vec<(String, String)> = g
+        let mut v: Vec<(String, String)> = self
             .devices
             .values()
             .map(|d| (d.user.clone(), d.session.clone()))
@@ -1588,9 +1581,8 @@ impl Core {
     /// `elsewhere-call` for a device `dev` of `user` that just connected, if the
     /// user has an answered call on another device.
     pub fn elsewhere_of(&self, user: &str, dev: DeviceId) -> Option<RelayMsg> {
-        let g = self;
-        let id = g.in_call.get(user)?;
-        let call = g.calls.get(id).filter(|c| c.answered())?;
+        let id = self.in_call.get(user)?;
+        let call = self.calls.get(id).filter(|c| c.answered())?;
         let (bound, peer) = if call.caller == user {
             (call.caller_dev(), &call.callee)
         } else {
@@ -1606,11 +1598,11 @@ impl Core {
     /// Whether call `id` is being recorded now, or with `captions` captioned
     /// (the media component ends the legs of a call that is not).
     pub fn media_wanted(&self, id: &CallId, captions: bool) -> bool {
-        let g = self;
         if captions {
-            return g.calls.get(id).is_some_and(|c| c.captions.is_some());
+            return self.calls.get(id).is_some_and(|c| c.captions.is_some());
         }
-        g.voicemails.contains_key(id) || g.calls.get(id).is_some_and(|c| c.recording.is_some())
+        self.voicemails.contains_key(id)
+            || self.calls.get(id).is_some_and(|c| c.recording.is_some())
     }
 
     /// Whether device `dev` of `user` may open its media leg for call `id`:
@@ -1625,9 +1617,8 @@ impl Core {
         id: &CallId,
         captions: bool,
     ) -> Result<(String, bool, bool), WireError> {
-        let g = self;
-        if !captions && let Some(to) = g.voicemail_of(id, user, dev) {
-            let transcribe = g
+        if !captions && let Some(to) = self.voicemail_of(id, user, dev) {
+            let transcribe = self
                 .calling_allows([user, &to], CallFeature::Transcription, None)
                 .is_ok();
             return Ok((to, true, transcribe));
@@ -1637,7 +1628,7 @@ impl Core {
         } else {
             CallFeature::Recording
         };
-        let call = g.own_standard_call(id, user, dev, feature)?;
+        let call = self.own_standard_call(id, user, dev, feature)?;
         let on = if captions {
             call.captions.is_some()
         } else {
@@ -1662,8 +1653,7 @@ impl Core {
     /// What `from` said in call `id` (a caption from the recogniser), to both
     /// people's devices while the call is captioned; dropped otherwise.
     pub fn caption(&self, id: &CallId, from: &str, text: &str, done: bool) {
-        let g = self;
-        let Some(call) = g.calls.get(id).filter(|c| c.captions.is_some()) else {
+        let Some(call) = self.calls.get(id).filter(|c| c.captions.is_some()) else {
             return;
         };
         let msg = RelayMsg::Caption {
@@ -1673,17 +1663,16 @@ impl Core {
             done,
         };
         for d in [call.caller_dev(), call.callee_dev()].into_iter().flatten() {
-            g.send(d, &msg);
+            self.send(d, &msg);
         }
     }
 
     /// Recording `id` of `owner` and `peer` is written: every device of both
     /// hears it (`recording-ready`), to fetch their lists again.
     pub fn recording_ready(&self, owner: &str, peer: &str, id: &str) {
-        let g = self;
         let msg = RelayMsg::RecordingReady { id: id.to_string() };
-        g.send_user(owner, &msg, None);
-        g.send_user(peer, &msg, None);
+        self.send_user(owner, &msg, None);
+        self.send_user(peer, &msg, None);
     }
 
     /// Whether this relay has a speech recogniser for live captions (set once
@@ -1706,15 +1695,14 @@ impl Core {
 
     /// Sends `settings` to every device of `user` if it differs from what they have.
     pub fn push_settings(&mut self, user: &str, setting: &E2eeSetting) {
-        let g = self;
-        let Some(o) = g.users.get_mut(user) else {
+        let Some(o) = self.users.get_mut(user) else {
             return;
         };
         if &o.setting == setting {
             return;
         }
         o.setting = setting.clone();
-        g.send_user(
+        self.send_user(
             user,
             &RelayMsg::Settings {
                 e2ee: setting.clone(),
@@ -1726,18 +1714,17 @@ impl Core {
     /// Ends every connection of `user` (or only those of one `session`) with
     /// `session-expired`.
     pub fn sign_out(&mut self, user: &str, session: Option<&str>) {
-        let g = self;
         let msg = RelayMsg::error(ErrorCode::SessionExpired, "You were signed out.", None);
-        let devs: Vec<DeviceId> = g
+        let devs: Vec<DeviceId> = self
             .devices
             .iter()
             .filter(|(_, d)| d.user == user && session.is_none_or(|s| s == d.session))
             .map(|(&id, _)| id)
             .collect();
         for id in devs {
-            g.send(id, &msg);
-            g.out.get_mut().push_back(Output::Close { device: id });
-            g.devices.remove(&id);
+            self.send(id, &msg);
+            self.out.get_mut().push_back(Output::Close { device: id });
+            self.devices.remove(&id);
         }
     }
 }

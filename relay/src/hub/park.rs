@@ -39,12 +39,12 @@ impl Core {
         let not_yours =
             || WireError::new(ErrorCode::NotYourCall, "You are not part of this call.", id);
         let wrong = |m: &str| WireError::new(ErrorCode::WrongState, m, id);
-        let g = self.at(now);
-        let taken: Vec<u8> = g.parked.keys().copied().collect();
-        g.next_park += 1;
-        let epoch = g.next_park;
-        let consulting = g.consulting(id);
-        let Some(call) = g.calls.get_mut(id) else {
+        self.at(now);
+        let taken: Vec<u8> = self.parked.keys().copied().collect();
+        self.next_park += 1;
+        let epoch = self.next_park;
+        let consulting = self.consulting(id);
+        let Some(call) = self.calls.get_mut(id) else {
             return Err(not_yours());
         };
         let Some(side) = call.side_of(user, dev) else {
@@ -90,28 +90,28 @@ impl Core {
             timer: None,
             at: now,
         });
-        g.parked.insert(code, id.clone());
+        self.parked.insert(code, id.clone());
         // The parker is free for other calls; the call is no longer theirs.
-        g.in_call.remove(user);
-        if g.cluster {
-            g.freed.push((user.to_string(), id.clone()));
+        self.in_call.remove(user);
+        if self.cluster {
+            self.freed.push((user.to_string(), id.clone()));
         }
-        g.sync_presence(user);
-        g.send(
+        self.sync_presence(user);
+        self.send(
             dev,
             &RelayMsg::Parked {
                 call_id: id.clone(),
                 code,
             },
         );
-        g.send_user(
+        self.send_user(
             user,
             &RelayMsg::ElsewhereEnded {
                 call_id: id.clone(),
             },
             Some(dev),
         );
-        g.send(
+        self.send(
             other,
             &RelayMsg::OnPark {
                 call_id: id.clone(),
@@ -119,14 +119,14 @@ impl Core {
             },
         );
         tracing::info!(call = %id, code, "call parked");
-        let timer = g.schedule(
-            g.cfg.park_timeout,
+        let timer = self.schedule(
+            self.cfg.park_timeout,
             Timer::Park {
                 call: id.clone(),
                 epoch,
             },
         );
-        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+        if let Some(p) = self.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
             p.timer = timer;
         }
         Ok(())
@@ -135,8 +135,7 @@ impl Core {
     /// The person waiting in the call parked under `code`, for the policy decision
     /// `pickup` needs.
     pub fn parked_peer(&self, code: u8) -> Option<String> {
-        let g = self;
-        let call = g.calls.get(g.parked.get(&code)?)?;
+        let call = self.calls.get(self.parked.get(&code)?)?;
         let p = call.park.as_ref()?;
         Some(match p.side {
             Side::Caller => call.callee.clone(),
@@ -158,17 +157,17 @@ impl Core {
         let ClientMsg::Pickup { code, commit } = msg else {
             return Ok(());
         };
-        let g = self.at(now);
+        self.at(now);
         let unknown = || {
             pickup_error(
                 ErrorCode::NotYourCall,
                 &format!("No call is parked under {code}."),
             )
         };
-        let Some(id) = g.parked.get(code).cloned() else {
+        let Some(id) = self.parked.get(code).cloned() else {
             return Err(unknown());
         };
-        let Some(peer) = g.calls.get(&id).and_then(|c| {
+        let Some(peer) = self.calls.get(&id).and_then(|c| {
             c.park.as_ref().map(|p| match p.side {
                 Side::Caller => c.callee.clone(),
                 Side::Callee => c.caller.clone(),
@@ -182,7 +181,7 @@ impl Core {
                 "This is your own call, waiting for someone else to pick it up.",
             ));
         }
-        if g.in_call.contains_key(user) {
+        if self.in_call.contains_key(user) {
             return Err(pickup_error(
                 ErrorCode::WrongState,
                 "You are in a call; hang up before you pick up another.",
@@ -211,9 +210,9 @@ impl Core {
                 "pickup needs a commitment to this device's certificate.",
             ));
         };
-        take_parked(g, &id, user, dev, commit)
+        take_parked(self, &id, user, dev, commit)
             .map_err(|m| pickup_error(ErrorCode::WrongState, m))?;
-        g.send(
+        self.send(
             dev,
             &RelayMsg::PickedUp {
                 call_id: id.clone(),
@@ -222,7 +221,7 @@ impl Core {
                 mode: CallMode::Standard,
             },
         );
-        g.announce_elsewhere(&id);
+        self.announce_elsewhere(&id);
         tracing::info!(call = %id, code, "parked call picked up");
         Ok(())
     }
@@ -230,8 +229,7 @@ impl Core {
     /// The park timed out: the parker's devices ring ("ring back"); with none
     /// online, or when that ring times out too, the call ends.
     pub(super) fn park_expired(&mut self, id: &CallId, epoch: u64) {
-        let g = self;
-        let Some(call) = g.calls.get_mut(id) else {
+        let Some(call) = self.calls.get_mut(id) else {
             return;
         };
         let Some(p) = call
@@ -246,15 +244,15 @@ impl Core {
             Side::Caller => call.callee.clone(),
             Side::Callee => call.caller.clone(),
         };
-        let online = g.users.contains_key(&parker) && !g.in_call.contains_key(&parker);
+        let online = self.users.contains_key(&parker) && !self.in_call.contains_key(&parker);
         if !online {
-            not_picked_up(g, id);
+            not_picked_up(self, id);
             return;
         }
-        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+        if let Some(p) = self.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
             p.ringing_back = true;
         }
-        g.send_user(
+        self.send_user(
             &parker,
             &RelayMsg::Incoming {
                 call_id: id.clone(),
@@ -266,14 +264,14 @@ impl Core {
             None,
         );
         tracing::info!(call = %id, "park timed out: ringing the parker back");
-        let timer = g.schedule(
-            g.cfg.ring_timeout,
+        let timer = self.schedule(
+            self.cfg.ring_timeout,
             Timer::RingBack {
                 call: id.clone(),
                 epoch,
             },
         );
-        if let Some(p) = g.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
+        if let Some(p) = self.calls.get_mut(id).and_then(|c| c.park.as_mut()) {
             p.timer = timer;
         }
     }

@@ -33,9 +33,9 @@ impl Core {
         let token = random_token().ok_or_else(|| {
             WireError::new(ErrorCode::Internal, "The relay could not make a token.", id)
         })?;
-        let g = self.at(now);
-        let consulting = g.consulting(id);
-        let Some(call) = g.calls.get(id) else {
+        self.at(now);
+        let consulting = self.consulting(id);
+        let Some(call) = self.calls.get(id) else {
             return Err(not_yours());
         };
         let (mine, other, peer) = if call.caller == user {
@@ -69,22 +69,22 @@ impl Core {
                 "The policies do not allow {peer} a call with {target}."
             )));
         }
-        if !g.signed_in(target) {
+        if !self.signed_in(target) {
             return Err(wrong(&format!("{target} is not signed in.")));
         }
         // One pending transfer per transferee: a newer one replaces it.
-        let replaced: Vec<String> = g
+        let replaced: Vec<String> = self
             .referrals
             .iter()
             .filter(|(_, r)| r.from == peer)
             .map(|(t, _)| t.clone())
             .collect();
         for t in replaced {
-            let timer = g.referrals.remove(&t).and_then(|r| r.timer);
-            g.cancel(timer);
+            let timer = self.referrals.remove(&t).and_then(|r| r.timer);
+            self.cancel(timer);
         }
-        let timer = g.schedule(REFER_TTL, Timer::Referral(token.clone()));
-        g.referrals.insert(
+        let timer = self.schedule(REFER_TTL, Timer::Referral(token.clone()));
+        self.referrals.insert(
             token.clone(),
             Referral {
                 from: peer.clone(),
@@ -93,7 +93,7 @@ impl Core {
                 timer,
             },
         );
-        g.send(
+        self.send(
             other,
             &RelayMsg::Refer {
                 call_id: id.clone(),
@@ -102,7 +102,7 @@ impl Core {
                 token: token.clone(),
             },
         );
-        g.send(
+        self.send(
             dev,
             &RelayMsg::Hangup {
                 call_id: id.clone(),
@@ -110,23 +110,22 @@ impl Core {
             },
         );
         tracing::info!(call = %id, "call transferred");
-        g.end_call(id);
+        self.end_call(id);
         Ok(())
     }
 
     /// Carries out a `refer`: the transferor's name, if `token` is a pending
     /// transfer of `from` to `to` (it is used up).
     pub fn take_referral(&mut self, token: &str, from: &str, to: &str) -> Option<String> {
-        let g = self;
-        let fits = g
+        let fits = self
             .referrals
             .get(token)
             .is_some_and(|r| r.from == from && r.to == to);
         if !fits {
             return None;
         }
-        let r = g.referrals.remove(token)?;
-        g.cancel(r.timer);
+        let r = self.referrals.remove(token)?;
+        self.cancel(r.timer);
         Some(r.by)
     }
 }

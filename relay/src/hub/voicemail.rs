@@ -46,7 +46,7 @@ impl Core {
         decision: Result<CallMode, Refusal>,
         id: CallId,
     ) -> Result<(), WireError> {
-        let g = self.at(now);
+        self.at(now);
         let error = |code, m: &str| WireError {
             code,
             message: m.into(),
@@ -58,15 +58,15 @@ impl Core {
             "Voicemail is off in end-to-end encrypted calls: calls between you two are end-to-end encrypted.",
             None,
         )?;
-        g.calling_allows([from, to], CallFeature::Voicemail, None)?;
-        if g.voicemails.values().any(|v| v.dev == dev) {
+        self.calling_allows([from, to], CallFeature::Voicemail, None)?;
+        if self.voicemails.values().any(|v| v.dev == dev) {
             return Err(error(
                 ErrorCode::WrongState,
                 "You are leaving a message already.",
             ));
         }
-        let timer = g.schedule(MAX_VOICEMAIL, Timer::Voicemail(id.clone()));
-        g.voicemails.insert(
+        let timer = self.schedule(MAX_VOICEMAIL, Timer::Voicemail(id.clone()));
+        self.voicemails.insert(
             id.clone(),
             Voicemail {
                 from: from.into(),
@@ -75,7 +75,7 @@ impl Core {
                 timer,
             },
         );
-        g.send(
+        self.send(
             dev,
             &RelayMsg::Voicemail {
                 call_id: id,
