@@ -1,8 +1,9 @@
-//! The client on a phone-sized viewport (390×844, an iPhone 12–15): on every
-//! screen a person meets (sign-in, contacts, settings, an incoming call, a
-//! connected call with its verification panel open) no visible element reaches
-//! past the viewport's edges and the page does not scroll sideways; the 20-digit
-//! code stays on one line. Screenshots of each screen are kept with
+//! The client on a phone-sized viewport (390×844, an iPhone 12–15) and on a
+//! desktop one (1280×800): on every screen a person meets (sign-in, contacts,
+//! settings, an incoming call, a connected call with its verification panel
+//! open, the ended call) no visible element reaches past the viewport's edges
+//! and the page does not scroll sideways; the 20-digit code stays on one line.
+//! Screenshots of each screen at each size are kept with
 //! `SHIELDCALL_E2E_ARTIFACTS=always`.
 
 use anyhow::{Result, ensure};
@@ -22,7 +23,7 @@ const OVERFLOW: &str = "const w = document.documentElement.clientWidth; const ou
   }\
   return { width: w, scroll: document.documentElement.scrollWidth, out };";
 
-async fn fits(b: &Browser, screen: &str) -> Result<()> {
+async fn fits(b: &Browser, size: &str, screen: &str) -> Result<()> {
     let v: Value = b.client.execute(OVERFLOW, vec![]).await?;
     let width = v["width"].as_f64().unwrap_or(0.0);
     let scroll = v["scroll"].as_f64().unwrap_or(f64::MAX);
@@ -32,11 +33,11 @@ async fn fits(b: &Browser, screen: &str) -> Result<()> {
         .unwrap_or_default();
     ensure!(
         out.is_empty() && scroll <= width,
-        "{}: {screen} overflows a {width} px viewport (scroll width {scroll}): {out:?}",
+        "{}: {screen} overflows a {size} viewport of {width} px (scroll width {scroll}): {out:?}",
         b.name
     );
     if std::env::var("SHIELDCALL_E2E_ARTIFACTS").as_deref() == Ok("always") {
-        b.save_artifacts(&format!("phone_layout/{screen}")).await;
+        b.save_artifacts(&format!("layout/{size}/{screen}")).await;
     }
     Ok(())
 }
@@ -56,30 +57,41 @@ async fn lines(b: &Browser, testid: &str) -> Result<f64> {
 
 #[tokio::test]
 async fn nothing_overflows_a_phone_viewport() -> Result<()> {
+    every_screen_fits("phone", (390, 844)).await
+}
+
+#[tokio::test]
+async fn nothing_overflows_a_desktop_viewport() -> Result<()> {
+    every_screen_fits("desktop", (1280, 800)).await
+}
+
+/// Walks Alice and Bob, in windows of `width`×`height`, through every screen
+/// of a call, checking at each that nothing overflows.
+async fn every_screen_fits(size: &str, (width, height): (u32, u32)) -> Result<()> {
     let relay = Relay::start()?;
     relay.add_user(ALICE, "alice-password-1", false)?;
     relay.add_user(BOB, "bob-password-1", false)?;
     let driver = Driver::start()?;
     let alice = Browser::open(&driver, "alice").await?;
     let bob = Browser::open(&driver, "bob").await?;
-    let result = with_artifacts("phone_layout", &[&alice, &bob], || async {
+    let result = with_artifacts(&format!("layout_{size}"), &[&alice, &bob], || async {
         for b in [&alice, &bob] {
-            b.client.set_window_size(390, 844).await?;
+            b.client.set_window_size(width, height).await?;
         }
         alice.goto(&format!("{}/", relay.url)).await?;
-        fits(&alice, "sign-in").await?;
+        fits(&alice, size, "sign-in").await?;
         alice.sign_in(&relay.url, ALICE, "alice-password-1").await?;
         bob.sign_in(&relay.url, BOB, "bob-password-1").await?;
         alice.wait_visible(&format!("contact-{BOB}")).await?;
-        fits(&alice, "contacts").await?;
+        fits(&alice, size, "contacts").await?;
         alice.click("open-settings").await?;
         alice.wait_visible("settings-e2ee-toggle").await?;
-        fits(&alice, "settings").await?;
+        fits(&alice, size, "settings").await?;
 
         alice.click(&format!("call-{BOB}")).await?;
         bob.wait_visible("incoming-decline").await?;
-        fits(&bob, "incoming").await?;
-        fits(&alice, "ringing").await?;
+        fits(&bob, size, "incoming").await?;
+        fits(&alice, size, "ringing").await?;
         bob.click("incoming-accept").await?;
         for b in [&alice, &bob] {
             b.wait_testid_attr("e2ee-indicator", "data-state", "e2ee")
@@ -87,14 +99,14 @@ async fn nothing_overflows_a_phone_viewport() -> Result<()> {
         }
         alice.click("e2ee-indicator").await?;
         alice.wait_visible("security-code").await?;
-        fits(&alice, "call-with-panel").await?;
-        fits(&bob, "call").await?;
+        fits(&alice, size, "call-with-panel").await?;
+        fits(&bob, size, "call").await?;
         let n = lines(&alice, "security-code").await?;
         ensure!(n < 1.5, "the code takes {n:.1} lines");
         alice.click("hangup").await?;
         bob.wait_testid_attr("call-state", "data-state", "ended")
             .await?;
-        fits(&bob, "ended").await
+        fits(&bob, size, "ended").await
     })
     .await;
     alice.close().await;
