@@ -883,6 +883,23 @@ impl Browser {
         }
     }
 
+    /// Waits until the remote video element plays the other person's
+    /// camera and carries their microphone: a live video track with frames
+    /// on screen and a live audio track, in the stream it shows. (A callee
+    /// answers before its camera opens, so its tracks reach the caller in no
+    /// stream; the page must still show them.)
+    pub async fn wait_remote_media(&self) -> Result<()> {
+        self.wait_js(
+            "the remote video to play a live video and a live audio track",
+            "const v = document.querySelector('[data-testid=\"remote-video\"]');\
+             const s = v && v.srcObject; if (!s) return false;\
+             const live = (ts) => ts.some((t) => t.readyState === 'live');\
+             return live(s.getVideoTracks()) && live(s.getAudioTracks()) && v.videoWidth > 0;",
+            vec![],
+        )
+        .await
+    }
+
     /// Waits until remote video frames are being decoded.
     pub async fn wait_frames(&self) -> Result<f64> {
         let deadline = Instant::now() + WAIT;
@@ -1009,6 +1026,9 @@ pub async fn connect_verified(
         "{} decodes video",
         callee.name
     );
+    for b in [caller, callee] {
+        b.wait_remote_media().await?;
+    }
     Ok(code_a)
 }
 

@@ -16,18 +16,6 @@ async fn consult(bob: &Browser, to: &str) -> anyhow::Result<()> {
     bob.click("transfer-consult").await
 }
 
-/// The remote video element shows a live video track with frames.
-async fn remote_video_live(b: &Browser) -> anyhow::Result<()> {
-    b.wait_js(
-        "the remote video plays a live track",
-        "const v = document.querySelector('[data-testid=\"remote-video\"]');\
-         const s = v && v.srcObject; const t = s && s.getVideoTracks()[0];\
-         return !!t && t.readyState === 'live' && v.videoWidth > 0;",
-        vec![],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_consult_transfer_joins_the_held_caller_with_the_one_consulted() -> anyhow::Result<()> {
     let relay = Relay::start()?;
@@ -75,7 +63,7 @@ async fn a_consult_transfer_joins_the_held_caller_with_the_one_consulted() -> an
         bob.click("call-more").await?;
         bob.click("feature-hold").await?; // "Resume"
         alice.wait_media_flowing().await?;
-        remote_video_live(&bob).await?;
+        bob.wait_remote_media().await?;
 
         // The second time Carol accepts; Bob talks to her, then joins them.
         consult(&bob, "carol@example.test").await?;

@@ -82,10 +82,12 @@ async fn exec(app: &Shared, cmd: PcCommand, generation: u32, feed: Feed) -> Opti
         }
         (PcCommand::AcceptOffer { sdp }, Some(pc)) => {
             async {
-                // The offer is set while the camera may still be opening; the
-                // answer (which must carry the tracks) waits for it.
+                // The answer does not wait for the camera, which may still be
+                // opening: the offer's transceivers are made to send, and the
+                // camera's tracks go into them when it opens (`Peer::attach`),
+                // with nothing renegotiated.
                 rtc::set_remote_offer(&pc, &sdp).await?;
-                media_attached(app, generation).await?;
+                rtc::send_on_offered(&pc);
                 let sdp = rtc::answer(&pc).await?;
                 Ok(Some(Input::LocalAnswer { sdp }))
             }
@@ -147,7 +149,7 @@ async fn create(app: &Shared, generation: u32, feed: Feed) -> Option<Input> {
         }
     };
     // Settles when the camera is attached (true) or could not be (false):
-    // offers and answers wait for it, setting the remote offer does not.
+    // offers wait for it, answers do not.
     let mut settle = None;
     let attached = js_sys::Promise::new(&mut |resolve, _| settle = Some(resolve));
     {

@@ -138,10 +138,11 @@ impl Peer {
         });
         let remote = remote_video.clone();
         let cb = on_event;
+        // A track the other side sent with no stream (a callee whose camera
+        // opened after its answer) is shown in a stream of this peer's own.
+        let own = MediaStream::new()?;
         let on_track = Closure::<dyn FnMut(RtcTrackEvent)>::new(move |e: RtcTrackEvent| {
-            if let Ok(stream) = e.streams().get(0).dyn_into::<MediaStream>() {
-                remote.set_src_object(Some(&stream));
-            }
+            remote.set_src_object(Some(&track_stream(&e, &own)));
             cb(PeerEvent::Track);
         });
         pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
@@ -161,10 +162,12 @@ impl Peer {
     /// Sends `stream`'s tracks and shows it in `local_video` (the current
     /// call's preview; another leg of a group call shows none); the peer owns
     /// the stream from now on and stops it on close.
+    /// A track goes into a sender the answer already negotiated and left
+    /// empty ([`send_on_offered`]), or else is added.
     pub fn attach(&mut self, stream: MediaStream, local_video: Option<&HtmlMediaElement>) {
         for track in stream.get_tracks().iter() {
             if let Ok(track) = track.dyn_into::<MediaStreamTrack>() {
-                let sender = self.pc.add_track(&track, &stream, &Array::new());
+                let sender = send_track(&self.pc, &track, &stream);
                 self.senders.push((sender, track));
             }
         }
@@ -307,6 +310,43 @@ pub async fn set_remote_offer(pc: &RtcPeerConnection, offer: &str) -> Result<(),
     Ok(())
 }
 
+// Small enough to be shorter in JavaScript than as bindings (the bundle's
+// budget); every function is documented where Rust declares it.
+#[wasm_bindgen(
+    inline_js = "export function send_on_offered(p){for(const t of p.getTransceivers())t.direction='sendrecv'}\
+export function send_track(p,k,s){const t=p.getTransceivers().find(t=>!t.sender.track&&t.receiver.track.kind==k.kind);\
+if(!t)return p.addTrack(k,s);t.sender.replaceTrack(k);return t.sender}\
+export function track_stream(e,o){return e.streams[0]||(o.addTrack(e.track),o)}\
+export function stats(r){return[...r.values()]}\
+export function dtls_transport(p){for(const s of[...p.getSenders(),...p.getReceivers()])if(s.transport)return s.transport}\
+export function remote_der(t){const c=t.getRemoteCertificates&&t.getRemoteCertificates();return c&&c[0]}"
+)]
+extern "C" {
+    /// Makes every transceiver the offer created send as well as receive, so
+    /// that the answer need not wait for the camera: its tracks go into these
+    /// senders when it opens ([`Peer::attach`]), and nothing is renegotiated.
+    /// Until then no media packet leaves.
+    pub fn send_on_offered(pc: &RtcPeerConnection);
+    /// Sends `track`: in a sender the answer negotiated and left empty
+    /// ([`send_on_offered`]; `replaceTrack` settles at once), or else a new one.
+    fn send_track(
+        pc: &RtcPeerConnection,
+        track: &MediaStreamTrack,
+        stream: &MediaStream,
+    ) -> RtcRtpSender;
+    /// The stream a remote track belongs to, or `own` (with the track added)
+    /// for a track sent with none.
+    fn track_stream(e: &RtcTrackEvent, own: &MediaStream) -> MediaStream;
+    /// Every statistic of a `getStats()` report.
+    fn stats(report: &JsValue) -> Array;
+    /// The DTLS transport of the connection's first sender or receiver that
+    /// has one (`undefined` if none).
+    fn dtls_transport(pc: &RtcPeerConnection) -> JsValue;
+    /// The first certificate of the peer's chain as DTLS received it (DER, an
+    /// `ArrayBuffer`), where the browser has `getRemoteCertificates()`.
+    fn remote_der(transport: &JsValue) -> JsValue;
+}
+
 /// `createAnswer`, `setLocalDescription`; returns the local SDP.
 pub async fn answer(pc: &RtcPeerConnection) -> Result<String, JsValue> {
     let answer = JsFuture::from(pc.create_answer()).await?;
@@ -339,15 +379,7 @@ pub async fn add_ice(pc: &RtcPeerConnection, c: &IceCandidate) -> Result<(), JsV
 
 /// Reads the DTLS transport and its certificates from `getStats()`.
 pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
-    let report = JsFuture::from(pc.get_stats()).await?;
-    let mut stats: Vec<JsValue> = Vec::new();
-    let values = Reflect::get(&report, &"values".into())?.dyn_into::<js_sys::Function>()?;
-    let iter = values.call0(&report)?;
-    if let Some(it) = js_sys::try_iter(&iter)? {
-        for v in it {
-            stats.push(v?);
-        }
-    }
+    let stats = stats(&JsFuture::from(pc.get_stats()).await?).to_vec();
     let by_id = |id: &str| stats.iter().find(|s| get_str(s, "id") == id).cloned();
     let fp_of = |id: String| -> Option<Fingerprint> {
         let cert = by_id(&id)?;
@@ -390,22 +422,14 @@ pub async fn dtls_info(pc: &RtcPeerConnection) -> Result<DtlsInfo, JsValue> {
 /// `RTCDtlsTransport.getRemoteCertificates()`, the fingerprint of the peer's
 /// certificate (the first of the chain, as DTLS received it).
 fn dtls_transport_info(pc: &RtcPeerConnection) -> DtlsInfo {
-    let transports = pc
-        .get_senders()
-        .iter()
-        .chain(pc.get_receivers().iter())
-        .map(|s| get(&s, "transport"))
-        .find(|t| t.is_object());
-    let Some(transport) = transports else {
+    let transport = dtls_transport(pc);
+    if !transport.is_object() {
         return DtlsInfo::default();
-    };
+    }
     let state = get_str(&transport, "state");
-    let remote = get(&transport, "getRemoteCertificates")
-        .dyn_into::<js_sys::Function>()
+    let remote = remote_der(&transport)
+        .dyn_into::<js_sys::ArrayBuffer>()
         .ok()
-        .and_then(|f| f.call0(&transport).ok())
-        .and_then(|certs| certs.dyn_into::<Array>().ok())
-        .and_then(|certs| certs.get(0).dyn_into::<js_sys::ArrayBuffer>().ok())
         .map(|der| Fingerprint::of_der(&js_sys::Uint8Array::new(&der).to_vec()));
     match remote {
         Some(fp) => DtlsInfo {

@@ -57,6 +57,10 @@ fn bundle(package: &str, stem: &str) -> Result<BundleSize> {
     ));
     let out = root().join("www/pkg");
     std::fs::create_dir_all(&out)?;
+    // This crate's snippets of an earlier build must not be served or counted.
+    for old in snippet_dirs(&out, package)? {
+        std::fs::remove_dir_all(&old).with_context(|| format!("removing {}", old.display()))?;
+    }
     wasm_bindgen_cli_support::Bindgen::new()
         .input_path(&wasm)
         .web(true)?
@@ -69,7 +73,12 @@ fn bundle(package: &str, stem: &str) -> Result<BundleSize> {
         .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e:#}"))?;
     let bg = out.join(format!("{stem}_bg.wasm"));
     optimise(&bg)?;
-    let files = [out.join(format!("{stem}.js")), bg];
+    // The glue, the module, and the JS snippets the crate inlines (served
+    // from `pkg/snippets/<crate>-<hash>/`, and loaded with it).
+    let mut files = vec![out.join(format!("{stem}.js")), bg];
+    for dir in snippet_dirs(&out, package)? {
+        files.extend(js_files(&dir)?);
+    }
     let mut size = BundleSize { raw: 0, gzipped: 0 };
     for f in &files {
         let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
@@ -83,6 +92,41 @@ fn bundle(package: &str, stem: &str) -> Result<BundleSize> {
         size.gzipped as f64 / 1000.0
     );
     Ok(size)
+}
+
+/// The directories of `package`'s snippets under `out/snippets`.
+fn snippet_dirs(out: &std::path::Path, package: &str) -> Result<Vec<PathBuf>> {
+    let dir = out.join("snippets");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let prefix = format!("{package}-");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() && name.starts_with(&prefix) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// The `.js` files under `dir`, at any depth.
+fn js_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            found.extend(js_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "js") {
+            found.push(path);
+        }
+    }
+    Ok(found)
 }
 
 fn gzip_len(bytes: &[u8]) -> Result<u64> {
