@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::transfer::REFER_TTL;
 use super::{CallKey, Config, Core, DeviceId, Direction, Hub, Input, Outcome, Output};
+use crate::policy::Refusal;
 
 pub(super) const RING: Duration = Duration::from_secs(45);
 pub(super) const GRACE: Duration = Duration::from_secs(30);
@@ -138,12 +139,16 @@ pub(super) fn up(hub: &Hub, now: Instant, alice: &mut Phone, bob: &mut Phone) ->
     id
 }
 
-/// Bob's `resume` of his call `id` with Alice.
-fn resume(id: &CallId) -> ClientMsg {
-    ClientMsg::Resume {
-        call_id: id.clone(),
-        peer: ALICE.into(),
-        mode: CallMode::Standard,
+/// Bob's `resume` of his standard call `id` with Alice, with the pair's call
+/// decision made again (`decision`, for a call the hub lost).
+fn resume(id: &CallId, decision: Option<Result<CallMode, Refusal>>) -> Input<'static> {
+    Input::Resume {
+        msg: ClientMsg::Resume {
+            call_id: id.clone(),
+            peer: ALICE.into(),
+            mode: CallMode::Standard,
+        },
+        decision,
     }
 }
 
@@ -239,15 +244,8 @@ fn a_device_that_leaves_has_the_grace_to_come_back() {
 
     // Back on a new connection before the grace is over: the call is his again.
     let mut bob2 = online(&hub, BOB);
-    hub.handle(
-        t1 + Duration::from_secs(10),
-        bob2.id,
-        Input::Resume {
-            msg: resume(&id),
-            decision: None,
-        },
-    )
-    .expect("resume");
+    hub.handle(t1 + Duration::from_secs(10), bob2.id, resume(&id, None))
+        .expect("resume");
     hub.handle_timeout(t1 + GRACE);
     assert!(alice.take().is_empty(), "the call survived");
     hub.handle(t1 + GRACE, alice.id, Input::Call(hangup(&id)))
@@ -287,15 +285,8 @@ fn only_the_latest_departure_starts_the_grace() {
     // Leaves, comes back after 5 s, leaves again 20 s in.
     hub.unregister(t0, bob.id, BOB);
     let bob2 = online(&hub, BOB);
-    hub.handle(
-        t0 + Duration::from_secs(5),
-        bob2.id,
-        Input::Resume {
-            msg: resume(&id),
-            decision: None,
-        },
-    )
-    .expect("resume");
+    hub.handle(t0 + Duration::from_secs(5), bob2.id, resume(&id, None))
+        .expect("resume");
     let t2 = t0 + Duration::from_secs(20);
     hub.unregister(t2, bob2.id, BOB);
     assert_eq!(hub.timers(), 1, "the first grace was replaced");
@@ -447,15 +438,8 @@ fn an_unmatched_restore_claim_expires_at_the_grace() {
         .mint_call_id(ALICE, BOB, CallMode::Standard)
         .expect("id");
     let t0 = Instant::now();
-    hub.handle(
-        t0,
-        bob.id,
-        Input::Resume {
-            msg: resume(&id),
-            decision: Some(Ok(CallMode::Standard)),
-        },
-    )
-    .expect("claim");
+    hub.handle(t0, bob.id, resume(&id, Some(Ok(CallMode::Standard))))
+        .expect("claim");
     assert_eq!((hub.restoring(), hub.timers()), (1, 1));
     hub.handle_timeout(t0 + GRACE - MS);
     assert_eq!(hub.restoring(), 1);
