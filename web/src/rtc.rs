@@ -162,6 +162,7 @@ impl Peer {
     /// Sends `stream`'s tracks and shows it in `local_video` (the current
     /// call's preview; another leg of a group call shows none); the peer owns
     /// the stream from now on and stops it on close.
+    ///
     /// A track goes into a sender the answer already negotiated and left
     /// empty ([`send_on_offered`]), or else is added.
     pub fn attach(&mut self, stream: MediaStream, local_video: Option<&HtmlMediaElement>) {
