@@ -6,7 +6,8 @@
 //! each other through two nodes make one call; a call moves between devices
 //! on different nodes, and is picked up through another node than the one
 //! it was parked on (the parker free again, whoever picks up busy, for the
-//! whole cluster); the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
+//! whole cluster), and a consult transfer joins people on the other node (the
+//! transferor free, whoever joined busy); the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
 
 mod common;
 
@@ -734,6 +735,119 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
     no_calls_left(&db).await;
     busy_row(&db, CAT, false).await;
+}
+
+/// A consult transfer with its people on both nodes: Bob on node A (the
+/// home of both calls) holds his call with Ann on node B, consults Cat on
+/// node B, and joins the two. Cat's `join` reaches Ann across the bus; Bob,
+/// who let go of a call that goes on, is free for the whole cluster, and
+/// Cat, who joined it, is busy; the hang-up leaves no row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consult_transfer_joins_people_on_the_other_node() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    const CAT: &str = "cat@a.test";
+    a.add_user(CAT, false).await;
+    b.state.refresh().await.expect("refresh");
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device(CAT).await;
+    // Standard calls, as a consult transfer needs: Ann's with Bob, Bob's
+    // with Cat, and the one it makes, Ann's with Cat.
+    switch_off(&mut ann).await;
+    switch_off(&mut cat).await;
+    let held = call_answered(&mut bob, &mut ann, ANN).await;
+
+    bob.send(&ClientMsg::Hold {
+        call_id: held.clone(),
+        on: true,
+    })
+    .await;
+    until(&mut ann, "hold", |m| {
+        matches!(m, RelayMsg::Hold { by_peer: true, .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Consult {
+        call_id: held.clone(),
+        to: CAT.into(),
+    })
+    .await;
+    let calling = until(&mut bob, "calling", |m| {
+        matches!(m, RelayMsg::Calling { .. })
+    })
+    .await;
+    let consulted = call_id(&calling);
+    until(
+        &mut cat,
+        "incoming",
+        |m| matches!(m, RelayMsg::Incoming { call_id, .. } if *call_id == consulted),
+    )
+    .await;
+    cat.send(&ClientMsg::Accept {
+        call_id: consulted.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(&mut bob, "accepted", |m| {
+        matches!(m, RelayMsg::Accepted { .. })
+    })
+    .await;
+    busy_row(&db, CAT, true).await;
+
+    bob.send(&ClientMsg::ConsultTransfer {
+        call_id: held.clone(),
+        consult: consulted.clone(),
+    })
+    .await;
+    let replaced = until(&mut cat, "replaced", |m| {
+        matches!(m, RelayMsg::Replaced { .. })
+    })
+    .await;
+    assert_eq!(
+        replaced,
+        RelayMsg::Replaced {
+            call_id: consulted.clone(),
+            join: held.clone(),
+            peer: ANN.into(),
+            by: BOB.into(),
+            mode: CallMode::Standard,
+        }
+    );
+    let cat_commit: Commitment = "33".repeat(32).parse().expect("commitment");
+    cat.send(&ClientMsg::Join {
+        call_id: held.clone(),
+        commit: Some(cat_commit),
+    })
+    .await;
+    let leg = until(&mut ann, "new-leg", |m| {
+        matches!(m, RelayMsg::NewLeg { .. })
+    })
+    .await;
+    assert_eq!(
+        leg,
+        RelayMsg::NewLeg {
+            call_id: held.clone(),
+            peer: CAT.into(),
+            commit: cat_commit,
+        }
+    );
+    // Bob is out of both calls: his row goes. Cat is in Ann's call now.
+    busy_row(&db, BOB, false).await;
+    busy_row(&db, CAT, true).await;
+    // Media messages follow the new pair, across the bus.
+    ann.send(&ClientMsg::Offer {
+        call_id: held.clone(),
+        sdp: "v=0\r\n".into(),
+    })
+    .await;
+    until(&mut cat, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
+    ann.send(&ClientMsg::Hangup {
+        call_id: held.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut cat, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    no_calls_left(&db).await;
 }
 
 /// A sign-in on node A or B; the HTTP status.

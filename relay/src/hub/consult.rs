@@ -204,9 +204,13 @@ impl Core {
         self.in_call.insert(target.clone(), held.clone());
         if self.in_call.get(user) == Some(held) {
             self.in_call.remove(user);
-            if self.cluster {
-                self.freed.push((user.to_string(), held.clone()));
-            }
+        }
+        // The transferor let go of the held call, which goes on: their busy
+        // row (it names the held call; the consultation took the consulted
+        // person's only) goes. Their `in_call` named the consultation, which
+        // has just ended, so it is no guide here.
+        if self.cluster && !self.in_call.contains_key(user) {
+            self.freed.push((user.to_string(), held.clone()));
         }
         self.sync_presence(user);
         self.sync_presence(&target);

@@ -680,6 +680,13 @@ async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
                         | RelayMsg::ElsewhereEnded { .. },
                         Some(id),
                     ) => c.forget(device, &id.0),
+                    // A consult transfer: the consultation is over for this
+                    // device, which joins the held call. Both are the same
+                    // hub's (it placed the consultation beside the held call).
+                    (RelayMsg::Replaced { call_id, join, .. }, _) => {
+                        c.forget(device, &call_id.0);
+                        c.remember(device, join.0.clone(), &home);
+                    }
                     (_, Some(id)) => c.remember(device, id.0.clone(), &home),
                     (_, None) => {}
                 }
