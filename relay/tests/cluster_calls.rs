@@ -6,8 +6,9 @@
 //! each other through two nodes make one call; a call moves between devices
 //! on different nodes, and is picked up through another node than the one
 //! it was parked on (the parker free again, whoever picks up busy, for the
-//! whole cluster), and a consult transfer joins people on the other node (the
-//! transferor free, whoever joined busy); the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
+//! whole cluster), a consult transfer joins people on the other node (the
+//! transferor free, whoever joined busy), and a person on the other node is
+//! added to a call and leaves it; the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
 
 mod common;
 
@@ -847,6 +848,130 @@ async fn a_consult_transfer_joins_people_on_the_other_node() {
     })
     .await;
     until(&mut cat, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    no_calls_left(&db).await;
+}
+
+/// A group call with its people on both nodes: Bob on node A (the home)
+/// adds Cat on node B to his call with Ann on node B. Cat rings with Ann
+/// named, accepts, gets her leg with Ann and joins it; Ann gets `new-leg`;
+/// the leg's offer crosses to A and back. Cat is busy for the whole cluster
+/// while she is in, free once she leaves, and no row is left at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    const CAT: &str = "cat@a.test";
+    a.add_user(CAT, false).await;
+    b.state.refresh().await.expect("refresh");
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device(CAT).await;
+    // A group call is made of standard calls only.
+    switch_off(&mut ann).await;
+    switch_off(&mut cat).await;
+    let ab = call_answered(&mut bob, &mut ann, ANN).await;
+
+    bob.send(&ClientMsg::Add {
+        call_id: ab.clone(),
+        to: CAT.into(),
+    })
+    .await;
+    let calling = until(&mut bob, "calling", |m| {
+        matches!(m, RelayMsg::Calling { .. })
+    })
+    .await;
+    let bc = call_id(&calling);
+    let incoming = until(&mut cat, "incoming", |m| {
+        matches!(m, RelayMsg::Incoming { .. })
+    })
+    .await;
+    assert_eq!(
+        incoming,
+        RelayMsg::Incoming {
+            call_id: bc.clone(),
+            from: BOB.into(),
+            mode: CallMode::Standard,
+            referred_by: None,
+            group: vec![ANN.into()],
+        }
+    );
+    cat.send(&ClientMsg::Accept {
+        call_id: bc.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    let leg = until(&mut cat, "leg", |m| matches!(m, RelayMsg::Leg { .. })).await;
+    let RelayMsg::Leg {
+        call_id: ac, peer, ..
+    } = leg
+    else {
+        unreachable!()
+    };
+    assert_eq!(peer, ANN);
+    let cat_commit: Commitment = "44".repeat(32).parse().expect("commitment");
+    cat.send(&ClientMsg::Join {
+        call_id: ac.clone(),
+        commit: Some(cat_commit),
+    })
+    .await;
+    let new_leg = until(&mut ann, "new-leg", |m| {
+        matches!(m, RelayMsg::NewLeg { .. })
+    })
+    .await;
+    assert_eq!(
+        new_leg,
+        RelayMsg::NewLeg {
+            call_id: ac.clone(),
+            peer: CAT.into(),
+            commit: cat_commit,
+        }
+    );
+    ann.send(&ClientMsg::Offer {
+        call_id: ac.clone(),
+        sdp: "v=0\r\n".into(),
+    })
+    .await;
+    until(
+        &mut cat,
+        "offer",
+        |m| matches!(m, RelayMsg::Offer { call_id, .. } if *call_id == ac),
+    )
+    .await;
+    busy_row(&db, CAT, true).await;
+
+    // Cat leaves: both her legs end, and Ann and Bob go on.
+    for id in [&bc, &ac] {
+        cat.send(&ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal,
+        })
+        .await;
+    }
+    until(
+        &mut ann,
+        "the leg's hangup",
+        |m| matches!(m, RelayMsg::Hangup { call_id, .. } if *call_id == ac),
+    )
+    .await;
+    busy_row(&db, CAT, false).await;
+    busy_row(&db, ANN, true).await;
+    bob.send(&ClientMsg::Offer {
+        call_id: ab.clone(),
+        sdp: "v=0\r\n".into(),
+    })
+    .await;
+    until(
+        &mut ann,
+        "offer",
+        |m| matches!(m, RelayMsg::Offer { call_id, .. } if *call_id == ab),
+    )
+    .await;
+    bob.send(&ClientMsg::Hangup {
+        call_id: ab.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
     no_calls_left(&db).await;
 }
 
