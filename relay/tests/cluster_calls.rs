@@ -8,7 +8,7 @@
 //! it was parked on (the parker free again, whoever picks up busy, for the
 //! whole cluster), a consult transfer joins people on the other node (the
 //! transferor free, whoever joined busy), and a person on the other node is
-//! added to a call and leaves it; the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
+//! added to a call and leaves it, or merged into one; the database keeps no row of a call that ended. Always on PostgreSQL and NATS (`cargo xtask test`).
 
 mod common;
 
@@ -20,12 +20,14 @@ use common::{
     table_rows, temp_dir,
 };
 use shieldcall_proto::{
-    CallMode, ClientMsg, Commitment, ErrorCode, HangupReason, IceCandidate, RefuseReason, RelayMsg,
-    Status,
+    CallId, CallMode, ClientMsg, Commitment, ErrorCode, HangupReason, IceCandidate, RefuseReason,
+    RelayMsg, Status,
 };
 
 const ANN: &str = "ann@a.test";
 const BOB: &str = "bob@a.test";
+/// A third person, for the tests that need one (added by each).
+const CAT: &str = "cat@a.test";
 
 /// Two nodes on `db` and `nats`, with Ann and Bob in the directory of both.
 async fn two_nodes(db: &str, nats: &Nats) -> (Relay, Relay) {
@@ -616,7 +618,6 @@ async fn busy_row(db: &str, user: &str, want: bool) {
 async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     let (db, nats) = (new_database(), Nats::start(&[]));
     let (a, b) = two_nodes(&db, &nats).await;
-    const CAT: &str = "cat@a.test";
     a.add_user(CAT, false).await;
     b.state.refresh().await.expect("refresh");
     // Bob on A (the call's home) calls Ann on B; a standard call.
@@ -738,6 +739,45 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     busy_row(&db, CAT, false).await;
 }
 
+/// Bob holds `held`, his call with Ann, and consults Cat, who accepts; the
+/// consultation's id.
+async fn consult_cat(
+    bob: &mut Client,
+    ann: &mut Client,
+    cat: &mut Client,
+    held: &CallId,
+) -> CallId {
+    bob.send(&ClientMsg::Hold {
+        call_id: held.clone(),
+        on: true,
+    })
+    .await;
+    until(ann, "hold", |m| {
+        matches!(m, RelayMsg::Hold { by_peer: true, .. })
+    })
+    .await;
+    bob.send(&ClientMsg::Consult {
+        call_id: held.clone(),
+        to: CAT.into(),
+    })
+    .await;
+    let calling = until(bob, "calling", |m| matches!(m, RelayMsg::Calling { .. })).await;
+    let consulted = call_id(&calling);
+    until(
+        cat,
+        "incoming",
+        |m| matches!(m, RelayMsg::Incoming { call_id, .. } if *call_id == consulted),
+    )
+    .await;
+    cat.send(&ClientMsg::Accept {
+        call_id: consulted.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(bob, "accepted", |m| matches!(m, RelayMsg::Accepted { .. })).await;
+    consulted
+}
+
 /// A consult transfer with its people on both nodes: Bob on node A (the
 /// home of both calls) holds his call with Ann on node B, consults Cat on
 /// node B, and joins the two. Cat's `join` reaches Ann across the bus; Bob,
@@ -747,7 +787,6 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
 async fn a_consult_transfer_joins_people_on_the_other_node() {
     let (db, nats) = (new_database(), Nats::start(&[]));
     let (a, b) = two_nodes(&db, &nats).await;
-    const CAT: &str = "cat@a.test";
     a.add_user(CAT, false).await;
     b.state.refresh().await.expect("refresh");
     let (mut bob, _) = a.device(BOB).await;
@@ -758,41 +797,7 @@ async fn a_consult_transfer_joins_people_on_the_other_node() {
     switch_off(&mut ann).await;
     switch_off(&mut cat).await;
     let held = call_answered(&mut bob, &mut ann, ANN).await;
-
-    bob.send(&ClientMsg::Hold {
-        call_id: held.clone(),
-        on: true,
-    })
-    .await;
-    until(&mut ann, "hold", |m| {
-        matches!(m, RelayMsg::Hold { by_peer: true, .. })
-    })
-    .await;
-    bob.send(&ClientMsg::Consult {
-        call_id: held.clone(),
-        to: CAT.into(),
-    })
-    .await;
-    let calling = until(&mut bob, "calling", |m| {
-        matches!(m, RelayMsg::Calling { .. })
-    })
-    .await;
-    let consulted = call_id(&calling);
-    until(
-        &mut cat,
-        "incoming",
-        |m| matches!(m, RelayMsg::Incoming { call_id, .. } if *call_id == consulted),
-    )
-    .await;
-    cat.send(&ClientMsg::Accept {
-        call_id: consulted.clone(),
-        commit: Some(commit()),
-    })
-    .await;
-    until(&mut bob, "accepted", |m| {
-        matches!(m, RelayMsg::Accepted { .. })
-    })
-    .await;
+    let consulted = consult_cat(&mut bob, &mut ann, &mut cat, &held).await;
     busy_row(&db, CAT, true).await;
 
     bob.send(&ClientMsg::ConsultTransfer {
@@ -860,7 +865,6 @@ async fn a_consult_transfer_joins_people_on_the_other_node() {
 async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
     let (db, nats) = (new_database(), Nats::start(&[]));
     let (a, b) = two_nodes(&db, &nats).await;
-    const CAT: &str = "cat@a.test";
     a.add_user(CAT, false).await;
     b.state.refresh().await.expect("refresh");
     let (mut bob, _) = a.device(BOB).await;
@@ -972,6 +976,71 @@ async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
     })
     .await;
     until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    no_calls_left(&db).await;
+}
+
+/// A merge with its people on both nodes: Bob on node A holds his call with
+/// Ann on node B, consults Cat on node B, and merges the two calls. Both are
+/// unheld, everyone hears who is in the call, and Cat gets her leg with Ann,
+/// whose join reaches Ann across the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_makes_one_call_of_people_on_both_nodes() {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    a.add_user(CAT, false).await;
+    b.state.refresh().await.expect("refresh");
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device(CAT).await;
+    switch_off(&mut ann).await;
+    switch_off(&mut cat).await;
+    let held = call_answered(&mut bob, &mut ann, ANN).await;
+    let consulted = consult_cat(&mut bob, &mut ann, &mut cat, &held).await;
+
+    bob.send(&ClientMsg::Merge {
+        call_id: held.clone(),
+        consult: consulted.clone(),
+    })
+    .await;
+    // Cat's leg with Ann comes before the news of who is in the call.
+    let leg = until(&mut cat, "leg", |m| matches!(m, RelayMsg::Leg { .. })).await;
+    let RelayMsg::Leg {
+        call_id: ac, peer, ..
+    } = leg
+    else {
+        unreachable!()
+    };
+    let everyone: Vec<String> = [ANN, BOB, CAT].map(String::from).to_vec();
+    for (who, c) in [("Ann", &mut ann), ("Bob", &mut bob), ("Cat", &mut cat)] {
+        let group = until(c, who, |m| matches!(m, RelayMsg::Group { .. })).await;
+        assert_eq!(
+            group,
+            RelayMsg::Group {
+                members: everyone.clone()
+            },
+            "{who}"
+        );
+    }
+    assert_eq!(peer, ANN);
+    cat.send(&ClientMsg::Join {
+        call_id: ac.clone(),
+        commit: Some(commit()),
+    })
+    .await;
+    until(
+        &mut ann,
+        "new-leg",
+        |m| matches!(m, RelayMsg::NewLeg { call_id, peer, .. } if *call_id == ac && peer == CAT),
+    )
+    .await;
+    busy_row(&db, CAT, true).await;
+    for (id, c) in [(&held, &mut bob), (&consulted, &mut cat), (&ac, &mut ann)] {
+        c.send(&ClientMsg::Hangup {
+            call_id: id.clone(),
+            reason: HangupReason::Normal,
+        })
+        .await;
+    }
     no_calls_left(&db).await;
 }
 
