@@ -739,6 +739,24 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     busy_row(&db, CAT, false).await;
 }
 
+/// Two nodes on a fresh database (kept running by the second value), Bob's
+/// device on node A, Ann's and Cat's on node B, both of their switches off,
+/// and Bob's answered call with Ann, which node A carries. Every call among
+/// the three is standard, as a consult transfer, an add and a merge need.
+async fn three_on_two_nodes() -> (String, (Relay, Relay, Nats), Client, Client, Client, CallId) {
+    let (db, nats) = (new_database(), Nats::start(&[]));
+    let (a, b) = two_nodes(&db, &nats).await;
+    a.add_user(CAT, false).await;
+    b.state.refresh().await.expect("refresh");
+    let (mut bob, _) = a.device(BOB).await;
+    let (mut ann, _) = b.device(ANN).await;
+    let (mut cat, _) = b.device(CAT).await;
+    switch_off(&mut ann).await;
+    switch_off(&mut cat).await;
+    let held = call_answered(&mut bob, &mut ann, ANN).await;
+    (db, (a, b, nats), bob, ann, cat, held)
+}
+
 /// Bob holds `held`, his call with Ann, and consults Cat, who accepts; the
 /// consultation's id.
 async fn consult_cat(
@@ -785,18 +803,7 @@ async fn consult_cat(
 /// Cat, who joined it, is busy; the hang-up leaves no row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consult_transfer_joins_people_on_the_other_node() {
-    let (db, nats) = (new_database(), Nats::start(&[]));
-    let (a, b) = two_nodes(&db, &nats).await;
-    a.add_user(CAT, false).await;
-    b.state.refresh().await.expect("refresh");
-    let (mut bob, _) = a.device(BOB).await;
-    let (mut ann, _) = b.device(ANN).await;
-    let (mut cat, _) = b.device(CAT).await;
-    // Standard calls, as a consult transfer needs: Ann's with Bob, Bob's
-    // with Cat, and the one it makes, Ann's with Cat.
-    switch_off(&mut ann).await;
-    switch_off(&mut cat).await;
-    let held = call_answered(&mut bob, &mut ann, ANN).await;
+    let (db, _nodes, mut bob, mut ann, mut cat, held) = three_on_two_nodes().await;
     let consulted = consult_cat(&mut bob, &mut ann, &mut cat, &held).await;
     busy_row(&db, CAT, true).await;
 
@@ -863,17 +870,7 @@ async fn a_consult_transfer_joins_people_on_the_other_node() {
 /// while she is in, free once she leaves, and no row is left at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
-    let (db, nats) = (new_database(), Nats::start(&[]));
-    let (a, b) = two_nodes(&db, &nats).await;
-    a.add_user(CAT, false).await;
-    b.state.refresh().await.expect("refresh");
-    let (mut bob, _) = a.device(BOB).await;
-    let (mut ann, _) = b.device(ANN).await;
-    let (mut cat, _) = b.device(CAT).await;
-    // A group call is made of standard calls only.
-    switch_off(&mut ann).await;
-    switch_off(&mut cat).await;
-    let ab = call_answered(&mut bob, &mut ann, ANN).await;
+    let (db, _nodes, mut bob, mut ann, mut cat, ab) = three_on_two_nodes().await;
 
     bob.send(&ClientMsg::Add {
         call_id: ab.clone(),
@@ -985,16 +982,7 @@ async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
 /// whose join reaches Ann across the bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_makes_one_call_of_people_on_both_nodes() {
-    let (db, nats) = (new_database(), Nats::start(&[]));
-    let (a, b) = two_nodes(&db, &nats).await;
-    a.add_user(CAT, false).await;
-    b.state.refresh().await.expect("refresh");
-    let (mut bob, _) = a.device(BOB).await;
-    let (mut ann, _) = b.device(ANN).await;
-    let (mut cat, _) = b.device(CAT).await;
-    switch_off(&mut ann).await;
-    switch_off(&mut cat).await;
-    let held = call_answered(&mut bob, &mut ann, ANN).await;
+    let (db, _nodes, mut bob, mut ann, mut cat, held) = three_on_two_nodes().await;
     let consulted = consult_cat(&mut bob, &mut ann, &mut cat, &held).await;
 
     bob.send(&ClientMsg::Merge {
