@@ -97,6 +97,36 @@ async fn invite(client: &mut Client, to: &str) -> RelayMsg {
     until(client, "calling", |m| matches!(m, RelayMsg::Calling { .. })).await
 }
 
+/// `from` sends an offer in call `id`, and it reaches `to`.
+async fn offer_reaches(from: &mut Client, to: &mut Client, id: &CallId) {
+    from.send(&ClientMsg::Offer {
+        call_id: id.clone(),
+        sdp: "v=0\r\n".into(),
+    })
+    .await;
+    until(
+        to,
+        "offer",
+        |m| matches!(m, RelayMsg::Offer { call_id, .. } if call_id == id),
+    )
+    .await;
+}
+
+/// `from` hangs up call `id`, and `to` hears it.
+async fn hangup_reaches(from: &mut Client, to: &mut Client, id: &CallId) {
+    from.send(&ClientMsg::Hangup {
+        call_id: id.clone(),
+        reason: HangupReason::Normal,
+    })
+    .await;
+    until(
+        to,
+        "hangup",
+        |m| matches!(m, RelayMsg::Hangup { call_id, .. } if call_id == id),
+    )
+    .await;
+}
+
 /// Reads messages until `want` says yes (presence and the like in between).
 async fn until(client: &mut Client, what: &str, want: impl Fn(&RelayMsg) -> bool) -> RelayMsg {
     first_of(client, what, want, |_| false).await
@@ -361,15 +391,7 @@ async fn a_dropped_device_resumes_through_either_node() {
             got.is_some(),
             "the resumed device does not get the call's messages"
         );
-        ann.send(&ClientMsg::Hangup {
-            call_id: id.clone(),
-            reason: HangupReason::Normal,
-        })
-        .await;
-        until(&mut bob, "hang-up", |m| {
-            matches!(m, RelayMsg::Hangup { .. })
-        })
-        .await;
+        hangup_reaches(&mut ann, &mut bob, &id).await;
         no_calls_left(&db).await;
         // Offers sent while the resume was on its way were refused to Ann.
         while ann.try_recv_any(Duration::from_millis(100)).await.is_some() {}
@@ -578,15 +600,7 @@ async fn a_call_moves_between_devices_on_different_nodes() {
 
     // Bob hangs up on B: Ann's device there hears it; every other device
     // that knew of the call, on either node, hears that it is over.
-    bob2.send(&ClientMsg::Hangup {
-        call_id: id.clone(),
-        reason: HangupReason::Normal,
-    })
-    .await;
-    until(&mut ann2, "hangup", |m| {
-        matches!(m, RelayMsg::Hangup { .. })
-    })
-    .await;
+    hangup_reaches(&mut bob2, &mut ann2, &id).await;
     let over = RelayMsg::ElsewhereEnded {
         call_id: id.clone(),
     };
@@ -714,12 +728,7 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
         "code given back"
     );
     // Media messages follow: Ann's offer reaches Cat, both on B.
-    ann.send(&ClientMsg::Offer {
-        call_id: id.clone(),
-        sdp: "v=0\r\n".into(),
-    })
-    .await;
-    until(&mut cat, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
+    offer_reaches(&mut ann, &mut cat, &id).await;
     // A second pickup of the code, through B: nothing is parked under it.
     bob.send(&ClientMsg::Pickup {
         code,
@@ -729,12 +738,7 @@ async fn a_call_parked_on_one_node_is_picked_up_through_the_other() {
     let got = bob.recv().await;
     assert_eq!(error_code(&got), Some(ErrorCode::NotYourCall), "{got:?}");
 
-    cat.send(&ClientMsg::Hangup {
-        call_id: id.clone(),
-        reason: HangupReason::Normal,
-    })
-    .await;
-    until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    hangup_reaches(&mut cat, &mut ann, &id).await;
     no_calls_left(&db).await;
     busy_row(&db, CAT, false).await;
 }
@@ -848,18 +852,8 @@ async fn a_consult_transfer_joins_people_on_the_other_node() {
     busy_row(&db, BOB, false).await;
     busy_row(&db, CAT, true).await;
     // Media messages follow the new pair, across the bus.
-    ann.send(&ClientMsg::Offer {
-        call_id: held.clone(),
-        sdp: "v=0\r\n".into(),
-    })
-    .await;
-    until(&mut cat, "offer", |m| matches!(m, RelayMsg::Offer { .. })).await;
-    ann.send(&ClientMsg::Hangup {
-        call_id: held.clone(),
-        reason: HangupReason::Normal,
-    })
-    .await;
-    until(&mut cat, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    offer_reaches(&mut ann, &mut cat, &held).await;
+    hangup_reaches(&mut ann, &mut cat, &held).await;
     no_calls_left(&db).await;
 }
 
@@ -927,17 +921,7 @@ async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
             commit: cat_commit,
         }
     );
-    ann.send(&ClientMsg::Offer {
-        call_id: ac.clone(),
-        sdp: "v=0\r\n".into(),
-    })
-    .await;
-    until(
-        &mut cat,
-        "offer",
-        |m| matches!(m, RelayMsg::Offer { call_id, .. } if *call_id == ac),
-    )
-    .await;
+    offer_reaches(&mut ann, &mut cat, &ac).await;
     busy_row(&db, CAT, true).await;
 
     // Cat leaves: both her legs end, and Ann and Bob go on.
@@ -956,23 +940,8 @@ async fn a_person_on_the_other_node_is_added_to_a_call_and_leaves_it() {
     .await;
     busy_row(&db, CAT, false).await;
     busy_row(&db, ANN, true).await;
-    bob.send(&ClientMsg::Offer {
-        call_id: ab.clone(),
-        sdp: "v=0\r\n".into(),
-    })
-    .await;
-    until(
-        &mut ann,
-        "offer",
-        |m| matches!(m, RelayMsg::Offer { call_id, .. } if *call_id == ab),
-    )
-    .await;
-    bob.send(&ClientMsg::Hangup {
-        call_id: ab.clone(),
-        reason: HangupReason::Normal,
-    })
-    .await;
-    until(&mut ann, "hangup", |m| matches!(m, RelayMsg::Hangup { .. })).await;
+    offer_reaches(&mut bob, &mut ann, &ab).await;
+    hangup_reaches(&mut bob, &mut ann, &ab).await;
     no_calls_left(&db).await;
 }
 
