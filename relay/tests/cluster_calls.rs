@@ -62,7 +62,23 @@ async fn no_calls_left(db: &str) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("call rows left behind");
+    panic!("call rows left behind: {}", dump(db).await);
+}
+
+/// The call and busy rows, for a failure's message.
+async fn dump(db: &str) -> String {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.expect("connect");
+    let calls: Vec<(String, String, String, String, String)> =
+        sqlx::query_as("SELECT id, caller, callee, home_node, state FROM cluster_calls")
+            .fetch_all(&mut c)
+            .await
+            .expect("calls");
+    let busy: Vec<(String, String)> = sqlx::query_as("SELECT user_name, call_id FROM cluster_busy")
+        .fetch_all(&mut c)
+        .await
+        .expect("busy");
+    format!("calls {calls:?}, busy {busy:?}")
 }
 
 /// What `client` hears (presence aside) until it is quiet for half a second.
@@ -625,7 +641,10 @@ async fn busy_row(db: &str, user: &str, want: bool) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("{user}: busy row should be there: {want}");
+    panic!(
+        "{user}: busy row should be there: {want}; {}",
+        dump(db).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

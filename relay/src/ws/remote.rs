@@ -171,11 +171,16 @@ impl Cluster {
             releasing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
         });
+        // The tasks hold the cluster itself (weakly: dropping it aborts them),
+        // never a look-up through the state: the state gets the cluster only
+        // after this returns, and a task that ran first would find none and
+        // end for good.
         let weak = state.downgrade();
+        let me = Arc::downgrade(&cluster);
         let tasks = vec![
-            tokio::spawn(receive(weak.clone(), sub)),
-            tokio::spawn(release_ended(weak.clone())),
-            tokio::spawn(bury(weak, cluster.node.dead_nodes())),
+            tokio::spawn(receive(weak.clone(), me.clone(), sub)),
+            tokio::spawn(release_ended(weak.clone(), me.clone())),
+            tokio::spawn(bury(me, cluster.node.dead_nodes())),
         ];
         *lock(&cluster.tasks) = tasks;
         Ok(cluster)
@@ -580,15 +585,14 @@ const SWEEP: Duration = Duration::from_secs(5);
 /// ended go, the calls it answered are marked so, and now and then a row
 /// whose call the hub does not carry (a take-over whose restore never came)
 /// goes too.
-async fn release_ended(weak: Weak<StateInner>) {
+async fn release_ended(weak: Weak<StateInner>, me: Weak<Cluster>) {
     let mut tick = tokio::time::interval(ENDED_POLL);
     let mut swept = Instant::now();
     loop {
         tick.tick().await;
-        let Some(state) = AppState::upgrade(&weak) else {
+        let (Some(state), Some(c)) = (AppState::upgrade(&weak), me.upgrade()) else {
             return;
         };
-        let Some(c) = state.cluster() else { return };
         let hub = state.hub();
         c.release_ended(&state).await;
         for id in hub.take_answered() {
@@ -614,7 +618,7 @@ async fn release_ended(weak: Weak<StateInner>) {
                     for id in ids {
                         let call = CallId(id);
                         if !hub.knows_call(&call) && !hub.is_restoring(&call) {
-                            release(c, &call).await;
+                            release(&c, &call).await;
                         }
                     }
                 }
@@ -625,19 +629,15 @@ async fn release_ended(weak: Weak<StateInner>) {
 }
 
 /// Lets go of what this node held for nodes that died.
-async fn bury(weak: Weak<StateInner>, mut dead: tokio::sync::broadcast::Receiver<Vec<String>>) {
+async fn bury(me: Weak<Cluster>, mut dead: tokio::sync::broadcast::Receiver<Vec<String>>) {
     loop {
         let nodes = match dead.recv().await {
             Ok(nodes) => nodes,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(_) => return,
         };
-        let Some(state) = AppState::upgrade(&weak) else {
-            return;
-        };
-        if let Some(c) = state.cluster() {
-            c.on_dead(&nodes);
-        }
+        let Some(c) = me.upgrade() else { return };
+        c.on_dead(&nodes);
     }
 }
 
@@ -650,12 +650,11 @@ async fn release(c: &Cluster, id: &CallId) {
 }
 
 /// Reads what other nodes send this one.
-async fn receive(weak: Weak<StateInner>, mut sub: Subscription) {
+async fn receive(weak: Weak<StateInner>, me: Weak<Cluster>, mut sub: Subscription) {
     while let Some(m) = sub.next().await {
-        let Some(state) = AppState::upgrade(&weak) else {
+        let (Some(state), Some(c)) = (AppState::upgrade(&weak), me.upgrade()) else {
             return;
         };
-        let Some(c) = state.cluster() else { return };
         let msg = match serde_json::from_slice::<NodeMsg>(&m.payload) {
             Ok(msg) => msg,
             Err(e) => {

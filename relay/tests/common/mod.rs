@@ -176,6 +176,14 @@ pub async fn start() -> Relay {
 
 /// Starts a relay on `dir`, with `tweak` applied to the test configuration.
 pub async fn start_with(dir: PathBuf, tweak: impl FnOnce(&mut Config)) -> Relay {
+    // `SHIELDCALL_TEST_LOG=shieldcall_relay=debug` (a tracing filter): the
+    // relays' logs go into the test's output, shown when it fails.
+    if let Ok(f) = std::env::var("SHIELDCALL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_test_writer()
+            .try_init();
+    }
     let mut config = test_config(&dir);
     tweak(&mut config);
     let state = AppState::open(config).await.expect("open state");
