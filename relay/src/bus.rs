@@ -9,7 +9,10 @@
 //! subject. What is published while the connection is down waits in a bounded
 //! queue ([`QUEUE`] messages; beyond it [`Bus::publish`] says so and the message
 //! is dropped); what a subscriber does not take in time beyond its own bound
-//! ([`SUB_QUEUE`]) is dropped and counted. The relay treats what comes over the
+//! ([`SUB_QUEUE`]) is dropped and counted. A subscription may instead hand its
+//! messages to a function on the reading task ([`Bus::subscribe_with`]): no
+//! queue and no wake-up of another task, for the relay's own subject, whose
+//! messages are handled without waiting. The relay treats what comes over the
 //! bus as hints that a periodic reconcile repairs, so a lost message costs a
 //! reconcile interval, never a wrong state.
 //!
@@ -199,9 +202,28 @@ enum Ctl {
     Pong,
 }
 
+/// Where a subscription's messages go.
+#[derive(Clone)]
+enum Sink {
+    /// Into its queue, for [`Subscription::next`].
+    Queue(mpsc::Sender<Message>),
+    /// To a function, called on the task that reads the connection as each
+    /// message arrives ([`Bus::subscribe_with`]).
+    Call(Arc<dyn Fn(Message) + Send + Sync>),
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Queue(_) => "Queue",
+            Self::Call(_) => "Call",
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    subs: Mutex<HashMap<u64, (String, mpsc::Sender<Message>)>>,
+    subs: Mutex<HashMap<u64, (String, Sink)>>,
     max_payload: AtomicUsize,
     connected: AtomicBool,
     dropped: AtomicU64,
@@ -220,6 +242,19 @@ pub struct Bus {
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::Receiver<Message>,
+    _sub: Subscribed,
+}
+
+/// A subscription whose messages go to a function ([`Bus::subscribe_with`]):
+/// until dropped.
+#[derive(Debug)]
+pub struct Handled {
+    _sub: Subscribed,
+}
+
+/// Ends a subscription when dropped.
+#[derive(Debug)]
+struct Subscribed {
     sid: u64,
     bus: Bus,
 }
@@ -236,7 +271,7 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl Drop for Subscribed {
     fn drop(&mut self) {
         lock(&self.bus.shared.subs).remove(&self.sid);
         let _ = self.bus.tx.try_send(Cmd::Unsub { sid: self.sid });
@@ -295,18 +330,36 @@ impl Bus {
     /// flow once the server has the subscription: [`Bus::flush`] after it
     /// waits for that.
     pub async fn subscribe(&self, subject: &str) -> Result<Subscription, BusError> {
-        let sid = self.next_sid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SUB_QUEUE);
-        lock(&self.shared.subs).insert(sid, (subject.to_string(), tx));
+        let sub = self.add(subject, Sink::Queue(tx)).await?;
+        Ok(Subscription { rx, _sub: sub })
+    }
+
+    /// Subscribes to `subject`, handing each message to `handle` on the task
+    /// that reads the connection, as it arrives: no queue and no task of the
+    /// subscriber's in between. `handle` must not block (it holds up every
+    /// message after it); it may take a lock held briefly, or queue work.
+    pub async fn subscribe_with(
+        &self,
+        subject: &str,
+        handle: impl Fn(Message) + Send + Sync + 'static,
+    ) -> Result<Handled, BusError> {
+        let sub = self.add(subject, Sink::Call(Arc::new(handle))).await?;
+        Ok(Handled { _sub: sub })
+    }
+
+    async fn add(&self, subject: &str, sink: Sink) -> Result<Subscribed, BusError> {
+        let sid = self.next_sid.fetch_add(1, Ordering::Relaxed);
+        lock(&self.shared.subs).insert(sid, (subject.to_string(), sink));
+        let sub = Subscribed {
+            sid,
+            bus: self.clone(),
+        };
         self.tx
             .send(Cmd::Sub { sid })
             .await
             .map_err(|_| BusError::Closed)?;
-        Ok(Subscription {
-            rx,
-            sid,
-            bus: self.clone(),
-        })
+        Ok(sub)
     }
 
     /// Completes when the server has processed everything sent before (a
@@ -610,15 +663,21 @@ async fn read_loop(mut r: BufReader<OwnedReadHalf>, shared: Arc<Shared>, ctl: mp
                     return;
                 }
                 payload.truncate(len);
-                let tx = lock(&shared.subs).get(&sid).map(|(_, tx)| tx.clone());
-                if let Some(tx) = tx {
-                    let msg = Message {
-                        subject: subject.to_string(),
-                        payload,
-                    };
-                    if tx.try_send(msg).is_err() {
-                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                let sink = lock(&shared.subs).get(&sid).map(|(_, s)| s.clone());
+                let msg = Message {
+                    subject: subject.to_string(),
+                    payload,
+                };
+                let lost = match sink {
+                    Some(Sink::Queue(tx)) => tx.try_send(msg).is_err(),
+                    Some(Sink::Call(handle)) => {
+                        handle(msg);
+                        false
                     }
+                    None => false,
+                };
+                if lost {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Some("PING") => {

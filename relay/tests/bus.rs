@@ -1,6 +1,7 @@
 //! The bus client against a real `nats-server` (Debian's, which `cargo xtask
 //! test` installs and names in `SHIELDCALL_TEST_NATS_SERVER`): messages in
-//! order and intact, subscriptions in place after `flush`, the server's
+//! order and intact (to a queue or to a handler), subscriptions in place
+//! after `flush` and gone after a drop, the server's
 //! payload limit, refusals, and a server restart repaired by reconnecting
 //! with every subscription renewed.
 
@@ -69,6 +70,53 @@ async fn a_node_does_not_hear_itself_and_unsubscribes_on_drop() {
     b.publish("sc.all", b"from b".to_vec()).unwrap();
     // `a` hears `b`, not itself; the first message it gets is b's.
     assert_eq!(next(&mut mine).await.payload, b"from b");
+}
+
+#[tokio::test]
+async fn a_handled_subscription_gets_every_message_in_order_until_dropped() {
+    let nats = Nats::start(&[]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    // The handler runs on the bus's reading task: it only passes each
+    // message on, as the relay's handler only queues or delivers.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handled = b
+        .subscribe_with("sc.node.b", move |m| {
+            let _ = tx.send(m);
+        })
+        .await
+        .unwrap();
+    // A queued subscription beside it, on a subject it also matches.
+    let mut queued = b.subscribe("sc.node.*").await.unwrap();
+    b.flush().await.unwrap();
+    let payloads: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| {
+            let mut p = format!("#{i}\r\n").into_bytes();
+            p.extend((0..(i * 8) % 4096).map(|j| (j % 251) as u8));
+            p
+        })
+        .collect();
+    for p in &payloads {
+        a.publish("sc.node.b", p.clone()).unwrap();
+    }
+    for p in &payloads {
+        let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("in time")
+            .expect("open");
+        assert_eq!((m.subject.as_str(), &m.payload), ("sc.node.b", p));
+        assert_eq!(&next(&mut queued).await.payload, p);
+    }
+    // Dropped: the server is told, and the handler hears nothing more.
+    drop(handled);
+    b.flush().await.unwrap();
+    a.publish("sc.node.b", b"after".to_vec()).unwrap();
+    assert_eq!(next(&mut queued).await.payload, b"after");
+    assert!(
+        rx.try_recv().is_err(),
+        "the handler was called after its drop"
+    );
+    assert_eq!(b.dropped(), 0);
 }
 
 #[tokio::test]

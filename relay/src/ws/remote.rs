@@ -15,7 +15,9 @@
 //!   stand-in for each of the callee's devices on other nodes, so that they
 //!   ring too. When its hub ends the call, the rows go.
 //! - **To a device** (`Deliver` on the device's node's subject): the node puts
-//!   the message on the device's outbox and remembers the call's home.
+//!   the message on the device's outbox and remembers the call's home. What
+//!   comes on a node's subject is handled on the task that reads the bus, as
+//!   it is read (it never waits), not queued for another task.
 //! - **From a device**: a message about a call whose home is another node
 //!   (remembered, or for a `resume`, read from the database) goes there
 //!   (`Input`) instead of to this hub. Its stand-in there handles it with the
@@ -61,7 +63,7 @@ use tokio::task::JoinHandle;
 use super::OUTBOX;
 use super::signal::Conn;
 use crate::auth::Authed;
-use crate::bus::{Bus, Subscription};
+use crate::bus::{Bus, Handled};
 use crate::cluster::{Node, Placed, Reserved};
 use crate::hub::{DeviceId, Input};
 use crate::policy::Refusal;
@@ -136,6 +138,8 @@ pub struct Cluster {
     /// waits for a removal under way (a redial right after a hang-up).
     releasing: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// This node's subject on the bus, while the cluster lives.
+    sub: Mutex<Option<Handled>>,
 }
 
 impl Drop for Cluster {
@@ -154,13 +158,6 @@ impl Cluster {
     /// Starts this node's part: subscribes to its subject (before any device
     /// connects) and keeps the database's calls in step with its hub.
     pub(crate) async fn start(state: &AppState, node: Node, bus: Bus) -> crate::Result<Arc<Self>> {
-        let sub = bus
-            .subscribe(&subject(node.id()))
-            .await
-            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
-        bus.flush()
-            .await
-            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
         let cluster = Arc::new(Self {
             node,
             bus,
@@ -170,6 +167,7 @@ impl Cluster {
             next_stand_in: std::sync::atomic::AtomicU64::new(1),
             releasing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
+            sub: Mutex::new(None),
         });
         // The tasks hold the cluster itself (weakly: dropping it aborts them),
         // never a look-up through the state: the state gets the cluster only
@@ -177,9 +175,26 @@ impl Cluster {
         // end for good.
         let weak = state.downgrade();
         let me = Arc::downgrade(&cluster);
+        // What other nodes send is handled as the bus reads it: no queue and
+        // no task of this node's in between.
+        let (w, m) = (weak.clone(), me.clone());
+        let sub = cluster
+            .bus
+            .subscribe_with(&subject(cluster.node.id()), move |msg| {
+                if let (Some(state), Some(c)) = (AppState::upgrade(&w), m.upgrade()) {
+                    receive(&state, &c, &msg);
+                }
+            })
+            .await
+            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
+        *lock(&cluster.sub) = Some(sub);
+        cluster
+            .bus
+            .flush()
+            .await
+            .map_err(|e| crate::Error::Internal(format!("bus: {e}")))?;
         let tasks = vec![
-            tokio::spawn(receive(weak.clone(), me.clone(), sub)),
-            tokio::spawn(release_ended(weak.clone(), me.clone())),
+            tokio::spawn(release_ended(weak, me.clone())),
             tokio::spawn(bury(me, cluster.node.dead_nodes())),
         ];
         *lock(&cluster.tasks) = tasks;
@@ -649,78 +664,74 @@ async fn release(c: &Cluster, id: &CallId) {
     }
 }
 
-/// Reads what other nodes send this one.
-async fn receive(weak: Weak<StateInner>, me: Weak<Cluster>, mut sub: Subscription) {
-    while let Some(m) = sub.next().await {
-        let (Some(state), Some(c)) = (AppState::upgrade(&weak), me.upgrade()) else {
+/// Handles what another node sent this one, on the task that reads the bus
+/// (it never waits: what takes time goes to a stand-in's task).
+fn receive(state: &AppState, c: &Cluster, m: &crate::bus::Message) {
+    let msg = match serde_json::from_slice::<NodeMsg>(&m.payload) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::warn!(error = %e, "an unreadable message from another node; dropped");
             return;
-        };
-        let msg = match serde_json::from_slice::<NodeMsg>(&m.payload) {
-            Ok(msg) => msg,
-            Err(e) => {
-                tracing::warn!(error = %e, "an unreadable message from another node; dropped");
-                continue;
-            }
-        };
-        match msg {
-            NodeMsg::Deliver { device, home, msg } => {
-                let Ok(relay) = RelayMsg::decode(&msg) else {
-                    tracing::warn!("an unreadable relay message from another node; dropped");
-                    continue;
-                };
-                match (&relay, relay.call_id()) {
-                    // The call is over for this device: its route goes, so
-                    // that the home's death later concerns it no more.
-                    (
-                        RelayMsg::Hangup { .. }
-                        | RelayMsg::Cancelled { .. }
-                        | RelayMsg::CallRefused { .. }
-                        | RelayMsg::AnsweredElsewhere { .. }
-                        | RelayMsg::ElsewhereEnded { .. },
-                        Some(id),
-                    ) => c.forget(device, &id.0),
-                    // A consult transfer: the consultation is over for this
-                    // device, which joins the held call. Both are the same
-                    // hub's (it placed the consultation beside the held call).
-                    (RelayMsg::Replaced { call_id, join, .. }, _) => {
-                        c.forget(device, &call_id.0);
-                        c.remember(device, join.0.clone(), &home);
-                    }
-                    (_, Some(id)) => c.remember(device, id.0.clone(), &home),
-                    (_, None) => {}
+        }
+    };
+    match msg {
+        NodeMsg::Deliver { device, home, msg } => {
+            let Ok(relay) = RelayMsg::decode(&msg) else {
+                tracing::warn!("an unreadable relay message from another node; dropped");
+                return;
+            };
+            match (&relay, relay.call_id()) {
+                // The call is over for this device: its route goes, so
+                // that the home's death later concerns it no more.
+                (
+                    RelayMsg::Hangup { .. }
+                    | RelayMsg::Cancelled { .. }
+                    | RelayMsg::CallRefused { .. }
+                    | RelayMsg::AnsweredElsewhere { .. }
+                    | RelayMsg::ElsewhereEnded { .. },
+                    Some(id),
+                ) => c.forget(device, &id.0),
+                // A consult transfer: the consultation is over for this
+                // device, which joins the held call. Both are the same
+                // hub's (it placed the consultation beside the held call).
+                (RelayMsg::Replaced { call_id, join, .. }, _) => {
+                    c.forget(device, &call_id.0);
+                    c.remember(device, join.0.clone(), &home);
                 }
-                if let RelayMsg::Refer { token, .. } = &relay {
-                    c.remember(device, format!("t:{token}"), &home);
-                }
-                if !state.hub().deliver_to(device, Arc::new(relay)) {
-                    // The device left before this arrived.
-                    c.send(
-                        &home,
-                        &NodeMsg::Gone {
-                            node: c.node.id().to_string(),
-                            device,
-                        },
-                    );
-                }
+                (_, Some(id)) => c.remember(device, id.0.clone(), &home),
+                (_, None) => {}
             }
-            NodeMsg::Input {
-                node,
-                device,
-                user,
-                session,
-                text,
-            } => {
-                // Not waited for: the stand-in handles it once signed in,
-                // and other nodes' messages go on meanwhile.
-                let _ = c.stand_in(&state, &node, device, &user, Some((session, text)));
+            if let RelayMsg::Refer { token, .. } = &relay {
+                c.remember(device, format!("t:{token}"), &home);
             }
-            NodeMsg::Gone { node, device } => {
-                // Dropping its inputs ends the stand-in, which leaves the hub.
-                lock(&c.stand_ins).remove(&(node, device));
+            if !state.hub().deliver_to(device, Arc::new(relay)) {
+                // The device left before this arrived.
+                c.send(
+                    &home,
+                    &NodeMsg::Gone {
+                        node: c.node.id().to_string(),
+                        device,
+                    },
+                );
             }
-            NodeMsg::Attach { node, device, user } => {
-                let _ = c.stand_in(&state, &node, device, &user, None);
-            }
+        }
+        NodeMsg::Input {
+            node,
+            device,
+            user,
+            session,
+            text,
+        } => {
+            // Not waited for: the stand-in handles it once signed in,
+            // and other nodes' messages go on meanwhile.
+            let _ = c.stand_in(state, &node, device, &user, Some((session, text)));
+        }
+        NodeMsg::Gone { node, device } => {
+            // Dropping its inputs ends the stand-in, which leaves the hub.
+            lock(&c.stand_ins).remove(&(node, device));
+        }
+        NodeMsg::Attach { node, device, user } => {
+            let _ = c.stand_in(state, &node, device, &user, None);
         }
     }
 }
