@@ -19,6 +19,18 @@ async fn next(sub: &mut shieldcall_relay::bus::Subscription) -> Message {
         .expect("the subscription is open")
 }
 
+/// `n` binary payloads, numbered, CRLF inside included, of up to 4 KB (the
+/// `i`th one `i * step` bytes long, modulo 4 KB).
+fn payloads(n: u32, step: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut p = format!("#{i}\r\n").into_bytes();
+            p.extend((0..(i * step) % 4096).map(|j| (j % 251) as u8));
+            p
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn messages_arrive_in_order_and_intact() {
     let nats = Nats::start(&[]);
@@ -27,14 +39,7 @@ async fn messages_arrive_in_order_and_intact() {
     let mut to_b = b.subscribe("sc.node.b").await.unwrap();
     let mut users = b.subscribe("sc.user.*").await.unwrap();
     b.flush().await.unwrap();
-    // Binary payloads, CRLF inside included, of 0 bytes to 4 KB.
-    let payloads: Vec<Vec<u8>> = (0..1000u32)
-        .map(|i| {
-            let mut p = format!("#{i}\r\n").into_bytes();
-            p.extend((0..(i * 4) % 4096).map(|j| (j % 251) as u8));
-            p
-        })
-        .collect();
+    let payloads = payloads(1000, 4);
     for p in &payloads {
         a.publish("sc.node.b", p.clone()).unwrap();
     }
@@ -89,13 +94,7 @@ async fn a_handled_subscription_gets_every_message_in_order_until_dropped() {
     // A queued subscription beside it, on a subject it also matches.
     let mut queued = b.subscribe("sc.node.*").await.unwrap();
     b.flush().await.unwrap();
-    let payloads: Vec<Vec<u8>> = (0..500u32)
-        .map(|i| {
-            let mut p = format!("#{i}\r\n").into_bytes();
-            p.extend((0..(i * 8) % 4096).map(|j| (j % 251) as u8));
-            p
-        })
-        .collect();
+    let payloads = payloads(500, 8);
     for p in &payloads {
         a.publish("sc.node.b", p.clone()).unwrap();
     }
