@@ -3,7 +3,8 @@
 //! own, is decided exactly one way and leaves nothing behind (calls placed
 //! crossing each other, in a circle, beside a held call; two nodes taking over
 //! a call whose home died); a node whose lease ran out is fenced and reaped
-//! exactly once; presence counts live nodes only; every node gets one key.
+//! exactly once; presence counts live nodes only; every node gets one key; a
+//! node ends many of its calls in one statement, and no other node's.
 //! Always on PostgreSQL (the test server of `cargo xtask test`).
 
 mod common;
@@ -142,6 +143,47 @@ async fn a_second_call_beside_a_held_one_takes_only_the_callees_row() {
     assert!(a.place("self", "ann@x", "ann@x", 1, LONG).await.is_err());
     a.end_call("consult").await.unwrap().expect("ended");
     a.end_call("held").await.unwrap().expect("ended");
+    nothing_left(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_ends_many_calls_at_once_and_only_its_own() {
+    let (url, a, b) = two_nodes().await;
+    let mut ours = Vec::new();
+    for i in 0..50 {
+        let id = format!("a{i}");
+        let (caller, callee) = (format!("p{i}@x"), format!("q{i}@x"));
+        assert_eq!(
+            a.place(&id, &caller, &callee, 1, LONG).await.unwrap(),
+            Placed::Ringing
+        );
+        ours.push(id);
+    }
+    assert_eq!(
+        b.place("theirs", "r@x", "s@x", 1, LONG).await.unwrap(),
+        Placed::Ringing
+    );
+    // Node A's 50 calls, B's call and an id nobody has, in one statement:
+    // A's rows come back, with their busy rows gone; B's call stays.
+    let mut ids = ours.clone();
+    ids.push("theirs".into());
+    ids.push("nobody's".into());
+    let mut ended: Vec<String> = a
+        .end_calls(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ended.sort();
+    ours.sort();
+    assert_eq!(ended, ours);
+    assert_eq!(table_rows(&url, "cluster_calls").await, 1);
+    assert_eq!(table_rows(&url, "cluster_busy").await, 2);
+    // Again: nothing is left to end.
+    assert!(a.end_calls(&ids).await.unwrap().is_empty());
+    assert!(a.end_calls(&[]).await.unwrap().is_empty());
+    b.end_call("theirs").await.unwrap().expect("ended");
     nothing_left(&url).await;
 }
 

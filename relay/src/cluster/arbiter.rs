@@ -573,15 +573,21 @@ impl Arbiter {
     /// Call `id`, carried by this node's hub, is over (however it ended: the
     /// hub decided): it and its busy rows go.
     pub async fn end_call(&self, id: &str) -> Result<Option<CallRow>> {
+        Ok(self.end_calls(&[id.to_string()]).await?.pop())
+    }
+
+    /// [`Arbiter::end_call`] for each of `ids`, in one statement: the rows
+    /// of those that were this node's calls.
+    pub async fn end_calls(&self, ids: &[String]) -> Result<Vec<CallRow>> {
         let sql = format!(
-            "DELETE FROM cluster_calls WHERE id = $1 AND home_node = $2 RETURNING {CALL_COLUMNS}"
+            "DELETE FROM cluster_calls WHERE id = ANY($1) AND home_node = $2 RETURNING {CALL_COLUMNS}"
         );
-        let r = sqlx::query(&sql)
-            .bind(id)
+        let rows = sqlx::query(&sql)
+            .bind(ids)
             .bind(&self.node)
-            .fetch_optional(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        r.as_ref().map(call_row).transpose()
+        rows.iter().map(call_row).collect()
     }
 
     /// Takes over answered call `id`, whose home died, as this node's: the
