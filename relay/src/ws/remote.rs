@@ -501,25 +501,9 @@ impl Cluster {
     async fn release_ended(&self, state: &AppState) {
         let _one = self.releasing.lock().await;
         let ended = state.hub().take_ended();
-        if !ended.calls.is_empty() {
-            // One statement for every call that ended since the last time
-            // (hundreds a second on a busy node), not one each.
-            let ids: Vec<String> = ended.calls.iter().map(ToString::to_string).collect();
-            match self.node.arbiter().end_calls(&ids).await {
-                Ok(rows) => {
-                    let mut users: Vec<&str> = rows
-                        .iter()
-                        .flat_map(|r| [r.caller.as_str(), r.callee.as_str()])
-                        .collect();
-                    users.sort_unstable();
-                    users.dedup();
-                    if !users.is_empty() {
-                        self.node.hint_users(&users);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "ended calls' rows were not removed"),
-            }
-        }
+        // Every call that ended since the last time (hundreds a second on a
+        // busy node) in one statement, not one each.
+        release(self, &ended.calls).await;
         if !ended.unparked.is_empty() {
             let codes: Vec<(u8, String)> = ended
                 .unparked
@@ -551,7 +535,7 @@ impl Cluster {
     /// taken for it go.
     pub(super) async fn placed(&self, state: &AppState, id: &CallId) {
         if !state.hub().knows_call(id) {
-            release(self, id).await;
+            release(self, std::slice::from_ref(id)).await;
         }
     }
 
@@ -646,12 +630,12 @@ async fn release_ended(weak: Weak<StateInner>, me: Weak<Cluster>) {
             let age = state.config().ring_timeout + SWEEP;
             match c.node.arbiter().calls_homed_here(age).await {
                 Ok(ids) => {
-                    for id in ids {
-                        let call = CallId(id);
-                        if !hub.knows_call(&call) && !hub.is_restoring(&call) {
-                            release(&c, &call).await;
-                        }
-                    }
+                    let gone: Vec<CallId> = ids
+                        .into_iter()
+                        .map(CallId)
+                        .filter(|call| !hub.knows_call(call) && !hub.is_restoring(call))
+                        .collect();
+                    release(&c, &gone).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "the calls homed here were not read"),
             }
@@ -672,11 +656,26 @@ async fn bury(me: Weak<Cluster>, mut dead: tokio::sync::broadcast::Receiver<Vec<
     }
 }
 
-async fn release(c: &Cluster, id: &CallId) {
-    match c.node.arbiter().end_call(&id.to_string()).await {
-        Ok(Some(row)) => c.node.hint_users(&[&row.caller, &row.callee]),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "an ended call's rows were not removed"),
+/// Removes the rows of calls `ids`, which this node's hub ended, in one
+/// statement, and hints their people's presence to the other nodes.
+async fn release(c: &Cluster, ids: &[CallId]) {
+    if ids.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    match c.node.arbiter().end_calls(&ids).await {
+        Ok(rows) => {
+            let mut users: Vec<&str> = rows
+                .iter()
+                .flat_map(|r| [r.caller.as_str(), r.callee.as_str()])
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            if !users.is_empty() {
+                c.node.hint_users(&users);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "ended calls' rows were not removed"),
     }
 }
 
