@@ -6,9 +6,13 @@
 //! JetStream: the server (Debian's `nats-server`) does the distributing.
 //!
 //! Delivery is NATS core's: at most once, in order from one publisher on one
-//! subject. What is published while the connection is down waits in a bounded
-//! queue ([`QUEUE`] messages; beyond it [`Bus::publish`] says so and the message
-//! is dropped); what a subscriber does not take in time beyond its own bound
+//! subject. [`Bus::publish`] writes to the socket itself, without waiting
+//! (non-blocking, under the lock every write of the connection takes, so
+//! frames never interleave): no other task is woken on the way out. What the
+//! socket does not take at once, or what is published while the connection
+//! is down, waits in a bounded queue ([`QUEUE`] messages; beyond it
+//! [`Bus::publish`] says so and the message is dropped) for the client's
+//! writing task. What a subscriber does not take in time beyond its own bound
 //! ([`SUB_QUEUE`]) is dropped and counted. A subscription may instead hand its
 //! messages to a function on the reading task ([`Bus::subscribe_with`]): no
 //! queue and no wake-up of another task, for the relay's own subject, whose
@@ -24,6 +28,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,11 +37,14 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages waiting to be written (published while disconnected, or faster
 /// than the socket takes them).
 pub const QUEUE: usize = 65_536;
+/// Most frames handed to the socket in one write.
+const WRITE_FRAMES: usize = 64;
 /// Messages a subscription holds before its reader takes them.
 pub const SUB_QUEUE: usize = 65_536;
 /// How often the client pings the server; two pings unanswered and the
@@ -188,7 +196,6 @@ fn default_max_payload() -> usize {
 }
 
 enum Cmd {
-    Pub { subject: String, payload: Vec<u8> },
     Sub { sid: u64 },
     Unsub { sid: u64 },
     Flush(oneshot::Sender<()>),
@@ -221,9 +228,93 @@ impl fmt::Debug for Sink {
     }
 }
 
+/// One protocol frame waiting to be written.
+#[derive(Debug)]
+struct Frame {
+    bytes: Vec<u8>,
+    /// A publication (kept across a reconnect; anything else is the lost
+    /// connection's own: its subscriptions are renewed, its pings void).
+    publication: bool,
+}
+
+/// The way out: the connection's socket and what waits for it. Every write
+/// to the socket is made holding this, and never waits (`try_write`), so that
+/// any task may write and frames stay whole and in order.
+#[derive(Debug, Default)]
+struct Out {
+    /// The socket, while a connection is up.
+    sock: Option<Arc<OwnedWriteHalf>>,
+    /// Frames not yet written, oldest first.
+    frames: VecDeque<Frame>,
+    /// Bytes of the first frame already written.
+    sent: usize,
+    /// Publications among `frames`.
+    pubs: usize,
+}
+
+impl Out {
+    fn push(&mut self, frame: Frame) {
+        self.pubs += usize::from(frame.publication);
+        self.frames.push_back(frame);
+    }
+
+    /// Writes what the socket takes now, without waiting: `Ok(true)` once
+    /// nothing is left, `Ok(false)` if something is (the socket is full, or
+    /// there is none).
+    fn pump(&mut self) -> io::Result<bool> {
+        let Some(sock) = self.sock.clone() else {
+            return Ok(self.frames.is_empty());
+        };
+        while !self.frames.is_empty() {
+            let mut slices = Vec::with_capacity(self.frames.len().min(WRITE_FRAMES));
+            for (i, f) in self.frames.iter().take(WRITE_FRAMES).enumerate() {
+                let from = if i == 0 { self.sent } else { 0 };
+                slices.push(IoSlice::new(&f.bytes[from..]));
+            }
+            let mut n = match sock.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            while n > 0 {
+                let Some(first) = self.frames.front() else {
+                    break;
+                };
+                let left = first.bytes.len() - self.sent;
+                if n < left {
+                    self.sent += n;
+                    break;
+                }
+                n -= left;
+                self.sent = 0;
+                if self.frames.pop_front().is_some_and(|f| f.publication) {
+                    self.pubs -= 1;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The connection is lost: a frame cut short is lost with it (at most
+    /// once), and so is everything that was the connection's own.
+    fn lost(&mut self) {
+        self.sock = None;
+        if self.sent > 0 {
+            self.sent = 0;
+            self.frames.pop_front();
+        }
+        self.frames.retain(|f| f.publication);
+        self.pubs = self.frames.len();
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     subs: Mutex<HashMap<u64, (String, Sink)>>,
+    out: Mutex<Out>,
+    /// Tells the writing task that frames wait (the socket was full).
+    kick: Notify,
     max_payload: AtomicUsize,
     connected: AtomicBool,
     dropped: AtomicU64,
@@ -291,6 +382,8 @@ impl Bus {
         let target = Target::parse(url)?;
         let shared = Arc::new(Shared {
             subs: Mutex::new(HashMap::new()),
+            out: Mutex::new(Out::default()),
+            kick: Notify::new(),
             max_payload: AtomicUsize::new(default_max_payload()),
             connected: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -306,8 +399,10 @@ impl Bus {
         })
     }
 
-    /// Publishes `payload` on `subject` (written in the background, in order).
-    pub fn publish(&self, subject: &str, payload: Vec<u8>) -> Result<(), BusError> {
+    /// Publishes `payload` on `subject`: written to the socket now if it
+    /// takes it, else queued for the writing task; in order either way.
+    pub fn publish(&self, subject: &str, payload: impl AsRef<[u8]>) -> Result<(), BusError> {
+        let payload = payload.as_ref();
         let max = self.shared.max_payload.load(Ordering::Relaxed);
         if payload.len() > max {
             return Err(BusError::TooLarge {
@@ -315,15 +410,29 @@ impl Bus {
                 max,
             });
         }
-        self.tx
-            .try_send(Cmd::Pub {
-                subject: subject.to_string(),
-                payload,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => BusError::Full,
-                mpsc::error::TrySendError::Closed(_) => BusError::Closed,
-            })
+        if self.tx.is_closed() {
+            return Err(BusError::Closed);
+        }
+        let head = format!("PUB {subject} {}\r\n", payload.len());
+        let mut bytes = Vec::with_capacity(head.len() + payload.len() + 2);
+        bytes.extend_from_slice(head.as_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(b"\r\n");
+        let mut out = lock(&self.shared.out);
+        if out.pubs >= QUEUE {
+            return Err(BusError::Full);
+        }
+        out.push(Frame {
+            bytes,
+            publication: true,
+        });
+        // Written all: no one else to wake. Otherwise (the socket is full or
+        // broken, or there is none yet) the writing task takes over.
+        if !matches!(out.pump(), Ok(true)) {
+            drop(out);
+            self.shared.kick.notify_one();
+        }
+        Ok(())
     }
 
     /// Subscribes to `subject` (NATS wildcards `*` and `>` allowed). Messages
@@ -393,7 +502,7 @@ impl Bus {
 /// An established connection, after `INFO`, `CONNECT` and a `PING` answered.
 struct Conn {
     reader: BufReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    writer: OwnedWriteHalf,
 }
 
 async fn handshake(target: &Target, name: &str, shared: &Shared) -> Result<Conn, BusError> {
@@ -440,7 +549,10 @@ async fn handshake(target: &Target, name: &str, shared: &Shared) -> Result<Conn,
                 l => return Err(fail(format!("refused: {}", clip(l)))),
             }
         }
-        Ok(Conn { reader, writer })
+        Ok(Conn {
+            reader,
+            writer: writer.into_inner(),
+        })
     };
     tokio::time::timeout(CONNECT_TIMEOUT, run)
         .await
@@ -522,52 +634,67 @@ enum Ended {
 
 /// Runs one connection: the reader in its own task, the writer here.
 async fn session(c: Conn, rx: &mut mpsc::Receiver<Cmd>, shared: &Arc<Shared>) -> Ended {
-    let Conn { reader, mut writer } = c;
+    let Conn { reader, writer } = c;
+    let sock = Arc::new(writer);
+    // Every subscription, renewed on this connection before anything that
+    // waited for it.
+    let mut subscribed = HashSet::new();
+    {
+        let mut out = lock(&shared.out);
+        let mut renew = Vec::new();
+        for (sid, (subject, _)) in lock(&shared.subs).iter() {
+            renew.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes());
+            subscribed.insert(*sid);
+        }
+        if !renew.is_empty() {
+            out.frames.push_front(Frame {
+                bytes: renew,
+                publication: false,
+            });
+        }
+        out.sock = Some(sock.clone());
+    }
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Ctl>(16);
     let reading = tokio::spawn(read_loop(reader, shared.clone(), ctl_tx));
-    let ended = write_loop(&mut writer, rx, &mut ctl_rx, shared).await;
+    let ended = write_loop(&sock, rx, &mut ctl_rx, &mut subscribed, shared).await;
+    lock(&shared.out).lost();
     reading.abort();
     // Anyone waiting on a flush of this connection hears nothing more from it:
     // their senders were dropped with the loop (they see `Lost`).
     ended
 }
 
+/// Writes what publishers left (the socket was full), the commands, the
+/// pings; and watches the connection.
 async fn write_loop(
-    w: &mut BufWriter<OwnedWriteHalf>,
+    sock: &OwnedWriteHalf,
     rx: &mut mpsc::Receiver<Cmd>,
     ctl: &mut mpsc::Receiver<Ctl>,
+    subscribed: &mut HashSet<u64>,
     shared: &Shared,
 ) -> Ended {
-    // Every subscription, renewed on this connection.
-    let mut subscribed = HashSet::new();
-    let subs: Vec<(u64, String)> = lock(&shared.subs)
-        .iter()
-        .map(|(sid, (s, _))| (*sid, s.clone()))
-        .collect();
-    let mut out = Vec::new();
-    for (sid, subject) in subs {
-        out.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes());
-        subscribed.insert(sid);
-    }
-    if let Err(e) = write(w, &out).await {
-        return Ended::Lost(e);
-    }
     // Pings in flight, oldest first: a flush's answer, or a keepalive's.
     let mut pings: VecDeque<Option<oneshot::Sender<()>>> = VecDeque::new();
     let mut keepalive = tokio::time::interval(PING_INTERVAL);
     keepalive.tick().await;
+    let mut out = Vec::new();
     loop {
-        out.clear();
+        let done = match lock(&shared.out).pump() {
+            Ok(done) => done,
+            Err(e) => return Ended::Lost(e.to_string()),
+        };
         tokio::select! {
+            w = sock.writable(), if !done => {
+                if let Err(e) = w {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+            () = shared.kick.notified() => {}
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return Ended::Closed };
-                encode(cmd, &mut out, &mut subscribed, &mut pings, shared);
-                // Whatever else is queued goes in the same write.
-                while out.len() < 256 * 1024 {
-                    match rx.try_recv() {
-                        Ok(cmd) => encode(cmd, &mut out, &mut subscribed, &mut pings, shared),
-                        Err(_) => break,
-                    }
+                encode(cmd, &mut out, subscribed, &mut pings, shared);
+                while let Ok(cmd) = rx.try_recv() {
+                    encode(cmd, &mut out, subscribed, &mut pings, shared);
                 }
             }
             c = ctl.recv() => match c {
@@ -587,10 +714,11 @@ async fn write_loop(
                 out.extend_from_slice(b"PING\r\n");
             }
         }
-        if !out.is_empty()
-            && let Err(e) = write(w, &out).await
-        {
-            return Ended::Lost(e);
+        if !out.is_empty() {
+            lock(&shared.out).push(Frame {
+                bytes: std::mem::take(&mut out),
+                publication: false,
+            });
         }
     }
 }
@@ -603,11 +731,6 @@ fn encode(
     shared: &Shared,
 ) {
     match cmd {
-        Cmd::Pub { subject, payload } => {
-            out.extend_from_slice(format!("PUB {subject} {}\r\n", payload.len()).as_bytes());
-            out.extend_from_slice(&payload);
-            out.extend_from_slice(b"\r\n");
-        }
         Cmd::Sub { sid } => {
             let subject = lock(&shared.subs).get(&sid).map(|(s, _)| s.clone());
             if let Some(subject) = subject
@@ -626,11 +749,6 @@ fn encode(
             out.extend_from_slice(b"PING\r\n");
         }
     }
-}
-
-async fn write(w: &mut BufWriter<OwnedWriteHalf>, bytes: &[u8]) -> Result<(), String> {
-    w.write_all(bytes).await.map_err(|e| e.to_string())?;
-    w.flush().await.map_err(|e| e.to_string())
 }
 
 /// Reads what the server sends: messages to their subscriptions, pings and

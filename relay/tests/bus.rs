@@ -41,10 +41,10 @@ async fn messages_arrive_in_order_and_intact() {
     b.flush().await.unwrap();
     let payloads = payloads(1000, 4);
     for p in &payloads {
-        a.publish("sc.node.b", p.clone()).unwrap();
+        a.publish("sc.node.b", p).unwrap();
     }
-    a.publish("sc.user.616c696365", b"hint".to_vec()).unwrap();
-    a.publish("sc.node.c", b"not for b".to_vec()).unwrap();
+    a.publish("sc.user.616c696365", b"hint").unwrap();
+    a.publish("sc.node.c", b"not for b").unwrap();
     a.publish("sc.node.b", Vec::new()).unwrap();
     for p in &payloads {
         let m = next(&mut to_b).await;
@@ -60,6 +60,59 @@ async fn messages_arrive_in_order_and_intact() {
     assert_eq!(b.dropped(), 0);
 }
 
+/// Publishers on several threads at once while the server reads nothing
+/// (stopped), so that the socket fills: writes are cut short or refused and
+/// the rest waits for the writing task. Once the server goes on, each
+/// publisher's messages arrive whole and in its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_on_several_threads_keep_their_order_when_the_socket_is_full() {
+    const PUBLISHERS: u32 = 4;
+    const EACH: u32 = 300;
+    let nats = Nats::start(&[]);
+    let a = Bus::connect(&nats.url(), "node-a").await.unwrap();
+    let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
+    let mut sub = b.subscribe("sc.node.b").await.unwrap();
+    b.flush().await.unwrap();
+    // 16 KB and more each, 19 MB in all: more than a loopback socket's
+    // buffers hold.
+    let body = |p: u32, i: u32| {
+        let mut m = format!("{p}:{i}:").into_bytes();
+        m.extend((0..16_384 + i * 7).map(|j| ((j + p * 31 + i) % 251) as u8));
+        m
+    };
+    nats.pause(true);
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    a.publish("sc.node.b", body(p, i)).unwrap();
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in publishers {
+        t.await.unwrap();
+    }
+    nats.pause(false);
+    let mut seen = vec![0u32; PUBLISHERS as usize];
+    for _ in 0..PUBLISHERS * EACH {
+        let m = next(&mut sub).await.payload;
+        let text = String::from_utf8_lossy(&m[..m.len().min(16)]).into_owned();
+        let mut head = text.splitn(3, ':');
+        let p: u32 = head.next().unwrap().parse().unwrap();
+        let i: u32 = head.next().unwrap().parse().unwrap();
+        assert_eq!(i, seen[p as usize], "publisher {p}'s messages out of order");
+        assert!(m == body(p, i), "message {i} of publisher {p} not intact");
+        seen[p as usize] += 1;
+    }
+    assert_eq!(seen, vec![EACH; PUBLISHERS as usize]);
+    assert_eq!(b.dropped(), 0);
+}
+
 #[tokio::test]
 async fn a_node_does_not_hear_itself_and_unsubscribes_on_drop() {
     let nats = Nats::start(&[]);
@@ -69,10 +122,10 @@ async fn a_node_does_not_hear_itself_and_unsubscribes_on_drop() {
     let theirs = b.subscribe("sc.all").await.unwrap();
     a.flush().await.unwrap();
     b.flush().await.unwrap();
-    a.publish("sc.all", b"from a".to_vec()).unwrap();
+    a.publish("sc.all", b"from a").unwrap();
     drop(theirs);
     b.flush().await.unwrap();
-    b.publish("sc.all", b"from b".to_vec()).unwrap();
+    b.publish("sc.all", b"from b").unwrap();
     // `a` hears `b`, not itself; the first message it gets is b's.
     assert_eq!(next(&mut mine).await.payload, b"from b");
 }
@@ -96,7 +149,7 @@ async fn a_handled_subscription_gets_every_message_in_order_until_dropped() {
     b.flush().await.unwrap();
     let payloads = payloads(500, 8);
     for p in &payloads {
-        a.publish("sc.node.b", p.clone()).unwrap();
+        a.publish("sc.node.b", p).unwrap();
     }
     for p in &payloads {
         let m = tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -109,7 +162,7 @@ async fn a_handled_subscription_gets_every_message_in_order_until_dropped() {
     // Dropped: the server is told, and the handler hears nothing more.
     drop(handled);
     b.flush().await.unwrap();
-    a.publish("sc.node.b", b"after".to_vec()).unwrap();
+    a.publish("sc.node.b", b"after").unwrap();
     assert_eq!(next(&mut queued).await.payload, b"after");
     assert!(
         rx.try_recv().is_err(),
@@ -188,7 +241,7 @@ async fn a_restarted_server_is_reconnected_with_subscriptions_renewed() {
     let b = Bus::connect(&nats.url(), "node-b").await.unwrap();
     let mut sub = b.subscribe("sc.node.b").await.unwrap();
     b.flush().await.unwrap();
-    a.publish("sc.node.b", b"before".to_vec()).unwrap();
+    a.publish("sc.node.b", b"before").unwrap();
     assert_eq!(next(&mut sub).await.payload, b"before");
 
     nats.stop();
@@ -198,7 +251,7 @@ async fn a_restarted_server_is_reconnected_with_subscriptions_renewed() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Published while down: queued, not an error.
-    a.publish("sc.node.b", b"while down".to_vec()).unwrap();
+    a.publish("sc.node.b", b"while down").unwrap();
 
     nats.run();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -208,7 +261,7 @@ async fn a_restarted_server_is_reconnected_with_subscriptions_renewed() {
     }
     assert!(a.reconnects() >= 1 && b.reconnects() >= 1);
     b.flush().await.unwrap();
-    a.publish("sc.node.b", b"after".to_vec()).unwrap();
+    a.publish("sc.node.b", b"after").unwrap();
     // "while down" may be lost (at most once: it left before b resubscribed)
     // or arrive first; "after" arrives either way.
     let mut got = next(&mut sub).await.payload;

@@ -88,6 +88,19 @@ impl Nats {
         }
     }
 
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the server: while stopped
+    /// it reads nothing, so what clients write fills their sockets.
+    #[allow(dead_code)]
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid}");
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
