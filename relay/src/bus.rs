@@ -402,30 +402,48 @@ impl Bus {
     /// Publishes `payload` on `subject`: written to the socket now if it
     /// takes it, else queued for the writing task; in order either way.
     pub fn publish(&self, subject: &str, payload: impl AsRef<[u8]>) -> Result<(), BusError> {
-        let payload = payload.as_ref();
+        self.publish_all(subject, [payload])
+    }
+
+    /// Publishes each of `payloads` on `subject`, in order, in as few writes
+    /// as the socket allows (one, usually): for messages already waiting
+    /// together. Nothing is published if one is too large or the queue has
+    /// no room for all.
+    pub fn publish_all<P: AsRef<[u8]>>(
+        &self,
+        subject: &str,
+        payloads: impl IntoIterator<Item = P>,
+    ) -> Result<(), BusError> {
         let max = self.shared.max_payload.load(Ordering::Relaxed);
-        if payload.len() > max {
-            return Err(BusError::TooLarge {
-                size: payload.len(),
-                max,
+        let mut frames = Vec::new();
+        for payload in payloads {
+            let payload = payload.as_ref();
+            if payload.len() > max {
+                return Err(BusError::TooLarge {
+                    size: payload.len(),
+                    max,
+                });
+            }
+            let head = format!("PUB {subject} {}\r\n", payload.len());
+            let mut bytes = Vec::with_capacity(head.len() + payload.len() + 2);
+            bytes.extend_from_slice(head.as_bytes());
+            bytes.extend_from_slice(payload);
+            bytes.extend_from_slice(b"\r\n");
+            frames.push(Frame {
+                bytes,
+                publication: true,
             });
         }
         if self.tx.is_closed() {
             return Err(BusError::Closed);
         }
-        let head = format!("PUB {subject} {}\r\n", payload.len());
-        let mut bytes = Vec::with_capacity(head.len() + payload.len() + 2);
-        bytes.extend_from_slice(head.as_bytes());
-        bytes.extend_from_slice(payload);
-        bytes.extend_from_slice(b"\r\n");
         let mut out = lock(&self.shared.out);
-        if out.pubs >= QUEUE {
+        if out.pubs + frames.len() > QUEUE {
             return Err(BusError::Full);
         }
-        out.push(Frame {
-            bytes,
-            publication: true,
-        });
+        for frame in frames {
+            out.push(frame);
+        }
         // Written all: no one else to wake. Otherwise (the socket is full or
         // broken, or there is none yet) the writing task takes over.
         if !matches!(out.pump(), Ok(true)) {

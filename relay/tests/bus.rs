@@ -40,8 +40,12 @@ async fn messages_arrive_in_order_and_intact() {
     let mut users = b.subscribe("sc.user.*").await.unwrap();
     b.flush().await.unwrap();
     let payloads = payloads(1000, 4);
-    for p in &payloads {
+    // One at a time, and the second half in batches of up to 7.
+    for p in &payloads[..500] {
         a.publish("sc.node.b", p).unwrap();
+    }
+    for batch in payloads[500..].chunks(7) {
+        a.publish_all("sc.node.b", batch).unwrap();
     }
     a.publish("sc.user.616c696365", b"hint").unwrap();
     a.publish("sc.node.c", b"not for b").unwrap();
@@ -188,6 +192,11 @@ async fn payloads_beyond_the_servers_limit_are_refused() {
         }) => {}
         other => panic!("expected TooLarge, got {other:?}"),
     }
+    // Several at once: all or none.
+    assert!(matches!(
+        a.publish_all("big", [vec![1; 10], vec![7; 4097]]),
+        Err(BusError::TooLarge { size: 4097, .. })
+    ));
     a.publish("big", vec![7; 4096]).unwrap();
     assert_eq!(next(&mut sub).await.payload.len(), 4096);
     let _ = std::fs::remove_dir_all(dir);

@@ -109,6 +109,9 @@ fn subject(node: &str) -> String {
 const ROUTES_PER_DEVICE: usize = 64;
 /// A stand-in no call of its user needs goes after this long.
 const STAND_IN_IDLE: Duration = Duration::from_secs(5);
+/// Most of a stand-in's waiting messages sent to its device's node in one
+/// write to the bus.
+const STAND_IN_BATCH: usize = 64;
 /// How often the home's hub is asked which calls ended.
 const ENDED_POLL: Duration = Duration::from_millis(20);
 
@@ -234,13 +237,23 @@ impl Cluster {
     }
 
     fn send(&self, node: &str, msg: &NodeMsg) {
-        match serde_json::to_vec(msg) {
-            Ok(payload) => {
-                if let Err(e) = self.bus.publish(&subject(node), payload) {
-                    tracing::warn!(error = %e, %node, "a message to another node was not sent");
+        self.send_all(node, std::slice::from_ref(msg));
+    }
+
+    /// Sends `msgs` to `node` in order, in one write when the bus can.
+    fn send_all(&self, node: &str, msgs: &[NodeMsg]) {
+        let payloads: Vec<Vec<u8>> = msgs
+            .iter()
+            .filter_map(|m| match serde_json::to_vec(m) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a message to another node was not encoded");
+                    None
                 }
-            }
-            Err(e) => tracing::warn!(error = %e, "a message to another node was not encoded"),
+            })
+            .collect();
+        if let Err(e) = self.bus.publish_all(&subject(node), &payloads) {
+            tracing::warn!(error = %e, %node, "messages to another node were not sent");
         }
     }
 
@@ -833,21 +846,27 @@ async fn run_stand_in(args: StandInArgs) {
     };
     let _ = ready.send(());
     let hub = state.hub().clone();
-    let deliver = |msg: &RelayMsg| {
+    // What goes to the device, in order, in one write to the bus.
+    let deliver = |msgs: &[&RelayMsg]| {
+        if msgs.is_empty() {
+            return;
+        }
         if let Some(c) = state.cluster() {
-            c.send(
-                &node,
-                &NodeMsg::Deliver {
+            let home = c.node.id();
+            let msgs: Vec<NodeMsg> = msgs
+                .iter()
+                .map(|msg| NodeMsg::Deliver {
                     device,
-                    home: c.node.id().to_string(),
+                    home: home.to_string(),
                     msg: msg.encode(),
-                },
-            );
+                })
+                .collect();
+            c.send_all(&node, &msgs);
         }
     };
     // As a device connecting here would: told of its user's answered call.
     if let Some(elsewhere) = hub.elsewhere_of(&user, dev) {
-        deliver(&elsewhere);
+        deliver(&[&elsewhere]);
     }
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     let mut needed = Instant::now();
@@ -856,15 +875,25 @@ async fn run_stand_in(args: StandInArgs) {
             text = inputs.recv() => {
                 let Some(text) = text else { break };
                 needed = Instant::now();
-                for (msg, _) in Box::pin(conn.handle(&text)).await {
-                    deliver(&msg);
-                }
+                let replies = Box::pin(conn.handle(&text)).await;
+                deliver(&replies.iter().map(|(msg, _)| msg).collect::<Vec<_>>());
             }
             msg = out.recv() => {
                 let Some(msg) = msg else { break };
-                if passed_on(&msg) {
-                    deliver(&msg);
+                // With whatever else the hub has put there meanwhile: one
+                // write to the bus for all, not one each.
+                let mut batch = vec![msg];
+                while batch.len() < STAND_IN_BATCH
+                    && let Ok(msg) = out.try_recv()
+                {
+                    batch.push(msg);
                 }
+                let batch: Vec<&RelayMsg> = batch
+                    .iter()
+                    .map(|m| m.as_ref())
+                    .filter(|m| passed_on(m))
+                    .collect();
+                deliver(&batch);
             }
             _ = sweep.tick() => {
                 if !hub.calls_of_user(&user).is_empty() {
